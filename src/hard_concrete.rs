@@ -24,13 +24,13 @@
 //! # Gradients
 //!
 //! With `g_w = dL_data/dw` (the backward SpMV `M^T r`) and the clamps
-//! differentiated as torch does (gradient passes where `lo <= x <= hi`,
-//! inclusive, and is zero outside):
+//! differentiated as torch does (gradient passes where `lo < x < hi`,
+//! strictly, and is zero at the bounds and outside):
 //!
 //! ```text
-//! dz/da  = [0 <= s(zeta-gamma)+gamma <= 1] [|a| <= 20] (zeta - gamma) s (1 - s) / beta
+//! dz/da  = [0 < s(zeta-gamma)+gamma < 1] [|a| < 20] (zeta - gamma) s (1 - s) / beta
 //! dL/dp  = g_w z m'(p) + lambda_l2 2 m(p) m'(p)
-//! dL/da  = g_w m(p) dz/da + lambda_l0 [|a| <= 20] pi (1 - pi),   pi = sigmoid(a_c - beta ln(-gamma/zeta))
+//! dL/da  = g_w m(p) dz/da + lambda_l0 [|a| < 20] pi (1 - pi),   pi = sigmoid(a_c - beta ln(-gamma/zeta))
 //! ```
 //!
 //! # Adam (torch.optim.Adam defaults, single-tensor path)
@@ -108,8 +108,9 @@ macro_rules! impl_real {
 impl_real!(f32);
 impl_real!(f64);
 
-/// `x` clamped to `[lo, hi]`, and whether it was inside (inclusive), which is
-/// where torch lets the gradient through.
+/// `x` clamped to `[lo, hi]`, and whether it was strictly inside, which is
+/// where torch (2.x) lets the gradient through: at exactly `lo` or `hi` the
+/// gradient is zero.
 #[inline(always)]
 pub fn clamp_mask<T: Real>(x: T, lo: T, hi: T) -> (T, bool) {
     if x < lo {
@@ -117,7 +118,7 @@ pub fn clamp_mask<T: Real>(x: T, lo: T, hi: T) -> (T, bool) {
     } else if x > hi {
         (hi, false)
     } else {
-        (x, x >= lo && x <= hi)
+        (x, x > lo && x < hi)
     }
 }
 

@@ -1,11 +1,26 @@
 //! `l0`: L0-regularized sparse calibration and sparse regression.
 //!
-//! See README.md for the math, the options and the command line.
+//! Survey calibration: find non-negative weights `w`, mostly exactly zero,
+//! with `M w ≈ y` ([`calibration::Calibration`]). Sparse regression: signed
+//! coefficients with L0 selection. Both train Hard Concrete gates
+//! ([`hard_concrete`]) with Adam, on the CPU ([`backend::cpu`]) or a CUDA
+//! GPU, through one fit loop ([`engine`]). See README.md for the math, the
+//! options and the command line.
 
 #![warn(missing_docs)]
 
+pub mod backend;
+pub mod calibration;
+pub mod engine;
 pub mod error;
 pub mod hard_concrete;
+pub mod matrix;
+pub mod model;
 pub mod philox;
 
+pub use backend::Device;
+pub use calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
 pub use error::{L0Error, Result};
+pub use hard_concrete::TestGate;
+pub use matrix::SparseMatrix;
+pub use model::GateParams;

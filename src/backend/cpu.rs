@@ -1,0 +1,331 @@
+//! The rayon CPU backend: the executable specification of every kernel.
+//!
+//! Work is split into fixed-size chunks (columns, row segments, targets)
+//! whose partial f64 sums are combined in a fixed order, so results are
+//! bit-for-bit the same whatever the number of threads. Per-column state is
+//! kept as an array of structs (one cache line serves all six values).
+
+use super::{Backend, Losses, ParamState, Problem, ScalarState, WeightSummary};
+use crate::error::{L0Error, Result};
+use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
+use rayon::prelude::*;
+
+/// Columns per parallel task.
+const COLUMN_CHUNK: usize = 4096;
+/// Row segments per parallel task in the forward product.
+const SEGMENT_CHUNK: usize = 16;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Column {
+    p: f32,
+    a: f32,
+    m_p: f32,
+    v_p: f32,
+    m_a: f32,
+    v_a: f32,
+}
+
+/// The CPU implementation of [`Backend`].
+pub struct CpuBackend<'a> {
+    pool: rayon::ThreadPool,
+    problem: Problem<'a>,
+    rule: ColumnRule<f32>,
+    cols: Vec<Column>,
+    intercept: Option<ScalarState>,
+    w: Vec<f32>,
+    yhat: Vec<f64>,
+    r: Vec<f64>,
+    partials: Vec<f64>,
+    data_loss: f64,
+    bad_step: Option<u64>,
+}
+
+impl<'a> CpuBackend<'a> {
+    /// A backend on a pool of `threads` threads (None: one per core).
+    pub fn new(problem: Problem<'a>, threads: Option<usize>) -> Result<Self> {
+        if threads == Some(0) {
+            return Err(L0Error::config("threads must be at least 1"));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.unwrap_or(0))
+            .build()
+            .map_err(|e| L0Error::config(format!("cannot start the thread pool: {e}")))?;
+        let (q, n) = (problem.matrix.rows(), problem.matrix.cols());
+        Ok(CpuBackend {
+            pool,
+            problem,
+            rule: problem.hyper.rule(),
+            cols: vec![Column::default(); n],
+            intercept: None,
+            w: vec![0.0; n],
+            yhat: vec![0.0; q],
+            r: vec![0.0; q],
+            partials: vec![0.0; problem.matrix.segments().len()],
+            data_loss: 0.0,
+            bad_step: None,
+        })
+    }
+
+    /// Applies `f(column index, state, weight)` to every column in parallel.
+    fn for_columns(&mut self, f: impl Fn(usize, &mut Column, &mut f32) + Sync) {
+        par_columns(&self.pool, &mut self.cols, &mut self.w, f);
+    }
+
+    /// `sum_i f(column i)` in f64 over fixed chunks, combined in order.
+    fn sum_columns<T: Send + Sync + Copy>(
+        &self,
+        zero: T,
+        add: impl Fn(T, T) -> T + Sync,
+        f: impl Fn(usize, &Column, f32) -> T + Sync,
+    ) -> T {
+        let parts: Vec<T> = self.pool.install(|| {
+            self.cols
+                .par_chunks(COLUMN_CHUNK)
+                .zip(self.w.par_chunks(COLUMN_CHUNK))
+                .enumerate()
+                .map(|(k, (c, w))| {
+                    let base = k * COLUMN_CHUNK;
+                    c.iter()
+                        .zip(w)
+                        .enumerate()
+                        .fold(zero, |acc, (j, (c, &w))| add(acc, f(base + j, c, w)))
+                })
+                .collect()
+        });
+        parts.into_iter().fold(zero, add)
+    }
+
+    #[inline]
+    fn column_gradient(&self, i: usize) -> f64 {
+        column_gradient(self.problem.matrix.csc(), &self.r, i)
+    }
+
+    fn intercept_gradient(&self) -> Option<f64> {
+        self.intercept.map(|_| self.r.iter().sum())
+    }
+}
+
+impl Backend for CpuBackend<'_> {
+    fn describe(&self) -> String {
+        format!("cpu ({} threads)", self.pool.current_num_threads())
+    }
+
+    fn rows(&self) -> usize {
+        self.yhat.len()
+    }
+
+    fn load_state(&mut self, s: &ParamState) -> Result<()> {
+        if s.len() != self.cols.len() {
+            return Err(L0Error::shape(
+                "parameter vectors (one per matrix column)",
+                self.cols.len(),
+                s.len(),
+            ));
+        }
+        for (i, c) in self.cols.iter_mut().enumerate() {
+            *c = Column {
+                p: s.p[i],
+                a: s.a[i],
+                m_p: s.m_p[i],
+                v_p: s.v_p[i],
+                m_a: s.m_a[i],
+                v_a: s.v_a[i],
+            };
+        }
+        self.intercept = s.intercept;
+        Ok(())
+    }
+
+    fn store_state(&mut self, s: &mut ParamState) -> Result<()> {
+        let n = self.cols.len();
+        for v in [
+            &mut s.p, &mut s.a, &mut s.m_p, &mut s.v_p, &mut s.m_a, &mut s.v_a,
+        ] {
+            v.resize(n, 0.0);
+        }
+        for (i, c) in self.cols.iter().enumerate() {
+            s.p[i] = c.p;
+            s.a[i] = c.a;
+            s.m_p[i] = c.m_p;
+            s.v_p[i] = c.v_p;
+            s.m_a[i] = c.m_a;
+            s.v_a[i] = c.v_a;
+        }
+        s.intercept = self.intercept;
+        Ok(())
+    }
+
+    /// `w_i = m(p_i) z(a_i, u(seed, step, i))`.
+    fn sample_weights(&mut self, step: u64) -> Result<()> {
+        let (rule, seed, noise) = (self.rule, self.problem.hyper.seed, self.problem.noise);
+        self.for_columns(|i, c, w| {
+            *w = rule.forward(c.p, c.a, noise.uniform(seed, step, i)).w;
+        });
+        Ok(())
+    }
+
+    /// `w_i = m(p_i) z_test(a_i)`.
+    fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
+        let rule = self.rule;
+        self.for_columns(|_, c, w| *w = rule.deterministic_weight(c.p, c.a, test));
+        Ok(())
+    }
+
+    /// Segment partials `sum_{k in segment} M_k w_col(k)` (f64), then
+    /// `yhat_q = b + sum of row q's partials`, in segment order.
+    fn forward(&mut self) -> Result<()> {
+        let m = self.problem.matrix;
+        let (seg, csr) = (m.segments(), m.csr());
+        let (idx, val, w) = (csr.indices(), csr.data(), &self.w);
+        let partials = &mut self.partials;
+        self.pool.install(|| {
+            partials
+                .par_chunks_mut(SEGMENT_CHUNK)
+                .enumerate()
+                .for_each(|(k, out)| {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        let s = k * SEGMENT_CHUNK + j;
+                        *o = (seg.start[s]..seg.start[s + 1])
+                            .map(|t| val[t] as f64 * w[idx[t] as usize] as f64)
+                            .sum();
+                    }
+                })
+        });
+        let b = self.intercept.map_or(0.0, |s| s.value as f64);
+        for (q, y) in self.yhat.iter_mut().enumerate() {
+            *y = b + self.partials[seg.row_ptr[q]..seg.row_ptr[q + 1]]
+                .iter()
+                .sum::<f64>();
+        }
+        Ok(())
+    }
+
+    /// `e_q = (y_q - yhat_q)/d_q`, `r_q = -2 g_q e_q / d_q`, loss `sum g_q e_q^2`.
+    fn residual(&mut self, step: u64) -> Result<()> {
+        let p = self.problem;
+        let mut loss = 0.0f64;
+        for q in 0..self.r.len() {
+            let e = (p.targets[q] - self.yhat[q]) / p.denom[q];
+            self.r[q] = -2.0 * p.target_weight[q] * e / p.denom[q];
+            loss += p.target_weight[q] * e * e;
+        }
+        self.data_loss = loss;
+        if !loss.is_finite() && self.bad_step.is_none() {
+            self.bad_step = Some(step);
+        }
+        Ok(())
+    }
+
+    /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule, Adam
+    /// on both; then optionally the next step's sampled weight.
+    fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
+        let (rule, seed, noise) = (self.rule, self.problem.hyper.seed, self.problem.noise);
+        let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
+        if let (Some(g), Some(b)) = (self.intercept_gradient(), self.intercept.as_mut()) {
+            adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
+        }
+        let (csc, r) = (self.problem.matrix.csc(), &self.r);
+        par_columns(&self.pool, &mut self.cols, &mut self.w, |i, c, w| {
+            let f = rule.forward(c.p, c.a, noise.uniform(seed, step, i));
+            let g_w = column_gradient(csc, r, i) as f32;
+            let (gp, ga) = rule.gradient(&f, c.a, g_w);
+            adam_update(&mut c.p, &mut c.m_p, &mut c.v_p, gp, adam);
+            adam_update(&mut c.a, &mut c.m_a, &mut c.v_a, ga, adam);
+            if sample_next {
+                *w = rule.forward(c.p, c.a, noise.uniform(seed, step + 1, i)).w;
+            }
+        });
+        Ok(())
+    }
+
+    fn gradients(&mut self, step: u64) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
+        let (rule, seed, noise) = (self.rule, self.problem.hyper.seed, self.problem.noise);
+        let n = self.cols.len();
+        let (mut gp, mut ga) = (vec![0.0f32; n], vec![0.0f32; n]);
+        self.pool.install(|| {
+            gp.par_iter_mut()
+                .zip(ga.par_iter_mut())
+                .enumerate()
+                .for_each(|(i, (gp, ga))| {
+                    let c = self.cols[i];
+                    let f = rule.forward(c.p, c.a, noise.uniform(seed, step, i));
+                    (*gp, *ga) = rule.gradient(&f, c.a, self.column_gradient(i) as f32);
+                })
+        });
+        Ok((gp, ga, self.intercept_gradient()))
+    }
+
+    fn losses(&mut self) -> Result<Losses> {
+        let rule = self.rule;
+        let (l0, l2) = self.sum_columns(
+            (0.0f64, 0.0f64),
+            |x, y| (x.0 + y.0, x.1 + y.1),
+            |_, c, _| {
+                let (pi, m2) = rule.penalties(c.p, c.a);
+                (pi as f64, m2 as f64)
+            },
+        );
+        Ok(Losses {
+            data: self.data_loss,
+            l0,
+            l2,
+        })
+    }
+
+    fn first_bad_step(&mut self) -> Result<Option<u64>> {
+        Ok(self.bad_step)
+    }
+
+    fn read_yhat(&mut self, out: &mut [f64]) -> Result<()> {
+        out.copy_from_slice(&self.yhat);
+        Ok(())
+    }
+
+    fn read_weights(&mut self, out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(&self.w);
+        Ok(())
+    }
+
+    fn weight_summary(&mut self) -> Result<WeightSummary> {
+        Ok(
+            self.sum_columns(WeightSummary::default(), WeightSummary::merge, |_, _, w| {
+                WeightSummary::of(w)
+            }),
+        )
+    }
+}
+
+/// Applies `f(column index, state, weight)` to every column, in parallel
+/// over fixed chunks.
+fn par_columns(
+    pool: &rayon::ThreadPool,
+    cols: &mut [Column],
+    w: &mut [f32],
+    f: impl Fn(usize, &mut Column, &mut f32) + Sync,
+) {
+    pool.install(|| {
+        cols.par_chunks_mut(COLUMN_CHUNK)
+            .zip(w.par_chunks_mut(COLUMN_CHUNK))
+            .enumerate()
+            .for_each(|(k, (c, w))| {
+                let base = k * COLUMN_CHUNK;
+                for (j, (c, w)) in c.iter_mut().zip(w.iter_mut()).enumerate() {
+                    f(base + j, c, w);
+                }
+            })
+    });
+}
+
+/// `g_w,i = (M^T r)_i = sum_{q in column i} M_qi r_q`, summed in f64 in
+/// storage order.
+#[inline]
+fn column_gradient(csc: &crate::matrix::Csr, r: &[f64], i: usize) -> f64 {
+    let ptr = csc.indptr();
+    let ptr = ptr.raw_storage();
+    let (idx, val) = (csc.indices(), csc.data());
+    let mut g = 0.0f64;
+    for k in ptr[i]..ptr[i + 1] {
+        g += val[k] as f64 * r[idx[k] as usize];
+    }
+    g
+}

@@ -1,0 +1,328 @@
+//! The compute engine's interface: one trait whose methods are the steps of
+//! an epoch, implemented by the CPU backend (the executable specification)
+//! and the CUDA backend. The fit loop in [`crate::engine`] is written once
+//! against it.
+//!
+//! An epoch is:
+//!
+//! 1. [`Backend::sample_weights`]: `w_i = m(p_i) z_i(u(seed, step, i))`
+//!    (may already have been done by the previous epoch's fused step);
+//! 2. [`Backend::forward`]: `yhat = M w + b` over CSR row segments, f64 sums;
+//! 3. [`Backend::residual`]: `e_q = (y_q - yhat_q) / d_q`,
+//!    `r_q = dL/dyhat_q = -2 g_q e_q / d_q`, data loss `sum_q g_q e_q^2`;
+//! 4. [`Backend::step`]: over CSC columns, `g_w,i = (M^T r)_i` (f64 sum),
+//!    the per-column chain rule of [`crate::hard_concrete`] and the Adam
+//!    update of `p_i` and `a_i`, optionally followed by the next epoch's
+//!    sampled weight.
+//!
+//! Sums over rows, columns and nonzeros are accumulated in f64: a national
+//! target can sum millions of products whose f32 sum would lose digits, and
+//! the loss compares estimates with targets to a relative precision of 1e-6.
+//! Per-column parameters and Adam moments are f32, as in the reference.
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+use crate::error::{L0Error, Result};
+use crate::hard_concrete::{ColumnRule, Gate, Magnitude, Real, TestGate};
+use crate::matrix::SparseMatrix;
+
+/// Which hardware runs the fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The GPU when a CUDA driver, NVRTC and a device are present, else the CPU.
+    #[default]
+    Auto,
+    /// The rayon CPU backend.
+    Cpu,
+    /// CUDA device with this ordinal; an error if it cannot be had.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = L0Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| {
+                    L0Error::config(format!(
+                        "unknown device '{s}': expected auto, cpu, cuda or cuda:N"
+                    ))
+                }),
+        }
+    }
+}
+
+/// The hyperparameters that stay fixed during one fit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyper {
+    /// Gate temperature.
+    pub beta: f64,
+    /// Lower stretch bound.
+    pub gamma: f64,
+    /// Upper stretch bound.
+    pub zeta: f64,
+    /// L0 strength.
+    pub lambda_l0: f64,
+    /// L2 strength on `m(p)`.
+    pub lambda_l2: f64,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// How weights are built from their parameter.
+    pub magnitude: Magnitude,
+    /// Whether gates are used.
+    pub use_gates: bool,
+    /// Whether a scalar intercept is added to every prediction.
+    pub fit_intercept: bool,
+    /// Key of the gate noise.
+    pub seed: u64,
+}
+
+impl Hyper {
+    /// The per-column rule in working precision `T`.
+    pub fn rule<T: Real>(&self) -> ColumnRule<T> {
+        ColumnRule {
+            gate: Gate::new(self.beta, self.gamma, self.zeta),
+            magnitude: self.magnitude,
+            use_gates: self.use_gates,
+            lambda_l0: T::of(self.lambda_l0),
+            lambda_l2: T::of(self.lambda_l2),
+        }
+    }
+}
+
+/// Where the uniform draws of the training gates come from.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Noise<'a> {
+    /// Philox keyed by (seed, step, column): the production source, the same
+    /// on every backend ([`crate::philox::gate_uniform`]).
+    #[default]
+    Philox,
+    /// Replays recorded draws, `table[step % table.len()][column]`: lets tests
+    /// feed the exact noise another implementation used (CPU backend only).
+    Replay(&'a [Vec<f32>]),
+}
+
+impl Noise<'_> {
+    /// The raw uniform for `column` at noise counter `step`.
+    #[inline(always)]
+    pub fn uniform(&self, seed: u64, step: u64, column: usize) -> f32 {
+        match self {
+            Noise::Philox => crate::philox::gate_uniform(seed, step, column as u64),
+            Noise::Replay(t) => t[(step % t.len() as u64) as usize][column],
+        }
+    }
+}
+
+/// Everything one fit computes with: the matrix, the targets and how each
+/// target's error is weighted, and the hyperparameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Problem<'a> {
+    /// The matrix (targets x records).
+    pub matrix: &'a SparseMatrix,
+    /// Targets `y_q`.
+    pub targets: &'a [f64],
+    /// Loss weight `g_q` of each target (0 drops it).
+    pub target_weight: &'a [f64],
+    /// Error scale `d_q` (`y_q + 1` for relative loss, 1 for mse).
+    pub denom: &'a [f64],
+    /// Hyperparameters.
+    pub hyper: Hyper,
+    /// Source of the gate noise.
+    pub noise: Noise<'a>,
+}
+
+/// Adam state of a scalar parameter (the regression intercept).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ScalarState {
+    /// The value.
+    pub value: f32,
+    /// First moment.
+    pub m: f32,
+    /// Second moment.
+    pub v: f32,
+}
+
+/// The trainable state: parameters, Adam moments and the step counter. It
+/// belongs to the model, so a second fit continues exactly where the first
+/// stopped; the step counter is also the gate-noise counter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamState {
+    /// Magnitude parameters `p` (log-weights for calibration).
+    pub p: Vec<f32>,
+    /// Gate logits `a` (log_alpha).
+    pub a: Vec<f32>,
+    /// Adam first moment of `p`.
+    pub m_p: Vec<f32>,
+    /// Adam second moment of `p`.
+    pub v_p: Vec<f32>,
+    /// Adam first moment of `a`.
+    pub m_a: Vec<f32>,
+    /// Adam second moment of `a`.
+    pub v_a: Vec<f32>,
+    /// The intercept, when fitted.
+    pub intercept: Option<ScalarState>,
+    /// Adam steps taken so far (= epochs trained).
+    pub step: u64,
+}
+
+impl ParamState {
+    /// Fresh state with zero moments.
+    pub fn new(p: Vec<f32>, a: Vec<f32>, intercept: Option<f32>) -> Self {
+        let n = p.len();
+        ParamState {
+            p,
+            a,
+            m_p: vec![0.0; n],
+            v_p: vec![0.0; n],
+            m_a: vec![0.0; n],
+            v_a: vec![0.0; n],
+            intercept: intercept.map(|value| ScalarState {
+                value,
+                ..Default::default()
+            }),
+            step: 0,
+        }
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.p.len()
+    }
+
+    /// True for a model with no columns.
+    pub fn is_empty(&self) -> bool {
+        self.p.is_empty()
+    }
+}
+
+/// The loss of the last [`Backend::residual`] and the penalties at the
+/// current parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Losses {
+    /// `sum_q g_q e_q^2`.
+    pub data: f64,
+    /// Expected number of open gates.
+    pub l0: f64,
+    /// `sum_i m(p_i)^2`.
+    pub l2: f64,
+}
+
+impl Losses {
+    /// `data + lambda_l0 L0 + lambda_l2 L2` (the L2 term only when its strength is positive).
+    pub fn total(&self, h: &Hyper) -> f64 {
+        let l2 = if h.lambda_l2 > 0.0 {
+            h.lambda_l2 * self.l2
+        } else {
+            0.0
+        };
+        self.data + h.lambda_l0 * self.l0 + l2
+    }
+}
+
+/// Upper bounds of the weight-size buckets the reference prints; the last
+/// bucket is everything at or above 1000.
+pub const WEIGHT_BUCKETS: [f64; 5] = [0.01, 0.1, 1.0, 10.0, 1000.0];
+
+/// Counts over the current weight buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WeightSummary {
+    /// Weights different from zero.
+    pub active: u64,
+    /// Nonzero weights by size: <0.01, 0.01-0.1, 0.1-1, 1-10, 10-1000, >=1000
+    /// (absolute values, for signed regression coefficients).
+    pub buckets: [u64; 6],
+}
+
+impl WeightSummary {
+    /// The summary of one weight.
+    pub fn of(w: f32) -> Self {
+        let mut s = WeightSummary::default();
+        if w != 0.0 {
+            s.active = 1;
+            let x = w.abs() as f64;
+            s.buckets[WEIGHT_BUCKETS.iter().take_while(|&&b| x >= b).count()] = 1;
+        }
+        s
+    }
+
+    /// Adds two summaries.
+    pub fn merge(mut self, o: Self) -> Self {
+        self.active += o.active;
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self
+    }
+}
+
+/// The steps of an epoch. Buffers live in the backend (host memory or the
+/// GPU) from construction to drop; no method allocates in the epoch loop.
+pub trait Backend {
+    /// Where it runs, in words (e.g. "cpu (2 threads)").
+    fn describe(&self) -> String;
+    /// Number of predictions (matrix rows).
+    fn rows(&self) -> usize;
+    /// Copies parameters and Adam state in.
+    fn load_state(&mut self, s: &ParamState) -> Result<()>;
+    /// Copies parameters and Adam state out (`s.step` is left to the caller).
+    fn store_state(&mut self, s: &mut ParamState) -> Result<()>;
+    /// Training weights with the gate noise of noise counter `step`.
+    fn sample_weights(&mut self, step: u64) -> Result<()>;
+    /// Deterministic (test-time) weights.
+    fn deterministic_weights(&mut self, rule: TestGate) -> Result<()>;
+    /// `yhat = M w (+ intercept)`.
+    fn forward(&mut self) -> Result<()>;
+    /// Residual and data loss of the current `yhat`; a non-finite loss
+    /// records `step` as the first bad epoch (see [`Backend::first_bad_step`]).
+    fn residual(&mut self, step: u64) -> Result<()>;
+    /// Backward pass and Adam update with the noise of `step` (Adam's 1-based
+    /// count is `step + 1`); with `sample_next`, also writes the training
+    /// weights of step `step + 1`.
+    fn step(&mut self, step: u64, sample_next: bool) -> Result<()>;
+    /// The gradients of the total loss at the current parameters and the
+    /// noise of `step` (no update): `(dL/dp, dL/da, dL/db)`.
+    fn gradients(&mut self, step: u64) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)>;
+    /// Data loss of the last residual and penalties at the current parameters.
+    fn losses(&mut self) -> Result<Losses>;
+    /// The first step whose loss was not finite, if any.
+    fn first_bad_step(&mut self) -> Result<Option<u64>>;
+    /// Copies `yhat` out.
+    fn read_yhat(&mut self, out: &mut [f64]) -> Result<()>;
+    /// Copies the current weights out.
+    fn read_weights(&mut self, out: &mut [f32]) -> Result<()>;
+    /// Active count and size buckets of the current weights.
+    fn weight_summary(&mut self) -> Result<WeightSummary>;
+}
+
+/// Builds the backend for `device`; `threads` sizes the CPU pool (None: all
+/// cores). Returns the backend; its [`Backend::describe`] says which was used.
+pub fn make_backend<'a>(
+    device: Device,
+    threads: Option<usize>,
+    problem: Problem<'a>,
+) -> Result<Box<dyn Backend + 'a>> {
+    match device {
+        Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => cuda::CudaBackend::new(problem, ordinal),
+        #[cfg(feature = "cuda")]
+        Device::Auto => match cuda::CudaBackend::available(0) {
+            Ok(()) => cuda::CudaBackend::new(problem, 0),
+            Err(_) => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
+        },
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(L0Error::Cuda(
+            "this build of l0 has no CUDA backend (built without the `cuda` feature)".into(),
+        )),
+        #[cfg(not(feature = "cuda"))]
+        Device::Auto => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
+    }
+}

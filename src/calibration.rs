@@ -1,0 +1,822 @@
+//! Sparse calibration weights: the model of l0-python's
+//! `SparseCalibrationWeights`, with its configuration, fit loop driver,
+//! progress metrics and results.
+//!
+//! Find `w >= 0`, mostly exactly zero, with `M w ≈ y`: each record `i` has a
+//! log-weight `p_i` and a gate logit `a_i`, `w_i = exp(p_i) z_i` (see
+//! [`crate::hard_concrete`] for the gate and its gradients). The data loss is
+//!
+//! ```text
+//! L_data = sum_q g_q ((y_q - yhat_q) / d_q)^2,   yhat = M w
+//! d_q = y_q + 1 (loss "relative") or 1 ("mse")
+//! g_q = 1 without groups; 1/|group(q)| with groups and normalisation
+//!       (else 1), times the group's multiplier
+//! L   = L_data + lambda_l0 L0 + lambda_l2 L2
+//! ```
+//!
+//! minimised by Adam over both vectors. Unlike the reference, the Adam state
+//! belongs to the model: a second [`Calibration::fit`] continues exactly
+//! where the first stopped (and the log-weight jitter is applied only before
+//! the very first step).
+
+use crate::backend::{make_backend, Device, Hyper, ParamState, Problem};
+use crate::engine::{self, Observer, Snapshot};
+use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
+use crate::hard_concrete::{Magnitude, TestGate};
+use crate::matrix::SparseMatrix;
+use crate::model::{self, GateParams};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Instant;
+
+/// A per-column initial value: one number for all columns, or one each.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// The same value for every column.
+    Scalar(f64),
+    /// One value per column.
+    PerColumn(Vec<f64>),
+}
+
+/// The data loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Loss {
+    /// Squared error `(y - yhat)^2`.
+    #[default]
+    Mse,
+    /// Squared relative error `((y - yhat) / (y + 1))^2`.
+    Relative,
+}
+
+impl std::str::FromStr for Loss {
+    type Err = L0Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mse" => Ok(Loss::Mse),
+            "relative" => Ok(Loss::Relative),
+            _ => Err(L0Error::config(format!(
+                "unknown loss '{s}': expected 'mse' or 'relative'"
+            ))),
+        }
+    }
+}
+
+/// Model options (the reference's constructor arguments).
+///
+/// | field | default | valid |
+/// |---|---|---|
+/// | `gate.beta` | 2/3 | > 0 |
+/// | `gate.gamma` | -0.1 | < 0 |
+/// | `gate.zeta` | 1.1 | > 1 |
+/// | `init_keep_prob` | 0.5 | scalar in (0, 1); array in [0, 1], clipped to [1e-6, 1-1e-6] |
+/// | `init_weights` | None (= 1) | >= 0, finite |
+/// | `log_weight_jitter_sd` | 0 | >= 0 |
+/// | `log_alpha_jitter_sd` | 0.01 | >= 0 |
+/// | `use_gates` | true | |
+/// | `seed` | None (drawn, then kept in the model) | |
+/// | `test_gate` | temperature | temperature, paper |
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationParams {
+    /// Gate distribution.
+    pub gate: GateParams,
+    /// Initial probability that each gate is open.
+    pub init_keep_prob: Init,
+    /// Initial weights (None: all 1).
+    pub init_weights: Option<Init>,
+    /// Standard deviation of the noise added to the log-weights before the first step.
+    pub log_weight_jitter_sd: f64,
+    /// Standard deviation of the noise added to the gate logits at construction.
+    pub log_alpha_jitter_sd: f64,
+    /// Whether gates are used (false: plain positive weights).
+    pub use_gates: bool,
+    /// Seed of every random draw (init jitter and gate noise).
+    pub seed: Option<u64>,
+    /// Deterministic gate used for results and reports.
+    pub test_gate: TestGate,
+}
+
+impl Default for CalibrationParams {
+    fn default() -> Self {
+        CalibrationParams {
+            gate: GateParams::default(),
+            init_keep_prob: Init::Scalar(0.5),
+            init_weights: None,
+            log_weight_jitter_sd: 0.0,
+            log_alpha_jitter_sd: 0.01,
+            use_gates: true,
+            seed: None,
+            test_gate: TestGate::Temperature,
+        }
+    }
+}
+
+/// Fit options (the reference's `fit` arguments, plus where to run).
+///
+/// | field | default | valid |
+/// |---|---|---|
+/// | `lambda_l0` | 0.01 | >= 0 |
+/// | `lambda_l2` | 0 | >= 0 |
+/// | `lr` | 0.01 | > 0 |
+/// | `epochs` | 1000 | 0 is a no-op |
+/// | `loss` | mse | mse, relative (no target may equal -1) |
+/// | `target_groups` | None | one id per target |
+/// | `normalize_groups` | true | |
+/// | `group_multipliers` | empty | ids present in the groups, factors >= 0 |
+/// | `device` | auto | auto, cpu, cuda:N |
+/// | `threads` | all cores | >= 1 |
+/// | `report_every` | None (last epoch only) | >= 1 |
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitParams {
+    /// L0 strength.
+    pub lambda_l0: f64,
+    /// L2 strength on the positive weights.
+    pub lambda_l2: f64,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Epochs to run.
+    pub epochs: u64,
+    /// Data loss.
+    pub loss: Loss,
+    /// Group id of each target.
+    pub target_groups: Option<Vec<i64>>,
+    /// Whether each group's targets share one unit of loss weight.
+    pub normalize_groups: bool,
+    /// Loss factor per group id, applied after normalisation.
+    pub group_multipliers: BTreeMap<i64, f64>,
+    /// Targets left out of the loss (still reported).
+    pub excluded_targets: Vec<usize>,
+    /// Where to run.
+    pub device: Device,
+    /// CPU threads.
+    pub threads: Option<usize>,
+    /// Progress every this many epochs.
+    pub report_every: Option<u64>,
+}
+
+impl Default for FitParams {
+    fn default() -> Self {
+        FitParams {
+            lambda_l0: 0.01,
+            lambda_l2: 0.0,
+            lr: 0.01,
+            epochs: 1000,
+            loss: Loss::Mse,
+            target_groups: None,
+            normalize_groups: true,
+            group_multipliers: BTreeMap::new(),
+            excluded_targets: Vec::new(),
+            device: Device::Auto,
+            threads: None,
+            report_every: None,
+        }
+    }
+}
+
+impl FitParams {
+    fn check(&self) -> Result<()> {
+        model::check_lr(self.lr)?;
+        for (name, v) in [("lambda_l0", self.lambda_l0), ("lambda_l2", self.lambda_l2)] {
+            check_finite_scalar(name, v)?;
+            if v < 0.0 {
+                return Err(L0Error::config(format!("{name} must be >= 0, got {v}")));
+            }
+        }
+        if self.report_every == Some(0) {
+            return Err(L0Error::config("report_every must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Per-target loss weights `g_q` and error scales `d_q`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetWeights {
+    /// `g_q` (0 for excluded targets).
+    pub weight: Vec<f64>,
+    /// `d_q`.
+    pub denom: Vec<f64>,
+}
+
+/// Computes `g` and `d` for targets `y` under `opts`, validating groups,
+/// multipliers and the relative-loss denominators.
+pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
+    let q = y.len();
+    let mut weight = vec![1.0f64; q];
+    match &opts.target_groups {
+        None if !opts.group_multipliers.is_empty() => {
+            return Err(L0Error::config(
+                "group_multipliers requires target_groups to be set",
+            ))
+        }
+        None => {}
+        Some(groups) => {
+            if groups.len() != q {
+                return Err(L0Error::shape(
+                    "target_groups (one per target)",
+                    q,
+                    groups.len(),
+                ));
+            }
+            let mut size: BTreeMap<i64, usize> = BTreeMap::new();
+            for &g in groups {
+                *size.entry(g).or_default() += 1;
+            }
+            if opts.normalize_groups {
+                for (w, g) in weight.iter_mut().zip(groups) {
+                    *w = 1.0 / size[g] as f64;
+                }
+            }
+            for (&gid, &mult) in &opts.group_multipliers {
+                check_finite_scalar(&format!("group multiplier of group {gid}"), mult)?;
+                if mult < 0.0 {
+                    return Err(L0Error::config(format!(
+                        "group multiplier of group {gid} must be >= 0, got {mult}"
+                    )));
+                }
+                if !size.contains_key(&gid) {
+                    return Err(L0Error::config(format!(
+                        "group_multipliers key {gid} not found in target_groups"
+                    )));
+                }
+                for (w, _) in weight.iter_mut().zip(groups).filter(|(_, &g)| g == gid) {
+                    *w *= mult;
+                }
+            }
+        }
+    }
+    for &t in &opts.excluded_targets {
+        if t >= q {
+            return Err(L0Error::IndexOutOfRange {
+                what: "excluded targets".into(),
+                index: t as u64,
+                position: 0,
+                bound: q as u64,
+            });
+        }
+        weight[t] = 0.0;
+    }
+    let denom = match opts.loss {
+        Loss::Mse => vec![1.0; q],
+        Loss::Relative => {
+            if let Some(k) = y.iter().position(|&v| v + 1.0 == 0.0) {
+                return Err(L0Error::config(format!(
+                    "relative loss divides by y + 1, but target {k} equals -1"
+                )));
+            }
+            y.iter().map(|v| v + 1.0).collect()
+        }
+    };
+    Ok(TargetWeights { weight, denom })
+}
+
+/// Progress of a fit, as the reference prints it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// 1-based epoch within this fit.
+    pub epoch: u64,
+    /// Epochs of this fit.
+    pub epochs: u64,
+    /// The epoch's total (stochastic) loss.
+    pub total_loss: f64,
+    /// Its data part.
+    pub data_loss: f64,
+    /// Its L0 penalty (expected open gates).
+    pub l0_penalty: f64,
+    /// Mean of `|y - yhat| / (y + 1)` over the targets in the loss, with
+    /// deterministic weights.
+    pub mean_rel_err: f64,
+    /// Maximum of the same.
+    pub max_rel_err: f64,
+    /// Mean over groups of the per-group mean (with groups).
+    pub mean_group_rel_err: Option<f64>,
+    /// Nonzero deterministic weights.
+    pub active: u64,
+    /// Columns.
+    pub n: usize,
+    /// Active weights by size: <0.01, 0.01-0.1, 0.1-1, 1-10, 10-1000, >=1000.
+    pub buckets: [u64; 6],
+}
+
+impl Progress {
+    /// Share of weights that are zero.
+    pub fn sparsity(&self) -> f64 {
+        1.0 - self.active as f64 / self.n as f64
+    }
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (label, err) = match self.mean_group_rel_err {
+            Some(g) => ("mean_group_mare", g),
+            None => ("mean_error", self.mean_rel_err),
+        };
+        write!(
+            f,
+            "Epoch {:4}: {label}={:.4}%, max_error={:.1}%, total_loss={:.3}, active={:4}/{} ({:.1}% sparse)",
+            self.epoch,
+            100.0 * err,
+            100.0 * self.max_rel_err,
+            self.total_loss,
+            self.active,
+            self.n,
+            100.0 * self.sparsity()
+        )?;
+        if self.active == 0 {
+            return write!(f, "\n         Weight dist: [no active weights]");
+        }
+        let labels = ["<0.01", "0.01-0.1", "0.1-1", "1-10", "10-1000", ">1000"];
+        let parts: Vec<String> = labels
+            .iter()
+            .zip(self.buckets)
+            .map(|(l, c)| format!("{l}: {:.1}%", 100.0 * c as f64 / self.active as f64))
+            .collect();
+        write!(f, "\n         Weight dist: [{}]", parts.join(", "))
+    }
+}
+
+/// The outcome of one fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitReport {
+    /// The backend used, in words.
+    pub device: String,
+    /// Epochs run.
+    pub epochs: u64,
+    /// Wall time of the epoch loop.
+    pub seconds: f64,
+    /// Metrics after the last epoch (None when epochs = 0).
+    pub last: Option<Progress>,
+}
+
+/// The nonzero deterministic weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActiveWeights {
+    /// Column indices.
+    pub indices: Vec<usize>,
+    /// Their weights.
+    pub values: Vec<f64>,
+    /// How many.
+    pub count: usize,
+}
+
+/// L0-regularized non-negative calibration weights.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    params: CalibrationParams,
+    seed: u64,
+    state: ParamState,
+}
+
+/// Seeds of the initial draws, derived from the model seed.
+const LOG_ALPHA_STREAM: u64 = 0x6c6f_675f_616c_7068;
+const LOG_WEIGHT_STREAM: u64 = 0x6c6f_675f_7765_6967;
+
+fn normal_draws(seed: u64, stream: u64, sd: f64, n: usize) -> Result<Vec<f64>> {
+    let dist = Normal::new(0.0, sd).map_err(|e| L0Error::config(format!("jitter sd {sd}: {e}")))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ stream);
+    Ok((0..n).map(|_| dist.sample(&mut rng)).collect())
+}
+
+fn expand(init: &Init, n: usize, what: &str) -> Result<Vec<f64>> {
+    match init {
+        Init::Scalar(v) => {
+            check_finite_scalar(what, *v)?;
+            Ok(vec![*v; n])
+        }
+        Init::PerColumn(v) => {
+            if v.len() != n {
+                return Err(L0Error::shape(
+                    format!("{what} (one per column)"),
+                    n,
+                    v.len(),
+                ));
+            }
+            check_finite(what, v)?;
+            Ok(v.clone())
+        }
+    }
+}
+
+impl Calibration {
+    /// A model for `n_features` columns (records).
+    pub fn new(n_features: usize, params: CalibrationParams) -> Result<Self> {
+        if n_features == 0 {
+            return Err(L0Error::config("n_features must be at least 1"));
+        }
+        params.gate.check()?;
+        for (name, v) in [
+            ("log_weight_jitter_sd", params.log_weight_jitter_sd),
+            ("log_alpha_jitter_sd", params.log_alpha_jitter_sd),
+        ] {
+            check_finite_scalar(name, v)?;
+            if v < 0.0 {
+                return Err(L0Error::config(format!("{name} must be >= 0, got {v}")));
+            }
+        }
+        let seed = params.seed.unwrap_or_else(rand::random);
+        let w = match &params.init_weights {
+            None => vec![1.0; n_features],
+            Some(init) => expand(init, n_features, "init_weights")?,
+        };
+        if let Some(k) = w.iter().position(|&v| v < 0.0) {
+            return Err(L0Error::config(format!(
+                "init_weights must be >= 0, got {} at column {k}",
+                w[k]
+            )));
+        }
+        let p: Vec<f32> = w.iter().map(|&v| ((v as f32) + 1e-8).ln()).collect();
+        let keep = match &params.init_keep_prob {
+            Init::Scalar(k) => {
+                check_finite_scalar("init_keep_prob", *k)?;
+                if !(*k > 0.0 && *k < 1.0) {
+                    return Err(L0Error::config(format!(
+                        "init_keep_prob must be in (0, 1), got {k}"
+                    )));
+                }
+                vec![*k as f32; n_features]
+            }
+            Init::PerColumn(_) => {
+                let k = expand(&params.init_keep_prob, n_features, "init_keep_prob")?;
+                if let Some(i) = k.iter().position(|&v| !(0.0..=1.0).contains(&v)) {
+                    return Err(L0Error::config(format!(
+                        "init_keep_prob must be in [0, 1], got {} at column {i}",
+                        k[i]
+                    )));
+                }
+                k.iter()
+                    .map(|&v| (v as f32).clamp(1e-6, 1.0 - 1e-6))
+                    .collect()
+            }
+        };
+        let mut a: Vec<f32> = keep.iter().map(|&k| (k / (1.0 - k)).ln()).collect();
+        if params.log_alpha_jitter_sd > 0.0 {
+            let j = normal_draws(
+                seed,
+                LOG_ALPHA_STREAM,
+                params.log_alpha_jitter_sd,
+                n_features,
+            )?;
+            a.iter_mut().zip(j).for_each(|(a, j)| *a += j as f32);
+        }
+        Ok(Calibration {
+            params,
+            seed,
+            state: ParamState::new(p, a, None),
+        })
+    }
+
+    /// The model options.
+    pub fn params(&self) -> &CalibrationParams {
+        &self.params
+    }
+
+    /// The seed in use (drawn at construction when none was given).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of columns.
+    pub fn n_features(&self) -> usize {
+        self.state.len()
+    }
+
+    /// The full trainable state (parameters, Adam moments, step counter).
+    pub fn state(&self) -> &ParamState {
+        &self.state
+    }
+
+    /// Replaces the trainable state (e.g. from a checkpoint).
+    pub fn set_state(&mut self, state: ParamState) -> Result<()> {
+        if state.len() != self.n_features() || state.intercept.is_some() {
+            return Err(L0Error::shape(
+                "calibration state (one entry per column, no intercept)",
+                self.n_features(),
+                state.len(),
+            ));
+        }
+        for (what, v) in [
+            ("log_weight", &state.p),
+            ("log_alpha", &state.a),
+            ("Adam moments", &state.m_p),
+            ("Adam moments", &state.v_p),
+            ("Adam moments", &state.m_a),
+            ("Adam moments", &state.v_a),
+        ] {
+            if v.len() != self.n_features() {
+                return Err(L0Error::shape(what, self.n_features(), v.len()));
+            }
+            check_finite(what, v)?;
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn hyper(&self, opts: &FitParams) -> Hyper {
+        let g = &self.params.gate;
+        Hyper {
+            beta: g.beta,
+            gamma: g.gamma,
+            zeta: g.zeta,
+            lambda_l0: opts.lambda_l0,
+            lambda_l2: opts.lambda_l2,
+            lr: opts.lr,
+            magnitude: Magnitude::Exp,
+            use_gates: self.params.use_gates,
+            fit_intercept: false,
+            seed: self.seed,
+        }
+    }
+
+    /// Fits to `M w ≈ y`, continuing from the current state.
+    pub fn fit(&mut self, m: &SparseMatrix, y: &[f64], opts: &FitParams) -> Result<FitReport> {
+        self.fit_with(m, y, opts, &mut |_| Ok(()))
+    }
+
+    /// Like [`Calibration::fit`], calling `on_progress` every
+    /// `opts.report_every` epochs and after the last.
+    pub fn fit_with(
+        &mut self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        on_progress: &mut dyn FnMut(&Progress) -> Result<()>,
+    ) -> Result<FitReport> {
+        let mut obs = ProgressObserver::new(y, opts, self.n_features(), on_progress)?;
+        self.fit_observed(m, y, opts, &mut obs)
+    }
+
+    /// The general form: any [`Observer`] (progress, checkpoints).
+    pub fn fit_observed(
+        &mut self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        observer: &mut dyn CalibrationObserver,
+    ) -> Result<FitReport> {
+        opts.check()?;
+        self.check_problem(m, y)?;
+        let tw = target_weights(y, opts)?;
+        let problem = Problem {
+            matrix: m,
+            targets: y,
+            target_weight: &tw.weight,
+            denom: &tw.denom,
+            hyper: self.hyper(opts),
+            noise: Default::default(),
+        };
+        let mut backend = make_backend(opts.device, opts.threads, problem)?;
+        let device = backend.describe();
+        let mut state = self.state.clone();
+        if state.step == 0 && self.params.log_weight_jitter_sd > 0.0 && opts.epochs > 0 {
+            let j = normal_draws(
+                self.seed,
+                LOG_WEIGHT_STREAM,
+                self.params.log_weight_jitter_sd,
+                state.len(),
+            )?;
+            state.p.iter_mut().zip(j).for_each(|(p, j)| *p += j as f32);
+        }
+        let start = Instant::now();
+        let mut adapter = Adapter {
+            inner: observer,
+            hyper: problem.hyper,
+            last: None,
+        };
+        engine::train(
+            backend.as_mut(),
+            &mut state,
+            opts.epochs,
+            self.params.test_gate,
+            &mut adapter,
+        )?;
+        let last = adapter.last.take();
+        self.state = state;
+        Ok(FitReport {
+            device,
+            epochs: opts.epochs,
+            seconds: start.elapsed().as_secs_f64(),
+            last,
+        })
+    }
+
+    fn check_problem(&self, m: &SparseMatrix, y: &[f64]) -> Result<()> {
+        if m.cols() != self.n_features() {
+            return Err(L0Error::shape(
+                "matrix columns (one per weight)",
+                self.n_features(),
+                m.cols(),
+            ));
+        }
+        if y.len() != m.rows() {
+            return Err(L0Error::shape(
+                "y (one target per matrix row)",
+                m.rows(),
+                y.len(),
+            ));
+        }
+        check_finite("y", y)
+    }
+
+    fn rule(&self) -> crate::hard_concrete::ColumnRule<f32> {
+        self.hyper(&FitParams::default()).rule()
+    }
+
+    /// Deterministic (test-time) gates.
+    pub fn deterministic_gates(&self) -> Vec<f64> {
+        let g = self.rule().gate;
+        self.state
+            .a
+            .iter()
+            .map(|&a| g.deterministic(a, self.params.test_gate) as f64)
+            .collect()
+    }
+
+    /// Deterministic weights (`deterministic`) or weights with gates sampled
+    /// with the noise of the next step.
+    pub fn weights(&self, deterministic: bool) -> Vec<f64> {
+        model::weights(
+            &self.state,
+            &self.rule(),
+            self.seed,
+            deterministic,
+            self.params.test_gate,
+        )
+    }
+
+    /// Expected number of open gates, `sum_i sigmoid(a_i - beta ln(-gamma/zeta))`.
+    pub fn l0_penalty(&self) -> f64 {
+        model::penalties(&self.state, &self.rule()).0
+    }
+
+    /// `sum_i exp(p_i)^2`.
+    pub fn l2_penalty(&self) -> f64 {
+        model::penalties(&self.state, &self.rule()).1
+    }
+
+    /// Share of deterministic gates that are exactly zero.
+    pub fn sparsity(&self) -> f64 {
+        let g = self.deterministic_gates();
+        g.iter().filter(|&&z| z == 0.0).count() as f64 / g.len() as f64
+    }
+
+    /// The nonzero deterministic weights.
+    pub fn active_weights(&self) -> ActiveWeights {
+        let (indices, values): (Vec<usize>, Vec<f64>) = self
+            .weights(true)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, w)| *w > 0.0)
+            .unzip();
+        ActiveWeights {
+            count: indices.len(),
+            indices,
+            values,
+        }
+    }
+
+    /// `M w` with deterministic weights.
+    pub fn predict(&self, m: &SparseMatrix) -> Result<Vec<f64>> {
+        m.mul_vec(&self.weights(true))
+    }
+}
+
+/// An [`Observer`] for calibration fits: receives model-level progress.
+pub trait CalibrationObserver {
+    /// Report every this many epochs (None: only the last).
+    fn report_every(&self) -> Option<u64>;
+    /// Receives progress.
+    fn progress(&mut self, p: &Progress) -> Result<()>;
+    /// Checkpoint every this many epochs (None: never).
+    fn checkpoint_every(&self) -> Option<u64> {
+        None
+    }
+    /// Receives the state to checkpoint.
+    fn checkpoint(&mut self, _state: &ParamState) -> Result<()> {
+        Ok(())
+    }
+    /// Turns a raw snapshot into progress (the metrics need y and the groups).
+    fn summarize(&self, s: &Snapshot, total_loss: f64) -> Progress;
+}
+
+/// Computes [`Progress`] from snapshots and hands it to a closure.
+pub struct ProgressObserver<'a, 'f> {
+    metrics: TargetMetrics<'a>,
+    every: Option<u64>,
+    n: usize,
+    f: &'f mut dyn FnMut(&Progress) -> Result<()>,
+}
+
+impl<'a, 'f> ProgressObserver<'a, 'f> {
+    /// An observer for targets `y` under `opts`, over `n` columns.
+    pub fn new(
+        y: &'a [f64],
+        opts: &FitParams,
+        n: usize,
+        f: &'f mut dyn FnMut(&Progress) -> Result<()>,
+    ) -> Result<Self> {
+        Ok(ProgressObserver {
+            metrics: TargetMetrics::new(y, opts)?,
+            every: opts.report_every,
+            n,
+            f,
+        })
+    }
+}
+
+impl CalibrationObserver for ProgressObserver<'_, '_> {
+    fn report_every(&self) -> Option<u64> {
+        self.every
+    }
+    fn progress(&mut self, p: &Progress) -> Result<()> {
+        (self.f)(p)
+    }
+    fn summarize(&self, s: &Snapshot, total_loss: f64) -> Progress {
+        self.metrics.progress(s, total_loss, self.n)
+    }
+}
+
+/// What the progress line needs to know about the targets.
+#[derive(Clone, Debug)]
+pub struct TargetMetrics<'a> {
+    y: &'a [f64],
+    included: Vec<bool>,
+    groups: Option<Vec<i64>>,
+}
+
+impl<'a> TargetMetrics<'a> {
+    /// Metrics for targets `y`, groups and exclusions from `opts`.
+    pub fn new(y: &'a [f64], opts: &FitParams) -> Result<Self> {
+        let mut included = vec![true; y.len()];
+        for &t in &opts.excluded_targets {
+            if let Some(x) = included.get_mut(t) {
+                *x = false;
+            }
+        }
+        Ok(TargetMetrics {
+            y,
+            included,
+            groups: opts.target_groups.clone(),
+        })
+    }
+
+    /// Progress from a snapshot.
+    pub fn progress(&self, s: &Snapshot, total_loss: f64, n: usize) -> Progress {
+        let rel: Vec<f64> = self
+            .y
+            .iter()
+            .zip(s.yhat)
+            .map(|(y, yh)| ((y - yh) / (y + 1.0)).abs())
+            .collect();
+        let inc = |q: &usize| self.included[*q];
+        let qs: Vec<usize> = (0..rel.len()).filter(inc).collect();
+        let mean = qs.iter().map(|&q| rel[q]).sum::<f64>() / qs.len().max(1) as f64;
+        let max = qs.iter().map(|&q| rel[q]).fold(0.0, f64::max);
+        let group_mean = self.groups.as_ref().map(|g| {
+            let mut acc: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
+            for &q in &qs {
+                let e = acc.entry(g[q]).or_default();
+                e.0 += rel[q];
+                e.1 += 1;
+            }
+            acc.values().map(|(s, c)| s / *c as f64).sum::<f64>() / acc.len().max(1) as f64
+        });
+        Progress {
+            epoch: s.epoch,
+            epochs: s.epochs,
+            total_loss,
+            data_loss: s.losses.data,
+            l0_penalty: s.losses.l0,
+            mean_rel_err: mean,
+            max_rel_err: max,
+            mean_group_rel_err: group_mean,
+            active: s.weights.active,
+            n,
+            buckets: s.weights.buckets,
+        }
+    }
+}
+
+struct Adapter<'o> {
+    inner: &'o mut dyn CalibrationObserver,
+    hyper: Hyper,
+    last: Option<Progress>,
+}
+
+impl Observer for Adapter<'_> {
+    fn report_every(&self) -> Option<u64> {
+        self.inner.report_every()
+    }
+    fn report(&mut self, s: &Snapshot) -> Result<()> {
+        let p = self.inner.summarize(s, s.losses.total(&self.hyper));
+        self.inner.progress(&p)?;
+        self.last = Some(p);
+        Ok(())
+    }
+    fn checkpoint_every(&self) -> Option<u64> {
+        self.inner.checkpoint_every()
+    }
+    fn checkpoint(&mut self, state: &ParamState) -> Result<()> {
+        self.inner.checkpoint(state)
+    }
+}

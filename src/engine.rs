@@ -1,0 +1,137 @@
+//! The fit loop, written once for every backend and every model.
+//!
+//! Per epoch: sample weights (unless the previous step already did), forward
+//! product, residual, fused backward + Adam. Every `report_every` epochs (and
+//! at the last) it also evaluates the deterministic predictions and weight
+//! counts for the observer; every `checkpoint_every` epochs it hands the
+//! observer a copy of the full trainable state. Nothing is allocated inside
+//! the loop, and on a GPU nothing but a few scalars (and the Q predictions at
+//! report time) crosses to the host.
+
+use crate::backend::{Backend, Losses, ParamState, WeightSummary};
+use crate::error::{L0Error, Result};
+use crate::hard_concrete::TestGate;
+
+/// How often the loop checks for a non-finite loss when nothing else syncs.
+const DIVERGENCE_CHECK_EVERY: u64 = 64;
+
+/// What the observer sees at a report epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot<'a> {
+    /// 1-based epoch within this fit.
+    pub epoch: u64,
+    /// Epochs this fit runs.
+    pub epochs: u64,
+    /// Total Adam steps taken by the model so far (over all fits).
+    pub step: u64,
+    /// This epoch's (stochastic) data loss and the penalties before its update.
+    pub losses: Losses,
+    /// Deterministic predictions after the update.
+    pub yhat: &'a [f64],
+    /// Counts over the deterministic weights after the update.
+    pub weights: WeightSummary,
+}
+
+/// Receives progress and checkpoints from [`train`].
+pub trait Observer {
+    /// Report every this many epochs (and at the last); None: only at the last.
+    fn report_every(&self) -> Option<u64> {
+        None
+    }
+    /// Called at report epochs.
+    fn report(&mut self, _snapshot: &Snapshot) -> Result<()> {
+        Ok(())
+    }
+    /// Hand over the state every this many epochs; None: never.
+    fn checkpoint_every(&self) -> Option<u64> {
+        None
+    }
+    /// Called with the full state (its `step` already advanced).
+    fn checkpoint(&mut self, _state: &ParamState) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An observer that wants nothing but the final report.
+pub struct Silent;
+impl Observer for Silent {}
+
+fn due(every: Option<u64>, epoch: u64) -> bool {
+    every.is_some_and(|k| k > 0 && epoch % k == 0)
+}
+
+fn check_divergence(b: &mut dyn Backend, step0: u64) -> Result<()> {
+    match b.first_bad_step()? {
+        Some(bad) => Err(L0Error::Diverged {
+            epoch: bad - step0 + 1,
+            what: "the loss".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Runs `epochs` epochs from `state` and writes the trained state back into
+/// it. On error `state` is left untouched.
+pub fn train(
+    b: &mut dyn Backend,
+    state: &mut ParamState,
+    epochs: u64,
+    test_gate: TestGate,
+    observer: &mut dyn Observer,
+) -> Result<()> {
+    if epochs == 0 {
+        return Ok(());
+    }
+    b.load_state(state)?;
+    let step0 = state.step;
+    let mut yhat = vec![0.0f64; b.rows()];
+    let mut scratch: Option<ParamState> = None;
+    let (report_every, ckpt_every) = (observer.report_every(), observer.checkpoint_every());
+    let mut sampled = false;
+    for epoch in 1..=epochs {
+        let step = step0 + epoch - 1;
+        if !sampled {
+            b.sample_weights(step)?;
+        }
+        b.forward()?;
+        b.residual(step)?;
+        let last = epoch == epochs;
+        let report = last || due(report_every, epoch);
+        let losses = if report {
+            b.losses()?
+        } else {
+            Losses::default()
+        };
+        sampled = !report && !last;
+        b.step(step, sampled)?;
+        if report || due(Some(DIVERGENCE_CHECK_EVERY), epoch) {
+            check_divergence(b, step0)?;
+        }
+        if report {
+            b.deterministic_weights(test_gate)?;
+            b.forward()?;
+            b.read_yhat(&mut yhat)?;
+            let weights = b.weight_summary()?;
+            observer.report(&Snapshot {
+                epoch,
+                epochs,
+                step: step + 1,
+                losses,
+                yhat: &yhat,
+                weights,
+            })?;
+        }
+        if due(ckpt_every, epoch) && !last {
+            let s = scratch.get_or_insert_with(|| state.clone());
+            b.store_state(s)?;
+            s.step = step + 1;
+            observer.checkpoint(s)?;
+        }
+    }
+    b.store_state(state)?;
+    state.step = step0 + epochs;
+    if due(ckpt_every, epochs) {
+        observer.checkpoint(state)?;
+    }
+    Ok(())
+}

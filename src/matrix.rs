@@ -1,0 +1,417 @@
+//! The sparse matrix every model fits against, held twice: CSR for the
+//! forward product `M w` and CSC for the transpose product `M^T r`.
+//!
+//! Values are stored as `f32` and indices as `u32` (8 bytes a nonzero a
+//! copy); row and column pointers are `usize` so more than 2^32 nonzeros fit.
+//! Construction validates everything a user can get wrong (shape, index
+//! bounds, non-finite values, values beyond `f32` range) and sums duplicate
+//! entries as scipy does. The forward product splits long rows into
+//! segments of at most [`SEGMENT_NNZ`] nonzeros ([`RowSegments`]), so work is
+//! balanced even when one row touches every column, and the result does not
+//! depend on the number of threads.
+
+use crate::error::{L0Error, Result};
+use sprs::{CsMatI, TriMatI};
+
+/// The matrix layout the backends read.
+pub type Csr = CsMatI<f32, u32, usize>;
+
+/// Longest run of nonzeros one forward-product task sums on its own.
+pub const SEGMENT_NNZ: usize = 4096;
+
+/// An nnz-balanced split of the CSR rows: segment `s` sums
+/// `data[start[s]..start[s+1]]`, all inside row `row[s]`; the segments of row
+/// `q` are `row_ptr[q]..row_ptr[q+1]`, summed in that order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowSegments {
+    /// First nonzero of each segment, plus a final entry equal to nnz.
+    pub start: Vec<usize>,
+    /// The row each segment belongs to.
+    pub row: Vec<u32>,
+    /// For each row, its first segment, plus a final entry equal to the segment count.
+    pub row_ptr: Vec<usize>,
+}
+
+impl RowSegments {
+    fn plan(indptr: &[usize], max_len: usize) -> Self {
+        let rows = indptr.len() - 1;
+        let mut start = Vec::with_capacity(rows + indptr[rows] / max_len + 1);
+        let mut row = Vec::with_capacity(start.capacity());
+        let mut row_ptr = Vec::with_capacity(rows + 1);
+        for q in 0..rows {
+            row_ptr.push(row.len());
+            let (mut s, e) = (indptr[q], indptr[q + 1]);
+            while s < e {
+                start.push(s);
+                row.push(q as u32);
+                s = (s + max_len).min(e);
+            }
+        }
+        row_ptr.push(row.len());
+        start.push(indptr[rows]);
+        RowSegments {
+            start,
+            row,
+            row_ptr,
+        }
+    }
+
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        self.row.len()
+    }
+
+    /// True when the matrix has no nonzeros.
+    pub fn is_empty(&self) -> bool {
+        self.row.is_empty()
+    }
+}
+
+/// A validated sparse matrix (rows = targets or samples, columns = records
+/// or features) in both compressed layouts.
+#[derive(Clone, Debug)]
+pub struct SparseMatrix {
+    csr: Csr,
+    csc: Csr,
+    segments: RowSegments,
+}
+
+fn check_dims(rows: usize, cols: usize) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Err(L0Error::config(format!(
+            "the matrix must have at least one row and one column, got {rows} x {cols}"
+        )));
+    }
+    let max = u32::MAX as usize;
+    if rows > max || cols > max {
+        return Err(L0Error::config(format!(
+            "matrix dimensions {rows} x {cols} exceed the supported 2^32 - 1"
+        )));
+    }
+    Ok(())
+}
+
+fn to_f32(what: &str, index: usize, v: f64) -> Result<f32> {
+    let x = v as f32;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(L0Error::NonFinite {
+            what: what.to_string(),
+            index,
+            value: if v.is_finite() { x as f64 } else { v },
+        })
+    }
+}
+
+fn check_indices(what: &str, idx: &[u64], bound: usize) -> Result<Vec<u32>> {
+    idx.iter()
+        .enumerate()
+        .map(|(position, &i)| {
+            if (i as u128) < bound as u128 {
+                Ok(i as u32)
+            } else {
+                Err(L0Error::IndexOutOfRange {
+                    what: what.to_string(),
+                    index: i,
+                    position,
+                    bound: bound as u64,
+                })
+            }
+        })
+        .collect()
+}
+
+fn check_indptr(what: &str, indptr: &[u64], outer: usize, nnz: usize) -> Result<Vec<usize>> {
+    if indptr.len() != outer + 1 {
+        return Err(L0Error::shape(
+            format!("{what} length (outer dimension + 1)"),
+            outer + 1,
+            indptr.len(),
+        ));
+    }
+    if indptr[0] != 0 || indptr[outer] != nnz as u64 {
+        return Err(L0Error::config(format!(
+            "{what} must start at 0 and end at nnz = {nnz}, got {} .. {}",
+            indptr[0], indptr[outer]
+        )));
+    }
+    if let Some(k) = indptr.windows(2).position(|p| p[1] < p[0]) {
+        return Err(L0Error::config(format!(
+            "{what} decreases at position {}: {} then {}",
+            k + 1,
+            indptr[k],
+            indptr[k + 1]
+        )));
+    }
+    Ok(indptr.iter().map(|&p| p as usize).collect())
+}
+
+impl SparseMatrix {
+    /// Builds the matrix from coordinate triplets; duplicates are summed.
+    pub fn from_triplets(
+        rows: usize,
+        cols: usize,
+        row_idx: &[u64],
+        col_idx: &[u64],
+        values: &[f64],
+    ) -> Result<Self> {
+        check_dims(rows, cols)?;
+        if row_idx.len() != values.len() || col_idx.len() != values.len() {
+            return Err(L0Error::shape(
+                "triplet arrays (row, col, value) must have equal lengths",
+                values.len(),
+                format!("{} rows and {} cols", row_idx.len(), col_idx.len()),
+            ));
+        }
+        let r = check_indices("row indices", row_idx, rows)?;
+        let c = check_indices("column indices", col_idx, cols)?;
+        let v = values
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| to_f32("matrix values", i, x))
+            .collect::<Result<Vec<f32>>>()?;
+        let tri = TriMatI::<f32, u32>::from_triplets((rows, cols), r, c, v);
+        Ok(Self::from_csr_matrix(tri.to_csr()))
+    }
+
+    /// Builds the matrix from compressed sparse rows (scipy's `csr_matrix`
+    /// arrays). Unsorted column indices are sorted; duplicates are summed.
+    pub fn from_csr(
+        rows: usize,
+        cols: usize,
+        indptr: &[u64],
+        indices: &[u64],
+        values: &[f64],
+    ) -> Result<Self> {
+        check_dims(rows, cols)?;
+        Self::from_compressed(rows, cols, indptr, indices, values, false)
+    }
+
+    /// Builds the matrix from compressed sparse columns (scipy's `csc_matrix`).
+    pub fn from_csc(
+        rows: usize,
+        cols: usize,
+        indptr: &[u64],
+        indices: &[u64],
+        values: &[f64],
+    ) -> Result<Self> {
+        check_dims(rows, cols)?;
+        Self::from_compressed(rows, cols, indptr, indices, values, true)
+    }
+
+    fn from_compressed(
+        rows: usize,
+        cols: usize,
+        indptr: &[u64],
+        indices: &[u64],
+        values: &[f64],
+        by_column: bool,
+    ) -> Result<Self> {
+        let (outer, inner) = if by_column {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        if indices.len() != values.len() {
+            return Err(L0Error::shape(
+                "indices and data of the compressed matrix",
+                values.len(),
+                indices.len(),
+            ));
+        }
+        let ptr = check_indptr("indptr", indptr, outer, values.len())?;
+        let idx = check_indices("indices", indices, inner)?;
+        let v = values
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| to_f32("matrix values", i, x))
+            .collect::<Result<Vec<f32>>>()?;
+        let shape = (rows, cols);
+        let built = if by_column {
+            CsMatI::new_from_unsorted_csc(shape, ptr, idx, v)
+        } else {
+            CsMatI::new_from_unsorted(shape, ptr, idx, v)
+        };
+        let m = match built {
+            Ok(m) => m,
+            // Sorting succeeded but duplicates remain: sum them via triplets.
+            Err((ptr, idx, v, _)) => {
+                let mut tri = TriMatI::<f32, u32>::with_capacity(shape, v.len());
+                for o in 0..outer {
+                    for k in ptr[o]..ptr[o + 1] {
+                        let (r, c) = if by_column {
+                            (idx[k] as usize, o)
+                        } else {
+                            (o, idx[k] as usize)
+                        };
+                        tri.add_triplet(r, c, v[k]);
+                    }
+                }
+                tri.to_csr()
+            }
+        };
+        let csr = if m.is_csr() { m } else { m.to_other_storage() };
+        Ok(Self::from_csr_matrix(csr))
+    }
+
+    /// Builds the matrix from a dense row-major array, keeping its nonzeros.
+    pub fn from_dense(rows: usize, cols: usize, values: &[f64]) -> Result<Self> {
+        check_dims(rows, cols)?;
+        if values.len() != rows * cols {
+            return Err(L0Error::shape(
+                "dense matrix (rows x cols values)",
+                format!("{rows} x {cols} = {}", rows * cols),
+                values.len(),
+            ));
+        }
+        let mut indptr = Vec::with_capacity(rows + 1);
+        let (mut idx, mut v) = (Vec::new(), Vec::new());
+        indptr.push(0usize);
+        for (q, row) in values.chunks(cols).enumerate() {
+            for (j, &x) in row.iter().enumerate() {
+                if x != 0.0 {
+                    idx.push(j as u32);
+                    v.push(to_f32("dense matrix values", q * cols + j, x)?);
+                }
+            }
+            indptr.push(idx.len());
+        }
+        let csr = CsMatI::try_new((rows, cols), indptr, idx, v)
+            .map_err(|(_, _, _, e)| L0Error::config(format!("dense conversion: {e}")))?;
+        Ok(Self::from_csr_matrix(csr))
+    }
+
+    fn from_csr_matrix(csr: Csr) -> Self {
+        let csc = csr.to_other_storage();
+        let segments = RowSegments::plan(csr.indptr().raw_storage(), SEGMENT_NNZ);
+        SparseMatrix { csr, csc, segments }
+    }
+
+    /// Number of rows (targets).
+    pub fn rows(&self) -> usize {
+        self.csr.rows()
+    }
+
+    /// Number of columns (records).
+    pub fn cols(&self) -> usize {
+        self.csr.cols()
+    }
+
+    /// Number of stored nonzeros.
+    pub fn nnz(&self) -> usize {
+        self.csr.nnz()
+    }
+
+    /// The row-major layout.
+    pub fn csr(&self) -> &Csr {
+        &self.csr
+    }
+
+    /// The column-major layout.
+    pub fn csc(&self) -> &Csr {
+        &self.csc
+    }
+
+    /// The nnz-balanced row split used by the forward product.
+    pub fn segments(&self) -> &RowSegments {
+        &self.segments
+    }
+
+    /// Rows without a single nonzero (targets no weight can reach).
+    pub fn empty_rows(&self) -> Vec<usize> {
+        let p = self.csr.indptr();
+        let p = p.raw_storage();
+        (0..self.rows()).filter(|&q| p[q] == p[q + 1]).collect()
+    }
+
+    /// Bytes the two layouts occupy (what one epoch streams at least once).
+    pub fn storage_bytes(&self) -> usize {
+        2 * self.nnz() * 8 + (self.rows() + self.cols() + 2) * std::mem::size_of::<usize>()
+    }
+
+    /// `M x` in f64 (for predictions and reports; the training loop uses the backends).
+    pub fn mul_vec(&self, x: &[f64]) -> Result<Vec<f64>> {
+        if x.len() != self.cols() {
+            return Err(L0Error::shape(
+                "vector multiplied by the matrix (one entry per column)",
+                self.cols(),
+                x.len(),
+            ));
+        }
+        let p = self.csr.indptr();
+        let p = p.raw_storage();
+        let (idx, val) = (self.csr.indices(), self.csr.data());
+        Ok((0..self.rows())
+            .map(|q| {
+                (p[q]..p[q + 1])
+                    .map(|k| val[k] as f64 * x[idx[k] as usize])
+                    .sum()
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_csc_and_triplets_agree_and_duplicates_sum() {
+        // [[1, 0, 2], [0, 3, 0]] with the 2 split into a duplicate 1.5 + 0.5
+        let a =
+            SparseMatrix::from_triplets(2, 3, &[0, 1, 0, 0], &[0, 1, 2, 2], &[1.0, 3.0, 1.5, 0.5])
+                .unwrap();
+        let b = SparseMatrix::from_csr(2, 3, &[0, 2, 3], &[2, 0, 1], &[2.0, 1.0, 3.0]).unwrap();
+        let c = SparseMatrix::from_csc(2, 3, &[0, 1, 2, 3], &[0, 1, 0], &[1.0, 3.0, 2.0]).unwrap();
+        let d = SparseMatrix::from_dense(2, 3, &[1.0, 0.0, 2.0, 0.0, 3.0, 0.0]).unwrap();
+        for m in [&a, &b, &c, &d] {
+            assert_eq!(m.mul_vec(&[1.0, 10.0, 100.0]).unwrap(), vec![201.0, 30.0]);
+            assert_eq!(m.csc().indptr().raw_storage(), &[0, 1, 2, 3]);
+            assert_eq!(m.nnz(), 3);
+        }
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let e = SparseMatrix::from_csr(2, 3, &[0, 2, 3], &[2, 5, 1], &[2.0, 1.0, 3.0]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "index out of range in indices: 5 at position 1, but the bound is 3"
+        );
+        let e = SparseMatrix::from_csr(2, 3, &[0, 2], &[2, 0], &[2.0, 1.0]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "shape mismatch: indptr length (outer dimension + 1): expected 3, got 2"
+        );
+        let e = SparseMatrix::from_triplets(2, 3, &[0], &[1], &[f64::NAN]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "non-finite value in matrix values at index 0: NaN"
+        );
+        let e = SparseMatrix::from_triplets(2, 3, &[0], &[1], &[1e39]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "non-finite value in matrix values at index 0: inf"
+        );
+        let e = SparseMatrix::from_csr(2, 3, &[0, 2, 1], &[2, 0], &[2.0, 1.0]).unwrap_err();
+        assert!(e.to_string().contains("must start at 0 and end at nnz = 2"));
+        assert!(SparseMatrix::from_dense(0, 3, &[]).is_err());
+    }
+
+    #[test]
+    fn long_rows_are_split_into_segments() {
+        let n = 3 * SEGMENT_NNZ + 5;
+        let cols: Vec<u64> = (0..n as u64).collect();
+        let rows = vec![1u64; n];
+        let m = SparseMatrix::from_triplets(3, n, &rows, &cols, &vec![1.0; n]).unwrap();
+        let s = m.segments();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.row_ptr, vec![0, 0, 4, 4]);
+        assert_eq!(
+            s.start,
+            vec![0, SEGMENT_NNZ, 2 * SEGMENT_NNZ, 3 * SEGMENT_NNZ, n]
+        );
+        assert_eq!(m.empty_rows(), vec![0, 2]);
+    }
+}

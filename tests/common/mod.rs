@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use l0::SparseMatrix;
+
+/// Asserts `|got - want| <= atol + rtol |want|` elementwise, naming the first miss.
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= atol + rtol * w.abs(),
+            "{what}[{i}]: got {g}, want {w} (rtol {rtol}, atol {atol})"
+        );
+    }
+}
+
+/// Widens an f32 slice.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// A small deterministic generator for test data (SplitMix64).
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// A random sparse matrix with the given density and values in [lo, hi).
+pub fn random_matrix(
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    density: f64,
+    lo: f64,
+    hi: f64,
+) -> SparseMatrix {
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for q in 0..rows {
+        for j in 0..cols {
+            if rng.uniform() < density {
+                r.push(q as u64);
+                c.push(j as u64);
+                v.push(lo + (hi - lo) * rng.uniform());
+            }
+        }
+    }
+    SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap()
+}
