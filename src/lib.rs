@@ -17,6 +17,7 @@ pub mod hard_concrete;
 pub mod matrix;
 pub mod model;
 pub mod philox;
+pub mod synth;
 
 pub use backend::Device;
 pub use calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};

@@ -1,0 +1,619 @@
+//! Behaviour of the calibration model, after the reference's own test suite:
+//! non-negativity, recovery of a sparse truth, loss choices, L0 strength,
+//! groups, initialisation, determinism and continuation, bad input.
+
+mod common;
+
+use common::{random_matrix, Rng};
+use l0::calibration::{ActiveWeights, Calibration, CalibrationParams, FitParams, Init, Loss};
+use l0::{Device, L0Error, SparseMatrix};
+use std::collections::BTreeMap;
+
+fn cpu(threads: usize) -> FitParams {
+    FitParams {
+        device: Device::Cpu,
+        threads: Some(threads),
+        ..Default::default()
+    }
+}
+
+/// Q x N problem whose targets come from a truth with half the weights zero.
+fn sparse_truth(q: usize, n: usize, seed: u64) -> (SparseMatrix, Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let m = random_matrix(&mut rng, q, n, 0.3, 0.0, 1.0);
+    let w: Vec<f64> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                0.0
+            } else {
+                1.0 + 2.0 * rng.uniform()
+            }
+        })
+        .collect();
+    let y = m.mul_vec(&w).unwrap();
+    (m, y, w)
+}
+
+fn mean_rel_err(y: &[f64], yhat: &[f64]) -> f64 {
+    y.iter()
+        .zip(yhat)
+        .map(|(y, p)| ((y - p) / (y + 1.0)).abs())
+        .sum::<f64>()
+        / y.len() as f64
+}
+
+fn seeded(seed: u64) -> CalibrationParams {
+    CalibrationParams {
+        seed: Some(seed),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn recovers_a_sparse_truth_with_relative_loss_and_stays_non_negative() {
+    let (m, y, _) = sparse_truth(200, 2000, 1);
+    let mut model = Calibration::new(
+        2000,
+        CalibrationParams {
+            init_weights: Some(Init::Scalar(1.0)),
+            ..seeded(3)
+        },
+    )
+    .unwrap();
+    let opts = FitParams {
+        loss: Loss::Relative,
+        lambda_l0: 1e-4,
+        lr: 0.2,
+        epochs: 1500,
+        ..cpu(2)
+    };
+    let report = model.fit(&m, &y, &opts).unwrap();
+    let yhat = model.predict(&m).unwrap();
+    let err = mean_rel_err(&y, &yhat);
+    assert!(err < 0.03, "mean relative error {err}");
+    let w = model.weights(true);
+    assert!(w.iter().all(|&x| x >= 0.0));
+    let sampled = model.weights(false);
+    assert!(sampled.iter().all(|&x| x >= 0.0));
+    let active = model.active_weights();
+    assert!(
+        active.count < 1800 && active.count > 200,
+        "active {}",
+        active.count
+    );
+    assert_eq!(report.last.as_ref().unwrap().active, active.count as u64);
+    assert!(model.sparsity() > 0.0);
+}
+
+#[test]
+fn relative_loss_balances_targets_of_different_scale_better_than_mse() {
+    // Two target scales: mse chases the big ones, relative treats all alike.
+    let mut rng = Rng(5);
+    let m = random_matrix(&mut rng, 40, 300, 0.3, 0.0, 1.0);
+    let w: Vec<f64> = (0..300).map(|_| 1.0 + rng.uniform()).collect();
+    let mut y = m.mul_vec(&w).unwrap();
+    for (q, v) in y.iter_mut().enumerate() {
+        if q % 2 == 0 {
+            *v *= 100.0;
+        }
+    }
+    let small_err = |loss: Loss| {
+        let mut model = Calibration::new(300, seeded(9)).unwrap();
+        let opts = FitParams {
+            loss,
+            lambda_l0: 0.0,
+            lr: 0.05,
+            epochs: 800,
+            ..cpu(2)
+        };
+        model.fit(&m, &y, &opts).unwrap();
+        let yhat = model.predict(&m).unwrap();
+        let small: Vec<usize> = (0..40).filter(|q| q % 2 == 1).collect();
+        small
+            .iter()
+            .map(|&q| ((y[q] - yhat[q]) / (y[q] + 1.0)).abs())
+            .sum::<f64>()
+            / small.len() as f64
+    };
+    let (rel, mse) = (small_err(Loss::Relative), small_err(Loss::Mse));
+    assert!(
+        rel < mse,
+        "relative {rel} vs mse {mse} on the small targets"
+    );
+}
+
+#[test]
+fn larger_lambda_l0_gives_more_zeros() {
+    let (m, y, _) = sparse_truth(60, 600, 2);
+    let zeros = |lambda_l0: f64| {
+        let mut model = Calibration::new(600, seeded(4)).unwrap();
+        let opts = FitParams {
+            loss: Loss::Relative,
+            lambda_l0,
+            lr: 0.05,
+            epochs: 600,
+            ..cpu(2)
+        };
+        model.fit(&m, &y, &opts).unwrap();
+        600 - model.active_weights().count
+    };
+    let (weak, strong) = (zeros(1e-6), zeros(1e-2));
+    assert!(
+        strong > weak + 50,
+        "zeros: lambda 1e-6 -> {weak}, 1e-2 -> {strong}"
+    );
+}
+
+#[test]
+fn group_weights_and_multipliers() {
+    use l0::calibration::target_weights;
+    let y = [10.0, 20.0, 30.0, 40.0, 50.0];
+    let mut opts = FitParams {
+        target_groups: Some(vec![7, 7, 7, 2, 2]),
+        ..Default::default()
+    };
+    let tw = target_weights(&y, &opts).unwrap();
+    assert_eq!(tw.weight, vec![1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.5, 0.5]);
+    assert_eq!(tw.denom, vec![1.0; 5]);
+    opts.group_multipliers = BTreeMap::from([(2, 4.0)]);
+    opts.loss = Loss::Relative;
+    let tw = target_weights(&y, &opts).unwrap();
+    assert_eq!(tw.weight, vec![1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 2.0, 2.0]);
+    assert_eq!(tw.denom, vec![11.0, 21.0, 31.0, 41.0, 51.0]);
+    opts.normalize_groups = false;
+    let tw = target_weights(&y, &opts).unwrap();
+    assert_eq!(tw.weight, vec![1.0, 1.0, 1.0, 4.0, 4.0]);
+    opts.group_multipliers = BTreeMap::from([(3, 2.0)]);
+    assert_eq!(
+        target_weights(&y, &opts).unwrap_err().to_string(),
+        "invalid configuration: group_multipliers key 3 not found in target_groups"
+    );
+    opts.target_groups = None;
+    assert_eq!(
+        target_weights(&y, &opts).unwrap_err().to_string(),
+        "invalid configuration: group_multipliers requires target_groups to be set"
+    );
+    let opts = FitParams {
+        target_groups: Some(vec![1, 2]),
+        ..Default::default()
+    };
+    assert_eq!(
+        target_weights(&y, &opts).unwrap_err().to_string(),
+        "shape mismatch: target_groups (one per target): expected 5, got 2"
+    );
+}
+
+#[test]
+fn group_multiplier_pulls_its_group_closer() {
+    // Two conflicting groups (same columns, inconsistent targets): the
+    // multiplied group wins.
+    let mut rng = Rng(8);
+    let m1 = random_matrix(&mut rng, 10, 100, 0.5, 0.5, 1.5);
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for (q, row) in m1.csr().outer_iterator().enumerate() {
+        for (j, &x) in row.iter() {
+            for copy in 0..2u64 {
+                r.push(q as u64 + 10 * copy);
+                c.push(j as u64);
+                v.push(x as f64);
+            }
+        }
+    }
+    let m = SparseMatrix::from_triplets(20, 100, &r, &c, &v).unwrap();
+    let base = m1.mul_vec(&vec![1.0; 100]).unwrap();
+    let y: Vec<f64> = base
+        .iter()
+        .map(|b| b * 1.0)
+        .chain(base.iter().map(|b| b * 2.0))
+        .collect();
+    let groups: Vec<i64> = (0..20).map(|q| (q / 10) as i64).collect();
+    let err_of_group1 = |mult: f64| {
+        let mut model = Calibration::new(100, seeded(1)).unwrap();
+        let opts = FitParams {
+            loss: Loss::Relative,
+            lambda_l0: 0.0,
+            lr: 0.05,
+            epochs: 500,
+            target_groups: Some(groups.clone()),
+            group_multipliers: BTreeMap::from([(1, mult)]),
+            ..cpu(2)
+        };
+        model.fit(&m, &y, &opts).unwrap();
+        let yhat = model.predict(&m).unwrap();
+        mean_rel_err(&y[10..], &yhat[10..])
+    };
+    let (plain, boosted) = (err_of_group1(1.0), err_of_group1(20.0));
+    assert!(
+        boosted < 0.5 * plain,
+        "group 1 error: x1 {plain}, x20 {boosted}"
+    );
+}
+
+#[test]
+fn initialisation_options() {
+    let n = 4;
+    let model = Calibration::new(
+        n,
+        CalibrationParams {
+            init_weights: Some(Init::PerColumn(vec![0.0, 1.0, 2.0, 5.0])),
+            init_keep_prob: Init::PerColumn(vec![0.0, 0.25, 0.5, 1.0]),
+            log_alpha_jitter_sd: 0.0,
+            ..seeded(1)
+        },
+    )
+    .unwrap();
+    let s = model.state();
+    let want_p = [
+        (1e-8f32).ln(),
+        (1.0f32 + 1e-8).ln(),
+        2.0f32.ln(),
+        5.0f32.ln(),
+    ];
+    assert_eq!(s.p, want_p);
+    let logit = |k: f32| (k / (1.0 - k)).ln();
+    assert_eq!(s.a, vec![logit(1e-6), logit(0.25), 0.0, logit(1.0 - 1e-6)]);
+    // Jitter: mean ~0, sd as asked, and reproducible from the seed.
+    let jittered = |seed| {
+        Calibration::new(
+            20000,
+            CalibrationParams {
+                log_alpha_jitter_sd: 0.5,
+                ..seeded(seed)
+            },
+        )
+        .unwrap()
+        .state()
+        .a
+        .clone()
+    };
+    let a = jittered(3);
+    assert_eq!(a, jittered(3));
+    assert_ne!(a, jittered(4));
+    let mean = a.iter().map(|&x| x as f64).sum::<f64>() / a.len() as f64;
+    let sd = (a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
+    assert!(
+        mean.abs() < 0.02 && (sd - 0.5).abs() < 0.02,
+        "mean {mean} sd {sd}"
+    );
+    // Log-weight jitter is applied when training starts.
+    let (m, y, _) = sparse_truth(5, 50, 3);
+    let mut model = Calibration::new(
+        50,
+        CalibrationParams {
+            log_weight_jitter_sd: 0.1,
+            ..seeded(2)
+        },
+    )
+    .unwrap();
+    let opts = FitParams {
+        epochs: 1,
+        lr: 1e-12,
+        ..cpu(1)
+    };
+    model.fit(&m, &y, &opts).unwrap();
+    let moved = model.state().p.iter().filter(|&&p| p.abs() > 1e-4).count();
+    assert!(moved > 40, "jitter moved {moved} of 50 log-weights");
+}
+
+#[test]
+fn without_gates_weights_are_plain_exponentials() {
+    let (m, y, _) = sparse_truth(20, 100, 4);
+    let mut model = Calibration::new(
+        100,
+        CalibrationParams {
+            use_gates: false,
+            ..seeded(1)
+        },
+    )
+    .unwrap();
+    model
+        .fit(
+            &m,
+            &y,
+            &FitParams {
+                epochs: 50,
+                ..cpu(2)
+            },
+        )
+        .unwrap();
+    let w = model.weights(true);
+    let sampled = model.weights(false);
+    for (i, &p) in model.state().p.iter().enumerate() {
+        assert_eq!(w[i], p.exp() as f64);
+        assert_eq!(sampled[i], p.exp() as f64);
+    }
+}
+
+#[test]
+fn same_seed_same_result_whatever_the_thread_count() {
+    let (m, y, _) = sparse_truth(30, 9000, 6);
+    let run = |threads| {
+        let mut model = Calibration::new(9000, seeded(11)).unwrap();
+        let opts = FitParams {
+            loss: Loss::Relative,
+            epochs: 30,
+            ..cpu(threads)
+        };
+        model.fit(&m, &y, &opts).unwrap();
+        model.state().clone()
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
+#[test]
+fn a_second_fit_continues_exactly_where_the_first_stopped() {
+    let (m, y, _) = sparse_truth(30, 500, 7);
+    let params = CalibrationParams {
+        log_weight_jitter_sd: 0.05,
+        ..seeded(5)
+    };
+    let opts = |epochs| FitParams {
+        loss: Loss::Relative,
+        epochs,
+        lr: 0.05,
+        ..cpu(2)
+    };
+    let mut whole = Calibration::new(500, params.clone()).unwrap();
+    whole.fit(&m, &y, &opts(40)).unwrap();
+    let mut chunked = Calibration::new(500, params).unwrap();
+    chunked.fit(&m, &y, &opts(15)).unwrap();
+    chunked.fit(&m, &y, &opts(0)).unwrap();
+    chunked.fit(&m, &y, &opts(25)).unwrap();
+    assert_eq!(whole.state(), chunked.state());
+    assert_eq!(chunked.state().step, 40);
+}
+
+#[test]
+fn progress_reports_the_reference_metrics() {
+    let (m, y, _) = sparse_truth(10, 80, 9);
+    let mut model = Calibration::new(80, seeded(2)).unwrap();
+    let opts = FitParams {
+        epochs: 25,
+        report_every: Some(10),
+        target_groups: Some((0..10).map(|q| (q % 3) as i64).collect()),
+        loss: Loss::Relative,
+        ..cpu(1)
+    };
+    let mut seen = vec![];
+    let report = model
+        .fit_with(&m, &y, &opts, &mut |p| {
+            seen.push(p.clone());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        seen.iter().map(|p| p.epoch).collect::<Vec<_>>(),
+        vec![10, 20, 25]
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(Some(last), report.last.as_ref());
+    let yhat = model.predict(&m).unwrap();
+    let rel: Vec<f64> = y
+        .iter()
+        .zip(&yhat)
+        .map(|(y, p)| ((y - p) / (y + 1.0)).abs())
+        .collect();
+    let mean = rel.iter().sum::<f64>() / 10.0;
+    assert!((last.mean_rel_err - mean).abs() < 1e-9 * mean.max(1.0));
+    let max = rel.iter().cloned().fold(0.0, f64::max);
+    assert!((last.max_rel_err - max).abs() < 1e-12);
+    let group_mean = (0..3)
+        .map(|g| {
+            let v: Vec<f64> = (0..10).filter(|q| q % 3 == g).map(|q| rel[q]).collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        })
+        .sum::<f64>()
+        / 3.0;
+    assert!((last.mean_group_rel_err.unwrap() - group_mean).abs() < 1e-12);
+    let ActiveWeights { count, values, .. } = model.active_weights();
+    assert_eq!(last.active, count as u64);
+    assert_eq!(last.buckets.iter().sum::<u64>(), count as u64);
+    let normal = values.iter().filter(|&&w| (1.0..10.0).contains(&w)).count() as u64;
+    assert_eq!(last.buckets[3], normal);
+    let line = last.to_string();
+    assert!(line.starts_with("Epoch   25: mean_group_mare="), "{line}");
+    assert!(line.contains("Weight dist: [<0.01: "), "{line}");
+}
+
+#[test]
+fn zero_epochs_is_a_no_op() {
+    let (m, y, _) = sparse_truth(5, 20, 1);
+    let mut model = Calibration::new(20, seeded(1)).unwrap();
+    let before = model.state().clone();
+    let r = model
+        .fit(
+            &m,
+            &y,
+            &FitParams {
+                epochs: 0,
+                ..cpu(1)
+            },
+        )
+        .unwrap();
+    assert_eq!(model.state(), &before);
+    assert!(r.last.is_none());
+}
+
+#[test]
+fn divergence_is_reported_with_its_epoch() {
+    let (m, mut y, _) = sparse_truth(5, 20, 1);
+    y[0] = 1e300; // the squared error overflows at the first epoch
+    let mut model = Calibration::new(20, seeded(1)).unwrap();
+    let before = model.state().clone();
+    let e = model
+        .fit(
+            &m,
+            &y,
+            &FitParams {
+                epochs: 10,
+                ..cpu(1)
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "training diverged at epoch 1: the loss is not finite"
+    );
+    assert!(matches!(e, L0Error::Diverged { epoch: 1, .. }));
+    assert_eq!(
+        model.state(),
+        &before,
+        "a failed fit leaves the model unchanged"
+    );
+}
+
+fn err_of(params: CalibrationParams, n: usize) -> String {
+    Calibration::new(n, params).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_model_options_are_named() {
+    let p = CalibrationParams::default;
+    let mut g = p();
+    g.gate.beta = 0.0;
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: beta must be > 0, got 0"
+    );
+    let mut g = p();
+    g.gate.gamma = 0.1;
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: gamma must be < 0, got 0.1"
+    );
+    let mut g = p();
+    g.gate.zeta = 1.0;
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: zeta must be > 1, got 1"
+    );
+    let mut g = p();
+    g.gate.beta = f64::NAN;
+    assert_eq!(err_of(g, 3), "non-finite value in beta at index 0: NaN");
+    let g = CalibrationParams {
+        init_keep_prob: Init::Scalar(1.0),
+        ..p()
+    };
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: init_keep_prob must be in (0, 1), got 1"
+    );
+    let g = CalibrationParams {
+        init_keep_prob: Init::PerColumn(vec![0.5, 1.5, 0.5]),
+        ..p()
+    };
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: init_keep_prob must be in [0, 1], got 1.5 at column 1"
+    );
+    let g = CalibrationParams {
+        init_weights: Some(Init::PerColumn(vec![1.0, 2.0])),
+        ..p()
+    };
+    assert_eq!(
+        err_of(g, 3),
+        "shape mismatch: init_weights (one per column): expected 3, got 2"
+    );
+    let g = CalibrationParams {
+        init_weights: Some(Init::PerColumn(vec![1.0, f64::INFINITY, 2.0])),
+        ..p()
+    };
+    assert_eq!(
+        err_of(g, 3),
+        "non-finite value in init_weights at index 1: inf"
+    );
+    let g = CalibrationParams {
+        init_weights: Some(Init::Scalar(-2.0)),
+        ..p()
+    };
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: init_weights must be >= 0, got -2 at column 0"
+    );
+    let g = CalibrationParams {
+        log_alpha_jitter_sd: -1.0,
+        ..p()
+    };
+    assert_eq!(
+        err_of(g, 3),
+        "invalid configuration: log_alpha_jitter_sd must be >= 0, got -1"
+    );
+    assert_eq!(
+        err_of(p(), 0),
+        "invalid configuration: n_features must be at least 1"
+    );
+}
+
+#[test]
+fn bad_fit_input_is_named() {
+    let (m, y, _) = sparse_truth(5, 20, 1);
+    let fit = |y: &[f64], opts: FitParams| {
+        Calibration::new(20, seeded(1))
+            .unwrap()
+            .fit(&m, y, &opts)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        fit(&y[..4], cpu(1)),
+        "shape mismatch: y (one target per matrix row): expected 5, got 4"
+    );
+    let mut bad = y.clone();
+    bad[3] = f64::NAN;
+    assert_eq!(fit(&bad, cpu(1)), "non-finite value in y at index 3: NaN");
+    assert_eq!(
+        fit(&y, FitParams { lr: 0.0, ..cpu(1) }),
+        "invalid configuration: lr must be > 0, got 0"
+    );
+    assert_eq!(
+        fit(
+            &y,
+            FitParams {
+                lambda_l0: -1.0,
+                ..cpu(1)
+            }
+        ),
+        "invalid configuration: lambda_l0 must be >= 0, got -1"
+    );
+    let mut neg = y.clone();
+    neg[2] = -1.0;
+    assert_eq!(
+        fit(
+            &neg,
+            FitParams {
+                loss: Loss::Relative,
+                ..cpu(1)
+            }
+        ),
+        "invalid configuration: relative loss divides by y + 1, but target 2 equals -1"
+    );
+    assert_eq!(
+        "huber".parse::<Loss>().unwrap_err().to_string(),
+        "invalid configuration: unknown loss 'huber': expected 'mse' or 'relative'"
+    );
+    assert_eq!(
+        "gpu".parse::<Device>().unwrap_err().to_string(),
+        "invalid configuration: unknown device 'gpu': expected auto, cpu, cuda or cuda:N"
+    );
+    let other = SparseMatrix::from_dense(1, 3, &[1.0, 2.0, 3.0]).unwrap();
+    let e = Calibration::new(20, seeded(1))
+        .unwrap()
+        .fit(&other, &[1.0], &cpu(1))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "shape mismatch: matrix columns (one per weight): expected 20, got 3"
+    );
+    assert_eq!(
+        fit(
+            &y,
+            FitParams {
+                threads: Some(0),
+                ..cpu(1)
+            }
+        ),
+        "invalid configuration: threads must be at least 1"
+    );
+}
