@@ -214,16 +214,31 @@ impl<T: Real> Gate<T> {
         }
     }
 
-    /// The training gate for logit `a` and raw uniform draw `u`.
+    /// The training gate's pre-stretch value
+    /// `s = sigmoid((ln u_c - ln(1 - u_c) + a_c) / beta)`.
     #[inline(always)]
-    pub fn sample(&self, a: T, u: T) -> GateValue<T> {
+    pub fn noisy_s(&self, a: T, u: T) -> T {
         let bound = T::of(LOG_ALPHA_BOUND);
-        let (ac, a_in) = clamp_mask(a, -bound, bound);
+        let (ac, _) = clamp_mask(a, -bound, bound);
         let (uc, _) = clamp_mask(u, T::of(U_EPS), T::of(1.0 - U_EPS));
-        let s = sigmoid((uc.ln() - (T::of(1.0) - uc).ln() + ac) / self.beta);
+        sigmoid((uc.ln() - (T::of(1.0) - uc).ln() + ac) / self.beta)
+    }
+
+    /// The training gate and `dz/da` from its pre-stretch value `s`
+    /// ([`Gate::noisy_s`]) and the logit `a`.
+    #[inline(always)]
+    pub fn from_s(&self, a: T, s: T) -> GateValue<T> {
+        let bound = T::of(LOG_ALPHA_BOUND);
+        let (_, a_in) = clamp_mask(a, -bound, bound);
         let mut g = self.stretch(s, a_in);
         g.dz_da = g.dz_da / self.beta;
         g
+    }
+
+    /// The training gate for logit `a` and raw uniform draw `u`.
+    #[inline(always)]
+    pub fn sample(&self, a: T, u: T) -> GateValue<T> {
+        self.from_s(a, self.noisy_s(a, u))
     }
 
     /// The deterministic test-time gate.
@@ -285,9 +300,16 @@ impl<T: Real> ColumnRule<T> {
     /// The training weight of one column for parameters `(p, a)` and noise `u`.
     #[inline(always)]
     pub fn forward(&self, p: T, a: T, u: T) -> ColumnForward<T> {
+        self.forward_s(p, a, self.gate.noisy_s(a, u))
+    }
+
+    /// As [`ColumnRule::forward`], from the gate's pre-stretch value `s`
+    /// (ignored without gates).
+    #[inline(always)]
+    pub fn forward_s(&self, p: T, a: T, s: T) -> ColumnForward<T> {
         let (m, dm) = self.magnitude.eval(p);
         let gate = if self.use_gates {
-            self.gate.sample(a, u)
+            self.gate.from_s(a, s)
         } else {
             GateValue {
                 z: T::of(1.0),

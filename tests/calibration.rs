@@ -64,7 +64,7 @@ fn recovers_a_sparse_truth_with_relative_loss_and_stays_non_negative() {
         loss: Loss::Relative,
         lambda_l0: 1e-4,
         lr: 0.2,
-        epochs: 1500,
+        epochs: 3000,
         ..cpu(2)
     };
     let report = model.fit(&m, &y, &opts).unwrap();

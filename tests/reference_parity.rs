@@ -136,7 +136,7 @@ impl Case {
             RTOL,
             1e-9,
         );
-        let (gp, ga, gb) = b.gradients(0).unwrap();
+        let (gp, ga, gb) = b.gradients().unwrap();
         let scale = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         let want_p = nums(&first[names[0]]);
         let want_a = nums(&first[names[1]]);

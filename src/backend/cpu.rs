@@ -5,7 +5,7 @@
 //! bit-for-bit the same whatever the number of threads. Per-column state is
 //! kept as an array of structs (one cache line serves all six values).
 
-use super::{Backend, Losses, ParamState, Problem, ScalarState, WeightSummary};
+use super::{Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
 use rayon::prelude::*;
@@ -17,6 +17,9 @@ const SEGMENT_CHUNK: usize = 16;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Column {
+    /// The gate's pre-stretch value `s` of the last sampling, kept so the
+    /// backward pass need not redraw the noise.
+    s: f32,
     p: f32,
     a: f32,
     m_p: f32,
@@ -66,9 +69,10 @@ impl<'a> CpuBackend<'a> {
         })
     }
 
-    /// Applies `f(column index, state, weight)` to every column in parallel.
-    fn for_columns(&mut self, f: impl Fn(usize, &mut Column, &mut f32) + Sync) {
-        par_columns(&self.pool, &mut self.cols, &mut self.w, f);
+    /// A cursor factory over the noise of `step`.
+    fn cursor(&self, step: u64) -> impl Fn() -> NoiseCursor<'a> + Sync {
+        let (noise, seed) = (self.problem.noise, self.problem.hyper.seed);
+        move || NoiseCursor::new(noise, seed, step)
     }
 
     /// `sum_i f(column i)` in f64 over fixed chunks, combined in order.
@@ -124,6 +128,7 @@ impl Backend for CpuBackend<'_> {
         }
         for (i, c) in self.cols.iter_mut().enumerate() {
             *c = Column {
+                s: c.s,
                 p: s.p[i],
                 a: s.a[i],
                 m_p: s.m_p[i],
@@ -155,19 +160,32 @@ impl Backend for CpuBackend<'_> {
         Ok(())
     }
 
-    /// `w_i = m(p_i) z(a_i, u(seed, step, i))`.
+    /// `s_i = sigmoid((logit u(seed, step, i) + a_i) / beta)`, `w_i = m(p_i) z(s_i)`.
     fn sample_weights(&mut self, step: u64) -> Result<()> {
-        let (rule, seed, noise) = (self.rule, self.problem.hyper.seed, self.problem.noise);
-        self.for_columns(|i, c, w| {
-            *w = rule.forward(c.p, c.a, noise.uniform(seed, step, i)).w;
-        });
+        let rule = self.rule;
+        let cursor = self.cursor(step);
+        par_columns(
+            &self.pool,
+            &mut self.cols,
+            &mut self.w,
+            cursor,
+            |n, i, c, w| {
+                *w = sample(&rule, n, i, c);
+            },
+        );
         Ok(())
     }
 
     /// `w_i = m(p_i) z_test(a_i)`.
     fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
         let rule = self.rule;
-        self.for_columns(|_, c, w| *w = rule.deterministic_weight(c.p, c.a, test));
+        par_columns(
+            &self.pool,
+            &mut self.cols,
+            &mut self.w,
+            || (),
+            |_, _, c, w| *w = rule.deterministic_weight(c.p, c.a, test),
+        );
         Ok(())
     }
 
@@ -185,9 +203,8 @@ impl Backend for CpuBackend<'_> {
                 .for_each(|(k, out)| {
                     for (j, o) in out.iter_mut().enumerate() {
                         let s = k * SEGMENT_CHUNK + j;
-                        *o = (seg.start[s]..seg.start[s + 1])
-                            .map(|t| val[t] as f64 * w[idx[t] as usize] as f64)
-                            .sum();
+                        let r = seg.start[s]..seg.start[s + 1];
+                        *o = gather_dot(&val[r.clone()], &idx[r], |j| w[j] as f64);
                     }
                 })
         });
@@ -219,27 +236,34 @@ impl Backend for CpuBackend<'_> {
     /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule, Adam
     /// on both; then optionally the next step's sampled weight.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        let (rule, seed, noise) = (self.rule, self.problem.hyper.seed, self.problem.noise);
+        let rule = self.rule;
         let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
         if let (Some(g), Some(b)) = (self.intercept_gradient(), self.intercept.as_mut()) {
             adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
         }
         let (csc, r) = (self.problem.matrix.csc(), &self.r);
-        par_columns(&self.pool, &mut self.cols, &mut self.w, |i, c, w| {
-            let f = rule.forward(c.p, c.a, noise.uniform(seed, step, i));
-            let g_w = column_gradient(csc, r, i) as f32;
-            let (gp, ga) = rule.gradient(&f, c.a, g_w);
-            adam_update(&mut c.p, &mut c.m_p, &mut c.v_p, gp, adam);
-            adam_update(&mut c.a, &mut c.m_a, &mut c.v_a, ga, adam);
-            if sample_next {
-                *w = rule.forward(c.p, c.a, noise.uniform(seed, step + 1, i)).w;
-            }
-        });
+        let cursor = self.cursor(step + 1);
+        par_columns(
+            &self.pool,
+            &mut self.cols,
+            &mut self.w,
+            cursor,
+            |n, i, c, w| {
+                let f = rule.forward_s(c.p, c.a, c.s);
+                let g_w = column_gradient(csc, r, i) as f32;
+                let (gp, ga) = rule.gradient(&f, c.a, g_w);
+                adam_update(&mut c.p, &mut c.m_p, &mut c.v_p, gp, adam);
+                adam_update(&mut c.a, &mut c.m_a, &mut c.v_a, ga, adam);
+                if sample_next {
+                    *w = sample(&rule, n, i, c);
+                }
+            },
+        );
         Ok(())
     }
 
-    fn gradients(&mut self, step: u64) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
-        let (rule, seed, noise) = (self.rule, self.problem.hyper.seed, self.problem.noise);
+    fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
+        let rule = self.rule;
         let n = self.cols.len();
         let (mut gp, mut ga) = (vec![0.0f32; n], vec![0.0f32; n]);
         self.pool.install(|| {
@@ -248,7 +272,7 @@ impl Backend for CpuBackend<'_> {
                 .enumerate()
                 .for_each(|(i, (gp, ga))| {
                     let c = self.cols[i];
-                    let f = rule.forward(c.p, c.a, noise.uniform(seed, step, i));
+                    let f = rule.forward_s(c.p, c.a, c.s);
                     (*gp, *ga) = rule.gradient(&f, c.a, self.column_gradient(i) as f32);
                 })
         });
@@ -295,13 +319,24 @@ impl Backend for CpuBackend<'_> {
     }
 }
 
-/// Applies `f(column index, state, weight)` to every column, in parallel
-/// over fixed chunks.
-fn par_columns(
+/// Draws column `i`'s gate noise, caches its `s` and returns its training weight.
+#[inline(always)]
+fn sample(rule: &ColumnRule<f32>, noise: &mut NoiseCursor, i: usize, c: &mut Column) -> f32 {
+    if rule.use_gates {
+        c.s = rule.gate.noisy_s(c.a, noise.uniform(i));
+    }
+    rule.forward_s(c.p, c.a, c.s).w
+}
+
+/// Applies `f(scratch, column index, state, weight)` to every column, in
+/// parallel over fixed chunks; `init` makes each chunk's scratch (a noise
+/// cursor).
+fn par_columns<S>(
     pool: &rayon::ThreadPool,
     cols: &mut [Column],
     w: &mut [f32],
-    f: impl Fn(usize, &mut Column, &mut f32) + Sync,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &mut Column, &mut f32) + Sync,
 ) {
     pool.install(|| {
         cols.par_chunks_mut(COLUMN_CHUNK)
@@ -309,23 +344,38 @@ fn par_columns(
             .enumerate()
             .for_each(|(k, (c, w))| {
                 let base = k * COLUMN_CHUNK;
+                let mut scratch = init();
                 for (j, (c, w)) in c.iter_mut().zip(w.iter_mut()).enumerate() {
-                    f(base + j, c, w);
+                    f(&mut scratch, base + j, c, w);
                 }
             })
     });
 }
 
-/// `g_w,i = (M^T r)_i = sum_{q in column i} M_qi r_q`, summed in f64 in
-/// storage order.
+/// `g_w,i = (M^T r)_i = sum_{q in column i} M_qi r_q`, in f64.
 #[inline]
 fn column_gradient(csc: &crate::matrix::Csr, r: &[f64], i: usize) -> f64 {
     let ptr = csc.indptr();
-    let ptr = ptr.raw_storage();
-    let (idx, val) = (csc.indices(), csc.data());
-    let mut g = 0.0f64;
-    for k in ptr[i]..ptr[i + 1] {
-        g += val[k] as f64 * r[idx[k] as usize];
+    let range = ptr.outer_inds_sz(i);
+    gather_dot(&csc.data()[range.clone()], &csc.indices()[range], |q| r[q])
+}
+
+/// `sum_k val[k] x(idx[k])` in f64 with four interleaved accumulators
+/// (`acc[k mod 4]`, tail into `acc[0..]`, combined as `(a0 + a1) + (a2 + a3)`),
+/// which breaks the add latency chain; the order is fixed, so results do not
+/// depend on threads.
+#[inline(always)]
+fn gather_dot(val: &[f32], idx: &[u32], x: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (v4, vt) = val.split_at(val.len() & !3);
+    let (i4, it) = idx.split_at(v4.len());
+    for (v, i) in v4.chunks_exact(4).zip(i4.chunks_exact(4)) {
+        for k in 0..4 {
+            acc[k] += v[k] as f64 * x(i[k] as usize);
+        }
     }
-    g
+    for (k, (v, i)) in vt.iter().zip(it).enumerate() {
+        acc[k] += *v as f64 * x(*i as usize);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }

@@ -110,13 +110,42 @@ pub enum Noise<'a> {
     Replay(&'a [Vec<f32>]),
 }
 
-impl Noise<'_> {
-    /// The raw uniform for `column` at noise counter `step`.
+/// Reads [`Noise`] column by column at one noise counter, computing each
+/// Philox block once for its four columns.
+#[derive(Clone, Debug)]
+pub struct NoiseCursor<'a> {
+    noise: Noise<'a>,
+    seed: u64,
+    step: u64,
+    block: u64,
+    words: [u32; 4],
+}
+
+impl<'a> NoiseCursor<'a> {
+    /// A cursor over the draws of noise counter `step`.
+    pub fn new(noise: Noise<'a>, seed: u64, step: u64) -> Self {
+        NoiseCursor {
+            noise,
+            seed,
+            step,
+            block: u64::MAX,
+            words: [0; 4],
+        }
+    }
+
+    /// The raw uniform of `column`.
     #[inline(always)]
-    pub fn uniform(&self, seed: u64, step: u64, column: usize) -> f32 {
-        match self {
-            Noise::Philox => crate::philox::gate_uniform(seed, step, column as u64),
-            Noise::Replay(t) => t[(step % t.len() as u64) as usize][column],
+    pub fn uniform(&mut self, column: usize) -> f32 {
+        match self.noise {
+            Noise::Philox => {
+                let b = column as u64 >> 2;
+                if b != self.block {
+                    self.words = crate::philox::gate_block(self.seed, self.step, b);
+                    self.block = b;
+                }
+                crate::philox::word_to_uniform(self.words[column & 3])
+            }
+            Noise::Replay(t) => t[(self.step % t.len() as u64) as usize][column],
         }
     }
 }
@@ -283,13 +312,14 @@ pub trait Backend {
     /// Residual and data loss of the current `yhat`; a non-finite loss
     /// records `step` as the first bad epoch (see [`Backend::first_bad_step`]).
     fn residual(&mut self, step: u64) -> Result<()>;
-    /// Backward pass and Adam update with the noise of `step` (Adam's 1-based
-    /// count is `step + 1`); with `sample_next`, also writes the training
-    /// weights of step `step + 1`.
+    /// Backward pass through the gates of the last sampling (which the
+    /// engine always does at noise counter `step`) and Adam update (Adam's
+    /// 1-based count is `step + 1`); with `sample_next`, also samples the
+    /// training weights of step `step + 1`.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()>;
     /// The gradients of the total loss at the current parameters and the
-    /// noise of `step` (no update): `(dL/dp, dL/da, dL/db)`.
-    fn gradients(&mut self, step: u64) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)>;
+    /// gates of the last sampling, without an update: `(dL/dp, dL/da, dL/db)`.
+    fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)>;
     /// Data loss of the last residual and penalties at the current parameters.
     fn losses(&mut self) -> Result<Losses>;
     /// The first step whose loss was not finite, if any.
