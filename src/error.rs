@@ -33,7 +33,9 @@ pub enum L0Error {
         value: f64,
     },
     /// An index that points outside its dimension.
-    #[error("index out of range in {what}: {index} at position {position}, but the bound is {bound}")]
+    #[error(
+        "index out of range in {what}: {index} at position {position}, but the bound is {bound}"
+    )]
     IndexOutOfRange {
         /// Which input holds it.
         what: String,

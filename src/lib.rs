@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod hard_concrete;
+pub mod io;
 pub mod philox;
 
 pub use error::{L0Error, Result};
