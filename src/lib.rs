@@ -14,6 +14,7 @@ pub mod calibration;
 pub mod engine;
 pub mod error;
 pub mod hard_concrete;
+pub mod io;
 pub mod matrix;
 pub mod model;
 pub mod philox;
