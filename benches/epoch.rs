@@ -54,15 +54,20 @@ fn bench_problem(c: &mut Criterion, name: &str, m: &SparseMatrix, y: &[f64]) {
     };
     let mut group = c.benchmark_group(format!("epoch/{name}"));
     group.throughput(Throughput::Bytes(m.storage_bytes() as u64));
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     for device in [Device::Cpu, Device::Cuda(0)] {
         let Ok(mut b) = make_backend(device, None, problem) else {
             eprintln!("skipping {device:?}: not available");
             continue;
         };
         let n = m.cols();
-        b.load_state(&ParamState::new(vec![0.0; n], vec![0.0; n], None)).unwrap();
-        group.bench_function(b.describe(), |bench| bench.iter_custom(|iters| epochs(b.as_mut(), iters)));
+        b.load_state(&ParamState::new(vec![0.0; n], vec![0.0; n], None))
+            .unwrap();
+        group.bench_function(b.describe(), |bench| {
+            bench.iter_custom(|iters| epochs(b.as_mut(), iters))
+        });
     }
     group.finish();
 }

@@ -19,7 +19,12 @@ fn dump(dir: &Path, m: &SparseMatrix, y: &[f64], groups: &[i64]) -> l0::Result<(
         message: e.to_string(),
     })?;
     let csr = m.csr();
-    let ip: Vec<i64> = csr.indptr().raw_storage().iter().map(|&p| p as i64).collect();
+    let ip: Vec<i64> = csr
+        .indptr()
+        .raw_storage()
+        .iter()
+        .map(|&p| p as i64)
+        .collect();
     let ix: Vec<i64> = csr.indices().iter().map(|&i| i as i64).collect();
     let dv: Vec<f64> = csr.data().iter().map(|&v| v as f64).collect();
     write_npy_i64(&dir.join("indptr.npy"), &ip)?;
@@ -70,7 +75,14 @@ fn main() -> l0::Result<()> {
         ..Default::default()
     };
     // One warm-up epoch (page faults, thread pool start), then the timed run.
-    model.fit(&m, &y, &FitParams { epochs: 1, ..opts.clone() })?;
+    model.fit(
+        &m,
+        &y,
+        &FitParams {
+            epochs: 1,
+            ..opts.clone()
+        },
+    )?;
     let r = model.fit(&m, &y, &opts)?;
     println!(
         "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{}\", \"epochs\": {epochs}, \"seconds_per_epoch\": {:.6}, \"gb_per_s\": {:.3}}}",

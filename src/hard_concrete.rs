@@ -79,34 +79,129 @@ pub trait Real:
     fn sqrt(self) -> Self;
 }
 
-macro_rules! impl_real {
-    ($t:ty) => {
-        impl Real for $t {
-            #[inline(always)]
-            fn of(x: f64) -> Self {
-                x as $t
-            }
-            #[inline(always)]
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            #[inline(always)]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            #[inline(always)]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-        }
-    };
+impl Real for f64 {
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
 }
-impl_real!(f32);
-impl_real!(f64);
+
+/// At `f32` the exponential and logarithm are the branch-free polynomial
+/// forms of [`exp_f32`] and [`ln_f32`] (within 2 ulp of the correctly
+/// rounded result), so the per-column loops vectorise; the CUDA kernels use
+/// `expf`/`logf`, which are within 2 ulp as well.
+impl Real for f32 {
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        exp_f32(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        ln_f32(self)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+/// `e^x` in f32 without branches: `x = n ln2 + r` (ln2 split in two parts),
+/// `e^r` by a degree-6 polynomial on `|r| <= ln2/2` (Cephes `expf`), times
+/// `2^n` built from the exponent bits. Overflows to `inf` above 88.72 and
+/// flushes to 0 below -87.33 (where the result would be subnormal).
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    let xc = x.clamp(-87.336_54, 88.722_84);
+    // Round to nearest by the 1.5 * 2^23 trick: no SSE4.1 `round` needed.
+    let n = (xc * LOG2E + 12_582_912.0) - 12_582_912.0;
+    let r = xc - n * C1 - n * C2;
+    let mut p = 1.987_569_2e-4_f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    // 2^n in two factors, so n = 128 (near the overflow bound) stays representable.
+    let n1 = n as i32 >> 1;
+    let n2 = n as i32 - n1;
+    let y =
+        e * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23);
+    let y = if x > 88.722_84 { f32::INFINITY } else { y };
+    let y = if x < -87.336_54 { 0.0 } else { y };
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// `ln x` in f32 without branches for positive normal `x`: `x = m 2^e` with
+/// `m` in `[sqrt(1/2), sqrt(2))`, `ln(m)` by the Cephes `logf` polynomial,
+/// plus `e ln2` (split in two parts). Zero gives `-inf`, negatives and NaN
+/// give NaN, `+inf` gives `+inf`.
+#[inline(always)]
+pub fn ln_f32(x: f32) -> f32 {
+    const SQRTHF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    // Subnormals are scaled into the normal range first.
+    let subnormal = x > 0.0 && x.to_bits() >> 23 == 0;
+    let bits = (if subnormal { x * 8_388_608.0 } else { x }).to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126 - if subnormal { 23 } else { 0 };
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000); // in [0.5, 1)
+    let small = m < SQRTHF;
+    e -= small as i32;
+    m = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = m * m;
+    let mut p = 7.037_683_6e-2_f32;
+    p = p * m - 1.151_461e-1;
+    p = p * m + 1.167_699_9e-1;
+    p = p * m - 1.242_014_1e-1;
+    p = p * m + 1.424_932_3e-1;
+    p = p * m - 1.666_805_8e-1;
+    p = p * m + 2.000_071_4e-1;
+    p = p * m - 2.499_999_4e-1;
+    p = p * m + 3.333_333_1e-1;
+    let ef = e as f32;
+    let mut y = m * z * p;
+    y += -2.121_944_4e-4 * ef;
+    y += -0.5 * z;
+    let mut r = m + y;
+    r += 0.693_359_4 * ef;
+    let r = if x == f32::INFINITY { x } else { r };
+    let r = if x == 0.0 { f32::NEG_INFINITY } else { r };
+    if x < 0.0 || x.is_nan() {
+        f32::NAN
+    } else {
+        r
+    }
+}
 
 /// `x` clamped to `[lo, hi]`, and whether it was strictly inside, which is
 /// where torch (2.x) lets the gradient through: at exactly `lo` or `hi` the
@@ -426,6 +521,44 @@ mod tests {
         assert!((g.deterministic(0.5, TestGate::Paper) - (s * 1.2 - 0.1)).abs() < 1e-15);
         assert_eq!(g.deterministic(-30.0, TestGate::Temperature), 0.0);
         assert_eq!(g.deterministic(30.0, TestGate::Temperature), 1.0);
+    }
+
+    fn ulps(a: f32, b: f32) -> u32 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn polynomial_exp_and_ln_are_within_two_ulp() {
+        let mut worst = (0u32, 0u32);
+        let mut x = -87.0f32;
+        while x < 88.5 {
+            let want = (x as f64).exp() as f32;
+            worst.0 = worst.0.max(ulps(exp_f32(x), want));
+            x += 0.0137;
+        }
+        // Every 997th bit pattern from the smallest subnormal to f32::MAX.
+        for bits in (1u32..0x7f80_0000).step_by(997) {
+            let x = f32::from_bits(bits);
+            let want = (x as f64).ln() as f32;
+            worst.1 = worst.1.max(ulps(ln_f32(x), want));
+        }
+        for u in [1e-6f32, 0.5, 1.0 - 1e-6, 0.999_999_9, 1.0] {
+            assert!(ulps(ln_f32(u), (u as f64).ln() as f32) <= 2, "ln {u}");
+        }
+        assert!(
+            worst.0 <= 2 && worst.1 <= 2,
+            "worst ulps exp {} ln {}",
+            worst.0,
+            worst.1
+        );
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(ln_f32(0.0), f32::NEG_INFINITY);
+        assert!(ln_f32(-1.0).is_nan());
+        assert_eq!(ln_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(ln_f32(1.0), 0.0);
     }
 
     #[test]
