@@ -17,6 +17,7 @@ pub mod hard_concrete;
 pub mod matrix;
 pub mod model;
 pub mod philox;
+pub mod regression;
 
 pub use backend::Device;
 pub use calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
@@ -24,3 +25,7 @@ pub use error::{L0Error, Result};
 pub use hard_concrete::TestGate;
 pub use matrix::SparseMatrix;
 pub use model::GateParams;
+pub use regression::{
+    fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,
+    RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport,
+};
