@@ -14,7 +14,9 @@ mod common;
 
 use common::{assert_close, f64s, random_matrix, Rng};
 use l0::backend::cpu::CpuBackend;
-use l0::backend::cuda::{compile_ptx, compile_source, nvrtc_present, CudaBackend};
+use l0::backend::cuda::{
+    compile_ptx, compile_source, nvrtc_present, nvrtc_supported_archs, CudaBackend,
+};
 use l0::backend::{make_backend, Backend, Device, Hyper, Noise, ParamState, Problem};
 use l0::engine::{self, Silent};
 use l0::hard_concrete::{Magnitude, TestGate};
@@ -54,6 +56,13 @@ fn kernels_compile_to_ptx_for_all_targets() {
         ("compute_80", "sm_80"),
         ("compute_90", "sm_90"),
     ] {
+        // CUDA 13's NVRTC no longer targets compute_70.
+        let number: i32 = arch["compute_".len()..].parse().unwrap();
+        let supported = nvrtc_supported_archs();
+        if !supported.is_empty() && !supported.contains(&number) {
+            eprintln!("{arch}: not supported by this NVRTC ({supported:?}), skipped");
+            continue;
+        }
         let ptx = compile_ptx(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
         assert_eq!(ptx.len(), 3);
         for (file, kernel) in kernels {
@@ -262,7 +271,11 @@ fn gpu_500_epochs_match_cpu_loss_and_sparsity() {
     }
     let ((lg, ag), (lc, ac)) = (summary[0], summary[1]);
     assert!((lg - lc).abs() <= 0.01 * lc.abs(), "loss gpu {lg} cpu {lc}");
-    assert!((ag - ac).abs() <= 0.01 * ac, "active gpu {ag} cpu {ac}");
+    // 1%, but at least one column: a small model may keep only a few dozen.
+    assert!(
+        (ag - ac).abs() <= (0.01 * ac).max(1.0),
+        "active gpu {ag} cpu {ac}"
+    );
 }
 
 #[test]
