@@ -15,7 +15,7 @@ mod common;
 use common::{assert_close, f64s, random_matrix, Rng};
 use l0::backend::cpu::CpuBackend;
 use l0::backend::cuda::{
-    compile_ptx, compile_source, nvrtc_present, nvrtc_supported_archs, CudaBackend,
+    compile_ptx, compile_source, nvrtc_present, nvrtc_supported_archs, nvrtc_version, CudaBackend,
 };
 use l0::backend::{make_backend, Backend, Device, Hyper, Noise, ParamState, Problem};
 use l0::engine::{self, Silent};
@@ -37,6 +37,7 @@ fn kernels_compile_to_ptx_for_all_targets() {
         eprintln!("skipped: NVRTC (libnvrtc.so.13/.so.12) is not loadable");
         return;
     }
+    eprintln!("NVRTC {}", nvrtc_version());
     let kernels = [
         ("gates.cu", "sample_weights"),
         ("gates.cu", "deterministic_weights"),

@@ -123,6 +123,22 @@ fn nvrtc_archs() -> Vec<i32> {
     }
 }
 
+/// The loaded NVRTC's version as "major.minor" ("unknown" if it cannot say).
+pub fn nvrtc_version() -> String {
+    use cudarc::nvrtc::sys;
+    if !nvrtc_present() {
+        return "unknown".into();
+    }
+    catch_unwind(|| {
+        let (mut major, mut minor): (std::ffi::c_int, std::ffi::c_int) = (0, 0);
+        match unsafe { sys::nvrtcVersion(&mut major, &mut minor) } {
+            sys::nvrtcResult::NVRTC_SUCCESS => format!("{major}.{minor}"),
+            _ => "unknown".into(),
+        }
+    })
+    .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Compiles one CUDA source (a complete translation unit) to PTX for
 /// `arch` (e.g. `"compute_90"`) with the backend's options. Needs NVRTC but
 /// no GPU. A compiler error comes back as [`L0Error::Cuda`] with NVRTC's
@@ -219,9 +235,14 @@ fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> 
     }
     let mut modules = HashMap::new();
     for (name, ptx) in compile_ptx(&target_arch(cc))? {
-        let m = ctx
-            .load_module(ptx)
-            .map_err(driver_err(&format!("loading the PTX of kernels/{name}")))?;
+        let m = ctx.load_module(ptx).map_err(|e| {
+            L0Error::Cuda(format!(
+                "loading the PTX of kernels/{name} (from NVRTC {}): {e}; a driver older than \
+                 NVRTC cannot load its PTX, so put an NVRTC no newer than the driver first on \
+                 LD_LIBRARY_PATH",
+                nvrtc_version()
+            ))
+        })?;
         modules.insert(name, m);
     }
     let f = |file: &str, name: &str| -> Result<CudaFunction> {
