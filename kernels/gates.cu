@@ -72,9 +72,12 @@ extern "C" __global__ void weight_summary(u64 n, const float* __restrict__ w,
             double v = (double)fabsf(x);
             int b = (v >= 0.01) + (v >= 0.1) + (v >= 1.0) + (v >= 10.0) + (v >= 1000.0);
             local[0] += 1;
-            local[1 + b] += 1;
+            // Unrolled compares keep `local` in registers (no dynamic index).
+#pragma unroll
+            for (int k = 0; k < 6; ++k) local[1 + k] += (b == k);
         }
     }
+#pragma unroll
     for (int k = 0; k < 7; ++k) c[k][threadIdx.x] = local[k];
     __syncthreads();
     for (unsigned off = L0_BLOCK / 2; off > 0; off >>= 1) {
