@@ -147,7 +147,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n in two factors, so n = 128 (near the overflow bound) stays representable.
     let n1 = n as i32 >> 1;
@@ -187,7 +187,7 @@ pub fn ln_f32(x: f32) -> f32 {
     p = p * m - 1.666_805_8e-1;
     p = p * m + 2.000_071_4e-1;
     p = p * m - 2.499_999_4e-1;
-    p = p * m + 3.333_333_1e-1;
+    p = p * m + 0.333_333_33;
     let ef = e as f32;
     let mut y = m * z * p;
     y += -2.121_944_4e-4 * ef;

@@ -4,6 +4,10 @@
 //! whose partial f64 sums are combined in a fixed order, so results are
 //! bit-for-bit the same whatever the number of threads. Per-column state is
 //! kept as an array of structs (one cache line serves all six values).
+//!
+//! Each method's doc comment states the math once and names its GPU twin in
+//! `kernels/` (see [`super::cuda`]); the kernels compute the same formulas
+//! in the same precision, summing in a different (but fixed) order.
 
 use super::{Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
@@ -161,6 +165,7 @@ impl Backend for CpuBackend<'_> {
     }
 
     /// `s_i = sigmoid((logit u(seed, step, i) + a_i) / beta)`, `w_i = m(p_i) z(s_i)`.
+    /// GPU twin: kernel `sample_weights` (kernels/gates.cu).
     fn sample_weights(&mut self, step: u64) -> Result<()> {
         let rule = self.rule;
         let cursor = self.cursor(step);
@@ -177,6 +182,7 @@ impl Backend for CpuBackend<'_> {
     }
 
     /// `w_i = m(p_i) z_test(a_i)`.
+    /// GPU twin: kernel `deterministic_weights` (kernels/gates.cu).
     fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
         let rule = self.rule;
         par_columns(
@@ -191,6 +197,8 @@ impl Backend for CpuBackend<'_> {
 
     /// Segment partials `sum_{k in segment} M_k w_col(k)` (f64), then
     /// `yhat_q = b + sum of row q's partials`, in segment order.
+    /// GPU twins: kernels `spmv_segments` (a warp per segment) and
+    /// `spmv_combine` (a warp per row), kernels/spmv.cu.
     fn forward(&mut self) -> Result<()> {
         let m = self.problem.matrix;
         let (seg, csr) = (m.segments(), m.csr());
@@ -218,6 +226,9 @@ impl Backend for CpuBackend<'_> {
     }
 
     /// `e_q = (y_q - yhat_q)/d_q`, `r_q = -2 g_q e_q / d_q`, loss `sum g_q e_q^2`.
+    /// GPU twins: kernels `residual` (block partials of the loss and of
+    /// `sum r_q`) and `residual_finalize` (in-order sum, first non-finite
+    /// step), kernels/step.cu.
     fn residual(&mut self, step: u64) -> Result<()> {
         let p = self.problem;
         let mut loss = 0.0f64;
@@ -234,7 +245,10 @@ impl Backend for CpuBackend<'_> {
     }
 
     /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule, Adam
-    /// on both; then optionally the next step's sampled weight.
+    /// on both; then optionally the next step's sampled weight. The intercept
+    /// takes an Adam step with gradient `sum_q r_q`.
+    /// GPU twins: kernels `step_columns` (a group of lanes per CSC column)
+    /// and `intercept_adam`, kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
         let rule = self.rule;
         let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
@@ -262,6 +276,9 @@ impl Backend for CpuBackend<'_> {
         Ok(())
     }
 
+    /// `(dL/dp, dL/da)` per column as in [`Backend::step`] without the
+    /// update, and `sum_q r_q` for the intercept.
+    /// GPU twin: kernel `gradient_columns` (kernels/step.cu).
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
         let rule = self.rule;
         let n = self.cols.len();
@@ -279,6 +296,10 @@ impl Backend for CpuBackend<'_> {
         Ok((gp, ga, self.intercept_gradient()))
     }
 
+    /// `L0 = sum_i pi_i`, `L2 = sum_i m(p_i)^2` (f64 sums) and the data loss
+    /// of the last residual.
+    /// GPU twins: kernels `penalties_partial` and `penalties_finalize`
+    /// (kernels/gates.cu).
     fn losses(&mut self) -> Result<Losses> {
         let rule = self.rule;
         let (l0, l2) = self.sum_columns(
@@ -310,6 +331,8 @@ impl Backend for CpuBackend<'_> {
         Ok(())
     }
 
+    /// Nonzero weights and their size buckets ([`WeightSummary::of`]).
+    /// GPU twin: kernel `weight_summary` (kernels/gates.cu).
     fn weight_summary(&mut self) -> Result<WeightSummary> {
         Ok(
             self.sum_columns(WeightSummary::default(), WeightSummary::merge, |_, _, w| {

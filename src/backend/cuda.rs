@@ -1,20 +1,993 @@
-//! CUDA backend (placeholder until the kernels land).
+//! The CUDA backend: hand-written kernels (`kernels/*.cu`) computing exactly
+//! what [`super::cpu::CpuBackend`] computes, on one stream of one device.
+//!
+//! The CUDA driver and NVRTC are loaded at run time (cudarc's dynamic
+//! loading), so the crate builds and runs on machines without either:
+//! [`CudaBackend::available`] checks that both libraries can be loaded
+//! *before* calling anything else in cudarc (whose loader panics when a
+//! library is missing), and every call into cudarc is additionally run under
+//! [`std::panic::catch_unwind`] so that no panic reaches a user.
+//!
+//! The kernel sources are embedded in the binary and compiled once per
+//! device and process with NVRTC for the device's own compute capability
+//! (`--gpu-architecture=compute_XY`, `--fmad=false` so no multiply-add is
+//! contracted where the CPU rounds twice). Every buffer is allocated by
+//! [`CudaBackend::new`]; the epoch methods only launch kernels, and the only
+//! host-device copies outside `new`, `load_state` and `store_state` are the
+//! few scalars of [`Backend::losses`], [`Backend::first_bad_step`] and
+//! [`Backend::weight_summary`] and the vectors the caller asks for
+//! ([`Backend::read_yhat`], [`Backend::read_weights`], [`Backend::gradients`]).
+//!
+//! Sums are deterministic for a given problem: no floating-point atomics;
+//! every reduction is a fixed tree inside a block or warp followed by a
+//! single-thread pass over the block partials in order. The summation order
+//! differs from the CPU's, so sums agree with it to rounding (about 1e-15
+//! relative), and the f32 transcendental functions (`expf`, `logf`) may
+//! differ from Rust's by an ulp or two.
 
-use super::{Backend, Problem};
+use super::{Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
+use crate::hard_concrete::{AdamStep, Magnitude, TestGate};
+use crate::matrix::SparseMatrix;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
+};
+use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// The CUDA implementation of [`Backend`].
-pub struct CudaBackend;
+/// Threads per block of every kernel (`L0_BLOCK` in `kernels/common.cuh`).
+const BLOCK: u32 = 256;
+/// Most blocks a grid-stride reduction uses (sizes its partials buffer).
+const MAX_REDUCE_BLOCKS: usize = 1024;
+
+/// The shared device code, pasted into each kernel source in place of its
+/// `#include "common.cuh"` line.
+pub const COMMON_SOURCE: &str = include_str!("../../kernels/common.cuh");
+
+/// The kernel sources by file name, as embedded in the binary (each still
+/// carries its `#include "common.cuh"`; see [`kernel_source`]).
+pub const KERNEL_SOURCES: [(&str, &str); 3] = [
+    ("gates.cu", include_str!("../../kernels/gates.cu")),
+    ("spmv.cu", include_str!("../../kernels/spmv.cu")),
+    ("step.cu", include_str!("../../kernels/step.cu")),
+];
+
+/// The complete translation unit NVRTC compiles for a kernel file: its
+/// source with `#include "common.cuh"` replaced by the shared code.
+pub fn kernel_source(source: &str) -> String {
+    source.replace("#include \"common.cuh\"", COMMON_SOURCE)
+}
+
+/// Whether the CUDA driver library (libcuda) can be loaded. Loads nothing
+/// else and never panics.
+pub fn driver_present() -> bool {
+    catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// Whether NVRTC (libnvrtc.so, .so.13 or .so.12) can be loaded. Needs no
+/// GPU and never panics.
+pub fn nvrtc_present() -> bool {
+    catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
+}
+
+/// The text of a caught panic.
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Runs `f`, turning a panic inside cudarc into an [`L0Error::Cuda`].
+fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(L0Error::Cuda(format!(
+            "{what}: the CUDA library failed: {}",
+            panic_text(p)
+        )))
+    })
+}
+
+/// Wraps a driver error with what was being done.
+fn driver_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> L0Error + '_ {
+    move |e| L0Error::Cuda(format!("{what}: {e}"))
+}
+
+/// The compute architectures the loaded NVRTC can target, as
+/// `10 major + minor` (e.g. 90); empty when NVRTC is missing or cannot say.
+pub fn nvrtc_supported_archs() -> Vec<i32> {
+    if !nvrtc_present() {
+        return Vec::new();
+    }
+    catch_unwind(nvrtc_archs).unwrap_or_default()
+}
+
+fn nvrtc_archs() -> Vec<i32> {
+    use cudarc::nvrtc::sys;
+    let mut n: std::ffi::c_int = 0;
+    unsafe {
+        if sys::nvrtcGetNumSupportedArchs(&mut n) != sys::nvrtcResult::NVRTC_SUCCESS || n <= 0 {
+            return Vec::new();
+        }
+        let mut v = vec![0 as std::ffi::c_int; n as usize];
+        if sys::nvrtcGetSupportedArchs(v.as_mut_ptr()) != sys::nvrtcResult::NVRTC_SUCCESS {
+            return Vec::new();
+        }
+        v
+    }
+}
+
+/// The loaded NVRTC's version as "major.minor" ("unknown" if it cannot say).
+pub fn nvrtc_version() -> String {
+    use cudarc::nvrtc::sys;
+    if !nvrtc_present() {
+        return "unknown".into();
+    }
+    catch_unwind(|| {
+        let (mut major, mut minor): (std::ffi::c_int, std::ffi::c_int) = (0, 0);
+        match unsafe { sys::nvrtcVersion(&mut major, &mut minor) } {
+            sys::nvrtcResult::NVRTC_SUCCESS => format!("{major}.{minor}"),
+            _ => "unknown".into(),
+        }
+    })
+    .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Compiles one CUDA source (a complete translation unit) to PTX for
+/// `arch` (e.g. `"compute_90"`) with the backend's options. Needs NVRTC but
+/// no GPU. A compiler error comes back as [`L0Error::Cuda`] with NVRTC's
+/// full log.
+pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<Ptx> {
+    if !nvrtc_present() {
+        return Err(L0Error::Cuda(
+            "NVRTC (libnvrtc.so.13 or libnvrtc.so.12) cannot be loaded; install the CUDA \
+             toolkit's NVRTC or the nvidia-cuda-nvrtc-cu12 wheel (scripts/install-nvrtc.sh) \
+             and put its lib folder on LD_LIBRARY_PATH"
+                .into(),
+        ));
+    }
+    guard("compiling the kernels with NVRTC", || {
+        let opts = CompileOptions {
+            fmad: Some(false),
+            prec_div: Some(true),
+            prec_sqrt: Some(true),
+            ftz: Some(false),
+            options: vec![format!("--gpu-architecture={arch}")],
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|e| match e {
+            CompileError::CompileError { log, options, .. } => L0Error::Cuda(format!(
+                "NVRTC failed to compile {name} ({}):\n{}",
+                options.join(" "),
+                log.to_string_lossy()
+            )),
+            e => L0Error::Cuda(format!("NVRTC failed on {name}: {e}")),
+        })
+    })
+}
+
+/// Compiles every kernel source ([`KERNEL_SOURCES`]) to PTX for `arch`.
+pub fn compile_ptx(arch: &str) -> Result<Vec<(&'static str, Ptx)>> {
+    KERNEL_SOURCES
+        .iter()
+        .map(|&(name, src)| {
+            compile_source(&format!("kernels/{name}"), &kernel_source(src), arch)
+                .map(|ptx| (name, ptx))
+        })
+        .collect()
+}
+
+/// The loaded kernels of one device.
+struct Kernels {
+    sample_weights: CudaFunction,
+    deterministic_weights: CudaFunction,
+    penalties_partial: CudaFunction,
+    penalties_finalize: CudaFunction,
+    weight_summary: CudaFunction,
+    spmv_segments: CudaFunction,
+    spmv_combine: CudaFunction,
+    residual: CudaFunction,
+    residual_finalize: CudaFunction,
+    intercept_adam: CudaFunction,
+    step_columns: CudaFunction,
+    gradient_columns: CudaFunction,
+}
+
+/// Kernels compiled so far, by device ordinal: NVRTC runs once per device
+/// (primary context) and process.
+fn kernel_cache() -> &'static Mutex<HashMap<usize, Arc<Kernels>>> {
+    static CACHE: OnceLock<Mutex<HashMap<usize, Arc<Kernels>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The architecture to compile for: the device's own, or the newest NVRTC
+/// knows below it (the driver JIT-compiles PTX for newer devices).
+fn target_arch(cc: (i32, i32)) -> String {
+    let want = cc.0 * 10 + cc.1;
+    let archs = nvrtc_supported_archs();
+    let arch = if archs.is_empty() || archs.contains(&want) {
+        want
+    } else {
+        archs
+            .iter()
+            .copied()
+            .filter(|&a| a <= want)
+            .max()
+            .unwrap_or(want)
+    };
+    format!("compute_{arch}")
+}
+
+fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> {
+    let ordinal = ctx.ordinal();
+    let mut cache = kernel_cache()
+        .lock()
+        .map_err(|_| L0Error::Cuda("the kernel cache is poisoned".into()))?;
+    if let Some(k) = cache.get(&ordinal) {
+        return Ok(k.clone());
+    }
+    let mut modules = HashMap::new();
+    for (name, ptx) in compile_ptx(&target_arch(cc))? {
+        let m = ctx.load_module(ptx).map_err(|e| {
+            L0Error::Cuda(format!(
+                "loading the PTX of kernels/{name} (from NVRTC {}): {e}; a driver older than \
+                 NVRTC cannot load its PTX, so put an NVRTC no newer than the driver first on \
+                 LD_LIBRARY_PATH",
+                nvrtc_version()
+            ))
+        })?;
+        modules.insert(name, m);
+    }
+    let f = |file: &str, name: &str| -> Result<CudaFunction> {
+        modules[file]
+            .load_function(name)
+            .map_err(driver_err(&format!(
+                "finding kernel {name} in kernels/{file}"
+            )))
+    };
+    let k = Arc::new(Kernels {
+        sample_weights: f("gates.cu", "sample_weights")?,
+        deterministic_weights: f("gates.cu", "deterministic_weights")?,
+        penalties_partial: f("gates.cu", "penalties_partial")?,
+        penalties_finalize: f("gates.cu", "penalties_finalize")?,
+        weight_summary: f("gates.cu", "weight_summary")?,
+        spmv_segments: f("spmv.cu", "spmv_segments")?,
+        spmv_combine: f("spmv.cu", "spmv_combine")?,
+        residual: f("step.cu", "residual")?,
+        residual_finalize: f("step.cu", "residual_finalize")?,
+        intercept_adam: f("step.cu", "intercept_adam")?,
+        step_columns: f("step.cu", "step_columns")?,
+        gradient_columns: f("step.cu", "gradient_columns")?,
+    });
+    cache.insert(ordinal, k.clone());
+    Ok(k)
+}
+
+/// The per-column rule as the kernels take it (`struct Rule` in
+/// `kernels/common.cuh`): the f32 constants of
+/// [`crate::hard_concrete::ColumnRule<f32>`], formed on the host exactly as
+/// the CPU backend forms them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct GpuRule {
+    beta: f32,
+    gamma: f32,
+    zeta: f32,
+    width: f32,
+    l0_shift: f32,
+    lambda_l0: f32,
+    lambda_l2: f32,
+    magnitude: i32,
+    use_gates: i32,
+}
+
+// SAFETY: plain old data with the C layout of `struct Rule`.
+unsafe impl DeviceRepr for GpuRule {}
+
+/// Device memory in bytes the backend allocates for `m`: both layouts
+/// (values, indices, CSC column pointers), the segment plan and its partial
+/// sums, per-column state (six f32 parameters and moments, the weight and
+/// two gradient outputs) and the per-row f64 vectors (targets, weights,
+/// scales, predictions, residuals).
+pub fn device_bytes(m: &SparseMatrix) -> usize {
+    let (nnz, rows, cols, segs) = (m.nnz(), m.rows(), m.cols(), m.segments().len());
+    let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
+    let segments = (segs + 1) * 8 + (rows + 1) * 8 + segs * 8;
+    let columns = cols * 4 * (6 + 1 + 2);
+    let row_vectors = rows * 8 * 5;
+    let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
+    layouts + segments + columns + row_vectors + scalars
+}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// Blocks for one thread per item (`items` threads, at least one block).
+fn blocks_for(items: usize) -> Result<u32> {
+    let b = items.div_ceil(BLOCK as usize).max(1);
+    u32::try_from(b).map_err(|_| L0Error::Cuda(format!("{items} threads exceed one grid")))
+}
+
+fn cfg(blocks: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Lanes per column in the backward pass: about half the mean column
+/// length, a power of two from 1 to 32.
+fn lanes_for(nnz: usize, cols: usize) -> u32 {
+    let half = (nnz / cols.max(1) / 2).clamp(1, 32) as u32;
+    1 << (31 - half.leading_zeros())
+}
+
+/// A zeroed device buffer of `len` elements (at least one, so that empty
+/// inputs still get a valid pointer).
+fn zeros<T: DeviceRepr + ValidAsZeroBits>(s: &Arc<CudaStream>, len: usize) -> Result<CudaSlice<T>> {
+    s.alloc_zeros(len.max(1))
+        .map_err(driver_err("allocating device memory"))
+}
+
+/// A device copy of `data` (at least one element long).
+fn upload<T: DeviceRepr + ValidAsZeroBits>(
+    s: &Arc<CudaStream>,
+    data: &[T],
+) -> Result<CudaSlice<T>> {
+    let mut d = zeros(s, data.len())?;
+    if !data.is_empty() {
+        s.memcpy_htod(data, &mut d)
+            .map_err(driver_err("copying the problem to the device"))?;
+    }
+    Ok(d)
+}
+
+/// The CUDA implementation of [`Backend`]: the problem and all working
+/// buffers live on one device from [`CudaBackend::new`] to drop.
+pub struct CudaBackend {
+    ordinal: usize,
+    name: String,
+    cc: (i32, i32),
+    stream: Arc<CudaStream>,
+    k: Arc<Kernels>,
+    rule: GpuRule,
+    lr: f64,
+    seed: u64,
+    /// Noise counter of the last sampling (what `gradients` differentiates).
+    sampled_step: u64,
+    n: usize,
+    rows: usize,
+    segs: usize,
+    lanes: u32,
+    reduce_cols: u32,
+    reduce_rows: u32,
+    has_icpt: bool,
+    // The problem.
+    seg_start: CudaSlice<u64>,
+    row_ptr: CudaSlice<u64>,
+    csr_col: CudaSlice<u32>,
+    csr_val: CudaSlice<f32>,
+    csc_ptr: CudaSlice<u64>,
+    csc_row: CudaSlice<u32>,
+    csc_val: CudaSlice<f32>,
+    y: CudaSlice<f64>,
+    g: CudaSlice<f64>,
+    d: CudaSlice<f64>,
+    // Per-column state.
+    p: CudaSlice<f32>,
+    a: CudaSlice<f32>,
+    m_p: CudaSlice<f32>,
+    v_p: CudaSlice<f32>,
+    m_a: CudaSlice<f32>,
+    v_a: CudaSlice<f32>,
+    w: CudaSlice<f32>,
+    gp: CudaSlice<f32>,
+    ga: CudaSlice<f32>,
+    icpt: CudaSlice<f32>,
+    // Per-row and scratch.
+    yhat: CudaSlice<f64>,
+    r: CudaSlice<f64>,
+    seg_partials: CudaSlice<f64>,
+    red_partials: CudaSlice<f64>,
+    loss_scalars: CudaSlice<f64>,
+    pen_scalars: CudaSlice<f64>,
+    bad_step: CudaSlice<u64>,
+    counts: CudaSlice<u64>,
+}
 
 impl CudaBackend {
-    /// Whether device `ordinal` can be used.
-    pub fn available(_ordinal: usize) -> Result<()> {
-        Err(L0Error::Cuda("the CUDA backend is not built yet".into()))
+    /// Whether device `ordinal` can be used: the driver and NVRTC libraries
+    /// load (checked before anything else in cudarc is touched), the driver
+    /// initialises and the device exists. The error says which failed.
+    pub fn available(ordinal: usize) -> Result<()> {
+        if !driver_present() {
+            return Err(L0Error::Cuda(
+                "the CUDA driver (libcuda.so) cannot be loaded: no NVIDIA driver on this machine"
+                    .into(),
+            ));
+        }
+        if !nvrtc_present() {
+            return Err(L0Error::Cuda(
+                "NVRTC (libnvrtc.so.13 or libnvrtc.so.12) cannot be loaded; the CUDA backend \
+                 compiles its kernels at run time and needs it (install the CUDA toolkit or \
+                 the nvidia-cuda-nvrtc-cu12 wheel and add its lib folder to LD_LIBRARY_PATH)"
+                    .into(),
+            ));
+        }
+        guard("probing CUDA devices", || {
+            let count = CudaContext::device_count()
+                .map_err(driver_err("the CUDA driver did not initialise"))?;
+            if count <= 0 {
+                return Err(L0Error::Cuda("no CUDA device found".into()));
+            }
+            if ordinal >= count as usize {
+                return Err(L0Error::Cuda(format!(
+                    "device cuda:{ordinal} does not exist ({count} device(s) found)"
+                )));
+            }
+            Ok(())
+        })
     }
 
-    /// Opens device `ordinal` and uploads the problem.
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(_problem: Problem<'_>, _ordinal: usize) -> Result<Box<dyn Backend>> {
-        Err(L0Error::Cuda("the CUDA backend is not built yet".into()))
+    /// Opens device `ordinal`, compiles the kernels (once per device and
+    /// process), checks that the problem fits in free device memory and
+    /// uploads it. [`Noise::Replay`] is refused: recorded noise is CPU-only.
+    pub fn new(problem: Problem<'_>, ordinal: usize) -> Result<Self> {
+        if let Noise::Replay(_) = problem.noise {
+            return Err(L0Error::config(
+                "replayed gate noise (Noise::Replay) is supported by the CPU backend only",
+            ));
+        }
+        Self::available(ordinal)?;
+        guard("opening the CUDA backend", || Self::open(problem, ordinal))
+    }
+
+    fn open(problem: Problem<'_>, ordinal: usize) -> Result<Self> {
+        let m = problem.matrix;
+        let (rows, n, segs) = (m.rows(), m.cols(), m.segments().len());
+        for (what, len) in [
+            ("targets (one per matrix row)", problem.targets.len()),
+            (
+                "target weights (one per matrix row)",
+                problem.target_weight.len(),
+            ),
+            ("error scales (one per matrix row)", problem.denom.len()),
+        ] {
+            if len != rows {
+                return Err(L0Error::shape(what, rows, len));
+            }
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(driver_err(&format!("cannot open device cuda:{ordinal}")))?;
+        // One stream only: cudarc's cross-stream event tracking is not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let name = ctx.name().map_err(driver_err("reading the device name"))?;
+        let cc = ctx
+            .compute_capability()
+            .map_err(driver_err("reading the compute capability"))?;
+        let k = load_kernels(&ctx, cc)?;
+        let need = device_bytes(m);
+        let (free, total) = ctx
+            .mem_get_info()
+            .map_err(driver_err("reading free device memory"))?;
+        if need > free {
+            return Err(L0Error::Cuda(format!(
+                "the problem needs {:.2} GiB of device memory, device cuda:{ordinal} ({name}) \
+                 has {:.2} GiB free of {:.2} GiB",
+                gib(need),
+                gib(free),
+                gib(total)
+            )));
+        }
+        let s = ctx.default_stream();
+        let seg = m.segments();
+        let to_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
+        let (csr, csc) = (m.csr(), m.csc());
+        let rule = problem.hyper.rule::<f32>();
+        let b = CudaBackend {
+            ordinal,
+            name,
+            cc,
+            k,
+            rule: GpuRule {
+                beta: rule.gate.beta,
+                gamma: rule.gate.gamma,
+                zeta: rule.gate.zeta,
+                width: rule.gate.width,
+                l0_shift: rule.gate.l0_shift,
+                lambda_l0: rule.lambda_l0,
+                lambda_l2: rule.lambda_l2,
+                magnitude: match rule.magnitude {
+                    Magnitude::Exp => 0,
+                    Magnitude::Linear => 1,
+                },
+                use_gates: rule.use_gates as i32,
+            },
+            lr: problem.hyper.lr,
+            seed: problem.hyper.seed,
+            sampled_step: 0,
+            n,
+            rows,
+            segs,
+            lanes: lanes_for(m.nnz(), n),
+            reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
+            reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
+            has_icpt: false,
+            seg_start: upload(&s, &to_u64(&seg.start))?,
+            row_ptr: upload(&s, &to_u64(&seg.row_ptr))?,
+            csr_col: upload(&s, csr.indices())?,
+            csr_val: upload(&s, csr.data())?,
+            csc_ptr: upload(&s, &to_u64(csc.indptr().raw_storage()))?,
+            csc_row: upload(&s, csc.indices())?,
+            csc_val: upload(&s, csc.data())?,
+            y: upload(&s, problem.targets)?,
+            g: upload(&s, problem.target_weight)?,
+            d: upload(&s, problem.denom)?,
+            p: zeros(&s, n)?,
+            a: zeros(&s, n)?,
+            m_p: zeros(&s, n)?,
+            v_p: zeros(&s, n)?,
+            m_a: zeros(&s, n)?,
+            v_a: zeros(&s, n)?,
+            w: zeros(&s, n)?,
+            gp: zeros(&s, n)?,
+            ga: zeros(&s, n)?,
+            icpt: zeros(&s, 3)?,
+            yhat: zeros(&s, rows)?,
+            r: zeros(&s, rows)?,
+            seg_partials: zeros(&s, segs)?,
+            red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS)?,
+            loss_scalars: zeros(&s, 2)?,
+            pen_scalars: zeros(&s, 2)?,
+            bad_step: upload(&s, &[u64::MAX])?,
+            counts: zeros(&s, 7)?,
+            stream: s,
+        };
+        b.sync()?;
+        Ok(b)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(driver_err("waiting for the device"))
+    }
+
+    /// Adam's scalars for 0-based `step`, rounded to f32 as the CPU does.
+    fn adam(&self, step: u64) -> (f32, f32) {
+        let s = AdamStep::new(self.lr, step + 1);
+        ((-s.step_size) as f32, s.bc2_sqrt as f32)
+    }
+
+    fn n64(&self) -> u64 {
+        self.n as u64
+    }
+
+    /// Copies a device buffer into `out` (lengths must agree) and waits.
+    fn download<T: DeviceRepr>(&self, src: &CudaSlice<T>, out: &mut [T], what: &str) -> Result<()> {
+        self.stream
+            .memcpy_dtoh(&src.slice(0..out.len()), out)
+            .map_err(driver_err(what))?;
+        self.sync()
+    }
+
+    fn check_len(&self, what: &str, want: usize, got: usize) -> Result<()> {
+        if want == got {
+            Ok(())
+        } else {
+            Err(L0Error::shape(what, want, got))
+        }
+    }
+}
+
+/// Launches `$f` on `$self.stream` with the given config and arguments.
+macro_rules! launch {
+    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let mut b = $self.stream.launch_builder(&$self.k.$f);
+        $( b.arg($arg); )*
+        // SAFETY: the argument list matches the kernel's signature in
+        // kernels/*.cu, and every buffer is sized for the launch.
+        unsafe { b.launch($cfg) }
+            .map(|_| ())
+            .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
+    }};
+}
+
+impl Backend for CudaBackend {
+    fn describe(&self) -> String {
+        format!(
+            "cuda:{} ({}, sm_{}{})",
+            self.ordinal, self.name, self.cc.0, self.cc.1
+        )
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn load_state(&mut self, s: &ParamState) -> Result<()> {
+        if s.len() != self.n {
+            return Err(L0Error::shape(
+                "parameter vectors (one per matrix column)",
+                self.n,
+                s.len(),
+            ));
+        }
+        guard("loading the parameters", || {
+            let st = self.stream.clone();
+            for (src, dst) in [
+                (&s.p, &mut self.p),
+                (&s.a, &mut self.a),
+                (&s.m_p, &mut self.m_p),
+                (&s.v_p, &mut self.v_p),
+                (&s.m_a, &mut self.m_a),
+                (&s.v_a, &mut self.v_a),
+            ] {
+                if src.len() != self.n {
+                    return Err(L0Error::shape(
+                        "Adam moments (one per matrix column)",
+                        self.n,
+                        src.len(),
+                    ));
+                }
+                if self.n > 0 {
+                    st.memcpy_htod(src.as_slice(), dst)
+                        .map_err(driver_err("copying parameters to the device"))?;
+                }
+            }
+            self.has_icpt = s.intercept.is_some();
+            if let Some(b) = s.intercept {
+                st.memcpy_htod(&[b.value, b.m, b.v], &mut self.icpt)
+                    .map_err(driver_err("copying the intercept to the device"))?;
+            }
+            self.sync()
+        })
+    }
+
+    fn store_state(&mut self, s: &mut ParamState) -> Result<()> {
+        guard("reading the parameters", || {
+            let n = self.n;
+            for (dst, src) in [
+                (&mut s.p, &self.p),
+                (&mut s.a, &self.a),
+                (&mut s.m_p, &self.m_p),
+                (&mut s.v_p, &self.v_p),
+                (&mut s.m_a, &self.m_a),
+                (&mut s.v_a, &self.v_a),
+            ] {
+                dst.resize(n, 0.0);
+                self.download(src, dst, "copying parameters from the device")?;
+            }
+            s.intercept = if self.has_icpt {
+                let mut v = [0.0f32; 3];
+                self.download(&self.icpt, &mut v, "copying the intercept from the device")?;
+                Some(ScalarState {
+                    value: v[0],
+                    m: v[1],
+                    v: v[2],
+                })
+            } else {
+                None
+            };
+            Ok(())
+        })
+    }
+
+    /// Kernel `sample_weights` (kernels/gates.cu).
+    fn sample_weights(&mut self, step: u64) -> Result<()> {
+        self.sampled_step = step;
+        guard("sampling weights", || {
+            let n = self.n64();
+            launch!(
+                self,
+                sample_weights,
+                cfg(blocks_for(self.n)?),
+                &n,
+                &self.p,
+                &self.a,
+                &mut self.w,
+                &self.rule,
+                &self.seed,
+                &step
+            )
+        })
+    }
+
+    /// Kernel `deterministic_weights` (kernels/gates.cu).
+    fn deterministic_weights(&mut self, rule: TestGate) -> Result<()> {
+        let test: i32 = match rule {
+            TestGate::Temperature => 0,
+            TestGate::Paper => 1,
+        };
+        guard("computing deterministic weights", || {
+            let n = self.n64();
+            launch!(
+                self,
+                deterministic_weights,
+                cfg(blocks_for(self.n)?),
+                &n,
+                &self.p,
+                &self.a,
+                &mut self.w,
+                &self.rule,
+                &test
+            )
+        })
+    }
+
+    /// Kernels `spmv_segments` then `spmv_combine` (kernels/spmv.cu).
+    fn forward(&mut self) -> Result<()> {
+        guard("the forward product", || {
+            let (segs, rows) = (self.segs as u64, self.rows as u64);
+            if self.segs > 0 {
+                launch!(
+                    self,
+                    spmv_segments,
+                    cfg(blocks_for(self.segs * 32)?),
+                    &segs,
+                    &self.seg_start,
+                    &self.csr_col,
+                    &self.csr_val,
+                    &self.w,
+                    &mut self.seg_partials
+                )?;
+            }
+            let has_icpt = self.has_icpt as i32;
+            launch!(
+                self,
+                spmv_combine,
+                cfg(blocks_for(self.rows * 32)?),
+                &rows,
+                &self.row_ptr,
+                &self.seg_partials,
+                &self.icpt,
+                &has_icpt,
+                &mut self.yhat
+            )
+        })
+    }
+
+    /// Kernels `residual` then `residual_finalize` (kernels/step.cu).
+    fn residual(&mut self, step: u64) -> Result<()> {
+        guard("the residual", || {
+            let rows = self.rows as u64;
+            launch!(
+                self,
+                residual,
+                cfg(self.reduce_rows),
+                &rows,
+                &self.y,
+                &self.g,
+                &self.d,
+                &self.yhat,
+                &mut self.r,
+                &mut self.red_partials
+            )?;
+            let blocks = self.reduce_rows;
+            launch!(
+                self,
+                residual_finalize,
+                cfg(1),
+                &blocks,
+                &self.red_partials,
+                &mut self.loss_scalars,
+                &mut self.bad_step,
+                &step
+            )
+        })
+    }
+
+    /// Kernels `intercept_adam` (when fitted) and `step_columns`
+    /// (kernels/step.cu).
+    fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
+        let (neg_step, bc2) = self.adam(step);
+        if sample_next {
+            self.sampled_step = step + 1;
+        }
+        guard("the backward step", || {
+            if self.has_icpt {
+                launch!(
+                    self,
+                    intercept_adam,
+                    cfg(1),
+                    &mut self.icpt,
+                    &self.loss_scalars,
+                    &neg_step,
+                    &bc2
+                )?;
+            }
+            let (n, lanes, next) = (self.n64(), self.lanes, sample_next as i32);
+            launch!(
+                self,
+                step_columns,
+                cfg(blocks_for(self.n * self.lanes as usize)?),
+                &n,
+                &lanes,
+                &self.csc_ptr,
+                &self.csc_row,
+                &self.csc_val,
+                &self.r,
+                &mut self.p,
+                &mut self.a,
+                &mut self.m_p,
+                &mut self.v_p,
+                &mut self.m_a,
+                &mut self.v_a,
+                &mut self.w,
+                &self.rule,
+                &self.seed,
+                &step,
+                &neg_step,
+                &bc2,
+                &next
+            )
+        })
+    }
+
+    /// Kernel `gradient_columns` (kernels/step.cu); the intercept's gradient
+    /// is the sum of the residuals kept by `residual_finalize`.
+    fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
+        let step = self.sampled_step;
+        guard("the gradients", || {
+            let (n, lanes) = (self.n64(), self.lanes);
+            launch!(
+                self,
+                gradient_columns,
+                cfg(blocks_for(self.n * self.lanes as usize)?),
+                &n,
+                &lanes,
+                &self.csc_ptr,
+                &self.csc_row,
+                &self.csc_val,
+                &self.r,
+                &self.p,
+                &self.a,
+                &self.rule,
+                &self.seed,
+                &step,
+                &mut self.gp,
+                &mut self.ga
+            )?;
+            let (mut gp, mut ga) = (vec![0.0f32; self.n], vec![0.0f32; self.n]);
+            self.download(&self.gp, &mut gp, "copying gradients from the device")?;
+            self.download(&self.ga, &mut ga, "copying gradients from the device")?;
+            let gb = if self.has_icpt {
+                let mut s = [0.0f64; 2];
+                self.download(&self.loss_scalars, &mut s, "copying the loss")?;
+                Some(s[1])
+            } else {
+                None
+            };
+            Ok((gp, ga, gb))
+        })
+    }
+
+    /// Kernels `penalties_partial` then `penalties_finalize`
+    /// (kernels/gates.cu); reads four scalars.
+    fn losses(&mut self) -> Result<Losses> {
+        guard("the losses", || {
+            let n = self.n64();
+            launch!(
+                self,
+                penalties_partial,
+                cfg(self.reduce_cols),
+                &n,
+                &self.p,
+                &self.a,
+                &self.rule,
+                &mut self.red_partials
+            )?;
+            let blocks = self.reduce_cols;
+            launch!(
+                self,
+                penalties_finalize,
+                cfg(1),
+                &blocks,
+                &self.red_partials,
+                &mut self.pen_scalars
+            )?;
+            let (mut loss, mut pen) = ([0.0f64; 2], [0.0f64; 2]);
+            self.download(&self.loss_scalars, &mut loss, "copying the loss")?;
+            self.download(&self.pen_scalars, &mut pen, "copying the penalties")?;
+            Ok(Losses {
+                data: loss[0],
+                l0: pen[0],
+                l2: pen[1],
+            })
+        })
+    }
+
+    fn first_bad_step(&mut self) -> Result<Option<u64>> {
+        guard("reading the divergence flag", || {
+            let mut s = [0u64; 1];
+            self.download(&self.bad_step, &mut s, "copying the divergence flag")?;
+            Ok((s[0] != u64::MAX).then_some(s[0]))
+        })
+    }
+
+    fn read_yhat(&mut self, out: &mut [f64]) -> Result<()> {
+        self.check_len("predictions (one per matrix row)", self.rows, out.len())?;
+        guard("reading predictions", || {
+            self.download(&self.yhat, out, "copying predictions")
+        })
+    }
+
+    fn read_weights(&mut self, out: &mut [f32]) -> Result<()> {
+        self.check_len("weights (one per matrix column)", self.n, out.len())?;
+        guard("reading weights", || {
+            self.download(&self.w, out, "copying weights")
+        })
+    }
+
+    /// Kernel `weight_summary` (kernels/gates.cu); reads seven counters.
+    fn weight_summary(&mut self) -> Result<WeightSummary> {
+        guard("the weight summary", || {
+            self.stream
+                .memset_zeros(&mut self.counts)
+                .map_err(driver_err("clearing counters"))?;
+            let n = self.n64();
+            launch!(
+                self,
+                weight_summary,
+                cfg(self.reduce_cols),
+                &n,
+                &self.w,
+                &mut self.counts
+            )?;
+            let mut c = [0u64; 7];
+            self.download(&self.counts, &mut c, "copying the weight counts")?;
+            let mut buckets = [0u64; 6];
+            buckets.copy_from_slice(&c[1..]);
+            Ok(WeightSummary {
+                active: c[0],
+                buckets,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_are_powers_of_two_up_to_a_warp() {
+        assert_eq!(lanes_for(10, 10), 1);
+        assert_eq!(lanes_for(60, 10), 2);
+        assert_eq!(lanes_for(300, 10), 8);
+        assert_eq!(lanes_for(10_000, 10), 32);
+        assert_eq!(lanes_for(0, 10), 1);
+    }
+
+    #[test]
+    fn sources_are_self_contained() {
+        for (name, src) in KERNEL_SOURCES {
+            let full = kernel_source(src);
+            assert!(
+                !full.lines().any(|l| l.trim_start().starts_with("#include")),
+                "{name} still includes a file"
+            );
+            assert!(
+                full.contains("gate_uniform"),
+                "{name} lacks the common code"
+            );
+        }
+    }
+
+    #[test]
+    fn unavailable_device_is_an_error_not_a_panic() {
+        // On a machine without a driver this names the missing library; on
+        // one with a GPU, ordinal 4096 does not exist. Either way: an error.
+        let e = CudaBackend::available(4096).unwrap_err();
+        assert!(matches!(e, L0Error::Cuda(_)), "{e}");
     }
 }

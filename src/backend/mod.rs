@@ -342,11 +342,12 @@ pub fn make_backend<'a>(
     match device {
         Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
         #[cfg(feature = "cuda")]
-        Device::Cuda(ordinal) => cuda::CudaBackend::new(problem, ordinal),
+        Device::Cuda(ordinal) => Ok(Box::new(cuda::CudaBackend::new(problem, ordinal)?)),
+        // Replayed noise is CPU-only, so Auto keeps such problems on the CPU.
         #[cfg(feature = "cuda")]
-        Device::Auto => match cuda::CudaBackend::available(0) {
-            Ok(()) => cuda::CudaBackend::new(problem, 0),
-            Err(_) => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
+        Device::Auto => match (problem.noise, cuda::CudaBackend::available(0)) {
+            (Noise::Philox, Ok(())) => Ok(Box::new(cuda::CudaBackend::new(problem, 0)?)),
+            _ => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
         },
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => Err(L0Error::Cuda(

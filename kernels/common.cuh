@@ -1,0 +1,234 @@
+// Shared device code of the l0 CUDA kernels: Philox gate noise and the
+// per-column Hard Concrete math, transcribed line by line from
+// src/philox.rs and src/hard_concrete.rs. Every operation is done in the
+// same precision and the same order as the Rust code (f32 for per-column
+// math, f64 for sums); the kernels are compiled with --fmad=false so no
+// multiply-add is contracted where Rust rounds twice.
+//
+// The Rust side pastes this file in place of `#include "common.cuh"` before
+// handing each .cu source to NVRTC (no include path is needed).
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+// Threads per block of every kernel; the block reductions assume it.
+#define L0_BLOCK 256
+
+// The f64 constants of hard_concrete.rs rounded to f32 once, as `Real::of`
+// does (`(float)(1.0 - 0.9)` is formed in double and then rounded).
+#define L0_LOG_ALPHA_BOUND 20.0f
+#define L0_U_LO ((float)1e-6)
+#define L0_U_HI ((float)(1.0 - 1e-6))
+#define L0_ADAM_C1 ((float)(1.0 - 0.9))
+#define L0_ADAM_B2 ((float)0.999)
+#define L0_ADAM_C2 ((float)(1.0 - 0.999))
+#define L0_ADAM_EPS ((float)1e-8)
+
+// Mirrors `GpuRule` in src/backend/cuda.rs (#[repr(C)], nine 4-byte fields).
+struct Rule {
+    float beta;       // temperature
+    float gamma;      // lower stretch bound
+    float zeta;       // upper stretch bound
+    float width;      // (zeta - gamma) formed in f64, rounded once
+    float l0_shift;   // -beta ln(-gamma / zeta) in f32
+    float lambda_l0;  // L0 strength
+    float lambda_l2;  // L2 strength (0: the term is left out)
+    int magnitude;    // 0: m(p) = exp(p), 1: m(p) = p
+    int use_gates;    // 0: w = m(p)
+};
+
+// ---------------------------------------------------------------- Philox --
+
+// Philox4x32-10 (Salmon et al., SC'11), as philox::philox4x32_10.
+__device__ __forceinline__ void philox4x32_10(u32 c[4], u32 k0, u32 k1) {
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        u32 hi0 = __umulhi(0xD2511F53u, c[0]);
+        u32 lo0 = 0xD2511F53u * c[0];
+        u32 hi1 = __umulhi(0xCD9E8D57u, c[2]);
+        u32 lo1 = 0xCD9E8D57u * c[2];
+        u32 n0 = hi1 ^ c[1] ^ k0;
+        u32 n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = lo1;
+        c[2] = n2;
+        c[3] = lo0;
+    }
+}
+
+// philox::gate_uniform: key = (seed lo, seed hi), block = column / 4,
+// counter = (block lo, block hi, step lo, step hi), x = word (column mod 4),
+// u = ((x >> 8) + 0.5) 2^-24.
+__device__ __forceinline__ float gate_uniform(u64 seed, u64 step, u64 column) {
+    u64 block = column >> 2;
+    u32 c[4] = {(u32)block, (u32)(block >> 32), (u32)step, (u32)(step >> 32)};
+    philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
+    u32 x = c[column & 3];
+    return ((float)(x >> 8) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// ---------------------------------------------------------- scalar math --
+
+// hard_concrete::clamp_mask: clamps to [lo, hi]; *inside is true only
+// strictly inside (lo < x < hi), where torch lets the gradient through.
+__device__ __forceinline__ float clamp_mask(float x, float lo, float hi, bool* inside) {
+    if (x < lo) {
+        *inside = false;
+        return lo;
+    }
+    if (x > hi) {
+        *inside = false;
+        return hi;
+    }
+    *inside = x > lo && x < hi;
+    return x;
+}
+
+// hard_concrete::sigmoid.
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// Magnitude::eval: (m(p), m'(p)).
+__device__ __forceinline__ void magnitude_eval(const Rule& r, float p, float* m, float* dm) {
+    if (r.magnitude == 0) {
+        float e = expf(p);
+        *m = e;
+        *dm = e;
+    } else {
+        *m = p;
+        *dm = 1.0f;
+    }
+}
+
+// Gate::stretch: z = clamp(s width + gamma, 0, 1) and dz/da before the
+// division by beta.
+__device__ __forceinline__ void gate_stretch(const Rule& r, float s, bool pre_mask, float* z,
+                                             float* dz_da) {
+    float sbar = s * r.width + r.gamma;
+    bool inside;
+    *z = clamp_mask(sbar, 0.0f, 1.0f, &inside);
+    float dz_ds = (inside && pre_mask) ? r.width : 0.0f;
+    *dz_da = dz_ds * s * (1.0f - s);
+}
+
+// Gate::sample: the training gate for logit a and raw uniform u.
+__device__ __forceinline__ void gate_sample(const Rule& r, float a, float u, float* z,
+                                            float* dz_da) {
+    bool a_in, u_in;
+    float ac = clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
+    float uc = clamp_mask(u, L0_U_LO, L0_U_HI, &u_in);
+    float s = sigmoid((logf(uc) - logf(1.0f - uc) + ac) / r.beta);
+    gate_stretch(r, s, a_in, z, dz_da);
+    *dz_da = *dz_da / r.beta;
+}
+
+// Gate::deterministic: test_gate 0 = sigmoid(a / beta), 1 = sigmoid(a).
+__device__ __forceinline__ float gate_deterministic(const Rule& r, float a, int test_gate) {
+    bool a_in;
+    float ac = clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
+    float s = test_gate == 0 ? sigmoid(ac / r.beta) : sigmoid(ac);
+    float z, dz;
+    gate_stretch(r, s, true, &z, &dz);
+    return z;
+}
+
+// Gate::l0_term: pi = sigmoid(a_c + l0_shift) and dpi/da.
+__device__ __forceinline__ void l0_term(const Rule& r, float a, float* pi, float* dpi) {
+    bool a_in;
+    float ac = clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
+    *pi = sigmoid(ac + r.l0_shift);
+    *dpi = a_in ? *pi * (1.0f - *pi) : 0.0f;
+}
+
+// ColumnForward.
+struct ColumnForward {
+    float w, m, dm, z, dz_da;
+};
+
+// ColumnRule::forward: the training weight w = m(p) z(a, u).
+__device__ __forceinline__ ColumnForward column_forward(const Rule& r, float p, float a, float u) {
+    ColumnForward f;
+    magnitude_eval(r, p, &f.m, &f.dm);
+    if (r.use_gates) {
+        gate_sample(r, a, u, &f.z, &f.dz_da);
+    } else {
+        f.z = 1.0f;
+        f.dz_da = 0.0f;
+    }
+    f.w = f.m * f.z;
+    return f;
+}
+
+// ColumnRule::deterministic_weight.
+__device__ __forceinline__ float deterministic_weight(const Rule& r, float p, float a,
+                                                      int test_gate) {
+    float m, dm;
+    magnitude_eval(r, p, &m, &dm);
+    return r.use_gates ? m * gate_deterministic(r, a, test_gate) : m;
+}
+
+// ColumnRule::gradient: (dL/dp, dL/da) given g_w = dL_data/dw.
+__device__ __forceinline__ void column_gradient(const Rule& r, const ColumnForward& f, float a,
+                                                float g_w, float* gp, float* ga) {
+    float p_grad = g_w * f.z * f.dm;
+    if (r.lambda_l2 != 0.0f) {
+        p_grad = p_grad + r.lambda_l2 * (2.0f * f.m) * f.dm;
+    }
+    float pi, dpi;
+    l0_term(r, a, &pi, &dpi);
+    *gp = p_grad;
+    *ga = g_w * f.m * f.dz_da + r.lambda_l0 * dpi;
+}
+
+// ColumnRule::penalties: (pi, m(p)^2).
+__device__ __forceinline__ void column_penalties(const Rule& r, float p, float a, float* pi,
+                                                 float* m2) {
+    float m, dm, dpi;
+    magnitude_eval(r, p, &m, &dm);
+    l0_term(r, a, pi, &dpi);
+    *m2 = m * m;
+}
+
+// hard_concrete::adam_update with the step's scalars formed on the host in
+// f64 and rounded to f32: neg_step_size = -lr / (1 - b1^t),
+// bc2_sqrt = sqrt(1 - b2^t).
+__device__ __forceinline__ void adam_update(float* p, float* m, float* v, float g,
+                                            float neg_step_size, float bc2_sqrt) {
+    *m = *m + L0_ADAM_C1 * (g - *m);
+    *v = *v * L0_ADAM_B2 + L0_ADAM_C2 * g * g;
+    float denom = sqrtf(*v) / bc2_sqrt + L0_ADAM_EPS;
+    *p = *p + neg_step_size * *m / denom;
+}
+
+// ------------------------------------------------------------ reductions --
+
+// Sums `x` over the block (L0_BLOCK threads) in a fixed tree order; the
+// result is valid in thread 0. `buf` holds L0_BLOCK doubles of shared memory.
+__device__ __forceinline__ double block_sum(double x, double* buf) {
+    buf[threadIdx.x] = x;
+    __syncthreads();
+    for (unsigned off = L0_BLOCK / 2; off > 0; off >>= 1) {
+        if (threadIdx.x < off) {
+            buf[threadIdx.x] += buf[threadIdx.x + off];
+        }
+        __syncthreads();
+    }
+    double s = buf[0];
+    __syncthreads();
+    return s;
+}
+
+// Sums `x` over groups of `lanes` consecutive lanes of a warp (lanes a power
+// of two <= 32) in a fixed shuffle-tree order; valid in each group's first
+// lane. Every lane of the warp must call it.
+__device__ __forceinline__ double group_sum(double x, unsigned lanes) {
+    for (unsigned off = lanes / 2; off > 0; off >>= 1) {
+        x += __shfl_down_sync(0xffffffffu, x, off, lanes);
+    }
+    return x;
+}
+
+// True for a finite double (no NaN, no infinity).
+__device__ __forceinline__ bool finite_f64(double x) { return isfinite(x); }

@@ -1,0 +1,92 @@
+// Per-column kernels: training and test-time weights, the penalty sums and
+// the weight summary. CPU twins: CpuBackend::sample_weights,
+// ::deterministic_weights, ::losses (penalty part) and ::weight_summary.
+#include "common.cuh"
+
+// w_i = m(p_i) z(a_i, u(seed, step, i)); one thread per column.
+extern "C" __global__ void sample_weights(u64 n, const float* __restrict__ p,
+                                          const float* __restrict__ a, float* __restrict__ w,
+                                          Rule rule, u64 seed, u64 step) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    w[i] = column_forward(rule, p[i], a[i], gate_uniform(seed, step, i)).w;
+}
+
+// w_i = m(p_i) z_test(a_i); test_gate 0 = temperature, 1 = paper.
+extern "C" __global__ void deterministic_weights(u64 n, const float* __restrict__ p,
+                                                 const float* __restrict__ a,
+                                                 float* __restrict__ w, Rule rule,
+                                                 int test_gate) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    w[i] = deterministic_weight(rule, p[i], a[i], test_gate);
+}
+
+// Block partial sums of (pi_i, m(p_i)^2) in f64 over a grid-stride loop:
+// partials[2 b] = sum of pi, partials[2 b + 1] = sum of m^2 for block b.
+extern "C" __global__ void penalties_partial(u64 n, const float* __restrict__ p,
+                                             const float* __restrict__ a, Rule rule,
+                                             double* __restrict__ partials) {
+    __shared__ double buf[L0_BLOCK];
+    double l0 = 0.0, l2 = 0.0;
+    u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float pi, m2;
+        column_penalties(rule, p[i], a[i], &pi, &m2);
+        l0 += (double)pi;
+        l2 += (double)m2;
+    }
+    l0 = block_sum(l0, buf);
+    l2 = block_sum(l2, buf);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = l0;
+        partials[2 * blockIdx.x + 1] = l2;
+    }
+}
+
+// One thread: out[0] = L0, out[1] = L2, summing the block partials in order.
+extern "C" __global__ void penalties_finalize(u32 blocks, const double* __restrict__ partials,
+                                              double* __restrict__ out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double l0 = 0.0, l2 = 0.0;
+    for (u32 b = 0; b < blocks; ++b) {
+        l0 += partials[2 * b];
+        l2 += partials[2 * b + 1];
+    }
+    out[0] = l0;
+    out[1] = l2;
+}
+
+// WeightSummary over w: counts[0] = nonzero weights, counts[1 + k] = nonzero
+// weights in bucket k of |w| by the bounds 0.01, 0.1, 1, 10, 1000 (compared
+// in f64). Integer counts: block sums then one atomic add per block and
+// counter, exact in any order. `counts` must be zeroed before the launch.
+extern "C" __global__ void weight_summary(u64 n, const float* __restrict__ w,
+                                          u64* __restrict__ counts) {
+    __shared__ u64 c[7][L0_BLOCK];
+    u64 local[7] = {0, 0, 0, 0, 0, 0, 0};
+    u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float x = w[i];
+        if (x != 0.0f) {
+            double v = (double)fabsf(x);
+            int b = (v >= 0.01) + (v >= 0.1) + (v >= 1.0) + (v >= 10.0) + (v >= 1000.0);
+            local[0] += 1;
+            // Unrolled compares keep `local` in registers (no dynamic index).
+#pragma unroll
+            for (int k = 0; k < 6; ++k) local[1 + k] += (b == k);
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < 7; ++k) c[k][threadIdx.x] = local[k];
+    __syncthreads();
+    for (unsigned off = L0_BLOCK / 2; off > 0; off >>= 1) {
+        if (threadIdx.x < off) {
+            for (int k = 0; k < 7; ++k) c[k][threadIdx.x] += c[k][threadIdx.x + off];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x < 7 && c[threadIdx.x][0] != 0) {
+        atomicAdd(&counts[threadIdx.x], c[threadIdx.x][0]);
+    }
+}

@@ -1,0 +1,131 @@
+// Residual, data loss and the fused backward + Adam step. CPU twins:
+// CpuBackend::residual, ::step and ::gradients.
+#include "common.cuh"
+
+// e_q = (y_q - yhat_q) / d_q, r_q = -2 g_q e_q / d_q (f64), over a
+// grid-stride loop; block b writes partials[2 b] = sum g_q e_q^2 and
+// partials[2 b + 1] = sum r_q (the intercept's gradient).
+extern "C" __global__ void residual(u64 rows, const double* __restrict__ y,
+                                    const double* __restrict__ g,
+                                    const double* __restrict__ d,
+                                    const double* __restrict__ yhat, double* __restrict__ r,
+                                    double* __restrict__ partials) {
+    __shared__ double buf[L0_BLOCK];
+    double loss = 0.0, rsum = 0.0;
+    u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 q = (u64)blockIdx.x * blockDim.x + threadIdx.x; q < rows; q += stride) {
+        double e = (y[q] - yhat[q]) / d[q];
+        double rq = -2.0 * g[q] * e / d[q];
+        r[q] = rq;
+        loss += g[q] * e * e;
+        rsum += rq;
+    }
+    loss = block_sum(loss, buf);
+    rsum = block_sum(rsum, buf);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = loss;
+        partials[2 * blockIdx.x + 1] = rsum;
+    }
+}
+
+// One thread: scalars[0] = data loss, scalars[1] = sum r, summing the block
+// partials in order; a non-finite loss records `step` in *bad_step unless
+// an earlier step is already there (~0 means none).
+extern "C" __global__ void residual_finalize(u32 blocks, const double* __restrict__ partials,
+                                             double* __restrict__ scalars,
+                                             u64* __restrict__ bad_step, u64 step) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double loss = 0.0, rsum = 0.0;
+    for (u32 b = 0; b < blocks; ++b) {
+        loss += partials[2 * b];
+        rsum += partials[2 * b + 1];
+    }
+    scalars[0] = loss;
+    scalars[1] = rsum;
+    if (!finite_f64(loss) && *bad_step == ~0ull) *bad_step = step;
+}
+
+// One thread: Adam on the intercept state icpt = (value, m, v) with the
+// gradient sum_q r_q (scalars[1], rounded to f32 as the CPU does).
+extern "C" __global__ void intercept_adam(float* __restrict__ icpt,
+                                          const double* __restrict__ scalars,
+                                          float neg_step_size, float bc2_sqrt) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    adam_update(&icpt[0], &icpt[1], &icpt[2], (float)scalars[1], neg_step_size, bc2_sqrt);
+}
+
+// g_w,i = (M^T r)_i = sum over column i's CSC entries of M_qi r_q in f64,
+// computed by a group of `lanes` lanes (a power of two <= 32): lane l sums
+// entries l, l + lanes, ... in storage order, then a fixed shuffle tree.
+// With lanes = 1 this is exactly the CPU's sequential sum. Valid in the
+// group's first lane; every lane of the warp must call it.
+__device__ __forceinline__ double column_dot(u64 i, u64 n, unsigned lane, unsigned lanes,
+                                             const u64* __restrict__ col_ptr,
+                                             const u32* __restrict__ row,
+                                             const float* __restrict__ val,
+                                             const double* __restrict__ r) {
+    double acc = 0.0;
+    if (i < n) {
+        u64 end = col_ptr[i + 1];
+        for (u64 k = col_ptr[i] + lane; k < end; k += lanes) {
+            acc += (double)val[k] * r[row[k]];
+        }
+    }
+    return group_sum(acc, lanes);
+}
+
+// The fused backward step, one group of `lanes` lanes per column i:
+// g_w = (M^T r)_i, (dL/dp, dL/da) by the chain rule at the noise of `step`,
+// Adam on p and a with the step's scalars; with sample_next, also
+// w_i = m(p_i) z(a_i, u(seed, step + 1, i)) for the next epoch.
+extern "C" __global__ void step_columns(u64 n, u32 lanes, const u64* __restrict__ col_ptr,
+                                        const u32* __restrict__ row,
+                                        const float* __restrict__ val,
+                                        const double* __restrict__ r, float* __restrict__ p,
+                                        float* __restrict__ a, float* __restrict__ m_p,
+                                        float* __restrict__ v_p, float* __restrict__ m_a,
+                                        float* __restrict__ v_a, float* __restrict__ w,
+                                        Rule rule, u64 seed, u64 step, float neg_step_size,
+                                        float bc2_sqrt, int sample_next) {
+    u64 t = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    u64 i = t / lanes;
+    unsigned lane = (unsigned)(t % lanes);
+    double gsum = column_dot(i, n, lane, lanes, col_ptr, row, val, r);
+    if (i >= n || lane != 0) return;
+    float pi = p[i], ai = a[i];
+    ColumnForward f = column_forward(rule, pi, ai, gate_uniform(seed, step, i));
+    float gp, ga;
+    column_gradient(rule, f, ai, (float)gsum, &gp, &ga);
+    float mp = m_p[i], vp = v_p[i], ma = m_a[i], va = v_a[i];
+    adam_update(&pi, &mp, &vp, gp, neg_step_size, bc2_sqrt);
+    adam_update(&ai, &ma, &va, ga, neg_step_size, bc2_sqrt);
+    p[i] = pi;
+    a[i] = ai;
+    m_p[i] = mp;
+    v_p[i] = vp;
+    m_a[i] = ma;
+    v_a[i] = va;
+    if (sample_next) {
+        w[i] = column_forward(rule, pi, ai, gate_uniform(seed, step + 1, i)).w;
+    }
+}
+
+// The same backward pass without the update: gp_out[i] = dL/dp_i,
+// ga_out[i] = dL/da_i at the noise of `step` (Backend::gradients).
+extern "C" __global__ void gradient_columns(u64 n, u32 lanes, const u64* __restrict__ col_ptr,
+                                            const u32* __restrict__ row,
+                                            const float* __restrict__ val,
+                                            const double* __restrict__ r,
+                                            const float* __restrict__ p,
+                                            const float* __restrict__ a, Rule rule, u64 seed,
+                                            u64 step, float* __restrict__ gp_out,
+                                            float* __restrict__ ga_out) {
+    u64 t = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    u64 i = t / lanes;
+    unsigned lane = (unsigned)(t % lanes);
+    double gsum = column_dot(i, n, lane, lanes, col_ptr, row, val, r);
+    if (i >= n || lane != 0) return;
+    float ai = a[i];
+    ColumnForward f = column_forward(rule, p[i], ai, gate_uniform(seed, step, i));
+    column_gradient(rule, f, ai, (float)gsum, &gp_out[i], &ga_out[i]);
+}

@@ -1,0 +1,471 @@
+//! The CUDA backend: its kernels compile with NVRTC (no GPU needed), and on
+//! a machine with a GPU it computes what the CPU backend computes.
+//!
+//! * `kernels_compile_to_ptx_for_all_targets` needs only libnvrtc. Without
+//!   it the test prints a skip message and passes, unless
+//!   `L0_REQUIRE_NVRTC=1` (set by CI after `scripts/install-nvrtc.sh`).
+//! * The `gpu_*` tests need a CUDA device and skip with a message without
+//!   one (`L0_REQUIRE_GPU=1` turns the skip into a failure, for
+//!   `scripts/gpu-check.sh`).
+//! * The `backend_*` tests run one generic body on every backend present.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::{assert_close, f64s, random_matrix, Rng};
+use l0::backend::cpu::CpuBackend;
+use l0::backend::cuda::{
+    compile_ptx, compile_source, nvrtc_present, nvrtc_supported_archs, nvrtc_version, CudaBackend,
+};
+use l0::backend::{make_backend, Backend, Device, Hyper, Noise, ParamState, Problem};
+use l0::engine::{self, Silent};
+use l0::hard_concrete::{Magnitude, TestGate};
+use l0::{L0Error, SparseMatrix};
+
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn kernels_compile_to_ptx_for_all_targets() {
+    if !nvrtc_present() {
+        assert!(
+            !flag("L0_REQUIRE_NVRTC"),
+            "L0_REQUIRE_NVRTC=1 but NVRTC cannot be loaded (run scripts/install-nvrtc.sh and \
+             export its folder in LD_LIBRARY_PATH)"
+        );
+        eprintln!("skipped: NVRTC (libnvrtc.so.13/.so.12) is not loadable");
+        return;
+    }
+    eprintln!("NVRTC {}", nvrtc_version());
+    let kernels = [
+        ("gates.cu", "sample_weights"),
+        ("gates.cu", "deterministic_weights"),
+        ("gates.cu", "penalties_partial"),
+        ("gates.cu", "penalties_finalize"),
+        ("gates.cu", "weight_summary"),
+        ("spmv.cu", "spmv_segments"),
+        ("spmv.cu", "spmv_combine"),
+        ("step.cu", "residual"),
+        ("step.cu", "residual_finalize"),
+        ("step.cu", "intercept_adam"),
+        ("step.cu", "step_columns"),
+        ("step.cu", "gradient_columns"),
+    ];
+    for (arch, sm) in [
+        ("compute_70", "sm_70"),
+        ("compute_80", "sm_80"),
+        ("compute_90", "sm_90"),
+    ] {
+        // CUDA 13's NVRTC no longer targets compute_70.
+        let number: i32 = arch["compute_".len()..].parse().unwrap();
+        let supported = nvrtc_supported_archs();
+        if !supported.is_empty() && !supported.contains(&number) {
+            eprintln!("{arch}: not supported by this NVRTC ({supported:?}), skipped");
+            continue;
+        }
+        let ptx = compile_ptx(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        assert_eq!(ptx.len(), 3);
+        for (file, kernel) in kernels {
+            let src = ptx
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, p)| p.to_src())
+                .unwrap();
+            assert!(
+                src.contains(&format!(".target {sm}")),
+                "{file} for {arch}: no .target {sm}"
+            );
+            assert!(
+                src.contains(&format!(".entry {kernel}(")),
+                "{file} for {arch}: no entry {kernel}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compiler_errors_carry_the_nvrtc_log() {
+    if !nvrtc_present() {
+        assert!(
+            !flag("L0_REQUIRE_NVRTC"),
+            "L0_REQUIRE_NVRTC=1 but NVRTC cannot be loaded"
+        );
+        eprintln!("skipped: NVRTC (libnvrtc.so.13/.so.12) is not loadable");
+        return;
+    }
+    let src = "extern \"C\" __global__ void k(float* x) { x[0] = no_such_function(); }";
+    let e = compile_source("broken.cu", src, "compute_80").unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, L0Error::Cuda(_)), "{text}");
+    assert!(text.contains("broken.cu"), "{text}");
+    assert!(text.contains("no_such_function"), "{text}");
+}
+
+/// A synthetic calibration problem: the targets are reached exactly by a
+/// sparse set of true weights, the matrix has one dense "national" row.
+struct Synthetic {
+    m: SparseMatrix,
+    y: Vec<f64>,
+    weight: Vec<f64>,
+    denom: Vec<f64>,
+}
+
+fn synthetic(rows: usize, cols: usize, seed: u64) -> Synthetic {
+    let mut rng = Rng(seed);
+    let sparse = random_matrix(&mut rng, rows - 1, cols, 0.2, 0.5, 3.0);
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    let (ptr, idx, val) = (
+        sparse.csr().indptr().raw_storage().to_vec(),
+        sparse.csr().indices(),
+        sparse.csr().data(),
+    );
+    for q in 0..rows - 1 {
+        for k in ptr[q]..ptr[q + 1] {
+            r.push(q as u64 + 1);
+            c.push(idx[k] as u64);
+            v.push(val[k] as f64);
+        }
+    }
+    for j in 0..cols {
+        r.push(0);
+        c.push(j as u64);
+        v.push(1.0);
+    }
+    let m = SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap();
+    let truth: Vec<f64> = (0..cols)
+        .map(|_| {
+            if rng.uniform() < 0.3 {
+                10.0 * rng.uniform() + 1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let y = m.mul_vec(&truth).unwrap();
+    let denom = y.iter().map(|v| v + 1.0).collect();
+    Synthetic {
+        m,
+        weight: vec![1.0 / rows as f64; rows],
+        y,
+        denom,
+    }
+}
+
+fn hyper(intercept: bool, lambda_l2: f64) -> Hyper {
+    Hyper {
+        beta: 2.0 / 3.0,
+        gamma: -0.1,
+        zeta: 1.1,
+        lambda_l0: 1e-3,
+        lambda_l2,
+        lr: 0.05,
+        magnitude: Magnitude::Exp,
+        use_gates: true,
+        fit_intercept: intercept,
+        seed: 1234,
+    }
+}
+
+impl Synthetic {
+    fn problem(&self, hyper: Hyper) -> Problem<'_> {
+        Problem {
+            matrix: &self.m,
+            targets: &self.y,
+            target_weight: &self.weight,
+            denom: &self.denom,
+            hyper,
+            noise: Noise::Philox,
+        }
+    }
+
+    fn state(&self, intercept: bool) -> ParamState {
+        let n = self.m.cols();
+        let p = (0..n).map(|i| (1.0 + (i % 7) as f32 * 0.3).ln()).collect();
+        let a = (0..n).map(|i| 2.0 - (i % 5) as f32 * 0.4).collect();
+        ParamState::new(p, a, intercept.then_some(0.5))
+    }
+}
+
+/// The CUDA backend for `problem`, or None (with a message) without a GPU.
+fn gpu<'a>(problem: Problem<'a>) -> Option<CudaBackend> {
+    match CudaBackend::available(0) {
+        Ok(()) => Some(CudaBackend::new(problem, 0).expect("CUDA backend on cuda:0")),
+        Err(e) => {
+            assert!(
+                !flag("L0_REQUIRE_GPU"),
+                "L0_REQUIRE_GPU=1 but no usable GPU: {e}"
+            );
+            eprintln!("skipped: no usable CUDA device ({e})");
+            None
+        }
+    }
+}
+
+fn cpu(problem: Problem<'_>) -> CpuBackend<'_> {
+    CpuBackend::new(problem, Some(2)).unwrap()
+}
+
+fn train(b: &mut dyn Backend, state: &mut ParamState, epochs: u64) {
+    engine::train(b, state, epochs, TestGate::Temperature, &mut Silent).unwrap();
+}
+
+fn assert_states_close(got: &ParamState, want: &ParamState, rtol: f64, atol: f64) {
+    for (what, g, w) in [
+        ("p", &got.p, &want.p),
+        ("a", &got.a, &want.a),
+        ("m_p", &got.m_p, &want.m_p),
+        ("v_p", &got.v_p, &want.v_p),
+        ("m_a", &got.m_a, &want.m_a),
+        ("v_a", &got.v_a, &want.v_a),
+    ] {
+        assert_close(what, &f64s(g), &f64s(w), rtol, atol);
+    }
+    assert_eq!(got.step, want.step);
+    match (got.intercept, want.intercept) {
+        (Some(g), Some(w)) => assert_close(
+            "intercept",
+            &[g.value as f64, g.m as f64, g.v as f64],
+            &[w.value as f64, w.m as f64, w.v as f64],
+            rtol,
+            atol,
+        ),
+        (None, None) => {}
+        _ => panic!("intercept present on one backend only"),
+    }
+}
+
+#[test]
+fn gpu_one_epoch_matches_cpu() {
+    for intercept in [false, true] {
+        let s = synthetic(40, 300, 7);
+        let h = hyper(intercept, 1e-4);
+        let Some(mut g) = gpu(s.problem(h)) else {
+            return;
+        };
+        let mut c = cpu(s.problem(h));
+        let (mut sg, mut sc) = (s.state(intercept), s.state(intercept));
+        train(&mut g, &mut sg, 1);
+        train(&mut c, &mut sc, 1);
+        assert_states_close(&sg, &sc, 1e-5, 1e-9);
+    }
+}
+
+#[test]
+fn gpu_500_epochs_match_cpu_loss_and_sparsity() {
+    let s = synthetic(60, 2000, 11);
+    let h = hyper(false, 0.0);
+    let Some(mut g) = gpu(s.problem(h)) else {
+        return;
+    };
+    let mut c = cpu(s.problem(h));
+    let mut summary = Vec::new();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        let mut st = s.state(false);
+        train(b, &mut st, 500);
+        b.load_state(&st).unwrap();
+        b.deterministic_weights(TestGate::Temperature).unwrap();
+        b.forward().unwrap();
+        b.residual(st.step).unwrap();
+        let total = b.losses().unwrap().total(&h);
+        summary.push((total, b.weight_summary().unwrap().active as f64));
+    }
+    let ((lg, ag), (lc, ac)) = (summary[0], summary[1]);
+    assert!((lg - lc).abs() <= 0.01 * lc.abs(), "loss gpu {lg} cpu {lc}");
+    // 1%, but at least one column: a small model may keep only a few dozen.
+    assert!(
+        (ag - ac).abs() <= (0.01 * ac).max(1.0),
+        "active gpu {ag} cpu {ac}"
+    );
+}
+
+#[test]
+fn gpu_gradients_match_cpu() {
+    for intercept in [false, true] {
+        let s = synthetic(30, 500, 3);
+        let h = hyper(intercept, 1e-3);
+        let Some(mut g) = gpu(s.problem(h)) else {
+            return;
+        };
+        let mut c = cpu(s.problem(h));
+        let mut out = Vec::new();
+        for b in [&mut g as &mut dyn Backend, &mut c] {
+            b.load_state(&s.state(intercept)).unwrap();
+            b.sample_weights(5).unwrap();
+            b.forward().unwrap();
+            b.residual(5).unwrap();
+            out.push(b.gradients().unwrap());
+        }
+        let (gg, gc) = (&out[0], &out[1]);
+        assert_close("dL/dp", &f64s(&gg.0), &f64s(&gc.0), 1e-5, 1e-9);
+        assert_close("dL/da", &f64s(&gg.1), &f64s(&gc.1), 1e-5, 1e-9);
+        match (gg.2, gc.2) {
+            (Some(x), Some(y)) => assert_close("dL/db", &[x], &[y], 1e-9, 1e-12),
+            (None, None) => assert!(!intercept),
+            _ => panic!("intercept gradient on one backend only"),
+        }
+    }
+}
+
+#[test]
+fn gpu_forward_predictions_and_summary_match_cpu() {
+    let s = synthetic(50, 1000, 5);
+    let h = hyper(true, 0.0);
+    let Some(mut g) = gpu(s.problem(h)) else {
+        return;
+    };
+    let mut c = cpu(s.problem(h));
+    let mut out = Vec::new();
+    for b in [&mut g as &mut dyn Backend, &mut c] {
+        b.load_state(&s.state(true)).unwrap();
+        b.sample_weights(0).unwrap();
+        let mut w = vec![0.0f32; s.m.cols()];
+        b.read_weights(&mut w).unwrap();
+        b.forward().unwrap();
+        let mut yhat = vec![0.0; s.m.rows()];
+        b.read_yhat(&mut yhat).unwrap();
+        b.residual(0).unwrap();
+        let l = b.losses().unwrap();
+        b.deterministic_weights(TestGate::Paper).unwrap();
+        out.push((w, yhat, l, b.weight_summary().unwrap()));
+    }
+    let ((wg, yg, lg, sg), (wc, yc, lc, sc)) = (&out[0], &out[1]);
+    assert_close("w", &f64s(wg), &f64s(wc), 1e-6, 1e-12);
+    assert_close("yhat", yg, yc, 1e-6, 1e-9);
+    assert_close(
+        "losses",
+        &[lg.data, lg.l0, lg.l2],
+        &[lc.data, lc.l0, lc.l2],
+        1e-5,
+        1e-12,
+    );
+    assert_eq!(sg, sc);
+}
+
+#[test]
+fn gpu_records_the_first_non_finite_step() {
+    let mut s = synthetic(10, 50, 1);
+    s.weight[3] = f64::INFINITY;
+    let h = hyper(false, 0.0);
+    let Some(mut g) = gpu(s.problem(h)) else {
+        return;
+    };
+    g.load_state(&s.state(false)).unwrap();
+    assert_eq!(g.first_bad_step().unwrap(), None);
+    for step in [4, 5] {
+        g.sample_weights(step).unwrap();
+        g.forward().unwrap();
+        g.residual(step).unwrap();
+    }
+    assert_eq!(g.first_bad_step().unwrap(), Some(4));
+}
+
+#[test]
+fn replayed_noise_is_refused_by_the_cuda_backend() {
+    let s = synthetic(10, 50, 1);
+    let table = vec![vec![0.5f32; 50]];
+    let mut p = s.problem(hyper(false, 0.0));
+    p.noise = Noise::Replay(&table);
+    let e = CudaBackend::new(p, 0).err().expect("an error");
+    assert!(e.to_string().contains("CPU backend only"), "{e}");
+    // Auto keeps replayed noise on the CPU.
+    let b = make_backend(Device::Auto, Some(1), p).unwrap();
+    assert!(b.describe().starts_with("cpu"), "{}", b.describe());
+}
+
+#[test]
+fn auto_falls_back_to_cpu_and_explicit_cuda_names_the_problem() {
+    let s = synthetic(10, 50, 1);
+    let p = s.problem(hyper(false, 0.0));
+    let auto = make_backend(Device::Auto, Some(1), p).unwrap();
+    match CudaBackend::available(0) {
+        Ok(()) => assert!(
+            auto.describe().starts_with("cuda:0 ("),
+            "{}",
+            auto.describe()
+        ),
+        Err(why) => {
+            assert!(auto.describe().starts_with("cpu"), "{}", auto.describe());
+            let e = make_backend(Device::Cuda(0), Some(1), p).err().unwrap();
+            assert!(matches!(e, L0Error::Cuda(_)));
+            assert_eq!(e.to_string(), why.to_string());
+        }
+    }
+    let e = make_backend(Device::Cuda(4096), Some(1), p).err().unwrap();
+    assert!(matches!(e, L0Error::Cuda(_)), "{e}");
+}
+
+/// Backends to run a generic test body on: the CPU, and cuda:0 when present.
+fn backends<'a>(problem: Problem<'a>) -> Vec<Box<dyn Backend + 'a>> {
+    let mut v: Vec<Box<dyn Backend + 'a>> = vec![Box::new(cpu(problem))];
+    if CudaBackend::available(0).is_ok() {
+        v.push(Box::new(CudaBackend::new(problem, 0).unwrap()));
+    }
+    v
+}
+
+#[test]
+fn backend_predictions_counts_and_penalties_are_consistent() {
+    let s = synthetic(30, 400, 9);
+    let h = hyper(true, 1e-3);
+    for mut b in backends(s.problem(h)) {
+        let who = b.describe();
+        let mut st = s.state(true);
+        train(b.as_mut(), &mut st, 50);
+        assert_eq!(st.step, 50, "{who}");
+        b.load_state(&st).unwrap();
+        b.deterministic_weights(TestGate::Temperature).unwrap();
+        let mut w = vec![0.0f32; s.m.cols()];
+        b.read_weights(&mut w).unwrap();
+        b.forward().unwrap();
+        let mut yhat = vec![0.0; s.m.rows()];
+        b.read_yhat(&mut yhat).unwrap();
+        let bias = st.intercept.unwrap().value as f64;
+        let want: Vec<f64> =
+            s.m.mul_vec(&f64s(&w))
+                .unwrap()
+                .iter()
+                .map(|v| v + bias)
+                .collect();
+        assert_close(&format!("{who}: yhat"), &yhat, &want, 1e-12, 1e-9);
+        let summary = b.weight_summary().unwrap();
+        let active = w.iter().filter(|&&x| x != 0.0).count() as u64;
+        assert_eq!(summary.active, active, "{who}");
+        assert_eq!(summary.buckets.iter().sum::<u64>(), active, "{who}");
+        let rule = h.rule::<f64>();
+        let (l0, l2) = st.p.iter().zip(&st.a).fold((0.0, 0.0), |acc, (&p, &a)| {
+            let (pi, m2) = rule.penalties(p as f64, a as f64);
+            (acc.0 + pi, acc.1 + m2)
+        });
+        b.residual(st.step).unwrap();
+        let l = b.losses().unwrap();
+        assert_close(
+            &format!("{who}: penalties"),
+            &[l.l0, l.l2],
+            &[l0, l2],
+            1e-5,
+            0.0,
+        );
+        assert_eq!(b.first_bad_step().unwrap(), None, "{who}");
+    }
+}
+
+#[test]
+fn backend_training_reduces_the_loss() {
+    let s = synthetic(40, 600, 21);
+    let h = hyper(false, 0.0);
+    for mut b in backends(s.problem(h)) {
+        let who = b.describe();
+        let mut st = s.state(false);
+        let mut loss = Vec::new();
+        for _ in 0..2 {
+            b.load_state(&st).unwrap();
+            b.sample_weights(st.step).unwrap();
+            b.forward().unwrap();
+            b.residual(st.step).unwrap();
+            loss.push(b.losses().unwrap().data);
+            train(b.as_mut(), &mut st, 300);
+        }
+        assert!(loss[1] < 0.5 * loss[0], "{who}: loss {loss:?}");
+    }
+}
