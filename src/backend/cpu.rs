@@ -3,7 +3,11 @@
 //! Work is split into fixed-size chunks (columns, row segments, targets)
 //! whose partial f64 sums are combined in a fixed order, so results are
 //! bit-for-bit the same whatever the number of threads. Per-column state is
-//! kept as an array of structs (one cache line serves all six values).
+//! kept as a structure of arrays and each chunk's per-column math runs as
+//! straight loops over slices, which the compiler vectorises (the f32
+//! exponential and logarithm are branch-free polynomials, see
+//! [`crate::hard_concrete::exp_f32`]). Products are never fused into FMAs,
+//! so every instruction set gives the same bits.
 //!
 //! Each method's doc comment states the math once and names its GPU twin in
 //! `kernels/` (see [`super::cuda`]); the kernels compute the same formulas
@@ -15,21 +19,112 @@ use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
 use rayon::prelude::*;
 
 /// Columns per parallel task.
-const COLUMN_CHUNK: usize = 4096;
+const COLUMN_CHUNK: usize = 2048;
 /// Row segments per parallel task in the forward product.
 const SEGMENT_CHUNK: usize = 16;
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Column {
+/// Per-column state, one array per quantity.
+#[derive(Clone, Debug, Default)]
+struct Columns {
     /// The gate's pre-stretch value `s` of the last sampling, kept so the
     /// backward pass need not redraw the noise.
-    s: f32,
-    p: f32,
-    a: f32,
-    m_p: f32,
-    v_p: f32,
-    m_a: f32,
-    v_a: f32,
+    s: Vec<f32>,
+    p: Vec<f32>,
+    a: Vec<f32>,
+    m_p: Vec<f32>,
+    v_p: Vec<f32>,
+    m_a: Vec<f32>,
+    v_a: Vec<f32>,
+    /// The current weights (sampled or deterministic).
+    w: Vec<f32>,
+}
+
+/// One chunk of [`Columns`]: column `base + j` is entry `j` of each slice.
+struct Chunk<'c> {
+    base: usize,
+    s: &'c mut [f32],
+    p: &'c mut [f32],
+    a: &'c mut [f32],
+    m_p: &'c mut [f32],
+    v_p: &'c mut [f32],
+    m_a: &'c mut [f32],
+    v_a: &'c mut [f32],
+    w: &'c mut [f32],
+}
+
+impl Columns {
+    fn new(n: usize) -> Self {
+        let z = || vec![0.0f32; n];
+        Columns {
+            s: z(),
+            p: z(),
+            a: z(),
+            m_p: z(),
+            v_p: z(),
+            m_a: z(),
+            v_a: z(),
+            w: z(),
+        }
+    }
+
+    /// Runs `f` on every chunk, in parallel.
+    fn par_chunks(&mut self, pool: &rayon::ThreadPool, f: impl Fn(Chunk) + Sync) {
+        let c = COLUMN_CHUNK;
+        pool.install(|| {
+            (
+                self.s.par_chunks_mut(c),
+                self.p.par_chunks_mut(c),
+                self.a.par_chunks_mut(c),
+                self.m_p.par_chunks_mut(c),
+                self.v_p.par_chunks_mut(c),
+                self.m_a.par_chunks_mut(c),
+                self.v_a.par_chunks_mut(c),
+                self.w.par_chunks_mut(c),
+            )
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(k, (s, p, a, m_p, v_p, m_a, v_a, w))| {
+                    f(Chunk {
+                        base: k * c,
+                        s,
+                        p,
+                        a,
+                        m_p,
+                        v_p,
+                        m_a,
+                        v_a,
+                        w,
+                    })
+                })
+        });
+    }
+}
+
+impl Chunk<'_> {
+    fn len(&self) -> usize {
+        self.p.len()
+    }
+
+    /// Draws the noise of this chunk's columns, caches `s` and writes the
+    /// training weights.
+    #[inline(always)]
+    fn sample(&mut self, rule: &ColumnRule<f32>, noise: &mut NoiseCursor) {
+        let n = self.len();
+        if rule.use_gates {
+            let mut u = [0.0f32; COLUMN_CHUNK];
+            for (j, u) in u[..n].iter_mut().enumerate() {
+                *u = noise.uniform(self.base + j);
+            }
+            let (s, a) = (&mut self.s[..n], &self.a[..n]);
+            for j in 0..n {
+                s[j] = rule.gate.noisy_s(a[j], u[j]);
+            }
+        }
+        let (s, p, a, w) = (&self.s[..n], &self.p[..n], &self.a[..n], &mut self.w[..n]);
+        for j in 0..n {
+            w[j] = rule.forward_s(p[j], a[j], s[j]).w;
+        }
+    }
 }
 
 /// The CPU implementation of [`Backend`].
@@ -37,9 +132,8 @@ pub struct CpuBackend<'a> {
     pool: rayon::ThreadPool,
     problem: Problem<'a>,
     rule: ColumnRule<f32>,
-    cols: Vec<Column>,
+    cols: Columns,
     intercept: Option<ScalarState>,
-    w: Vec<f32>,
     yhat: Vec<f64>,
     r: Vec<f64>,
     partials: Vec<f64>,
@@ -62,9 +156,8 @@ impl<'a> CpuBackend<'a> {
             pool,
             problem,
             rule: problem.hyper.rule(),
-            cols: vec![Column::default(); n],
+            cols: Columns::new(n),
             intercept: None,
-            w: vec![0.0; n],
             yhat: vec![0.0; q],
             r: vec![0.0; q],
             partials: vec![0.0; problem.matrix.segments().len()],
@@ -73,39 +166,31 @@ impl<'a> CpuBackend<'a> {
         })
     }
 
-    /// A cursor factory over the noise of `step`.
-    fn cursor(&self, step: u64) -> impl Fn() -> NoiseCursor<'a> + Sync {
-        let (noise, seed) = (self.problem.noise, self.problem.hyper.seed);
-        move || NoiseCursor::new(noise, seed, step)
-    }
-
-    /// `sum_i f(column i)` in f64 over fixed chunks, combined in order.
+    /// `sum_i f(p_i, a_i, w_i)` over fixed chunks, combined in order.
     fn sum_columns<T: Send + Sync + Copy>(
         &self,
         zero: T,
         add: impl Fn(T, T) -> T + Sync,
-        f: impl Fn(usize, &Column, f32) -> T + Sync,
+        f: impl Fn(f32, f32, f32) -> T + Sync,
     ) -> T {
+        let c = &self.cols;
+        let n = c.p.len();
         let parts: Vec<T> = self.pool.install(|| {
-            self.cols
-                .par_chunks(COLUMN_CHUNK)
-                .zip(self.w.par_chunks(COLUMN_CHUNK))
-                .enumerate()
-                .map(|(k, (c, w))| {
-                    let base = k * COLUMN_CHUNK;
-                    c.iter()
-                        .zip(w)
-                        .enumerate()
-                        .fold(zero, |acc, (j, (c, &w))| add(acc, f(base + j, c, w)))
+            (0..n.div_ceil(COLUMN_CHUNK))
+                .into_par_iter()
+                .map(|k| {
+                    (k * COLUMN_CHUNK..n.min((k + 1) * COLUMN_CHUNK))
+                        .fold(zero, |acc, i| add(acc, f(c.p[i], c.a[i], c.w[i])))
                 })
                 .collect()
         });
         parts.into_iter().fold(zero, add)
     }
 
-    #[inline]
-    fn column_gradient(&self, i: usize) -> f64 {
-        column_gradient(self.problem.matrix.csc(), &self.r, i)
+    /// A cursor factory over the noise of `step`.
+    fn cursor(&self, step: u64) -> impl Fn() -> NoiseCursor<'a> + Sync {
+        let (noise, seed) = (self.problem.noise, self.problem.hyper.seed);
+        move || NoiseCursor::new(noise, seed, step)
     }
 
     fn intercept_gradient(&self) -> Option<f64> {
@@ -123,42 +208,38 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn load_state(&mut self, s: &ParamState) -> Result<()> {
-        if s.len() != self.cols.len() {
+        let n = self.cols.p.len();
+        let vecs = [&s.p, &s.a, &s.m_p, &s.v_p, &s.m_a, &s.v_a];
+        if let Some(v) = vecs.iter().find(|v| v.len() != n) {
             return Err(L0Error::shape(
                 "parameter vectors (one per matrix column)",
-                self.cols.len(),
-                s.len(),
+                n,
+                v.len(),
             ));
         }
-        for (i, c) in self.cols.iter_mut().enumerate() {
-            *c = Column {
-                s: c.s,
-                p: s.p[i],
-                a: s.a[i],
-                m_p: s.m_p[i],
-                v_p: s.v_p[i],
-                m_a: s.m_a[i],
-                v_a: s.v_a[i],
-            };
-        }
+        let c = &mut self.cols;
+        c.p.copy_from_slice(&s.p);
+        c.a.copy_from_slice(&s.a);
+        c.m_p.copy_from_slice(&s.m_p);
+        c.v_p.copy_from_slice(&s.v_p);
+        c.m_a.copy_from_slice(&s.m_a);
+        c.v_a.copy_from_slice(&s.v_a);
         self.intercept = s.intercept;
         Ok(())
     }
 
     fn store_state(&mut self, s: &mut ParamState) -> Result<()> {
-        let n = self.cols.len();
-        for v in [
-            &mut s.p, &mut s.a, &mut s.m_p, &mut s.v_p, &mut s.m_a, &mut s.v_a,
+        let c = &self.cols;
+        for (dst, src) in [
+            (&mut s.p, &c.p),
+            (&mut s.a, &c.a),
+            (&mut s.m_p, &c.m_p),
+            (&mut s.v_p, &c.v_p),
+            (&mut s.m_a, &c.m_a),
+            (&mut s.v_a, &c.v_a),
         ] {
-            v.resize(n, 0.0);
-        }
-        for (i, c) in self.cols.iter().enumerate() {
-            s.p[i] = c.p;
-            s.a[i] = c.a;
-            s.m_p[i] = c.m_p;
-            s.v_p[i] = c.v_p;
-            s.m_a[i] = c.m_a;
-            s.v_a[i] = c.v_a;
+            dst.clear();
+            dst.extend_from_slice(src);
         }
         s.intercept = self.intercept;
         Ok(())
@@ -169,15 +250,8 @@ impl Backend for CpuBackend<'_> {
     fn sample_weights(&mut self, step: u64) -> Result<()> {
         let rule = self.rule;
         let cursor = self.cursor(step);
-        par_columns(
-            &self.pool,
-            &mut self.cols,
-            &mut self.w,
-            cursor,
-            |n, i, c, w| {
-                *w = sample(&rule, n, i, c);
-            },
-        );
+        self.cols
+            .par_chunks(&self.pool, |mut ch| ch.sample(&rule, &mut cursor()));
         Ok(())
     }
 
@@ -185,13 +259,11 @@ impl Backend for CpuBackend<'_> {
     /// GPU twin: kernel `deterministic_weights` (kernels/gates.cu).
     fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
         let rule = self.rule;
-        par_columns(
-            &self.pool,
-            &mut self.cols,
-            &mut self.w,
-            || (),
-            |_, _, c, w| *w = rule.deterministic_weight(c.p, c.a, test),
-        );
+        self.cols.par_chunks(&self.pool, |ch| {
+            for j in 0..ch.len() {
+                ch.w[j] = rule.deterministic_weight(ch.p[j], ch.a[j], test);
+            }
+        });
         Ok(())
     }
 
@@ -202,7 +274,7 @@ impl Backend for CpuBackend<'_> {
     fn forward(&mut self) -> Result<()> {
         let m = self.problem.matrix;
         let (seg, csr) = (m.segments(), m.csr());
-        let (idx, val, w) = (csr.indices(), csr.data(), &self.w);
+        let (idx, val, w) = (csr.indices(), csr.data(), &self.cols.w);
         let partials = &mut self.partials;
         self.pool.install(|| {
             partials
@@ -244,9 +316,10 @@ impl Backend for CpuBackend<'_> {
         Ok(())
     }
 
-    /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule, Adam
-    /// on both; then optionally the next step's sampled weight. The intercept
-    /// takes an Adam step with gradient `sum_q r_q`.
+    /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule
+    /// through the gates of the last sampling, Adam on both; then optionally
+    /// the next step's sampled weight. The intercept takes an Adam step with
+    /// gradient `sum_q r_q`.
     /// GPU twins: kernels `step_columns` (a group of lanes per CSC column)
     /// and `intercept_adam`, kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
@@ -257,22 +330,23 @@ impl Backend for CpuBackend<'_> {
         }
         let (csc, r) = (self.problem.matrix.csc(), &self.r);
         let cursor = self.cursor(step + 1);
-        par_columns(
-            &self.pool,
-            &mut self.cols,
-            &mut self.w,
-            cursor,
-            |n, i, c, w| {
-                let f = rule.forward_s(c.p, c.a, c.s);
-                let g_w = column_gradient(csc, r, i) as f32;
-                let (gp, ga) = rule.gradient(&f, c.a, g_w);
-                adam_update(&mut c.p, &mut c.m_p, &mut c.v_p, gp, adam);
-                adam_update(&mut c.a, &mut c.m_a, &mut c.v_a, ga, adam);
-                if sample_next {
-                    *w = sample(&rule, n, i, c);
-                }
-            },
-        );
+        self.cols.par_chunks(&self.pool, |mut ch| {
+            let n = ch.len();
+            let mut gw = [0.0f32; COLUMN_CHUNK];
+            for (j, g) in gw[..n].iter_mut().enumerate() {
+                *g = column_gradient(csc, r, ch.base + j) as f32;
+            }
+            for j in 0..n {
+                let (p, a) = (ch.p[j], ch.a[j]);
+                let f = rule.forward_s(p, a, ch.s[j]);
+                let (gp, ga) = rule.gradient(&f, a, gw[j]);
+                adam_update(&mut ch.p[j], &mut ch.m_p[j], &mut ch.v_p[j], gp, adam);
+                adam_update(&mut ch.a[j], &mut ch.m_a[j], &mut ch.v_a[j], ga, adam);
+            }
+            if sample_next {
+                ch.sample(&rule, &mut cursor());
+            }
+        });
         Ok(())
     }
 
@@ -281,16 +355,17 @@ impl Backend for CpuBackend<'_> {
     /// GPU twin: kernel `gradient_columns` (kernels/step.cu).
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
         let rule = self.rule;
-        let n = self.cols.len();
+        let (c, csc, r) = (&self.cols, self.problem.matrix.csc(), &self.r);
+        let n = c.p.len();
         let (mut gp, mut ga) = (vec![0.0f32; n], vec![0.0f32; n]);
         self.pool.install(|| {
             gp.par_iter_mut()
                 .zip(ga.par_iter_mut())
                 .enumerate()
                 .for_each(|(i, (gp, ga))| {
-                    let c = self.cols[i];
-                    let f = rule.forward_s(c.p, c.a, c.s);
-                    (*gp, *ga) = rule.gradient(&f, c.a, self.column_gradient(i) as f32);
+                    let f = rule.forward_s(c.p[i], c.a[i], c.s[i]);
+                    let g_w = column_gradient(csc, r, i) as f32;
+                    (*gp, *ga) = rule.gradient(&f, c.a[i], g_w);
                 })
         });
         Ok((gp, ga, self.intercept_gradient()))
@@ -305,8 +380,8 @@ impl Backend for CpuBackend<'_> {
         let (l0, l2) = self.sum_columns(
             (0.0f64, 0.0f64),
             |x, y| (x.0 + y.0, x.1 + y.1),
-            |_, c, _| {
-                let (pi, m2) = rule.penalties(c.p, c.a);
+            |p, a, _| {
+                let (pi, m2) = rule.penalties(p, a);
                 (pi as f64, m2 as f64)
             },
         );
@@ -327,7 +402,7 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn read_weights(&mut self, out: &mut [f32]) -> Result<()> {
-        out.copy_from_slice(&self.w);
+        out.copy_from_slice(&self.cols.w);
         Ok(())
     }
 
@@ -340,39 +415,6 @@ impl Backend for CpuBackend<'_> {
             }),
         )
     }
-}
-
-/// Draws column `i`'s gate noise, caches its `s` and returns its training weight.
-#[inline(always)]
-fn sample(rule: &ColumnRule<f32>, noise: &mut NoiseCursor, i: usize, c: &mut Column) -> f32 {
-    if rule.use_gates {
-        c.s = rule.gate.noisy_s(c.a, noise.uniform(i));
-    }
-    rule.forward_s(c.p, c.a, c.s).w
-}
-
-/// Applies `f(scratch, column index, state, weight)` to every column, in
-/// parallel over fixed chunks; `init` makes each chunk's scratch (a noise
-/// cursor).
-fn par_columns<S>(
-    pool: &rayon::ThreadPool,
-    cols: &mut [Column],
-    w: &mut [f32],
-    init: impl Fn() -> S + Sync,
-    f: impl Fn(&mut S, usize, &mut Column, &mut f32) + Sync,
-) {
-    pool.install(|| {
-        cols.par_chunks_mut(COLUMN_CHUNK)
-            .zip(w.par_chunks_mut(COLUMN_CHUNK))
-            .enumerate()
-            .for_each(|(k, (c, w))| {
-                let base = k * COLUMN_CHUNK;
-                let mut scratch = init();
-                for (j, (c, w)) in c.iter_mut().zip(w.iter_mut()).enumerate() {
-                    f(&mut scratch, base + j, c, w);
-                }
-            })
-    });
 }
 
 /// `g_w,i = (M^T r)_i = sum_{q in column i} M_qi r_q`, in f64.
