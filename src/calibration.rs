@@ -25,8 +25,6 @@ use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
 use crate::model::{self, GateParams};
-use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
@@ -368,35 +366,8 @@ pub struct Calibration {
     state: ParamState,
 }
 
-/// Seeds of the initial draws, derived from the model seed.
-const LOG_ALPHA_STREAM: u64 = 0x6c6f_675f_616c_7068;
+/// Seed stream of the log-weight jitter, derived from the model seed.
 const LOG_WEIGHT_STREAM: u64 = 0x6c6f_675f_7765_6967;
-
-fn normal_draws(seed: u64, stream: u64, sd: f64, n: usize) -> Result<Vec<f64>> {
-    let dist = Normal::new(0.0, sd).map_err(|e| L0Error::config(format!("jitter sd {sd}: {e}")))?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ stream);
-    Ok((0..n).map(|_| dist.sample(&mut rng)).collect())
-}
-
-fn expand(init: &Init, n: usize, what: &str) -> Result<Vec<f64>> {
-    match init {
-        Init::Scalar(v) => {
-            check_finite_scalar(what, *v)?;
-            Ok(vec![*v; n])
-        }
-        Init::PerColumn(v) => {
-            if v.len() != n {
-                return Err(L0Error::shape(
-                    format!("{what} (one per column)"),
-                    n,
-                    v.len(),
-                ));
-            }
-            check_finite(what, v)?;
-            Ok(v.clone())
-        }
-    }
-}
 
 impl Calibration {
     /// A model for `n_features` columns (records).
@@ -417,7 +388,7 @@ impl Calibration {
         let seed = params.seed.unwrap_or_else(rand::random);
         let w = match &params.init_weights {
             None => vec![1.0; n_features],
-            Some(init) => expand(init, n_features, "init_weights")?,
+            Some(init) => model::expand(init, n_features, "init_weights")?,
         };
         if let Some(k) = w.iter().position(|&v| v < 0.0) {
             return Err(L0Error::config(format!(
@@ -426,39 +397,12 @@ impl Calibration {
             )));
         }
         let p: Vec<f32> = w.iter().map(|&v| ((v as f32) + 1e-8).ln()).collect();
-        let keep = match &params.init_keep_prob {
-            Init::Scalar(k) => {
-                check_finite_scalar("init_keep_prob", *k)?;
-                if !(*k > 0.0 && *k < 1.0) {
-                    return Err(L0Error::config(format!(
-                        "init_keep_prob must be in (0, 1), got {k}"
-                    )));
-                }
-                vec![*k as f32; n_features]
-            }
-            Init::PerColumn(_) => {
-                let k = expand(&params.init_keep_prob, n_features, "init_keep_prob")?;
-                if let Some(i) = k.iter().position(|&v| !(0.0..=1.0).contains(&v)) {
-                    return Err(L0Error::config(format!(
-                        "init_keep_prob must be in [0, 1], got {} at column {i}",
-                        k[i]
-                    )));
-                }
-                k.iter()
-                    .map(|&v| (v as f32).clamp(1e-6, 1.0 - 1e-6))
-                    .collect()
-            }
-        };
-        let mut a: Vec<f32> = keep.iter().map(|&k| (k / (1.0 - k)).ln()).collect();
-        if params.log_alpha_jitter_sd > 0.0 {
-            let j = normal_draws(
-                seed,
-                LOG_ALPHA_STREAM,
-                params.log_alpha_jitter_sd,
-                n_features,
-            )?;
-            a.iter_mut().zip(j).for_each(|(a, j)| *a += j as f32);
-        }
+        let a = model::initial_log_alpha(
+            &params.init_keep_prob,
+            n_features,
+            params.log_alpha_jitter_sd,
+            seed,
+        )?;
         Ok(Calibration {
             params,
             seed,
@@ -569,7 +513,7 @@ impl Calibration {
         let device = backend.describe();
         let mut state = self.state.clone();
         if state.step == 0 && self.params.log_weight_jitter_sd > 0.0 && opts.epochs > 0 {
-            let j = normal_draws(
+            let j = model::normal_draws(
                 self.seed,
                 LOG_WEIGHT_STREAM,
                 self.params.log_weight_jitter_sd,

@@ -57,7 +57,7 @@ pub struct Silent;
 impl Observer for Silent {}
 
 fn due(every: Option<u64>, epoch: u64) -> bool {
-    every.is_some_and(|k| k > 0 && epoch % k == 0)
+    every.is_some_and(|k| k > 0 && epoch.is_multiple_of(k))
 }
 
 fn check_divergence(b: &mut dyn Backend, step0: u64) -> Result<()> {

@@ -18,6 +18,7 @@ pub mod io;
 pub mod matrix;
 pub mod model;
 pub mod philox;
+pub mod regression;
 pub mod synth;
 
 pub use backend::Device;
@@ -26,3 +27,7 @@ pub use error::{L0Error, Result};
 pub use hard_concrete::TestGate;
 pub use matrix::SparseMatrix;
 pub use model::GateParams;
+pub use regression::{
+    fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,
+    RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport,
+};

@@ -13,6 +13,7 @@ impl CudaBackend {
     }
 
     /// Opens device `ordinal` and uploads the problem.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(_problem: Problem<'_>, _ordinal: usize) -> Result<Box<dyn Backend>> {
         Err(L0Error::Cuda("the CUDA backend is not built yet".into()))
     }

@@ -1,0 +1,520 @@
+//! Sparse regression: recovery of a known truth, gradients against a dense
+//! f64 evaluation of the loss, input errors, dense = sparse input,
+//! continuing fits, the least-squares refit and the lambda path.
+
+mod common;
+
+use common::Rng;
+use l0::backend::cpu::CpuBackend;
+use l0::backend::{Backend, Hyper, Noise, ParamState, Problem};
+use l0::hard_concrete::{Magnitude, TestGate};
+use l0::{
+    fit_path, refit_least_squares, Device, GateParams, Init, PathParams, Regression,
+    RegressionFitParams, RegressionParams, SparseMatrix,
+};
+
+const TRUTH: [f64; 4] = [1.0, 0.0, -2.0, 0.0];
+
+/// The README demo's data: four features with pairwise correlation 0.5,
+/// coefficients [1, 0, -2, 0], intercept 30, noise sd 1.5.
+fn demo_data(seed: u64, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let mut x = vec![0.0; n * 4];
+    let mut y = vec![0.0; n];
+    for q in 0..n {
+        let c = rng.normal();
+        for j in 0..4 {
+            x[q * 4 + j] = 0.5f64.sqrt() * (c + rng.normal());
+        }
+        let s: f64 = (0..4).map(|j| TRUTH[j] * x[q * 4 + j]).sum();
+        y[q] = 30.0 + s + 1.5 * rng.normal();
+    }
+    (x, y)
+}
+
+fn demo_fit() -> RegressionFitParams {
+    RegressionFitParams {
+        lambda_l0: 0.2,
+        lr: 0.01,
+        epochs: 5000,
+        device: Device::Cpu,
+        threads: Some(1),
+        ..Default::default()
+    }
+}
+
+fn seeded(seed: u64) -> RegressionParams {
+    RegressionParams {
+        seed: Some(seed),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn demo_problem_recovers_support_and_coefficients() {
+    // (data seed, model seed). The data sets' least-squares estimates on the
+    // true support are within 0.15 of the truth (data seed 102's estimate of
+    // the first coefficient is 0.84: sampling noise, sd about 0.09).
+    for (data, seed) in [(101u64, 1u64), (103, 2), (105, 3)] {
+        let (x, y) = demo_data(data, 500);
+        let mut m = Regression::new(4, seeded(seed)).unwrap();
+        let r = m.fit_dense(&x, &y, &demo_fit()).unwrap();
+        assert_eq!(m.selected_features(0.01), vec![0, 2], "seed {seed}");
+        let coef = m.coefficients(0.01);
+        for (j, (c, t)) in coef.iter().zip(TRUTH).enumerate() {
+            assert!(
+                (c - t).abs() < 0.15,
+                "seed {seed}: coef {j} = {c}, want {t}"
+            );
+        }
+        assert_eq!(coef[1], 0.0);
+        assert_eq!(coef[3], 0.0);
+        assert!((m.intercept().unwrap() - 30.0).abs() < 0.3, "seed {seed}");
+        // The gated fit is close to least squares on the selected support.
+        let xs = SparseMatrix::from_dense(500, 4, &x).unwrap();
+        let ls = refit_least_squares(&xs, &y, &[0, 2], true).unwrap();
+        for j in [0, 2] {
+            assert!(
+                (coef[j] - ls.coefficients[j]).abs() < 0.02,
+                "seed {seed}: {j}"
+            );
+        }
+        assert_eq!(m.sparsity(), 0.5);
+        let last = r.last.unwrap();
+        assert_eq!(last.active, 2);
+        // The noise variance is 2.25; the fitted model's error is close to it.
+        assert!(last.deterministic_mse < 2.6, "{}", last.deterministic_mse);
+        // Predictions = X coef + b with deterministic gates.
+        let pred = m.predict_dense(&x[..8]).unwrap();
+        let b = m.intercept().unwrap();
+        let w = m.weights(true);
+        for (q, p) in pred.iter().enumerate() {
+            let want: f64 = b
+                + (0..4)
+                    .map(|j| x[q * 4 + j] as f32 as f64 * w[j])
+                    .sum::<f64>();
+            assert!((p - want).abs() < 1e-9);
+        }
+        // The paper estimator sigmoid(a) also selects {0, 2} here.
+        let paper = m.coefficients_with(TestGate::Paper, 0.01);
+        assert_eq!(paper[1], 0.0);
+        assert!((paper[2] + 2.0).abs() < 0.15, "{paper:?}");
+    }
+}
+
+#[test]
+fn paper_and_temperature_gates_follow_their_formulas() {
+    let mut m = Regression::new(3, seeded(5)).unwrap();
+    let mut s = m.state().clone();
+    s.a = vec![0.4, -2.0, 9.0];
+    s.p = vec![2.0, -1.0, 0.5];
+    m.set_state(s).unwrap();
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let stretch = |s: f64| (s * 1.2 - 0.1).clamp(0.0, 1.0);
+    let beta = 2.0 / 3.0;
+    let t = m.gates(TestGate::Temperature);
+    let p = m.gates(TestGate::Paper);
+    for (i, a) in [0.4f64, -2.0, 9.0].iter().enumerate() {
+        let a = *a as f32 as f64;
+        assert!((t[i] - stretch(sig(a / beta))).abs() < 1e-6);
+        assert!((p[i] - stretch(sig(a))).abs() < 1e-6);
+    }
+    // Temperature gate for a = -2 is below 0.01 (exactly 0), paper's is not.
+    assert_eq!(t[1], 0.0);
+    assert!(p[1] > 0.0);
+    assert_eq!(m.coefficients(0.01)[1], 0.0);
+    assert!(m.coefficients_with(TestGate::Paper, 0.01)[1] < 0.0);
+    assert!((m.coefficients(0.01)[2] - 0.5).abs() < 1e-7);
+    // A threshold above a gate zeroes its coefficient exactly.
+    assert_eq!(m.coefficients(0.99)[0], 0.0);
+    assert_eq!(m.selected_features(0.01), vec![0, 2]);
+    assert_eq!(m.raw_coefficients(), vec![2.0, -1.0, 0.5]);
+}
+
+/// Loss of the regression at f64, from the generic per-column functions.
+fn dense_loss(x: &[f64], y: &[f64], h: &Hyper, p: &[f64], a: &[f64], b: f64, u: &[f32]) -> f64 {
+    let rule = h.rule::<f64>();
+    let k = p.len();
+    let w: Vec<f64> = (0..k)
+        .map(|i| rule.forward(p[i], a[i], u[i] as f64).w)
+        .collect();
+    let n = y.len();
+    let mse = (0..n)
+        .map(|q| {
+            let yh = b + (0..k).map(|i| x[q * k + i] * w[i]).sum::<f64>();
+            (y[q] - yh) * (y[q] - yh)
+        })
+        .sum::<f64>()
+        / n as f64;
+    let (l0, l2) = (0..k).fold((0.0, 0.0), |acc, i| {
+        let (pi, m2) = rule.penalties(p[i], a[i]);
+        (acc.0 + pi, acc.1 + m2)
+    });
+    mse + h.lambda_l0 * l0 + h.lambda_l2 * l2
+}
+
+#[test]
+fn gradients_match_finite_differences_of_the_loss() {
+    let (n, k) = (7usize, 4usize);
+    let mut rng = Rng(9);
+    // Values exactly representable in f32 (the matrix stores f32).
+    let x: Vec<f64> = (0..n * k)
+        .map(|_| ((rng.normal() * 64.0).round() / 64.0) as f32 as f64)
+        .collect();
+    let y: Vec<f64> = (0..n).map(|_| 3.0 + rng.normal()).collect();
+    let m = SparseMatrix::from_dense(n, k, &x).unwrap();
+    let hyper = Hyper {
+        beta: 2.0 / 3.0,
+        gamma: -0.1,
+        zeta: 1.1,
+        lambda_l0: 0.05,
+        lambda_l2: 0.01,
+        lr: 0.01,
+        magnitude: Magnitude::Linear,
+        use_gates: true,
+        fit_intercept: true,
+        seed: 0,
+    };
+    let u = vec![vec![0.3f32, 0.55, 0.8, 0.45]];
+    let p = vec![0.7f32, -1.3, 0.2, 2.1];
+    let a = vec![0.1f32, -0.4, 0.9, -0.2];
+    let b = 2.5f32;
+    let weight = vec![1.0 / n as f64; n];
+    let denom = vec![1.0; n];
+    let problem = Problem {
+        matrix: &m,
+        targets: &y,
+        target_weight: &weight,
+        denom: &denom,
+        hyper,
+        noise: Noise::Replay(&u),
+    };
+    let mut be = CpuBackend::new(problem, Some(1)).unwrap();
+    be.load_state(&ParamState::new(p.clone(), a.clone(), Some(b)))
+        .unwrap();
+    be.sample_weights(0).unwrap();
+    be.forward().unwrap();
+    be.residual(0).unwrap();
+    let (gp, ga, gb) = be.gradients(0).unwrap();
+    let l = be.losses().unwrap();
+
+    let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+    let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+    let f = |p: &[f64], a: &[f64], b: f64| dense_loss(&x, &y, &hyper, p, a, b, &u[0]);
+    let base = f(&p64, &a64, b as f64);
+    assert!((l.total(&hyper) - base).abs() < 1e-5 * base.abs(), "loss");
+    let eps = 1e-6;
+    let check = |what: &str, got: f64, fd: f64| {
+        assert!(
+            (got - fd).abs() < 1e-3 * fd.abs() + 1e-5,
+            "{what}: backend {got}, finite difference {fd}"
+        );
+    };
+    for i in 0..k {
+        let (mut pp, mut pm) = (p64.clone(), p64.clone());
+        pp[i] += eps;
+        pm[i] -= eps;
+        let fd = (f(&pp, &a64, b as f64) - f(&pm, &a64, b as f64)) / (2.0 * eps);
+        check(&format!("dL/dp[{i}]"), gp[i] as f64, fd);
+        let (mut ap, mut am) = (a64.clone(), a64.clone());
+        ap[i] += eps;
+        am[i] -= eps;
+        let fd = (f(&p64, &ap, b as f64) - f(&p64, &am, b as f64)) / (2.0 * eps);
+        check(&format!("dL/da[{i}]"), ga[i] as f64, fd);
+    }
+    let fd = (f(&p64, &a64, b as f64 + eps) - f(&p64, &a64, b as f64 - eps)) / (2.0 * eps);
+    check("dL/db", gb.unwrap(), fd);
+}
+
+fn err<T: std::fmt::Debug>(r: l0::Result<T>) -> String {
+    r.unwrap_err().to_string()
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let (x, y) = demo_data(1, 10);
+    let fit = RegressionFitParams {
+        epochs: 3,
+        device: Device::Cpu,
+        ..Default::default()
+    };
+    let mut m = Regression::new(4, seeded(1)).unwrap();
+    assert_eq!(
+        err(m.fit_dense(&x, &y[..9], &fit)),
+        "shape mismatch: dense matrix (rows x cols values): expected 9 x 4 = 36, got 40"
+    );
+    let xs = SparseMatrix::from_dense(10, 4, &x).unwrap();
+    assert_eq!(
+        err(m.fit(&xs, &y[..9], &fit)),
+        "shape mismatch: y (one value per row of X): expected 10, got 9"
+    );
+    let x3 = SparseMatrix::from_dense(10, 3, &x[..30]).unwrap();
+    assert_eq!(
+        err(m.fit(&x3, &y, &fit)),
+        "shape mismatch: X columns (one per feature): expected 4, got 3"
+    );
+    assert_eq!(
+        err(m.predict(&x3)),
+        "shape mismatch: X columns (one per feature): expected 4, got 3"
+    );
+    assert_eq!(
+        err(m.predict_dense(&x[..7])),
+        "shape mismatch: dense X (a multiple of n_features values): expected a multiple of 4, got 7"
+    );
+    let mut ybad = y.clone();
+    ybad[3] = f64::NAN;
+    assert_eq!(
+        err(m.fit(&xs, &ybad, &fit)),
+        "non-finite value in y at index 3: NaN"
+    );
+    let mut xbad = x.clone();
+    xbad[5] = f64::INFINITY;
+    assert_eq!(
+        err(m.fit_dense(&xbad, &y, &fit)),
+        "non-finite value in dense matrix values at index 5: inf"
+    );
+    for (opts, msg) in [
+        (
+            RegressionFitParams {
+                lr: 0.0,
+                ..fit.clone()
+            },
+            "invalid configuration: lr must be > 0, got 0",
+        ),
+        (
+            RegressionFitParams {
+                lr: f64::NAN,
+                ..fit.clone()
+            },
+            "non-finite value in lr at index 0: NaN",
+        ),
+        (
+            RegressionFitParams {
+                lambda_l0: -1.0,
+                ..fit.clone()
+            },
+            "invalid configuration: lambda_l0 must be >= 0, got -1",
+        ),
+        (
+            RegressionFitParams {
+                lambda_l2: -0.5,
+                ..fit.clone()
+            },
+            "invalid configuration: lambda_l2 must be >= 0, got -0.5",
+        ),
+        (
+            RegressionFitParams {
+                lambda_l0: f64::INFINITY,
+                ..fit.clone()
+            },
+            "non-finite value in lambda_l0 at index 0: inf",
+        ),
+    ] {
+        assert_eq!(err(m.fit(&xs, &y, &opts)), msg);
+    }
+    // Nothing was trained by the failed calls.
+    assert_eq!(m.state().step, 0);
+    let gate = |beta, gamma, zeta| RegressionParams {
+        gate: GateParams { beta, gamma, zeta },
+        ..Default::default()
+    };
+    for (params, msg) in [
+        (
+            gate(0.0, -0.1, 1.1),
+            "invalid configuration: beta must be > 0, got 0",
+        ),
+        (
+            gate(0.5, 0.0, 1.1),
+            "invalid configuration: gamma must be < 0, got 0",
+        ),
+        (
+            gate(0.5, -0.1, 1.0),
+            "invalid configuration: zeta must be > 1, got 1",
+        ),
+        (
+            gate(f64::NAN, -0.1, 1.1),
+            "non-finite value in beta at index 0: NaN",
+        ),
+        (
+            RegressionParams {
+                init_keep_prob: Init::Scalar(1.0),
+                ..Default::default()
+            },
+            "invalid configuration: init_keep_prob must be in (0, 1), got 1",
+        ),
+        (
+            RegressionParams {
+                init_keep_prob: Init::Scalar(0.0),
+                ..Default::default()
+            },
+            "invalid configuration: init_keep_prob must be in (0, 1), got 0",
+        ),
+        (
+            RegressionParams {
+                coef_init_sd: -0.1,
+                ..Default::default()
+            },
+            "invalid configuration: coef_init_sd must be >= 0, got -0.1",
+        ),
+        (
+            RegressionParams {
+                init_coefficients: Some(Init::PerColumn(vec![1.0, 2.0])),
+                ..Default::default()
+            },
+            "shape mismatch: init_coefficients (one per column): expected 4, got 2",
+        ),
+    ] {
+        assert_eq!(err(Regression::new(4, params)), msg);
+    }
+    assert_eq!(
+        err(Regression::new(0, RegressionParams::default())),
+        "invalid configuration: n_features must be at least 1"
+    );
+}
+
+#[test]
+fn dense_and_sparse_input_give_identical_fits() {
+    let (mut x, y) = demo_data(7, 120);
+    // Some exact zeros, which the sparse layout drops.
+    for v in x.iter_mut().step_by(3) {
+        *v = 0.0;
+    }
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for (k, &val) in x.iter().enumerate() {
+        if val != 0.0 {
+            r.push((k / 4) as u64);
+            c.push((k % 4) as u64);
+            v.push(val);
+        }
+    }
+    let xs = SparseMatrix::from_triplets(120, 4, &r, &c, &v).unwrap();
+    let fit = RegressionFitParams {
+        epochs: 400,
+        device: Device::Cpu,
+        ..demo_fit()
+    };
+    let mut a = Regression::new(4, seeded(3)).unwrap();
+    let mut b = Regression::new(4, seeded(3)).unwrap();
+    a.fit_dense(&x, &y, &fit).unwrap();
+    b.fit(&xs, &y, &fit).unwrap();
+    assert_eq!(a.state(), b.state());
+    assert_eq!(a.predict_dense(&x).unwrap(), b.predict(&xs).unwrap());
+}
+
+#[test]
+fn continuing_fits_equal_one_long_fit() {
+    let (x, y) = demo_data(11, 200);
+    let xs = SparseMatrix::from_dense(200, 4, &x).unwrap();
+    let fit = |epochs| RegressionFitParams {
+        epochs,
+        lambda_l2: 0.001,
+        device: Device::Cpu,
+        threads: Some(2),
+        ..demo_fit()
+    };
+    let mut one = Regression::new(4, seeded(4)).unwrap();
+    one.fit(&xs, &y, &fit(700)).unwrap();
+    let mut two = Regression::new(4, seeded(4)).unwrap();
+    two.fit(&xs, &y, &fit(300)).unwrap();
+    two.fit(&xs, &y, &fit(0)).unwrap();
+    two.fit(&xs, &y, &fit(400)).unwrap();
+    assert_eq!(one.state(), two.state());
+    assert_eq!(two.state().step, 700);
+    // Without an intercept as well.
+    let params = RegressionParams {
+        fit_intercept: false,
+        ..seeded(4)
+    };
+    let mut one = Regression::new(4, params.clone()).unwrap();
+    one.fit(&xs, &y, &fit(500)).unwrap();
+    let mut two = Regression::new(4, params).unwrap();
+    two.fit(&xs, &y, &fit(250)).unwrap();
+    two.fit(&xs, &y, &fit(250)).unwrap();
+    assert_eq!(one.state(), two.state());
+    assert_eq!(one.intercept(), None);
+}
+
+#[test]
+fn least_squares_refit_is_exact_on_noiseless_data() {
+    let (n, k) = (40usize, 6usize);
+    let mut rng = Rng(21);
+    let x: Vec<f64> = (0..n * k).map(|_| rng.normal() as f32 as f64).collect();
+    let beta = [0.0, 1.5, 0.0, -0.75, 2.0, 0.0];
+    let y: Vec<f64> = (0..n)
+        .map(|q| 4.0 + (0..k).map(|j| beta[j] * x[q * k + j]).sum::<f64>())
+        .collect();
+    let xs = SparseMatrix::from_dense(n, k, &x).unwrap();
+    let ls = refit_least_squares(&xs, &y, &[4, 1, 3], true).unwrap();
+    assert_eq!(ls.support, vec![1, 3, 4]);
+    for (j, (c, b)) in ls.coefficients.iter().zip(beta).enumerate() {
+        assert!((c - b).abs() < 1e-9, "{j}");
+    }
+    assert!((ls.intercept - 4.0).abs() < 1e-9);
+    let pred = ls.predict(&xs).unwrap();
+    assert!(pred.iter().zip(&y).all(|(p, y)| (p - y).abs() < 1e-9));
+    // Without intercept and with the empty support.
+    let none = refit_least_squares(&xs, &y, &[], true).unwrap();
+    assert!((none.intercept - y.iter().sum::<f64>() / n as f64).abs() < 1e-12);
+    assert!(none.coefficients.iter().all(|&c| c == 0.0));
+    // Errors.
+    let mut xdup = x.clone();
+    for q in 0..n {
+        xdup[q * k + 2] = 2.0 * xdup[q * k + 1];
+    }
+    let xd = SparseMatrix::from_dense(n, k, &xdup).unwrap();
+    assert_eq!(
+        err(refit_least_squares(&xd, &y, &[1, 2], false)),
+        "invalid configuration: least-squares refit: the selected columns are linearly dependent"
+    );
+    assert_eq!(
+        err(refit_least_squares(&xs, &y, &[1, 6], false)),
+        "index out of range in support: 6 at position 1, but the bound is 6"
+    );
+    let small = SparseMatrix::from_dense(3, k, &x[..3 * k]).unwrap();
+    assert_eq!(
+        err(refit_least_squares(&small, &y[..3], &[0, 1, 2], true)),
+        "invalid configuration: least-squares refit: 4 unknowns but only 3 rows"
+    );
+}
+
+#[test]
+fn lambda_path_picks_the_true_support_on_validation_data() {
+    let (x, y) = demo_data(31, 500);
+    let xt = SparseMatrix::from_dense(400, 4, &x[..1600]).unwrap();
+    let xv = SparseMatrix::from_dense(100, 4, &x[1600..]).unwrap();
+    let fit = RegressionFitParams {
+        epochs: 3000,
+        lr: 0.02,
+        ..demo_fit()
+    };
+    let path = PathParams {
+        lambdas: vec![20.0, 0.2],
+        ..Default::default()
+    };
+    let r = fit_path(&seeded(2), &fit, &path, &xt, &y[..400], &xv, &y[400..]).unwrap();
+    assert_eq!(r.points.len(), 2);
+    assert!(r.points[0].support.is_empty(), "{:?}", r.points[0]);
+    assert_eq!(r.points[1].support, vec![0, 2]);
+    assert!(r.points.iter().all(|p| p.refitted));
+    assert_eq!(r.best, 1);
+    assert_eq!(r.lambda, 0.2);
+    let ls = r.refit.unwrap();
+    assert_eq!(ls.support, vec![0, 2]);
+    assert!((ls.coefficients[0] - 1.0).abs() < 0.2 && (ls.coefficients[2] + 2.0).abs() < 0.2);
+    assert!(r.points[1].val_mse < 3.0 && r.points[0].val_mse > 4.0);
+    assert_eq!(
+        err(fit_path(
+            &seeded(2),
+            &fit,
+            &PathParams {
+                lambdas: vec![],
+                ..Default::default()
+            },
+            &xt,
+            &y[..400],
+            &xv,
+            &y[400..]
+        )),
+        "invalid configuration: the lambda path is empty"
+    );
+}
