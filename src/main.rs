@@ -52,7 +52,7 @@ enum Command {
 /// Options shared by both models' fits.
 #[derive(Args, Clone)]
 struct CommonFit {
-    /// Total epochs (Adam steps) [default: 1000; the demo: 200]. After
+    /// Total epochs (Adam steps) [default: 1000; the demo: 1000]. After
     /// --resume, the run continues until the model has trained this many.
     #[arg(long)]
     epochs: Option<u64>,
@@ -69,7 +69,7 @@ struct CommonFit {
     #[arg(long)]
     beta: Option<f64>,
     /// Lower stretch bound of the gates [default: -0.1].
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long)]
     gamma: Option<f64>,
     /// Upper stretch bound of the gates [default: 1.1].
     #[arg(long)]
@@ -96,6 +96,7 @@ struct CommonFit {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct CalibrateArgs {
     /// Matrix M, targets x records: scipy .npz (csr, csc or coo) or .mtx.
     #[arg(long)]
@@ -150,6 +151,7 @@ struct CalibrateArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct RegressArgs {
     /// Design matrix X, samples x features: .npz, .mtx or a dense 2-D .npy.
     #[arg(long)]
@@ -431,9 +433,9 @@ impl Resolved {
 
 /// Defaults that make the demo finish in about a minute on two cores and
 /// still end sparse.
-const DEMO_EPOCHS: u64 = 200;
+const DEMO_EPOCHS: u64 = 1000;
 const DEMO_LR: f64 = 0.2;
-const DEMO_LAMBDA_L0: f64 = 1e-6;
+const DEMO_LAMBDA_L0: f64 = 4e-6;
 const DEMO_SEED: u64 = 1;
 
 fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) -> Resolved {

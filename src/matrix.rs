@@ -364,9 +364,11 @@ impl SparseMatrix {
         let (idx, val) = (self.csr.indices(), self.csr.data());
         Ok((0..self.rows())
             .map(|q| {
+                // A fold from +0.0 (`sum` starts at -0.0, so an empty row
+                // would print as "-0.0").
                 (p[q]..p[q + 1])
                     .map(|k| val[k] as f64 * x[idx[k] as usize])
-                    .sum()
+                    .fold(0.0, |acc, v| acc + v)
             })
             .collect())
     }
