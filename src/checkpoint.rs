@@ -97,9 +97,7 @@ pub struct Change {
 /// of `old` followed by names only `new` has.
 pub fn changed_settings(old: &[(String, String)], new: &[(String, String)]) -> Vec<Change> {
     let find = |list: &[(String, String)], name: &str| {
-        list.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+        list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
     };
     let unset = || "(unset)".to_string();
     let mut out = Vec::new();
@@ -166,10 +164,14 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
     fn f32(&mut self) -> std::result::Result<f32, String> {
         Ok(f32::from_bits(self.u32()?))

@@ -44,7 +44,7 @@ enum Command {
     /// files: the built-in demo problem).
     Calibrate(Box<CalibrateArgs>),
     /// Fit an L0-regularized sparse linear regression y ≈ X b + c.
-    Regress(RegressArgs),
+    Regress(Box<RegressArgs>),
     /// Compute M w for a matrix and a weight vector.
     Predict(PredictArgs),
 }
@@ -229,7 +229,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Calibrate(a) => calibrate(*a),
-        Command::Regress(a) => regress(a),
+        Command::Regress(a) => regress(*a),
         Command::Predict(a) => predict(a),
     };
     match result {
@@ -248,8 +248,12 @@ fn load_matrix(path: &Path) -> CliResult<SparseMatrix> {
     let raw: RawSparse = io::read_sparse(path).map_err(|e| about_file(path, e))?;
     let (r, c, d) = (raw.rows, raw.cols, &raw.data);
     match &raw.structure {
-        SparseStructure::Csr { indptr, indices } => SparseMatrix::from_csr(r, c, indptr, indices, d),
-        SparseStructure::Csc { indptr, indices } => SparseMatrix::from_csc(r, c, indptr, indices, d),
+        SparseStructure::Csr { indptr, indices } => {
+            SparseMatrix::from_csr(r, c, indptr, indices, d)
+        }
+        SparseStructure::Csc { indptr, indices } => {
+            SparseMatrix::from_csc(r, c, indptr, indices, d)
+        }
         SparseStructure::Coo { row, col } => SparseMatrix::from_triplets(r, c, row, col, d),
     }
     .map_err(|e| about_file(path, e))
@@ -481,7 +485,12 @@ fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) -> Resolved
         (
             "loss",
             a.loss.clone(),
-            if demo { "relative" } else { loss_name(lib_fit.loss) }.into(),
+            if demo {
+                "relative"
+            } else {
+                loss_name(lib_fit.loss)
+            }
+            .into(),
         ),
         (
             "normalize_groups",
@@ -578,7 +587,11 @@ fn plan(r: &Resolved, a: &CalibrateArgs, p: &Problem, seed: u64) -> CliResult<Pl
     let loss: Loss = parse_flag("loss", r.get("loss"))?;
     let device: Device = parse_flag("device", a.fit.device.as_deref().unwrap_or("auto"))?;
     let mut group_multipliers = std::collections::BTreeMap::new();
-    for item in r.get("group_multipliers").split(',').filter(|s| !s.is_empty()) {
+    for item in r
+        .get("group_multipliers")
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
         let bad = || {
             input_error(format!(
                 "--group-multiplier: expected ID=FACTOR (an integer group id and a number), got '{item}'"
@@ -591,7 +604,11 @@ fn plan(r: &Resolved, a: &CalibrateArgs, p: &Problem, seed: u64) -> CliResult<Pl
     }
     // Targets left out: named ones, and rows no weight can reach.
     let mut excluded: Vec<usize> = Vec::new();
-    for name in r.get("exclude_targets").split(',').filter(|s| !s.is_empty()) {
+    for name in r
+        .get("exclude_targets")
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
         match p.names.iter().position(|n| n == name) {
             Some(q) => excluded.push(q),
             None => {
@@ -603,7 +620,11 @@ fn plan(r: &Resolved, a: &CalibrateArgs, p: &Problem, seed: u64) -> CliResult<Pl
     }
     let empty = p.m.empty_rows();
     if !empty.is_empty() {
-        let mut shown: Vec<&str> = empty.iter().take(10).map(|&q| p.names[q].as_str()).collect();
+        let mut shown: Vec<&str> = empty
+            .iter()
+            .take(10)
+            .map(|&q| p.names[q].as_str())
+            .collect();
         let more = empty.len().saturating_sub(10);
         let tail = if more > 0 {
             format!(" and {more} more")
@@ -1086,7 +1107,12 @@ fn regress(a: RegressArgs) -> CliResult<()> {
     let selected: Vec<usize> = (0..coef.len()).filter(|&i| gates[i] >= threshold).collect();
     let pred = model.predict(&x)?;
     let n = y.len() as f64;
-    let mse = y.iter().zip(&pred).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / n;
+    let mse = y
+        .iter()
+        .zip(&pred)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        / n;
     let mean = y.iter().sum::<f64>() / n;
     let tss = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>();
     let r2 = if tss > 0.0 { 1.0 - mse * n / tss } else { 0.0 };
@@ -1096,9 +1122,13 @@ fn regress(a: RegressArgs) -> CliResult<()> {
     l0::io::csv::write_csv(
         &out.join("selected.csv"),
         &["feature", "coefficient", "gate"],
-        selected
-            .iter()
-            .map(|&i| vec![i.to_string(), format!("{:?}", coef[i]), format!("{:?}", gates[i])]),
+        selected.iter().map(|&i| {
+            vec![
+                i.to_string(),
+                format!("{:?}", coef[i]),
+                format!("{:?}", gates[i]),
+            ]
+        }),
     )?;
     let summary = Json::Object(vec![
         ("rows".into(), Json::Int(x.rows() as i128)),
@@ -1114,7 +1144,10 @@ fn regress(a: RegressArgs) -> CliResult<()> {
         ("seed".into(), Json::Int(seed as i128)),
         (
             "loss".into(),
-            report.last.as_ref().map_or(Json::Null, |p| Json::Num(p.total_loss)),
+            report
+                .last
+                .as_ref()
+                .map_or(Json::Null, |p| Json::Num(p.total_loss)),
         ),
         ("mse".into(), Json::Num(mse)),
         ("r2".into(), Json::Num(r2)),

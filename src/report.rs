@@ -304,7 +304,10 @@ impl Summary {
                     .map_or(Json::Null, |s| Json::Int(s as i128)),
             ),
             ("seconds".into(), Json::Num(self.seconds)),
-            ("seconds_per_epoch".into(), Json::Num(self.seconds_per_epoch())),
+            (
+                "seconds_per_epoch".into(),
+                Json::Num(self.seconds_per_epoch()),
+            ),
             ("seed".into(), Json::Int(self.seed as i128)),
             ("loss".into(), self.loss.map_or(Json::Null, Json::Num)),
             ("rel_loss".into(), Json::Num(a.rel_loss)),

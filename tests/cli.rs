@@ -81,7 +81,11 @@ fn problem(name: &str, rows: usize, cols: usize, density: f64, empty_row: Option
     let targets = dir.join("y.npy");
     write_npy_f64(&targets, &y).unwrap();
     let groups = dir.join("g.npy");
-    write_npy_i64(&groups, &(0..rows as i64).map(|q| q % 3).collect::<Vec<_>>()).unwrap();
+    write_npy_i64(
+        &groups,
+        &(0..rows as i64).map(|q| q % 3).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let names = dir.join("names.csv");
     let text: String = (0..rows).map(|q| format!("t{q}\n")).collect();
     fs::write(&names, text).unwrap();
@@ -186,7 +190,15 @@ fn calibrate_writes_consistent_outputs() {
     let t = csv_rows(&out.join("targets.csv"));
     assert_eq!(
         t[0],
-        ["name", "target", "estimate", "error", "rel_error", "abs_rel_error", "excluded"]
+        [
+            "name",
+            "target",
+            "estimate",
+            "error",
+            "rel_error",
+            "abs_rel_error",
+            "excluded"
+        ]
     );
     assert_eq!(t.len(), f.rows + 1);
     let mut abs_rel = vec![];
@@ -194,7 +206,10 @@ fn calibrate_writes_consistent_outputs() {
         assert_eq!(row[0], format!("t{q}"));
         assert_eq!(row[1].parse::<f64>().unwrap(), f.y[q]);
         let est: f64 = row[2].parse().unwrap();
-        assert!((est - yhat[q]).abs() <= 1e-9 * (1.0 + yhat[q].abs()), "row {q}");
+        assert!(
+            (est - yhat[q]).abs() <= 1e-9 * (1.0 + yhat[q].abs()),
+            "row {q}"
+        );
         let rel: f64 = row[4].parse().unwrap();
         assert!((rel - (est - f.y[q]) / (f.y[q] + 1.0)).abs() < 1e-12);
         let excluded = row[6] == "true";
@@ -317,7 +332,10 @@ fn predict_prints_or_writes_m_times_w() {
     let w4 = f.dir.join("w4.npy");
     write_npy_f64(&w4, &[1.0, 10.0, 100.0, 1000.0]).unwrap();
     let o = l0(&["predict", "--matrix", p(&fixture), "--weights", p(&w4)]);
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), "-1998.5\n325.0\n540.0\n");
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "-1998.5\n325.0\n540.0\n"
+    );
 }
 
 /// Runs `l0` expecting failure: exit code 2, exactly one line on stderr.
@@ -357,10 +375,7 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
     let cut = f.dir.join("cut.npz");
     fs::write(&cut, &full[..full.len() / 2]).unwrap();
     let e = run(p(&cut), y, &[]);
-    assert!(
-        e.starts_with(&format!("error: {}: ", cut.display())),
-        "{e}"
-    );
+    assert!(e.starts_with(&format!("error: {}: ", cut.display())), "{e}");
     assert_eq!(
         e,
         format!(
@@ -514,7 +529,10 @@ fn killed_run_resumes_to_bit_identical_weights() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("warning"), "{err}");
-    assert!(err.contains(&format!("resuming at epoch {}", saved.state.step)), "{err}");
+    assert!(
+        err.contains(&format!("resuming at epoch {}", saved.state.step)),
+        "{err}"
+    );
     assert_eq!(
         fs::read(full.join("weights.npy")).unwrap(),
         fs::read(part.join("weights.npy")).unwrap(),
@@ -613,7 +631,10 @@ fn resume_refuses_other_data_and_names_changed_settings() {
     ];
     assert_eq!(
         fails(&base),
-        format!("error: {}: corrupt checkpoint: checksum mismatch", ckpt.display())
+        format!(
+            "error: {}: corrupt checkpoint: checksum mismatch",
+            ckpt.display()
+        )
     );
     fs::write(&ckpt, &bytes[..bytes.len() - 10]).unwrap();
     assert_eq!(

@@ -195,7 +195,7 @@ fn gradients_match_finite_differences_of_the_loss() {
     be.sample_weights(0).unwrap();
     be.forward().unwrap();
     be.residual(0).unwrap();
-    let (gp, ga, gb) = be.gradients(0).unwrap();
+    let (gp, ga, gb) = be.gradients().unwrap();
     let l = be.losses().unwrap();
 
     let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
