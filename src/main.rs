@@ -582,7 +582,15 @@ struct Plan {
     excluded_names: Vec<String>,
 }
 
-fn plan(r: &Resolved, a: &CalibrateArgs, p: &Problem, seed: u64) -> CliResult<Plan> {
+/// Parses the resolved settings. When `resuming`, the initial values are
+/// not loaded (the checkpoint's state replaces them).
+fn plan(
+    r: &Resolved,
+    a: &CalibrateArgs,
+    p: &Problem,
+    seed: u64,
+    resuming: bool,
+) -> CliResult<Plan> {
     let cols = p.m.cols();
     let loss: Loss = parse_flag("loss", r.get("loss"))?;
     let device: Device = parse_flag("device", a.fit.device.as_deref().unwrap_or("auto"))?;
@@ -652,8 +660,16 @@ fn plan(r: &Resolved, a: &CalibrateArgs, p: &Problem, seed: u64) -> CliResult<Pl
             gamma: r.f64("gamma")?,
             zeta: r.f64("zeta")?,
         },
-        init_keep_prob: load_init(r.get("init_keep_prob"), "init_keep_prob", cols)?,
-        init_weights: Some(load_init(r.get("init_weights"), "init_weights", cols)?),
+        init_keep_prob: if resuming {
+            Init::Scalar(0.5)
+        } else {
+            load_init(r.get("init_keep_prob"), "init_keep_prob", cols)?
+        },
+        init_weights: if resuming {
+            None
+        } else {
+            Some(load_init(r.get("init_weights"), "init_weights", cols)?)
+        },
         log_weight_jitter_sd: r.f64("log_weight_jitter_sd")?,
         log_alpha_jitter_sd: r.f64("log_alpha_jitter_sd")?,
         use_gates: r.bool("use_gates"),
@@ -752,7 +768,7 @@ impl CalibrationObserver for RunObserver<'_> {
                 bar.set_position(step);
                 let err = g.mean_group_rel_err.unwrap_or(g.mean_rel_err);
                 bar.set_message(format!(
-                    "loss {:.4}  mean err {:.2}%  max err {:.1}%  active {} ({:.1}% sparse)",
+                    "loss {:.4} err {:.2}% max {:.1}% active {} ({:.1}% sparse)",
                     g.total_loss,
                     100.0 * err,
                     100.0 * g.max_rel_err,
@@ -859,7 +875,7 @@ fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             );
         }
     }
-    let plan = plan(&resolved, &a, &problem, seed)?;
+    let plan = plan(&resolved, &a, &problem, seed, ckpt.is_some())?;
     // Inherited from the checkpoint unless given again.
     let every = |name: &str| resolved.get(name).parse::<u64>().ok().filter(|&k| k > 0);
     let (log_every, checkpoint_every) = (every("log_every"), every("checkpoint_every"));
@@ -943,7 +959,7 @@ fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         );
         bar.set_style(
             ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} epochs (eta {eta}) {msg}",
+                "{elapsed_precise} [{bar:25}] {pos}/{len} (eta {eta}) {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
