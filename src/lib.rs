@@ -32,5 +32,5 @@ pub use matrix::SparseMatrix;
 pub use model::GateParams;
 pub use regression::{
     fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,
-    RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport,
+    RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport, Selection,
 };

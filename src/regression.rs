@@ -32,7 +32,9 @@
 //! training split; its support (gates above a threshold) is optionally
 //! refitted by ordinary least squares ([`refit_least_squares`], Cholesky on
 //! the normal equations in f64) and scored by mean squared error on a
-//! validation split. The lambda with the lowest validation error wins.
+//! validation split. The lambda with the lowest validation error wins, or
+//! ([`Selection::OneStandardError`]) the sparsest one within one standard
+//! error of it.
 
 use crate::backend::{make_backend, Device, Hyper, ParamState, Problem};
 use crate::calibration::Init;
@@ -700,6 +702,18 @@ fn cholesky_solve(g: &mut [f64], r: &mut [f64], s: usize) -> Result<Vec<f64>> {
     Ok(r.to_vec())
 }
 
+/// How [`fit_path`] picks its lambda from the validation errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// The lowest validation mean squared error.
+    #[default]
+    MinError,
+    /// The sparsest support whose validation error is within one standard
+    /// error of the lowest (the "one-standard-error rule"; the standard error
+    /// is that of the mean of the squared validation errors at the minimum).
+    OneStandardError,
+}
+
 /// Options of [`fit_path`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct PathParams {
@@ -710,6 +724,8 @@ pub struct PathParams {
     /// Score (and return) the least-squares refit of each support rather
     /// than the gated coefficients (default true).
     pub refit: bool,
+    /// How the lambda is chosen (default: lowest validation error).
+    pub selection: Selection,
 }
 
 impl Default for PathParams {
@@ -718,6 +734,7 @@ impl Default for PathParams {
             lambdas: vec![0.001, 0.003, 0.01, 0.03, 0.1, 0.3],
             threshold: 0.01,
             refit: true,
+            selection: Selection::MinError,
         }
     }
 }
@@ -731,6 +748,8 @@ pub struct PathPoint {
     pub support: Vec<usize>,
     /// Validation mean squared error.
     pub val_mse: f64,
+    /// Its standard error (of the mean of the squared errors).
+    pub val_se: f64,
     /// Whether the score is that of the least-squares refit (false when no
     /// refit was asked for, or the support could not be refitted).
     pub refitted: bool,
@@ -741,8 +760,8 @@ pub struct PathPoint {
 pub struct PathFit {
     /// Every lambda, in the order given.
     pub points: Vec<PathPoint>,
-    /// Index of the chosen lambda (lowest validation error; ties go to the
-    /// sparser support, then the earlier lambda).
+    /// Index of the chosen lambda (by [`PathParams::selection`]; ties go to
+    /// the sparser support, then the earlier lambda).
     pub best: usize,
     /// The chosen lambda.
     pub lambda: f64,
@@ -791,16 +810,21 @@ pub fn fit_path(
             x_val.cols(),
         ));
     }
-    let mse = |pred: Vec<f64>| {
-        pred.iter()
+    // Mean and standard error of the squared validation errors.
+    let score = |pred: Vec<f64>| {
+        let sq: Vec<f64> = pred
+            .iter()
             .zip(y_val)
             .map(|(p, y)| (p - y) * (p - y))
-            .sum::<f64>()
-            / y_val.len() as f64
+            .collect();
+        let n = sq.len() as f64;
+        let mean = sq.iter().sum::<f64>() / n;
+        let var = sq.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+        (mean, (var / n).sqrt())
     };
-    let mut best: Option<(usize, Regression, Option<LeastSquares>)> = None;
+    let mut fitted: Vec<(Regression, Option<LeastSquares>)> = Vec::new();
     let mut points: Vec<PathPoint> = Vec::with_capacity(path.lambdas.len());
-    for (k, &lambda) in path.lambdas.iter().enumerate() {
+    for &lambda in &path.lambdas {
         let mut m = Regression::new(n_features, params.clone())?;
         let o = RegressionFitParams {
             lambda_l0: lambda,
@@ -813,30 +837,40 @@ pub fn fit_path(
         } else {
             None
         };
-        let val_mse = match &ls {
-            Some(ls) => mse(ls.predict(x_val)?),
-            None => mse(m.predict(x_val)?),
+        let (val_mse, val_se) = match &ls {
+            Some(ls) => score(ls.predict(x_val)?),
+            None => score(m.predict(x_val)?),
         };
-        let point = PathPoint {
+        points.push(PathPoint {
             lambda,
             refitted: ls.is_some(),
             support,
             val_mse,
-        };
-        let better = match &best {
-            None => true,
-            Some((b, _, _)) => {
-                let q = &points[*b];
-                val_mse < q.val_mse
-                    || (val_mse == q.val_mse && point.support.len() < q.support.len())
-            }
-        };
-        points.push(point);
-        if better {
-            best = Some((k, m, ls));
-        }
+            val_se,
+        });
+        fitted.push((m, ls));
     }
-    let (best, model, refit) = best.expect("the path has at least one lambda");
+    // Lowest error, ties to the sparser support, then the earlier lambda.
+    let min = (0..points.len())
+        .min_by(|&i, &j| {
+            let (a, b) = (&points[i], &points[j]);
+            a.val_mse
+                .total_cmp(&b.val_mse)
+                .then(a.support.len().cmp(&b.support.len()))
+                .then(i.cmp(&j))
+        })
+        .expect("the path has at least one lambda");
+    let best = match path.selection {
+        Selection::MinError => min,
+        Selection::OneStandardError => {
+            let limit = points[min].val_mse + points[min].val_se;
+            (0..points.len())
+                .filter(|&k| points[k].val_mse <= limit)
+                .min_by_key(|&k| (points[k].support.len(), k))
+                .unwrap_or(min)
+        }
+    };
+    let (model, refit) = fitted.swap_remove(best);
     Ok(PathFit {
         lambda: points[best].lambda,
         points,

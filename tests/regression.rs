@@ -10,7 +10,7 @@ use l0::backend::{Backend, Hyper, Noise, ParamState, Problem};
 use l0::hard_concrete::{Magnitude, TestGate};
 use l0::{
     fit_path, refit_least_squares, Device, GateParams, Init, PathParams, Regression,
-    RegressionFitParams, RegressionParams, SparseMatrix,
+    RegressionFitParams, RegressionParams, Selection, SparseMatrix,
 };
 
 const TRUTH: [f64; 4] = [1.0, 0.0, -2.0, 0.0];
@@ -420,6 +420,12 @@ fn continuing_fits_equal_one_long_fit() {
     two.fit(&xs, &y, &fit(400)).unwrap();
     assert_eq!(one.state(), two.state());
     assert_eq!(two.state().step, 700);
+    // The intercept starts at mean(y), set before the first step only.
+    let mut m = Regression::new(4, seeded(4)).unwrap();
+    assert_eq!(m.intercept(), Some(0.0));
+    m.fit(&xs, &y, &fit(0)).unwrap();
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    assert_eq!(m.intercept(), Some(mean as f32 as f64));
     // Without an intercept as well.
     let params = RegressionParams {
         fit_intercept: false,
@@ -502,6 +508,25 @@ fn lambda_path_picks_the_true_support_on_validation_data() {
     assert_eq!(ls.support, vec![0, 2]);
     assert!((ls.coefficients[0] - 1.0).abs() < 0.2 && (ls.coefficients[2] + 2.0).abs() < 0.2);
     assert!(r.points[1].val_mse < 3.0 && r.points[0].val_mse > 4.0);
+    // One-standard-error rule: lambda = 0 keeps (nearly) every feature, with
+    // a validation error close to the true support's; the rule takes the
+    // sparsest support within one standard error of the lowest error.
+    let path = PathParams {
+        lambdas: vec![0.0, 0.2],
+        selection: Selection::OneStandardError,
+        ..Default::default()
+    };
+    let r = fit_path(&seeded(2), &fit, &path, &xt, &y[..400], &xv, &y[400..]).unwrap();
+    let min = r
+        .points
+        .iter()
+        .map(|p| p.val_mse)
+        .fold(f64::INFINITY, f64::min);
+    let at_min = r.points.iter().find(|p| p.val_mse == min).unwrap();
+    assert!(r.points[0].support.len() > 2, "{:?}", r.points[0]);
+    assert_eq!(r.points[r.best].support, vec![0, 2]);
+    assert!(r.points[r.best].val_mse <= min + at_min.val_se);
+    assert!(at_min.val_se > 0.0);
     assert_eq!(
         err(fit_path(
             &seeded(2),
