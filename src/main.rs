@@ -52,14 +52,14 @@ enum Command {
 /// Options shared by both models' fits.
 #[derive(Args, Clone)]
 struct CommonFit {
-    /// Total epochs (Adam steps) [default: 1000; the demo: 1000]. After
-    /// --resume, the run continues until the model has trained this many.
+    /// Total epochs (Adam steps) [default: 1000]. After --resume, the run
+    /// continues until the model has trained this many.
     #[arg(long)]
     epochs: Option<u64>,
-    /// Adam learning rate [default: 0.01].
+    /// Adam learning rate [default: 0.01; the calibrate demo: 0.2].
     #[arg(long)]
     lr: Option<f64>,
-    /// L0 penalty strength [default: 0.01].
+    /// L0 penalty strength [default: 0.01; the calibrate demo: 4e-6].
     #[arg(long)]
     lambda_l0: Option<f64>,
     /// L2 penalty strength [default: 0].
@@ -77,7 +77,8 @@ struct CommonFit {
     /// Standard deviation of the noise added to the gate logits at the start [default: 0.01].
     #[arg(long)]
     log_alpha_jitter_sd: Option<f64>,
-    /// Seed of every random draw [default: drawn at random, then reported].
+    /// Seed of every random draw [default: drawn at random, then reported;
+    /// the calibrate demo: 1].
     #[arg(long)]
     seed: Option<u64>,
     /// Where to run: auto, cpu, cuda or cuda:N [default: auto].
