@@ -149,7 +149,8 @@ pub struct FitParams {
     pub device: Device,
     /// CPU threads.
     pub threads: Option<usize>,
-    /// Progress every this many epochs.
+    /// Progress whenever the model's step count is a multiple of this (and
+    /// after the last epoch).
     pub report_every: Option<u64>,
 }
 
@@ -627,11 +628,19 @@ impl Calibration {
 
 /// An [`Observer`] for calibration fits: receives model-level progress.
 pub trait CalibrationObserver {
-    /// Report every this many epochs (None: only the last).
+    /// Report whenever the model's step count is a multiple of this, and at
+    /// the last epoch (None: only the last).
     fn report_every(&self) -> Option<u64>;
+    /// Receives the raw snapshot of a report epoch (the model's step count
+    /// and the deterministic predictions `yhat`), just before
+    /// [`CalibrationObserver::progress`] receives its summary. Does nothing
+    /// unless overridden.
+    fn snapshot(&mut self, _s: &Snapshot) -> Result<()> {
+        Ok(())
+    }
     /// Receives progress.
     fn progress(&mut self, p: &Progress) -> Result<()>;
-    /// Checkpoint every this many epochs (None: never).
+    /// Checkpoint whenever the model's step count is a multiple of this (None: never).
     fn checkpoint_every(&self) -> Option<u64> {
         None
     }
@@ -752,6 +761,7 @@ impl Observer for Adapter<'_> {
         self.inner.report_every()
     }
     fn report(&mut self, s: &Snapshot) -> Result<()> {
+        self.inner.snapshot(s)?;
         let p = self.inner.summarize(s, s.losses.total(&self.hyper));
         self.inner.progress(&p)?;
         self.last = Some(p);

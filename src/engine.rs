@@ -4,7 +4,10 @@
 //! product, residual, fused backward + Adam. Every `report_every` epochs (and
 //! at the last) it also evaluates the deterministic predictions and weight
 //! counts for the observer; every `checkpoint_every` epochs it hands the
-//! observer a copy of the full trainable state. Nothing is allocated inside
+//! observer a copy of the full trainable state. Both schedules count the
+//! model's total steps, not the epochs of this call: a fit resumed at step
+//! 150 with `report_every = 100` reports after step 200 (its 50th epoch),
+//! exactly when an uninterrupted run would have. Nothing is allocated inside
 //! the loop, and on a GPU nothing but a few scalars (and the Q predictions at
 //! report time) crosses to the host.
 
@@ -34,7 +37,8 @@ pub struct Snapshot<'a> {
 
 /// Receives progress and checkpoints from [`train`].
 pub trait Observer {
-    /// Report every this many epochs (and at the last); None: only at the last.
+    /// Report whenever the model's step count becomes a multiple of this
+    /// (and at the last epoch); None: only at the last.
     fn report_every(&self) -> Option<u64> {
         None
     }
@@ -42,7 +46,8 @@ pub trait Observer {
     fn report(&mut self, _snapshot: &Snapshot) -> Result<()> {
         Ok(())
     }
-    /// Hand over the state every this many epochs; None: never.
+    /// Hand over the state whenever the model's step count becomes a
+    /// multiple of this; None: never.
     fn checkpoint_every(&self) -> Option<u64> {
         None
     }
@@ -96,7 +101,7 @@ pub fn train(
         b.forward()?;
         b.residual(step)?;
         let last = epoch == epochs;
-        let report = last || due(report_every, epoch);
+        let report = last || due(report_every, step + 1);
         let losses = if report {
             b.losses()?
         } else {
@@ -121,7 +126,7 @@ pub fn train(
                 weights,
             })?;
         }
-        if due(ckpt_every, epoch) && !last {
+        if due(ckpt_every, step + 1) && !last {
             let s = scratch.get_or_insert_with(|| state.clone());
             b.store_state(s)?;
             s.step = step + 1;
@@ -130,7 +135,7 @@ pub fn train(
     }
     b.store_state(state)?;
     state.step = step0 + epochs;
-    if due(ckpt_every, epochs) {
+    if due(ckpt_every, state.step) {
         observer.checkpoint(state)?;
     }
     Ok(())

@@ -11,14 +11,17 @@
 
 pub mod backend;
 pub mod calibration;
+pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod hard_concrete;
+pub mod hash;
 pub mod io;
 pub mod matrix;
 pub mod model;
 pub mod philox;
 pub mod regression;
+pub mod report;
 pub mod synth;
 
 pub use backend::Device;

@@ -1,0 +1,531 @@
+//! What a calibration run writes: per-target accuracy, weights, a JSON
+//! summary and the long-format training log.
+//!
+//! # Definitions
+//!
+//! For target `q` with value `y_q` and estimate `yhat_q = (M w)_q`, where `w`
+//! are the deterministic (test-time) weights:
+//!
+//! | quantity | definition |
+//! |---|---|
+//! | `error` | `yhat_q - y_q` |
+//! | `rel_error` | `error / (y_q + 1)` (the relative loss's scale, defined for a zero target; divided by 1 when `y_q = -1`) |
+//! | `abs_error` | `|error|` |
+//! | `abs_rel_error` = `rel_abs_error` | `|rel_error|` |
+//!
+//! The same `rel_error` underlies the progress line's mean and max error
+//! ([`crate::calibration::Progress`]). Summary statistics are taken over the
+//! targets in the loss; excluded targets are still listed, marked.
+//!
+//! Every file goes through [`crate::io::write_atomic`] except the log,
+//! which grows during training ([`LogWriter`]).
+
+use crate::error::{L0Error, Result};
+use crate::io::{csv::write_csv, write_atomic};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The scale of a target's relative error: `y + 1`, or 1 when that is 0.
+pub fn rel_scale(target: f64) -> f64 {
+    if target + 1.0 == 0.0 {
+        1.0
+    } else {
+        target + 1.0
+    }
+}
+
+/// One target's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetRow {
+    /// The target's name.
+    pub name: String,
+    /// Its value `y_q`.
+    pub target: f64,
+    /// The estimate `(M w)_q` with deterministic weights.
+    pub estimate: f64,
+    /// Whether it was left out of the loss.
+    pub excluded: bool,
+}
+
+impl TargetRow {
+    /// `estimate - target`.
+    pub fn error(&self) -> f64 {
+        self.estimate - self.target
+    }
+    /// `error / (target + 1)` (see [`rel_scale`]).
+    pub fn rel_error(&self) -> f64 {
+        self.error() / rel_scale(self.target)
+    }
+    /// `|rel_error|`.
+    pub fn abs_rel_error(&self) -> f64 {
+        self.rel_error().abs()
+    }
+}
+
+/// Builds the rows from names, targets, estimates and exclusion flags (all
+/// one per target).
+pub fn target_rows(names: &[String], y: &[f64], yhat: &[f64], excluded: &[bool]) -> Vec<TargetRow> {
+    names
+        .iter()
+        .zip(y)
+        .zip(yhat)
+        .zip(excluded)
+        .map(|(((name, &target), &estimate), &excluded)| TargetRow {
+            name: name.clone(),
+            target,
+            estimate,
+            excluded,
+        })
+        .collect()
+}
+
+/// Accuracy over the targets in the loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accuracy {
+    /// Targets counted (those not excluded).
+    pub included: usize,
+    /// Mean of `rel_error^2`.
+    pub rel_loss: f64,
+    /// Mean of `|rel_error|`.
+    pub mean_abs_rel_err: f64,
+    /// Max of `|rel_error|`.
+    pub max_abs_rel_err: f64,
+    /// Shares of targets with `|rel_error| <= ` 1%, 5%, 10% and 25%.
+    pub within: [f64; 4],
+}
+
+/// The thresholds of [`Accuracy::within`].
+pub const WITHIN: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
+
+impl Accuracy {
+    /// Computes the accuracy of `rows` (excluded rows are skipped; with no
+    /// included rows every figure is 0).
+    pub fn of(rows: &[TargetRow]) -> Self {
+        let errs: Vec<f64> = rows
+            .iter()
+            .filter(|r| !r.excluded)
+            .map(TargetRow::abs_rel_error)
+            .collect();
+        let n = errs.len().max(1) as f64;
+        let mut within = [0.0; 4];
+        for (w, t) in within.iter_mut().zip(WITHIN) {
+            *w = errs.iter().filter(|&&e| e <= t).count() as f64 / n;
+        }
+        Accuracy {
+            included: errs.len(),
+            rel_loss: errs.iter().map(|e| e * e).sum::<f64>() / n,
+            mean_abs_rel_err: errs.iter().sum::<f64>() / n,
+            max_abs_rel_err: errs.iter().copied().fold(0.0, f64::max),
+            within,
+        }
+    }
+}
+
+/// Writes `targets.csv`: `name,target,estimate,error,rel_error,abs_rel_error,excluded`.
+pub fn write_targets_csv(path: &Path, rows: &[TargetRow]) -> Result<()> {
+    write_csv(
+        path,
+        &[
+            "name",
+            "target",
+            "estimate",
+            "error",
+            "rel_error",
+            "abs_rel_error",
+            "excluded",
+        ],
+        rows.iter().map(|r| {
+            vec![
+                r.name.clone(),
+                num(r.target),
+                num(r.estimate),
+                num(r.error()),
+                num(r.rel_error()),
+                num(r.abs_rel_error()),
+                r.excluded.to_string(),
+            ]
+        }),
+    )
+}
+
+/// Writes `weights.csv`: `column,weight,gate` (0-based column, deterministic
+/// weight and deterministic gate), one line per column.
+pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<()> {
+    write_csv(
+        path,
+        &["column", "weight", "gate"],
+        weights
+            .iter()
+            .zip(gates)
+            .enumerate()
+            .map(|(i, (w, g))| vec![i.to_string(), num(*w), num(*g)]),
+    )
+}
+
+/// A number as text that reads back to the same `f64` (`{:?}`).
+fn num(v: f64) -> String {
+    format!("{v:?}")
+}
+
+/// A JSON value, for the flat summaries written here.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i128),
+    /// A number; non-finite values are written as `null`.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An object, keys in order.
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// Pretty JSON text (two-space indent).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, 0);
+        out.push('\n');
+        out
+    }
+
+    fn write(&self, out: &mut String, indent: usize) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(i) => out.push_str(&i.to_string()),
+            Json::Num(v) if v.is_finite() => out.push_str(&format!("{v:?}")),
+            Json::Num(_) => out.push_str("null"),
+            Json::Str(s) => {
+                out.push('"');
+                for c in s.chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        '\t' => out.push_str("\\t"),
+                        c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+            }
+            Json::Object(fields) => {
+                if fields.is_empty() {
+                    out.push_str("{}");
+                    return;
+                }
+                out.push_str("{\n");
+                for (k, (key, v)) in fields.iter().enumerate() {
+                    out.push_str(&"  ".repeat(indent + 1));
+                    Json::Str(key.clone()).write(out, 0);
+                    out.push_str(": ");
+                    v.write(out, indent + 1);
+                    out.push_str(if k + 1 < fields.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&"  ".repeat(indent));
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// Everything `summary.json` reports about a calibration run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Targets (matrix rows).
+    pub rows: usize,
+    /// Columns (records).
+    pub cols: usize,
+    /// Stored nonzeros.
+    pub nnz: usize,
+    /// The backend, in words.
+    pub device: String,
+    /// Epochs the model has trained in total.
+    pub epochs: u64,
+    /// Epochs this invocation ran (fewer after a resume).
+    pub epochs_run: u64,
+    /// The step a resumed run started from (None: fresh run).
+    pub resumed_from: Option<u64>,
+    /// Wall time of this invocation's epoch loop.
+    pub seconds: f64,
+    /// The model seed.
+    pub seed: u64,
+    /// The last epoch's total training loss (None when no epoch ran).
+    pub loss: Option<f64>,
+    /// Accuracy with deterministic weights.
+    pub accuracy: Accuracy,
+    /// Targets left out of the loss.
+    pub excluded: usize,
+    /// Nonzero deterministic weights.
+    pub active: usize,
+    /// The run's settings, as text.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Summary {
+    /// Share of zero weights.
+    pub fn sparsity(&self) -> f64 {
+        1.0 - self.active as f64 / self.cols.max(1) as f64
+    }
+
+    /// Seconds per epoch of this invocation (0 when none ran).
+    pub fn seconds_per_epoch(&self) -> f64 {
+        if self.epochs_run == 0 {
+            0.0
+        } else {
+            self.seconds / self.epochs_run as f64
+        }
+    }
+
+    /// The summary as a JSON object. Keys: rows, cols, nnz, device, epochs,
+    /// epochs_run, resumed_from, seconds, seconds_per_epoch, seed, loss,
+    /// rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
+    /// within_5pct, within_10pct, within_25pct, targets_included,
+    /// targets_excluded, active, sparsity, settings.
+    pub fn to_json(&self) -> Json {
+        let a = &self.accuracy;
+        let mut f: Vec<(String, Json)> = vec![
+            ("rows".into(), Json::Int(self.rows as i128)),
+            ("cols".into(), Json::Int(self.cols as i128)),
+            ("nnz".into(), Json::Int(self.nnz as i128)),
+            ("device".into(), Json::Str(self.device.clone())),
+            ("epochs".into(), Json::Int(self.epochs as i128)),
+            ("epochs_run".into(), Json::Int(self.epochs_run as i128)),
+            (
+                "resumed_from".into(),
+                self.resumed_from
+                    .map_or(Json::Null, |s| Json::Int(s as i128)),
+            ),
+            ("seconds".into(), Json::Num(self.seconds)),
+            (
+                "seconds_per_epoch".into(),
+                Json::Num(self.seconds_per_epoch()),
+            ),
+            ("seed".into(), Json::Int(self.seed as i128)),
+            ("loss".into(), self.loss.map_or(Json::Null, Json::Num)),
+            ("rel_loss".into(), Json::Num(a.rel_loss)),
+            ("mean_abs_rel_err".into(), Json::Num(a.mean_abs_rel_err)),
+            ("max_abs_rel_err".into(), Json::Num(a.max_abs_rel_err)),
+        ];
+        for (t, share) in WITHIN.iter().zip(a.within) {
+            f.push((
+                format!("within_{}pct", (t * 100.0).round()),
+                Json::Num(share),
+            ));
+        }
+        f.extend([
+            ("targets_included".into(), Json::Int(a.included as i128)),
+            ("targets_excluded".into(), Json::Int(self.excluded as i128)),
+            ("active".into(), Json::Int(self.active as i128)),
+            ("sparsity".into(), Json::Num(self.sparsity())),
+            (
+                "settings".into(),
+                Json::Object(
+                    self.settings
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Json::Str(v.clone())))
+                        .collect(),
+                ),
+            ),
+        ]);
+        Json::Object(f)
+    }
+}
+
+/// Writes a JSON value to `path` atomically.
+pub fn write_json(path: &Path, value: &Json) -> Result<()> {
+    let text = value.to_text();
+    write_atomic(path, |w| w.write_all(text.as_bytes()))
+}
+
+/// The header of `log.csv`.
+pub const LOG_HEADER: &str =
+    "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss";
+
+/// Appends the long-format training log, `log.csv`: at each logged epoch,
+/// one row per target with the columns of [`LOG_HEADER`]:
+///
+/// * `target_name`: the target's name;
+/// * `estimate`: `(M w)_q` with the deterministic weights after the epoch's update;
+/// * `target`: `y_q`;
+/// * `epoch`: the model's total epochs trained at that point (1-based; it
+///   continues across a resume);
+/// * `error`, `rel_error`, `abs_error`, `rel_abs_error`: as in the module docs;
+/// * `loss`: that epoch's total training loss (data loss with sampled gates
+///   plus penalties), the same on every row of the epoch.
+///
+/// Each epoch's rows are appended with one write, so a killed run leaves
+/// at most one partial epoch at the end; [`LogWriter::resume`] drops it
+/// (and any epoch after the checkpoint) before appending again.
+#[derive(Debug)]
+pub struct LogWriter {
+    path: PathBuf,
+    file: File,
+}
+
+fn log_io(path: &Path, e: impl std::fmt::Display) -> L0Error {
+    L0Error::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The epoch of a log line, read from the right (names may contain commas).
+fn log_line_epoch(line: &str) -> Option<u64> {
+    let fields: Vec<&str> = line.rsplitn(9, ',').collect();
+    if fields.len() != 9 || fields[..8].iter().any(|f| f.parse::<f64>().is_err()) {
+        return None;
+    }
+    fields[5].parse().ok()
+}
+
+impl LogWriter {
+    /// Starts a new log at `path` (replacing any old one) with its header.
+    pub fn create(path: &Path) -> Result<Self> {
+        write_atomic(path, |w| writeln!(w, "{LOG_HEADER}"))?;
+        Self::open_append(path)
+    }
+
+    /// Continues the log at `path` for a run resumed at `step`: keeps the
+    /// rows of epochs up to `step` (dropping later or partial ones, which
+    /// the resumed run writes again) and appends after them. Without a log
+    /// file, starts a new one.
+    pub fn resume(path: &Path, step: u64) -> Result<Self> {
+        let text = match std::fs::read(path) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::create(path),
+            Err(e) => return Err(log_io(path, format!("cannot read log: {e}"))),
+        };
+        let mut keep = String::with_capacity(text.len());
+        keep.push_str(LOG_HEADER);
+        keep.push('\n');
+        for line in text.split_inclusive('\n').skip(1) {
+            if !line.ends_with('\n') {
+                break; // a partial line from a killed run
+            }
+            match log_line_epoch(line.trim_end_matches(['\n', '\r'])) {
+                Some(e) if e <= step => keep.push_str(line),
+                _ => {}
+            }
+        }
+        write_atomic(path, |w| w.write_all(keep.as_bytes()))?;
+        Self::open_append(path)
+    }
+
+    fn open_append(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| log_io(path, format!("cannot open log: {e}")))?;
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends the rows of one epoch.
+    pub fn append(
+        &mut self,
+        epoch: u64,
+        names: &[String],
+        y: &[f64],
+        yhat: &[f64],
+        loss: f64,
+    ) -> Result<()> {
+        let mut out = String::with_capacity(names.len() * 120);
+        for ((name, &t), &e) in names.iter().zip(y).zip(yhat) {
+            let err = e - t;
+            let rel = err / rel_scale(t);
+            let quoted = if name.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", name.replace('"', "\"\""))
+            } else {
+                name.clone()
+            };
+            out.push_str(&format!(
+                "{quoted},{e:?},{t:?},{epoch},{err:?},{rel:?},{:?},{:?},{loss:?}\n",
+                err.abs(),
+                rel.abs()
+            ));
+        }
+        self.file
+            .write_all(out.as_bytes())
+            .map_err(|e| log_io(&self.path, format!("cannot append to log: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<TargetRow> {
+        target_rows(
+            &["a".into(), "b".into(), "c".into()],
+            &[99.0, 0.0, 9.0],
+            &[100.0, 0.5, 0.0],
+            &[false, false, true],
+        )
+    }
+
+    #[test]
+    fn accuracy_skips_excluded_targets() {
+        let r = rows();
+        assert_eq!(r[0].rel_error(), 0.01);
+        assert_eq!(r[1].rel_error(), 0.5);
+        let a = Accuracy::of(&r);
+        assert_eq!(a.included, 2);
+        assert_eq!(a.max_abs_rel_err, 0.5);
+        assert!((a.mean_abs_rel_err - 0.255).abs() < 1e-15);
+        assert_eq!(a.within, [0.5, 0.5, 0.5, 0.5]);
+        assert!((a.rel_loss - (0.0001 + 0.25) / 2.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn json_text() {
+        let j = Json::Object(vec![
+            ("a".into(), Json::Int(3)),
+            ("b".into(), Json::Num(0.5)),
+            ("c".into(), Json::Str("x\"y\n".into())),
+            ("d".into(), Json::Num(f64::NAN)),
+            ("e".into(), Json::Object(vec![])),
+        ]);
+        assert_eq!(
+            j.to_text(),
+            "{\n  \"a\": 3,\n  \"b\": 0.5,\n  \"c\": \"x\\\"y\\n\",\n  \"d\": null,\n  \"e\": {}\n}\n"
+        );
+    }
+
+    #[test]
+    fn log_resume_drops_later_and_partial_rows() {
+        let d = std::env::temp_dir().join(format!("l0-report-log-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("log.csv");
+        let names = vec!["x,1".to_string(), "y".to_string()];
+        let mut w = LogWriter::create(&p).unwrap();
+        for epoch in [10, 20, 30] {
+            w.append(epoch, &names, &[1.0, 2.0], &[1.5, 2.0], 0.25)
+                .unwrap();
+        }
+        drop(w);
+        // A partial line, as a kill mid-write would leave.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"y,1.0,2.0,4").unwrap();
+        drop(f);
+        let mut w = LogWriter::resume(&p, 20).unwrap();
+        w.append(21, &names, &[1.0, 2.0], &[1.0, 2.0], 0.5).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + 3 * 2);
+        assert_eq!(lines[0], LOG_HEADER);
+        assert_eq!(lines[1], "\"x,1\",1.5,1.0,10,0.5,0.25,0.5,0.25,0.25");
+        assert_eq!(log_line_epoch(lines[4]), Some(20));
+        assert_eq!(log_line_epoch(lines[6]), Some(21));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
