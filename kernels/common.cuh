@@ -66,7 +66,11 @@ __device__ __forceinline__ float gate_uniform(u64 seed, u64 step, u64 column) {
     u64 block = column >> 2;
     u32 c[4] = {(u32)block, (u32)(block >> 32), (u32)step, (u32)(step >> 32)};
     philox4x32_10(c, (u32)seed, (u32)(seed >> 32));
-    u32 x = c[column & 3];
+    // Select the word without a runtime array index (which would spill the
+    // counter to local memory).
+    u32 lo = (column & 1) ? c[1] : c[0];
+    u32 hi = (column & 1) ? c[3] : c[2];
+    u32 x = (column & 2) ? hi : lo;
     return ((float)(x >> 8) + 0.5f) * (1.0f / 16777216.0f);
 }
 
@@ -93,7 +97,8 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 // Magnitude::eval: (m(p), m'(p)).
 __device__ __forceinline__ void magnitude_eval(const Rule& r, float p, float* m, float* dm) {
     if (r.magnitude == 0) {
-        float e = expf(p);
+        // As hard_concrete::exp_f32: flush to 0 where expf would be subnormal.
+        float e = (p < -87.33654f) ? 0.0f : expf(p);
         *m = e;
         *dm = e;
     } else {

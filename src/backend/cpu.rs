@@ -143,6 +143,8 @@ pub struct CpuBackend<'a> {
     partials: Vec<f64>,
     data_loss: f64,
     bad_step: Option<u64>,
+    /// Why the CPU was chosen over a present GPU, shown by `describe`.
+    pub(crate) note: Option<String>,
 }
 
 impl<'a> CpuBackend<'a> {
@@ -167,6 +169,7 @@ impl<'a> CpuBackend<'a> {
             partials: vec![0.0; problem.matrix.segments().len()],
             data_loss: 0.0,
             bad_step: None,
+            note: None,
         })
     }
 
@@ -204,7 +207,11 @@ impl<'a> CpuBackend<'a> {
 
 impl Backend for CpuBackend<'_> {
     fn describe(&self) -> String {
-        format!("cpu ({} threads)", self.pool.current_num_threads())
+        let threads = self.pool.current_num_threads();
+        match &self.note {
+            Some(n) => format!("cpu ({threads} threads; {n})"),
+            None => format!("cpu ({threads} threads)"),
+        }
     }
 
     fn rows(&self) -> usize {

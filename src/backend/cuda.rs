@@ -227,9 +227,8 @@ fn target_arch(cc: (i32, i32)) -> String {
 
 fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> {
     let ordinal = ctx.ordinal();
-    let mut cache = kernel_cache()
-        .lock()
-        .map_err(|_| L0Error::Cuda("the kernel cache is poisoned".into()))?;
+    // A panic elsewhere while the lock was held leaves the map intact.
+    let mut cache = kernel_cache().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(k) = cache.get(&ordinal) {
         return Ok(k.clone());
     }
@@ -313,7 +312,11 @@ fn gib(bytes: usize) -> f64 {
 /// Blocks for one thread per item (`items` threads, at least one block).
 fn blocks_for(items: usize) -> Result<u32> {
     let b = items.div_ceil(BLOCK as usize).max(1);
-    u32::try_from(b).map_err(|_| L0Error::Cuda(format!("{items} threads exceed one grid")))
+    // gridDim.x is limited to 2^31 - 1 blocks.
+    u32::try_from(b)
+        .ok()
+        .filter(|&b| b <= i32::MAX as u32)
+        .ok_or_else(|| L0Error::Cuda(format!("{items} threads exceed one grid")))
 }
 
 fn cfg(blocks: u32) -> LaunchConfig {
@@ -789,6 +792,14 @@ impl Backend for CudaBackend {
     /// Kernels `intercept_adam` (when fitted) and `step_columns`
     /// (kernels/step.cu).
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
+        // The kernel redraws the gates of `step`; the contract is that the
+        // last sampling was at `step` (the CPU uses its cached s instead).
+        if step != self.sampled_step {
+            return Err(L0Error::config(format!(
+                "step({step}) must follow sample_weights({step}); the last sampling was at step {}",
+                self.sampled_step
+            )));
+        }
         let (neg_step, bc2) = self.adam(step);
         if sample_next {
             self.sampled_step = step + 1;

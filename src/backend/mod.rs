@@ -343,12 +343,23 @@ pub fn make_backend<'a>(
         Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => Ok(Box::new(cuda::CudaBackend::new(problem, ordinal)?)),
-        // Replayed noise is CPU-only, so Auto keeps such problems on the CPU.
+        // Replayed noise is CPU-only, so Auto keeps such problems on the CPU;
+        // a GPU that is present but unusable (PTX too new for the driver, too
+        // little memory) also falls back, and the CPU backend says why.
         #[cfg(feature = "cuda")]
-        Device::Auto => match (problem.noise, cuda::CudaBackend::available(0)) {
-            (Noise::Philox, Ok(())) => Ok(Box::new(cuda::CudaBackend::new(problem, 0)?)),
-            _ => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
-        },
+        Device::Auto => {
+            let why = match (problem.noise, cuda::CudaBackend::available(0)) {
+                (Noise::Philox, Ok(())) => match cuda::CudaBackend::new(problem, 0) {
+                    Ok(b) => return Ok(Box::new(b)),
+                    Err(e) => Some(e.to_string()),
+                },
+                (Noise::Philox, Err(_)) => None,
+                (Noise::Replay(_), _) => None,
+            };
+            let mut b = cpu::CpuBackend::new(problem, threads)?;
+            b.note = why.map(|w| format!("GPU not used: {w}"));
+            Ok(Box::new(b))
+        }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => Err(L0Error::Cuda(
             "this build of l0 has no CUDA backend (built without the `cuda` feature)".into(),
