@@ -433,26 +433,7 @@ impl Calibration {
 
     /// Replaces the trainable state (e.g. from a checkpoint).
     pub fn set_state(&mut self, state: ParamState) -> Result<()> {
-        if state.len() != self.n_features() || state.intercept.is_some() {
-            return Err(L0Error::shape(
-                "calibration state (one entry per column, no intercept)",
-                self.n_features(),
-                state.len(),
-            ));
-        }
-        for (what, v) in [
-            ("log_weight", &state.p),
-            ("log_alpha", &state.a),
-            ("Adam moments", &state.m_p),
-            ("Adam moments", &state.v_p),
-            ("Adam moments", &state.m_a),
-            ("Adam moments", &state.v_a),
-        ] {
-            if v.len() != self.n_features() {
-                return Err(L0Error::shape(what, self.n_features(), v.len()));
-            }
-            check_finite(what, v)?;
-        }
+        state.validate(self.n_features(), "log_weight", false)?;
         self.state = state;
         Ok(())
     }

@@ -261,34 +261,7 @@ impl Regression {
 
     /// Replaces the trainable state (e.g. from a checkpoint).
     pub fn set_state(&mut self, state: ParamState) -> Result<()> {
-        let n = self.n_features();
-        if state.intercept.is_some() != self.params.fit_intercept {
-            return Err(L0Error::config(format!(
-                "the state {} an intercept but the model has fit_intercept = {}",
-                if state.intercept.is_some() {
-                    "has"
-                } else {
-                    "lacks"
-                },
-                self.params.fit_intercept
-            )));
-        }
-        for (what, v) in [
-            ("coefficients", &state.p),
-            ("log_alpha", &state.a),
-            ("Adam moments", &state.m_p),
-            ("Adam moments", &state.v_p),
-            ("Adam moments", &state.m_a),
-            ("Adam moments", &state.v_a),
-        ] {
-            if v.len() != n {
-                return Err(L0Error::shape(what, n, v.len()));
-            }
-            check_finite(what, v)?;
-        }
-        if let Some(b) = state.intercept {
-            check_finite("intercept state", &[b.value, b.m, b.v])?;
-        }
+        state.validate(self.n_features(), "coefficients", self.params.fit_intercept)?;
         self.state = state;
         Ok(())
     }

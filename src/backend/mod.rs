@@ -226,6 +226,39 @@ impl ParamState {
         self.p.len()
     }
 
+    /// Checks a state handed in from outside (a checkpoint, a caller): `n`
+    /// entries in every vector, all finite, and an intercept exactly when
+    /// `fit_intercept`. `p_name` names the magnitude parameter in messages.
+    pub fn validate(&self, n: usize, p_name: &str, fit_intercept: bool) -> Result<()> {
+        if self.intercept.is_some() != fit_intercept {
+            return Err(L0Error::config(format!(
+                "the state {} an intercept but the model has fit_intercept = {fit_intercept}",
+                if self.intercept.is_some() {
+                    "has"
+                } else {
+                    "lacks"
+                },
+            )));
+        }
+        for (what, v) in [
+            (p_name, &self.p),
+            ("log_alpha", &self.a),
+            ("Adam moments", &self.m_p),
+            ("Adam moments", &self.v_p),
+            ("Adam moments", &self.m_a),
+            ("Adam moments", &self.v_a),
+        ] {
+            if v.len() != n {
+                return Err(L0Error::shape(what, n, v.len()));
+            }
+            crate::error::check_finite(what, v)?;
+        }
+        if let Some(b) = self.intercept {
+            crate::error::check_finite("intercept state", &[b.value, b.m, b.v])?;
+        }
+        Ok(())
+    }
+
     /// True for a model with no columns.
     pub fn is_empty(&self) -> bool {
         self.p.is_empty()
