@@ -1,7 +1,11 @@
 //! Seconds per training epoch on a built-in problem, for side-by-side runs
 //! with the reference (scripts/compare_reference.py drives it).
 //!
-//! `cargo run --release --example epoch_time -- (readme|geo) EPOCHS [DUMP_DIR] [--device D]`
+//! `cargo run --release --example epoch_time -- PROBLEM EPOCHS [DUMP_DIR] [--device D]`
+//!
+//! PROBLEM is `readme`, `geo` (the default geo-stacked survey, ~7M
+//! nonzeros) or `geo:H:G:NAT:PER` (H households x G areas, NAT national and
+//! PER per-area targets; e.g. `geo:100000:100:10:20` has ~300M nonzeros).
 //!
 //! With DUMP_DIR, the problem is also written there as CSR arrays
 //! (indptr.npy, indices.npy, data.npy, shape.npy, y.npy, groups.npy) so that
@@ -35,6 +39,28 @@ fn dump(dir: &Path, m: &SparseMatrix, y: &[f64], groups: &[i64]) -> l0::Result<(
     write_npy_i64(&dir.join("groups.npy"), groups)
 }
 
+/// `geo` or `geo:H:G:NAT:PER`.
+fn geo_spec(spec: &str) -> l0::Result<GeoSpec> {
+    let mut g = GeoSpec::default();
+    let parts: Vec<&str> = spec.split(':').collect();
+    if parts[0] != "geo" || !(parts.len() == 1 || parts.len() == 5) {
+        return Err(l0::L0Error::config(format!(
+            "unknown problem '{spec}': expected readme, geo or geo:H:G:NAT:PER"
+        )));
+    }
+    if parts.len() == 5 {
+        let n: Vec<usize> = parts[1..]
+            .iter()
+            .map(|x| {
+                x.parse()
+                    .map_err(|_| l0::L0Error::config(format!("bad number '{x}' in '{spec}'")))
+            })
+            .collect::<l0::Result<_>>()?;
+        (g.households, g.areas, g.national, g.per_area) = (n[0], n[1], n[2], n[3]);
+    }
+    Ok(g)
+}
+
 fn main() -> l0::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("geo");
@@ -50,8 +76,8 @@ fn main() -> l0::Result<()> {
             let g = vec![0i64; y.len()];
             (m, y, g)
         }
-        _ => {
-            let p = geo_stacked(&GeoSpec::default())?;
+        spec => {
+            let p = geo_stacked(&geo_spec(spec)?)?;
             (p.matrix, p.targets, p.groups)
         }
     };

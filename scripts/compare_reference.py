@@ -42,7 +42,8 @@ def main():
     ap.add_argument("--epochs-ref", type=int, default=5)
     ap.add_argument("--epochs-l0", type=int, default=50)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
-    ap.add_argument("--problems", default="readme,geo")
+    ap.add_argument("--problems", default="readme,geo",
+                    help="comma-separated: readme, geo, geo:H:G:NAT:PER")
     ap.add_argument("--l0-bin", default=None, help="prebuilt epoch_time example")
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,16 +52,26 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--example", "epoch_time"], cwd=root, check=True)
         exe = os.path.join(root, "target", "release", "examples", "epoch_time")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {a.device}")
+    if a.device == "cuda":
+        print(f"card: {torch.cuda.get_device_name(0)}")
     print(f"{'problem':8} {'rows':>6} {'cols':>8} {'nnz':>10} {'l0 s/epoch':>11} {'ref s/epoch':>12} {'speed-up':>9}")
     for prob in a.problems.split(","):
         with tempfile.TemporaryDirectory() as d:
             out = subprocess.run([exe, prob, str(a.epochs_l0), d, "--device", a.device],
                                  check=True, capture_output=True, text=True).stdout
             mine = json.loads(out.strip().splitlines()[-1])
-            ref = time_reference(d, a.epochs_ref, a.device)
+            try:
+                ref = time_reference(d, a.epochs_ref, a.device)
+            except Exception as e:  # e.g. torch.cuda.OutOfMemoryError at production size
+                ref = None
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ours = mine["seconds_per_epoch"]
-        print(f"{prob:8} {mine['rows']:6} {mine['cols']:8} {mine['nnz']:10} {ours:11.4f} {ref:12.4f} {ref / ours:8.1f}x"
-              f"   [{mine['device']}]")
+        if ref is None:
+            print(f"{prob:8} {mine['rows']:6} {mine['cols']:8} {mine['nnz']:10} {ours:11.4f} {'failed':>12} {'-':>9}"
+                  f"   [{mine['device']}] reference: {why}")
+        else:
+            print(f"{prob:8} {mine['rows']:6} {mine['cols']:8} {mine['nnz']:10} {ours:11.4f} {ref:12.4f} {ref / ours:8.1f}x"
+                  f"   [{mine['device']}]")
     sys.stdout.flush()
 
 

@@ -92,5 +92,24 @@ if [ "${L0_SKIP_BENCH:-0}" != 1 ] && [ -x "$dir/bin/examples/gpu_bench" ]; then
     grep -E '^(problem|RESULT|step-0|cuda|cpu)' "$out/bench-large.log" | tee -a "$summary"
 fi
 
+# 5. l0-python on torch CUDA against l0 on the same card and problem. torch
+# is on the GPU machine; l0-python travels as a wheel in .whl/ (see the
+# device notes: pip download --no-deps l0-python==0.6.2 into .whl).
+if [ "${L0_SKIP_REFERENCE:-0}" != 1 ] && [ -x "$dir/bin/examples/epoch_time" ]; then
+    if ! python3 -c 'import l0.calibration' 2>/dev/null && compgen -G "$root/.whl/l0_python-*.whl" >/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --target /tmp/l0-ref "$root"/.whl/l0_python-*.whl \
+            && export PYTHONPATH="/tmp/l0-ref:${PYTHONPATH:-}"
+    fi
+    if python3 -c 'import l0.calibration' 2>/dev/null; then
+        timeout "${L0_REFERENCE_TIMEOUT:-400}" python3 "$root/scripts/compare_reference.py" --device cuda \
+            --l0-bin "$dir/bin/examples/epoch_time" --epochs-ref 3 --epochs-l0 20 \
+            --problems "${L0_REFERENCE_PROBLEMS:-geo,geo:100000:100:10:20}" >"$out/reference.log" 2>&1
+        say "l0-python on CUDA (exit $?):"
+        grep -vE 'Warning|M_torch' "$out/reference.log" | tee -a "$summary"
+    else
+        say "l0-python not importable: reference comparison skipped"
+    fi
+fi
+
 say "overall: $([ $failed -eq 0 ] && echo PASS || echo FAIL)"
 exit $failed
