@@ -397,6 +397,12 @@ impl Calibration {
                 w[k]
             )));
         }
+        if let Some(k) = w.iter().position(|&v| !(v as f32).is_finite()) {
+            return Err(L0Error::config(format!(
+                "init_weights must fit in f32, got {} at column {k}",
+                w[k]
+            )));
+        }
         let p: Vec<f32> = w.iter().map(|&v| ((v as f32) + 1e-8).ln()).collect();
         let a = model::initial_log_alpha(
             &params.init_keep_prob,
@@ -700,7 +706,7 @@ impl<'a> TargetMetrics<'a> {
             .y
             .iter()
             .zip(s.yhat)
-            .map(|(y, yh)| ((y - yh) / (y + 1.0)).abs())
+            .map(|(y, yh)| ((y - yh) / crate::report::rel_scale(*y)).abs())
             .collect();
         let inc = |q: &usize| self.included[*q];
         let qs: Vec<usize> = (0..rel.len()).filter(inc).collect();

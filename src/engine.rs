@@ -69,6 +69,7 @@ fn check_divergence(b: &mut dyn Backend, step0: u64) -> Result<()> {
     match b.first_bad_step()? {
         Some(bad) => Err(L0Error::Diverged {
             epoch: bad - step0 + 1,
+            model_epoch: bad + 1,
             what: "the loss".into(),
         }),
         None => Ok(()),
@@ -76,7 +77,8 @@ fn check_divergence(b: &mut dyn Backend, step0: u64) -> Result<()> {
 }
 
 /// Runs `epochs` epochs from `state` and writes the trained state back into
-/// it. On error `state` is left untouched.
+/// it. On error `state` is left untouched. Checkpoints are handed over at
+/// intermediate steps only; the final state is `state` itself.
 pub fn train(
     b: &mut dyn Backend,
     state: &mut ParamState,
@@ -127,16 +129,17 @@ pub fn train(
             })?;
         }
         if due(ckpt_every, step + 1) && !last {
+            // Never hand over a state that has already diverged.
+            check_divergence(b, step0)?;
             let s = scratch.get_or_insert_with(|| state.clone());
             b.store_state(s)?;
             s.step = step + 1;
             observer.checkpoint(s)?;
         }
     }
+    // The end state is the caller's to save (checkpoints above are only for
+    // intermediate steps), so a failed write cannot discard a finished fit.
     b.store_state(state)?;
     state.step = step0 + epochs;
-    if due(ckpt_every, state.step) {
-        observer.checkpoint(state)?;
-    }
     Ok(())
 }

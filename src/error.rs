@@ -51,10 +51,13 @@ pub enum L0Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// Training produced a NaN or infinite loss.
-    #[error("training diverged at epoch {epoch}: {what} is not finite")]
+    #[error("{}", diverged_message(*epoch, *model_epoch, what))]
     Diverged {
-        /// The 1-based epoch at which the non-finite value appeared.
+        /// The 1-based epoch of this fit at which the non-finite value appeared.
         epoch: u64,
+        /// The same epoch counted over all the model's fits (differs after a
+        /// continued or resumed fit).
+        model_epoch: u64,
         /// Which quantity went non-finite.
         what: String,
     },
@@ -79,6 +82,16 @@ pub enum L0Error {
     /// NVRTC log is kept in the message).
     #[error("CUDA: {0}")]
     Cuda(String),
+}
+
+fn diverged_message(epoch: u64, model_epoch: u64, what: &str) -> String {
+    if epoch == model_epoch {
+        format!("training diverged at epoch {epoch}: {what} is not finite")
+    } else {
+        format!(
+            "training diverged at epoch {model_epoch} (epoch {epoch} of this fit): {what} is not finite"
+        )
+    }
 }
 
 impl L0Error {

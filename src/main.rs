@@ -890,8 +890,11 @@ fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let remaining = plan.epochs - start_step;
 
     let mut model = Calibration::new(m.cols(), plan.model.clone())?;
-    if let Some(c) = &ckpt {
-        model.set_state(c.state.clone())?;
+    if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
+        let path = dir.join(l0::checkpoint::FILE_NAME);
+        model
+            .set_state(c.state.clone())
+            .map_err(|e| about_file(&path, e))?;
     }
 
     eprintln!(

@@ -88,6 +88,14 @@ fn check_dims(rows: usize, cols: usize) -> Result<()> {
             "matrix dimensions {rows} x {cols} exceed the supported 2^32 - 1"
         )));
     }
+    // Both layouts need a pointer per row and per column: refuse dimensions
+    // whose pointer arrays cannot even be allocated, rather than abort.
+    let mut probe: Vec<usize> = Vec::new();
+    probe.try_reserve_exact(rows + cols + 2).map_err(|_| {
+        L0Error::config(format!(
+            "matrix dimensions {rows} x {cols} need more memory than is available"
+        ))
+    })?;
     Ok(())
 }
 
@@ -172,7 +180,7 @@ impl SparseMatrix {
             .map(|(i, &x)| to_f32("matrix values", i, x))
             .collect::<Result<Vec<f32>>>()?;
         let tri = TriMatI::<f32, u32>::from_triplets((rows, cols), r, c, v);
-        Ok(Self::from_csr_matrix(tri.to_csr()))
+        Self::from_csr_matrix(tri.to_csr())
     }
 
     /// Builds the matrix from compressed sparse rows (scipy's `csr_matrix`
@@ -252,7 +260,7 @@ impl SparseMatrix {
             }
         };
         let csr = if m.is_csr() { m } else { m.to_other_storage() };
-        Ok(Self::from_csr_matrix(csr))
+        Self::from_csr_matrix(csr)
     }
 
     /// Builds the matrix from a dense row-major array, keeping its nonzeros.
@@ -279,13 +287,19 @@ impl SparseMatrix {
         }
         let csr = CsMatI::try_new((rows, cols), indptr, idx, v)
             .map_err(|(_, _, _, e)| L0Error::config(format!("dense conversion: {e}")))?;
-        Ok(Self::from_csr_matrix(csr))
+        Self::from_csr_matrix(csr)
     }
 
-    fn from_csr_matrix(csr: Csr) -> Self {
+    fn from_csr_matrix(csr: Csr) -> Result<Self> {
+        // Each value was finite, but summed duplicates can still overflow f32.
+        if let Some(k) = csr.data().iter().position(|v| !v.is_finite()) {
+            return Err(L0Error::config(format!(
+                "duplicate matrix entries sum beyond the f32 range at stored entry {k}"
+            )));
+        }
         let csc = csr.to_other_storage();
         let segments = RowSegments::plan(csr.indptr().raw_storage(), SEGMENT_NNZ);
-        SparseMatrix { csr, csc, segments }
+        Ok(SparseMatrix { csr, csc, segments })
     }
 
     /// Number of rows (targets).
@@ -410,6 +424,11 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "non-finite value in matrix values at index 0: NaN"
+        );
+        let e = SparseMatrix::from_triplets(2, 3, &[0, 0], &[1, 1], &[3e38, 3e38]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: duplicate matrix entries sum beyond the f32 range at stored entry 0"
         );
         let e = SparseMatrix::from_triplets(2, 3, &[0], &[1], &[1e39]).unwrap_err();
         assert_eq!(

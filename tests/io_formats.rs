@@ -721,3 +721,54 @@ fn csv_names_and_writer() {
         ]
     );
 }
+
+/// A version-1.0 .npy file with the given header dictionary and data bytes.
+fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn hostile_headers_are_refused_without_allocating() {
+    let dir = scratch("hostile_headers");
+    // Zero-sized items: a huge count would pass a bytes check.
+    let p = file(
+        &dir,
+        "s0.npy",
+        npy_with_header(
+            "{'descr': '|S0', 'fortran_order': False, 'shape': (1000000000000000000,), }",
+            b"",
+        ),
+    );
+    assert_eq!(
+        err_text(read_npy(&p)),
+        format!(
+            "{}: zero-sized items with shape (1000000000000000000,): nothing to read",
+            p.display()
+        )
+    );
+    // A dense matrix with a zero-width dimension.
+    let p = file(
+        &dir,
+        "wide.npy",
+        npy_with_header(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2000000000000000000, 0), }",
+            b"",
+        ),
+    );
+    assert_eq!(
+        err_text(read_sparse(&p)),
+        format!(
+            "{}: a matrix needs between 1 and 2^32 - 1 rows and columns, got 2000000000000000000 x 0",
+            p.display()
+        )
+    );
+}

@@ -173,6 +173,14 @@ pub fn read_sparse(path: &Path) -> Result<RawSparse> {
                     ))
                 }
             };
+            if rows == 0 || cols == 0 || rows > u32::MAX as usize || cols > u32::MAX as usize {
+                return Err(format_error(
+                    path,
+                    format!(
+                        "a matrix needs between 1 and 2^32 - 1 rows and columns, got {rows} x {cols}"
+                    ),
+                ));
+            }
             let values = array.to_f64_vec("matrix")?;
             check_finite(&format!("matrix ({})", path.display()), &values)?;
             Ok(RawSparse::from_dense_row_major(rows, cols, &values))

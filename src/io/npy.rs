@@ -275,6 +275,12 @@ pub(crate) fn parse_npy(bytes: &[u8], path: &Path, member: Option<&str>) -> Resu
         .iter()
         .try_fold(1usize, |acc, &n| acc.checked_mul(n))
         .ok_or_else(too_large)?;
+    if dtype.item_size == 0 && count > 0 {
+        return Err(err(format!(
+            "zero-sized items with shape {}: nothing to read",
+            shape_text(&header.shape)
+        )));
+    }
     let nbytes = count.checked_mul(dtype.item_size).ok_or_else(too_large)?;
     let data = &bytes[data_start..];
     if data.len() != nbytes {
