@@ -1,104 +1,13 @@
-//! `l0`: the command line over the `l0` library.
-//!
-//! * `l0 calibrate`: sparse survey calibration weights (with no input
-//!   files: the built-in demo problem);
-//! * `l0 regress`: L0-regularized sparse linear regression;
-//! * `l0 predict`: `M w` for a matrix and a weight vector.
-//!
-//! Input problems are reported as one line on stderr, `error: <path>: ...`,
-//! with exit code 2 (other failures: 1). Outputs are written only after a
-//! successful fit, each atomically. See README.md for the files written.
+//! `l0 calibrate`: load or build the problem, resolve settings (demo,
+//! checkpoint, flags), fit with progress, log and checkpoints, write the
+//! outputs.
 
-use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use l0::calibration::{
-    Calibration, CalibrationObserver, CalibrationParams, FitParams, Init, Loss, Progress,
-    TargetMetrics,
-};
-use l0::checkpoint::{changed_settings, problem_fingerprint, Checkpoint};
-use l0::engine::Snapshot;
-use l0::io::{self, csv::read_names, npy::write_npy_f64, RawSparse, SparseStructure};
-use l0::report::{self, Accuracy, Json, LogWriter, Summary};
-use l0::{
-    backend::ParamState, Device, GateParams, L0Error, Regression, RegressionFitParams,
-    RegressionParams, SparseMatrix, TestGate,
-};
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(
-    name = "l0",
-    version,
-    about = "L0-regularized sparse survey calibration and sparse regression (Hard Concrete gates + Adam)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Fit sparse non-negative calibration weights w with M w ≈ y (no input
-    /// files: the built-in demo problem).
-    Calibrate(Box<CalibrateArgs>),
-    /// Fit an L0-regularized sparse linear regression y ≈ X b + c.
-    Regress(Box<RegressArgs>),
-    /// Compute M w for a matrix and a weight vector.
-    Predict(PredictArgs),
-}
-
-/// Options shared by both models' fits.
-#[derive(Args, Clone)]
-struct CommonFit {
-    /// Total epochs (Adam steps) [default: 1000]. After --resume, the run
-    /// continues until the model has trained this many.
-    #[arg(long)]
-    epochs: Option<u64>,
-    /// Adam learning rate [default: 0.01; the calibrate demo: 0.2].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// L0 penalty strength [default: 0.01; the calibrate demo: 4e-6].
-    #[arg(long)]
-    lambda_l0: Option<f64>,
-    /// L2 penalty strength [default: 0].
-    #[arg(long)]
-    lambda_l2: Option<f64>,
-    /// Gate temperature [default: 2/3].
-    #[arg(long)]
-    beta: Option<f64>,
-    /// Lower stretch bound of the gates [default: -0.1].
-    #[arg(long)]
-    gamma: Option<f64>,
-    /// Upper stretch bound of the gates [default: 1.1].
-    #[arg(long)]
-    zeta: Option<f64>,
-    /// Standard deviation of the noise added to the gate logits at the start [default: 0.01].
-    #[arg(long)]
-    log_alpha_jitter_sd: Option<f64>,
-    /// Seed of every random draw [default: drawn at random, then reported;
-    /// the calibrate demo: 1].
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Where to run: auto, cpu, cuda or cuda:N [default: auto].
-    #[arg(long)]
-    device: Option<String>,
-    /// CPU threads [default: all cores].
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Deterministic gate for results: temperature (sigmoid(a/beta)) or paper (sigmoid(a)) [default: temperature].
-    #[arg(long)]
-    test_gate: Option<String>,
-    /// Print progress every this many epochs [default: 1/50 of the epochs
-    /// with a progress bar, 1/10 without].
-    #[arg(long)]
-    progress_every: Option<u64>,
-}
+use super::inputs::*;
+use super::*;
 
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
-struct CalibrateArgs {
+pub(super) struct CalibrateArgs {
     /// Matrix M, targets x records: scipy .npz (csr, csc or coo) or .mtx.
     #[arg(long)]
     matrix: Option<PathBuf>,
@@ -151,180 +60,8 @@ struct CalibrateArgs {
     resume: Option<PathBuf>,
 }
 
-#[derive(Args)]
-#[command(allow_negative_numbers = true)]
-struct RegressArgs {
-    /// Design matrix X, samples x features: .npz, .mtx or a dense 2-D .npy.
-    #[arg(long)]
-    x: PathBuf,
-    /// Response y, one per row of X: .npy or one-column .csv.
-    #[arg(long)]
-    y: PathBuf,
-    #[command(flatten)]
-    fit: CommonFit,
-    /// Fit without an intercept.
-    #[arg(long)]
-    no_intercept: bool,
-    /// Gate threshold for a selected feature [default: 0.01].
-    #[arg(long)]
-    threshold: Option<f64>,
-    /// Output folder [default: ./l0-out].
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct PredictArgs {
-    /// Matrix M: .npz, .mtx or a dense 2-D .npy.
-    #[arg(long)]
-    matrix: PathBuf,
-    /// Weights, one per column of M: .npy or one-column .csv.
-    #[arg(long)]
-    weights: PathBuf,
-    /// Write M w here (.npy or .csv) instead of printing one number per line.
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
-/// A failure to report: one line and an exit code (2: bad input, 1: other).
-#[derive(Debug)]
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-type CliResult<T> = Result<T, Failure>;
-
-fn input_error(message: impl Into<String>) -> Failure {
-    Failure {
-        code: 2,
-        message: message.into(),
-    }
-}
-
-impl From<L0Error> for Failure {
-    fn from(e: L0Error) -> Self {
-        let code = match e {
-            L0Error::Io { .. } | L0Error::Diverged { .. } | L0Error::Cuda(_) => 1,
-            _ => 2,
-        };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-/// Turns an error about the file `path` into "path: message", dropping
-/// the other places the library already names the path.
-fn about_file(path: &Path, e: L0Error) -> Failure {
-    let p = path.display().to_string();
-    let msg = e
-        .to_string()
-        .replace(&format!("{p}: "), "")
-        .replace(&format!(" ({p})"), "");
-    input_error(format!("{p}: {msg}"))
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Calibrate(a) => calibrate(*a),
-        Command::Regress(a) => regress(*a),
-        Command::Predict(a) => predict(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("error: {}", f.message);
-            ExitCode::from(f.code)
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Reading inputs
-
-fn load_matrix(path: &Path) -> CliResult<SparseMatrix> {
-    let raw: RawSparse = io::read_sparse(path).map_err(|e| about_file(path, e))?;
-    let (r, c, d) = (raw.rows, raw.cols, &raw.data);
-    match &raw.structure {
-        SparseStructure::Csr { indptr, indices } => {
-            SparseMatrix::from_csr(r, c, indptr, indices, d)
-        }
-        SparseStructure::Csc { indptr, indices } => {
-            SparseMatrix::from_csc(r, c, indptr, indices, d)
-        }
-        SparseStructure::Coo { row, col } => SparseMatrix::from_triplets(r, c, row, col, d),
-    }
-    .map_err(|e| about_file(path, e))
-}
-
-fn load_vector(path: &Path, what: &str, len: usize, per: &str) -> CliResult<Vec<f64>> {
-    let v = io::read_vector(path, what).map_err(|e| about_file(path, e))?;
-    if v.len() != len {
-        return Err(input_error(format!(
-            "{}: expected {len} {what} (one per {per}), found {}",
-            path.display(),
-            v.len()
-        )));
-    }
-    Ok(v)
-}
-
-/// A number, or a per-column `.npy`/`.csv` file.
-fn load_init(text: &str, what: &str, cols: usize) -> CliResult<Init> {
-    if let Ok(v) = text.parse::<f64>() {
-        return Ok(Init::Scalar(v));
-    }
-    let path = Path::new(text);
-    load_vector(path, what, cols, "matrix column").map(Init::PerColumn)
-}
-
-fn parse_flag<T: std::str::FromStr<Err = L0Error>>(flag: &str, text: &str) -> CliResult<T> {
-    text.parse().map_err(|e: L0Error| {
-        let msg = match e {
-            L0Error::InvalidConfig(m) => m,
-            other => other.to_string(),
-        };
-        input_error(format!("--{flag}: {msg}"))
-    })
-}
-
-fn parse_test_gate(text: &str) -> CliResult<TestGate> {
-    match text {
-        "temperature" => Ok(TestGate::Temperature),
-        "paper" => Ok(TestGate::Paper),
-        _ => Err(input_error(format!(
-            "--test-gate: unknown test gate '{text}': expected 'temperature' or 'paper'"
-        ))),
-    }
-}
-
-fn test_gate_name(t: TestGate) -> &'static str {
-    match t {
-        TestGate::Temperature => "temperature",
-        TestGate::Paper => "paper",
-    }
-}
-
-fn loss_name(l: Loss) -> &'static str {
-    match l {
-        Loss::Mse => "mse",
-        Loss::Relative => "relative",
-    }
-}
-
-fn parse_f64(flag: &str, text: &str) -> CliResult<f64> {
-    text.parse()
-        .map_err(|_| input_error(format!("--{flag}: cannot parse '{text}' as a number")))
-}
-
-// ---------------------------------------------------------------------------
-// calibrate
-
 /// The problem to calibrate, from files or the demo.
-struct Problem {
+pub(super) struct Problem {
     m: SparseMatrix,
     y: Vec<f64>,
     groups: Option<Vec<i64>>,
@@ -333,7 +70,7 @@ struct Problem {
     demo: bool,
 }
 
-fn load_problem(a: &CalibrateArgs) -> CliResult<Problem> {
+pub(super) fn load_problem(a: &CalibrateArgs) -> CliResult<Problem> {
     let (matrix, targets) = match (&a.matrix, &a.targets) {
         (None, None) => {
             for (flag, given) in [
@@ -416,7 +153,7 @@ fn load_problem(a: &CalibrateArgs) -> CliResult<Problem> {
 /// The settings that define a calibration run, resolved from the flags,
 /// the checkpoint (on --resume) and the defaults, in that order, as text
 /// (what checkpoints store and summary.json reports).
-struct Resolved {
+pub(super) struct Resolved {
     pairs: Vec<(String, String)>,
 }
 
@@ -438,12 +175,12 @@ impl Resolved {
 
 /// Defaults that make the demo finish in about a minute on two cores and
 /// still end sparse.
-const DEMO_EPOCHS: u64 = 1000;
-const DEMO_LR: f64 = 0.2;
-const DEMO_LAMBDA_L0: f64 = 4e-6;
-const DEMO_SEED: u64 = 1;
+pub(super) const DEMO_EPOCHS: u64 = 1000;
+pub(super) const DEMO_LR: f64 = 0.2;
+pub(super) const DEMO_LAMBDA_L0: f64 = 4e-6;
+pub(super) const DEMO_SEED: u64 = 1;
 
-fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) -> Resolved {
+pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) -> Resolved {
     let f = &a.fit;
     let lib_model = CalibrationParams::default();
     let lib_fit = FitParams::default();
@@ -576,7 +313,7 @@ fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) -> Resolved
 }
 
 /// Everything the fit needs, parsed from the resolved settings.
-struct Plan {
+pub(super) struct Plan {
     model: CalibrationParams,
     fit: FitParams,
     epochs: u64,
@@ -585,7 +322,7 @@ struct Plan {
 
 /// Parses the resolved settings. When `resuming`, the initial values are
 /// not loaded (the checkpoint's state replaces them).
-fn plan(
+pub(super) fn plan(
     r: &Resolved,
     a: &CalibrateArgs,
     p: &Problem,
@@ -699,17 +436,9 @@ fn plan(
     })
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 /// Receives the fit's reports and checkpoints: prints progress (a bar on a
 /// terminal, plain lines otherwise), appends the log, writes checkpoints.
-struct RunObserver<'a> {
+pub(super) struct RunObserver<'a> {
     metrics: TargetMetrics<'a>,
     n: usize,
     y: &'a [f64],
@@ -724,7 +453,7 @@ struct RunObserver<'a> {
     bar: Option<ProgressBar>,
 }
 
-struct CheckpointSink {
+pub(super) struct CheckpointSink {
     every: u64,
     path: PathBuf,
     seed: u64,
@@ -799,21 +528,7 @@ impl CalibrationObserver for RunObserver<'_> {
     }
 }
 
-fn positive(flag: &str, v: Option<u64>) -> CliResult<Option<u64>> {
-    match v {
-        Some(0) => Err(input_error(format!("--{flag}: must be at least 1"))),
-        v => Ok(v),
-    }
-}
-
-fn create_dir(dir: &Path) -> CliResult<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Failure {
-        code: 1,
-        message: format!("{}: cannot create the output folder: {e}", dir.display()),
-    })
-}
-
-fn calibrate(a: CalibrateArgs) -> CliResult<()> {
+pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     positive("log-every", a.log_every)?;
     positive("checkpoint-every", a.checkpoint_every)?;
     positive("progress-every", a.fit.progress_every)?;
@@ -1064,185 +779,5 @@ fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         files.push(l0::checkpoint::FILE_NAME);
     }
     println!("outputs in {}: {}", out.display(), files.join(", "));
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// regress
-
-fn regress(a: RegressArgs) -> CliResult<()> {
-    let f = &a.fit;
-    positive("progress-every", f.progress_every)?;
-    let x = load_matrix(&a.x)?;
-    let y = load_vector(&a.y, "responses", x.rows(), "row of X")?;
-    let lib = RegressionParams::default();
-    let lib_fit = RegressionFitParams::default();
-    let seed = f.seed.unwrap_or_else(rand::random);
-    let params = RegressionParams {
-        gate: GateParams {
-            beta: f.beta.unwrap_or(lib.gate.beta),
-            gamma: f.gamma.unwrap_or(lib.gate.gamma),
-            zeta: f.zeta.unwrap_or(lib.gate.zeta),
-        },
-        fit_intercept: !a.no_intercept,
-        log_alpha_jitter_sd: f.log_alpha_jitter_sd.unwrap_or(lib.log_alpha_jitter_sd),
-        seed: Some(seed),
-        test_gate: match &f.test_gate {
-            Some(t) => parse_test_gate(t)?,
-            None => lib.test_gate,
-        },
-        ..lib
-    };
-    let epochs = f.epochs.unwrap_or(lib_fit.epochs);
-    let progress_every = f.progress_every.unwrap_or((epochs / 10).max(1));
-    let opts = RegressionFitParams {
-        lambda_l0: f.lambda_l0.unwrap_or(lib_fit.lambda_l0),
-        lambda_l2: f.lambda_l2.unwrap_or(lib_fit.lambda_l2),
-        lr: f.lr.unwrap_or(lib_fit.lr),
-        epochs,
-        device: parse_flag("device", f.device.as_deref().unwrap_or("auto"))?,
-        threads: f.threads,
-        report_every: Some(progress_every),
-    };
-    let threshold = a.threshold.unwrap_or(0.01);
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("l0-out"));
-    eprintln!(
-        "l0 regress: {} samples x {} features ({} nonzeros); epochs={} lr={:?} lambda_l0={:?} lambda_l2={:?} seed={}",
-        x.rows(),
-        x.cols(),
-        x.nnz(),
-        opts.epochs,
-        opts.lr,
-        opts.lambda_l0,
-        opts.lambda_l2,
-        seed
-    );
-    let mut model = Regression::new(x.cols(), params)?;
-    let report = model.fit_with(&x, &y, &opts, &mut |p| {
-        eprintln!("{p}");
-        Ok(())
-    })?;
-    let coef = model.coefficients(threshold);
-    let gates = model.deterministic_gates();
-    let selected: Vec<usize> = (0..coef.len()).filter(|&i| gates[i] >= threshold).collect();
-    let pred = model.predict(&x)?;
-    let n = y.len() as f64;
-    let mse = y
-        .iter()
-        .zip(&pred)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f64>()
-        / n;
-    let mean = y.iter().sum::<f64>() / n;
-    let tss = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>();
-    let r2 = if tss > 0.0 { 1.0 - mse * n / tss } else { 0.0 };
-
-    create_dir(&out)?;
-    write_npy_f64(&out.join("coefficients.npy"), &coef)?;
-    l0::io::csv::write_csv(
-        &out.join("selected.csv"),
-        &["feature", "coefficient", "gate"],
-        selected.iter().map(|&i| {
-            vec![
-                i.to_string(),
-                format!("{:?}", coef[i]),
-                format!("{:?}", gates[i]),
-            ]
-        }),
-    )?;
-    let summary = Json::Object(vec![
-        ("rows".into(), Json::Int(x.rows() as i128)),
-        ("cols".into(), Json::Int(x.cols() as i128)),
-        ("nnz".into(), Json::Int(x.nnz() as i128)),
-        ("device".into(), Json::Str(report.device.clone())),
-        ("epochs".into(), Json::Int(report.epochs as i128)),
-        ("seconds".into(), Json::Num(report.seconds)),
-        (
-            "seconds_per_epoch".into(),
-            Json::Num(report.seconds / report.epochs.max(1) as f64),
-        ),
-        ("seed".into(), Json::Int(seed as i128)),
-        (
-            "loss".into(),
-            report
-                .last
-                .as_ref()
-                .map_or(Json::Null, |p| Json::Num(p.total_loss)),
-        ),
-        ("mse".into(), Json::Num(mse)),
-        ("r2".into(), Json::Num(r2)),
-        (
-            "intercept".into(),
-            model.intercept().map_or(Json::Null, Json::Num),
-        ),
-        ("threshold".into(), Json::Num(threshold)),
-        ("selected".into(), Json::Int(selected.len() as i128)),
-        (
-            "sparsity".into(),
-            Json::Num(1.0 - selected.len() as f64 / x.cols() as f64),
-        ),
-        ("lambda_l0".into(), Json::Num(opts.lambda_l0)),
-        ("lambda_l2".into(), Json::Num(opts.lambda_l2)),
-        ("lr".into(), Json::Num(opts.lr)),
-    ]);
-    report::write_json(&out.join("summary.json"), &summary)?;
-    println!(
-        "done: {} epochs in {:.1} s on {}; {} of {} features selected; training mse {:.6}, r2 {:.4}",
-        report.epochs,
-        report.seconds,
-        report.device,
-        selected.len(),
-        x.cols(),
-        mse,
-        r2
-    );
-    println!(
-        "outputs in {}: coefficients.npy, selected.csv, summary.json",
-        out.display()
-    );
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// predict
-
-fn predict(a: PredictArgs) -> CliResult<()> {
-    let m = load_matrix(&a.matrix)?;
-    let w = load_vector(&a.weights, "weights", m.cols(), "matrix column")?;
-    let yhat = m.mul_vec(&w)?;
-    match &a.out {
-        None => {
-            let mut text = String::with_capacity(yhat.len() * 20);
-            for v in &yhat {
-                text.push_str(&format!("{v:?}\n"));
-            }
-            std::io::stdout()
-                .lock()
-                .write_all(text.as_bytes())
-                .map_err(|e| Failure {
-                    code: 1,
-                    message: format!("stdout: {e}"),
-                })?;
-        }
-        Some(path) => {
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase());
-            match ext.as_deref() {
-                Some("npy") => write_npy_f64(path, &yhat)?,
-                Some("csv") => l0::io::csv::write_csv(
-                    path,
-                    &["estimate"],
-                    yhat.iter().map(|v| vec![format!("{v:?}")]),
-                )?,
-                _ => {
-                    return Err(input_error(format!(
-                        "{}: unknown output type: expected a .npy or .csv file name",
-                        path.display()
-                    )))
-                }
-            }
-        }
-    }
     Ok(())
 }

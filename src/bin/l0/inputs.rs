@@ -1,0 +1,103 @@
+//! Reading the command line's input files and flags.
+
+use super::*;
+
+pub(super) fn load_matrix(path: &Path) -> CliResult<SparseMatrix> {
+    let raw: RawSparse = io::read_sparse(path).map_err(|e| about_file(path, e))?;
+    let (r, c, d) = (raw.rows, raw.cols, &raw.data);
+    match &raw.structure {
+        SparseStructure::Csr { indptr, indices } => {
+            SparseMatrix::from_csr(r, c, indptr, indices, d)
+        }
+        SparseStructure::Csc { indptr, indices } => {
+            SparseMatrix::from_csc(r, c, indptr, indices, d)
+        }
+        SparseStructure::Coo { row, col } => SparseMatrix::from_triplets(r, c, row, col, d),
+    }
+    .map_err(|e| about_file(path, e))
+}
+
+pub(super) fn load_vector(path: &Path, what: &str, len: usize, per: &str) -> CliResult<Vec<f64>> {
+    let v = io::read_vector(path, what).map_err(|e| about_file(path, e))?;
+    if v.len() != len {
+        return Err(input_error(format!(
+            "{}: expected {len} {what} (one per {per}), found {}",
+            path.display(),
+            v.len()
+        )));
+    }
+    Ok(v)
+}
+
+/// A number, or a per-column `.npy`/`.csv` file.
+pub(super) fn load_init(text: &str, what: &str, cols: usize) -> CliResult<Init> {
+    if let Ok(v) = text.parse::<f64>() {
+        return Ok(Init::Scalar(v));
+    }
+    let path = Path::new(text);
+    load_vector(path, what, cols, "matrix column").map(Init::PerColumn)
+}
+
+pub(super) fn parse_flag<T: std::str::FromStr<Err = L0Error>>(
+    flag: &str,
+    text: &str,
+) -> CliResult<T> {
+    text.parse().map_err(|e: L0Error| {
+        let msg = match e {
+            L0Error::InvalidConfig(m) => m,
+            other => other.to_string(),
+        };
+        input_error(format!("--{flag}: {msg}"))
+    })
+}
+
+pub(super) fn parse_test_gate(text: &str) -> CliResult<TestGate> {
+    match text {
+        "temperature" => Ok(TestGate::Temperature),
+        "paper" => Ok(TestGate::Paper),
+        _ => Err(input_error(format!(
+            "--test-gate: unknown test gate '{text}': expected 'temperature' or 'paper'"
+        ))),
+    }
+}
+
+pub(super) fn test_gate_name(t: TestGate) -> &'static str {
+    match t {
+        TestGate::Temperature => "temperature",
+        TestGate::Paper => "paper",
+    }
+}
+
+pub(super) fn loss_name(l: Loss) -> &'static str {
+    match l {
+        Loss::Mse => "mse",
+        Loss::Relative => "relative",
+    }
+}
+
+pub(super) fn parse_f64(flag: &str, text: &str) -> CliResult<f64> {
+    text.parse()
+        .map_err(|_| input_error(format!("--{flag}: cannot parse '{text}' as a number")))
+}
+
+pub(super) fn positive(flag: &str, v: Option<u64>) -> CliResult<Option<u64>> {
+    match v {
+        Some(0) => Err(input_error(format!("--{flag}: must be at least 1"))),
+        v => Ok(v),
+    }
+}
+
+pub(super) fn create_dir(dir: &Path) -> CliResult<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Failure {
+        code: 1,
+        message: format!("{}: cannot create the output folder: {e}", dir.display()),
+    })
+}
+
+pub(super) fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}

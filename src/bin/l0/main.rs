@@ -1,0 +1,162 @@
+//! `l0`: the command line over the `l0` library.
+//!
+//! * `l0 calibrate`: sparse survey calibration weights (with no input
+//!   files: the built-in demo problem);
+//! * `l0 regress`: L0-regularized sparse linear regression;
+//! * `l0 predict`: `M w` for a matrix and a weight vector.
+//!
+//! Input problems are reported as one line on stderr, `error: <path>: ...`,
+//! with exit code 2 (other failures: 1). Outputs are written only after a
+//! successful fit, each atomically. See README.md for the files written.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use l0::calibration::{
+    Calibration, CalibrationObserver, CalibrationParams, FitParams, Init, Loss, Progress,
+    TargetMetrics,
+};
+use l0::checkpoint::{changed_settings, problem_fingerprint, Checkpoint};
+use l0::engine::Snapshot;
+use l0::io::{self, csv::read_names, npy::write_npy_f64, RawSparse, SparseStructure};
+use l0::report::{self, Accuracy, Json, LogWriter, Summary};
+use l0::{
+    backend::ParamState, Device, GateParams, L0Error, Regression, RegressionFitParams,
+    RegressionParams, SparseMatrix, TestGate,
+};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod calibrate;
+mod inputs;
+mod predict;
+mod regress;
+
+use calibrate::{calibrate, CalibrateArgs};
+use predict::{predict, PredictArgs};
+use regress::{regress, RegressArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "l0",
+    version,
+    about = "L0-regularized sparse survey calibration and sparse regression (Hard Concrete gates + Adam)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit sparse non-negative calibration weights w with M w ≈ y (no input
+    /// files: the built-in demo problem).
+    Calibrate(Box<CalibrateArgs>),
+    /// Fit an L0-regularized sparse linear regression y ≈ X b + c.
+    Regress(Box<RegressArgs>),
+    /// Compute M w for a matrix and a weight vector.
+    Predict(PredictArgs),
+}
+
+/// Options shared by both models' fits.
+#[derive(Args, Clone)]
+struct CommonFit {
+    /// Total epochs (Adam steps) [default: 1000]. After --resume, the run
+    /// continues until the model has trained this many.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Adam learning rate [default: 0.01; the calibrate demo: 0.2].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// L0 penalty strength [default: 0.01; the calibrate demo: 4e-6].
+    #[arg(long)]
+    lambda_l0: Option<f64>,
+    /// L2 penalty strength [default: 0].
+    #[arg(long)]
+    lambda_l2: Option<f64>,
+    /// Gate temperature [default: 2/3].
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Lower stretch bound of the gates [default: -0.1].
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// Upper stretch bound of the gates [default: 1.1].
+    #[arg(long)]
+    zeta: Option<f64>,
+    /// Standard deviation of the noise added to the gate logits at the start [default: 0.01].
+    #[arg(long)]
+    log_alpha_jitter_sd: Option<f64>,
+    /// Seed of every random draw [default: drawn at random, then reported;
+    /// the calibrate demo: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where to run: auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    device: Option<String>,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Deterministic gate for results: temperature (sigmoid(a/beta)) or paper (sigmoid(a)) [default: temperature].
+    #[arg(long)]
+    test_gate: Option<String>,
+    /// Print progress every this many epochs [default: 1/50 of the epochs
+    /// with a progress bar, 1/10 without].
+    #[arg(long)]
+    progress_every: Option<u64>,
+}
+
+/// A failure to report: one line and an exit code (2: bad input, 1: other).
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+type CliResult<T> = Result<T, Failure>;
+
+fn input_error(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+impl From<L0Error> for Failure {
+    fn from(e: L0Error) -> Self {
+        let code = match e {
+            L0Error::Io { .. } | L0Error::Diverged { .. } | L0Error::Cuda(_) => 1,
+            _ => 2,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Turns an error about the file `path` into "path: message", dropping
+/// the other places the library already names the path.
+fn about_file(path: &Path, e: L0Error) -> Failure {
+    let p = path.display().to_string();
+    let msg = e
+        .to_string()
+        .replace(&format!("{p}: "), "")
+        .replace(&format!(" ({p})"), "");
+    input_error(format!("{p}: {msg}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Calibrate(a) => calibrate(*a),
+        Command::Regress(a) => regress(*a),
+        Command::Predict(a) => predict(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
