@@ -23,7 +23,6 @@ use l0::{
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -33,30 +32,6 @@ const K: usize = 10;
 const RHO: f64 = 0.7;
 const SNR: f64 = 5.0;
 const N_TRAIN: usize = 400;
-
-/// A minimal .npy (format 1.0) writer for little-endian f64 arrays.
-fn write_npy(path: &Path, shape: &[usize], data: &[f64]) -> std::io::Result<()> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
-    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(header.len() as u16).to_le_bytes())?;
-    f.write_all(header.as_bytes())?;
-    for v in data {
-        f.write_all(&v.to_le_bytes())?;
-    }
-    f.flush()
-}
 
 struct Data {
     x: Vec<f64>,
@@ -187,11 +162,7 @@ fn main() -> l0::Result<()> {
             ("y.npy", vec![N], &d.y),
             ("beta.npy", vec![P], &d.beta),
         ] {
-            let f = dir.join(name);
-            write_npy(&f, &shape, data).map_err(|e| l0::L0Error::Io {
-                path: f.clone(),
-                message: e.to_string(),
-            })?;
+            l0::io::npy::write_npy_f64_shaped(&dir.join(name), &shape, data)?;
         }
         let start = Instant::now();
         let x_train = SparseMatrix::from_dense(N_TRAIN, P, &d.x[..N_TRAIN * P])?;

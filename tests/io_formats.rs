@@ -348,6 +348,22 @@ fn npy_writers_match_numpy_byte_for_byte() {
         assert_eq!(read_npy(&p).unwrap().data, NpyData::F64(values.clone()));
         assert_eq!(read_vector(&p, "weights").unwrap(), values);
     }
+    // A 2-D row-major matrix reads back with its shape and as a matrix.
+    let p = dir.join("m2.npy");
+    l0::io::npy::write_npy_f64_shaped(&p, &[2, 3], &[1.0, 0.0, 2.0, 0.0, 3.0, 0.0]).unwrap();
+    let a = read_npy(&p).unwrap();
+    assert_eq!(a.shape, vec![2, 3]);
+    assert_eq!(a.data, NpyData::F64(vec![1.0, 0.0, 2.0, 0.0, 3.0, 0.0]));
+    let m = read_sparse(&p).unwrap();
+    assert_eq!(
+        (m.rows, m.cols, m.data.clone()),
+        (2, 3, vec![1.0, 2.0, 3.0])
+    );
+    fs::remove_file(&p).unwrap();
+    assert_eq!(
+        err_text(l0::io::npy::write_npy_f64_shaped(&p, &[2, 2], &[1.0])),
+        "shape mismatch: values for a .npy of shape (2, 2): expected 4, got 1"
+    );
     let p = dir.join("big.npy");
     let ints: Vec<i64> = vec![i64::MIN, -1, 0, i64::MAX];
     write_npy_i64(&p, &ints).unwrap();

@@ -695,7 +695,21 @@ fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
 
 /// Writes a 1-D `float64` array as `numpy.save` would, atomically.
 pub fn write_npy_f64(path: &Path, values: &[f64]) -> Result<()> {
-    let header = npy_header("<f8", &[values.len()]);
+    write_npy_f64_shaped(path, &[values.len()], values)
+}
+
+/// Writes a C-order `float64` array of the given shape (e.g. `[rows, cols]`
+/// for a row-major matrix) as `numpy.save` would, atomically.
+pub fn write_npy_f64_shaped(path: &Path, shape: &[usize], values: &[f64]) -> Result<()> {
+    let count: usize = shape.iter().product();
+    if count != values.len() {
+        return Err(L0Error::shape(
+            format!("values for a .npy of shape {}", shape_text(shape)),
+            count,
+            values.len(),
+        ));
+    }
+    let header = npy_header("<f8", shape);
     write_atomic(path, |w| {
         w.write_all(&header)?;
         for v in values {
