@@ -225,6 +225,32 @@ __device__ __forceinline__ double block_sum(double x, double* buf) {
     return s;
 }
 
+// Writes this block's sums of (a, b) as partials[2 blockIdx.x] and
+// partials[2 blockIdx.x + 1] (the two-value reductions: loss and sum r;
+// L0 and L2). Every thread of the block must call it.
+__device__ __forceinline__ void block_pair_partial(double a, double b, double* buf,
+                                                   double* __restrict__ partials) {
+    a = block_sum(a, buf);
+    b = block_sum(b, buf);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = a;
+        partials[2 * blockIdx.x + 1] = b;
+    }
+}
+
+// One thread: out[0], out[1] = the pair partials of `blocks` blocks summed
+// in block order (deterministic for a given grid).
+__device__ __forceinline__ void sum_pair_partials(u32 blocks, const double* __restrict__ partials,
+                                                  double* __restrict__ out) {
+    double a = 0.0, b = 0.0;
+    for (u32 k = 0; k < blocks; ++k) {
+        a += partials[2 * k];
+        b += partials[2 * k + 1];
+    }
+    out[0] = a;
+    out[1] = b;
+}
+
 // Sums `x` over groups of `lanes` consecutive lanes of a warp (lanes a power
 // of two <= 32) in a fixed shuffle-tree order; valid in each group's first
 // lane. Every lane of the warp must call it.

@@ -36,25 +36,14 @@ extern "C" __global__ void penalties_partial(u64 n, const float* __restrict__ p,
         l0 += (double)pi;
         l2 += (double)m2;
     }
-    l0 = block_sum(l0, buf);
-    l2 = block_sum(l2, buf);
-    if (threadIdx.x == 0) {
-        partials[2 * blockIdx.x] = l0;
-        partials[2 * blockIdx.x + 1] = l2;
-    }
+    block_pair_partial(l0, l2, buf, partials);
 }
 
 // One thread: out[0] = L0, out[1] = L2, summing the block partials in order.
 extern "C" __global__ void penalties_finalize(u32 blocks, const double* __restrict__ partials,
                                               double* __restrict__ out) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    double l0 = 0.0, l2 = 0.0;
-    for (u32 b = 0; b < blocks; ++b) {
-        l0 += partials[2 * b];
-        l2 += partials[2 * b + 1];
-    }
-    out[0] = l0;
-    out[1] = l2;
+    sum_pair_partials(blocks, partials, out);
 }
 
 // WeightSummary over w: counts[0] = nonzero weights, counts[1 + k] = nonzero

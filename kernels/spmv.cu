@@ -28,8 +28,7 @@ extern "C" __global__ void spmv_segments(u64 segments, const u64* __restrict__ s
 
 // One warp per row q: yhat_q = b + sum of row q's segment partials
 // (row_ptr[q] .. row_ptr[q+1]); lane l sums segments l, l + 32, ... in
-// order, then a fixed shuffle tree. A row of one segment gets exactly the
-// CPU's value. b = icpt[0] when has_icpt, else 0.
+// order, then a fixed shuffle tree. b = icpt[0] when has_icpt, else 0.
 extern "C" __global__ void spmv_combine(u64 rows, const u64* __restrict__ row_ptr,
                                         const double* __restrict__ partials,
                                         const float* __restrict__ icpt, int has_icpt,

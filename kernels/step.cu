@@ -20,12 +20,7 @@ extern "C" __global__ void residual(u64 rows, const double* __restrict__ y,
         loss += g[q] * e * e;
         rsum += rq;
     }
-    loss = block_sum(loss, buf);
-    rsum = block_sum(rsum, buf);
-    if (threadIdx.x == 0) {
-        partials[2 * blockIdx.x] = loss;
-        partials[2 * blockIdx.x + 1] = rsum;
-    }
+    block_pair_partial(loss, rsum, buf, partials);
 }
 
 // One thread: scalars[0] = data loss, scalars[1] = sum r, summing the block
@@ -35,13 +30,8 @@ extern "C" __global__ void residual_finalize(u32 blocks, const double* __restric
                                              double* __restrict__ scalars,
                                              u64* __restrict__ bad_step, u64 step) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    double loss = 0.0, rsum = 0.0;
-    for (u32 b = 0; b < blocks; ++b) {
-        loss += partials[2 * b];
-        rsum += partials[2 * b + 1];
-    }
-    scalars[0] = loss;
-    scalars[1] = rsum;
+    sum_pair_partials(blocks, partials, scalars);
+    double loss = scalars[0];
     if (!finite_f64(loss) && *bad_step == ~0ull) *bad_step = step;
 }
 
@@ -56,8 +46,9 @@ extern "C" __global__ void intercept_adam(float* __restrict__ icpt,
 
 // g_w,i = (M^T r)_i = sum over column i's CSC entries of M_qi r_q in f64,
 // computed by a group of `lanes` lanes (a power of two <= 32): lane l sums
-// entries l, l + lanes, ... in storage order, then a fixed shuffle tree.
-// With lanes = 1 this is exactly the CPU's sequential sum. Valid in the
+// entries l, l + lanes, ... in storage order, then a fixed shuffle tree
+// (a fixed order, but not the CPU's four-accumulator order, so results agree
+// to rounding, not bit for bit). Valid in the
 // group's first lane; every lane of the warp must call it.
 __device__ __forceinline__ double column_dot(u64 i, u64 n, unsigned lane, unsigned lanes,
                                              const u64* __restrict__ col_ptr,
