@@ -7,8 +7,6 @@
 //!     cargo run --release --example sparse_regression_demo [seed]
 
 use l0::{Device, Regression, RegressionFitParams, RegressionParams, TestGate};
-use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 
 /// Formats like numpy's `print(np.round(v, 3))`: trailing zeros dropped,
 /// integer and fraction parts aligned.
@@ -37,19 +35,7 @@ fn main() -> l0::Result<()> {
         .unwrap_or(42);
     let (n, p) = (500usize, 4usize);
     let truth = [1.0, 0.0, -2.0, 0.0];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let std = Normal::new(0.0, 1.0).unwrap();
-    // x_j = sqrt(0.5) c + sqrt(0.5) e_j: unit variance, pairwise correlation 0.5.
-    let mut x = vec![0.0; n * p];
-    let mut y = vec![0.0; n];
-    for q in 0..n {
-        let c: f64 = std.sample(&mut rng);
-        for j in 0..p {
-            x[q * p + j] = 0.5f64.sqrt() * (c + std.sample(&mut rng));
-        }
-        let signal: f64 = (0..p).map(|j| truth[j] * x[q * p + j]).sum();
-        y[q] = 30.0 + signal + 1.5 * std.sample(&mut rng);
-    }
+    let (x, y) = l0::synth::correlated_regression(n, &truth, 0.5, 30.0, 1.5, seed);
     let mut model = Regression::new(
         p,
         RegressionParams {
