@@ -9,7 +9,6 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use l0::backend::{make_backend, Backend, Device, Hyper, ParamState, Problem};
-use l0::hard_concrete::Magnitude;
 use l0::synth::{geo_stacked, readme_problem, GeoSpec};
 use l0::SparseMatrix;
 use std::time::{Duration, Instant};
@@ -33,16 +32,10 @@ fn bench_problem(c: &mut Criterion, name: &str, m: &SparseMatrix, y: &[f64]) {
     let weight = vec![1.0; q];
     let denom: Vec<f64> = y.iter().map(|v| v + 1.0).collect();
     let hyper = Hyper {
-        beta: 2.0 / 3.0,
-        gamma: -0.1,
-        zeta: 1.1,
         lambda_l0: 1e-6,
-        lambda_l2: 0.0,
         lr: 0.15,
-        magnitude: Magnitude::Exp,
-        use_gates: true,
-        fit_intercept: false,
         seed: 1,
+        ..Default::default()
     };
     let problem = Problem {
         matrix: m,

@@ -32,7 +32,6 @@
 //! Lines starting with `RESULT` are meant for scripts.
 
 use l0::backend::{make_backend, Backend, Device, Hyper, Noise, ParamState, Problem};
-use l0::hard_concrete::Magnitude;
 use l0::SparseMatrix;
 use std::time::Instant;
 
@@ -191,16 +190,9 @@ fn bench(args: &Args) -> l0::Result<()> {
         t.elapsed().as_secs_f64()
     );
     let hyper = Hyper {
-        beta: 2.0 / 3.0,
-        gamma: -0.1,
-        zeta: 1.1,
         lambda_l0: 1e-6,
-        lambda_l2: 0.0,
-        lr: 0.01,
-        magnitude: Magnitude::Exp,
-        use_gates: true,
-        fit_intercept: false,
         seed: args.seed,
+        ..Default::default()
     };
     let problem = Problem {
         matrix: &m,

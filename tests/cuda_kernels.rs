@@ -19,7 +19,7 @@ use l0::backend::cuda::{
 };
 use l0::backend::{make_backend, Backend, Device, Hyper, Noise, ParamState, Problem};
 use l0::engine::{self, Silent};
-use l0::hard_concrete::{Magnitude, TestGate};
+use l0::hard_concrete::TestGate;
 use l0::{L0Error, SparseMatrix};
 
 fn flag(name: &str) -> bool {
@@ -154,16 +154,12 @@ fn synthetic(rows: usize, cols: usize, seed: u64) -> Synthetic {
 
 fn hyper(intercept: bool, lambda_l2: f64) -> Hyper {
     Hyper {
-        beta: 2.0 / 3.0,
-        gamma: -0.1,
-        zeta: 1.1,
         lambda_l0: 1e-3,
         lambda_l2,
         lr: 0.05,
-        magnitude: Magnitude::Exp,
-        use_gates: true,
         fit_intercept: intercept,
         seed: 1234,
+        ..Default::default()
     }
 }
 

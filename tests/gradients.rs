@@ -110,16 +110,11 @@ impl Setup {
 
 fn hyper(magnitude: Magnitude, use_gates: bool, lambda_l2: f64) -> Hyper {
     Hyper {
-        beta: 2.0 / 3.0,
-        gamma: -0.1,
-        zeta: 1.1,
         lambda_l0: 0.05,
         lambda_l2,
-        lr: 0.01,
         magnitude,
         use_gates,
-        fit_intercept: false,
-        seed: 0,
+        ..Default::default()
     }
 }
 

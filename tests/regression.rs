@@ -155,16 +155,11 @@ fn gradients_match_finite_differences_of_the_loss() {
     let y: Vec<f64> = (0..n).map(|_| 3.0 + rng.normal()).collect();
     let m = SparseMatrix::from_dense(n, k, &x).unwrap();
     let hyper = Hyper {
-        beta: 2.0 / 3.0,
-        gamma: -0.1,
-        zeta: 1.1,
         lambda_l0: 0.05,
         lambda_l2: 0.01,
-        lr: 0.01,
         magnitude: Magnitude::Linear,
-        use_gates: true,
         fit_intercept: true,
-        seed: 0,
+        ..Default::default()
     };
     let u = vec![vec![0.3f32, 0.55, 0.8, 0.45]];
     let p = vec![0.7f32, -1.3, 0.2, 2.1];

@@ -85,6 +85,27 @@ pub struct Hyper {
     pub seed: u64,
 }
 
+impl Default for Hyper {
+    /// The reference's defaults for a calibration fit (beta 2/3, gamma -0.1,
+    /// zeta 1.1, lambda_l0 0.01, no L2, lr 0.01, exp magnitude, gates, no
+    /// intercept), seed 0.
+    fn default() -> Self {
+        let g = crate::model::GateParams::default();
+        Hyper {
+            beta: g.beta,
+            gamma: g.gamma,
+            zeta: g.zeta,
+            lambda_l0: 0.01,
+            lambda_l2: 0.0,
+            lr: 0.01,
+            magnitude: Magnitude::Exp,
+            use_gates: true,
+            fit_intercept: false,
+            seed: 0,
+        }
+    }
+}
+
 impl Hyper {
     /// The per-column rule in working precision `T`.
     pub fn rule<T: Real>(&self) -> ColumnRule<T> {
