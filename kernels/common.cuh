@@ -251,14 +251,54 @@ __device__ __forceinline__ void sum_pair_partials(u32 blocks, const double* __re
     out[1] = b;
 }
 
-// Sums `x` over groups of `lanes` consecutive lanes of a warp (lanes a power
-// of two <= 32) in a fixed shuffle-tree order; valid in each group's first
-// lane. Every lane of the warp must call it.
-__device__ __forceinline__ double group_sum(double x, unsigned lanes) {
-    for (unsigned off = lanes / 2; off > 0; off >>= 1) {
-        x += __shfl_down_sync(0xffffffffu, x, off, lanes);
+// Sums `x` over groups of 2^shift consecutive lanes of a warp (shift 0..5)
+// in a fixed shuffle-tree order; valid in each group's first lane. Every lane
+// of the warp must call it.
+__device__ __forceinline__ double group_sum(double x, unsigned shift) {
+    for (unsigned off = (1u << shift) / 2; off > 0; off >>= 1) {
+        x += __shfl_down_sync(0xffffffffu, x, off, 1u << shift);
     }
     return x;
+}
+
+// Sum of val[t] x[idx[t]] over t in [begin, end) in f64 by one group of
+// 2^shift lanes: lane l of the group takes t = begin + l, begin + l + 2^shift,
+// ... in storage order, then group_sum. Valid in the group's first lane; every
+// lane of the warp must call it (an empty range gives 0).
+template <typename T>
+__device__ __forceinline__ double group_dot(u64 begin, u64 end, unsigned lane, unsigned shift,
+                                            const u32* __restrict__ idx,
+                                            const float* __restrict__ val,
+                                            const T* __restrict__ x) {
+    unsigned l = lane & ((1u << shift) - 1);
+    double acc = 0.0;
+    for (u64 t = begin + l; t < end; t += (1u << shift)) {
+        acc += (double)val[t] * (double)x[idx[t]];
+    }
+    return group_sum(acc, shift);
+}
+
+// Every lane's own item of a warp-wide, grouped computation: a warp owns the
+// 32 consecutive items first .. first + 31, and groups of 2^shift lanes take
+// 32 / 2^shift items per round, in 2^shift rounds; after round k the group
+// sums sit in the groups' first lanes and are passed by shuffle to the lanes
+// that own them (lane L owns item first + L). `round_sum(item, lane)` must be
+// called by every lane each round and return the group sum in the group's
+// first lane. Used where a short dot product per item (a column's M^T r, a
+// row's segment sum) is followed by per-item work that wants one lane per
+// item (coalesced loads and stores, no idle lanes).
+template <typename F>
+__device__ __forceinline__ double warp_items(u64 first, unsigned lane, unsigned shift,
+                                             F round_sum) {
+    unsigned groups = 32u >> shift;  // items per round
+    unsigned g = lane >> shift;
+    double mine = 0.0;
+    for (unsigned round = 0; round < (1u << shift); ++round) {
+        double s = round_sum(first + round * groups + g, lane);
+        double v = __shfl_sync(0xffffffffu, s, (lane % groups) << shift);
+        if (lane / groups == round) mine = v;
+    }
+    return mine;
 }
 
 // True for a finite double (no NaN, no infinity).

@@ -44,45 +44,73 @@ extern "C" __global__ void intercept_adam(float* __restrict__ icpt,
     adam_update(&icpt[0], &icpt[1], &icpt[2], (float)scalars[1], neg_step_size, bc2_sqrt);
 }
 
-// g_w,i = (M^T r)_i = sum over column i's CSC entries of M_qi r_q in f64,
-// computed by a group of `lanes` lanes (a power of two <= 32): lane l sums
-// entries l, l + lanes, ... in storage order, then a fixed shuffle tree
-// (a fixed order, but not the CPU's four-accumulator order, so results agree
-// to rounding, not bit for bit). Valid in the
-// group's first lane; every lane of the warp must call it.
-__device__ __forceinline__ double column_dot(u64 i, u64 n, unsigned lane, unsigned lanes,
-                                             const u64* __restrict__ col_ptr,
-                                             const u32* __restrict__ row,
-                                             const float* __restrict__ val,
-                                             const double* __restrict__ r) {
-    double acc = 0.0;
-    if (i < n) {
-        u64 end = col_ptr[i + 1];
-        for (u64 k = col_ptr[i] + lane; k < end; k += lanes) {
-            acc += (double)val[k] * r[row[k]];
-        }
+// Position of column i in the sorted list long_cols[0 .. n_long) (i must be
+// in it).
+__device__ __forceinline__ u32 long_index(u64 i, u32 n_long, const u32* __restrict__ long_cols) {
+    u32 lo = 0, hi = n_long;
+    while (hi - lo > 1) {
+        u32 mid = (lo + hi) / 2;
+        if ((u64)long_cols[mid] <= i) lo = mid; else hi = mid;
     }
-    return group_sum(acc, lanes);
+    return lo;
 }
 
-// The fused backward step, one group of `lanes` lanes per column i:
-// g_w = (M^T r)_i, (dL/dp, dL/da) by the chain rule at the noise of `step`,
-// Adam on p and a with the step's scalars; with sample_next, also
+// The CSC layout with its long-column plan, as the column kernels take it.
+// Columns with more than long_nnz nonzeros were summed beforehand over fixed
+// segments (spmtv_segments + combine_segments into long_sums, in the order
+// of the sorted long_cols), so that one long column does not hold one warp
+// for its whole length.
+#define L0_CSC_PARAMS                                                                     \
+    u64 n, u32 shift, const u64 *__restrict__ col_ptr, const u32 *__restrict__ row,       \
+        const float *__restrict__ val, const double *__restrict__ r, u64 long_nnz,        \
+        u32 n_long, const u32 *__restrict__ long_cols, const double *__restrict__ long_sums
+
+// g_w,i = (M^T r)_i in f64 for the column that this lane owns (i = first +
+// lane, see warp_items): a short column's CSC entries are summed by a group
+// of 2^shift lanes (lane l takes entries l, l + 2^shift, ... in storage
+// order, then a fixed shuffle tree); a long column's sum is read from
+// long_sums. A fixed order, but not the CPU's, so results agree with it to
+// rounding, not bit for bit. Every lane of the warp must call it.
+__device__ __forceinline__ double column_gw(u64 first, unsigned lane, L0_CSC_PARAMS) {
+    double g = warp_items(first, lane, shift, [&](u64 i, unsigned ln) {
+        u64 begin = 0, end = 0;
+        if (i < n) {
+            begin = col_ptr[i];
+            end = col_ptr[i + 1];
+            if (end - begin > long_nnz) end = begin;
+        }
+        return group_dot(begin, end, ln, shift, row, val, r);
+    });
+    u64 i = first + lane;
+    if (i < n && col_ptr[i + 1] - col_ptr[i] > long_nnz) {
+        g = long_sums[long_index(i, n_long, long_cols)];
+    }
+    return g;
+}
+
+// The first column of this thread's warp and the thread's lane: lane L of a
+// warp owns column first + L for the per-column work.
+__device__ __forceinline__ u64 warp_first(unsigned* lane) {
+    *lane = threadIdx.x & 31;
+    return (u64)blockIdx.x * blockDim.x + threadIdx.x - *lane;
+}
+
+// The fused backward step, one lane per column i: g_w = (M^T r)_i,
+// (dL/dp, dL/da) by the chain rule at the noise of `step`, Adam on p and a
+// with the step's scalars; with sample_next, also
 // w_i = m(p_i) z(a_i, u(seed, step + 1, i)) for the next epoch.
-extern "C" __global__ void step_columns(u64 n, u32 lanes, const u64* __restrict__ col_ptr,
-                                        const u32* __restrict__ row,
-                                        const float* __restrict__ val,
-                                        const double* __restrict__ r, float* __restrict__ p,
+extern "C" __global__ void step_columns(L0_CSC_PARAMS, float* __restrict__ p,
                                         float* __restrict__ a, float* __restrict__ m_p,
                                         float* __restrict__ v_p, float* __restrict__ m_a,
                                         float* __restrict__ v_a, float* __restrict__ w,
                                         Rule rule, u64 seed, u64 step, float neg_step_size,
                                         float bc2_sqrt, int sample_next) {
-    u64 t = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    u64 i = t / lanes;
-    unsigned lane = (unsigned)(t % lanes);
-    double gsum = column_dot(i, n, lane, lanes, col_ptr, row, val, r);
-    if (i >= n || lane != 0) return;
+    unsigned lane;
+    u64 first = warp_first(&lane);
+    double gsum = column_gw(first, lane, n, shift, col_ptr, row, val, r, long_nnz, n_long,
+                            long_cols, long_sums);
+    u64 i = first + lane;
+    if (i >= n) return;
     float pi = p[i], ai = a[i];
     ColumnForward f = column_forward(rule, pi, ai, gate_uniform(seed, step, i));
     float gp, ga;
@@ -103,19 +131,16 @@ extern "C" __global__ void step_columns(u64 n, u32 lanes, const u64* __restrict_
 
 // The same backward pass without the update: gp_out[i] = dL/dp_i,
 // ga_out[i] = dL/da_i at the noise of `step` (Backend::gradients).
-extern "C" __global__ void gradient_columns(u64 n, u32 lanes, const u64* __restrict__ col_ptr,
-                                            const u32* __restrict__ row,
-                                            const float* __restrict__ val,
-                                            const double* __restrict__ r,
-                                            const float* __restrict__ p,
+extern "C" __global__ void gradient_columns(L0_CSC_PARAMS, const float* __restrict__ p,
                                             const float* __restrict__ a, Rule rule, u64 seed,
                                             u64 step, float* __restrict__ gp_out,
                                             float* __restrict__ ga_out) {
-    u64 t = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    u64 i = t / lanes;
-    unsigned lane = (unsigned)(t % lanes);
-    double gsum = column_dot(i, n, lane, lanes, col_ptr, row, val, r);
-    if (i >= n || lane != 0) return;
+    unsigned lane;
+    u64 first = warp_first(&lane);
+    double gsum = column_gw(first, lane, n, shift, col_ptr, row, val, r, long_nnz, n_long,
+                            long_cols, long_sums);
+    u64 i = first + lane;
+    if (i >= n) return;
     float ai = a[i];
     ColumnForward f = column_forward(rule, p[i], ai, gate_uniform(seed, step, i));
     column_gradient(rule, f, ai, (float)gsum, &gp_out[i], &ga_out[i]);

@@ -28,6 +28,27 @@ use crate::error::{L0Error, Result};
 use crate::hard_concrete::{ColumnRule, Gate, Magnitude, Real, TestGate};
 use crate::matrix::SparseMatrix;
 
+/// The least bytes one training epoch must move between the device's memory
+/// and its cores, whatever the caches hold: both matrix layouts once (f32
+/// values and u32 indices, CSR for the forward product, CSC for the
+/// backward), the CSC column pointers, the six f32 parameters and Adam
+/// moments read and written, the sampled weight written once and read once
+/// (the forward product's gathers of it count once per column), and the
+/// per-row f64 vectors (targets, loss weights, scales read; predictions
+/// written and read; residuals written and read once). The gathers
+/// `w[col]` (4 B per nonzero) and `r[row]` (8 B per nonzero) are not counted:
+/// they mostly hit in cache (r is Q doubles, a few hundred KB).
+pub fn epoch_bytes(m: &SparseMatrix) -> f64 {
+    let (nnz, rows, cols) = (m.nnz() as f64, m.rows() as f64, m.cols() as f64);
+    nnz * 2.0 * (4.0 + 4.0) + cols * (8.0 + 6.0 * 4.0 * 2.0 + 4.0 * 2.0) + rows * 8.0 * 7.0
+}
+
+/// The gathers of `w` and `r` that [`epoch_bytes`] leaves out, in bytes, for
+/// reporting traffic as if every gather went to memory.
+pub fn gather_bytes(m: &SparseMatrix) -> f64 {
+    m.nnz() as f64 * (4.0 + 8.0)
+}
+
 /// Which hardware runs the fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Device {
