@@ -72,19 +72,22 @@ __device__ __forceinline__ u32 long_index(u64 i, u32 n_long, const u32* __restri
 // long_sums. A fixed order, but not the CPU's, so results agree with it to
 // rounding, not bit for bit. Every lane of the warp must call it.
 __device__ __forceinline__ double column_gw(u64 first, unsigned lane, L0_CSC_PARAMS) {
-    double g = warp_items(first, lane, shift, [&](u64 i, unsigned ln) {
-        u64 begin = 0, end = 0;
-        if (i < n) {
-            begin = col_ptr[i];
-            end = col_ptr[i + 1];
-            if (end - begin > long_nnz) end = begin;
-        }
-        return group_dot(begin, end, ln, shift, row, val, r);
-    });
-    u64 i = first + lane;
-    if (i < n && col_ptr[i + 1] - col_ptr[i] > long_nnz) {
-        g = long_sums[long_index(i, n_long, long_cols)];
+    // Each lane reads its own column's range once (coalesced); a group
+    // working on a column gets the range from the owning lane by shuffle.
+    u64 i = first + lane, begin = 0, end = 0;
+    if (i < n) {
+        begin = col_ptr[i];
+        end = col_ptr[i + 1];
     }
+    bool is_long = end - begin > long_nnz;
+    if (is_long) end = begin;
+    double g = warp_items(first, lane, shift, [&](u64 item, unsigned ln) {
+        unsigned owner = (unsigned)(item - first);
+        u64 b = __shfl_sync(0xffffffffu, begin, owner);
+        u64 e = __shfl_sync(0xffffffffu, end, owner);
+        return group_dot(b, e, ln, shift, row, val, r);
+    });
+    if (is_long) g = long_sums[long_index(i, n_long, long_cols)];
     return g;
 }
 

@@ -338,7 +338,9 @@ fn gpu_gradients_match_cpu() {
         assert_close("dL/dp", &f64s(&gg.0), &f64s(&gc.0), 1e-5, 1e-9);
         assert_close("dL/da", &f64s(&gg.1), &f64s(&gc.1), 1e-5, 1e-9);
         match (gg.2, gc.2) {
-            (Some(x), Some(y)) => assert_close("dL/db", &[x], &[y], 1e-9, 1e-12),
+            // The sum of the residuals: the sampled weights agree to about
+            // an ulp (see gate_floor), so the sum to about 1e-7.
+            (Some(x), Some(y)) => assert_close("dL/db", &[x], &[y], 1e-6, 1e-12),
             (None, None) => assert!(!intercept),
             _ => panic!("intercept gradient on one backend only"),
         }
@@ -585,7 +587,8 @@ fn gpu_long_columns_and_short_rows_match_cpu() {
         out.push((yhat, grads));
     }
     let ((yg, gg), (yc, gc)) = (&out[0], &out[1]);
-    assert_close("yhat", yg, yc, 1e-9, 1e-9);
+    // The sampled weights agree to about an ulp (see gate_floor).
+    assert_close("yhat", yg, yc, 1e-6, 1e-6);
     assert_close("dL/dp", &f64s(&gg.0), &f64s(&gc.0), 1e-5, 1e-9);
     assert_close("dL/da", &f64s(&gg.1), &f64s(&gc.1), 1e-5, 1e-9);
     let (mut sg, mut sc) = (s.state(true), s.state(true));
