@@ -266,32 +266,39 @@ __device__ __forceinline__ double group_sum(double x, unsigned shift) {
 // ... in storage order, then group_sum. Valid in the group's first lane; every
 // lane of the warp must call it (an empty range gives 0).
 //
-// Memory: each lane keeps four products in flight (their loads are issued
-// before any is added; the sum is still formed one product at a time in
-// storage order, so the result does not depend on the unrolling), and the
-// matrix's values and indices, read once per epoch, are loaded with the
-// streaming hint so that the gathered vector x stays in cache.
+// Memory: each lane keeps up to L0_DOT_UNROLL products in flight (their
+// loads are issued, predicated on the range, before any is added; the sum is
+// still formed one product at a time in storage order, so the result does
+// not depend on the unrolling), and the matrix's values and indices, read
+// once per epoch, are loaded with the streaming hint so that the gathered
+// vector x stays in cache. The host sizes groups so that a lane has about
+// L0_DOT_UNROLL products (CudaBackend's shift_for).
+#define L0_DOT_UNROLL 8
 template <typename T>
 __device__ __forceinline__ double group_dot(u64 begin, u64 end, unsigned lane, unsigned shift,
                                             const u32* __restrict__ idx,
                                             const float* __restrict__ val,
                                             const T* __restrict__ x) {
     const u64 step = 1u << shift;
-    u64 t = begin + (lane & (step - 1));
     double acc = 0.0;
-    for (; t + 3 * step < end; t += 4 * step) {
-        u32 i0 = __ldcs(&idx[t]), i1 = __ldcs(&idx[t + step]);
-        u32 i2 = __ldcs(&idx[t + 2 * step]), i3 = __ldcs(&idx[t + 3 * step]);
-        float v0 = __ldcs(&val[t]), v1 = __ldcs(&val[t + step]);
-        float v2 = __ldcs(&val[t + 2 * step]), v3 = __ldcs(&val[t + 3 * step]);
-        double x0 = (double)x[i0], x1 = (double)x[i1], x2 = (double)x[i2], x3 = (double)x[i3];
-        acc += (double)v0 * x0;
-        acc += (double)v1 * x1;
-        acc += (double)v2 * x2;
-        acc += (double)v3 * x3;
-    }
-    for (; t < end; t += step) {
-        acc += (double)__ldcs(&val[t]) * (double)x[__ldcs(&idx[t])];
+    for (u64 t = begin + (lane & (step - 1)); t < end; t += L0_DOT_UNROLL * step) {
+        u32 ii[L0_DOT_UNROLL];
+        float vv[L0_DOT_UNROLL];
+        double xx[L0_DOT_UNROLL];
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            bool in = t + k * step < end;
+            ii[k] = in ? __ldcs(&idx[t + k * step]) : 0u;
+            vv[k] = in ? __ldcs(&val[t + k * step]) : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            xx[k] = t + k * step < end ? (double)x[ii[k]] : 0.0;
+        }
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            if (t + k * step < end) acc += (double)vv[k] * xx[k];
+        }
     }
     return group_sum(acc, shift);
 }

@@ -577,12 +577,18 @@ fn cfg(blocks: u32) -> LaunchConfig {
     }
 }
 
-/// Lanes per item as a shift (2^shift lanes, shift 0 to 5): about half the
-/// mean item length (`total / items`), a power of two from 1 to 32, so that
-/// short items share a warp and long ones get all of it.
+/// Products per lane that `group_dot` keeps in flight (`L0_DOT_UNROLL` in
+/// `kernels/common.cuh`).
+const DOT_UNROLL: usize = 8;
+
+/// Lanes per item as a shift (2^shift lanes, shift 0 to 5): enough lanes
+/// that each has about [`DOT_UNROLL`] of the mean item's `total / items`
+/// entries (one unrolled pass of `group_dot`), a power of two from 1 to 32.
+/// Short items share a warp; long ones get all of it.
 fn shift_for(total: usize, items: usize) -> u32 {
-    let half = (total / items.max(1) / 2).clamp(1, 32) as u32;
-    31 - half.leading_zeros()
+    let mean = total.div_ceil(items.max(1));
+    let lanes = mean.div_ceil(DOT_UNROLL).next_power_of_two().clamp(1, 32);
+    lanes.trailing_zeros()
 }
 
 /// A zeroed device buffer of `len` elements (at least one, so that empty
@@ -1317,9 +1323,10 @@ mod tests {
 
     #[test]
     fn lanes_are_powers_of_two_up_to_a_warp() {
-        assert_eq!(shift_for(10, 10), 0);
-        assert_eq!(shift_for(60, 10), 1);
-        assert_eq!(shift_for(300, 10), 3);
+        assert_eq!(shift_for(80, 10), 0);
+        assert_eq!(shift_for(90, 10), 1);
+        assert_eq!(shift_for(280, 10), 2);
+        assert_eq!(shift_for(330, 10), 3);
         assert_eq!(shift_for(10_000, 10), 5);
         assert_eq!(shift_for(0, 10), 0);
     }
