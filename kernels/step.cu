@@ -99,14 +99,16 @@ __device__ __forceinline__ u64 warp_first(unsigned* lane) {
 }
 
 // The fused backward step, one lane per column i: g_w = (M^T r)_i,
-// (dL/dp, dL/da) by the chain rule at the noise of `step`, Adam on p and a
-// with the step's scalars; with sample_next, also
-// w_i = m(p_i) z(a_i, u(seed, step + 1, i)) for the next epoch.
+// (dL/dp, dL/da) by the chain rule at the gate value s_i kept by the last
+// sampling (the noise of `step`), Adam on p and a with the step's scalars;
+// with sample_next, also w_i = m(p_i) z(a_i, u(seed, step + 1, i)) and its
+// s_i for the next epoch.
 extern "C" __global__ void step_columns(L0_CSC_PARAMS, float* __restrict__ p,
                                         float* __restrict__ a, float* __restrict__ m_p,
                                         float* __restrict__ v_p, float* __restrict__ m_a,
                                         float* __restrict__ v_a, float* __restrict__ w,
-                                        Rule rule, u64 seed, u64 step, float neg_step_size,
+                                        float* __restrict__ s, Rule rule, u64 seed, u64 step,
+                                        float neg_step_size,
                                         float bc2_sqrt, int sample_next) {
     unsigned lane;
     u64 first = warp_first(&lane);
@@ -115,7 +117,7 @@ extern "C" __global__ void step_columns(L0_CSC_PARAMS, float* __restrict__ p,
     u64 i = first + lane;
     if (i >= n) return;
     float pi = p[i], ai = a[i];
-    ColumnForward f = column_forward(rule, pi, ai, gate_uniform(seed, step, i));
+    ColumnForward f = column_forward_s(rule, pi, ai, s[i]);
     float gp, ga;
     column_gradient(rule, f, ai, (float)gsum, &gp, &ga);
     float mp = m_p[i], vp = v_p[i], ma = m_a[i], va = v_a[i];
@@ -128,15 +130,19 @@ extern "C" __global__ void step_columns(L0_CSC_PARAMS, float* __restrict__ p,
     m_a[i] = ma;
     v_a[i] = va;
     if (sample_next) {
-        w[i] = column_forward(rule, pi, ai, gate_uniform(seed, step + 1, i)).w;
+        float si;
+        w[i] = column_sample(rule, pi, ai, seed, step + 1, i, &si);
+        s[i] = si;
     }
 }
 
 // The same backward pass without the update: gp_out[i] = dL/dp_i,
-// ga_out[i] = dL/da_i at the noise of `step` (Backend::gradients).
+// ga_out[i] = dL/da_i at the gate value s_i of the last sampling
+// (Backend::gradients).
 extern "C" __global__ void gradient_columns(L0_CSC_PARAMS, const float* __restrict__ p,
-                                            const float* __restrict__ a, Rule rule, u64 seed,
-                                            u64 step, float* __restrict__ gp_out,
+                                            const float* __restrict__ a,
+                                            const float* __restrict__ s, Rule rule,
+                                            float* __restrict__ gp_out,
                                             float* __restrict__ ga_out) {
     unsigned lane;
     u64 first = warp_first(&lane);
@@ -145,6 +151,6 @@ extern "C" __global__ void gradient_columns(L0_CSC_PARAMS, const float* __restri
     u64 i = first + lane;
     if (i >= n) return;
     float ai = a[i];
-    ColumnForward f = column_forward(rule, p[i], ai, gate_uniform(seed, step, i));
+    ColumnForward f = column_forward_s(rule, p[i], ai, s[i]);
     column_gradient(rule, f, ai, (float)gsum, &gp_out[i], &ga_out[i]);
 }

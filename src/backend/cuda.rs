@@ -493,15 +493,15 @@ impl SegmentPlan {
 
 /// Device memory in bytes the backend allocates for `m`: both layouts
 /// (values, indices, CSC column pointers), the two segment plans and their
-/// partial sums, per-column state (six f32 parameters and moments, the weight
-/// and two gradient outputs) and the per-row f64 vectors (targets, weights,
+/// partial sums, per-column state (six f32 parameters and moments, the weight,
+/// the gate's pre-stretch value and two gradient outputs) and the per-row f64 vectors (targets, weights,
 /// scales, predictions, residuals).
 pub fn device_bytes(m: &SparseMatrix) -> usize {
     let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
     let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
     let plans = SegmentPlan::rows(m.segments()).device_bytes()
         + SegmentPlan::long_columns(m.csc().indptr().raw_storage(), LONG_COLUMN_NNZ).device_bytes();
-    let columns = cols * 4 * (6 + 1 + 2);
+    let columns = cols * 4 * (6 + 2 + 2);
     let row_vectors = rows * 8 * 5;
     let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
     layouts + plans + columns + row_vectors + scalars
@@ -734,6 +734,8 @@ pub struct CudaBackend {
     m_a: CudaSlice<f32>,
     v_a: CudaSlice<f32>,
     w: CudaSlice<f32>,
+    /// The gates' pre-stretch values of the last sampling.
+    s: CudaSlice<f32>,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
     icpt: CudaSlice<f32>,
@@ -880,6 +882,7 @@ impl CudaBackend {
             m_a: zeros(&s, n)?,
             v_a: zeros(&s, n)?,
             w: zeros(&s, n)?,
+            s: zeros(&s, n)?,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
             icpt: zeros(&s, 3)?,
@@ -1053,6 +1056,7 @@ impl Backend for CudaBackend {
                 &self.p,
                 &self.a,
                 &mut self.w,
+                &mut self.s,
                 &self.rule,
                 &self.seed,
                 &step
@@ -1129,8 +1133,8 @@ impl Backend for CudaBackend {
     /// Kernels `intercept_adam` (when fitted) and `step_columns`
     /// (kernels/step.cu).
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        // The kernel redraws the gates of `step`; the contract is that the
-        // last sampling was at `step` (the CPU uses its cached s instead).
+        // The kernel uses the gate values s kept by the last sampling; the
+        // contract is that it was at `step`.
         if step != self.sampled_step {
             return Err(L0Error::config(format!(
                 "step({step}) must follow sample_weights({step}); the last sampling was at step {}",
@@ -1180,6 +1184,7 @@ impl Backend for CudaBackend {
                 &mut self.m_a,
                 &mut self.v_a,
                 &mut self.w,
+                &mut self.s,
                 &self.rule,
                 &self.seed,
                 &step,
@@ -1193,7 +1198,6 @@ impl Backend for CudaBackend {
     /// Kernel `gradient_columns` (kernels/step.cu); the intercept's gradient
     /// is the sum of the residuals kept by `residual_finalize`.
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
-        let step = self.sampled_step;
         guard("the gradients", || {
             self.long_column_sums()?;
             let (n, n_long) = (self.n64(), self.long_plan.outputs as u32);
@@ -1213,9 +1217,8 @@ impl Backend for CudaBackend {
                 &self.long_plan.sums,
                 &self.p,
                 &self.a,
+                &self.s,
                 &self.rule,
-                &self.seed,
-                &step,
                 &mut self.gp,
                 &mut self.ga
             )?;
