@@ -339,28 +339,5 @@ __device__ __forceinline__ double group_dot(u64 begin, u64 end, unsigned lane, u
     return group_sum(acc, shift);
 }
 
-// Every lane's own item of a warp-wide, grouped computation: a warp owns the
-// 32 consecutive items first .. first + 31, and groups of 2^shift lanes take
-// 32 / 2^shift items per round, in 2^shift rounds; after round k the group
-// sums sit in the groups' first lanes and are passed by shuffle to the lanes
-// that own them (lane L owns item first + L). `round_sum(item, lane)` must be
-// called by every lane each round and return the group sum in the group's
-// first lane. Used where a short dot product per item (a column's M^T r, a
-// row's segment sum) is followed by per-item work that wants one lane per
-// item (coalesced loads and stores, no idle lanes).
-template <typename F>
-__device__ __forceinline__ double warp_items(u64 first, unsigned lane, unsigned shift,
-                                             F round_sum) {
-    unsigned groups = 32u >> shift;  // items per round
-    unsigned g = lane >> shift;
-    double mine = 0.0;
-    for (unsigned round = 0; round < (1u << shift); ++round) {
-        double s = round_sum(first + round * groups + g, lane);
-        double v = __shfl_sync(0xffffffffu, s, (lane % groups) << shift);
-        if (lane / groups == round) mine = v;
-    }
-    return mine;
-}
-
 // True for a finite double (no NaN, no infinity).
 __device__ __forceinline__ bool finite_f64(double x) { return isfinite(x); }

@@ -55,71 +55,55 @@ __device__ __forceinline__ u32 long_index(u64 i, u32 n_long, const u32* __restri
     return lo;
 }
 
-// The CSC layout with its long-column plan, as the column kernels take it.
-// Columns with more than long_nnz nonzeros were summed beforehand over fixed
-// segments (spmtv_segments + combine_segments into long_sums, in the order
-// of the sorted long_cols), so that one long column does not hold one warp
-// for its whole length.
-#define L0_CSC_PARAMS                                                                     \
-    u64 n, u32 shift, const u64 *__restrict__ col_ptr, const u32 *__restrict__ row,       \
-        const float *__restrict__ val, const double *__restrict__ r, u64 long_nnz,        \
-        u32 n_long, const u32 *__restrict__ long_cols, const double *__restrict__ long_sums
-
-// g_w,i = (M^T r)_i in f64 for the column that this lane owns (i = first +
-// lane, see warp_items): a short column's CSC entries are summed by a group
-// of 2^shift lanes (lane l takes entries l, l + 2^shift, ... in storage
-// order, then a fixed shuffle tree); a long column's sum is read from
-// long_sums. A fixed order, but not the CPU's, so results agree with it to
-// rounding, not bit for bit. Every lane of the warp must call it.
-__device__ __forceinline__ double column_gw(u64 first, unsigned lane, L0_CSC_PARAMS) {
-    // Each lane reads its own column's range once (coalesced); a group
-    // working on a column gets the range from the owning lane by shuffle.
-    u64 i = first + lane, begin = 0, end = 0;
+// g_w = M^T r (f64 sums, rounded to f32 as the CPU does before the chain
+// rule), one group of 2^shift lanes per column i (shift chosen by the host
+// so that a lane has about L0_DOT_UNROLL entries): a short column's CSC
+// entries are summed by group_dot (lane l takes entries l, l + 2^shift, ...
+// in storage order, then a fixed shuffle tree); a column with more than
+// long_nnz nonzeros was summed beforehand over fixed segments
+// (spmtv_segments + combine_segments into long_sums, in the order of the
+// sorted long_cols), so that one long column does not hold a group for its
+// whole length. A fixed order, but not the CPU's four-accumulator order, so
+// results agree with it to rounding, not bit for bit.
+extern "C" __global__ void column_dots(u64 n, u32 shift, const u64* __restrict__ col_ptr,
+                                       const u32* __restrict__ row,
+                                       const float* __restrict__ val,
+                                       const double* __restrict__ r, u64 long_nnz, u32 n_long,
+                                       const u32* __restrict__ long_cols,
+                                       const double* __restrict__ long_sums,
+                                       float* __restrict__ gw) {
+    u64 i = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> shift;
+    unsigned lane = threadIdx.x & 31;
+    u64 begin = 0, end = 0;
     if (i < n) {
         begin = col_ptr[i];
         end = col_ptr[i + 1];
     }
     bool is_long = end - begin > long_nnz;
-    if (is_long) end = begin;
-    double g = warp_items(first, lane, shift, [&](u64 item, unsigned ln) {
-        unsigned owner = (unsigned)(item - first);
-        u64 b = __shfl_sync(0xffffffffu, begin, owner);
-        u64 e = __shfl_sync(0xffffffffu, end, owner);
-        return group_dot(b, e, ln, shift, row, val, r);
-    });
-    if (is_long) g = long_sums[long_index(i, n_long, long_cols)];
-    return g;
+    double g = group_dot(begin, is_long ? begin : end, lane, shift, row, val, r);
+    if (i < n && (lane & ((1u << shift) - 1)) == 0) {
+        gw[i] = (float)(is_long ? long_sums[long_index(i, n_long, long_cols)] : g);
+    }
 }
 
-// The first column of this thread's warp and the thread's lane: lane L of a
-// warp owns column first + L for the per-column work.
-__device__ __forceinline__ u64 warp_first(unsigned* lane) {
-    *lane = threadIdx.x & 31;
-    return (u64)blockIdx.x * blockDim.x + threadIdx.x - *lane;
-}
-
-// The fused backward step, one lane per column i: g_w = (M^T r)_i,
-// (dL/dp, dL/da) by the chain rule at the gate value s_i kept by the last
+// The fused per-column step, one thread per column i: (dL/dp, dL/da) by the
+// chain rule from g_w,i (column_dots) at the gate value s_i kept by the last
 // sampling (the noise of `step`), Adam on p and a with the step's scalars;
 // with sample_next, also w_i = m(p_i) z(a_i, u(seed, step + 1, i)) and its
 // s_i for the next epoch.
-extern "C" __global__ void step_columns(L0_CSC_PARAMS, float* __restrict__ p,
-                                        float* __restrict__ a, float* __restrict__ m_p,
-                                        float* __restrict__ v_p, float* __restrict__ m_a,
-                                        float* __restrict__ v_a, float* __restrict__ w,
-                                        float* __restrict__ s, Rule rule, u64 seed, u64 step,
-                                        float neg_step_size,
-                                        float bc2_sqrt, int sample_next) {
-    unsigned lane;
-    u64 first = warp_first(&lane);
-    double gsum = column_gw(first, lane, n, shift, col_ptr, row, val, r, long_nnz, n_long,
-                            long_cols, long_sums);
-    u64 i = first + lane;
+extern "C" __global__ void step_columns(u64 n, const float* __restrict__ gw,
+                                        float* __restrict__ p, float* __restrict__ a,
+                                        float* __restrict__ m_p, float* __restrict__ v_p,
+                                        float* __restrict__ m_a, float* __restrict__ v_a,
+                                        float* __restrict__ w, float* __restrict__ s, Rule rule,
+                                        u64 seed, u64 step, float neg_step_size, float bc2_sqrt,
+                                        int sample_next) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float pi = p[i], ai = a[i];
     ColumnForward f = column_forward_s(rule, pi, ai, s[i]);
     float gp, ga;
-    column_gradient(rule, f, ai, (float)gsum, &gp, &ga);
+    column_gradient(rule, f, ai, gw[i], &gp, &ga);
     float mp = m_p[i], vp = v_p[i], ma = m_a[i], va = v_a[i];
     adam_update(&pi, &mp, &vp, gp, neg_step_size, bc2_sqrt);
     adam_update(&ai, &ma, &va, ga, neg_step_size, bc2_sqrt);
@@ -137,20 +121,17 @@ extern "C" __global__ void step_columns(L0_CSC_PARAMS, float* __restrict__ p,
 }
 
 // The same backward pass without the update: gp_out[i] = dL/dp_i,
-// ga_out[i] = dL/da_i at the gate value s_i of the last sampling
+// ga_out[i] = dL/da_i from g_w,i at the gate value s_i of the last sampling
 // (Backend::gradients).
-extern "C" __global__ void gradient_columns(L0_CSC_PARAMS, const float* __restrict__ p,
+extern "C" __global__ void gradient_columns(u64 n, const float* __restrict__ gw,
+                                            const float* __restrict__ p,
                                             const float* __restrict__ a,
                                             const float* __restrict__ s, Rule rule,
                                             float* __restrict__ gp_out,
                                             float* __restrict__ ga_out) {
-    unsigned lane;
-    u64 first = warp_first(&lane);
-    double gsum = column_gw(first, lane, n, shift, col_ptr, row, val, r, long_nnz, n_long,
-                            long_cols, long_sums);
-    u64 i = first + lane;
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float ai = a[i];
     ColumnForward f = column_forward_s(rule, p[i], ai, s[i]);
-    column_gradient(rule, f, ai, (float)gsum, &gp_out[i], &ga_out[i]);
+    column_gradient(rule, f, ai, gw[i], &gp_out[i], &ga_out[i]);
 }

@@ -146,8 +146,8 @@ fi
 ncu="$(command -v ncu || compgen -G '/opt/nvidia/nsight-compute/*/ncu' | head -1 || true)"
 if ! skip ncu && [ -n "$ncu" ] && [ -x "$bench" ]; then
     timeout 120 "$ncu" --section SpeedOfLight --section LaunchStats --section Occupancy \
-        --section MemoryWorkloadAnalysis -k 'regex:^(step_columns|spmv_segments|residual)$' \
-        --launch-skip 3 -c 3 "$bench" --devices cuda --gpu-epochs 2 >"$out/ncu.log" 2>&1
+        --section MemoryWorkloadAnalysis -k 'regex:^(spmv_segments|residual|column_dots|step_columns)$' \
+        --launch-skip 4 -c 4 "$bench" --devices cuda --gpu-epochs 2 >"$out/ncu.log" 2>&1
     say "ncu (exit $?):"
     grep -E '^  [a-z_]+\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per Thread|Issue Slots Busy|L2 Hit Rate|L1/TEX Hit Rate' \
         "$out/ncu.log" | head -60 | tee -a "$summary"

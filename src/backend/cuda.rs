@@ -313,6 +313,7 @@ struct Kernels {
     residual: CudaFunction,
     residual_finalize: CudaFunction,
     intercept_adam: CudaFunction,
+    column_dots: CudaFunction,
     step_columns: CudaFunction,
     gradient_columns: CudaFunction,
 }
@@ -386,6 +387,7 @@ fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> 
         residual: f("step.cu", "residual")?,
         residual_finalize: f("step.cu", "residual_finalize")?,
         intercept_adam: f("step.cu", "intercept_adam")?,
+        column_dots: f("step.cu", "column_dots")?,
         step_columns: f("step.cu", "step_columns")?,
         gradient_columns: f("step.cu", "gradient_columns")?,
     });
@@ -494,14 +496,14 @@ impl SegmentPlan {
 /// Device memory in bytes the backend allocates for `m`: both layouts
 /// (values, indices, CSC column pointers), the two segment plans and their
 /// partial sums, per-column state (six f32 parameters and moments, the weight,
-/// the gate's pre-stretch value and two gradient outputs) and the per-row f64 vectors (targets, weights,
+/// the gate's pre-stretch value, M^T r and two gradient outputs) and the per-row f64 vectors (targets, weights,
 /// scales, predictions, residuals).
 pub fn device_bytes(m: &SparseMatrix) -> usize {
     let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
     let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
     let plans = SegmentPlan::rows(m.segments()).device_bytes()
         + SegmentPlan::long_columns(m.csc().indptr().raw_storage(), LONG_COLUMN_NNZ).device_bytes();
-    let columns = cols * 4 * (6 + 2 + 2);
+    let columns = cols * 4 * (6 + 3 + 2);
     let row_vectors = rows * 8 * 5;
     let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
     layouts + plans + columns + row_vectors + scalars
@@ -736,6 +738,8 @@ pub struct CudaBackend {
     w: CudaSlice<f32>,
     /// The gates' pre-stretch values of the last sampling.
     s: CudaSlice<f32>,
+    /// g_w = M^T r of the last residual, rounded to f32.
+    gw: CudaSlice<f32>,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
     icpt: CudaSlice<f32>,
@@ -747,6 +751,19 @@ pub struct CudaBackend {
     pen_scalars: CudaSlice<f64>,
     bad_step: CudaSlice<u64>,
     counts: CudaSlice<u64>,
+}
+
+/// Launches `$f` on `$self.stream` with the given config and arguments.
+macro_rules! launch {
+    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let mut b = $self.stream.launch_builder(&$self.k.$f);
+        $( b.arg($arg); )*
+        // SAFETY: the argument list matches the kernel's signature in
+        // kernels/*.cu, and every buffer is sized for the launch.
+        unsafe { b.launch($cfg) }
+            .map(|_| ())
+            .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
+    }};
 }
 
 impl CudaBackend {
@@ -883,6 +900,7 @@ impl CudaBackend {
             v_a: zeros(&s, n)?,
             w: zeros(&s, n)?,
             s: zeros(&s, n)?,
+            gw: zeros(&s, n)?,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
             icpt: zeros(&s, 3)?,
@@ -904,9 +922,9 @@ impl CudaBackend {
         &self.k.code
     }
 
-    /// M^T r of the long columns into the long plan's sums (before a column
-    /// kernel reads them).
-    fn long_column_sums(&mut self) -> Result<()> {
+    /// g_w = M^T r into `gw`: the long columns' segmented sums first, then
+    /// kernel `column_dots` (kernels/step.cu).
+    fn column_dots(&mut self) -> Result<()> {
         self.long_plan.run(
             &self.stream,
             &self.k,
@@ -914,6 +932,23 @@ impl CudaBackend {
             (&self.csc_row, &self.csc_val, &self.r),
             (&self.icpt, 0),
             None,
+        )?;
+        let (n, n_long) = (self.n64(), self.long_plan.outputs as u32);
+        launch!(
+            self,
+            column_dots,
+            cfg(blocks_for(self.n << self.col_shift)?),
+            &n,
+            &self.col_shift,
+            &self.csc_ptr,
+            &self.csc_row,
+            &self.csc_val,
+            &self.r,
+            &LONG_COLUMN_NNZ_U64,
+            &n_long,
+            &self.long_plan.cols,
+            &self.long_plan.sums,
+            &mut self.gw
         )
     }
 
@@ -948,19 +983,6 @@ impl CudaBackend {
             Err(L0Error::shape(what, want, got))
         }
     }
-}
-
-/// Launches `$f` on `$self.stream` with the given config and arguments.
-macro_rules! launch {
-    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {{
-        let mut b = $self.stream.launch_builder(&$self.k.$f);
-        $( b.arg($arg); )*
-        // SAFETY: the argument list matches the kernel's signature in
-        // kernels/*.cu, and every buffer is sized for the launch.
-        unsafe { b.launch($cfg) }
-            .map(|_| ())
-            .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
-    }};
 }
 
 impl Backend for CudaBackend {
@@ -1130,8 +1152,8 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernels `intercept_adam` (when fitted) and `step_columns`
-    /// (kernels/step.cu).
+    /// Kernels `intercept_adam` (when fitted), the long columns' segmented
+    /// sums, `column_dots` and `step_columns` (kernels/step.cu).
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
         // The kernel uses the gate values s kept by the last sampling; the
         // contract is that it was at `step`.
@@ -1157,26 +1179,14 @@ impl Backend for CudaBackend {
                     &bc2
                 )?;
             }
-            self.long_column_sums()?;
-            let (n, n_long, next) = (
-                self.n64(),
-                self.long_plan.outputs as u32,
-                sample_next as i32,
-            );
+            self.column_dots()?;
+            let (n, next) = (self.n64(), sample_next as i32);
             launch!(
                 self,
                 step_columns,
                 cfg(blocks_for(self.n)?),
                 &n,
-                &self.col_shift,
-                &self.csc_ptr,
-                &self.csc_row,
-                &self.csc_val,
-                &self.r,
-                &LONG_COLUMN_NNZ_U64,
-                &n_long,
-                &self.long_plan.cols,
-                &self.long_plan.sums,
+                &self.gw,
                 &mut self.p,
                 &mut self.a,
                 &mut self.m_p,
@@ -1195,26 +1205,19 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernel `gradient_columns` (kernels/step.cu); the intercept's gradient
+    /// Kernels `column_dots` and `gradient_columns` (kernels/step.cu); the
+    /// intercept's gradient
     /// is the sum of the residuals kept by `residual_finalize`.
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
         guard("the gradients", || {
-            self.long_column_sums()?;
-            let (n, n_long) = (self.n64(), self.long_plan.outputs as u32);
+            self.column_dots()?;
+            let n = self.n64();
             launch!(
                 self,
                 gradient_columns,
                 cfg(blocks_for(self.n)?),
                 &n,
-                &self.col_shift,
-                &self.csc_ptr,
-                &self.csc_row,
-                &self.csc_val,
-                &self.r,
-                &LONG_COLUMN_NNZ_U64,
-                &n_long,
-                &self.long_plan.cols,
-                &self.long_plan.sums,
+                &self.gw,
                 &self.p,
                 &self.a,
                 &self.s,

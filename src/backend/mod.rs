@@ -32,16 +32,17 @@ use crate::matrix::SparseMatrix;
 /// and its cores, whatever the caches hold: both matrix layouts once (f32
 /// values and u32 indices, CSR for the forward product, CSC for the
 /// backward), the CSC column pointers, the six f32 parameters and Adam
-/// moments read and written, the sampled weight and the gate's pre-stretch
-/// value kept for the step, each written once and read once (the forward
-/// product's gathers of w count once per column), and the
+/// moments read and written, the sampled weight, the gate's pre-stretch
+/// value kept for the step and the column sums `M^T r` (f32), each written
+/// once and read once (the forward product's gathers of w count once per
+/// column), and the
 /// per-row f64 vectors (targets, loss weights, scales read; predictions
 /// written and read; residuals written and read once). The gathers
 /// `w[col]` (4 B per nonzero) and `r[row]` (8 B per nonzero) are not counted:
 /// they mostly hit in cache (r is Q doubles, a few hundred KB).
 pub fn epoch_bytes(m: &SparseMatrix) -> f64 {
     let (nnz, rows, cols) = (m.nnz() as f64, m.rows() as f64, m.cols() as f64);
-    nnz * 2.0 * (4.0 + 4.0) + cols * (8.0 + 6.0 * 4.0 * 2.0 + 2.0 * 4.0 * 2.0) + rows * 8.0 * 7.0
+    nnz * 2.0 * (4.0 + 4.0) + cols * (8.0 + 6.0 * 4.0 * 2.0 + 3.0 * 4.0 * 2.0) + rows * 8.0 * 7.0
 }
 
 /// The gathers of `w` and `r` that [`epoch_bytes`] leaves out, in bytes, for
