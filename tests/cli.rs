@@ -191,12 +191,13 @@ fn calibrate_writes_consistent_outputs() {
     assert_eq!(
         t[0],
         [
-            "name",
-            "target",
+            "target_name",
             "estimate",
+            "target",
             "error",
             "rel_error",
-            "abs_rel_error",
+            "abs_error",
+            "rel_abs_error",
             "excluded"
         ]
     );
@@ -204,15 +205,17 @@ fn calibrate_writes_consistent_outputs() {
     let mut abs_rel = vec![];
     for (q, row) in t[1..].iter().enumerate() {
         assert_eq!(row[0], format!("t{q}"));
-        assert_eq!(row[1].parse::<f64>().unwrap(), f.y[q]);
-        let est: f64 = row[2].parse().unwrap();
+        assert_eq!(row[2].parse::<f64>().unwrap(), f.y[q]);
+        let est: f64 = row[1].parse().unwrap();
         assert!(
             (est - yhat[q]).abs() <= 1e-9 * (1.0 + yhat[q].abs()),
             "row {q}"
         );
         let rel: f64 = row[4].parse().unwrap();
         assert!((rel - (est - f.y[q]) / (f.y[q] + 1.0)).abs() < 1e-12);
-        let excluded = row[6] == "true";
+        assert_eq!(row[5].parse::<f64>().unwrap(), (est - f.y[q]).abs());
+        assert_eq!(row[6].parse::<f64>().unwrap(), rel.abs());
+        let excluded = row[7] == "true";
         assert_eq!(excluded, q == 4 || q == 7, "row {q}");
         if !excluded {
             abs_rel.push(rel.abs());
@@ -252,8 +255,19 @@ fn calibrate_writes_consistent_outputs() {
     for key in ["seconds", "seconds_per_epoch", "loss"] {
         assert!(s[key].as_f64().unwrap().is_finite(), "{key}");
     }
-    assert_eq!(s["settings"]["loss"], "relative");
-    assert_eq!(s["settings"]["exclude_targets"], "t7");
+    // Settings keep their JSON types.
+    let settings = &s["settings"];
+    assert_eq!(settings["loss"], "relative");
+    assert_eq!(settings["exclude_targets"], serde_json::json!(["t7"]));
+    assert_eq!(settings["epochs"], 300);
+    assert_eq!(settings["lr"], 0.05);
+    assert_eq!(settings["seed"], 5);
+    assert_eq!(settings["normalize_groups"], true);
+    assert_eq!(settings["use_gates"], true);
+    assert_eq!(settings["log_every"], 100);
+    assert_eq!(settings["checkpoint_every"], serde_json::Value::Null);
+    assert_eq!(settings["group_multipliers"], serde_json::json!({}));
+    assert_eq!(settings["init_weights"], 1.0);
 
     // log.csv: one row per target at epochs 100, 200, 300.
     let log = csv_rows(&out.join("log.csv"));
@@ -266,7 +280,7 @@ fn calibrate_writes_consistent_outputs() {
     for (q, row) in last.iter().enumerate() {
         assert_eq!(row[0], format!("t{q}"));
         assert_eq!(row[3], "300");
-        let final_est: f64 = t[q + 1][2].parse().unwrap();
+        let final_est: f64 = t[q + 1][1].parse().unwrap();
         let logged: f64 = row[1].parse().unwrap();
         assert!(
             (logged - final_est).abs() <= 1e-12 * (1.0 + final_est.abs()),
@@ -293,7 +307,7 @@ fn calibrate_writes_consistent_outputs() {
     assert!(o.status.success(), "{}", stderr(&o));
     let pred = npy(&pred_out);
     for q in 0..f.rows {
-        assert_eq!(pred[q], t[q + 1][2].parse::<f64>().unwrap(), "t{q}");
+        assert_eq!(pred[q], t[q + 1][1].parse::<f64>().unwrap(), "t{q}");
     }
 }
 
@@ -575,14 +589,14 @@ fn resume_refuses_other_data_and_names_changed_settings() {
         "--epochs",
         "80",
     ]);
-    let prefix = format!(
-        "error: {}: the checkpoint belongs to a different problem (fingerprint ",
-        ckpt.display()
-    );
-    assert!(e.starts_with(&prefix), "{e}");
-    assert!(
-        e.ends_with("): the matrix, targets or groups changed"),
-        "{e}"
+    assert_eq!(
+        e,
+        format!(
+            "error: {}: the targets differ from the checkpoint's: {} (8 values) now, {} (8 values) then; resume with the inputs the run started with",
+            ckpt.display(),
+            y2.display(),
+            f.targets.display()
+        )
     );
 
     // A changed hyperparameter: a warning naming it, old -> new.
