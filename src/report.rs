@@ -293,6 +293,8 @@ pub struct Summary {
     pub seed: u64,
     /// The last epoch's total training loss (None when no epoch ran).
     pub loss: Option<f64>,
+    /// Its data part, without the penalties (None when no epoch ran).
+    pub data_loss: Option<f64>,
     /// Accuracy with deterministic weights.
     pub accuracy: Accuracy,
     /// Targets left out of the loss.
@@ -321,7 +323,7 @@ impl Summary {
 
     /// The summary as a JSON object. Keys: rows, cols, nnz, device, epochs,
     /// epochs_run, resumed_from, seconds, seconds_per_epoch, seed, loss,
-    /// rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
+    /// data_loss, rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
     /// within_5pct, within_10pct, within_25pct, targets_included,
     /// targets_excluded, active, sparsity, settings.
     pub fn to_json(&self) -> Json {
@@ -345,6 +347,10 @@ impl Summary {
             ),
             ("seed".into(), Json::Int(self.seed as i128)),
             ("loss".into(), self.loss.map_or(Json::Null, Json::Num)),
+            (
+                "data_loss".into(),
+                self.data_loss.map_or(Json::Null, Json::Num),
+            ),
             ("rel_loss".into(), Json::Num(a.rel_loss)),
             ("mean_abs_rel_err".into(), Json::Num(a.mean_abs_rel_err)),
             ("max_abs_rel_err".into(), Json::Num(a.max_abs_rel_err)),

@@ -937,54 +937,67 @@ fn stop_interrupted(
 /// penalties that outweigh the data, each naming the likely cause and the
 /// flag to change.
 fn fit_warnings(
-    accuracy: &Accuracy,
+    summary: &Summary,
+    rows: &[report::TargetRow],
     last: Option<&Progress>,
     r: &Resolved,
-    y: &[f64],
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    let Some(p) = last else { return out };
+    let Some(p) = last else {
+        return Vec::new();
+    };
     let l0_term = r.f64("lambda_l0").unwrap_or(0.0) * p.l0_penalty;
     let l2_term = (p.total_loss - p.data_loss - l0_term).max(0.0);
-    let (pen_flag, pen) = if l2_term > l0_term {
+    let l2_on = r.f64("lambda_l2").unwrap_or(0.0) > 0.0;
+    let (flag, pen) = if l2_on && l2_term > l0_term {
         ("lambda-l2", l2_term)
     } else {
         ("lambda-l0", l0_term)
     };
-    let now = |flag: &str| r.get(&flag.replace('-', "_")).to_string();
-    let penalty = format!(
-        "the --{pen_flag} penalty ({pen:.4}) outweighs the data loss ({:.4}): lower --{pen_flag} (now {})",
-        p.data_loss,
-        now(pen_flag)
+    let now = |name: &str| r.get(&name.replace('-', "_")).to_string();
+    let lower = format!("lower --{flag} (now {})", now(flag));
+    let outweighs = format!(
+        "the --{flag} penalty ({pen:.4}) outweighs the data loss ({:.4}): {lower}",
+        p.data_loss
     );
-    let err = accuracy.mean_abs_rel_err;
-    if accuracy.included > 0 && err > FAR_FROM_TARGETS {
-        let (lo, hi) = y
-            .iter()
-            .map(|v| v.abs())
-            .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
-                (lo.min(v), hi.max(v))
-            });
-        let cause = if pen > p.data_loss {
-            penalty
-        } else if r.get("loss") == "mse" && hi > 100.0 * lo.max(1.0) {
-            "--loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative".to_string()
+    let err = summary.accuracy.mean_abs_rel_err;
+    if summary.accuracy.included == 0 || err <= FAR_FROM_TARGETS {
+        return if pen > PENALTY_DOMINATES * p.data_loss && err > 0.05 {
+            vec![format!("warning: {outweighs}")]
         } else {
-            format!(
-                "the fit has not converged: raise --epochs (now {}) or --lr (now {})",
-                now("epochs"),
-                now("lr")
-            )
+            Vec::new()
         };
-        out.push(format!(
-            "warning: the fit is far from its targets (mean |rel err| {:.1}% > {:.0}%): {cause}",
-            100.0 * err,
-            100.0 * FAR_FROM_TARGETS
-        ));
-    } else if pen > PENALTY_DOMINATES * p.data_loss && err > 0.05 {
-        out.push(format!("warning: {penalty}"));
     }
-    out
+    let counted: Vec<&report::TargetRow> = rows.iter().filter(|t| !t.excluded).collect();
+    let short =
+        counted.iter().filter(|t| t.estimate < t.target).count() as f64 / counted.len() as f64;
+    let (lo, hi) = counted
+        .iter()
+        .map(|t| t.target.abs())
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let cause = if pen > p.data_loss {
+        outweighs
+    } else if short > 0.9 && (l2_on || summary.sparsity() > 0.5) {
+        format!(
+            "{:.0}% of the estimates fall short of their targets and {:.0}% of the weights are zero: the --{flag} penalty holds them down; {lower}",
+            100.0 * short,
+            100.0 * summary.sparsity()
+        )
+    } else if r.get("loss") == "mse" && hi > 100.0 * lo.max(1.0) {
+        "--loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative".to_string()
+    } else {
+        format!(
+            "the fit has not converged: raise --epochs (now {}) or --lr (now {})",
+            now("epochs"),
+            now("lr")
+        )
+    };
+    vec![format!(
+        "warning: the fit is far from its targets (mean |rel err| {:.1}% > {:.0}%): {cause}",
+        100.0 * err,
+        100.0 * FAR_FROM_TARGETS
+    )]
 }
 
 /// Mean |rel err| above which a fit is "far from its targets".
@@ -1176,6 +1189,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         seconds: report.seconds,
         seed,
         loss: report.last.as_ref().map(|p| p.total_loss),
+        data_loss: report.last.as_ref().map(|p| p.data_loss),
         accuracy: accuracy.clone(),
         excluded: plan.excluded_names.len(),
         active,
@@ -1191,7 +1205,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         files.push(l0::checkpoint::FILE_NAME);
     }
     print_results(&summary, &out, &files);
-    for w in fit_warnings(&accuracy, report.last.as_ref(), &resolved, y) {
+    for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved) {
         eprintln!("{w}");
     }
     Ok(())
