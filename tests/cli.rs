@@ -493,6 +493,29 @@ fn wait_for(path: &Path, child: &mut std::process::Child) -> bool {
     false
 }
 
+/// Runs `f` with `extra` flags to the end into `full`, then starts the
+/// same run into `part` and returns it (stderr to `err`).
+fn full_run_and_a_started_one(
+    f: &Files,
+    full: &Path,
+    part: &Path,
+    extra: &[&str],
+    err: Stdio,
+) -> std::process::Child {
+    let mut args = f.base_args(full);
+    args.extend_from_slice(extra);
+    let o = l0(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut args = f.base_args(part);
+    args.extend_from_slice(extra);
+    Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn killed_run_resumes_to_bit_identical_weights() {
     let f = problem("resume", 30, 400, 0.2, None);
@@ -506,19 +529,7 @@ fn killed_run_resumes_to_bit_identical_weights() {
         "--checkpoint-every",
         "40",
     ];
-    let mut args = f.base_args(&full);
-    args.extend(extra);
-    let o = l0(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-
-    let mut args = f.base_args(&part);
-    args.extend(extra);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = full_run_and_a_started_one(&f, &full, &part, &extra, Stdio::null());
     let ckpt = part.join("checkpoint.l0ck");
     assert!(wait_for(&ckpt, &mut child), "no checkpoint appeared");
     child.kill().unwrap();
@@ -760,8 +771,18 @@ fn a_run_owns_its_output_folder() {
     );
     assert_eq!(summary(&out)["epochs"], 20);
 
-    // --overwrite replaces them: no log or checkpoint of the first run is left.
+    // --overwrite with a mistake in the flags leaves the earlier run alone.
     second.push("--overwrite");
+    let mut wrong = second.clone();
+    wrong.extend(["--loss", "hinge"]);
+    assert_eq!(
+        fails(&wrong),
+        "error: --loss: unknown loss 'hinge': expected 'mse' or 'relative'"
+    );
+    assert_eq!(summary(&out)["epochs"], 20);
+    assert!(out.join("log.csv").exists());
+
+    // --overwrite replaces them: no log or checkpoint of the first run is left.
     let o = l0(&second);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut names: Vec<String> = fs::read_dir(&out)
@@ -896,20 +917,7 @@ fn ctrl_c_checkpoints_and_the_printed_command_resumes_bit_for_bit() {
     let f = problem("sigint", 30, 400, 0.2, None);
     let (full, part) = (f.dir.join("full"), f.dir.join("part"));
     let extra = ["--epochs", "8000", "--log-every", "200"];
-    let mut args = f.base_args(&full);
-    args.extend(extra);
-    let o = l0(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-
-    let mut args = f.base_args(&part);
-    args.extend(extra);
-    let child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = child;
+    let mut child = full_run_and_a_started_one(&f, &full, &part, &extra, Stdio::piped());
     let log = part.join("log.csv");
     let start = Instant::now();
     // Wait until training has logged an epoch past the first.
@@ -1124,22 +1132,12 @@ fn target_names_may_have_a_header_and_predict_reads_weights_csv() {
     let names = f.dir.join("named.csv");
     fs::write(&names, "target_name\na\nb\nc\nd\ne\n").unwrap();
     let out = f.dir.join("out");
-    let o = l0(&[
-        "calibrate",
-        "--matrix",
-        p(&f.matrix),
-        "--targets",
-        p(&f.targets),
-        "--target-names",
-        p(&names),
-        "--epochs",
-        "20",
-        "--seed",
-        "1",
-        "--out",
-        p(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    calibrate_to_last_line(
+        &f,
+        "out",
+        &f.targets,
+        &["--target-names", p(&names), "--epochs", "20"],
+    );
     let t = csv_rows(&out.join("targets.csv"));
     let got: Vec<&str> = t[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(got, ["a", "b", "c", "d", "e"]);
@@ -1168,98 +1166,129 @@ fn target_names_may_have_a_header_and_predict_reads_weights_csv() {
     );
 }
 
-#[test]
-fn a_fit_far_from_its_targets_says_why() {
-    // Targets from 10 to 1e6 under mse with few epochs.
-    let f = problem("far", 6, 40, 0.5, None);
-    let big = f.dir.join("big.npy");
-    write_npy_f64(&big, &[10.0, 1e3, 1e6, 50.0, 2e4, 7.0]).unwrap();
-    let out = f.dir.join("out");
-    let o = l0(&[
+/// Runs calibrate on `f`'s matrix with `targets` and `extra` flags into a
+/// fresh folder; returns the last line of stderr and the summary.
+fn calibrate_to_last_line(
+    f: &Files,
+    name: &str,
+    targets: &Path,
+    extra: &[&str],
+) -> (String, serde_json::Value) {
+    let out = f.dir.join(name);
+    let mut args = vec![
         "calibrate",
         "--matrix",
         p(&f.matrix),
         "--targets",
-        p(&big),
-        "--epochs",
-        "50",
+        p(targets),
         "--seed",
         "1",
         "--device",
         "cpu",
         "--out",
         p(&out),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = l0(&args);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
-    let mean = summary(&out)["mean_abs_rel_err"].as_f64().unwrap();
+    (err.lines().last().unwrap().to_string(), summary(&out))
+}
+
+/// The far-from-targets warning for the mean |rel err| in `s`.
+fn far(s: &serde_json::Value, cause: &str) -> String {
+    format!(
+        "warning: the fit is far from its targets (mean |rel err| {:.1}% > 25%): {cause}",
+        100.0 * s["mean_abs_rel_err"].as_f64().unwrap()
+    )
+}
+
+#[test]
+fn a_fit_far_from_its_targets_says_why() {
+    let f = problem("far", 6, 40, 0.5, None);
+    // Targets from 7 to 1e6 under mse.
+    let big = f.dir.join("big.npy");
+    write_npy_f64(&big, &[10.0, 1e3, 1e6, 50.0, 2e4, 7.0]).unwrap();
+    let (line, s) = calibrate_to_last_line(&f, "mse", &big, &["--epochs", "50"]);
     assert_eq!(
-        err.lines().last().unwrap(),
-        format!(
-            "warning: the fit is far from its targets (mean |rel err| {:.1}% > 25%): --loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative",
-            100.0 * mean
+        line,
+        far(&s, "--loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative")
+    );
+
+    let relative = ["--loss", "relative", "--epochs", "200", "--lr", "0.05"];
+    // An L2 penalty far above the data loss at the end.
+    let mut args = relative.to_vec();
+    args.extend(["--lambda-l0", "0", "--lambda-l2", "100"]);
+    let (line, s) = calibrate_to_last_line(&f, "l2", &f.targets, &args);
+    let (loss, data) = (
+        s["loss"].as_f64().unwrap(),
+        s["data_loss"].as_f64().unwrap(),
+    );
+    assert_eq!(
+        line,
+        far(
+            &s,
+            &format!(
+                "the --lambda-l2 penalty ({:.4}) outweighs the data loss ({data:.4}): lower --lambda-l2 (now 100.0)",
+                loss - data
+            )
         )
     );
 
-    // A penalty far larger than the data loss.
-    let out2 = f.dir.join("out2");
-    let o = l0(&[
-        "calibrate",
-        "--matrix",
-        p(&f.matrix),
-        "--targets",
-        p(&f.targets),
-        "--epochs",
-        "200",
-        "--loss",
-        "relative",
-        "--lambda-l0",
-        "5",
-        "--lr",
-        "0.05",
-        "--seed",
-        "1",
-        "--device",
-        "cpu",
-        "--out",
-        p(&out2),
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let s = summary(&out2);
-    let (mean, data) = (
-        s["mean_abs_rel_err"].as_f64().unwrap(),
-        s["data_loss"].as_f64().unwrap(),
-    );
-    let sparsity = s["sparsity"].as_f64().unwrap();
-    let t = csv_rows(&out2.join("targets.csv"));
+    // An L0 penalty that has closed the gates.
+    let mut args = relative.to_vec();
+    args.extend(["--lambda-l0", "5"]);
+    let (line, s) = calibrate_to_last_line(&f, "l0", &f.targets, &args);
+    let t = csv_rows(&f.dir.join("l0/targets.csv"));
     let short = t[1..]
         .iter()
         .filter(|r| r[1].parse::<f64>().unwrap() < r[2].parse::<f64>().unwrap())
         .count() as f64
         / f.rows as f64;
-    assert!(data > 0.0);
     assert_eq!(
-        err.lines().last().unwrap(),
-        format!(
-            "warning: the fit is far from its targets (mean |rel err| {:.1}% > 25%): {:.0}% of the estimates fall short of their targets and {:.0}% of the weights are zero: the --lambda-l0 penalty holds them down; lower --lambda-l0 (now 5.0)",
-            100.0 * mean,
-            100.0 * short,
-            100.0 * sparsity
+        line,
+        far(
+            &s,
+            &format!(
+                "{:.0}% of the estimates fall short of their targets and {:.0}% of the weights are zero: the --lambda-l0 penalty holds them down; lower --lambda-l0 (now 5.0)",
+                100.0 * short,
+                100.0 * s["sparsity"].as_f64().unwrap()
+            )
         )
     );
-    // A good fit has no warning.
-    let out3 = f.dir.join("out3");
-    let mut args = f.base_args(&out3);
-    args.extend([
-        "--epochs",
-        "600",
+
+    // Too few, too small steps from weights far too small.
+    let args = [
         "--loss",
         "relative",
+        "--epochs",
+        "20",
+        "--lambda-l0",
+        "0",
+        "--init-weights",
+        "0.01",
+    ];
+    let (line, s) = calibrate_to_last_line(&f, "slow", &f.targets, &args);
+    assert_eq!(
+        line,
+        far(
+            &s,
+            "the fit has not converged: raise --epochs (now 20) or --lr (now 0.01)"
+        )
+    );
+
+    // A good fit has no warning.
+    let args = [
+        "--loss",
+        "relative",
+        "--epochs",
+        "600",
+        "--lr",
+        "0.05",
         "--lambda-l0",
         "1e-6",
-    ]);
-    let o = l0(&args);
-    assert!(summary(&out3)["mean_abs_rel_err"].as_f64().unwrap() < 0.25);
-    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    ];
+    let (line, s) = calibrate_to_last_line(&f, "good", &f.targets, &args);
+    assert!(s["mean_abs_rel_err"].as_f64().unwrap() < 0.25, "{s}");
+    assert!(line.starts_with("         Weight dist"), "{line}");
 }

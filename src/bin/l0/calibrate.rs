@@ -335,14 +335,12 @@ pub(super) struct Resolved {
 pub(super) enum Kind {
     /// An integer (a count, a seed).
     Int,
-    /// A number.
+    /// A number (or, for an initial value, a file name: a string).
     Num,
     /// true / false.
     Bool,
     /// A name.
     Text,
-    /// A number, or a file of per-column values.
-    NumOrText,
     /// A comma-separated list of names.
     List,
     /// `ID=FACTOR,...`, an object of group id -> factor.
@@ -359,7 +357,6 @@ fn typed(kind: Kind, text: &str) -> Json {
             .parse::<i128>()
             .map_or(Json::Str(text.into()), Json::Int),
         Kind::Num => num(text).unwrap_or(Json::Str(text.into())),
-        Kind::NumOrText => num(text).unwrap_or(Json::Str(text.into())),
         Kind::Bool => Json::Bool(text == "true"),
         Kind::Text => Json::Str(text.into()),
         Kind::List => Json::Array(list().map(|t| Json::Str(t.into())).collect()),
@@ -515,13 +512,13 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
                 .init_weights
                 .as_ref()
                 .map_or("1.0".into(), init_text),
-            Kind::NumOrText,
+            Kind::Num,
         ),
         (
             "init_keep_prob",
             a.init_keep_prob.clone(),
             init_text(&lib_model.init_keep_prob),
-            Kind::NumOrText,
+            Kind::Num,
         ),
         (
             "log_weight_jitter_sd",
@@ -576,6 +573,47 @@ pub(super) struct Plan {
     excluded_names: Vec<String>,
 }
 
+/// The targets left out of the loss, sorted: those named by
+/// --exclude-targets, and rows no weight can reach (with a warning).
+/// Refuses a problem with no target left.
+fn left_out(r: &Resolved, p: &Problem) -> CliResult<Vec<usize>> {
+    let mut excluded: Vec<usize> = Vec::new();
+    for name in r
+        .get("exclude_targets")
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        match p.names.iter().position(|n| n == name) {
+            Some(q) => excluded.push(q),
+            None => {
+                return Err(input_error(format!(
+                    "--exclude-targets: no target is named '{name}'"
+                )))
+            }
+        }
+    }
+    excluded.sort_unstable();
+    excluded.dedup();
+    let empty = p.m.empty_rows();
+    let all: std::collections::BTreeSet<usize> = excluded.iter().chain(&empty).copied().collect();
+    if all.len() == p.m.rows() {
+        return Err(input_error(format!(
+            "no target is left in the loss: {} of {} have an all-zero matrix row and {} are excluded by --exclude-targets; there is nothing to fit",
+            empty.len(),
+            p.m.rows(),
+            excluded.len()
+        )));
+    }
+    if !empty.is_empty() {
+        eprintln!(
+            "warning: {} target row(s) of the matrix are all zero and cannot be matched; left out of the loss: {}",
+            empty.len(),
+            name_list(&p.names, &empty)
+        );
+    }
+    Ok(all.into_iter().collect())
+}
+
 /// Parses the resolved settings. When `resuming`, the initial values are
 /// not loaded (the checkpoint's state replaces them).
 pub(super) fn plan(
@@ -604,43 +642,7 @@ pub(super) fn plan(
         let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
         group_multipliers.insert(id, factor);
     }
-    // Targets left out: named ones, and rows no weight can reach.
-    let mut excluded: Vec<usize> = Vec::new();
-    for name in r
-        .get("exclude_targets")
-        .split(',')
-        .filter(|s| !s.is_empty())
-    {
-        match p.names.iter().position(|n| n == name) {
-            Some(q) => excluded.push(q),
-            None => {
-                return Err(input_error(format!(
-                    "--exclude-targets: no target is named '{name}'"
-                )))
-            }
-        }
-    }
-    let empty = p.m.empty_rows();
-    let left_out: std::collections::BTreeSet<usize> =
-        excluded.iter().chain(&empty).copied().collect();
-    if left_out.len() == p.m.rows() {
-        return Err(input_error(format!(
-            "no target is left in the loss: {} of {} have an all-zero matrix row and {} are excluded by --exclude-targets; there is nothing to fit",
-            empty.len(),
-            p.m.rows(),
-            excluded.len()
-        )));
-    }
-    if !empty.is_empty() {
-        eprintln!(
-            "warning: {} target row(s) of the matrix are all zero and cannot be matched; left out of the loss: {}",
-            empty.len(),
-            name_list(&p.names, &empty)
-        );
-        excluded.extend(empty);
-    }
-    excluded.sort_unstable();
-    excluded.dedup();
+    let excluded = left_out(r, p)?;
     let excluded_names = excluded.iter().map(|&q| p.names[q].clone()).collect();
     let epochs: u64 = r
         .get("epochs")
@@ -1063,6 +1065,12 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         .or_else(|| a.resume.clone())
         .unwrap_or_else(|| PathBuf::from("l0-out"));
 
+    let continuing = a
+        .resume
+        .as_deref()
+        .is_some_and(|d| outdir::same_folder(d, &out));
+    let must_clear = outdir::check(&out, a.overwrite, continuing)?;
+
     let problem = load_problem(&Sources::new(&a, ckpt.as_ref()))?;
     let (m, y) = (&problem.m, &problem.y);
     if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
@@ -1088,11 +1096,9 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             .set_state(c.state.clone())
             .map_err(|e| about_file(&dir.join(l0::checkpoint::FILE_NAME), e))?;
     }
-    let continuing = a
-        .resume
-        .as_deref()
-        .is_some_and(|d| outdir::same_folder(d, &out));
-    outdir::claim(&out, a.overwrite, continuing)?;
+    if must_clear {
+        outdir::clear(&out)?;
+    }
 
     if let Some(c) = &ckpt {
         warn_changed_settings(c, &resolved);

@@ -94,13 +94,14 @@ fn contents(dir: &Path) -> CliResult<(Vec<String>, Vec<String>)> {
     Ok((ours, other))
 }
 
-/// Makes `out` ready for a run: `continuing` is true for a run resumed in
-/// its own folder. Refuses (exit code 2) a folder with files `l0` did not
-/// write, and one with another run's files unless `overwrite`, in which
-/// case they are removed.
-pub(super) fn claim(out: &Path, overwrite: bool, continuing: bool) -> CliResult<()> {
+/// Checks that `out` may take a run, changing nothing: `continuing` is
+/// true for a run resumed in its own folder. Refuses (exit code 2) a
+/// folder with files `l0` did not write, and one with another run's files
+/// unless `overwrite`. Returns whether that run's files must go
+/// ([`clear`]) before this run writes.
+pub(super) fn check(out: &Path, overwrite: bool, continuing: bool) -> CliResult<bool> {
     if !out.exists() {
-        return Ok(());
+        return Ok(false);
     }
     if !out.is_dir() {
         return Err(super::input_error(format!(
@@ -117,7 +118,7 @@ pub(super) fn claim(out: &Path, overwrite: bool, continuing: bool) -> CliResult<
         )));
     }
     if continuing || ours.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if !overwrite {
         return Err(super::input_error(format!(
@@ -126,6 +127,12 @@ pub(super) fn claim(out: &Path, overwrite: bool, continuing: bool) -> CliResult<
             ours.join(", ")
         )));
     }
+    Ok(true)
+}
+
+/// Removes the earlier run's files from `out` (after [`check`]): the
+/// folder is moved away in one rename, then emptied and removed.
+pub(super) fn clear(out: &Path) -> CliResult<()> {
     let (abs, parent, name) = locate(out)?;
     let old = sibling(&parent, &name, "old");
     fs::rename(&abs, &old).map_err(|e| io_failure(out, "cannot move the earlier run away", e))?;
