@@ -735,6 +735,33 @@ fn regress_selects_the_true_features() {
     assert_eq!(s["selected"], 2);
     assert_eq!(s["cols"], 10);
     assert!((s["intercept"].as_f64().unwrap() - 1.0).abs() < 0.3);
+
+    // The folder is this run's: a second one needs --overwrite.
+    let again = [
+        "regress",
+        "--x",
+        p(&xp),
+        "--y",
+        p(&yp),
+        "--epochs",
+        "10",
+        "--out",
+        p(&out),
+    ];
+    assert_eq!(
+        fails(&again),
+        format!(
+            "error: {}: holds the files of an earlier run (coefficients.npy, selected.csv, summary.json): give --overwrite to replace them, or another --out",
+            out.display()
+        )
+    );
+    let mut over = again.to_vec();
+    over.push("--overwrite");
+    let o = l0(&over);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["epochs"], 10);
 }
 
 /// The four result files of a run, present or not.

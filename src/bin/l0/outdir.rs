@@ -1,6 +1,7 @@
-//! The output folder of `l0 calibrate`, which one run owns.
+//! The output folder of `l0 calibrate` and `l0 regress`, which one run owns.
 //!
-//! A folder holds the files of at most one run ([`RUN_FILES`]). A new run
+//! A folder holds the files of at most one run ([`RESULT_FILES`],
+//! [`TRAINING_FILES`], [`REGRESS_FILES`]). A new run
 //! refuses a folder holding another run's files unless `--overwrite` is
 //! given, and then moves them away in one rename before deleting them; a
 //! folder holding anything else is always refused, since `l0` deletes only
@@ -23,11 +24,15 @@ pub(super) const RESULT_FILES: [&str; 4] =
     ["weights.npy", "weights.csv", "targets.csv", "summary.json"];
 /// The files a run writes while training.
 pub(super) const TRAINING_FILES: [&str; 2] = ["log.csv", l0::checkpoint::FILE_NAME];
+/// The files `l0 regress` writes.
+pub(super) const REGRESS_FILES: [&str; 3] = ["coefficients.npy", "selected.csv", "summary.json"];
 
 /// Whether `name` is a file a run writes, or the temporary file of one
 /// (`.NAME.tmp-...`, left by a killed atomic write).
 fn is_run_file(name: &str) -> bool {
-    let own = |n: &str| RESULT_FILES.contains(&n) || TRAINING_FILES.contains(&n);
+    let own = |n: &str| {
+        RESULT_FILES.contains(&n) || TRAINING_FILES.contains(&n) || REGRESS_FILES.contains(&n)
+    };
     own(name)
         || name
             .strip_prefix('.')
