@@ -5,6 +5,9 @@
 //! parameter vectors, the four Adam moment vectors and the step count, which
 //! is also the gate-noise counter), the model seed, the run's settings
 //! (hyperparameters as `name = value` text, so a resumed run can name what
+//! changed; `l0 calibrate` also records its input files there as
+//! `input.ROLE`, `input.ROLE.size` and `input.ROLE.fingerprint`, with
+//! [`input_fingerprints`], so `--resume` finds them and names the one that
 //! changed) and a fingerprint of the problem ([`problem_fingerprint`]), so a
 //! checkpoint is never applied to different data. On the CPU backend a run
 //! resumed from a checkpoint ends with bit-for-bit the weights of an
