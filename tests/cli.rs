@@ -928,6 +928,17 @@ fn a_kill_at_any_instant_leaves_whole_results() {
         i += 1;
     }
     assert!(whole > 0, "no kill left any results: the test lost its aim");
+    // A run that finishes sweeps what the killed ones left beside the folder.
+    let last = again("99");
+    assert!(l0(&last.iter().map(String::as_str).collect::<Vec<_>>())
+        .status
+        .success());
+    let left: Vec<String> = fs::read_dir(&f.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".out.l0-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Sends `signal` (e.g. "INT") to a process.

@@ -145,6 +145,22 @@ pub(super) fn clear(out: &Path) -> CliResult<()> {
     Ok(())
 }
 
+/// Removes what killed runs left beside the folder (`.NAME.l0-new-*`,
+/// `.NAME.l0-old-*`), as far as [`remove_run_folder`] removes.
+fn sweep(parent: &Path, name: &OsString) {
+    let prefix = format!(".{}.l0-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let n = entry.file_name().to_string_lossy().into_owned();
+        let rest = n.strip_prefix(&prefix).unwrap_or_default();
+        if rest.starts_with("new-") || rest.starts_with("old-") {
+            remove_run_folder(&entry.path());
+        }
+    }
+}
+
 /// Removes a folder that held a run: its run files, then the folder if
 /// that left it empty (anything else stays, and so does the folder).
 fn remove_run_folder(dir: &Path) {
@@ -161,8 +177,8 @@ fn remove_run_folder(dir: &Path) {
 /// in `out`, in one step (see the module docs).
 pub(super) fn commit(out: &Path, write: impl FnOnce(&Path) -> CliResult<()>) -> CliResult<()> {
     let (abs, parent, name) = locate(out)?;
+    sweep(&parent, &name);
     let new = sibling(&parent, &name, "new");
-    remove_run_folder(&new);
     fs::create_dir(&new).map_err(|e| io_failure(&new, "cannot create a folder", e))?;
     let result = (|| {
         for f in TRAINING_FILES {
@@ -208,7 +224,7 @@ fn exchange(a: &Path, b: &Path) -> CliResult<()> {
 }
 
 /// Swaps two folders with three renames: a kill between them leaves `b`
-/// missing, with both versions beside it under hidden names.
+/// missing, with both versions beside it (`a` and `b.l0-swap`).
 fn swap_by_renames(a: &Path, b: &Path) -> std::io::Result<()> {
     let mut aside = b.as_os_str().to_owned();
     aside.push(".l0-swap");
