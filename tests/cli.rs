@@ -1152,6 +1152,22 @@ fn resume_finds_the_recorded_inputs_and_names_a_missing_one() {
     );
     assert_eq!(summary(&run)["epochs"], 60);
     assert_eq!(csv_rows(&run.join("targets.csv"))[1][0], "t0");
+    // A checkpoint without recorded inputs (an older l0's) asks for them.
+    let ckpt = run.join("checkpoint.l0ck");
+    let mut old = l0::checkpoint::Checkpoint::read(&ckpt).unwrap();
+    let kept = old.settings.clone();
+    old.settings.retain(|(n, _)| !n.starts_with("input."));
+    old.write(&ckpt).unwrap();
+    assert_eq!(
+        fails(&["calibrate", "--resume", p(&run), "--epochs", "80"]),
+        format!(
+            "error: {}: the checkpoint was not made for the built-in demo and does not record its input files: give --matrix and --targets (and --groups) of its run",
+            ckpt.display()
+        )
+    );
+    old.settings = kept;
+    old.write(&ckpt).unwrap();
+
     // A recorded input that has gone is named.
     fs::rename(&f.targets, f.dir.join("moved.npy")).unwrap();
     let e = fails(&["calibrate", "--resume", p(&run), "--epochs", "80"]);

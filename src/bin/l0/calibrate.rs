@@ -304,6 +304,12 @@ fn check_same_problem(path: &Path, c: &Checkpoint, p: &Problem) -> CliResult<()>
                 ),
             )));
         }
+        if p.demo {
+            return Err(input_error(format!(
+                "{}: the checkpoint was not made for the built-in demo and does not record its input files: give --matrix and --targets (and --groups) of its run",
+                path.display()
+            )));
+        }
         return Err(input_error(format!(
             "{}: the checkpoint belongs to a different problem (fingerprint {:016x}, these inputs give {:016x}): the matrix, targets or groups changed",
             path.display(),
