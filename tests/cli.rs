@@ -580,13 +580,20 @@ fn killed_run_resumes_to_bit_identical_weights() {
     );
 }
 
-#[test]
-fn resume_refuses_other_data_and_names_changed_settings() {
-    let f = problem("refuse", 8, 50, 0.4, None);
+/// A small problem run for `epochs` with a checkpoint every 20 epochs,
+/// into its folder `run`.
+fn checkpointed_run(name: &str, epochs: &str) -> (Files, PathBuf) {
+    let f = problem(name, 8, 50, 0.4, None);
     let run = f.dir.join("run");
     let mut args = f.base_args(&run);
-    args.extend(["--epochs", "60", "--checkpoint-every", "20"]);
+    args.extend(["--epochs", epochs, "--checkpoint-every", "20"]);
     assert!(l0(&args).status.success());
+    (f, run)
+}
+
+#[test]
+fn resume_refuses_other_data_and_names_changed_settings() {
+    let (f, run) = checkpointed_run("refuse", "60");
     let ckpt = run.join("checkpoint.l0ck");
 
     // Changed targets: refused.
@@ -700,12 +707,9 @@ fn regress_selects_the_true_features() {
     let yp = dir.join("y.npy");
     write_npy_f64(&yp, &y).unwrap();
     let out = dir.join("out");
-    let o = l0(&[
-        "regress",
-        "--x",
-        p(&xp),
-        "--y",
-        p(&yp),
+    let base = ["regress", "--x", p(&xp), "--y", p(&yp), "--out", p(&out)];
+    let mut first = base.to_vec();
+    first.extend([
         "--epochs",
         "1500",
         "--lr",
@@ -718,9 +722,8 @@ fn regress_selects_the_true_features() {
         "cpu",
         "--threads",
         "1",
-        "--out",
-        p(&out),
     ]);
+    let o = l0(&first);
     assert!(o.status.success(), "{}", stderr(&o));
     let coef = npy(&out.join("coefficients.npy"));
     assert_eq!(coef.len(), d);
@@ -737,17 +740,8 @@ fn regress_selects_the_true_features() {
     assert!((s["intercept"].as_f64().unwrap() - 1.0).abs() < 0.3);
 
     // The folder is this run's: a second one needs --overwrite.
-    let again = [
-        "regress",
-        "--x",
-        p(&xp),
-        "--y",
-        p(&yp),
-        "--epochs",
-        "10",
-        "--out",
-        p(&out),
-    ];
+    let mut again = base.to_vec();
+    again.extend(["--epochs", "10"]);
     assert_eq!(
         fails(&again),
         format!(
@@ -759,9 +753,7 @@ fn regress_selects_the_true_features() {
     over.push("--overwrite");
     let o = l0(&over);
     assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(s["epochs"], 10);
+    assert_eq!(summary(&out)["epochs"], 10);
 }
 
 /// The four result files of a run, present or not.
@@ -1128,11 +1120,7 @@ fn input_mistakes_get_their_own_message() {
 
 #[test]
 fn resume_finds_the_recorded_inputs_and_names_a_missing_one() {
-    let f = problem("inputs", 8, 50, 0.4, None);
-    let run = f.dir.join("run");
-    let mut args = f.base_args(&run);
-    args.extend(["--epochs", "40", "--checkpoint-every", "20"]);
-    assert!(l0(&args).status.success());
+    let (f, run) = checkpointed_run("inputs", "40");
     // Only --resume: matrix, targets, groups and names from the checkpoint.
     let o = l0(&["calibrate", "--resume", p(&run), "--epochs", "60"]);
     let err = stderr(&o);
