@@ -270,6 +270,20 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
     Ok(TargetWeights { weight, denom })
 }
 
+/// Refuses a fit in which no target counts: each one is excluded, weighs
+/// 0 or has an all-zero matrix row, so the data would not move a weight.
+fn check_target_left(m: &SparseMatrix, weight: &[f64]) -> Result<()> {
+    let empty = m.empty_rows();
+    let counts = |q: usize| weight[q] != 0.0 && empty.binary_search(&q).is_err();
+    if weight.is_empty() || (0..weight.len()).any(counts) {
+        Ok(())
+    } else {
+        Err(L0Error::config(
+            "no target is left in the loss: each one is excluded, has a loss weight of 0 or an all-zero matrix row",
+        ))
+    }
+}
+
 /// Progress of a fit, as the reference prints it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
@@ -315,12 +329,12 @@ impl fmt::Display for Progress {
             f,
             "Epoch {:4}: {label}={:.4}%, max_error={:.1}%, total_loss={:.3}, active={:4}/{} ({:.1}% sparse)",
             self.epoch,
-            100.0 * err,
-            100.0 * self.max_rel_err,
-            self.total_loss,
+            100.0 * err + 0.0, // + 0.0: -0 prints as 0
+            100.0 * self.max_rel_err + 0.0,
+            self.total_loss + 0.0,
             self.active,
             self.n,
-            100.0 * self.sparsity()
+            100.0 * self.sparsity() + 0.0
         )?;
         if self.active == 0 {
             return write!(f, "\n         Weight dist: [no active weights]");
@@ -340,11 +354,13 @@ impl fmt::Display for Progress {
 pub struct FitReport {
     /// The backend used, in words.
     pub device: String,
-    /// Epochs run.
+    /// Epochs run: those asked for, or fewer when the observer stopped the
+    /// fit ([`CalibrationObserver::stop_requested`]).
     pub epochs: u64,
     /// Wall time of the epoch loop.
     pub seconds: f64,
-    /// Metrics after the last epoch (None when epochs = 0).
+    /// Metrics after the last report (None when no epoch reported; after a
+    /// stop, those of the last report before it).
     pub last: Option<Progress>,
 }
 
@@ -489,6 +505,7 @@ impl Calibration {
         opts.check()?;
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
+        check_target_left(m, &tw.weight)?;
         let problem = Problem {
             matrix: m,
             targets: y,
@@ -515,7 +532,7 @@ impl Calibration {
             hyper: problem.hyper,
             last: None,
         };
-        engine::train(
+        let epochs = engine::train(
             backend.as_mut(),
             &mut state,
             opts.epochs,
@@ -526,7 +543,7 @@ impl Calibration {
         self.state = state;
         Ok(FitReport {
             device,
-            epochs: opts.epochs,
+            epochs,
             seconds: start.elapsed().as_secs_f64(),
             last,
         })
@@ -637,6 +654,12 @@ pub trait CalibrationObserver {
     }
     /// Turns a raw snapshot into progress (the metrics need y and the groups).
     fn summarize(&self, s: &Snapshot, total_loss: f64) -> Progress;
+    /// Asked after every epoch: true ends the fit after it, with the model
+    /// holding that epoch's state (for a checkpoint; `fit` continues from
+    /// it bit for bit). Never, unless overridden.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// Computes [`Progress`] from snapshots and hands it to a closure.
@@ -759,5 +782,8 @@ impl Observer for Adapter<'_> {
     }
     fn checkpoint(&mut self, state: &ParamState) -> Result<()> {
         self.inner.checkpoint(state)
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.inner.stop_requested()
     }
 }

@@ -11,7 +11,11 @@
 //! | `error` | `yhat_q - y_q` |
 //! | `rel_error` | `error / (y_q + 1)` (the relative loss's scale, defined for a zero target; divided by 1 when `y_q = -1`) |
 //! | `abs_error` | `|error|` |
-//! | `abs_rel_error` = `rel_abs_error` | `|rel_error|` |
+//! | `rel_abs_error` | `|rel_error|` |
+//!
+//! `targets.csv` ([`TARGET_COLUMNS`]) and `log.csv` ([`LOG_COLUMNS`]) name
+//! these quantities alike and in the same order. Numbers are written so
+//! that they read back to the same `f64`, with `-0` written as `0`.
 //!
 //! The same `rel_error` underlies the progress line's mean and max error
 //! ([`crate::calibration::Progress`]). Summary statistics are taken over the
@@ -21,7 +25,10 @@
 //! which grows during training ([`LogWriter`]).
 
 use crate::error::{L0Error, Result};
-use crate::io::{csv::write_csv, write_atomic};
+use crate::io::{
+    csv::{csv_field, write_csv},
+    write_atomic,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,9 +64,23 @@ impl TargetRow {
     pub fn rel_error(&self) -> f64 {
         self.error() / rel_scale(self.target)
     }
+    /// `|error|`.
+    pub fn abs_error(&self) -> f64 {
+        self.error().abs()
+    }
     /// `|rel_error|`.
-    pub fn abs_rel_error(&self) -> f64 {
+    pub fn rel_abs_error(&self) -> f64 {
         self.rel_error().abs()
+    }
+    /// `error, rel_error, abs_error, rel_abs_error` as text, the columns
+    /// that `targets.csv` and `log.csv` share after the estimate.
+    fn error_fields(&self) -> [String; 4] {
+        [
+            num(self.error()),
+            num(self.rel_error()),
+            num(self.abs_error()),
+            num(self.rel_abs_error()),
+        ]
     }
 }
 
@@ -105,7 +126,7 @@ impl Accuracy {
         let errs: Vec<f64> = rows
             .iter()
             .filter(|r| !r.excluded)
-            .map(TargetRow::abs_rel_error)
+            .map(TargetRow::rel_abs_error)
             .collect();
         let n = errs.len().max(1) as f64;
         let mut within = [0.0; 4];
@@ -122,29 +143,29 @@ impl Accuracy {
     }
 }
 
-/// Writes `targets.csv`: `name,target,estimate,error,rel_error,abs_rel_error,excluded`.
+/// The columns of `targets.csv`: those of [`LOG_COLUMNS`] without the
+/// epoch and loss, then whether the target was left out of the loss.
+pub const TARGET_COLUMNS: [&str; 8] = [
+    "target_name",
+    "estimate",
+    "target",
+    "error",
+    "rel_error",
+    "abs_error",
+    "rel_abs_error",
+    "excluded",
+];
+
+/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`].
 pub fn write_targets_csv(path: &Path, rows: &[TargetRow]) -> Result<()> {
     write_csv(
         path,
-        &[
-            "name",
-            "target",
-            "estimate",
-            "error",
-            "rel_error",
-            "abs_rel_error",
-            "excluded",
-        ],
+        &TARGET_COLUMNS,
         rows.iter().map(|r| {
-            vec![
-                r.name.clone(),
-                num(r.target),
-                num(r.estimate),
-                num(r.error()),
-                num(r.rel_error()),
-                num(r.abs_rel_error()),
-                r.excluded.to_string(),
-            ]
+            let mut fields = vec![r.name.clone(), num(r.estimate), num(r.target)];
+            fields.extend(r.error_fields());
+            fields.push(r.excluded.to_string());
+            fields
         }),
     )
 }
@@ -163,9 +184,10 @@ pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<
     )
 }
 
-/// A number as text that reads back to the same `f64` (`{:?}`).
+/// A number as text that reads back to the same `f64` (`{:?}`), `-0`
+/// written as `0`.
 fn num(v: f64) -> String {
-    format!("{v:?}")
+    format!("{:?}", v + 0.0)
 }
 
 /// A JSON value, for the flat summaries written here.
@@ -181,6 +203,8 @@ pub enum Json {
     Num(f64),
     /// A string.
     Str(String),
+    /// An array.
+    Array(Vec<Json>),
     /// An object, keys in order.
     Object(Vec<(String, Json)>),
 }
@@ -199,7 +223,7 @@ impl Json {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::Int(i) => out.push_str(&i.to_string()),
-            Json::Num(v) if v.is_finite() => out.push_str(&format!("{v:?}")),
+            Json::Num(v) if v.is_finite() => out.push_str(&num(*v)),
             Json::Num(_) => out.push_str("null"),
             Json::Str(s) => {
                 out.push('"');
@@ -215,6 +239,16 @@ impl Json {
                     }
                 }
                 out.push('"');
+            }
+            Json::Array(items) => {
+                out.push('[');
+                for (k, v) in items.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(", ");
+                    }
+                    v.write(out, indent);
+                }
+                out.push(']');
             }
             Json::Object(fields) => {
                 if fields.is_empty() {
@@ -259,14 +293,17 @@ pub struct Summary {
     pub seed: u64,
     /// The last epoch's total training loss (None when no epoch ran).
     pub loss: Option<f64>,
+    /// Its data part, without the penalties (None when no epoch ran).
+    pub data_loss: Option<f64>,
     /// Accuracy with deterministic weights.
     pub accuracy: Accuracy,
     /// Targets left out of the loss.
     pub excluded: usize,
     /// Nonzero deterministic weights.
     pub active: usize,
-    /// The run's settings, as text.
-    pub settings: Vec<(String, String)>,
+    /// The run's settings, each as its JSON type (numbers, booleans,
+    /// strings, lists; null when unset).
+    pub settings: Vec<(String, Json)>,
 }
 
 impl Summary {
@@ -286,7 +323,7 @@ impl Summary {
 
     /// The summary as a JSON object. Keys: rows, cols, nnz, device, epochs,
     /// epochs_run, resumed_from, seconds, seconds_per_epoch, seed, loss,
-    /// rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
+    /// data_loss, rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
     /// within_5pct, within_10pct, within_25pct, targets_included,
     /// targets_excluded, active, sparsity, settings.
     pub fn to_json(&self) -> Json {
@@ -310,6 +347,10 @@ impl Summary {
             ),
             ("seed".into(), Json::Int(self.seed as i128)),
             ("loss".into(), self.loss.map_or(Json::Null, Json::Num)),
+            (
+                "data_loss".into(),
+                self.data_loss.map_or(Json::Null, Json::Num),
+            ),
             ("rel_loss".into(), Json::Num(a.rel_loss)),
             ("mean_abs_rel_err".into(), Json::Num(a.mean_abs_rel_err)),
             ("max_abs_rel_err".into(), Json::Num(a.max_abs_rel_err)),
@@ -325,15 +366,7 @@ impl Summary {
             ("targets_excluded".into(), Json::Int(self.excluded as i128)),
             ("active".into(), Json::Int(self.active as i128)),
             ("sparsity".into(), Json::Num(self.sparsity())),
-            (
-                "settings".into(),
-                Json::Object(
-                    self.settings
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Json::Str(v.clone())))
-                        .collect(),
-                ),
-            ),
+            ("settings".into(), Json::Object(self.settings.clone())),
         ]);
         Json::Object(f)
     }
@@ -345,7 +378,20 @@ pub fn write_json(path: &Path, value: &Json) -> Result<()> {
     write_atomic(path, |w| w.write_all(text.as_bytes()))
 }
 
-/// The header of `log.csv`.
+/// The columns of `log.csv` (see [`LogWriter`]).
+pub const LOG_COLUMNS: [&str; 9] = [
+    "target_name",
+    "estimate",
+    "target",
+    "epoch",
+    "error",
+    "rel_error",
+    "abs_error",
+    "rel_abs_error",
+    "loss",
+];
+
+/// The header of `log.csv`: [`LOG_COLUMNS`] joined by commas.
 pub const LOG_HEADER: &str =
     "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss";
 
@@ -440,18 +486,20 @@ impl LogWriter {
         loss: f64,
     ) -> Result<()> {
         let mut out = String::with_capacity(names.len() * 120);
-        for ((name, &t), &e) in names.iter().zip(y).zip(yhat) {
-            let err = e - t;
-            let rel = err / rel_scale(t);
-            let quoted = if name.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", name.replace('"', "\"\""))
-            } else {
-                name.clone()
+        for ((name, &target), &estimate) in names.iter().zip(y).zip(yhat) {
+            let row = TargetRow {
+                name: String::new(),
+                target,
+                estimate,
+                excluded: false,
             };
+            let [err, rel, abs, rel_abs] = row.error_fields();
             out.push_str(&format!(
-                "{quoted},{e:?},{t:?},{epoch},{err:?},{rel:?},{:?},{:?},{loss:?}\n",
-                err.abs(),
-                rel.abs()
+                "{},{},{},{epoch},{err},{rel},{abs},{rel_abs},{}\n",
+                csv_field(name),
+                num(estimate),
+                num(target),
+                num(loss)
             ));
         }
         self.file
@@ -494,11 +542,29 @@ mod tests {
             ("c".into(), Json::Str("x\"y\n".into())),
             ("d".into(), Json::Num(f64::NAN)),
             ("e".into(), Json::Object(vec![])),
+            ("f".into(), Json::Num(-0.0)),
+            (
+                "g".into(),
+                Json::Array(vec![Json::Bool(true), Json::Str("t".into())]),
+            ),
         ]);
         assert_eq!(
             j.to_text(),
-            "{\n  \"a\": 3,\n  \"b\": 0.5,\n  \"c\": \"x\\\"y\\n\",\n  \"d\": null,\n  \"e\": {}\n}\n"
+            "{\n  \"a\": 3,\n  \"b\": 0.5,\n  \"c\": \"x\\\"y\\n\",\n  \"d\": null,\n  \"e\": {},\n  \"f\": 0.0,\n  \"g\": [true, \"t\"]\n}\n"
         );
+    }
+
+    #[test]
+    fn targets_and_log_share_column_names() {
+        assert_eq!(LOG_HEADER, LOG_COLUMNS.join(","));
+        let shared: Vec<&str> = LOG_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| *c != "epoch" && *c != "loss")
+            .collect();
+        assert_eq!(TARGET_COLUMNS[..7], shared[..]);
+        assert_eq!(num(-0.0), "0.0");
+        assert_eq!(num(-1.5), "-1.5");
     }
 
     #[test]

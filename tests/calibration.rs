@@ -619,3 +619,168 @@ fn bad_fit_input_is_named() {
         "invalid configuration: threads must be at least 1"
     );
 }
+
+#[test]
+fn a_fit_with_no_target_left_in_the_loss_is_refused() {
+    let (m, y, _) = sparse_truth(4, 20, 3);
+    let msg = "invalid configuration: no target is left in the loss: each one is excluded, has a loss weight of 0 or an all-zero matrix row";
+    let fit = |m: &SparseMatrix, opts: FitParams| {
+        Calibration::new(20, seeded(1))
+            .unwrap()
+            .fit(m, &y, &opts)
+            .unwrap_err()
+            .to_string()
+    };
+    let all = FitParams {
+        excluded_targets: vec![0, 1, 2, 3],
+        ..cpu(1)
+    };
+    assert_eq!(fit(&m, all), msg);
+    let zero = SparseMatrix::from_triplets(4, 20, &[], &[], &[]).unwrap();
+    assert_eq!(fit(&zero, cpu(1)), msg);
+    // One target left is enough.
+    let three = FitParams {
+        excluded_targets: vec![0, 1, 2],
+        epochs: 3,
+        ..cpu(1)
+    };
+    Calibration::new(20, seeded(1))
+        .unwrap()
+        .fit(&m, &y, &three)
+        .unwrap();
+}
+
+/// An observer that asks the fit to stop after `after` calls.
+struct StopAfter {
+    asked: u64,
+    after: u64,
+}
+
+impl l0::calibration::CalibrationObserver for StopAfter {
+    fn report_every(&self) -> Option<u64> {
+        None
+    }
+    fn progress(&mut self, _p: &l0::calibration::Progress) -> l0::Result<()> {
+        Ok(())
+    }
+    fn summarize(&self, s: &l0::engine::Snapshot, total_loss: f64) -> l0::calibration::Progress {
+        l0::calibration::Progress {
+            epoch: s.epoch,
+            epochs: s.epochs,
+            total_loss,
+            data_loss: s.losses.data,
+            l0_penalty: s.losses.l0,
+            mean_rel_err: 0.0,
+            max_rel_err: 0.0,
+            mean_group_rel_err: None,
+            active: 0,
+            n: 0,
+            buckets: [0; 6],
+        }
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.asked += 1;
+        self.asked >= self.after
+    }
+}
+
+#[test]
+fn a_stopped_fit_continues_exactly_where_it_stopped() {
+    let (m, y, _) = sparse_truth(30, 500, 7);
+    let opts = |epochs| FitParams {
+        loss: Loss::Relative,
+        epochs,
+        lr: 0.05,
+        ..cpu(2)
+    };
+    let mut whole = Calibration::new(500, seeded(5)).unwrap();
+    whole.fit(&m, &y, &opts(40)).unwrap();
+    let mut stopped = Calibration::new(500, seeded(5)).unwrap();
+    let mut obs = StopAfter {
+        asked: 0,
+        after: 17,
+    };
+    let report = stopped.fit_observed(&m, &y, &opts(40), &mut obs).unwrap();
+    assert_eq!(report.epochs, 17);
+    assert_eq!(stopped.state().step, 17);
+    stopped.fit(&m, &y, &opts(23)).unwrap();
+    assert_eq!(whole.state(), stopped.state());
+}
+
+#[test]
+fn minus_zero_is_printed_as_zero() {
+    let p = l0::calibration::Progress {
+        epoch: 1,
+        epochs: 1,
+        total_loss: -0.0,
+        data_loss: -0.0,
+        l0_penalty: 0.0,
+        mean_rel_err: -0.0,
+        max_rel_err: -0.0,
+        mean_group_rel_err: None,
+        active: 0,
+        n: 4,
+        buckets: [0; 6],
+    };
+    assert_eq!(
+        p.to_string(),
+        "Epoch    1: mean_error=0.0000%, max_error=0.0%, total_loss=0.000, active=   0/4 (100.0% sparse)\n         Weight dist: [no active weights]"
+    );
+}
+
+#[test]
+fn compressed_matrices_take_any_index_type() {
+    let (ptr, idx, val) = ([0usize, 2, 3], [0usize, 2, 1], [1.0, 2.0, 3.0]);
+    let want = SparseMatrix::from_csr(2, 3, &ptr, &idx, &val).unwrap();
+    let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<_>>();
+    let as_i32 = |v: &[usize]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
+    let as_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
+    let as_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<_>>();
+    let f = want.fingerprint();
+    let csr = |m: l0::Result<SparseMatrix>| m.unwrap().fingerprint();
+    assert_eq!(
+        csr(SparseMatrix::from_csr(
+            2,
+            3,
+            &as_u32(&ptr),
+            &as_u32(&idx),
+            &val
+        )),
+        f
+    );
+    assert_eq!(
+        csr(SparseMatrix::from_csr(
+            2,
+            3,
+            &as_i32(&ptr),
+            &as_i32(&idx),
+            &val
+        )),
+        f
+    );
+    assert_eq!(
+        csr(SparseMatrix::from_csr(
+            2,
+            3,
+            &as_i64(&ptr),
+            &as_u64(&idx),
+            &val
+        )),
+        f
+    );
+    // The same matrix by columns, int32 as scipy writes it.
+    let by_col = SparseMatrix::from_csc(2, 3, &[0i32, 1, 2, 3], &[0i32, 1, 0], &[1.0, 3.0, 2.0]);
+    assert_eq!(csr(by_col), f);
+    assert_eq!(
+        SparseMatrix::from_csr(2, 3, &[0i64, 2, 3], &[0i32, -2, 1], &val)
+            .unwrap_err()
+            .to_string(),
+        "invalid configuration: indices: negative index -2 at position 1"
+    );
+    assert_eq!(
+        SparseMatrix::from_csc(2, 3, &[0i32, -1, 2, 3], &[0i32, 1, 0], &val)
+            .unwrap_err()
+            .to_string(),
+        "invalid configuration: indptr: negative index -1 at position 1"
+    );
+}
