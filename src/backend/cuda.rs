@@ -9,9 +9,10 @@
 //! [`std::panic::catch_unwind`] so that no panic reaches a user.
 //!
 //! The kernel sources are embedded in the binary and compiled once per
-//! device and process with NVRTC for the device's own compute capability
-//! (`--gpu-architecture=compute_XY`, `--fmad=false` so no multiply-add is
-//! contracted where the CPU rounds twice). Every buffer is allocated by
+//! device and process with NVRTC into a cubin for the device's own
+//! architecture (`--gpu-architecture=sm_XY`; PTX only for a device NVRTC does
+//! not know, see [`target_arch`]), with `--fmad=false` so no multiply-add is
+//! contracted where the CPU rounds twice. Every buffer is allocated by
 //! [`CudaBackend::new`]; the epoch methods only launch kernels, and the only
 //! host-device copies outside `new`, `load_state` and `store_state` are the
 //! few scalars of [`Backend::losses`], [`Backend::first_bad_step`] and
