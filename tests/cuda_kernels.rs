@@ -317,6 +317,37 @@ fn gpu_500_epochs_match_cpu_loss_and_sparsity() {
     );
 }
 
+/// Predictions and gradients (dL/dp, dL/da, dL/db) after sampling at
+/// `step` from the problem's state, on one backend.
+type Sampled = (Vec<f64>, (Vec<f32>, Vec<f32>, Option<f64>));
+
+fn predictions_and_gradients(b: &mut dyn Backend, s: &Synthetic, icpt: bool, step: u64) -> Sampled {
+    b.load_state(&s.state(icpt)).unwrap();
+    b.sample_weights(step).unwrap();
+    b.forward().unwrap();
+    let mut yhat = vec![0.0; s.m.rows()];
+    b.read_yhat(&mut yhat).unwrap();
+    b.residual(step).unwrap();
+    (yhat, b.gradients().unwrap())
+}
+
+/// Asserts that the GPU's predictions and gradients (`got`) agree with the
+/// CPU's (`want`).
+fn assert_sampled_close(got: &Sampled, want: &Sampled) {
+    let ((yg, gg), (yc, gc)) = (got, want);
+    // The sampled weights agree to about an ulp (see gate_floor).
+    assert_close("yhat", yg, yc, 1e-6, 1e-6);
+    assert_close("dL/dp", &f64s(&gg.0), &f64s(&gc.0), 1e-5, 1e-9);
+    assert_close("dL/da", &f64s(&gg.1), &f64s(&gc.1), 1e-5, 1e-9);
+    match (gg.2, gc.2) {
+        // The sum of the residuals: the sampled weights agree to about an
+        // ulp, so the sum to about 1e-7.
+        (Some(x), Some(y)) => assert_close("dL/db", &[x], &[y], 1e-6, 1e-12),
+        (None, None) => {}
+        _ => panic!("intercept gradient on one backend only"),
+    }
+}
+
 #[test]
 fn gpu_gradients_match_cpu() {
     for intercept in [false, true] {
@@ -326,24 +357,10 @@ fn gpu_gradients_match_cpu() {
             return;
         };
         let mut c = cpu(s.problem(h));
-        let mut out = Vec::new();
-        for b in [&mut g as &mut dyn Backend, &mut c] {
-            b.load_state(&s.state(intercept)).unwrap();
-            b.sample_weights(5).unwrap();
-            b.forward().unwrap();
-            b.residual(5).unwrap();
-            out.push(b.gradients().unwrap());
-        }
-        let (gg, gc) = (&out[0], &out[1]);
-        assert_close("dL/dp", &f64s(&gg.0), &f64s(&gc.0), 1e-5, 1e-9);
-        assert_close("dL/da", &f64s(&gg.1), &f64s(&gc.1), 1e-5, 1e-9);
-        match (gg.2, gc.2) {
-            // The sum of the residuals: the sampled weights agree to about
-            // an ulp (see gate_floor), so the sum to about 1e-7.
-            (Some(x), Some(y)) => assert_close("dL/db", &[x], &[y], 1e-6, 1e-12),
-            (None, None) => assert!(!intercept),
-            _ => panic!("intercept gradient on one backend only"),
-        }
+        let got = predictions_and_gradients(&mut g, &s, intercept, 5);
+        let want = predictions_and_gradients(&mut c, &s, intercept, 5);
+        assert_eq!(got.1 .2.is_some(), intercept);
+        assert_sampled_close(&got, &want);
     }
 }
 
@@ -575,22 +592,9 @@ fn gpu_long_columns_and_short_rows_match_cpu() {
         return;
     };
     let mut c = cpu(s.problem(h));
-    let mut out = Vec::new();
-    for b in [&mut g as &mut dyn Backend, &mut c] {
-        b.load_state(&s.state(true)).unwrap();
-        b.sample_weights(3).unwrap();
-        b.forward().unwrap();
-        let mut yhat = vec![0.0; s.m.rows()];
-        b.read_yhat(&mut yhat).unwrap();
-        b.residual(3).unwrap();
-        let grads = b.gradients().unwrap();
-        out.push((yhat, grads));
-    }
-    let ((yg, gg), (yc, gc)) = (&out[0], &out[1]);
-    // The sampled weights agree to about an ulp (see gate_floor).
-    assert_close("yhat", yg, yc, 1e-6, 1e-6);
-    assert_close("dL/dp", &f64s(&gg.0), &f64s(&gc.0), 1e-5, 1e-9);
-    assert_close("dL/da", &f64s(&gg.1), &f64s(&gc.1), 1e-5, 1e-9);
+    let got = predictions_and_gradients(&mut g, &s, true, 3);
+    let want = predictions_and_gradients(&mut c, &s, true, 3);
+    assert_sampled_close(&got, &want);
     let (mut sg, mut sc) = (s.state(true), s.state(true));
     train(&mut g, &mut sg, 1);
     train(&mut c, &mut sc, 1);
