@@ -122,6 +122,8 @@ impl Default for CalibrationParams {
 /// | `target_groups` | None | one id per target |
 /// | `normalize_groups` | true | |
 /// | `group_multipliers` | empty | ids present in the groups, factors >= 0 |
+/// | `excluded_targets` | empty | target indices |
+/// | `target_weights` | None | one factor >= 0 per target |
 /// | `device` | auto | auto, cpu, cuda:N |
 /// | `threads` | all cores | >= 1 |
 /// | `report_every` | None (last epoch only) | >= 1 |
@@ -145,6 +147,9 @@ pub struct FitParams {
     pub group_multipliers: BTreeMap<i64, f64>,
     /// Targets left out of the loss (still reported).
     pub excluded_targets: Vec<usize>,
+    /// A factor per target (>= 0) on its loss weight, applied after group
+    /// normalisation and group multipliers (0 leaves the target out).
+    pub target_weights: Option<Vec<f64>>,
     /// Where to run.
     pub device: Device,
     /// CPU threads.
@@ -166,6 +171,7 @@ impl Default for FitParams {
             normalize_groups: true,
             group_multipliers: BTreeMap::new(),
             excluded_targets: Vec::new(),
+            target_weights: None,
             device: Device::Auto,
             threads: None,
             report_every: None,
@@ -243,6 +249,23 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
                     *w *= mult;
                 }
             }
+        }
+    }
+    if let Some(factors) = &opts.target_weights {
+        if factors.len() != q {
+            return Err(L0Error::shape(
+                "target weights (one per target)",
+                q,
+                factors.len(),
+            ));
+        }
+        for (k, (w, &f)) in weight.iter_mut().zip(factors).enumerate() {
+            if !(f.is_finite() && f >= 0.0) {
+                return Err(L0Error::config(format!(
+                    "target weight {k} must be a finite number >= 0, got {f}"
+                )));
+            }
+            *w *= f;
         }
     }
     for &t in &opts.excluded_targets {
@@ -627,6 +650,19 @@ impl Calibration {
     /// `M w` with deterministic weights.
     pub fn predict(&self, m: &SparseMatrix) -> Result<Vec<f64>> {
         m.mul_vec(&self.weights(true))
+    }
+
+    /// How concentrated the deterministic weights are and who carries each
+    /// target of `m` ([`crate::diagnostics`]).
+    pub fn diagnostics(&self, m: &SparseMatrix) -> Result<crate::diagnostics::Diagnostics> {
+        if m.cols() != self.n_features() {
+            return Err(L0Error::shape(
+                "matrix columns (one per weight)",
+                self.n_features(),
+                m.cols(),
+            ));
+        }
+        Ok(crate::diagnostics::Diagnostics::of(m, &self.weights(true)))
     }
 }
 

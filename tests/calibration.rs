@@ -784,3 +784,148 @@ fn compressed_matrices_take_any_index_type() {
         "invalid configuration: indptr: negative index -1 at position 1"
     );
 }
+
+#[test]
+fn target_weights_multiply_after_groups_and_multipliers() {
+    use l0::calibration::target_weights;
+    let y = [10.0, 20.0, 30.0, 40.0, 50.0];
+    let opts = FitParams {
+        target_groups: Some(vec![7, 7, 7, 2, 2]),
+        group_multipliers: BTreeMap::from([(2, 4.0)]),
+        target_weights: Some(vec![1.0, 0.0, 3.0, 0.5, 1.0]),
+        ..Default::default()
+    };
+    let tw = target_weights(&y, &opts).unwrap();
+    assert_eq!(tw.weight, vec![1.0 / 3.0, 0.0, 1.0, 1.0, 2.0]);
+    let bad = |v: Vec<f64>| {
+        let o = FitParams {
+            target_weights: Some(v),
+            ..Default::default()
+        };
+        target_weights(&y, &o).unwrap_err().to_string()
+    };
+    assert_eq!(
+        bad(vec![1.0; 4]),
+        "shape mismatch: target weights (one per target): expected 5, got 4"
+    );
+    assert_eq!(
+        bad(vec![1.0, 1.0, -1.0, 1.0, 1.0]),
+        "invalid configuration: target weight 2 must be a finite number >= 0, got -1"
+    );
+    assert_eq!(
+        bad(vec![1.0, f64::NAN, 1.0, 1.0, 1.0]),
+        "invalid configuration: target weight 1 must be a finite number >= 0, got NaN"
+    );
+}
+
+#[test]
+fn a_zero_target_weight_is_the_same_fit_as_excluding_the_target() {
+    let (m, y, _) = sparse_truth(20, 300, 31);
+    let fit = |opts: FitParams| {
+        let mut c = Calibration::new(300, seeded(3)).unwrap();
+        c.fit(&m, &y, &opts).unwrap();
+        c.weights(true)
+    };
+    let base = FitParams {
+        epochs: 60,
+        lr: 0.05,
+        lambda_l0: 1e-3,
+        loss: Loss::Relative,
+        ..cpu(2)
+    };
+    let mut factors = vec![1.0; 20];
+    factors[4] = 0.0;
+    let zero = fit(FitParams {
+        target_weights: Some(factors.clone()),
+        ..base.clone()
+    });
+    let excluded = fit(FitParams {
+        excluded_targets: vec![4],
+        ..base.clone()
+    });
+    assert_eq!(zero, excluded);
+    // A factor of 3 on target 4 pulls its estimate closer than the plain fit.
+    factors[4] = 3.0;
+    let weighted = fit(FitParams {
+        target_weights: Some(factors),
+        ..base.clone()
+    });
+    let plain = fit(base);
+    let err4 = |w: &[f64]| ((m.mul_vec(w).unwrap()[4] - y[4]) / (y[4] + 1.0)).abs();
+    assert!(
+        err4(&weighted) < err4(&plain),
+        "{} vs {}",
+        err4(&weighted),
+        err4(&plain)
+    );
+}
+
+#[test]
+fn diagnostics_match_an_independent_computation() {
+    let (m, y, _) = sparse_truth(15, 400, 41);
+    let mut c = Calibration::new(400, seeded(9)).unwrap();
+    c.fit(
+        &m,
+        &y,
+        &FitParams {
+            epochs: 80,
+            lr: 0.05,
+            lambda_l0: 2e-3,
+            ..cpu(2)
+        },
+    )
+    .unwrap();
+    let w = c.weights(true);
+    let d = c.diagnostics(&m).unwrap();
+    // Weight concentration, by hand.
+    let mut active: Vec<f64> = w.iter().copied().filter(|&x| x > 0.0).collect();
+    active.sort_by(|a, b| b.partial_cmp(a).unwrap()); // descending
+    let (n, sum) = (active.len(), active.iter().sum::<f64>());
+    let ess = sum * sum / active.iter().map(|x| x * x).sum::<f64>();
+    assert!(n > 100 && n < 400, "active {n}");
+    let top = (n + 99) / 100;
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+    assert_eq!(d.weights.active, n);
+    assert!(close(d.weights.ess, ess));
+    assert!(close(d.weights.design_effect, n as f64 / ess));
+    assert_eq!(d.weights.max_weight, active[0]);
+    assert!(close(
+        d.weights.top1pct_share,
+        active[..top].iter().sum::<f64>() / sum
+    ));
+    assert_eq!(d.weights.quantiles[0], active[n - 1]);
+    assert_eq!(d.weights.quantiles[6], active[0]);
+    // Median of the ascending order statistics, interpolated.
+    let asc: Vec<f64> = active.iter().rev().copied().collect();
+    let h = (n - 1) as f64 * 0.5;
+    let med = asc[h.floor() as usize]
+        + (h - h.floor()) * (asc[h.ceil() as usize] - asc[h.floor() as usize]);
+    assert!(close(d.weights.quantiles[3], med));
+    // Who carries each target, from the triplets.
+    let csr = m.csr();
+    for (q, t) in d.targets.iter().enumerate() {
+        let row = csr.outer_view(q).unwrap();
+        let contrib: Vec<(usize, f64)> = row.iter().map(|(i, &v)| (i, v as f64 * w[i])).collect();
+        let estimate: f64 = contrib.iter().map(|c| c.1).sum();
+        let best = contrib
+            .iter()
+            .filter(|c| c.1 > 0.0)
+            .fold(None::<(usize, f64)>, |b, &(i, c)| match b {
+                Some((_, bc)) if bc >= c => b,
+                _ => Some((i, c)),
+            });
+        assert_eq!(t.top_record, best.map(|b| b.0), "target {q}");
+        let share = best.map_or(0.0, |b| b.1 / estimate);
+        assert!(close(t.top_record_share, share), "target {q}");
+        assert_eq!(
+            t.records_contributing,
+            contrib.iter().filter(|c| c.1 != 0.0).count()
+        );
+    }
+    assert_eq!(
+        c.diagnostics(&random_matrix(&mut Rng(1), 3, 5, 0.5, 0.0, 1.0))
+            .unwrap_err()
+            .to_string(),
+        "shape mismatch: matrix columns (one per weight): expected 400, got 5"
+    );
+}
