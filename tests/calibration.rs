@@ -883,7 +883,7 @@ fn diagnostics_match_an_independent_computation() {
     let (n, sum) = (active.len(), active.iter().sum::<f64>());
     let ess = sum * sum / active.iter().map(|x| x * x).sum::<f64>();
     assert!(n > 100 && n < 400, "active {n}");
-    let top = (n + 99) / 100;
+    let top = n.div_ceil(100);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
     assert_eq!(d.weights.active, n);
     assert!(close(d.weights.ess, ess));
