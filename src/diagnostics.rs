@@ -147,6 +147,29 @@ pub fn target_carriers(m: &SparseMatrix, w: &[f64]) -> Vec<TargetCarrier> {
         .collect()
 }
 
+/// The targets that no weights within `caps` (one per column, `0 <= w_i <=
+/// cap_i`) can reach: `y_q` above the largest estimate
+/// `sum_i max(M_qi, 0) cap_i` or below the smallest `sum_i min(M_qi, 0)
+/// cap_i`. A capped fit then falls short of them whatever it does.
+pub fn unreachable_targets(m: &SparseMatrix, y: &[f64], caps: &[f64]) -> Vec<usize> {
+    let csr = m.csr();
+    (0..m.rows())
+        .filter(|&q| {
+            let row = csr.outer_view(q).expect("row index below the row count");
+            let (mut lo, mut hi) = (0.0, 0.0);
+            for (i, &v) in row.iter() {
+                let c = v as f64 * caps[i];
+                if c > 0.0 {
+                    hi += c;
+                } else {
+                    lo += c;
+                }
+            }
+            y[q] > hi || y[q] < lo
+        })
+        .collect()
+}
+
 /// The warnings the figures call for, one line each: targets whose top
 /// record carries more than half of the estimate (up to five named, with
 /// the count), and a top 1% of the records carrying more than

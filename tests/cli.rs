@@ -1460,3 +1460,53 @@ fn target_weights_and_concentration_flags() {
         "error: --warn-top1pct must be a share between 0 and 1, got 1.5"
     );
 }
+
+#[test]
+fn weight_caps_hold_and_name_the_targets_they_block() {
+    let f = problem("caps", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(["--epochs", "60", "--overwrite"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (npy(&out.join("weights.npy")), stderr(&o))
+    };
+    let (free, _) = run(with(&[]));
+    let cap = free.iter().copied().fold(0.0, f64::max) / 2.0;
+    let cap_text = format!("{cap:?}");
+    let (w, _) = run(with(&["--max-weight", &cap_text]));
+    assert!(w.iter().all(|&x| x <= cap), "{w:?}");
+    assert_eq!(summary(&out)["settings"]["max_weight"], cap);
+    // Caps so low that no target can be reached.
+    let (w, err) = run(with(&["--max-weight", "0.001"]));
+    assert!(w.iter().all(|&x| x <= 0.001));
+    assert!(
+        err.contains("warning: the weight caps make 6 target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: t0, t1, t2, t3, t4, t5"),
+        "{err}"
+    );
+    // A ratio cap against per-record design weights.
+    let design = f.dir.join("design.npy");
+    let d: Vec<f64> = (0..80).map(|i| 0.5 + (i % 3) as f64 * 0.25).collect();
+    write_npy_f64(&design, &d).unwrap();
+    let (w, _) = run(with(&[
+        "--init-weights",
+        p(&design),
+        "--max-weight-ratio",
+        "1.5",
+    ]));
+    assert!(w.iter().zip(&d).all(|(w, d)| *w <= 1.5 * d));
+    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bad(&["--max-weight", "-1"]),
+        "error: --max-weight must be a number > 0, got -1"
+    );
+    assert_eq!(
+        bad(&["--max-weight-ratio", "0.5"]),
+        "error: --max-weight-ratio must be a number >= 1 with gates, got 0.5"
+    );
+}

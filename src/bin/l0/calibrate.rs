@@ -56,6 +56,13 @@ pub(super) struct CalibrateArgs {
     /// share of the weight total [default: 0.5].
     #[arg(long, value_name = "SHARE")]
     warn_top1pct: Option<f64>,
+    /// Cap every weight at X (held exactly, during training too).
+    #[arg(long, value_name = "X")]
+    max_weight: Option<f64>,
+    /// Cap every weight at R times its record's --init-weights (the design
+    /// weight); R >= 1 with gates.
+    #[arg(long, value_name = "R")]
+    max_weight_ratio: Option<f64>,
     /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
@@ -496,6 +503,13 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
             Kind::Text,
         ),
         ("warn_top1pct", num(a.warn_top1pct), "0.5".into(), Kind::Num),
+        ("max_weight", num(a.max_weight), String::new(), Kind::Num),
+        (
+            "max_weight_ratio",
+            num(a.max_weight_ratio),
+            String::new(),
+            Kind::Num,
+        ),
         (
             "beta",
             num(f.beta),
@@ -686,7 +700,9 @@ pub(super) fn plan(
         } else {
             load_init(r.get("init_keep_prob"), "init_keep_prob", cols)?
         },
-        init_weights: if resuming {
+        // A resumed run takes its state from the checkpoint, but a ratio cap
+        // still needs the design weights.
+        init_weights: if resuming && r.get("max_weight_ratio").is_empty() {
             None
         } else {
             Some(load_init(r.get("init_weights"), "init_weights", cols)?)
@@ -708,6 +724,12 @@ pub(super) fn plan(
         group_multipliers,
         excluded_targets: excluded,
         target_weights: load_target_weights(r.get("target_weights"), p.m.rows())?,
+        max_weight: cap_flag(r, "max_weight", 0.0)?,
+        max_weight_ratio: cap_flag(
+            r,
+            "max_weight_ratio",
+            if r.bool("use_gates") { 1.0 } else { 0.0 },
+        )?,
         device,
         threads: a.fit.threads,
         report_every: None,
@@ -718,6 +740,28 @@ pub(super) fn plan(
         epochs,
         excluded_names,
     })
+}
+
+/// A cap flag's value (None when not given), which must be finite and above
+/// `least` (or equal to it when `least` is not 0).
+fn cap_flag(r: &Resolved, name: &str, least: f64) -> CliResult<Option<f64>> {
+    if r.get(name).is_empty() {
+        return Ok(None);
+    }
+    let v = r.f64(name)?;
+    let ok = v.is_finite() && if least == 0.0 { v > 0.0 } else { v >= least };
+    if !ok {
+        let flag = name.replace('_', "-");
+        let bound = if least == 0.0 {
+            "> 0".to_string()
+        } else {
+            format!(">= {least} with gates")
+        };
+        return Err(input_error(format!(
+            "--{flag} must be a number {bound}, got {v}"
+        )));
+    }
+    Ok(Some(v))
 }
 
 /// The per-target loss factors of --target-weights (None when not given):
@@ -1274,6 +1318,19 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         eprintln!("{w}");
     }
     let included: Vec<bool> = excluded.iter().map(|e| !e).collect();
+    if let Some(caps) = model.caps(&opts)? {
+        let blocked: Vec<usize> = unreachable_targets(m, y, &caps)
+            .into_iter()
+            .filter(|&q| included[q])
+            .collect();
+        if !blocked.is_empty() {
+            eprintln!(
+                "warning: the weight caps make {} target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: {}",
+                blocked.len(),
+                name_list(&problem.names, &blocked)
+            );
+        }
+    }
     for w in concentration_warnings(
         &diag.weights,
         &diag.targets,
