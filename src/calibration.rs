@@ -123,6 +123,7 @@ impl Default for CalibrationParams {
 /// | `normalize_groups` | true | |
 /// | `group_multipliers` | empty | ids present in the groups, factors >= 0 |
 /// | `excluded_targets` | empty | target indices |
+/// | `holdout_targets` | empty | target indices (see [`crate::holdout`]) |
 /// | `target_weights` | None | one factor >= 0 per target |
 /// | `max_weight` | None | > 0 |
 /// | `max_weight_ratio` | None | > 0; >= 1 with gates |
@@ -149,6 +150,10 @@ pub struct FitParams {
     pub group_multipliers: BTreeMap<i64, f64>,
     /// Targets left out of the loss (still reported).
     pub excluded_targets: Vec<usize>,
+    /// Validation targets: left out of the loss like excluded ones, and
+    /// reported apart ([`Progress::holdout_mean_rel_err`]); chosen by
+    /// [`crate::holdout::holdout_targets`] or by hand.
+    pub holdout_targets: Vec<usize>,
     /// A factor per target (>= 0) on its loss weight, applied after group
     /// normalisation and group multipliers (0 leaves the target out).
     pub target_weights: Option<Vec<f64>>,
@@ -178,6 +183,7 @@ impl Default for FitParams {
             normalize_groups: true,
             group_multipliers: BTreeMap::new(),
             excluded_targets: Vec::new(),
+            holdout_targets: Vec::new(),
             target_weights: None,
             max_weight: None,
             max_weight_ratio: None,
@@ -289,16 +295,21 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
             *w *= f;
         }
     }
-    for &t in &opts.excluded_targets {
-        if t >= q {
-            return Err(L0Error::IndexOutOfRange {
-                what: "excluded targets".into(),
-                index: t as u64,
-                position: 0,
-                bound: q as u64,
-            });
+    for (what, list) in [
+        ("excluded targets", &opts.excluded_targets),
+        ("holdout targets", &opts.holdout_targets),
+    ] {
+        for (position, &t) in list.iter().enumerate() {
+            if t >= q {
+                return Err(L0Error::IndexOutOfRange {
+                    what: what.into(),
+                    index: t as u64,
+                    position,
+                    bound: q as u64,
+                });
+            }
+            weight[t] = 0.0;
         }
-        weight[t] = 0.0;
     }
     let denom = match opts.loss {
         Loss::Mse => vec![1.0; q],
@@ -399,6 +410,11 @@ pub struct Progress {
     pub max_rel_err: f64,
     /// Mean over groups of the per-group mean (with groups).
     pub mean_group_rel_err: Option<f64>,
+    /// Mean of `|y - yhat| / (y + 1)` over the holdout targets (None
+    /// without a holdout).
+    pub holdout_mean_rel_err: Option<f64>,
+    /// Maximum of the same.
+    pub holdout_max_rel_err: Option<f64>,
     /// Nonzero deterministic weights.
     pub active: u64,
     /// Columns.
@@ -431,6 +447,14 @@ impl fmt::Display for Progress {
             self.n,
             100.0 * self.sparsity() + 0.0
         )?;
+        if let (Some(mean), Some(max)) = (self.holdout_mean_rel_err, self.holdout_max_rel_err) {
+            write!(
+                f,
+                ", holdout_mean_error={:.4}%, holdout_max_error={:.1}%",
+                100.0 * mean + 0.0,
+                100.0 * max + 0.0
+            )?;
+        }
         if self.active == 0 {
             return write!(f, "\n         Weight dist: [no active weights]");
         }
@@ -828,28 +852,64 @@ impl CalibrationObserver for ProgressObserver<'_, '_> {
     }
 }
 
+/// The part a target plays in a fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetRole {
+    /// In the loss and in the training metrics.
+    Train,
+    /// Out of the loss, reported as validation.
+    Holdout,
+    /// Out of the loss and out of every metric (still listed).
+    Excluded,
+}
+
+/// Each target's role under `opts` (an excluded target that is also in the
+/// holdout counts as excluded).
+pub fn target_roles(q: usize, opts: &FitParams) -> Vec<TargetRole> {
+    let mut role = vec![TargetRole::Train; q];
+    for (list, r) in [
+        (&opts.holdout_targets, TargetRole::Holdout),
+        (&opts.excluded_targets, TargetRole::Excluded),
+    ] {
+        for &t in list {
+            if let Some(x) = role.get_mut(t) {
+                *x = r;
+            }
+        }
+    }
+    role
+}
+
+/// Mean and max of `rel[q]` over the targets `qs` (0 and 0 when empty).
+fn mean_max(rel: &[f64], qs: &[usize]) -> (f64, f64) {
+    let mean = qs.iter().map(|&q| rel[q]).sum::<f64>() / qs.len().max(1) as f64;
+    let max = qs.iter().map(|&q| rel[q]).fold(0.0, f64::max);
+    (mean, max)
+}
+
 /// What the progress line needs to know about the targets.
 #[derive(Clone, Debug)]
 pub struct TargetMetrics<'a> {
     y: &'a [f64],
-    included: Vec<bool>,
+    role: Vec<TargetRole>,
     groups: Option<Vec<i64>>,
 }
 
 impl<'a> TargetMetrics<'a> {
-    /// Metrics for targets `y`, groups and exclusions from `opts`.
+    /// Metrics for targets `y`, groups, exclusions and holdout from `opts`.
     pub fn new(y: &'a [f64], opts: &FitParams) -> Result<Self> {
-        let mut included = vec![true; y.len()];
-        for &t in &opts.excluded_targets {
-            if let Some(x) = included.get_mut(t) {
-                *x = false;
-            }
-        }
         Ok(TargetMetrics {
             y,
-            included,
+            role: target_roles(y.len(), opts),
             groups: opts.target_groups.clone(),
         })
+    }
+
+    /// The targets playing `role`.
+    fn with_role(&self, role: TargetRole) -> Vec<usize> {
+        (0..self.role.len())
+            .filter(|&q| self.role[q] == role)
+            .collect()
     }
 
     /// Progress from a snapshot.
@@ -860,10 +920,10 @@ impl<'a> TargetMetrics<'a> {
             .zip(s.yhat)
             .map(|(y, yh)| ((y - yh) / crate::report::rel_scale(*y)).abs())
             .collect();
-        let inc = |q: &usize| self.included[*q];
-        let qs: Vec<usize> = (0..rel.len()).filter(inc).collect();
-        let mean = qs.iter().map(|&q| rel[q]).sum::<f64>() / qs.len().max(1) as f64;
-        let max = qs.iter().map(|&q| rel[q]).fold(0.0, f64::max);
+        let qs = self.with_role(TargetRole::Train);
+        let (mean, max) = mean_max(&rel, &qs);
+        let held = self.with_role(TargetRole::Holdout);
+        let holdout = (!held.is_empty()).then(|| mean_max(&rel, &held));
         let group_mean = self.groups.as_ref().map(|g| {
             let mut acc: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
             for &q in &qs {
@@ -882,6 +942,8 @@ impl<'a> TargetMetrics<'a> {
             mean_rel_err: mean,
             max_rel_err: max,
             mean_group_rel_err: group_mean,
+            holdout_mean_rel_err: holdout.map(|h| h.0),
+            holdout_max_rel_err: holdout.map(|h| h.1),
             active: s.weights.active,
             n,
             buckets: s.weights.buckets,

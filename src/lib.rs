@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod hard_concrete;
 pub mod hash;
+pub mod holdout;
 pub mod io;
 pub mod matrix;
 pub mod model;

@@ -24,6 +24,7 @@
 //! Every file goes through [`crate::io::write_atomic`] except the log,
 //! which grows during training ([`LogWriter`]).
 
+use crate::calibration::TargetRole;
 use crate::diagnostics::{TargetCarrier, WeightDiagnostics};
 use crate::error::{L0Error, Result};
 use crate::io::{
@@ -54,6 +55,8 @@ pub struct TargetRow {
     pub estimate: f64,
     /// Whether it was left out of the loss.
     pub excluded: bool,
+    /// Whether it was held out of the loss for validation.
+    pub holdout: bool,
 }
 
 impl TargetRow {
@@ -85,27 +88,33 @@ impl TargetRow {
     }
 }
 
-/// Builds the rows from names, targets, estimates and exclusion flags (all
-/// one per target).
-pub fn target_rows(names: &[String], y: &[f64], yhat: &[f64], excluded: &[bool]) -> Vec<TargetRow> {
+/// Builds the rows from names, targets, estimates and roles (all one per
+/// target).
+pub fn target_rows(
+    names: &[String],
+    y: &[f64],
+    yhat: &[f64],
+    roles: &[TargetRole],
+) -> Vec<TargetRow> {
     names
         .iter()
         .zip(y)
         .zip(yhat)
-        .zip(excluded)
-        .map(|(((name, &target), &estimate), &excluded)| TargetRow {
+        .zip(roles)
+        .map(|(((name, &target), &estimate), &role)| TargetRow {
             name: name.clone(),
             target,
             estimate,
-            excluded,
+            excluded: role == TargetRole::Excluded,
+            holdout: role == TargetRole::Holdout,
         })
         .collect()
 }
 
-/// Accuracy over the targets in the loss.
+/// Accuracy over a set of targets (those in the loss, or the holdout).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Accuracy {
-    /// Targets counted (those not excluded).
+    /// Targets counted.
     pub included: usize,
     /// Mean of `rel_error^2`.
     pub rel_loss: f64,
@@ -121,12 +130,23 @@ pub struct Accuracy {
 pub const WITHIN: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
 
 impl Accuracy {
-    /// Computes the accuracy of `rows` (excluded rows are skipped; with no
-    /// included rows every figure is 0).
+    /// The accuracy over the targets of `rows` in the loss (excluded and
+    /// holdout rows are skipped; with none left every figure is 0).
     pub fn of(rows: &[TargetRow]) -> Self {
+        Self::over(rows, |r| !r.excluded && !r.holdout)
+    }
+
+    /// The accuracy over the holdout rows (None when there are none).
+    pub fn holdout(rows: &[TargetRow]) -> Option<Self> {
+        rows.iter()
+            .any(|r| r.holdout)
+            .then(|| Self::over(rows, |r| r.holdout))
+    }
+
+    fn over(rows: &[TargetRow], keep: impl Fn(&TargetRow) -> bool) -> Self {
         let errs: Vec<f64> = rows
             .iter()
-            .filter(|r| !r.excluded)
+            .filter(|r| keep(r))
             .map(TargetRow::rel_abs_error)
             .collect();
         let n = errs.len().max(1) as f64;
@@ -145,10 +165,11 @@ impl Accuracy {
 }
 
 /// The columns of `targets.csv`: those of [`LOG_COLUMNS`] without the
-/// epoch and loss, whether the target was left out of the loss, then who
+/// epoch and loss, whether the target was left out of the loss, whether it
+/// was held out for validation, then who
 /// carries it ([`TargetCarrier`]: the top record, empty when none, its share
 /// of the estimate, and the count of contributing records).
-pub const TARGET_COLUMNS: [&str; 11] = [
+pub const TARGET_COLUMNS: [&str; 12] = [
     "target_name",
     "estimate",
     "target",
@@ -157,6 +178,7 @@ pub const TARGET_COLUMNS: [&str; 11] = [
     "abs_error",
     "rel_abs_error",
     "excluded",
+    "holdout",
     "top_record",
     "top_record_share",
     "records_contributing",
@@ -176,6 +198,7 @@ pub fn write_targets_csv(
             let mut fields = vec![r.name.clone(), num(r.estimate), num(r.target)];
             fields.extend(r.error_fields());
             fields.push(r.excluded.to_string());
+            fields.push(r.holdout.to_string());
             fields.push(c.top_record.map_or(String::new(), |i| i.to_string()));
             fields.push(num(c.top_record_share));
             fields.push(c.records_contributing.to_string());
@@ -311,6 +334,8 @@ pub struct Summary {
     pub data_loss: Option<f64>,
     /// Accuracy with deterministic weights.
     pub accuracy: Accuracy,
+    /// Accuracy over the holdout targets (None without a holdout).
+    pub holdout: Option<Accuracy>,
     /// Targets left out of the loss.
     pub excluded: usize,
     /// Nonzero deterministic weights.
@@ -341,7 +366,8 @@ impl Summary {
     /// epochs_run, resumed_from, seconds, seconds_per_epoch, seed, loss,
     /// data_loss, rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
     /// within_5pct, within_10pct, within_25pct, targets_included,
-    /// targets_excluded, active, sparsity, ess, design_effect, max_weight,
+    /// targets_excluded, active, sparsity, (with a holdout) targets_holdout,
+    /// holdout_mean_abs_rel_err, holdout_max_abs_rel_err, ess, design_effect, max_weight,
     /// top1pct_share, weight_quantiles (min, p01, p25, p50, p75, p99, max),
     /// settings.
     pub fn to_json(&self) -> Json {
@@ -385,10 +411,29 @@ impl Summary {
             ("active".into(), Json::Int(self.active as i128)),
             ("sparsity".into(), Json::Num(self.sparsity())),
         ]);
+        f.extend(holdout_fields(self.holdout.as_ref()));
         f.extend(weight_fields(&self.weights));
         f.push(("settings".into(), Json::Object(self.settings.clone())));
         Json::Object(f)
     }
+}
+
+/// The summary.json fields of a holdout's accuracy: targets_holdout,
+/// holdout_mean_abs_rel_err and holdout_max_abs_rel_err (none without one).
+pub fn holdout_fields(h: Option<&Accuracy>) -> Vec<(String, Json)> {
+    h.map_or_else(Vec::new, |h| {
+        vec![
+            ("targets_holdout".into(), Json::Int(h.included as i128)),
+            (
+                "holdout_mean_abs_rel_err".into(),
+                Json::Num(h.mean_abs_rel_err),
+            ),
+            (
+                "holdout_max_abs_rel_err".into(),
+                Json::Num(h.max_abs_rel_err),
+            ),
+        ]
+    })
 }
 
 /// The summary.json fields of [`WeightDiagnostics`].
@@ -419,7 +464,7 @@ pub fn write_json(path: &Path, value: &Json) -> Result<()> {
 }
 
 /// The columns of `log.csv` (see [`LogWriter`]).
-pub const LOG_COLUMNS: [&str; 9] = [
+pub const LOG_COLUMNS: [&str; 10] = [
     "target_name",
     "estimate",
     "target",
@@ -429,11 +474,12 @@ pub const LOG_COLUMNS: [&str; 9] = [
     "abs_error",
     "rel_abs_error",
     "loss",
+    "holdout",
 ];
 
 /// The header of `log.csv`: [`LOG_COLUMNS`] joined by commas.
 pub const LOG_HEADER: &str =
-    "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss";
+    "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss,holdout";
 
 /// Appends the long-format training log, `log.csv`: at each logged epoch,
 /// one row per target with the columns of [`LOG_HEADER`]:
@@ -445,7 +491,8 @@ pub const LOG_HEADER: &str =
 ///   continues across a resume);
 /// * `error`, `rel_error`, `abs_error`, `rel_abs_error`: as in the module docs;
 /// * `loss`: that epoch's total training loss (data loss with sampled gates
-///   plus penalties), the same on every row of the epoch.
+///   plus penalties), the same on every row of the epoch;
+/// * `holdout`: whether the target is a holdout (validation) target.
 ///
 /// Each epoch's rows are appended with one write, so a killed run leaves
 /// at most one partial epoch at the end; [`LogWriter::resume`] drops it
@@ -465,11 +512,12 @@ fn log_io(path: &Path, e: impl std::fmt::Display) -> L0Error {
 
 /// The epoch of a log line, read from the right (names may contain commas).
 fn log_line_epoch(line: &str) -> Option<u64> {
-    let fields: Vec<&str> = line.rsplitn(9, ',').collect();
-    if fields.len() != 9 || fields[..8].iter().any(|f| f.parse::<f64>().is_err()) {
+    let fields: Vec<&str> = line.rsplitn(10, ',').collect();
+    let numbers = fields.get(1..9)?;
+    if fields.len() != 10 || numbers.iter().any(|f| f.parse::<f64>().is_err()) {
         return None;
     }
-    fields[5].parse().ok()
+    fields[6].parse().ok()
 }
 
 impl LogWriter {
@@ -516,7 +564,7 @@ impl LogWriter {
         })
     }
 
-    /// Appends the rows of one epoch.
+    /// Appends the rows of one epoch (`holdout`: one flag per target).
     pub fn append(
         &mut self,
         epoch: u64,
@@ -524,18 +572,20 @@ impl LogWriter {
         y: &[f64],
         yhat: &[f64],
         loss: f64,
+        holdout: &[bool],
     ) -> Result<()> {
         let mut out = String::with_capacity(names.len() * 120);
-        for ((name, &target), &estimate) in names.iter().zip(y).zip(yhat) {
+        for (((name, &target), &estimate), &held) in names.iter().zip(y).zip(yhat).zip(holdout) {
             let row = TargetRow {
                 name: String::new(),
                 target,
                 estimate,
                 excluded: false,
+                holdout: held,
             };
             let [err, rel, abs, rel_abs] = row.error_fields();
             out.push_str(&format!(
-                "{},{},{},{epoch},{err},{rel},{abs},{rel_abs},{}\n",
+                "{},{},{},{epoch},{err},{rel},{abs},{rel_abs},{},{held}\n",
                 csv_field(name),
                 num(estimate),
                 num(target),
@@ -557,7 +607,7 @@ mod tests {
             &["a".into(), "b".into(), "c".into()],
             &[99.0, 0.0, 9.0],
             &[100.0, 0.5, 0.0],
-            &[false, false, true],
+            &[TargetRole::Train, TargetRole::Train, TargetRole::Excluded],
         )
     }
 
@@ -602,7 +652,8 @@ mod tests {
             .copied()
             .filter(|c| *c != "epoch" && *c != "loss")
             .collect();
-        assert_eq!(TARGET_COLUMNS[..7], shared[..]);
+        assert_eq!(TARGET_COLUMNS[..7], shared[..7]);
+        assert_eq!(TARGET_COLUMNS[8], shared[7]);
         assert_eq!(num(-0.0), "0.0");
         assert_eq!(num(-1.5), "-1.5");
     }
@@ -615,8 +666,15 @@ mod tests {
         let names = vec!["x,1".to_string(), "y".to_string()];
         let mut w = LogWriter::create(&p).unwrap();
         for epoch in [10, 20, 30] {
-            w.append(epoch, &names, &[1.0, 2.0], &[1.5, 2.0], 0.25)
-                .unwrap();
+            w.append(
+                epoch,
+                &names,
+                &[1.0, 2.0],
+                &[1.5, 2.0],
+                0.25,
+                &[false, true],
+            )
+            .unwrap();
         }
         drop(w);
         // A partial line, as a kill mid-write would leave.
@@ -624,12 +682,14 @@ mod tests {
         f.write_all(b"y,1.0,2.0,4").unwrap();
         drop(f);
         let mut w = LogWriter::resume(&p, 20).unwrap();
-        w.append(21, &names, &[1.0, 2.0], &[1.0, 2.0], 0.5).unwrap();
+        w.append(21, &names, &[1.0, 2.0], &[1.0, 2.0], 0.5, &[false, true])
+            .unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1 + 3 * 2);
         assert_eq!(lines[0], LOG_HEADER);
-        assert_eq!(lines[1], "\"x,1\",1.5,1.0,10,0.5,0.25,0.5,0.25,0.25");
+        assert_eq!(lines[1], "\"x,1\",1.5,1.0,10,0.5,0.25,0.5,0.25,0.25,false");
+        assert!(lines[2].ends_with(",true"));
         assert_eq!(log_line_epoch(lines[4]), Some(20));
         assert_eq!(log_line_epoch(lines[6]), Some(21));
         std::fs::remove_dir_all(&d).unwrap();

@@ -675,6 +675,8 @@ impl l0::calibration::CalibrationObserver for StopAfter {
             mean_rel_err: 0.0,
             max_rel_err: 0.0,
             mean_group_rel_err: None,
+            holdout_mean_rel_err: None,
+            holdout_max_rel_err: None,
             active: 0,
             n: 0,
             buckets: [0; 6],
@@ -720,6 +722,8 @@ fn minus_zero_is_printed_as_zero() {
         mean_rel_err: -0.0,
         max_rel_err: -0.0,
         mean_group_rel_err: None,
+        holdout_mean_rel_err: None,
+        holdout_max_rel_err: None,
         active: 0,
         n: 4,
         buckets: [0; 6],
@@ -1071,4 +1075,83 @@ fn a_capped_fit_is_the_best_capped_fit() {
         assert!((g - w).abs() <= 5e-3 * w, "{got:?} vs {want:?}");
     }
     assert!(got.iter().all(|&x| x <= 4.0));
+}
+
+#[test]
+fn holdout_targets_leave_the_fit_as_excluding_them_and_are_reported_apart() {
+    use l0::holdout::{holdout_targets, Holdout};
+    let (m, y, _) = sparse_truth(40, 400, 11);
+    let groups: Vec<i64> = (0..40).map(|q| (q % 4) as i64).collect();
+    let spec = Holdout::Fraction {
+        fraction: 0.25,
+        seed: 3,
+    };
+    let held = holdout_targets(40, Some(&groups), &spec).unwrap();
+    assert_eq!(held.len(), 12); // round(0.25 x 10) = 3 in each of 4 groups
+    let base = FitParams {
+        loss: Loss::Relative,
+        epochs: 60,
+        lr: 0.05,
+        target_groups: Some(groups),
+        report_every: Some(20),
+        ..cpu(2)
+    };
+    let mut with_holdout = Calibration::new(400, seeded(4)).unwrap();
+    let mut progress = Vec::new();
+    let opts = FitParams {
+        holdout_targets: held.clone(),
+        ..base.clone()
+    };
+    with_holdout
+        .fit_with(&m, &y, &opts, &mut |p| {
+            progress.push(p.clone());
+            Ok(())
+        })
+        .unwrap();
+    let mut excluding = Calibration::new(400, seeded(4)).unwrap();
+    let opts = FitParams {
+        excluded_targets: held.clone(),
+        ..base
+    };
+    excluding.fit(&m, &y, &opts).unwrap();
+    assert_eq!(with_holdout.state(), excluding.state());
+
+    // The reported errors, recomputed from the weights.
+    let yhat = m.mul_vec(&with_holdout.weights(true)).unwrap();
+    let rel = |q: usize| ((y[q] - yhat[q]) / (y[q] + 1.0)).abs();
+    let train: Vec<usize> = (0..40).filter(|q| !held.contains(q)).collect();
+    let mean = |qs: &[usize]| qs.iter().map(|&q| rel(q)).sum::<f64>() / qs.len() as f64;
+    let max = |qs: &[usize]| qs.iter().map(|&q| rel(q)).fold(0.0, f64::max);
+    assert_eq!(progress.len(), 3);
+    let last = progress.last().unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    assert!(close(last.holdout_mean_rel_err.unwrap(), mean(&held)));
+    assert!(close(last.holdout_max_rel_err.unwrap(), max(&held)));
+    assert!(close(last.mean_rel_err, mean(&train)));
+    assert!(close(last.max_rel_err, max(&train)));
+    assert!(last.to_string().contains(", holdout_mean_error="));
+}
+
+#[test]
+fn holdout_indices_are_checked() {
+    let (m, y, _) = sparse_truth(5, 20, 2);
+    let mut model = Calibration::new(20, seeded(1)).unwrap();
+    let opts = FitParams {
+        holdout_targets: vec![9],
+        epochs: 2,
+        ..cpu(1)
+    };
+    assert!(matches!(
+        model.fit(&m, &y, &opts),
+        Err(L0Error::IndexOutOfRange { .. })
+    ));
+    let opts = FitParams {
+        holdout_targets: (0..5).collect(),
+        epochs: 2,
+        ..cpu(1)
+    };
+    assert!(matches!(
+        model.fit(&m, &y, &opts),
+        Err(L0Error::InvalidConfig(_))
+    ));
 }

@@ -206,6 +206,7 @@ fn calibrate_writes_consistent_outputs() {
             "abs_error",
             "rel_abs_error",
             "excluded",
+            "holdout",
             "top_record",
             "top_record_share",
             "records_contributing"
@@ -227,6 +228,7 @@ fn calibrate_writes_consistent_outputs() {
         assert_eq!(row[6].parse::<f64>().unwrap(), rel.abs());
         let excluded = row[7] == "true";
         assert_eq!(excluded, q == 4 || q == 7, "row {q}");
+        assert_eq!(row[8], "false", "row {q}: no holdout");
         // Who carries the target, from the entries.
         let contrib: Vec<(usize, f64)> = f
             .entries
@@ -242,18 +244,18 @@ fn calibrate_writes_consistent_outputs() {
             },
         );
         assert_eq!(
-            row[8],
+            row[9],
             top.map_or(String::new(), |t| t.0.to_string()),
             "row {q}"
         );
-        let share: f64 = row[9].parse().unwrap();
+        let share: f64 = row[10].parse().unwrap();
         let want = top.map_or(0.0, |t| t.1 / est);
         assert!(
             (share - want).abs() <= 1e-9 * want,
             "row {q}: {share} vs {want}"
         );
         let count = contrib.iter().filter(|c| c.1 != 0.0).count();
-        assert_eq!(row[10], count.to_string(), "row {q}");
+        assert_eq!(row[11], count.to_string(), "row {q}");
         if !excluded {
             abs_rel.push(rel.abs());
         }
@@ -323,7 +325,7 @@ fn calibrate_writes_consistent_outputs() {
     let log = csv_rows(&out.join("log.csv"));
     assert_eq!(
         log[0].join(","),
-        "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss"
+        "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss,holdout"
     );
     assert_eq!(log.len(), 1 + 3 * f.rows);
     let last = &log[1 + 2 * f.rows..];
@@ -1508,5 +1510,86 @@ fn weight_caps_hold_and_name_the_targets_they_block() {
     assert_eq!(
         bad(&["--max-weight-ratio", "0.5"]),
         "error: --max-weight-ratio must be a number >= 1 with gates, got 0.5"
+    );
+}
+
+#[test]
+fn holdout_targets_are_marked_and_reported() {
+    let f = problem("holdout", 9, 120, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(["--epochs", "40", "--overwrite", "--log-every", "20"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            npy(&out.join("weights.npy")),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr(&o),
+        )
+    };
+    // Group 1 (targets 1, 4, 7) held out: the same weights as excluding it.
+    let (w_excl, _, _) = run(with(&["--exclude-targets", "t1,t4,t7"]));
+    let (w_held, stdout, err) = run(with(&["--holdout-groups", "1"]));
+    assert_eq!(w_held, w_excl);
+    assert!(stdout.contains("holdout: mean |rel err| "), "{stdout}");
+    assert!(err.contains("holdout_mean_error="), "{err}");
+    let t = csv_rows(&out.join("targets.csv"));
+    assert_eq!(t[0][8], "holdout");
+    let rel: Vec<f64> = t[1..].iter().map(|r| r[6].parse().unwrap()).collect();
+    for (q, row) in t[1..].iter().enumerate() {
+        assert_eq!(row[8] == "true", q % 3 == 1, "row {q}");
+    }
+    let s = summary(&out);
+    let held = [1, 4, 7].map(|q| rel[q]);
+    let want_mean = held.iter().sum::<f64>() / 3.0;
+    let want_max = held.iter().copied().fold(0.0, f64::max);
+    assert!((s["holdout_mean_abs_rel_err"].as_f64().unwrap() - want_mean).abs() < 1e-12);
+    assert_eq!(s["holdout_max_abs_rel_err"].as_f64().unwrap(), want_max);
+    assert_eq!(s["targets_holdout"], 3);
+    assert_eq!(s["targets_included"], 6);
+    let log = csv_rows(&out.join("log.csv"));
+    assert_eq!(log[0].last().unwrap(), "holdout");
+    assert_eq!(log[2].last().unwrap(), "true");
+    assert_eq!(log[1].last().unwrap(), "false");
+
+    // A fraction: stratified by group, and seeded.
+    run(with(&["--holdout-fraction", "0.34", "--holdout-seed", "3"]));
+    let t = csv_rows(&out.join("targets.csv"));
+    for g in 0..3 {
+        let n = (0..9)
+            .filter(|q| q % 3 == g && t[q + 1][8] == "true")
+            .count();
+        assert_eq!(n, 1, "group {g}");
+    }
+
+    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bad(&["--holdout-groups", "5"]),
+        "error: --holdout-groups: holdout group 5 is not a group of any target"
+    );
+    assert_eq!(
+        bad(&["--holdout-groups", "x"]),
+        "error: --holdout-groups: expected integer group ids, got 'x'"
+    );
+    assert_eq!(
+        bad(&["--holdout-fraction", "1.5"]),
+        "error: --holdout-fraction: the holdout fraction must be in (0, 1), got 1.5"
+    );
+    assert_eq!(
+        bad(&["--holdout-fraction", "0.2", "--holdout-groups", "1"]),
+        "error: --holdout-groups and --holdout-fraction exclude each other: give one"
+    );
+    assert_eq!(
+        bad(&["--holdout-seed", "2"]),
+        "error: --holdout-seed needs --holdout-fraction"
+    );
+    assert_eq!(
+        bad(&["--holdout-groups", "0,1,2"]),
+        "error: --holdout-groups: the holdout holds out all 9 targets, leaving none to fit"
     );
 }

@@ -48,6 +48,18 @@ pub(super) struct CalibrateArgs {
     /// Leave these targets (by name, comma-separated) out of the loss; they are still reported.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     exclude_targets: Vec<String>,
+    /// Hold these target groups (comma-separated ids of --groups) out of
+    /// the loss and report them as validation.
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    holdout_groups: Vec<String>,
+    /// Hold this share of the targets (drawn at random, stratified by
+    /// group when --groups is given) out of the loss and report them as
+    /// validation.
+    #[arg(long, value_name = "F")]
+    holdout_fraction: Option<f64>,
+    /// Seed of the --holdout-fraction draw [default: the model seed].
+    #[arg(long, value_name = "S")]
+    holdout_seed: Option<u64>,
     /// A factor >= 0 per target on its loss weight, after group
     /// normalisation and multipliers: .npy or one-column .csv.
     #[arg(long, value_name = "FILE")]
@@ -497,6 +509,24 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
             Kind::List,
         ),
         (
+            "holdout_groups",
+            (!a.holdout_groups.is_empty()).then(|| a.holdout_groups.join(",")),
+            String::new(),
+            Kind::List,
+        ),
+        (
+            "holdout_fraction",
+            num(a.holdout_fraction),
+            String::new(),
+            Kind::Num,
+        ),
+        (
+            "holdout_seed",
+            a.holdout_seed.map(|s| s.to_string()),
+            String::new(),
+            Kind::Int,
+        ),
+        (
             "target_weights",
             a.target_weights.as_ref().map(|p| p.display().to_string()),
             String::new(),
@@ -608,6 +638,13 @@ pub(super) struct Plan {
     excluded_names: Vec<String>,
 }
 
+impl Plan {
+    /// Each target's role in the fit.
+    fn roles(&self, rows: usize) -> Vec<TargetRole> {
+        l0::calibration::target_roles(rows, &self.fit)
+    }
+}
+
 /// The targets left out of the loss, sorted: those named by
 /// --exclude-targets, and rows no weight can reach (with a warning).
 /// Refuses a problem with no target left.
@@ -684,6 +721,16 @@ pub(super) fn plan(
         )));
     }
     let excluded = left_out(r, p)?;
+    let holdout = super::holdout::held_out(
+        &super::holdout::HoldoutFlags {
+            groups: r.get("holdout_groups"),
+            fraction: r.get("holdout_fraction"),
+            seed: r.get("holdout_seed"),
+        },
+        p.groups.as_deref(),
+        p.m.rows(),
+        seed,
+    )?;
     let excluded_names = excluded.iter().map(|&q| p.names[q].clone()).collect();
     let epochs: u64 = r
         .get("epochs")
@@ -723,6 +770,7 @@ pub(super) fn plan(
         normalize_groups: r.bool("normalize_groups"),
         group_multipliers,
         excluded_targets: excluded,
+        holdout_targets: holdout,
         target_weights: load_target_weights(r.get("target_weights"), p.m.rows())?,
         max_weight: cap_flag(r, "max_weight", 0.0)?,
         max_weight_ratio: cap_flag(
@@ -815,6 +863,8 @@ pub(super) struct RunObserver<'a> {
     n: usize,
     y: &'a [f64],
     names: &'a [String],
+    /// Whether each target is a holdout target (marked in the log).
+    holdout: Vec<bool>,
     report_every: u64,
     progress_every: u64,
     total: u64,
@@ -863,7 +913,14 @@ impl CalibrationObserver for RunObserver<'_> {
         let step = self.step;
         if let Some((k, log)) = self.log.as_mut() {
             if step.is_multiple_of(*k) {
-                log.append(step, self.names, self.y, &self.yhat, p.total_loss)?;
+                log.append(
+                    step,
+                    self.names,
+                    self.y,
+                    &self.yhat,
+                    p.total_loss,
+                    &self.holdout,
+                )?;
             }
         }
         let mut g = p.clone();
@@ -966,6 +1023,12 @@ fn print_header(problem: &Problem, out: &Path, resolved: &Resolved, plan: &Plan,
             plan.excluded_names.len()
         );
     }
+    if !plan.fit.holdout_targets.is_empty() {
+        eprintln!(
+            "  {} target(s) held out of the loss as validation",
+            plan.fit.holdout_targets.len()
+        );
+    }
     if start > 0 {
         eprintln!(
             "  resuming at epoch {start}: {} epoch(s) to go of {}",
@@ -1059,7 +1122,8 @@ fn fit_warnings(
             Vec::new()
         };
     }
-    let counted: Vec<&report::TargetRow> = rows.iter().filter(|t| !t.excluded).collect();
+    let counted: Vec<&report::TargetRow> =
+        rows.iter().filter(|t| !t.excluded && !t.holdout).collect();
     let short =
         counted.iter().filter(|t| t.estimate < t.target).count() as f64 / counted.len() as f64;
     let (lo, hi) = counted
@@ -1135,6 +1199,14 @@ fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
         pct(a.within[3]),
         a.included
     );
+    if let Some(h) = &summary.holdout {
+        println!(
+            "holdout: mean |rel err| {:.3}%, max {:.2}% over {} held-out target(s)",
+            100.0 * h.mean_abs_rel_err + 0.0,
+            100.0 * h.max_abs_rel_err + 0.0,
+            h.included
+        );
+    }
     println!(
         "weights: {} of {} nonzero ({} sparse); seed {}",
         summary.active,
@@ -1236,11 +1308,13 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         epochs: remaining,
         ..plan.fit.clone()
     };
+    let roles = plan.roles(m.rows());
     let mut observer = RunObserver {
         metrics: TargetMetrics::new(y, &opts)?,
         n: m.cols(),
         y,
         names: &problem.names,
+        holdout: roles.iter().map(|&r| r == TargetRole::Holdout).collect(),
         report_every,
         progress_every,
         total: plan.epochs,
@@ -1276,11 +1350,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     }
 
     let yhat = model.predict(m)?;
-    let mut excluded = vec![false; m.rows()];
-    for &q in &opts.excluded_targets {
-        excluded[q] = true;
-    }
-    let rows = report::target_rows(&problem.names, y, &yhat, &excluded);
+    let rows = report::target_rows(&problem.names, y, &yhat, &roles);
     let accuracy = Accuracy::of(&rows);
     let diag = model.diagnostics(m)?;
     let active = model.weights(true).iter().filter(|&&w| w > 0.0).count();
@@ -1297,6 +1367,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         loss: report.last.as_ref().map(|p| p.total_loss),
         data_loss: report.last.as_ref().map(|p| p.data_loss),
         accuracy: accuracy.clone(),
+        holdout: Accuracy::holdout(&rows),
         excluded: plan.excluded_names.len(),
         active,
         weights: diag.weights.clone(),
@@ -1317,7 +1388,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved) {
         eprintln!("{w}");
     }
-    let included: Vec<bool> = excluded.iter().map(|e| !e).collect();
+    let included: Vec<bool> = roles.iter().map(|&r| r == TargetRole::Train).collect();
     if let Some(caps) = model.caps(&opts)? {
         let blocked: Vec<usize> = unreachable_targets(m, y, &caps)
             .into_iter()

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use l0::calibration::{
     Calibration, CalibrationObserver, CalibrationParams, FitParams, Init, Loss, Progress,
-    TargetMetrics,
+    TargetMetrics, TargetRole,
 };
 use l0::checkpoint::{changed_settings, problem_fingerprint, Checkpoint};
 use l0::diagnostics::{concentration_warnings, unreachable_targets, TargetCarrier};
@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod calibrate;
+mod holdout;
 mod inputs;
 mod interrupt;
 mod outdir;
