@@ -762,11 +762,80 @@ impl Calibration {
     /// The record weights' caps under `opts` ([`weight_caps`]; None: no
     /// cap), from this model's design weights.
     pub fn caps(&self, opts: &FitParams) -> Result<Option<Vec<f64>>> {
-        let design = match &self.params.init_weights {
-            None => vec![1.0; self.n_features()],
-            Some(init) => model::expand(init, self.n_features(), "init_weights")?,
+        weight_caps(opts, &self.design_weights()?, self.params.use_gates)
+    }
+
+    /// This model's design weights, `init_weights` (1 when unset).
+    fn design_weights(&self) -> Result<Vec<f64>> {
+        match &self.params.init_weights {
+            None => Ok(vec![1.0; self.n_features()]),
+            Some(init) => model::expand(init, self.n_features(), "init_weights"),
+        }
+    }
+
+    /// Select, then refit: keeps the records with a non-zero deterministic
+    /// weight, drops their gates and trains only their weights for `epochs`
+    /// epochs under `opts` with `lambda_l0 = 0` (the same loss, groups,
+    /// exclusions, holdout, target weights and caps), starting from the L0
+    /// weights: `p_k = ln w_k` and fresh Adam moments. The dropped records
+    /// stay exactly zero and, as a weight without a gate is `exp(p) > 0`,
+    /// the active count cannot grow. Needs at least one active record.
+    pub fn refit(
+        &self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        epochs: u64,
+    ) -> Result<Refit> {
+        self.refit_with(m, y, opts, epochs, &mut |_| Ok(()))
+    }
+
+    /// Like [`Calibration::refit`], calling `on_progress` every
+    /// `opts.report_every` epochs and after the last.
+    pub fn refit_with(
+        &self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        epochs: u64,
+        on_progress: &mut dyn FnMut(&Progress) -> Result<()>,
+    ) -> Result<Refit> {
+        self.check_problem(m, y)?;
+        let kept = self.active_weights();
+        if kept.count == 0 {
+            return Err(L0Error::config(
+                "refit needs at least one record with a non-zero weight, and the L0 fit kept none",
+            ));
+        }
+        let design = self.design_weights()?;
+        let params = CalibrationParams {
+            init_keep_prob: Init::Scalar(0.5),
+            init_weights: Some(Init::PerColumn(
+                kept.indices.iter().map(|&i| design[i]).collect(),
+            )),
+            log_weight_jitter_sd: 0.0,
+            log_alpha_jitter_sd: 0.0,
+            use_gates: false,
+            seed: Some(self.seed),
+            ..self.params.clone()
         };
-        weight_caps(opts, &design, self.params.use_gates)
+        let mut model = Calibration::new(kept.count, params)?;
+        let p = kept.values.iter().map(|&w| (w as f32).ln()).collect();
+        let a = model.state.a.clone();
+        model.set_state(ParamState::new(p, a, None))?;
+        let sub = m.select_columns(&kept.indices)?;
+        let opts = FitParams {
+            lambda_l0: 0.0,
+            epochs,
+            ..opts.clone()
+        };
+        let report = model.fit_with(&sub, y, &opts, on_progress)?;
+        Ok(Refit {
+            columns: kept.indices,
+            n: self.n_features(),
+            model,
+            report,
+        })
     }
 
     /// How concentrated the deterministic weights are and who carries each
@@ -780,6 +849,32 @@ impl Calibration {
             ));
         }
         Ok(crate::diagnostics::Diagnostics::of(m, &self.weights(true)))
+    }
+}
+
+/// A gate-free model over the records an L0 fit kept
+/// ([`Calibration::refit`]).
+#[derive(Clone, Debug)]
+pub struct Refit {
+    /// The kept columns of the full matrix, ascending.
+    pub columns: Vec<usize>,
+    /// Columns of the full matrix.
+    pub n: usize,
+    /// The model over the kept columns (column `k` is `columns[k]`).
+    pub model: Calibration,
+    /// The refit's report.
+    pub report: FitReport,
+}
+
+impl Refit {
+    /// The refit weights over all columns of the full matrix: exactly 0
+    /// for every record the L0 fit dropped.
+    pub fn weights(&self) -> Vec<f64> {
+        let mut w = vec![0.0; self.n];
+        for (&c, v) in self.columns.iter().zip(self.model.weights(true)) {
+            w[c] = v;
+        }
+        w
     }
 }
 

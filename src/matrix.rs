@@ -396,6 +396,32 @@ impl SparseMatrix {
         2 * self.nnz() * 8 + (self.rows() + self.cols() + 2) * std::mem::size_of::<usize>()
     }
 
+    /// The matrix of columns `columns` (in that order): column `k` of the
+    /// result is column `columns[k]` of this one, with the same stored
+    /// values. Refuses an index past the last column.
+    pub fn select_columns(&self, columns: &[usize]) -> Result<SparseMatrix> {
+        let csc = &self.csc;
+        let (ptr, idx, val) = (csc.indptr(), csc.indices(), csc.data());
+        let mut indptr = Vec::with_capacity(columns.len() + 1);
+        let (mut indices, mut values) = (Vec::new(), Vec::new());
+        indptr.push(0usize);
+        for (position, &c) in columns.iter().enumerate() {
+            if c >= self.cols() {
+                return Err(L0Error::IndexOutOfRange {
+                    what: "selected columns".into(),
+                    index: c as u64,
+                    position,
+                    bound: self.cols() as u64,
+                });
+            }
+            let range = ptr.outer_inds_sz(c);
+            indices.extend_from_slice(&idx[range.clone()]);
+            values.extend(val[range].iter().map(|&v| v as f64));
+            indptr.push(indices.len());
+        }
+        SparseMatrix::from_csc(self.rows(), columns.len(), &indptr, &indices, &values)
+    }
+
     /// `M x` in f64 (for predictions and reports; the training loop uses the backends).
     pub fn mul_vec(&self, x: &[f64]) -> Result<Vec<f64>> {
         if x.len() != self.cols() {

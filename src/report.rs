@@ -336,6 +336,9 @@ pub struct Summary {
     pub accuracy: Accuracy,
     /// Accuracy over the holdout targets (None without a holdout).
     pub holdout: Option<Accuracy>,
+    /// With a refit: the L0 fit's figures before it (the others are the
+    /// refit's).
+    pub before_refit: Option<BeforeRefit>,
     /// Targets left out of the loss.
     pub excluded: usize,
     /// Nonzero deterministic weights.
@@ -367,7 +370,8 @@ impl Summary {
     /// data_loss, rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
     /// within_5pct, within_10pct, within_25pct, targets_included,
     /// targets_excluded, active, sparsity, (with a holdout) targets_holdout,
-    /// holdout_mean_abs_rel_err, holdout_max_abs_rel_err, ess, design_effect, max_weight,
+    /// holdout_mean_abs_rel_err, holdout_max_abs_rel_err, (with a refit)
+    /// before_refit ([`BeforeRefit::to_json`]), ess, design_effect, max_weight,
     /// top1pct_share, weight_quantiles (min, p01, p25, p50, p75, p99, max),
     /// settings.
     pub fn to_json(&self) -> Json {
@@ -412,8 +416,44 @@ impl Summary {
             ("sparsity".into(), Json::Num(self.sparsity())),
         ]);
         f.extend(holdout_fields(self.holdout.as_ref()));
+        if let Some(b) = &self.before_refit {
+            f.push(("before_refit".into(), b.to_json()));
+        }
         f.extend(weight_fields(&self.weights));
         f.push(("settings".into(), Json::Object(self.settings.clone())));
+        Json::Object(f)
+    }
+}
+
+/// The L0 fit's figures before a refit (summary.json `before_refit`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BeforeRefit {
+    /// Accuracy over the targets in the loss.
+    pub accuracy: Accuracy,
+    /// Accuracy over the holdout targets (None without a holdout).
+    pub holdout: Option<Accuracy>,
+    /// Nonzero weights.
+    pub active: usize,
+    /// Epochs the refit ran.
+    pub refit_epochs: u64,
+    /// Wall time of the refit's epoch loop.
+    pub refit_seconds: f64,
+}
+
+impl BeforeRefit {
+    /// Keys: mean_abs_rel_err, max_abs_rel_err, rel_loss, active, (with a
+    /// holdout) the [`holdout_fields`], refit_epochs, refit_seconds.
+    pub fn to_json(&self) -> Json {
+        let a = &self.accuracy;
+        let mut f: Vec<(String, Json)> = vec![
+            ("mean_abs_rel_err".into(), Json::Num(a.mean_abs_rel_err)),
+            ("max_abs_rel_err".into(), Json::Num(a.max_abs_rel_err)),
+            ("rel_loss".into(), Json::Num(a.rel_loss)),
+            ("active".into(), Json::Int(self.active as i128)),
+        ];
+        f.extend(holdout_fields(self.holdout.as_ref()));
+        f.push(("refit_epochs".into(), Json::Int(self.refit_epochs as i128)));
+        f.push(("refit_seconds".into(), Json::Num(self.refit_seconds)));
         Json::Object(f)
     }
 }

@@ -1155,3 +1155,90 @@ fn holdout_indices_are_checked() {
         Err(L0Error::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn refit_lowers_the_training_error_at_the_same_active_count() {
+    let (m, y, _) = sparse_truth(60, 600, 5);
+    let opts = FitParams {
+        loss: Loss::Relative,
+        lambda_l0: 2e-2,
+        lr: 0.1,
+        epochs: 600,
+        ..cpu(2)
+    };
+    let mut model = Calibration::new(600, seeded(2)).unwrap();
+    model.fit(&m, &y, &opts).unwrap();
+    let before = model.weights(true);
+    let err_before = mean_rel_err(&y, &m.mul_vec(&before).unwrap());
+    let refit = model.refit(&m, &y, &opts, 150).unwrap();
+    let after = refit.weights();
+    let err_after = mean_rel_err(&y, &m.mul_vec(&after).unwrap());
+    let active = |w: &[f64]| w.iter().filter(|&&x| x > 0.0).count();
+    eprintln!(
+        "active {} of 600; mean rel err {err_before} -> {err_after}",
+        active(&before)
+    );
+    assert!(active(&before) > 0 && active(&before) < 600);
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(*b == 0.0, *a == 0.0, "record {i}: {b} -> {a}");
+    }
+    assert_eq!(refit.columns, model.active_weights().indices);
+    assert_eq!(refit.report.epochs, 150);
+    assert!(
+        err_after < 0.8 * err_before,
+        "refit error {err_after} vs {err_before}"
+    );
+}
+
+#[test]
+fn refit_keeps_holdout_and_needs_an_active_record() {
+    let (m, y, _) = sparse_truth(20, 100, 9);
+    let opts = FitParams {
+        loss: Loss::Relative,
+        epochs: 30,
+        lr: 0.05,
+        holdout_targets: vec![0, 5],
+        report_every: Some(10),
+        ..cpu(1)
+    };
+    let mut model = Calibration::new(100, seeded(1)).unwrap();
+    model.fit(&m, &y, &opts).unwrap();
+    let mut last = None;
+    model
+        .refit_with(&m, &y, &opts, 10, &mut |p| {
+            last = Some(p.clone());
+            Ok(())
+        })
+        .unwrap();
+    assert!(last.unwrap().holdout_mean_rel_err.is_some());
+    let cols = m.select_columns(&[3, 1]).unwrap();
+    let w = [0.0, 2.0, 0.0, 5.0];
+    let sub_w = [5.0, 2.0];
+    let full = m.select_columns(&[0, 1, 2, 3]).unwrap();
+    let mut w_full = vec![0.0; 100];
+    w_full[..4].copy_from_slice(&w);
+    assert_eq!(cols.mul_vec(&sub_w).unwrap(), full.mul_vec(&w).unwrap());
+    assert_eq!(cols.mul_vec(&sub_w).unwrap(), m.mul_vec(&w_full).unwrap());
+    assert!(m.select_columns(&[100]).is_err());
+    let mut dead = Calibration::new(
+        100,
+        CalibrationParams {
+            init_keep_prob: Init::Scalar(1e-6),
+            ..seeded(1)
+        },
+    )
+    .unwrap();
+    dead.fit(
+        &m,
+        &y,
+        &FitParams {
+            epochs: 0,
+            ..cpu(1)
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        dead.refit(&m, &y, &opts, 5),
+        Err(L0Error::InvalidConfig(_))
+    ));
+}

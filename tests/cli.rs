@@ -1593,3 +1593,58 @@ fn holdout_targets_are_marked_and_reported() {
         "error: --holdout-groups: the holdout holds out all 9 targets, leaving none to fit"
     );
 }
+
+#[test]
+fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
+    let f = problem("refit", 9, 150, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(
+            [
+                "--epochs",
+                "200",
+                "--lambda-l0",
+                "0.02",
+                "--loss",
+                "relative",
+                "--overwrite",
+            ]
+            .map(String::from),
+        );
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (npy(&out.join("weights.npy")), stderr(&o))
+    };
+    let (w_l0, _) = run(with(&[]));
+    let (w_refit, err) = run(with(&["--refit"]));
+    assert!(err.contains("refit: "), "{err}");
+    assert!(err.contains("refit Epoch  100:"), "{err}");
+    for (i, (a, b)) in w_l0.iter().zip(&w_refit).enumerate() {
+        assert_eq!(*a == 0.0, *b == 0.0, "record {i}");
+    }
+    let s = summary(&out);
+    let before = &s["before_refit"];
+    let active = w_l0.iter().filter(|&&w| w > 0.0).count();
+    assert_eq!(before["active"], active);
+    assert_eq!(s["active"], active);
+    assert_eq!(before["refit_epochs"], 100);
+    let (b, a) = (
+        before["rel_loss"].as_f64().unwrap(),
+        s["rel_loss"].as_f64().unwrap(),
+    );
+    assert!(a < b, "rel_loss {b} -> {a}");
+    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bad(&["--refit-epochs", "5"]),
+        "error: --refit-epochs needs --refit"
+    );
+    assert_eq!(
+        bad(&["--refit", "--refit-epochs", "0"]),
+        "error: --refit-epochs: must be a whole number of at least 1, got '0'"
+    );
+}

@@ -6,6 +6,7 @@ use super::inputs::*;
 use super::interrupt::{shell_quote, Interrupt, EXIT_CODE};
 use super::outdir;
 use super::*;
+use l0::report::BeforeRefit;
 
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
@@ -75,6 +76,14 @@ pub(super) struct CalibrateArgs {
     /// weight); R >= 1 with gates.
     #[arg(long, value_name = "R")]
     max_weight_ratio: Option<f64>,
+    /// Select, then refit: after the L0 fit keep the records with a
+    /// non-zero weight, drop the gates and train only their weights
+    /// (lambda_l0 = 0) for --refit-epochs more epochs.
+    #[arg(long)]
+    refit: bool,
+    /// Epochs of the --refit [default: half the epochs].
+    #[arg(long, value_name = "E")]
+    refit_epochs: Option<u64>,
     /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
@@ -539,6 +548,18 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
             num(a.max_weight_ratio),
             String::new(),
             Kind::Num,
+        ),
+        (
+            "refit",
+            a.refit.then(|| "true".into()),
+            "false".into(),
+            Kind::Bool,
+        ),
+        (
+            "refit_epochs",
+            a.refit_epochs.map(|e| e.to_string()),
+            String::new(),
+            Kind::Int,
         ),
         (
             "beta",
@@ -1162,18 +1183,19 @@ const FAR_FROM_TARGETS: f64 = 0.25;
 /// that is not far from its targets but more than 5% off.
 const PENALTY_DOMINATES: f64 = 10.0;
 
-/// Writes the four result files into `dir`.
+/// Writes the four result files into `dir`: `weights` (the L0 fit's or,
+/// after --refit, the refit's) and the L0 model's deterministic gates.
 fn write_results(
     dir: &Path,
+    weights: &[f64],
     model: &Calibration,
     rows: &[report::TargetRow],
     carriers: &[TargetCarrier],
     summary: &Summary,
 ) -> CliResult<()> {
-    let weights = model.weights(true);
     let gates = model.deterministic_gates();
-    write_npy_f64(&dir.join("weights.npy"), &weights)?;
-    report::write_weights_csv(&dir.join("weights.csv"), &weights, &gates)?;
+    write_npy_f64(&dir.join("weights.npy"), weights)?;
+    report::write_weights_csv(&dir.join("weights.csv"), weights, &gates)?;
     report::write_targets_csv(&dir.join("targets.csv"), rows, carriers)?;
     report::write_json(&dir.join("summary.json"), &summary.to_json())?;
     Ok(())
@@ -1199,6 +1221,16 @@ fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
         pct(a.within[3]),
         a.included
     );
+    if let Some(b) = &summary.before_refit {
+        println!(
+            "before refit: mean |rel err| {:.3}%, max {:.2}%, {} nonzero; refit {} epochs in {:.1} s",
+            100.0 * b.accuracy.mean_abs_rel_err + 0.0,
+            100.0 * b.accuracy.max_abs_rel_err + 0.0,
+            b.active,
+            b.refit_epochs,
+            b.refit_seconds
+        );
+    }
     if let Some(h) = &summary.holdout {
         println!(
             "holdout: mean |rel err| {:.3}%, max {:.2}% over {} held-out target(s)",
@@ -1223,6 +1255,51 @@ fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
         pct(d.top1pct_share)
     );
     println!("outputs in {}: {}", out.display(), files.join(", "));
+}
+
+/// The epochs of --refit (None without it): --refit-epochs, else half the
+/// epochs (at least 1).
+fn refit_epochs(r: &Resolved, epochs: u64) -> CliResult<Option<u64>> {
+    let given = r.get("refit_epochs");
+    if !r.bool("refit") {
+        return match given {
+            "" => Ok(None),
+            _ => Err(input_error("--refit-epochs needs --refit")),
+        };
+    }
+    match given {
+        "" => Ok(Some((epochs / 2).max(1))),
+        e => match e.parse::<u64>() {
+            Ok(k) if k > 0 => Ok(Some(k)),
+            _ => Err(input_error(format!(
+                "--refit-epochs: must be a whole number of at least 1, got '{e}'"
+            ))),
+        },
+    }
+}
+
+/// The refit of `model` for `epochs` epochs, its progress printed as
+/// "refit" lines every `every` epochs.
+fn run_refit(
+    model: &Calibration,
+    m: &SparseMatrix,
+    y: &[f64],
+    opts: &FitParams,
+    epochs: u64,
+    every: u64,
+) -> CliResult<l0::calibration::Refit> {
+    let active = model.active_weights().count;
+    eprintln!(
+        "refit: {active} record(s) kept, gates dropped, {epochs} epoch(s) with lambda_l0 = 0"
+    );
+    let opts = FitParams {
+        report_every: Some(every.min(epochs)),
+        ..opts.clone()
+    };
+    Ok(model.refit_with(m, y, &opts, epochs, &mut |p| {
+        eprintln!("refit {p}");
+        Ok(())
+    })?)
 }
 
 pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
@@ -1250,6 +1327,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let mut resolved = resolve(&a, problem.demo, ckpt.as_ref());
     let seed = settle_seed(&mut resolved, ckpt.as_ref());
     let plan = plan(&resolved, &a, &problem, seed, ckpt.is_some())?;
+    let refit = refit_epochs(&resolved, plan.epochs)?;
     // Inherited from the checkpoint unless given again.
     let every = |name: &str| resolved.get(name).parse::<u64>().ok().filter(|&k| k > 0);
     let (log_every, checkpoint_every) = (every("log_every"), every("checkpoint_every"));
@@ -1349,11 +1427,27 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         sink.write(model.state())?;
     }
 
-    let yhat = model.predict(m)?;
+    let l0_weights = model.weights(true);
+    let (weights, before_refit) = match refit {
+        None => (l0_weights, None),
+        Some(e) => {
+            let refit = run_refit(&model, m, y, &opts, e, progress_every)?;
+            let rows = report::target_rows(&problem.names, y, &m.mul_vec(&l0_weights)?, &roles);
+            let before = BeforeRefit {
+                accuracy: Accuracy::of(&rows),
+                holdout: Accuracy::holdout(&rows),
+                active: l0_weights.iter().filter(|&&w| w > 0.0).count(),
+                refit_epochs: e,
+                refit_seconds: refit.report.seconds,
+            };
+            (refit.weights(), Some(before))
+        }
+    };
+    let yhat = m.mul_vec(&weights)?;
     let rows = report::target_rows(&problem.names, y, &yhat, &roles);
     let accuracy = Accuracy::of(&rows);
-    let diag = model.diagnostics(m)?;
-    let active = model.weights(true).iter().filter(|&&w| w > 0.0).count();
+    let diag = l0::diagnostics::Diagnostics::of(m, &weights);
+    let active = weights.iter().filter(|&&w| w > 0.0).count();
     let summary = Summary {
         rows: m.rows(),
         cols: m.cols(),
@@ -1368,13 +1462,14 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         data_loss: report.last.as_ref().map(|p| p.data_loss),
         accuracy: accuracy.clone(),
         holdout: Accuracy::holdout(&rows),
+        before_refit,
         excluded: plan.excluded_names.len(),
         active,
         weights: diag.weights.clone(),
         settings: resolved.json(),
     };
     outdir::commit(&out, |dir| {
-        write_results(dir, &model, &rows, &diag.targets, &summary)
+        write_results(dir, &weights, &model, &rows, &diag.targets, &summary)
     })?;
 
     let mut files = outdir::RESULT_FILES.to_vec();
