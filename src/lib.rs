@@ -22,8 +22,10 @@ pub mod io;
 pub mod matrix;
 pub mod model;
 pub mod philox;
+pub mod plot;
 pub mod regression;
 pub mod report;
+pub mod sweep;
 pub mod synth;
 
 pub use backend::Device;

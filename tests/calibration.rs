@@ -1242,3 +1242,33 @@ fn refit_keeps_holdout_and_needs_an_active_record() {
         Err(L0Error::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn each_sweep_model_is_the_single_fit_with_its_lambda() {
+    let (m, y, _) = sparse_truth(30, 300, 4);
+    let opts = FitParams {
+        loss: Loss::Relative,
+        epochs: 50,
+        lr: 0.1,
+        holdout_targets: vec![3, 7],
+        ..cpu(2)
+    };
+    let lambdas = l0::sweep::lambda_grid(1e-4, 1e-1, 4).unwrap();
+    let mut seen = vec![0; 4];
+    let models = l0::sweep::sweep(&m, &y, &seeded(6), &opts, &lambdas, &mut |k, _| {
+        seen[k] += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![1; 4]);
+    for (k, s) in models.iter().enumerate() {
+        let mut single = Calibration::new(300, seeded(6)).unwrap();
+        let o = FitParams {
+            lambda_l0: lambdas[k],
+            ..opts.clone()
+        };
+        single.fit(&m, &y, &o).unwrap();
+        assert_eq!(s.lambda_l0, lambdas[k]);
+        assert_eq!(s.model.state(), single.state(), "model {k}");
+    }
+}

@@ -1648,3 +1648,161 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
         "error: --refit-epochs: must be a whole number of at least 1, got '0'"
     );
 }
+
+/// The attribute `name` of an SVG element's text.
+fn attr<'a>(element: &'a str, name: &str) -> &'a str {
+    let key = format!(" {name}=\"");
+    let start = element.find(&key).unwrap() + key.len();
+    &element[start..start + element[start..].find('"').unwrap()]
+}
+
+/// The elements `<tag ...>` of an SVG text.
+fn elements<'a>(svg: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag} ");
+    svg.match_indices(&open)
+        .map(|(i, _)| &svg[i..i + svg[i..].find('>').unwrap()])
+        .collect()
+}
+
+#[test]
+fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
+    let f = problem("sweep", 9, 150, 0.4, None);
+    let out = f.dir.join("out");
+    let single = f.dir.join("single");
+    let common = |out: &Path| {
+        let mut a: Vec<String> = f.base_args(out)[1..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(["--epochs", "60", "--loss", "relative", "--overwrite"].map(String::from));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let lambdas = ["0.0001", "0.003", "0.05"];
+    let mut a = vec!["sweep".to_string()];
+    a.extend(common(&out));
+    a.extend([
+        "--lambda-l0".into(),
+        lambdas.join(","),
+        "--holdout-groups".into(),
+        "2".into(),
+    ]);
+    let o = run(a);
+    let err = stderr(&o);
+    assert!(err.contains("model 3/3 (lambda_l0=0.05): Epoch"), "{err}");
+    for (k, l) in lambdas.iter().enumerate() {
+        let mut a = vec!["calibrate".to_string()];
+        a.extend(common(&single));
+        a.extend(["--lambda-l0", l, "--holdout-groups", "2"].map(String::from));
+        run(a);
+        assert_eq!(
+            npy(&out.join(format!("weights_{k}.npy"))),
+            npy(&single.join("weights.npy")),
+            "model {k}"
+        );
+    }
+    let csv = csv_rows(&out.join("sweep.csv"));
+    assert_eq!(
+        csv[0].join(","),
+        "lambda_l0,active,sparsity,loss,rel_loss,mean_abs_rel_err,max_abs_rel_err,within_1pct,within_5pct,within_10pct,within_25pct,holdout_mean_abs_rel_err,holdout_max_abs_rel_err"
+    );
+    assert_eq!(csv.len(), 4);
+    let actives: Vec<usize> = csv[1..].iter().map(|r| r[1].parse().unwrap()).collect();
+    for (k, r) in csv[1..].iter().enumerate() {
+        assert_eq!(
+            r[0].parse::<f64>().unwrap(),
+            lambdas[k].parse::<f64>().unwrap()
+        );
+        let w = npy(&out.join(format!("weights_{k}.npy")));
+        assert_eq!(actives[k], w.iter().filter(|&&x| x > 0.0).count());
+    }
+    let s = summary(&out);
+    assert_eq!(s["models"].as_array().unwrap().len(), 3);
+    assert_eq!(s["settings"]["lambda_l0"][2], 0.05);
+
+    // The plot: axes, one labelled point per model and series.
+    let svg = fs::read_to_string(out.join("sweep.svg")).unwrap();
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        elements(&svg, "path")
+            .iter()
+            .filter(|e| attr(e, "class") == "axes")
+            .count(),
+        1
+    );
+    let series: Vec<&str> = elements(&svg, "polyline")
+        .iter()
+        .map(|e| attr(e, "data-name"))
+        .collect();
+    assert_eq!(
+        series,
+        ["mean |rel err|", "max |rel err|", "holdout mean |rel err|"]
+    );
+    let points = elements(&svg, "circle");
+    assert_eq!(points.len(), 9);
+    let texts: Vec<&str> = svg
+        .match_indices("<text ")
+        .map(|(i, _)| {
+            &svg[svg[i..].find('>').unwrap() + i + 1..svg[i..].find("</text>").unwrap() + i]
+        })
+        .collect();
+    for l in [
+        "λ=1e-4",
+        "λ=0.003",
+        "λ=0.05",
+        "active records (log scale)",
+        "relative error",
+    ] {
+        assert!(texts.contains(&l), "{l} in {texts:?}");
+    }
+    // Larger lambda, fewer records: further left (x grows with log active).
+    let xs: Vec<f64> = points[..3]
+        .iter()
+        .map(|e| attr(e, "cx").parse().unwrap())
+        .collect();
+    for k in 1..3 {
+        assert_eq!(xs[k] <= xs[k - 1], actives[k] <= actives[k - 1]);
+    }
+
+    let bad = |extra: &[&str]| {
+        let mut a = vec!["sweep".to_string()];
+        a.extend(common(&out));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        fails(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        bad(&[]),
+        "error: l0 sweep needs --lambda-l0 A,B,... or --lambda-grid LO:HI:N"
+    );
+    assert_eq!(
+        bad(&["--lambda-grid", "1e-3:1e-1"]),
+        "error: --lambda-grid: expected LO:HI:N (two numbers and a count), got '1e-3:1e-1'"
+    );
+    assert_eq!(
+        bad(&["--lambda-grid", "0:1:3"]),
+        "error: --lambda-grid: a lambda grid needs 0 < LO <= HI, got 0 and 1"
+    );
+    assert_eq!(
+        bad(&["--lambda-grid", "1e-3:1e-1:3", "--lambda-l0", "0.1"]),
+        "error: --lambda-l0 and --lambda-grid exclude each other: give one"
+    );
+    assert_eq!(
+        bad(&["--lambda-l0", "0.1,-2"]),
+        "error: --lambda-l0: every lambda_l0 must be a finite number >= 0, got -2"
+    );
+    assert_eq!(
+        bad(&["--lambda-l0", "0.1", "--refit"]),
+        "error: --refit is not supported by l0 sweep"
+    );
+    let mut a = vec!["calibrate".to_string()];
+    a.extend(common(&out));
+    a.extend(["--lambda-l0", "0.1,0.2"].map(String::from));
+    assert_eq!(
+        fails(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        "error: --lambda-l0: l0 calibrate fits one value; l0 sweep trains one model per value of a list"
+    );
+}

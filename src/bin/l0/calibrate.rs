@@ -30,7 +30,7 @@ pub(super) struct CalibrateArgs {
     #[arg(long)]
     init_keep_prob: Option<String>,
     #[command(flatten)]
-    fit: CommonFit,
+    pub(super) fit: CommonFit,
     /// Standard deviation of the noise added to the log-weights before the first step [default: 0].
     #[arg(long)]
     log_weight_jitter_sd: Option<f64>,
@@ -80,37 +80,37 @@ pub(super) struct CalibrateArgs {
     /// non-zero weight, drop the gates and train only their weights
     /// (lambda_l0 = 0) for --refit-epochs more epochs.
     #[arg(long)]
-    refit: bool,
+    pub(super) refit: bool,
     /// Epochs of the --refit [default: half the epochs].
     #[arg(long, value_name = "E")]
-    refit_epochs: Option<u64>,
+    pub(super) refit_epochs: Option<u64>,
     /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(super) out: Option<PathBuf>,
     /// Replace the files of an earlier run in --out (removed before training).
     #[arg(long)]
-    overwrite: bool,
+    pub(super) overwrite: bool,
     /// Append one row per target to log.csv every this many epochs.
     #[arg(long, value_name = "K")]
-    log_every: Option<u64>,
+    pub(super) log_every: Option<u64>,
     /// Write checkpoint.l0ck to the output folder every this many epochs.
     #[arg(long, value_name = "K")]
-    checkpoint_every: Option<u64>,
+    pub(super) checkpoint_every: Option<u64>,
     /// Continue the run whose checkpoint.l0ck is in this folder (its input
     /// files are found from the checkpoint unless given).
     #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
+    pub(super) resume: Option<PathBuf>,
 }
 
 /// The problem to calibrate, from files or the demo.
 pub(super) struct Problem {
-    m: SparseMatrix,
-    y: Vec<f64>,
+    pub(super) m: SparseMatrix,
+    pub(super) y: Vec<f64>,
     groups: Option<Vec<i64>>,
-    names: Vec<String>,
-    description: String,
-    demo: bool,
+    pub(super) names: Vec<String>,
+    pub(super) description: String,
+    pub(super) demo: bool,
     /// The input files, recorded in checkpoints.
     inputs: Vec<InputFile>,
 }
@@ -153,7 +153,7 @@ impl InputFile {
 
 /// The input files of a run: the flags, else (on --resume) the files the
 /// checkpoint recorded.
-struct Sources {
+pub(super) struct Sources {
     matrix: Option<PathBuf>,
     targets: Option<PathBuf>,
     groups: Option<PathBuf>,
@@ -161,7 +161,7 @@ struct Sources {
 }
 
 impl Sources {
-    fn new(a: &CalibrateArgs, ckpt: Option<&Checkpoint>) -> Self {
+    pub(super) fn new(a: &CalibrateArgs, ckpt: Option<&Checkpoint>) -> Self {
         let stored = |role: &str| {
             ckpt.and_then(|c| c.setting(&format!("{INPUT_PREFIX}{role}")))
                 .map(PathBuf::from)
@@ -254,7 +254,7 @@ fn load_names(path: &Path, rows: usize) -> CliResult<Vec<String>> {
     Ok(n)
 }
 
-fn load_problem(src: &Sources) -> CliResult<Problem> {
+pub(super) fn load_problem(src: &Sources) -> CliResult<Problem> {
     let (matrix, targets) = match (&src.matrix, &src.targets) {
         (None, None) => return demo_problem(src),
         (Some(m), Some(t)) => (m, t),
@@ -414,7 +414,7 @@ fn typed(kind: Kind, text: &str) -> Json {
 }
 
 impl Resolved {
-    fn get(&self, name: &str) -> &str {
+    pub(super) fn get(&self, name: &str) -> &str {
         self.pairs
             .iter()
             .find(|(n, _)| n == name)
@@ -428,7 +428,7 @@ impl Resolved {
         self.get(name) == "true"
     }
     /// The settings for summary.json, each as its JSON type.
-    fn json(&self) -> Vec<(String, Json)> {
+    pub(super) fn json(&self) -> Vec<(String, Json)> {
         self.pairs
             .iter()
             .zip(&self.kinds)
@@ -471,7 +471,7 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
         ),
         (
             "lambda_l0",
-            num(f.lambda_l0),
+            num(f.lambda_l0.first().copied()),
             format!(
                 "{:?}",
                 if demo {
@@ -653,15 +653,15 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
 
 /// Everything the fit needs, parsed from the resolved settings.
 pub(super) struct Plan {
-    model: CalibrationParams,
-    fit: FitParams,
-    epochs: u64,
+    pub(super) model: CalibrationParams,
+    pub(super) fit: FitParams,
+    pub(super) epochs: u64,
     excluded_names: Vec<String>,
 }
 
 impl Plan {
     /// Each target's role in the fit.
-    fn roles(&self, rows: usize) -> Vec<TargetRole> {
+    pub(super) fn roles(&self, rows: usize) -> Vec<TargetRole> {
         l0::calibration::target_roles(rows, &self.fit)
     }
 }
@@ -995,7 +995,7 @@ fn read_checkpoint(dir: &Path) -> CliResult<Checkpoint> {
 }
 
 /// The seed: given, from the checkpoint, or drawn (then recorded in the settings).
-fn settle_seed(resolved: &mut Resolved, ckpt: Option<&Checkpoint>) -> u64 {
+pub(super) fn settle_seed(resolved: &mut Resolved, ckpt: Option<&Checkpoint>) -> u64 {
     let seed = match resolved.get("seed").parse::<u64>() {
         Ok(s) => s,
         Err(_) => ckpt.map_or_else(rand::random, |c| c.seed),
@@ -1303,6 +1303,7 @@ fn run_refit(
 }
 
 pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
+    a.fit.single_lambda("calibrate")?;
     positive("log-every", a.log_every)?;
     positive("checkpoint-every", a.checkpoint_every)?;
     positive("progress-every", a.fit.progress_every)?;

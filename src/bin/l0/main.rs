@@ -36,10 +36,12 @@ mod interrupt;
 mod outdir;
 mod predict;
 mod regress;
+mod sweep;
 
 use calibrate::{calibrate, CalibrateArgs};
 use predict::{predict, PredictArgs};
 use regress::{regress, RegressArgs};
+use sweep::{sweep, SweepArgs};
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +63,9 @@ enum Command {
     Regress(Box<RegressArgs>),
     /// Compute M w for a matrix and a weight vector.
     Predict(PredictArgs),
+    /// Train one calibration model per L0 strength (--lambda-l0 A,B,... or
+    /// --lambda-grid LO:HI:N), with the inputs and flags of calibrate.
+    Sweep(Box<SweepArgs>),
 }
 
 /// Options shared by both models' fits.
@@ -73,9 +78,10 @@ struct CommonFit {
     /// Adam learning rate [default: 0.01; the calibrate demo: 0.2].
     #[arg(long)]
     lr: Option<f64>,
-    /// L0 penalty strength [default: 0.01; the calibrate demo: 4e-6].
-    #[arg(long)]
-    lambda_l0: Option<f64>,
+    /// L0 penalty strength [default: 0.01; the calibrate demo: 4e-6]; `l0
+    /// sweep` takes a comma-separated list.
+    #[arg(long, value_delimiter = ',', value_name = "L")]
+    lambda_l0: Vec<f64>,
     /// L2 penalty strength [default: 0].
     #[arg(long)]
     lambda_l2: Option<f64>,
@@ -108,6 +114,20 @@ struct CommonFit {
     /// with a progress bar, 1/10 without].
     #[arg(long)]
     progress_every: Option<u64>,
+}
+
+impl CommonFit {
+    /// The one --lambda-l0 of a single fit (None: not given); a list is
+    /// refused.
+    fn single_lambda(&self, command: &str) -> CliResult<Option<f64>> {
+        match self.lambda_l0[..] {
+            [] => Ok(None),
+            [v] => Ok(Some(v)),
+            _ => Err(input_error(format!(
+                "--lambda-l0: l0 {command} fits one value; l0 sweep trains one model per value of a list"
+            ))),
+        }
+    }
 }
 
 /// A failure to report: one line and an exit code (2: bad input, 1: other;
@@ -157,6 +177,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => calibrate(*a),
         Command::Regress(a) => regress(*a),
         Command::Predict(a) => predict(a),
+        Command::Sweep(a) => sweep(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,11 +27,25 @@ pub(super) const TRAINING_FILES: [&str; 2] = ["log.csv", l0::checkpoint::FILE_NA
 /// The files `l0 regress` writes.
 pub(super) const REGRESS_FILES: [&str; 3] = ["coefficients.npy", "selected.csv", "summary.json"];
 
+/// The files `l0 sweep` writes, besides `weights_<k>.npy`.
+pub(super) const SWEEP_FILES: [&str; 3] = ["sweep.csv", "sweep.svg", "summary.json"];
+
+/// Whether `name` is `weights_<k>.npy`, a model's weights in a sweep.
+fn is_sweep_weights(name: &str) -> bool {
+    name.strip_prefix("weights_")
+        .and_then(|n| n.strip_suffix(".npy"))
+        .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether `name` is a file a run writes, or the temporary file of one
 /// (`.NAME.tmp-...`, left by a killed atomic write).
 fn is_run_file(name: &str) -> bool {
     let own = |n: &str| {
-        RESULT_FILES.contains(&n) || TRAINING_FILES.contains(&n) || REGRESS_FILES.contains(&n)
+        RESULT_FILES.contains(&n)
+            || TRAINING_FILES.contains(&n)
+            || REGRESS_FILES.contains(&n)
+            || SWEEP_FILES.contains(&n)
+            || is_sweep_weights(n)
     };
     own(name)
         || name

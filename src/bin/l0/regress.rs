@@ -58,7 +58,7 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
     let epochs = f.epochs.unwrap_or(lib_fit.epochs);
     let progress_every = f.progress_every.unwrap_or((epochs / 10).max(1));
     let opts = RegressionFitParams {
-        lambda_l0: f.lambda_l0.unwrap_or(lib_fit.lambda_l0),
+        lambda_l0: f.single_lambda("regress")?.unwrap_or(lib_fit.lambda_l0),
         lambda_l2: f.lambda_l2.unwrap_or(lib_fit.lambda_l2),
         lr: f.lr.unwrap_or(lib_fit.lr),
         epochs,

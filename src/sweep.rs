@@ -1,0 +1,116 @@
+//! λ sweeps: one calibration model per L0 strength, all from the same
+//! initial state, seed and options, so that model `k` is exactly the model
+//! a single [`Calibration::fit`] with `lambda_l0 = lambdas[k]` gives.
+//! [`sweep`] returns the K models with their reports; [`lambda_grid`] makes
+//! a log-spaced list. The command line's `l0 sweep` and the record budget
+//! are built on it.
+//!
+//! The K models are trained one after the other on the fit loop of
+//! [`crate::engine`], which makes the identity with single fits hold by
+//! construction. The one-pass form (each pass over the matrix serving all
+//! K models, `M [w_1..w_K]` and `M^T [r_1..r_K]`) has to form every model's
+//! sums in the single-model backend's exact order, and waits for the CPU
+//! backend's rewrite (branch `cpu-scale`) to settle that order.
+
+use crate::calibration::{Calibration, CalibrationParams, FitParams, FitReport, Progress};
+use crate::error::{L0Error, Result};
+use crate::matrix::SparseMatrix;
+
+/// One trained model of a sweep.
+#[derive(Clone, Debug)]
+pub struct SweepModel {
+    /// Its L0 strength.
+    pub lambda_l0: f64,
+    /// The trained model.
+    pub model: Calibration,
+    /// Its fit's report.
+    pub report: FitReport,
+}
+
+/// `n` values from `lo` to `hi` (both included), evenly spaced in log
+/// scale; `n = 1` gives `[lo]`. Needs `0 < lo <= hi`, finite, `n >= 1`.
+pub fn lambda_grid(lo: f64, hi: f64, n: usize) -> Result<Vec<f64>> {
+    if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+        return Err(L0Error::config(format!(
+            "a lambda grid needs 0 < LO <= HI, got {lo} and {hi}"
+        )));
+    }
+    if n == 0 {
+        return Err(L0Error::config("a lambda grid needs at least one value"));
+    }
+    let (a, b) = (lo.ln(), hi.ln());
+    Ok((0..n)
+        .map(|k| match k {
+            0 => lo,
+            k if k + 1 == n => hi,
+            k => (a + (b - a) * k as f64 / (n - 1) as f64).exp(),
+        })
+        .collect())
+}
+
+/// Checks a list of L0 strengths: at least one, each finite and >= 0.
+pub fn check_lambdas(lambdas: &[f64]) -> Result<()> {
+    if lambdas.is_empty() {
+        return Err(L0Error::config("a sweep needs at least one lambda_l0"));
+    }
+    if let Some(l) = lambdas.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
+        return Err(L0Error::config(format!(
+            "every lambda_l0 must be a finite number >= 0, got {l}"
+        )));
+    }
+    Ok(())
+}
+
+/// Trains one model per `lambdas[k]` for `n_features` columns with model
+/// options `params` (give a seed, or each model draws its own) and fit
+/// options `opts` (its `lambda_l0` is replaced), calling
+/// `on_progress(k, progress)` at each model's reports.
+pub fn sweep(
+    m: &SparseMatrix,
+    y: &[f64],
+    params: &CalibrationParams,
+    opts: &FitParams,
+    lambdas: &[f64],
+    on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+) -> Result<Vec<SweepModel>> {
+    check_lambdas(lambdas)?;
+    lambdas
+        .iter()
+        .enumerate()
+        .map(|(k, &lambda_l0)| {
+            let mut model = Calibration::new(m.cols(), params.clone())?;
+            let opts = FitParams {
+                lambda_l0,
+                ..opts.clone()
+            };
+            let report = model.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
+            Ok(SweepModel {
+                lambda_l0,
+                model,
+                report,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_is_log_spaced_with_exact_ends() {
+        let g = lambda_grid(1e-6, 1e-2, 5).unwrap();
+        assert_eq!(g[0], 1e-6);
+        assert_eq!(g[4], 1e-2);
+        for (k, v) in g.iter().enumerate() {
+            let want = 10f64.powi(k as i32 - 6);
+            assert!((v / want - 1.0).abs() < 1e-12, "{k}: {v}");
+        }
+        assert_eq!(lambda_grid(0.1, 0.1, 1).unwrap(), vec![0.1]);
+        assert!(lambda_grid(0.0, 1.0, 3).is_err());
+        assert!(lambda_grid(1.0, 0.1, 3).is_err());
+        assert!(lambda_grid(0.1, 1.0, 0).is_err());
+        assert!(check_lambdas(&[]).is_err());
+        assert!(check_lambdas(&[0.1, -1.0]).is_err());
+    }
+}
