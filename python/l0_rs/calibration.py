@@ -1,0 +1,234 @@
+"""L0-regularized calibration weights: l0-python's
+``SparseCalibrationWeights`` on the l0 engine.
+
+Find non-negative weights ``w``, mostly exactly zero, with ``M w ≈ y``
+(``M``: targets x records). Same constructor and ``fit`` arguments as
+l0-python 0.6.2; arrays come back as numpy float64 arrays instead of torch
+tensors. Unlike the reference, the Adam state belongs to the model: a
+second ``fit`` continues exactly where the first stopped (the log-weight
+jitter is applied only before the very first step), and ``state_dict``
+holds the Adam moments and step, so a reloaded model continues bit for bit.
+"""
+
+import numpy as np
+
+from . import _native
+from ._convert import as_groups, as_matrix, as_vector, per_column, resolve_device
+
+__all__ = ["SparseCalibrationWeights"]
+
+
+class SparseCalibrationWeights:
+    """L0-regularized calibration weights with positivity constraint.
+
+    Parameters are l0-python's (``n_features``, ``beta``, ``gamma``,
+    ``zeta``, ``init_keep_prob``, ``init_weights``, ``log_weight_jitter_sd``,
+    ``log_alpha_jitter_sd``, ``device``, ``use_gates``, ``seed``), plus
+    ``test_gate``: the deterministic gate of results, "temperature"
+    (``sigmoid(log_alpha / beta)``, the reference's) or "paper"
+    (``sigmoid(log_alpha)``).
+
+    ``device`` is "cpu" (the default, as in the reference), "cuda",
+    "cuda:N" or "auto" (the GPU when one can be used, else the CPU). Plain
+    "cuda" on a machine where CUDA cannot be used runs on the CPU with a
+    warning (so scripts written for a GPU still run); "cuda:N" is an error
+    there.
+    ``seed=None`` draws a seed, kept in the model (``seed_in_use``) and in
+    its ``state_dict``.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        beta=2 / 3,
+        gamma=-0.1,
+        zeta=1.1,
+        init_keep_prob=0.5,
+        init_weights=None,
+        log_weight_jitter_sd=0.0,
+        log_alpha_jitter_sd=0.01,
+        device="cpu",
+        use_gates=True,
+        seed=None,
+        *,
+        test_gate="temperature",
+    ):
+        self._init_args = dict(
+            n_features=n_features,
+            beta=beta,
+            gamma=gamma,
+            zeta=zeta,
+            init_keep_prob=init_keep_prob,
+            init_weights=init_weights,
+            log_weight_jitter_sd=log_weight_jitter_sd,
+            log_alpha_jitter_sd=log_alpha_jitter_sd,
+            device=device,
+            use_gates=use_gates,
+            seed=seed,
+            test_gate=test_gate,
+        )
+        self.n_features = n_features
+        self.beta = beta
+        self.gamma = gamma
+        self.zeta = zeta
+        self.log_weight_jitter_sd = log_weight_jitter_sd
+        self.log_alpha_jitter_sd = log_alpha_jitter_sd
+        self.device = str(device)
+        self.use_gates = use_gates
+        self.seed = seed
+        self.test_gate = test_gate
+        _native.check_device(self.device)
+        self._model = _native.Calibration(
+            int(n_features),
+            float(beta),
+            float(gamma),
+            float(zeta),
+            per_column(init_keep_prob, n_features, "init_keep_prob"),
+            None
+            if init_weights is None
+            else per_column(init_weights, n_features, "init_weights"),
+            float(log_weight_jitter_sd),
+            float(log_alpha_jitter_sd),
+            bool(use_gates),
+            seed,
+            test_gate,
+        )
+        #: The report of the last ``fit``: device, epochs run, seconds, and
+        #: the metrics of its last progress report (``last``, a dict with
+        #: the reference's progress line under ``line``).
+        self.fit_report_ = None
+
+    @property
+    def seed_in_use(self):
+        """The seed of every random draw (the given one, or the one drawn)."""
+        return self._model.seed
+
+    def fit(
+        self,
+        M,
+        y,
+        lambda_l0=0.01,
+        lambda_l2=0.0,
+        lr=0.01,
+        epochs=1000,
+        loss_type="mse",
+        verbose=False,
+        verbose_freq=100,
+        target_groups=None,
+        normalize_groups=True,
+        group_multipliers=None,
+        *,
+        excluded_targets=None,
+        threads=None,
+        device=None,
+    ):
+        """Fit the weights by Adam, continuing from the current state.
+
+        The reference's arguments, plus: ``excluded_targets`` (target
+        indices left out of the loss, still in the progress metrics),
+        ``threads`` (CPU threads; default all cores) and ``device`` (this
+        fit only; default the model's). The GIL is released while the
+        engine runs; Ctrl-C stops the fit after the current epoch, keeps
+        that epoch's state in the model and raises KeyboardInterrupt.
+        Returns self.
+        """
+        m = as_matrix(M, "M")
+        y = as_vector(y, "y")
+        if group_multipliers is not None and target_groups is None:
+            raise ValueError("group_multipliers requires target_groups to be set")
+        groups = None if target_groups is None else as_groups(target_groups)
+        mults = {}
+        for gid, mult in (group_multipliers or {}).items():
+            mults[int(gid)] = float(mult)
+        if verbose:
+            if groups is not None:
+                parts = [f"{len(np.unique(groups))} groups"]
+                parts.append(f"normalize={'on' if normalize_groups else 'off'}")
+                if group_multipliers is not None:
+                    parts.append(f"multipliers={group_multipliers}")
+                print(f"Groups: {', '.join(parts)}")
+            else:
+                print("Groups: none (uniform weights)")
+        self.fit_report_ = self._model.fit(
+            m,
+            y,
+            float(lambda_l0),
+            float(lambda_l2),
+            float(lr),
+            _count(epochs, "epochs"),
+            loss_type,
+            groups,
+            bool(normalize_groups),
+            mults,
+            [_count(t, "excluded_targets") for t in (excluded_targets or [])],
+            resolve_device(self.device if device is None else str(device)),
+            None if threads is None else _count(threads, "threads"),
+            _count(verbose_freq, "verbose_freq") if verbose else None,
+            print if verbose else None,
+        )
+        return self
+
+    def get_weights(self, deterministic=False):
+        """Weights ``exp(log_weight) * gate``: deterministic gates, or gates
+        sampled with the noise of the next training step."""
+        return self._model.weights(bool(deterministic))
+
+    def get_deterministic_gates(self):
+        """Deterministic gate values (for inference)."""
+        return self._model.deterministic_gates()
+
+    def get_l0_penalty(self):
+        """Expected number of active weights."""
+        return self._model.l0_penalty()
+
+    def get_l2_penalty(self):
+        """Sum of squared positive weights ``exp(log_weight)^2``."""
+        return self._model.l2_penalty()
+
+    def get_sparsity(self):
+        """Fraction of deterministic gates that are exactly zero."""
+        return self._model.sparsity()
+
+    def get_active_weights(self):
+        """``{"indices", "values", "count"}`` of the nonzero deterministic weights."""
+        return self._model.active_weights()
+
+    def predict(self, M):
+        """``M w`` with deterministic weights."""
+        return self._model.predict(as_matrix(M, "M"))
+
+    def state_dict(self):
+        """Parameters (``log_weight``, ``log_alpha``), their Adam moments
+        (``*_exp_avg``, ``*_exp_avg_sq``), the step count and the seed:
+        float32 arrays exactly as the engine holds them."""
+        return self._model.state_dict()
+
+    def load_state_dict(self, state_dict):
+        """Replace the trainable state with one from ``state_dict``; a fit
+        then continues exactly as the saved model would have."""
+        self._model.load_state_dict(dict(state_dict))
+
+    def __getstate__(self):
+        return {"init": self._init_args, "state": self.state_dict(), "report": self.fit_report_}
+
+    def __setstate__(self, d):
+        self.__init__(**d["init"])
+        self.load_state_dict(d["state"])
+        self.fit_report_ = d.get("report")
+
+    def __repr__(self):
+        return (
+            f"SparseCalibrationWeights(n_features={self.n_features}, "
+            f"device={self.device!r}, seed={self.seed_in_use})"
+        )
+
+
+def _count(v, what):
+    """A non-negative int, refusing floats with a fraction and negatives."""
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be an integer, got {v!r}") from None
+    if i != v or i < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {v!r}")
+    return i
