@@ -10,10 +10,11 @@ tensors, so ``model.get_weights(deterministic=True).cpu().numpy()`` becomes
 ``model.get_weights(deterministic=True)``.
 """
 
+from ._convert import as_matrix
 from ._native import Matrix
 from .calibration import SparseCalibrationWeights
 from .sparse import SparseL0Linear
 
 __version__ = "0.1.0"
 
-__all__ = ["Matrix", "SparseCalibrationWeights", "SparseL0Linear"]
+__all__ = ["Matrix", "SparseCalibrationWeights", "SparseL0Linear", "as_matrix"]
