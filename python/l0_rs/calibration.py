@@ -197,6 +197,23 @@ class SparseCalibrationWeights:
         """``M w`` with deterministic weights."""
         return self._model.predict(as_matrix(M, "M"))
 
+    def target_report(self, M, y, target_names=None, excluded_targets=None, csv_path=None):
+        """Per-target outcome with deterministic weights, as ``l0 calibrate``
+        reports it: ``estimate`` (``M w``) and ``rel_error``
+        (``(estimate - y) / (y + 1)``) arrays, and over the targets not in
+        ``excluded_targets``: ``included``, ``rel_loss`` (mean squared
+        relative error), ``mean_abs_rel_err``, ``max_abs_rel_err`` and
+        ``within`` (share of targets within 1, 5, 10 and 25%). ``csv_path``
+        also writes the CLI's ``targets.csv`` there (names default to
+        ``target_0``, ``target_1``, ...)."""
+        return self._model.target_report(
+            as_matrix(M, "M"),
+            as_vector(y, "y"),
+            None if target_names is None else [str(t) for t in target_names],
+            [_count(t, "excluded_targets") for t in (excluded_targets or [])],
+            None if csv_path is None else str(csv_path),
+        )
+
     def state_dict(self):
         """Parameters (``log_weight``, ``log_alpha``), their Adam moments
         (``*_exp_avg``, ``*_exp_avg_sq``), the step count and the seed:

@@ -344,11 +344,12 @@ impl PyLink {
             return Ok(());
         }
         let text = line.to_string();
-        let r = Python::attach(|py| printer.call1(py, (text,)).map(|_| ()));
-        r.map_err(|e| {
+        // An exception (KeyboardInterrupt during the print, a closed
+        // stdout) stops the fit after this epoch, as a signal does.
+        if let Err(e) = Python::attach(|py| printer.call1(py, (text,)).map(|_| ())) {
             self.pending = Some(e);
-            L0Error::config("the progress printer raised an exception")
-        })
+        }
+        Ok(())
     }
 
     /// True once Python has a pending exception from a signal handler
@@ -506,6 +507,20 @@ fn active_dict<'py>(py: Python<'py>, a: ActiveWeights) -> PyResult<Bound<'py, Py
     Ok(d)
 }
 
+impl PyCalibration {
+    /// `M w` with deterministic weights, after checking `M`'s columns.
+    fn predict_vec(&self, m: &Matrix) -> PyResult<Vec<f64>> {
+        if m.m.cols() != self.model.n_features() {
+            return Err(to_py(L0Error::shape(
+                "matrix columns (one per weight)",
+                self.model.n_features(),
+                m.m.cols(),
+            )));
+        }
+        self.model.predict(&m.m).or_py()
+    }
+}
+
 /// The engine's calibration model ([`Calibration`]); `l0_rs.calibration.
 /// SparseCalibrationWeights` wraps it.
 #[pyclass(module = "l0_rs._native", name = "Calibration")]
@@ -630,14 +645,72 @@ impl PyCalibration {
     }
 
     fn predict<'py>(&self, py: Python<'py>, m: &Matrix) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        if m.m.cols() != self.model.n_features() {
+        Ok(f64_array(py, self.predict_vec(m)?))
+    }
+
+    /// Per-target estimates and accuracy with deterministic weights, as
+    /// `l0 calibrate` reports them; `csv_path` also writes its targets.csv.
+    #[pyo3(signature = (m, y, target_names, excluded_targets, csv_path))]
+    fn target_report<'py>(
+        &self,
+        py: Python<'py>,
+        m: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        target_names: Option<Vec<String>>,
+        excluded_targets: Vec<usize>,
+        csv_path: Option<std::path::PathBuf>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let y = slice("y", &y)?;
+        let q = m.m.rows();
+        if y.len() != q {
             return Err(to_py(L0Error::shape(
-                "matrix columns (one per weight)",
-                self.model.n_features(),
-                m.m.cols(),
+                "y (one target per matrix row)",
+                q,
+                y.len(),
             )));
         }
-        Ok(f64_array(py, self.model.predict(&m.m).or_py()?))
+        let names = target_names.unwrap_or_else(|| (0..q).map(|k| format!("target_{k}")).collect());
+        if names.len() != q {
+            return Err(to_py(L0Error::shape(
+                "target_names (one per target)",
+                q,
+                names.len(),
+            )));
+        }
+        let mut excluded = vec![false; q];
+        for (position, &t) in excluded_targets.iter().enumerate() {
+            match excluded.get_mut(t) {
+                Some(e) => *e = true,
+                None => {
+                    return Err(to_py(L0Error::IndexOutOfRange {
+                        what: "excluded targets".into(),
+                        index: t as u64,
+                        position,
+                        bound: q as u64,
+                    }))
+                }
+            }
+        }
+        let yhat = self.predict_vec(m)?;
+        let rows = l0::report::target_rows(&names, y, &yhat, &excluded);
+        if let Some(path) = csv_path {
+            l0::report::write_targets_csv(&path, &rows).or_py()?;
+        }
+        let acc = l0::report::Accuracy::of(&rows);
+        let d = PyDict::new(py);
+        d.set_item("estimate", f64_array(py, yhat))?;
+        let rel: Vec<f64> = rows.iter().map(|r| r.rel_error()).collect();
+        d.set_item("rel_error", f64_array(py, rel))?;
+        d.set_item("included", acc.included)?;
+        d.set_item("rel_loss", acc.rel_loss)?;
+        d.set_item("mean_abs_rel_err", acc.mean_abs_rel_err)?;
+        d.set_item("max_abs_rel_err", acc.max_abs_rel_err)?;
+        let within = PyDict::new(py);
+        for (t, share) in l0::report::WITHIN.iter().zip(acc.within) {
+            within.set_item(*t, share)?;
+        }
+        d.set_item("within", within)?;
+        Ok(d)
     }
 
     #[getter]

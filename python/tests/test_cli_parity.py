@@ -61,6 +61,16 @@ def test_every_option_matches_the_cli(l0_bin, tmp_path):
         group_multipliers={7: 2.5, 1: 0.5},
     )
     assert np.array_equal(model.get_weights(deterministic=True), want)
+    # The per-target report is the CLI's targets.csv, byte for byte.
+    report = model.target_report(m, y, csv_path=tmp_path / "targets.csv")
+    cli_csv = (tmp_path / "out" / "targets.csv").read_text()
+    assert (tmp_path / "targets.csv").read_text() == cli_csv
+    assert np.array_equal(report["estimate"], model.predict(m))
+    rel = (report["estimate"] - y) / (y + 1)
+    assert np.allclose(report["rel_error"], rel, rtol=1e-15, atol=0)
+    assert report["included"] == len(y)
+    assert report["max_abs_rel_err"] == np.abs(report["rel_error"]).max()
+    assert report["within"][0.25] == np.mean(np.abs(report["rel_error"]) <= 0.25)
 
 
 def test_no_gates_and_chunked_fits_match_the_cli(l0_bin, tmp_path):

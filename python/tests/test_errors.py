@@ -145,3 +145,14 @@ def test_regression_errors():
            model.predict, x[:, :3])
     raises(TypeError, "give lambda_reg or lambda_l0, not both",
            model.fit, x, np.ones(10), lambda_reg=0.1, lambda_l0=0.2)
+
+
+def test_target_report_errors(model_and_data):
+    model, m, y = model_and_data
+    raises(ValueError, "shape mismatch: target_names (one per target): expected 3, got 1",
+           model.target_report, m, y, target_names=["a"])
+    raises(ValueError, "index out of range in excluded targets: 3 at position 1, but the bound is 3",
+           model.target_report, m, y, excluded_targets=[0, 3])
+    with pytest.raises(OSError) as info:
+        model.target_report(m, y, csv_path="/nonexistent/dir/t.csv")
+    assert str(info.value).startswith("/nonexistent/dir/t.csv: ")
