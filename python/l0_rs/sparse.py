@@ -160,6 +160,16 @@ class SparseL0Linear:
         gate is below ``threshold``."""
         return self._model.coefficients(float(threshold))
 
+    def refit(self, X_sparse, y, threshold=0.01):
+        """Ordinary least squares of ``y`` on the selected features (gate
+        above ``threshold``; plus an intercept when the model has one),
+        removing the shrinkage of the gated fit. Returns ``support``,
+        ``coefficients`` (one per feature, zero off the support) and
+        ``intercept``; the model is unchanged."""
+        return self._model.refit(
+            as_matrix(X_sparse, "X_sparse"), as_vector(y, "y"), float(threshold)
+        )
+
     def get_weights(self, deterministic=True):
         """Gated coefficients: deterministic, or sampled with the next step's noise."""
         return self._model.weights(bool(deterministic))

@@ -891,6 +891,33 @@ impl PyRegression {
         PyArray1::from_vec(py, s)
     }
 
+    /// Ordinary least squares on the selected features (gate above
+    /// `threshold`), with the model's intercept setting.
+    fn refit<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        threshold: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if x.m.cols() != self.model.n_features() {
+            return Err(to_py(L0Error::shape(
+                "X columns (one per feature)",
+                self.model.n_features(),
+                x.m.cols(),
+            )));
+        }
+        let support = self.model.selected_features(threshold);
+        let fit_intercept = self.model.params().fit_intercept;
+        let ls = l0::refit_least_squares(&x.m, slice("y", &y)?, &support, fit_intercept).or_py()?;
+        let d = PyDict::new(py);
+        let s: Vec<i64> = ls.support.iter().map(|&i| i as i64).collect();
+        d.set_item("support", PyArray1::from_vec(py, s))?;
+        d.set_item("coefficients", f64_array(py, ls.coefficients))?;
+        d.set_item("intercept", ls.intercept)?;
+        Ok(d)
+    }
+
     fn intercept(&self) -> Option<f64> {
         self.model.intercept()
     }

@@ -121,3 +121,20 @@ def test_regression_state_and_pickle():
         assert np.array_equal(mdl.get_coefficients(), whole.get_coefficients())
         assert mdl.bias == whole.bias
         assert np.array_equal(mdl.predict(x), whole.predict(x))
+
+
+def test_regression_recovers_a_sparse_truth_and_refits():
+    rng = np.random.default_rng(1)
+    x = sp.random(400, 20, density=0.5, format="csr", random_state=rng)
+    truth = np.zeros(20)
+    truth[[1, 4, 9]] = [2.0, -1.5, 1.0]
+    y = x @ truth + 0.5 + rng.normal(0, 0.01, 400)
+    model = SparseL0Linear(n_features=20, seed=0).fit(x, y, lambda_reg=0.01, lr=0.05, epochs=1500)
+    assert list(model.get_selected_features()) == [1, 4, 9]
+    r = model.refit(x, y)
+    assert list(r["support"]) == [1, 4, 9]
+    a = np.column_stack([x[:, [1, 4, 9]].toarray(), np.ones(400)])
+    want = np.linalg.lstsq(a, y, rcond=None)[0]
+    assert np.allclose(r["coefficients"][[1, 4, 9]], want[:3], rtol=1e-9)
+    assert np.isclose(r["intercept"], want[3], rtol=1e-9)
+    assert np.count_nonzero(r["coefficients"]) == 3
