@@ -114,3 +114,14 @@ def resolve_device(device):
             warnings.warn(f"device='cuda' runs on the CPU: {why}", RuntimeWarning, stacklevel=3)
             return "cpu"
     return device
+
+
+def count(v, what):
+    """A non-negative int; refuses fractions and negatives."""
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be an integer, got {v!r}") from None
+    if i != v or i < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {v!r}")
+    return i

@@ -13,12 +13,13 @@ holds the Adam moments and step, so a reloaded model continues bit for bit.
 import numpy as np
 
 from . import _native
-from ._convert import as_groups, as_matrix, as_vector, per_column, resolve_device
+from ._base import Model
+from ._convert import as_groups, as_matrix, as_vector, count as _count, per_column, resolve_device
 
 __all__ = ["SparseCalibrationWeights"]
 
 
-class SparseCalibrationWeights:
+class SparseCalibrationWeights(Model):
     """L0-regularized calibration weights with positivity constraint.
 
     Parameters are l0-python's (``n_features``, ``beta``, ``gamma``,
@@ -53,31 +54,22 @@ class SparseCalibrationWeights:
         *,
         test_gate="temperature",
     ):
-        self._init_args = dict(
-            n_features=n_features,
-            beta=beta,
-            gamma=gamma,
-            zeta=zeta,
-            init_keep_prob=init_keep_prob,
-            init_weights=init_weights,
-            log_weight_jitter_sd=log_weight_jitter_sd,
-            log_alpha_jitter_sd=log_alpha_jitter_sd,
-            device=device,
-            use_gates=use_gates,
-            seed=seed,
-            test_gate=test_gate,
+        self._keep(
+            dict(
+                n_features=n_features,
+                beta=beta,
+                gamma=gamma,
+                zeta=zeta,
+                init_keep_prob=init_keep_prob,
+                init_weights=init_weights,
+                log_weight_jitter_sd=log_weight_jitter_sd,
+                log_alpha_jitter_sd=log_alpha_jitter_sd,
+                device=device,
+                use_gates=use_gates,
+                seed=seed,
+                test_gate=test_gate,
+            )
         )
-        self.n_features = n_features
-        self.beta = beta
-        self.gamma = gamma
-        self.zeta = zeta
-        self.log_weight_jitter_sd = log_weight_jitter_sd
-        self.log_alpha_jitter_sd = log_alpha_jitter_sd
-        self.device = str(device)
-        self.use_gates = use_gates
-        self.seed = seed
-        self.test_gate = test_gate
-        _native.check_device(self.device)
         self._model = _native.Calibration(
             int(n_features),
             float(beta),
@@ -93,15 +85,6 @@ class SparseCalibrationWeights:
             seed,
             test_gate,
         )
-        #: The report of the last ``fit``: device, epochs run, seconds, and
-        #: the metrics of its last progress report (``last``, a dict with
-        #: the reference's progress line under ``line``).
-        self.fit_report_ = None
-
-    @property
-    def seed_in_use(self):
-        """The seed of every random draw (the given one, or the one drawn)."""
-        return self._model.seed
 
     def fit(
         self,
@@ -173,14 +156,6 @@ class SparseCalibrationWeights:
         sampled with the noise of the next training step."""
         return self._model.weights(bool(deterministic))
 
-    def get_deterministic_gates(self):
-        """Deterministic gate values (for inference)."""
-        return self._model.deterministic_gates()
-
-    def get_l0_penalty(self):
-        """Expected number of active weights."""
-        return self._model.l0_penalty()
-
     def get_l2_penalty(self):
         """Sum of squared positive weights ``exp(log_weight)^2``."""
         return self._model.l2_penalty()
@@ -214,38 +189,3 @@ class SparseCalibrationWeights:
             None if csv_path is None else str(csv_path),
         )
 
-    def state_dict(self):
-        """Parameters (``log_weight``, ``log_alpha``), their Adam moments
-        (``*_exp_avg``, ``*_exp_avg_sq``), the step count and the seed:
-        float32 arrays exactly as the engine holds them."""
-        return self._model.state_dict()
-
-    def load_state_dict(self, state_dict):
-        """Replace the trainable state with one from ``state_dict``; a fit
-        then continues exactly as the saved model would have."""
-        self._model.load_state_dict(dict(state_dict))
-
-    def __getstate__(self):
-        return {"init": self._init_args, "state": self.state_dict(), "report": self.fit_report_}
-
-    def __setstate__(self, d):
-        self.__init__(**d["init"])
-        self.load_state_dict(d["state"])
-        self.fit_report_ = d.get("report")
-
-    def __repr__(self):
-        return (
-            f"SparseCalibrationWeights(n_features={self.n_features}, "
-            f"device={self.device!r}, seed={self.seed_in_use})"
-        )
-
-
-def _count(v, what):
-    """A non-negative int, refusing floats with a fraction and negatives."""
-    try:
-        i = int(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be an integer, got {v!r}") from None
-    if i != v or i < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {v!r}")
-    return i

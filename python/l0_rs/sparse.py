@@ -11,13 +11,13 @@ the first stopped.
 """
 
 from . import _native
-from ._convert import as_matrix, as_vector, per_column, resolve_device
-from .calibration import _count
+from ._base import Model
+from ._convert import as_matrix, as_vector, count as _count, per_column, resolve_device
 
 __all__ = ["SparseL0Linear"]
 
 
-class SparseL0Linear:
+class SparseL0Linear(Model):
     """L0-regularized sparse linear regression.
 
     The reference's parameters (``n_features``, ``fit_intercept``,
@@ -44,29 +44,22 @@ class SparseL0Linear:
         log_alpha_jitter_sd=0.01,
         test_gate="temperature",
     ):
-        self._init_args = dict(
-            n_features=n_features,
-            fit_intercept=fit_intercept,
-            beta=beta,
-            gamma=gamma,
-            zeta=zeta,
-            init_keep_prob=init_keep_prob,
-            device=device,
-            seed=seed,
-            init_coefficients=init_coefficients,
-            coef_init_sd=coef_init_sd,
-            log_alpha_jitter_sd=log_alpha_jitter_sd,
-            test_gate=test_gate,
+        self._keep(
+            dict(
+                n_features=n_features,
+                fit_intercept=fit_intercept,
+                beta=beta,
+                gamma=gamma,
+                zeta=zeta,
+                init_keep_prob=init_keep_prob,
+                device=device,
+                seed=seed,
+                init_coefficients=init_coefficients,
+                coef_init_sd=coef_init_sd,
+                log_alpha_jitter_sd=log_alpha_jitter_sd,
+                test_gate=test_gate,
+            )
         )
-        self.n_features = n_features
-        self.fit_intercept = fit_intercept
-        self.beta = beta
-        self.gamma = gamma
-        self.zeta = zeta
-        self.device = str(device)
-        self.seed = seed
-        self.test_gate = test_gate
-        _native.check_device(self.device)
         self._model = _native.Regression(
             int(n_features),
             bool(fit_intercept),
@@ -82,13 +75,6 @@ class SparseL0Linear:
             seed,
             test_gate,
         )
-        #: The report of the last ``fit`` (device, epochs, seconds, last metrics).
-        self.fit_report_ = None
-
-    @property
-    def seed_in_use(self):
-        """The seed of every random draw (the given one, or the one drawn)."""
-        return self._model.seed
 
     @property
     def weight(self):
@@ -139,14 +125,6 @@ class SparseL0Linear:
         )
         return self
 
-    def get_deterministic_gates(self):
-        """Deterministic gate values."""
-        return self._model.deterministic_gates()
-
-    def get_l0_penalty(self):
-        """Expected number of open gates."""
-        return self._model.l0_penalty()
-
     def get_sparsity(self):
         """Fraction of deterministic gates below 0.01."""
         return self._model.sparsity()
@@ -177,26 +155,3 @@ class SparseL0Linear:
     def predict(self, X_sparse):
         """``X w + b`` with deterministic gates."""
         return self._model.predict(as_matrix(X_sparse, "X_sparse"))
-
-    def state_dict(self):
-        """``weight``, ``log_alpha``, their Adam moments, ``bias`` and its
-        moments (with an intercept), the step and the seed."""
-        return self._model.state_dict()
-
-    def load_state_dict(self, state_dict):
-        """Replace the trainable state; a fit then continues exactly."""
-        self._model.load_state_dict(dict(state_dict))
-
-    def __getstate__(self):
-        return {"init": self._init_args, "state": self.state_dict(), "report": self.fit_report_}
-
-    def __setstate__(self, d):
-        self.__init__(**d["init"])
-        self.load_state_dict(d["state"])
-        self.fit_report_ = d.get("report")
-
-    def __repr__(self):
-        return (
-            f"SparseL0Linear(n_features={self.n_features}, "
-            f"fit_intercept={self.fit_intercept}, seed={self.seed_in_use})"
-        )

@@ -128,6 +128,20 @@ fn compressed<P: l0::SparseIndex, J: l0::SparseIndex, V: Copy + Into<f64>>(
     }
 }
 
+/// [`compressed`] for either type of matrix values.
+fn with_values<J: l0::SparseIndex>(
+    by_column: bool,
+    shape: (usize, usize),
+    indptr: &[i64],
+    indices: &[J],
+    data: &Values,
+) -> PyResult<l0::Result<SparseMatrix>> {
+    Ok(match data {
+        Values::F32(v) => compressed(by_column, shape, indptr, indices, slice("data", v)?),
+        Values::F64(v) => compressed(by_column, shape, indptr, indices, slice("data", v)?),
+    })
+}
+
 /// `u64` coordinates from scipy's coo indices (negative ones refused).
 fn coordinates(what: &str, ix: &Indices) -> PyResult<Vec<u64>> {
     fn conv<T: Copy + std::fmt::Display + TryInto<u64>>(what: &str, s: &[T]) -> PyResult<Vec<u64>> {
@@ -169,35 +183,9 @@ impl Matrix {
             Indices::I32(a) => slice("indptr", a)?.iter().map(|&x| x as i64).collect(),
             Indices::I64(a) => slice("indptr", a)?.to_vec(),
         };
-        let m = match (&j, &v) {
-            (Indices::I32(j), Values::F32(v)) => compressed(
-                by_column,
-                shape,
-                &p,
-                slice("indices", j)?,
-                slice("data", v)?,
-            ),
-            (Indices::I32(j), Values::F64(v)) => compressed(
-                by_column,
-                shape,
-                &p,
-                slice("indices", j)?,
-                slice("data", v)?,
-            ),
-            (Indices::I64(j), Values::F32(v)) => compressed(
-                by_column,
-                shape,
-                &p,
-                slice("indices", j)?,
-                slice("data", v)?,
-            ),
-            (Indices::I64(j), Values::F64(v)) => compressed(
-                by_column,
-                shape,
-                &p,
-                slice("indices", j)?,
-                slice("data", v)?,
-            ),
+        let m = match &j {
+            Indices::I32(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
+            Indices::I64(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
         }
         .or_py()?;
         Ok(Matrix { m })
