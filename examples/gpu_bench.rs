@@ -160,6 +160,7 @@ fn bench(args: &Args) -> l0::Result<()> {
             ..Default::default()
         },
         noise: Noise::Philox,
+        max_p: None,
     };
     let state = ParamState::new(vec![0.0; cols], vec![0.0; cols], None);
     let (bytes, gathers) = (epoch_bytes(m), gather_bytes(m));

@@ -88,16 +88,18 @@ extern "C" __global__ void column_dots(u64 n, u32 shift, const u64* __restrict__
 
 // The fused per-column step, one thread per column i: (dL/dp, dL/da) by the
 // chain rule from g_w,i (column_dots) at the gate value s_i kept by the last
-// sampling (the noise of `step`), Adam on p and a with the step's scalars;
+// sampling (the noise of `step`), Adam on p and a with the step's scalars,
+// then with has_max_p the weight caps' projection p_i = min(p_i, max_p[i]);
 // with sample_next, also w_i = m(p_i) z(a_i, u(seed, step + 1, i)) and its
 // s_i for the next epoch.
 extern "C" __global__ void step_columns(u64 n, const float* __restrict__ gw,
                                         float* __restrict__ p, float* __restrict__ a,
                                         float* __restrict__ m_p, float* __restrict__ v_p,
                                         float* __restrict__ m_a, float* __restrict__ v_a,
-                                        float* __restrict__ w, float* __restrict__ s, Rule rule,
-                                        u64 seed, u64 step, float neg_step_size, float bc2_sqrt,
-                                        int sample_next) {
+                                        float* __restrict__ w, float* __restrict__ s,
+                                        const float* __restrict__ max_p, int has_max_p,
+                                        Rule rule, u64 seed, u64 step, float neg_step_size,
+                                        float bc2_sqrt, int sample_next) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float pi = p[i], ai = a[i];
@@ -107,6 +109,7 @@ extern "C" __global__ void step_columns(u64 n, const float* __restrict__ gw,
     float mp = m_p[i], vp = v_p[i], ma = m_a[i], va = v_a[i];
     adam_update(&pi, &mp, &vp, gp, neg_step_size, bc2_sqrt);
     adam_update(&ai, &ma, &va, ga, neg_step_size, bc2_sqrt);
+    if (has_max_p) pi = fminf(pi, max_p[i]);
     p[i] = pi;
     a[i] = ai;
     m_p[i] = mp;

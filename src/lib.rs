@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod calibration;
 pub mod checkpoint;
+pub mod diagnostics;
 pub mod engine;
 pub mod error;
 pub mod hard_concrete;

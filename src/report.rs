@@ -24,6 +24,7 @@
 //! Every file goes through [`crate::io::write_atomic`] except the log,
 //! which grows during training ([`LogWriter`]).
 
+use crate::diagnostics::{TargetCarrier, WeightDiagnostics};
 use crate::error::{L0Error, Result};
 use crate::io::{
     csv::{csv_field, write_csv},
@@ -144,8 +145,10 @@ impl Accuracy {
 }
 
 /// The columns of `targets.csv`: those of [`LOG_COLUMNS`] without the
-/// epoch and loss, then whether the target was left out of the loss.
-pub const TARGET_COLUMNS: [&str; 8] = [
+/// epoch and loss, whether the target was left out of the loss, then who
+/// carries it ([`TargetCarrier`]: the top record, empty when none, its share
+/// of the estimate, and the count of contributing records).
+pub const TARGET_COLUMNS: [&str; 11] = [
     "target_name",
     "estimate",
     "target",
@@ -154,17 +157,28 @@ pub const TARGET_COLUMNS: [&str; 8] = [
     "abs_error",
     "rel_abs_error",
     "excluded",
+    "top_record",
+    "top_record_share",
+    "records_contributing",
 ];
 
-/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`].
-pub fn write_targets_csv(path: &Path, rows: &[TargetRow]) -> Result<()> {
+/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`]
+/// (`carriers` has one entry per row).
+pub fn write_targets_csv(
+    path: &Path,
+    rows: &[TargetRow],
+    carriers: &[TargetCarrier],
+) -> Result<()> {
     write_csv(
         path,
         &TARGET_COLUMNS,
-        rows.iter().map(|r| {
+        rows.iter().zip(carriers).map(|(r, c)| {
             let mut fields = vec![r.name.clone(), num(r.estimate), num(r.target)];
             fields.extend(r.error_fields());
             fields.push(r.excluded.to_string());
+            fields.push(c.top_record.map_or(String::new(), |i| i.to_string()));
+            fields.push(num(c.top_record_share));
+            fields.push(c.records_contributing.to_string());
             fields
         }),
     )
@@ -301,6 +315,8 @@ pub struct Summary {
     pub excluded: usize,
     /// Nonzero deterministic weights.
     pub active: usize,
+    /// How concentrated the deterministic weights are.
+    pub weights: WeightDiagnostics,
     /// The run's settings, each as its JSON type (numbers, booleans,
     /// strings, lists; null when unset).
     pub settings: Vec<(String, Json)>,
@@ -325,7 +341,9 @@ impl Summary {
     /// epochs_run, resumed_from, seconds, seconds_per_epoch, seed, loss,
     /// data_loss, rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
     /// within_5pct, within_10pct, within_25pct, targets_included,
-    /// targets_excluded, active, sparsity, settings.
+    /// targets_excluded, active, sparsity, ess, design_effect, max_weight,
+    /// top1pct_share, weight_quantiles (min, p01, p25, p50, p75, p99, max),
+    /// settings.
     pub fn to_json(&self) -> Json {
         let a = &self.accuracy;
         let mut f: Vec<(String, Json)> = vec![
@@ -366,10 +384,32 @@ impl Summary {
             ("targets_excluded".into(), Json::Int(self.excluded as i128)),
             ("active".into(), Json::Int(self.active as i128)),
             ("sparsity".into(), Json::Num(self.sparsity())),
-            ("settings".into(), Json::Object(self.settings.clone())),
         ]);
+        f.extend(weight_fields(&self.weights));
+        f.push(("settings".into(), Json::Object(self.settings.clone())));
         Json::Object(f)
     }
+}
+
+/// The summary.json fields of [`WeightDiagnostics`].
+pub fn weight_fields(d: &WeightDiagnostics) -> Vec<(String, Json)> {
+    let names = ["min", "p01", "p25", "p50", "p75", "p99", "max"];
+    vec![
+        ("ess".into(), Json::Num(d.ess)),
+        ("design_effect".into(), Json::Num(d.design_effect)),
+        ("max_weight".into(), Json::Num(d.max_weight)),
+        ("top1pct_share".into(), Json::Num(d.top1pct_share)),
+        (
+            "weight_quantiles".into(),
+            Json::Object(
+                names
+                    .iter()
+                    .zip(d.quantiles)
+                    .map(|(n, v)| (n.to_string(), Json::Num(v)))
+                    .collect(),
+            ),
+        ),
+    ]
 }
 
 /// Writes a JSON value to `path` atomically.

@@ -205,7 +205,10 @@ fn calibrate_writes_consistent_outputs() {
             "rel_error",
             "abs_error",
             "rel_abs_error",
-            "excluded"
+            "excluded",
+            "top_record",
+            "top_record_share",
+            "records_contributing"
         ]
     );
     assert_eq!(t.len(), f.rows + 1);
@@ -224,6 +227,33 @@ fn calibrate_writes_consistent_outputs() {
         assert_eq!(row[6].parse::<f64>().unwrap(), rel.abs());
         let excluded = row[7] == "true";
         assert_eq!(excluded, q == 4 || q == 7, "row {q}");
+        // Who carries the target, from the entries.
+        let contrib: Vec<(usize, f64)> = f
+            .entries
+            .iter()
+            .filter(|e| e.0 == q)
+            .map(|&(_, j, v)| (j, v * w[j]))
+            .collect();
+        let top = contrib.iter().copied().filter(|c| c.1 > 0.0).fold(
+            None::<(usize, f64)>,
+            |b, c| match b {
+                Some(bc) if bc.1 >= c.1 => b,
+                _ => Some(c),
+            },
+        );
+        assert_eq!(
+            row[8],
+            top.map_or(String::new(), |t| t.0.to_string()),
+            "row {q}"
+        );
+        let share: f64 = row[9].parse().unwrap();
+        let want = top.map_or(0.0, |t| t.1 / est);
+        assert!(
+            (share - want).abs() <= 1e-9 * want,
+            "row {q}: {share} vs {want}"
+        );
+        let count = contrib.iter().filter(|c| c.1 != 0.0).count();
+        assert_eq!(row[10], count.to_string(), "row {q}");
         if !excluded {
             abs_rel.push(rel.abs());
         }
@@ -243,6 +273,19 @@ fn calibrate_writes_consistent_outputs() {
     assert_eq!(s["active"].as_u64().unwrap() as usize, active);
     let sparsity = s["sparsity"].as_f64().unwrap();
     assert!((sparsity - (1.0 - active as f64 / 200.0)).abs() < 1e-12);
+    // Concentration: Kish's ess, design effect, max, top 1%.
+    let (sum, sum2) = w.iter().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));
+    let ess = sum * sum / sum2;
+    let rel = |key: &str, want: f64| {
+        let got = s[key].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-12 * want, "{key}: {got} vs {want}");
+    };
+    rel("ess", ess);
+    rel("design_effect", active as f64 / ess);
+    let max = w.iter().copied().fold(0.0, f64::max);
+    rel("max_weight", max);
+    rel("top1pct_share", max / sum); // 1% of fewer than 100 records: the top one
+    assert_eq!(s["weight_quantiles"]["max"].as_f64().unwrap(), max);
     let n = abs_rel.len() as f64;
     let mean = abs_rel.iter().sum::<f64>() / n;
     assert!((s["mean_abs_rel_err"].as_f64().unwrap() - mean).abs() < 1e-9);
@@ -1333,4 +1376,137 @@ fn a_fit_far_from_its_targets_says_why() {
     let (line, s) = calibrate_to_last_line(&f, "good", &f.targets, &args);
     assert!(s["mean_abs_rel_err"].as_f64().unwrap() < 0.25, "{s}");
     assert!(line.starts_with("         Weight dist"), "{line}");
+}
+
+#[test]
+fn target_weights_and_concentration_flags() {
+    let f = problem("guards", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let tw = |name: &str, v: &[f64]| {
+        let path = f.dir.join(name);
+        write_npy_f64(&path, v).unwrap();
+        path
+    };
+    let with = |extra: &[&str]| {
+        let mut a = f.base_args(&out);
+        a.extend(["--epochs", "40", "--overwrite"]);
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            npy(&out.join("weights.npy")),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    // A zero loss weight is the same fit as leaving the target out.
+    let zero = tw("zero.npy", &[1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
+    let (w_zero, stdout) = run(with(&["--target-weights", p(&zero)]));
+    let (w_excl, _) = run(with(&["--exclude-targets", "t2"]));
+    assert_eq!(w_zero, w_excl);
+    assert!(
+        stdout.contains("concentration: effective sample size "),
+        "{stdout}"
+    );
+
+    let short = tw("short.npy", &[1.0; 5]);
+    assert_eq!(
+        fails(
+            &with(&["--target-weights", p(&short)])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        format!(
+            "error: {}: expected 6 target weights (one per target), found 5",
+            short.display()
+        )
+    );
+    let nan = tw("nan.npy", &[1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0]);
+    assert_eq!(
+        fails(
+            &with(&["--target-weights", p(&nan)])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        format!(
+            "error: {}: non-finite value in target weights at index 1: NaN",
+            nan.display()
+        )
+    );
+    let negative = tw("negative.npy", &[1.0, 1.0, 1.0, -2.0, 1.0, 1.0]);
+    assert_eq!(
+        fails(
+            &with(&["--target-weights", p(&negative)])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        format!(
+            "error: {}: target weight 3 is -2; each must be a finite number >= 0",
+            negative.display()
+        )
+    );
+    assert_eq!(
+        fails(
+            &with(&["--warn-top1pct", "1.5"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        "error: --warn-top1pct must be a share between 0 and 1, got 1.5"
+    );
+}
+
+#[test]
+fn weight_caps_hold_and_name_the_targets_they_block() {
+    let f = problem("caps", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(["--epochs", "60", "--overwrite"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (npy(&out.join("weights.npy")), stderr(&o))
+    };
+    let (free, _) = run(with(&[]));
+    let cap = free.iter().copied().fold(0.0, f64::max) / 2.0;
+    let cap_text = format!("{cap:?}");
+    let (w, _) = run(with(&["--max-weight", &cap_text]));
+    assert!(w.iter().all(|&x| x <= cap), "{w:?}");
+    assert_eq!(summary(&out)["settings"]["max_weight"], cap);
+    // Caps so low that no target can be reached.
+    let (w, err) = run(with(&["--max-weight", "0.001"]));
+    assert!(w.iter().all(|&x| x <= 0.001));
+    assert!(
+        err.contains("warning: the weight caps make 6 target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: t0, t1, t2, t3, t4, t5"),
+        "{err}"
+    );
+    // A ratio cap against per-record design weights.
+    let design = f.dir.join("design.npy");
+    let d: Vec<f64> = (0..80).map(|i| 0.5 + (i % 3) as f64 * 0.25).collect();
+    write_npy_f64(&design, &d).unwrap();
+    let (w, _) = run(with(&[
+        "--init-weights",
+        p(&design),
+        "--max-weight-ratio",
+        "1.5",
+    ]));
+    assert!(w.iter().zip(&d).all(|(w, d)| *w <= 1.5 * d));
+    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bad(&["--max-weight", "-1"]),
+        "error: --max-weight must be a number > 0, got -1"
+    );
+    assert_eq!(
+        bad(&["--max-weight-ratio", "0.5"]),
+        "error: --max-weight-ratio must be a number >= 1 with gates, got 0.5"
+    );
 }

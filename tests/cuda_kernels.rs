@@ -214,6 +214,7 @@ impl Synthetic {
             denom: &self.denom,
             hyper,
             noise: Noise::Philox,
+            max_p: None,
         }
     }
 
@@ -599,4 +600,40 @@ fn gpu_long_columns_and_short_rows_match_cpu() {
     train(&mut g, &mut sg, 1);
     train(&mut c, &mut sc, 1);
     assert_states_close(&sg, &sc, 1e-5, 1e-9);
+}
+
+#[test]
+fn gpu_weight_bounds_match_cpu_and_hold() {
+    let s = synthetic(40, 300, 13);
+    let h = hyper(false, 0.0);
+    // Bounds that bind: the state starts at p up to ln(2.8), the bound is
+    // ln(1.5) for even columns and ln(2.5) for odd ones.
+    let bound: Vec<f32> = (0..300)
+        .map(|i| if i % 2 == 0 { 1.5f32.ln() } else { 2.5f32.ln() })
+        .collect();
+    let mut p = s.problem(h);
+    p.max_p = Some(&bound);
+    let Some(mut g) = gpu(p) else {
+        return;
+    };
+    let mut c = cpu(p);
+    let start = {
+        let mut st = s.state(false);
+        st.p.iter_mut()
+            .zip(&bound)
+            .for_each(|(p, &b)| *p = p.min(b));
+        st
+    };
+    let (mut sg, mut sc) = (start.clone(), start.clone());
+    train(&mut g, &mut sg, 1);
+    train(&mut c, &mut sc, 1);
+    assert_states_close(&sg, &sc, 1e-5, 1e-9);
+    train(&mut g, &mut sg, 60);
+    for (i, (&pg, &b)) in sg.p.iter().zip(&bound).enumerate() {
+        assert!(pg <= b, "column {i}: p {pg} above its bound {b}");
+    }
+    assert!(
+        sg.p.iter().zip(&bound).any(|(p, b)| p == b),
+        "no bound binds"
+    );
 }

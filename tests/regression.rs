@@ -174,6 +174,7 @@ fn gradients_match_finite_differences_of_the_loss() {
         denom: &denom,
         hyper,
         noise: Noise::Replay(&u),
+        max_p: None,
     };
     let mut be = CpuBackend::new(problem, Some(1)).unwrap();
     be.load_state(&ParamState::new(p.clone(), a.clone(), Some(b)))

@@ -153,6 +153,7 @@ impl<'a> CpuBackend<'a> {
         if threads == Some(0) {
             return Err(L0Error::config("threads must be at least 1"));
         }
+        problem.check_lengths()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.unwrap_or(0))
             .build()
@@ -330,9 +331,11 @@ impl Backend for CpuBackend<'_> {
     /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule
     /// through the gates of the last sampling, Adam on both; then optionally
     /// the next step's sampled weight. The intercept takes an Adam step with
-    /// gradient `sum_q r_q`.
-    /// GPU twins: kernels `step_columns` (a group of lanes per CSC column)
-    /// and `intercept_adam`, kernels/step.cu.
+    /// gradient `sum_q r_q`. With [`Problem::max_p`], `p` is projected onto
+    /// `p <= max_p` after its update (the weight caps).
+    /// GPU twins: kernels `column_dots` (a group of lanes per CSC column),
+    /// `step_columns` (a thread per column) and `intercept_adam`,
+    /// kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
         let rule = self.rule;
         let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
@@ -340,6 +343,7 @@ impl Backend for CpuBackend<'_> {
             adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
         }
         let (csc, r) = (self.problem.matrix.csc(), &self.r);
+        let max_p = self.problem.max_p;
         let cursor = self.cursor(step + 1);
         self.cols.par_chunks(&self.pool, |mut ch| {
             let n = ch.len();
@@ -353,6 +357,10 @@ impl Backend for CpuBackend<'_> {
                 let (gp, ga) = rule.gradient(&f, a, gw[j]);
                 adam_update(&mut ch.p[j], &mut ch.m_p[j], &mut ch.v_p[j], gp, adam);
                 adam_update(&mut ch.a[j], &mut ch.m_a[j], &mut ch.v_a[j], ga, adam);
+                // The weight caps: projection onto p <= max_p.
+                if let Some(b) = max_p {
+                    ch.p[j] = ch.p[j].min(b[ch.base + j]);
+                }
             }
             if sample_next {
                 ch.sample(&rule, &mut cursor());

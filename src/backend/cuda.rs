@@ -497,14 +497,15 @@ impl SegmentPlan {
 /// Device memory in bytes the backend allocates for `m`: both layouts
 /// (values, indices, CSC column pointers), the two segment plans and their
 /// partial sums, per-column state (six f32 parameters and moments, the weight,
-/// the gate's pre-stretch value, M^T r and two gradient outputs) and the per-row f64 vectors (targets, weights,
+/// the gate's pre-stretch value, M^T r, two gradient outputs and the caps'
+/// bound) and the per-row f64 vectors (targets, weights,
 /// scales, predictions, residuals).
 pub fn device_bytes(m: &SparseMatrix) -> usize {
     let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
     let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
     let plans = SegmentPlan::rows(m.segments()).device_bytes()
         + SegmentPlan::long_columns(m.csc().indptr().raw_storage(), LONG_COLUMN_NNZ).device_bytes();
-    let columns = cols * 4 * (6 + 3 + 2);
+    let columns = cols * 4 * (6 + 3 + 2 + 1);
     let row_vectors = rows * 8 * 5;
     let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
     layouts + plans + columns + row_vectors + scalars
@@ -741,6 +742,10 @@ pub struct CudaBackend {
     s: CudaSlice<f32>,
     /// g_w = M^T r of the last residual, rounded to f32.
     gw: CudaSlice<f32>,
+    /// The weight caps' bound on p (one per column; one unused element when
+    /// there is none) and whether there is one.
+    max_p: CudaSlice<f32>,
+    has_max_p: i32,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
     icpt: CudaSlice<f32>,
@@ -817,18 +822,7 @@ impl CudaBackend {
     fn open(problem: Problem<'_>, ordinal: usize) -> Result<Self> {
         let m = problem.matrix;
         let (rows, n) = (m.rows(), m.cols());
-        for (what, len) in [
-            ("targets (one per matrix row)", problem.targets.len()),
-            (
-                "target weights (one per matrix row)",
-                problem.target_weight.len(),
-            ),
-            ("error scales (one per matrix row)", problem.denom.len()),
-        ] {
-            if len != rows {
-                return Err(L0Error::shape(what, rows, len));
-            }
-        }
+        problem.check_lengths()?;
         let ctx = CudaContext::new(ordinal)
             .map_err(driver_err(&format!("cannot open device cuda:{ordinal}")))?;
         // One stream only: cudarc's cross-stream event tracking is not needed.
@@ -902,6 +896,8 @@ impl CudaBackend {
             w: zeros(&s, n)?,
             s: zeros(&s, n)?,
             gw: zeros(&s, n)?,
+            max_p: upload(&s, problem.max_p.unwrap_or(&[]))?,
+            has_max_p: problem.max_p.is_some() as i32,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
             icpt: zeros(&s, 3)?,
@@ -1196,6 +1192,8 @@ impl Backend for CudaBackend {
                 &mut self.v_a,
                 &mut self.w,
                 &mut self.s,
+                &self.max_p,
+                &self.has_max_p,
                 &self.rule,
                 &self.seed,
                 &step,

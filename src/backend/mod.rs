@@ -210,6 +210,38 @@ pub struct Problem<'a> {
     pub hyper: Hyper,
     /// Source of the gate noise.
     pub noise: Noise<'a>,
+    /// Upper bound on each column's `p` (one per column), enforced after
+    /// every Adam step by projection (`p = min(p, max_p)`): the weight caps
+    /// of [`crate::calibration::FitParams::max_weight`] and `max_weight_ratio`.
+    /// None: no bound.
+    pub max_p: Option<&'a [f32]>,
+}
+
+impl Problem<'_> {
+    /// Refuses per-row vectors that are not one per matrix row and a bound
+    /// `max_p` that is not one per column.
+    pub fn check_lengths(&self) -> Result<()> {
+        let (rows, cols) = (self.matrix.rows(), self.matrix.cols());
+        for (what, want, len) in [
+            ("targets (one per matrix row)", rows, self.targets.len()),
+            (
+                "target weights (one per matrix row)",
+                rows,
+                self.target_weight.len(),
+            ),
+            ("error scales (one per matrix row)", rows, self.denom.len()),
+            (
+                "weight bounds (one per matrix column)",
+                cols,
+                self.max_p.map_or(cols, <[f32]>::len),
+            ),
+        ] {
+            if len != want {
+                return Err(L0Error::shape(what, want, len));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Adam state of a scalar parameter (the regression intercept).

@@ -48,6 +48,21 @@ pub(super) struct CalibrateArgs {
     /// Leave these targets (by name, comma-separated) out of the loss; they are still reported.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     exclude_targets: Vec<String>,
+    /// A factor >= 0 per target on its loss weight, after group
+    /// normalisation and multipliers: .npy or one-column .csv.
+    #[arg(long, value_name = "FILE")]
+    target_weights: Option<PathBuf>,
+    /// Warn when the top 1% of the active records carry more than this
+    /// share of the weight total [default: 0.5].
+    #[arg(long, value_name = "SHARE")]
+    warn_top1pct: Option<f64>,
+    /// Cap every weight at X (held exactly, during training too).
+    #[arg(long, value_name = "X")]
+    max_weight: Option<f64>,
+    /// Cap every weight at R times its record's --init-weights (the design
+    /// weight); R >= 1 with gates.
+    #[arg(long, value_name = "R")]
+    max_weight_ratio: Option<f64>,
     /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
@@ -482,6 +497,20 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
             Kind::List,
         ),
         (
+            "target_weights",
+            a.target_weights.as_ref().map(|p| p.display().to_string()),
+            String::new(),
+            Kind::Text,
+        ),
+        ("warn_top1pct", num(a.warn_top1pct), "0.5".into(), Kind::Num),
+        ("max_weight", num(a.max_weight), String::new(), Kind::Num),
+        (
+            "max_weight_ratio",
+            num(a.max_weight_ratio),
+            String::new(),
+            Kind::Num,
+        ),
+        (
             "beta",
             num(f.beta),
             format!("{:?}", lib_model.gate.beta),
@@ -648,6 +677,12 @@ pub(super) fn plan(
         let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
         group_multipliers.insert(id, factor);
     }
+    let warn_top1pct = r.f64("warn_top1pct")?;
+    if !(0.0..=1.0).contains(&warn_top1pct) {
+        return Err(input_error(format!(
+            "--warn-top1pct must be a share between 0 and 1, got {warn_top1pct}"
+        )));
+    }
     let excluded = left_out(r, p)?;
     let excluded_names = excluded.iter().map(|&q| p.names[q].clone()).collect();
     let epochs: u64 = r
@@ -665,7 +700,9 @@ pub(super) fn plan(
         } else {
             load_init(r.get("init_keep_prob"), "init_keep_prob", cols)?
         },
-        init_weights: if resuming {
+        // A resumed run takes its state from the checkpoint, but a ratio cap
+        // still needs the design weights.
+        init_weights: if resuming && r.get("max_weight_ratio").is_empty() {
             None
         } else {
             Some(load_init(r.get("init_weights"), "init_weights", cols)?)
@@ -686,6 +723,13 @@ pub(super) fn plan(
         normalize_groups: r.bool("normalize_groups"),
         group_multipliers,
         excluded_targets: excluded,
+        target_weights: load_target_weights(r.get("target_weights"), p.m.rows())?,
+        max_weight: cap_flag(r, "max_weight", 0.0)?,
+        max_weight_ratio: cap_flag(
+            r,
+            "max_weight_ratio",
+            if r.bool("use_gates") { 1.0 } else { 0.0 },
+        )?,
         device,
         threads: a.fit.threads,
         report_every: None,
@@ -696,6 +740,46 @@ pub(super) fn plan(
         epochs,
         excluded_names,
     })
+}
+
+/// A cap flag's value (None when not given), which must be finite and above
+/// `least` (or equal to it when `least` is not 0).
+fn cap_flag(r: &Resolved, name: &str, least: f64) -> CliResult<Option<f64>> {
+    if r.get(name).is_empty() {
+        return Ok(None);
+    }
+    let v = r.f64(name)?;
+    let ok = v.is_finite() && if least == 0.0 { v > 0.0 } else { v >= least };
+    if !ok {
+        let flag = name.replace('_', "-");
+        let bound = if least == 0.0 {
+            "> 0".to_string()
+        } else {
+            format!(">= {least} with gates")
+        };
+        return Err(input_error(format!(
+            "--{flag} must be a number {bound}, got {v}"
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// The per-target loss factors of --target-weights (None when not given):
+/// one finite number >= 0 per target.
+fn load_target_weights(path: &str, rows: usize) -> CliResult<Option<Vec<f64>>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let path = Path::new(path);
+    let v = load_vector(path, "target weights", rows, "target")?;
+    if let Some(k) = v.iter().position(|f| !(f.is_finite() && *f >= 0.0)) {
+        return Err(input_error(format!(
+            "{}: target weight {k} is {}; each must be a finite number >= 0",
+            path.display(),
+            v[k]
+        )));
+    }
+    Ok(Some(v))
 }
 
 /// The names of targets `which`: the first ten, then how many more.
@@ -1019,13 +1103,14 @@ fn write_results(
     dir: &Path,
     model: &Calibration,
     rows: &[report::TargetRow],
+    carriers: &[TargetCarrier],
     summary: &Summary,
 ) -> CliResult<()> {
     let weights = model.weights(true);
     let gates = model.deterministic_gates();
     write_npy_f64(&dir.join("weights.npy"), &weights)?;
     report::write_weights_csv(&dir.join("weights.csv"), &weights, &gates)?;
-    report::write_targets_csv(&dir.join("targets.csv"), rows)?;
+    report::write_targets_csv(&dir.join("targets.csv"), rows, carriers)?;
     report::write_json(&dir.join("summary.json"), &summary.to_json())?;
     Ok(())
 }
@@ -1056,6 +1141,14 @@ fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
         summary.cols,
         pct(summary.sparsity()),
         summary.seed
+    );
+    let d = &summary.weights;
+    println!(
+        "concentration: effective sample size {:.1}, design effect {:.2}, max weight {:.4}, top 1% carry {}",
+        d.ess,
+        d.design_effect,
+        d.max_weight,
+        pct(d.top1pct_share)
     );
     println!("outputs in {}: {}", out.display(), files.join(", "));
 }
@@ -1189,6 +1282,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     }
     let rows = report::target_rows(&problem.names, y, &yhat, &excluded);
     let accuracy = Accuracy::of(&rows);
+    let diag = model.diagnostics(m)?;
     let active = model.weights(true).iter().filter(|&&w| w > 0.0).count();
     let summary = Summary {
         rows: m.rows(),
@@ -1205,9 +1299,12 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         accuracy: accuracy.clone(),
         excluded: plan.excluded_names.len(),
         active,
+        weights: diag.weights.clone(),
         settings: resolved.json(),
     };
-    outdir::commit(&out, |dir| write_results(dir, &model, &rows, &summary))?;
+    outdir::commit(&out, |dir| {
+        write_results(dir, &model, &rows, &diag.targets, &summary)
+    })?;
 
     let mut files = outdir::RESULT_FILES.to_vec();
     if log_every.is_some() {
@@ -1218,6 +1315,29 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     }
     print_results(&summary, &out, &files);
     for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved) {
+        eprintln!("{w}");
+    }
+    let included: Vec<bool> = excluded.iter().map(|e| !e).collect();
+    if let Some(caps) = model.caps(&opts)? {
+        let blocked: Vec<usize> = unreachable_targets(m, y, &caps)
+            .into_iter()
+            .filter(|&q| included[q])
+            .collect();
+        if !blocked.is_empty() {
+            eprintln!(
+                "warning: the weight caps make {} target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: {}",
+                blocked.len(),
+                name_list(&problem.names, &blocked)
+            );
+        }
+    }
+    for w in concentration_warnings(
+        &diag.weights,
+        &diag.targets,
+        &problem.names,
+        &included,
+        resolved.f64("warn_top1pct")?,
+    ) {
         eprintln!("{w}");
     }
     Ok(())
