@@ -104,11 +104,16 @@ class SparseCalibrationWeights(Model):
         excluded_targets=None,
         threads=None,
         device=None,
+        target_weights=None,
+        max_weight=None,
+        max_weight_ratio=None,
     ):
         """Fit the weights by Adam, continuing from the current state.
 
         The reference's arguments, plus: ``excluded_targets`` (target
         indices left out of the loss, still in the progress metrics),
+        ``target_weights`` (a loss factor per target), ``max_weight`` and
+        ``max_weight_ratio`` (caps the weights are held to),
         ``threads`` (CPU threads; default all cores) and ``device`` (this
         fit only; default the model's). The GIL is released while the
         engine runs; Ctrl-C stops the fit after the current epoch, keeps
@@ -148,6 +153,9 @@ class SparseCalibrationWeights(Model):
             None if threads is None else _count(threads, "threads"),
             _count(verbose_freq, "verbose_freq") if verbose else None,
             print if verbose else None,
+            None if target_weights is None else as_vector(target_weights, "target_weights"),
+            None if max_weight is None else float(max_weight),
+            None if max_weight_ratio is None else float(max_weight_ratio),
         )
         return self
 

@@ -552,7 +552,8 @@ impl PyCalibration {
 
     /// Fits (continuing from the current state) with the GIL released;
     /// returns the fit report as a dict.
-    #[pyo3(signature = (m, y, lambda_l0, lambda_l2, lr, epochs, loss, target_groups, normalize_groups, group_multipliers, excluded_targets, device, threads, report_every, printer))]
+    #[allow(clippy::needless_update)]
+    #[pyo3(signature = (m, y, lambda_l0, lambda_l2, lr, epochs, loss, target_groups, normalize_groups, group_multipliers, excluded_targets, device, threads, report_every, printer, target_weights, max_weight, max_weight_ratio))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
         &mut self,
@@ -572,9 +573,18 @@ impl PyCalibration {
         threads: Option<usize>,
         report_every: Option<u64>,
         printer: Option<Py<PyAny>>,
+        target_weights: Option<PyReadonlyArray1<'py, f64>>,
+        max_weight: Option<f64>,
+        max_weight_ratio: Option<f64>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let y = slice("y", &y)?;
         let opts = FitParams {
+            target_weights: match &target_weights {
+                Some(t) => Some(slice("target_weights", t)?.to_vec()),
+                None => None,
+            },
+            max_weight,
+            max_weight_ratio,
             lambda_l0,
             lambda_l2,
             lr,
@@ -590,6 +600,8 @@ impl PyCalibration {
             device: self::device(device)?,
             threads,
             report_every,
+            // Options the crate adds later take their defaults here.
+            ..FitParams::default()
         };
         let mut link = PyLink::new(printer, report_every);
         let model = &mut self.model;
@@ -682,7 +694,8 @@ impl PyCalibration {
         let yhat = self.predict_vec(m)?;
         let rows = l0::report::target_rows(&names, y, &yhat, &excluded);
         if let Some(path) = csv_path {
-            l0::report::write_targets_csv(&path, &rows).or_py()?;
+            let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
+            l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
         }
         let acc = l0::report::Accuracy::of(&rows);
         let d = PyDict::new(py);
@@ -796,6 +809,7 @@ impl PyRegression {
     }
 
     /// Fits (continuing from the current state) with the GIL released.
+    #[allow(clippy::needless_update)]
     #[pyo3(signature = (x, y, lambda_l0, lambda_l2, lr, epochs, device, threads, report_every, printer))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
@@ -821,6 +835,8 @@ impl PyRegression {
             device: self::device(device)?,
             threads,
             report_every,
+            // Options the crate adds later take their defaults here.
+            ..RegressionFitParams::default()
         };
         let link = PyLink::new(printer, report_every);
         let model = &mut self.model;

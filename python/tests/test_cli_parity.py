@@ -101,3 +101,17 @@ def test_regression_matches_l0_regress(l0_bin, tmp_path, intercept):
     model = SparseL0Linear(n_features=30, fit_intercept=intercept, seed=8)
     model.fit(x, y, lambda_reg=0.005, lr=0.05, epochs=400)
     assert np.array_equal(model.get_coefficients(threshold=0.01), want)
+
+
+def test_caps_and_target_weights_match_the_cli(l0_bin, tmp_path):
+    m, y = make_problem(seed=12)
+    tw = np.linspace(0.5, 2.0, len(y))
+    np.save(tmp_path / "tw.npy", tw)
+    args = ["--epochs", "200", "--seed", "3", "--lr", "0.1", "--max-weight", "1.8",
+            "--target-weights", "tw.npy"]
+    want = cli_weights(l0_bin, tmp_path, m, y, args)
+    model = SparseCalibrationWeights(n_features=m.shape[1], seed=3)
+    model.fit(m, y, lr=0.1, epochs=200, max_weight=1.8, target_weights=tw)
+    got = model.get_weights(deterministic=True)
+    assert np.array_equal(got, want)
+    assert got.max() <= 1.8
