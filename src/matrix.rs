@@ -214,38 +214,40 @@ impl SparseMatrix {
     }
 
     /// Builds the matrix from compressed sparse rows (scipy's `csr_matrix`
-    /// arrays), with indices of any [`SparseIndex`] type. Unsorted column
-    /// indices are sorted; duplicates are summed.
-    pub fn from_csr<P: SparseIndex, J: SparseIndex>(
+    /// arrays), with indices of any [`SparseIndex`] type and `f32` or `f64`
+    /// values (read straight into the stored `f32`, with no `f64` copy).
+    /// Unsorted column indices are sorted; duplicates are summed.
+    pub fn from_csr<P: SparseIndex, J: SparseIndex, V: Copy + Into<f64>>(
         rows: usize,
         cols: usize,
         indptr: &[P],
         indices: &[J],
-        values: &[f64],
+        values: &[V],
     ) -> Result<Self> {
         check_dims(rows, cols)?;
         Self::from_compressed(rows, cols, indptr, indices, values, false)
     }
 
     /// Builds the matrix from compressed sparse columns (scipy's
-    /// `csc_matrix`), with indices of any [`SparseIndex`] type.
-    pub fn from_csc<P: SparseIndex, J: SparseIndex>(
+    /// `csc_matrix`), with indices of any [`SparseIndex`] type and `f32` or
+    /// `f64` values.
+    pub fn from_csc<P: SparseIndex, J: SparseIndex, V: Copy + Into<f64>>(
         rows: usize,
         cols: usize,
         indptr: &[P],
         indices: &[J],
-        values: &[f64],
+        values: &[V],
     ) -> Result<Self> {
         check_dims(rows, cols)?;
         Self::from_compressed(rows, cols, indptr, indices, values, true)
     }
 
-    fn from_compressed<P: SparseIndex, J: SparseIndex>(
+    fn from_compressed<P: SparseIndex, J: SparseIndex, V: Copy + Into<f64>>(
         rows: usize,
         cols: usize,
         indptr: &[P],
         indices: &[J],
-        values: &[f64],
+        values: &[V],
         by_column: bool,
     ) -> Result<Self> {
         let (outer, inner) = if by_column {
@@ -265,7 +267,7 @@ impl SparseMatrix {
         let v = values
             .iter()
             .enumerate()
-            .map(|(i, &x)| to_f32("matrix values", i, x))
+            .map(|(i, &x)| to_f32("matrix values", i, x.into()))
             .collect::<Result<Vec<f32>>>()?;
         let shape = (rows, cols);
         let built = if by_column {

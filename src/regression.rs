@@ -189,11 +189,13 @@ impl fmt::Display for RegressionProgress {
 pub struct RegressionReport {
     /// The backend used, in words.
     pub device: String,
-    /// Epochs run.
+    /// Epochs run: those asked for, or fewer when a stop was requested
+    /// ([`Regression::fit_until`]).
     pub epochs: u64,
     /// Wall time of the epoch loop.
     pub seconds: f64,
-    /// Metrics after the last epoch (None when epochs = 0).
+    /// Metrics after the last report (None when epochs = 0; after a stop,
+    /// those of the last report before it).
     pub last: Option<RegressionProgress>,
 }
 
@@ -317,6 +319,21 @@ impl Regression {
         opts: &RegressionFitParams,
         on_progress: &mut dyn FnMut(&RegressionProgress) -> Result<()>,
     ) -> Result<RegressionReport> {
+        self.fit_until(x, y, opts, on_progress, &mut || false)
+    }
+
+    /// Like [`Regression::fit_with`], asking `stop` after every epoch: true
+    /// ends the fit there (e.g. on Ctrl-C), the model holding that epoch's
+    /// state, from which a later fit continues exactly; the report counts
+    /// the epochs run.
+    pub fn fit_until(
+        &mut self,
+        x: &SparseMatrix,
+        y: &[f64],
+        opts: &RegressionFitParams,
+        on_progress: &mut dyn FnMut(&RegressionProgress) -> Result<()>,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<RegressionReport> {
         opts.check()?;
         self.check_x(x)?;
         if y.len() != x.rows() {
@@ -355,9 +372,10 @@ impl Regression {
             n: self.n_features(),
             every: opts.report_every,
             f: on_progress,
+            stop,
             last: None,
         };
-        engine::train(
+        let epochs = engine::train(
             backend.as_mut(),
             &mut state,
             opts.epochs,
@@ -368,7 +386,7 @@ impl Regression {
         self.state = state;
         Ok(RegressionReport {
             device,
-            epochs: opts.epochs,
+            epochs,
             seconds: start.elapsed().as_secs_f64(),
             last,
         })
@@ -502,6 +520,7 @@ struct ProgressAdapter<'y, 'f> {
     n: usize,
     every: Option<u64>,
     f: &'f mut dyn FnMut(&RegressionProgress) -> Result<()>,
+    stop: &'f mut dyn FnMut() -> bool,
     last: Option<RegressionProgress>,
 }
 
@@ -530,6 +549,9 @@ impl Observer for ProgressAdapter<'_, '_> {
         (self.f)(&p)?;
         self.last = Some(p);
         Ok(())
+    }
+    fn stop_requested(&mut self) -> bool {
+        (self.stop)()
     }
 }
 

@@ -1,0 +1,20 @@
+"""l0_rs: the l0 Rust engine as a drop-in for l0-python.
+
+``l0_rs.calibration.SparseCalibrationWeights`` and ``l0_rs.sparse.SparseL0Linear``
+take the constructor and ``fit`` arguments of l0-python 0.6.2's classes of
+the same names (change only the import line). Inputs are scipy.sparse
+matrices or arrays (csr, csc, coo, others converted to csr; int32/int64
+indices; float32/float64 data) or dense numpy arrays, and numpy vectors.
+Results come back as numpy arrays where the reference returns torch
+tensors, so ``model.get_weights(deterministic=True).cpu().numpy()`` becomes
+``model.get_weights(deterministic=True)``.
+"""
+
+from ._convert import as_matrix
+from ._native import Matrix
+from .calibration import SparseCalibrationWeights
+from .sparse import SparseL0Linear
+
+__version__ = "0.1.0"
+
+__all__ = ["Matrix", "SparseCalibrationWeights", "SparseL0Linear", "as_matrix"]

@@ -1,0 +1,997 @@
+//! `l0_rs._native`: the PyO3 layer between the `l0` crate and the Python
+//! package `l0_rs` (python/l0_rs/), which wraps these classes in the
+//! reference's names and signatures.
+//!
+//! It converts numpy arrays at the border ([`Matrix`] from scipy's arrays,
+//! vectors from numpy), maps [`L0Error`] to Python exceptions in one place
+//! ([`to_py`]), and runs fits with the GIL released. While a fit runs, the
+//! observer takes the GIL back only to print a progress line and, every
+//! [`SIGNAL_CHECK`], to let Python handle signals: a pending
+//! KeyboardInterrupt stops the fit after the current epoch, the model keeps
+//! that epoch's state, and the exception is raised once the fit returned.
+
+use l0::backend::ParamState;
+use l0::calibration::{ActiveWeights, CalibrationObserver, FitReport, Progress, TargetMetrics};
+use l0::engine::Snapshot;
+use l0::{
+    Calibration, CalibrationParams, Device, FitParams, GateParams, Init, L0Error, Loss, Regression,
+    RegressionFitParams, RegressionParams, RegressionProgress, SparseMatrix, TestGate,
+};
+use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How often a running fit lets Python look at pending signals (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// The one mapping from the crate's errors to Python exceptions: files to
+/// `OSError`, CUDA failures and divergence to `RuntimeError`, everything a
+/// caller's input or options can cause to `ValueError`; the message is the
+/// engine's.
+fn to_py(e: L0Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        L0Error::Io { .. } => PyOSError::new_err(msg),
+        L0Error::Cuda(_) | L0Error::Diverged { .. } => PyRuntimeError::new_err(msg),
+        _ => PyValueError::new_err(msg),
+    }
+}
+
+trait OrPy<T> {
+    fn or_py(self) -> PyResult<T>;
+}
+
+impl<T> OrPy<T> for l0::Result<T> {
+    fn or_py(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}
+
+/// A contiguous 1-D view of a numpy array, or a `TypeError` naming `what`.
+fn slice<'a, T: numpy::Element>(what: &str, a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyTypeError::new_err(format!("{what}: the array must be contiguous")))
+}
+
+/// The dtype of a numpy array, in words, for messages.
+fn dtype_of(a: &Bound<'_, PyAny>) -> String {
+    a.getattr("dtype")
+        .and_then(|d| d.str().map(|s| s.to_string()))
+        .unwrap_or_else(|_| a.get_type().to_string())
+}
+
+/// Index arrays as scipy stores them.
+enum Indices<'py> {
+    I32(PyReadonlyArray1<'py, i32>),
+    I64(PyReadonlyArray1<'py, i64>),
+}
+
+impl<'py> Indices<'py> {
+    fn extract(what: &str, a: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(x) = a.extract::<PyReadonlyArray1<i32>>() {
+            return Ok(Indices::I32(x));
+        }
+        if let Ok(x) = a.extract::<PyReadonlyArray1<i64>>() {
+            return Ok(Indices::I64(x));
+        }
+        Err(PyTypeError::new_err(format!(
+            "{what}: expected a 1-D int32 or int64 array, got {}",
+            dtype_of(a)
+        )))
+    }
+}
+
+/// Matrix values: float32 (kept as they are) or float64.
+enum Values<'py> {
+    F32(PyReadonlyArray1<'py, f32>),
+    F64(PyReadonlyArray1<'py, f64>),
+}
+
+impl<'py> Values<'py> {
+    fn extract(a: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(x) = a.extract::<PyReadonlyArray1<f32>>() {
+            return Ok(Values::F32(x));
+        }
+        if let Ok(x) = a.extract::<PyReadonlyArray1<f64>>() {
+            return Ok(Values::F64(x));
+        }
+        Err(PyTypeError::new_err(format!(
+            "matrix data: expected a 1-D float32 or float64 array, got {}",
+            dtype_of(a)
+        )))
+    }
+}
+
+/// A validated sparse matrix in the engine's layout (CSR and CSC, `f32`
+/// values, `u32` indices), built once from scipy's arrays and reusable
+/// across fits and predictions.
+#[pyclass(module = "l0_rs._native", name = "Matrix", frozen)]
+pub struct Matrix {
+    m: SparseMatrix,
+}
+
+fn compressed<P: l0::SparseIndex, J: l0::SparseIndex, V: Copy + Into<f64>>(
+    by_column: bool,
+    shape: (usize, usize),
+    indptr: &[P],
+    indices: &[J],
+    data: &[V],
+) -> l0::Result<SparseMatrix> {
+    if by_column {
+        SparseMatrix::from_csc(shape.0, shape.1, indptr, indices, data)
+    } else {
+        SparseMatrix::from_csr(shape.0, shape.1, indptr, indices, data)
+    }
+}
+
+/// [`compressed`] for either type of matrix values.
+fn with_values<J: l0::SparseIndex>(
+    by_column: bool,
+    shape: (usize, usize),
+    indptr: &[i64],
+    indices: &[J],
+    data: &Values,
+) -> PyResult<l0::Result<SparseMatrix>> {
+    Ok(match data {
+        Values::F32(v) => compressed(by_column, shape, indptr, indices, slice("data", v)?),
+        Values::F64(v) => compressed(by_column, shape, indptr, indices, slice("data", v)?),
+    })
+}
+
+/// `u64` coordinates from scipy's coo indices (negative ones refused).
+fn coordinates(what: &str, ix: &Indices) -> PyResult<Vec<u64>> {
+    fn conv<T: Copy + std::fmt::Display + TryInto<u64>>(what: &str, s: &[T]) -> PyResult<Vec<u64>> {
+        s.iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                v.try_into().map_err(|_| {
+                    to_py(L0Error::config(format!(
+                        "{what}: negative index {v} at position {k}"
+                    )))
+                })
+            })
+            .collect()
+    }
+    match ix {
+        Indices::I32(a) => conv(what, slice(what, a)?),
+        Indices::I64(a) => conv(what, slice(what, a)?),
+    }
+}
+
+#[pymethods]
+impl Matrix {
+    /// From compressed arrays (scipy's csr or csc: `indptr`, `indices`,
+    /// `data`), int32 or int64 indices, float32 or float64 data.
+    #[staticmethod]
+    fn compressed<'py>(
+        by_column: bool,
+        shape: (usize, usize),
+        indptr: &Bound<'py, PyAny>,
+        indices: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Self> {
+        let p = Indices::extract("indptr", indptr)?;
+        let j = Indices::extract("indices", indices)?;
+        let v = Values::extract(data)?;
+        // indptr is short (one per row or column): one i64 copy keeps the
+        // dispatch to the index and value types that matter for memory.
+        let p: Vec<i64> = match &p {
+            Indices::I32(a) => slice("indptr", a)?.iter().map(|&x| x as i64).collect(),
+            Indices::I64(a) => slice("indptr", a)?.to_vec(),
+        };
+        let m = match &j {
+            Indices::I32(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
+            Indices::I64(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
+        }
+        .or_py()?;
+        Ok(Matrix { m })
+    }
+
+    /// From coordinates (scipy's coo: `row`, `col`, `data`); duplicates are summed.
+    #[staticmethod]
+    fn coo<'py>(
+        shape: (usize, usize),
+        row: &Bound<'py, PyAny>,
+        col: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Self> {
+        let r = coordinates("row", &Indices::extract("row", row)?)?;
+        let c = coordinates("col", &Indices::extract("col", col)?)?;
+        let v: Vec<f64> = match Values::extract(data)? {
+            Values::F32(a) => slice("data", &a)?.iter().map(|&x| x as f64).collect(),
+            Values::F64(a) => slice("data", &a)?.to_vec(),
+        };
+        let m = SparseMatrix::from_triplets(shape.0, shape.1, &r, &c, &v).or_py()?;
+        Ok(Matrix { m })
+    }
+
+    /// From a dense 2-D float64 array (its nonzero entries).
+    #[staticmethod]
+    fn dense(a: PyReadonlyArray2<'_, f64>) -> PyResult<Self> {
+        let (rows, cols) = (a.shape()[0], a.shape()[1]);
+        let values = a
+            .as_slice()
+            .map_err(|_| PyTypeError::new_err("dense matrix: the array must be C-contiguous"))?;
+        let m = SparseMatrix::from_dense(rows, cols, values).or_py()?;
+        Ok(Matrix { m })
+    }
+
+    /// `(rows, columns)`.
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        (self.m.rows(), self.m.cols())
+    }
+
+    /// Stored entries (after summing duplicates).
+    #[getter]
+    fn nnz(&self) -> usize {
+        self.m.nnz()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "l0_rs.Matrix({} x {}, {} nonzeros)",
+            self.m.rows(),
+            self.m.cols(),
+            self.m.nnz()
+        )
+    }
+}
+
+/// A per-column option from Python: a number or a float64 array.
+#[derive(FromPyObject)]
+enum InitArg<'py> {
+    Scalar(f64),
+    Array(PyReadonlyArray1<'py, f64>),
+}
+
+impl InitArg<'_> {
+    fn to_init(&self, what: &str) -> PyResult<Init> {
+        Ok(match self {
+            InitArg::Scalar(v) => Init::Scalar(*v),
+            InitArg::Array(a) => Init::PerColumn(slice(what, a)?.to_vec()),
+        })
+    }
+}
+
+fn test_gate(text: &str) -> PyResult<TestGate> {
+    match text {
+        "temperature" => Ok(TestGate::Temperature),
+        "paper" => Ok(TestGate::Paper),
+        _ => Err(to_py(L0Error::config(format!(
+            "unknown test gate '{text}': expected 'temperature' or 'paper'"
+        )))),
+    }
+}
+
+fn test_gate_name(t: TestGate) -> &'static str {
+    match t {
+        TestGate::Temperature => "temperature",
+        TestGate::Paper => "paper",
+    }
+}
+
+fn device(text: &str) -> PyResult<Device> {
+    text.parse::<Device>().or_py()
+}
+
+fn seed(s: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    s.map(|s| {
+        s.extract::<u64>().map_err(|_| {
+            PyValueError::new_err(format!(
+                "seed must be an integer in [0, 2^64), got {}",
+                s.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn f64_array<'py>(py: Python<'py>, v: Vec<f64>) -> Bound<'py, PyArray1<f64>> {
+    PyArray1::from_vec(py, v)
+}
+
+fn f32_array<'py>(py: Python<'py>, v: &[f32]) -> Bound<'py, PyArray1<f32>> {
+    PyArray1::from_slice(py, v)
+}
+
+/// What a running fit shares with Python: progress lines to print (with
+/// the GIL taken back), signals to check, and the Python error that
+/// stopped it.
+struct PyLink {
+    printer: Option<Py<PyAny>>,
+    print_every: u64,
+    step: u64,
+    last_check: Instant,
+    pending: Option<PyErr>,
+}
+
+impl PyLink {
+    fn new(printer: Option<Py<PyAny>>, print_every: Option<u64>) -> Self {
+        PyLink {
+            printer,
+            print_every: print_every.unwrap_or(0),
+            step: 0,
+            last_check: Instant::now(),
+            pending: None,
+        }
+    }
+
+    /// Prints `line` when the model's step is on the print schedule (the
+    /// reference prints when `(epoch + 1) % verbose_freq == 0`, not at a
+    /// last epoch off it).
+    fn print(&mut self, line: &dyn std::fmt::Display) -> l0::Result<()> {
+        let Some(printer) = &self.printer else {
+            return Ok(());
+        };
+        if self.print_every == 0 || !self.step.is_multiple_of(self.print_every) {
+            return Ok(());
+        }
+        let text = line.to_string();
+        // An exception (KeyboardInterrupt during the print, a closed
+        // stdout) stops the fit after this epoch, as a signal does.
+        if let Err(e) = Python::attach(|py| printer.call1(py, (text,)).map(|_| ())) {
+            self.pending = Some(e);
+        }
+        Ok(())
+    }
+
+    /// True once Python has a pending exception from a signal handler
+    /// (KeyboardInterrupt), checked at most every [`SIGNAL_CHECK`].
+    fn stop(&mut self) -> bool {
+        if self.pending.is_some() {
+            return true;
+        }
+        if self.last_check.elapsed() < SIGNAL_CHECK {
+            return false;
+        }
+        self.last_check = Instant::now();
+        if let Err(e) = Python::attach(|py| py.check_signals()) {
+            self.pending = Some(e);
+            return true;
+        }
+        false
+    }
+
+    /// After the fit: the Python error that stopped it, else its own result.
+    fn finish<T>(mut self, r: l0::Result<T>) -> PyResult<T> {
+        match self.pending.take() {
+            Some(e) => Err(e),
+            None => r.or_py(),
+        }
+    }
+}
+
+struct CalibrationLink<'a> {
+    metrics: TargetMetrics<'a>,
+    every: Option<u64>,
+    n: usize,
+    link: &'a mut PyLink,
+}
+
+impl CalibrationObserver for CalibrationLink<'_> {
+    fn report_every(&self) -> Option<u64> {
+        self.every
+    }
+    fn snapshot(&mut self, s: &Snapshot) -> l0::Result<()> {
+        self.link.step = s.step;
+        Ok(())
+    }
+    fn progress(&mut self, p: &Progress) -> l0::Result<()> {
+        self.link.print(p)
+    }
+    fn summarize(&self, s: &Snapshot, total_loss: f64) -> Progress {
+        self.metrics.progress(s, total_loss, self.n)
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.link.stop()
+    }
+}
+
+fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", p.epoch)?;
+    d.set_item("epochs", p.epochs)?;
+    d.set_item("total_loss", p.total_loss)?;
+    d.set_item("data_loss", p.data_loss)?;
+    d.set_item("l0_penalty", p.l0_penalty)?;
+    d.set_item("mean_rel_err", p.mean_rel_err)?;
+    d.set_item("max_rel_err", p.max_rel_err)?;
+    d.set_item("mean_group_rel_err", p.mean_group_rel_err)?;
+    d.set_item("active", p.active)?;
+    d.set_item("sparsity", p.sparsity())?;
+    d.set_item("weight_buckets", p.buckets.to_vec())?;
+    d.set_item("line", p.to_string())?;
+    Ok(d)
+}
+
+fn report_dict<'py>(py: Python<'py>, r: &FitReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("device", &r.device)?;
+    d.set_item("epochs", r.epochs)?;
+    d.set_item("seconds", r.seconds)?;
+    match &r.last {
+        Some(p) => d.set_item("last", progress_dict(py, p)?)?,
+        None => d.set_item("last", py.None())?,
+    }
+    Ok(d)
+}
+
+/// The six state vectors and the step of a [`ParamState`], as numpy arrays
+/// (float32, exactly the engine's) in a dict under `names[0..2]` for the
+/// parameters and `<name>_exp_avg` / `<name>_exp_avg_sq` (torch's Adam
+/// names) for the moments.
+fn state_dict<'py>(
+    py: Python<'py>,
+    s: &ParamState,
+    p_name: &str,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(p_name, f32_array(py, &s.p))?;
+    d.set_item("log_alpha", f32_array(py, &s.a))?;
+    d.set_item(format!("{p_name}_exp_avg"), f32_array(py, &s.m_p))?;
+    d.set_item(format!("{p_name}_exp_avg_sq"), f32_array(py, &s.v_p))?;
+    d.set_item("log_alpha_exp_avg", f32_array(py, &s.m_a))?;
+    d.set_item("log_alpha_exp_avg_sq", f32_array(py, &s.v_a))?;
+    if let Some(b) = s.intercept {
+        d.set_item("bias", b.value)?;
+        d.set_item("bias_exp_avg", b.m)?;
+        d.set_item("bias_exp_avg_sq", b.v)?;
+    }
+    d.set_item("step", s.step)?;
+    d.set_item("seed", seed)?;
+    Ok(d)
+}
+
+/// The inverse of [`state_dict`]; returns the state and the seed.
+fn state_from(d: &Bound<'_, PyDict>, p_name: &str, intercept: bool) -> PyResult<(ParamState, u64)> {
+    let item = |k: &str| -> PyResult<Bound<'_, PyAny>> {
+        d.get_item(k)?
+            .ok_or_else(|| PyValueError::new_err(format!("state_dict lacks '{k}'")))
+    };
+    let vec = |k: &str| -> PyResult<Vec<f32>> {
+        let a = item(k)?;
+        let a = a.extract::<PyReadonlyArray1<f32>>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "state_dict['{k}']: expected a 1-D float32 array, got {}",
+                dtype_of(&a)
+            ))
+        })?;
+        Ok(slice(k, &a)?.to_vec())
+    };
+    let scalar = |k: &str| -> PyResult<f32> { item(k)?.extract::<f32>() };
+    let mut s = ParamState {
+        p: vec(p_name)?,
+        a: vec("log_alpha")?,
+        m_p: vec(&format!("{p_name}_exp_avg"))?,
+        v_p: vec(&format!("{p_name}_exp_avg_sq"))?,
+        m_a: vec("log_alpha_exp_avg")?,
+        v_a: vec("log_alpha_exp_avg_sq")?,
+        intercept: None,
+        step: item("step")?.extract::<u64>()?,
+    };
+    if intercept && d.contains("bias")? {
+        s.intercept = Some(l0::backend::ScalarState {
+            value: scalar("bias")?,
+            m: scalar("bias_exp_avg")?,
+            v: scalar("bias_exp_avg_sq")?,
+        });
+    }
+    let seed = item("seed")?.extract::<u64>()?;
+    Ok((s, seed))
+}
+
+fn active_dict<'py>(py: Python<'py>, a: ActiveWeights) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let idx: Vec<i64> = a.indices.iter().map(|&i| i as i64).collect();
+    d.set_item("indices", PyArray1::from_vec(py, idx))?;
+    d.set_item("values", f64_array(py, a.values))?;
+    d.set_item("count", a.count)?;
+    Ok(d)
+}
+
+impl PyCalibration {
+    /// `M w` with deterministic weights, after checking `M`'s columns.
+    fn predict_vec(&self, m: &Matrix) -> PyResult<Vec<f64>> {
+        if m.m.cols() != self.model.n_features() {
+            return Err(to_py(L0Error::shape(
+                "matrix columns (one per weight)",
+                self.model.n_features(),
+                m.m.cols(),
+            )));
+        }
+        self.model.predict(&m.m).or_py()
+    }
+}
+
+/// The engine's calibration model ([`Calibration`]); `l0_rs.calibration.
+/// SparseCalibrationWeights` wraps it.
+#[pyclass(module = "l0_rs._native", name = "Calibration")]
+pub struct PyCalibration {
+    model: Calibration,
+}
+
+#[pymethods]
+impl PyCalibration {
+    #[new]
+    #[pyo3(signature = (n_features, beta, gamma, zeta, init_keep_prob, init_weights, log_weight_jitter_sd, log_alpha_jitter_sd, use_gates, seed, test_gate))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        n_features: i64,
+        beta: f64,
+        gamma: f64,
+        zeta: f64,
+        init_keep_prob: InitArg<'_>,
+        init_weights: Option<InitArg<'_>>,
+        log_weight_jitter_sd: f64,
+        log_alpha_jitter_sd: f64,
+        use_gates: bool,
+        seed: Option<&Bound<'_, PyAny>>,
+        test_gate: &str,
+    ) -> PyResult<Self> {
+        let params = CalibrationParams {
+            gate: GateParams { beta, gamma, zeta },
+            init_keep_prob: init_keep_prob.to_init("init_keep_prob")?,
+            init_weights: init_weights
+                .map(|w| w.to_init("init_weights"))
+                .transpose()?,
+            log_weight_jitter_sd,
+            log_alpha_jitter_sd,
+            use_gates,
+            seed: self::seed(seed)?,
+            test_gate: self::test_gate(test_gate)?,
+        };
+        let model = Calibration::new(n_features.max(0) as usize, params).or_py()?;
+        Ok(PyCalibration { model })
+    }
+
+    /// Fits (continuing from the current state) with the GIL released;
+    /// returns the fit report as a dict.
+    #[allow(clippy::needless_update)]
+    #[pyo3(signature = (m, y, lambda_l0, lambda_l2, lr, epochs, loss, target_groups, normalize_groups, group_multipliers, excluded_targets, device, threads, report_every, printer, target_weights, max_weight, max_weight_ratio))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit<'py>(
+        &mut self,
+        py: Python<'py>,
+        m: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        lambda_l0: f64,
+        lambda_l2: f64,
+        lr: f64,
+        epochs: u64,
+        loss: &str,
+        target_groups: Option<PyReadonlyArray1<'py, i64>>,
+        normalize_groups: bool,
+        group_multipliers: BTreeMap<i64, f64>,
+        excluded_targets: Vec<usize>,
+        device: &str,
+        threads: Option<usize>,
+        report_every: Option<u64>,
+        printer: Option<Py<PyAny>>,
+        target_weights: Option<PyReadonlyArray1<'py, f64>>,
+        max_weight: Option<f64>,
+        max_weight_ratio: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let y = slice("y", &y)?;
+        let opts = FitParams {
+            target_weights: match &target_weights {
+                Some(t) => Some(slice("target_weights", t)?.to_vec()),
+                None => None,
+            },
+            max_weight,
+            max_weight_ratio,
+            lambda_l0,
+            lambda_l2,
+            lr,
+            epochs,
+            loss: loss.parse::<Loss>().or_py()?,
+            target_groups: match &target_groups {
+                Some(g) => Some(slice("target_groups", g)?.to_vec()),
+                None => None,
+            },
+            normalize_groups,
+            group_multipliers,
+            excluded_targets,
+            device: self::device(device)?,
+            threads,
+            report_every,
+            // Options the crate adds later take their defaults here.
+            ..FitParams::default()
+        };
+        let mut link = PyLink::new(printer, report_every);
+        let model = &mut self.model;
+        let n = model.n_features();
+        let r = py.detach(|| {
+            let mut obs = CalibrationLink {
+                metrics: TargetMetrics::new(y, &opts)?,
+                every: opts.report_every,
+                n,
+                link: &mut link,
+            };
+            model.fit_observed(&m.m, y, &opts, &mut obs)
+        });
+        let report = link.finish(r)?;
+        report_dict(py, &report)
+    }
+
+    /// Deterministic weights, or weights with the next step's sampled gates.
+    fn weights<'py>(&self, py: Python<'py>, deterministic: bool) -> Bound<'py, PyArray1<f64>> {
+        f64_array(py, self.model.weights(deterministic))
+    }
+
+    fn deterministic_gates<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        f64_array(py, self.model.deterministic_gates())
+    }
+
+    fn l0_penalty(&self) -> f64 {
+        self.model.l0_penalty()
+    }
+
+    fn l2_penalty(&self) -> f64 {
+        self.model.l2_penalty()
+    }
+
+    fn sparsity(&self) -> f64 {
+        self.model.sparsity()
+    }
+
+    fn active_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        active_dict(py, self.model.active_weights())
+    }
+
+    fn predict<'py>(&self, py: Python<'py>, m: &Matrix) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(f64_array(py, self.predict_vec(m)?))
+    }
+
+    /// Per-target estimates and accuracy with deterministic weights, as
+    /// `l0 calibrate` reports them; `csv_path` also writes its targets.csv.
+    #[pyo3(signature = (m, y, target_names, excluded_targets, csv_path))]
+    fn target_report<'py>(
+        &self,
+        py: Python<'py>,
+        m: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        target_names: Option<Vec<String>>,
+        excluded_targets: Vec<usize>,
+        csv_path: Option<std::path::PathBuf>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let y = slice("y", &y)?;
+        let q = m.m.rows();
+        if y.len() != q {
+            return Err(to_py(L0Error::shape(
+                "y (one target per matrix row)",
+                q,
+                y.len(),
+            )));
+        }
+        let names = target_names.unwrap_or_else(|| (0..q).map(|k| format!("target_{k}")).collect());
+        if names.len() != q {
+            return Err(to_py(L0Error::shape(
+                "target_names (one per target)",
+                q,
+                names.len(),
+            )));
+        }
+        let mut excluded = vec![false; q];
+        for (position, &t) in excluded_targets.iter().enumerate() {
+            match excluded.get_mut(t) {
+                Some(e) => *e = true,
+                None => {
+                    return Err(to_py(L0Error::IndexOutOfRange {
+                        what: "excluded targets".into(),
+                        index: t as u64,
+                        position,
+                        bound: q as u64,
+                    }))
+                }
+            }
+        }
+        let yhat = self.predict_vec(m)?;
+        let rows = l0::report::target_rows(&names, y, &yhat, &excluded);
+        if let Some(path) = csv_path {
+            let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
+            l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
+        }
+        let acc = l0::report::Accuracy::of(&rows);
+        let d = PyDict::new(py);
+        d.set_item("estimate", f64_array(py, yhat))?;
+        let rel: Vec<f64> = rows.iter().map(|r| r.rel_error()).collect();
+        d.set_item("rel_error", f64_array(py, rel))?;
+        d.set_item("included", acc.included)?;
+        d.set_item("rel_loss", acc.rel_loss)?;
+        d.set_item("mean_abs_rel_err", acc.mean_abs_rel_err)?;
+        d.set_item("max_abs_rel_err", acc.max_abs_rel_err)?;
+        let within = PyDict::new(py);
+        for (t, share) in l0::report::WITHIN.iter().zip(acc.within) {
+            within.set_item(*t, share)?;
+        }
+        d.set_item("within", within)?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.model.n_features()
+    }
+
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.model.seed()
+    }
+
+    #[getter]
+    fn test_gate(&self) -> &'static str {
+        test_gate_name(self.model.params().test_gate)
+    }
+
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        state_dict(py, self.model.state(), "log_weight", self.model.seed())
+    }
+
+    /// Replaces parameters, Adam moments, step and seed.
+    fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
+        let (state, seed) = state_from(d, "log_weight", false)?;
+        let mut model = if seed == self.model.seed() {
+            self.model.clone()
+        } else {
+            let params = CalibrationParams {
+                seed: Some(seed),
+                ..self.model.params().clone()
+            };
+            Calibration::new(self.model.n_features(), params).or_py()?
+        };
+        model.set_state(state).or_py()?;
+        self.model = model;
+        Ok(())
+    }
+}
+
+fn regression_progress_dict<'py>(
+    py: Python<'py>,
+    p: &RegressionProgress,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", p.epoch)?;
+    d.set_item("epochs", p.epochs)?;
+    d.set_item("total_loss", p.total_loss)?;
+    d.set_item("mse", p.mse)?;
+    d.set_item("l0_penalty", p.l0_penalty)?;
+    d.set_item("deterministic_mse", p.deterministic_mse)?;
+    d.set_item("active", p.active)?;
+    d.set_item("line", p.to_string())?;
+    Ok(d)
+}
+
+/// The engine's regression model ([`Regression`]); `l0_rs.sparse.
+/// SparseL0Linear` wraps it.
+#[pyclass(module = "l0_rs._native", name = "Regression")]
+pub struct PyRegression {
+    model: Regression,
+}
+
+#[pymethods]
+impl PyRegression {
+    #[new]
+    #[pyo3(signature = (n_features, fit_intercept, beta, gamma, zeta, init_keep_prob, init_coefficients, coef_init_sd, log_alpha_jitter_sd, seed, test_gate))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        n_features: i64,
+        fit_intercept: bool,
+        beta: f64,
+        gamma: f64,
+        zeta: f64,
+        init_keep_prob: InitArg<'_>,
+        init_coefficients: Option<InitArg<'_>>,
+        coef_init_sd: f64,
+        log_alpha_jitter_sd: f64,
+        seed: Option<&Bound<'_, PyAny>>,
+        test_gate: &str,
+    ) -> PyResult<Self> {
+        let params = RegressionParams {
+            gate: GateParams { beta, gamma, zeta },
+            fit_intercept,
+            init_keep_prob: init_keep_prob.to_init("init_keep_prob")?,
+            init_coefficients: init_coefficients
+                .map(|w| w.to_init("init_coefficients"))
+                .transpose()?,
+            coef_init_sd,
+            log_alpha_jitter_sd,
+            seed: self::seed(seed)?,
+            test_gate: self::test_gate(test_gate)?,
+        };
+        let model = Regression::new(n_features.max(0) as usize, params).or_py()?;
+        Ok(PyRegression { model })
+    }
+
+    /// Fits (continuing from the current state) with the GIL released.
+    #[allow(clippy::needless_update)]
+    #[pyo3(signature = (x, y, lambda_l0, lambda_l2, lr, epochs, device, threads, report_every, printer))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        lambda_l0: f64,
+        lambda_l2: f64,
+        lr: f64,
+        epochs: u64,
+        device: &str,
+        threads: Option<usize>,
+        report_every: Option<u64>,
+        printer: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let y = slice("y", &y)?;
+        let opts = RegressionFitParams {
+            lambda_l0,
+            lambda_l2,
+            lr,
+            epochs,
+            device: self::device(device)?,
+            threads,
+            report_every,
+            // Options the crate adds later take their defaults here.
+            ..RegressionFitParams::default()
+        };
+        let link = PyLink::new(printer, report_every);
+        let model = &mut self.model;
+        let step0 = model.state().step;
+        let (r, link) = py.detach(move || {
+            // Progress and stop both reach the link, one at a time.
+            let cell = RefCell::new(link);
+            let r = model.fit_until(
+                &x.m,
+                y,
+                &opts,
+                &mut |p| {
+                    let mut l = cell.borrow_mut();
+                    l.step = step0 + p.epoch;
+                    l.print(p)
+                },
+                &mut || cell.borrow_mut().stop(),
+            );
+            (r, cell.into_inner())
+        });
+        let report = link.finish(r)?;
+        let d = PyDict::new(py);
+        d.set_item("device", &report.device)?;
+        d.set_item("epochs", report.epochs)?;
+        d.set_item("seconds", report.seconds)?;
+        match &report.last {
+            Some(p) => d.set_item("last", regression_progress_dict(py, p)?)?,
+            None => d.set_item("last", py.None())?,
+        }
+        Ok(d)
+    }
+
+    fn coefficients<'py>(&self, py: Python<'py>, threshold: f64) -> Bound<'py, PyArray1<f64>> {
+        f64_array(py, self.model.coefficients(threshold))
+    }
+
+    fn raw_coefficients<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        f64_array(py, self.model.raw_coefficients())
+    }
+
+    fn weights<'py>(&self, py: Python<'py>, deterministic: bool) -> Bound<'py, PyArray1<f64>> {
+        f64_array(py, self.model.weights(deterministic))
+    }
+
+    fn deterministic_gates<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        f64_array(py, self.model.deterministic_gates())
+    }
+
+    fn selected_features<'py>(&self, py: Python<'py>, threshold: f64) -> Bound<'py, PyArray1<i64>> {
+        let s: Vec<i64> = self
+            .model
+            .selected_features(threshold)
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        PyArray1::from_vec(py, s)
+    }
+
+    /// Ordinary least squares on the selected features (gate above
+    /// `threshold`), with the model's intercept setting.
+    fn refit<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        threshold: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if x.m.cols() != self.model.n_features() {
+            return Err(to_py(L0Error::shape(
+                "X columns (one per feature)",
+                self.model.n_features(),
+                x.m.cols(),
+            )));
+        }
+        let support = self.model.selected_features(threshold);
+        let fit_intercept = self.model.params().fit_intercept;
+        let ls = l0::refit_least_squares(&x.m, slice("y", &y)?, &support, fit_intercept).or_py()?;
+        let d = PyDict::new(py);
+        let s: Vec<i64> = ls.support.iter().map(|&i| i as i64).collect();
+        d.set_item("support", PyArray1::from_vec(py, s))?;
+        d.set_item("coefficients", f64_array(py, ls.coefficients))?;
+        d.set_item("intercept", ls.intercept)?;
+        Ok(d)
+    }
+
+    fn intercept(&self) -> Option<f64> {
+        self.model.intercept()
+    }
+
+    fn sparsity(&self) -> f64 {
+        self.model.sparsity()
+    }
+
+    fn l0_penalty(&self) -> f64 {
+        self.model.l0_penalty()
+    }
+
+    fn predict<'py>(&self, py: Python<'py>, x: &Matrix) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(f64_array(py, self.model.predict(&x.m).or_py()?))
+    }
+
+    #[getter]
+    fn n_features(&self) -> usize {
+        self.model.n_features()
+    }
+
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.model.seed()
+    }
+
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        state_dict(py, self.model.state(), "weight", self.model.seed())
+    }
+
+    fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
+        let fit_intercept = self.model.params().fit_intercept;
+        let (state, seed) = state_from(d, "weight", fit_intercept)?;
+        let mut model = if seed == self.model.seed() {
+            self.model.clone()
+        } else {
+            let params = RegressionParams {
+                seed: Some(seed),
+                ..self.model.params().clone()
+            };
+            Regression::new(self.model.n_features(), params).or_py()?
+        };
+        model.set_state(state).or_py()?;
+        self.model = model;
+        Ok(())
+    }
+}
+
+/// Checks a device name ("auto", "cpu", "cuda", "cuda:N"); returns it.
+#[pyfunction]
+fn check_device(text: &str) -> PyResult<String> {
+    device(text).map(|_| text.to_string())
+}
+
+/// Why CUDA device `ordinal` cannot be used (no driver, no NVRTC, no
+/// device), or None when it can.
+#[pyfunction]
+fn cuda_unavailable(ordinal: usize) -> Option<String> {
+    l0::backend::cuda::CudaBackend::available(ordinal)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// The extension module `l0_rs._native`.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(check_device, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_unavailable, m)?)?;
+    m.add_class::<Matrix>()?;
+    m.add_class::<PyCalibration>()?;
+    m.add_class::<PyRegression>()?;
+    Ok(())
+}
