@@ -692,7 +692,17 @@ impl PyCalibration {
             }
         }
         let yhat = self.predict_vec(m)?;
-        let rows = l0::report::target_rows(&names, y, &yhat, &excluded);
+        let roles: Vec<l0::calibration::TargetRole> = excluded
+            .iter()
+            .map(|&e| {
+                if e {
+                    l0::calibration::TargetRole::Excluded
+                } else {
+                    l0::calibration::TargetRole::Train
+                }
+            })
+            .collect();
+        let rows = l0::report::target_rows(&names, y, &yhat, &roles);
         if let Some(path) = csv_path {
             let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
             l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
