@@ -8,7 +8,9 @@
 //! entries as scipy does. The forward product splits long rows into
 //! segments of at most [`SEGMENT_NNZ`] nonzeros ([`RowSegments`]), so work is
 //! balanced even when one row touches every column, and the result does not
-//! depend on the number of threads.
+//! depend on the number of threads; the transpose product splits long
+//! columns the same way ([`LongColumns`]), so a regression with a few
+//! features of millions of rows runs on every core.
 
 use crate::error::{L0Error, Result};
 use sprs::{CsMatI, TriMatI};
@@ -32,6 +34,17 @@ pub struct RowSegments {
     pub row_ptr: Vec<usize>,
 }
 
+/// Calls `push(s, e)` for the pieces `s..e` of `start..end` of at most
+/// `max_len` entries each, in order (none for an empty range).
+fn split_range(start: usize, end: usize, max_len: usize, mut push: impl FnMut(usize, usize)) {
+    let mut s = start;
+    while s < end {
+        let e = (s + max_len).min(end);
+        push(s, e);
+        s = e;
+    }
+}
+
 impl RowSegments {
     fn plan(indptr: &[usize], max_len: usize) -> Self {
         let rows = indptr.len() - 1;
@@ -40,12 +53,10 @@ impl RowSegments {
         let mut row_ptr = Vec::with_capacity(rows + 1);
         for q in 0..rows {
             row_ptr.push(row.len());
-            let (mut s, e) = (indptr[q], indptr[q + 1]);
-            while s < e {
+            split_range(indptr[q], indptr[q + 1], max_len, |s, _| {
                 start.push(s);
                 row.push(q as u32);
-                s = (s + max_len).min(e);
-            }
+            });
         }
         row_ptr.push(row.len());
         start.push(indptr[rows]);
@@ -67,6 +78,42 @@ impl RowSegments {
     }
 }
 
+/// The CSC columns with more than [`SEGMENT_NNZ`] nonzeros, split into
+/// segments of at most that many: column `cols[k]` is the sum of the
+/// partials of segments `seg_ptr[k]..seg_ptr[k+1]` in order, segment `s`
+/// covering CSC entries `ranges[s]`. Shorter columns (all of them in a
+/// calibration problem) are summed whole and are not listed. The split
+/// depends on the matrix alone, never on the thread count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LongColumns {
+    /// The long columns, ascending.
+    pub cols: Vec<u32>,
+    /// For each long column, its first segment, plus a final entry equal to the segment count.
+    pub seg_ptr: Vec<usize>,
+    /// The CSC entries of each segment.
+    pub ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl LongColumns {
+    fn plan(indptr: &[usize], max_len: usize) -> Self {
+        let mut long = LongColumns::default();
+        for (i, p) in indptr.windows(2).enumerate() {
+            if p[1] - p[0] > max_len {
+                long.cols.push(i as u32);
+                long.seg_ptr.push(long.ranges.len());
+                split_range(p[0], p[1], max_len, |s, e| long.ranges.push(s..e));
+            }
+        }
+        long.seg_ptr.push(long.ranges.len());
+        long
+    }
+
+    /// Position of column `i` in [`LongColumns::cols`], if it is long.
+    pub fn find(&self, i: usize) -> Option<usize> {
+        self.cols.binary_search(&(i as u32)).ok()
+    }
+}
+
 /// A validated sparse matrix (rows = targets or samples, columns = records
 /// or features) in both compressed layouts.
 #[derive(Clone, Debug)]
@@ -74,6 +121,7 @@ pub struct SparseMatrix {
     csr: Csr,
     csc: Csr,
     segments: RowSegments,
+    long_columns: LongColumns,
 }
 
 fn check_dims(rows: usize, cols: usize) -> Result<()> {
@@ -297,9 +345,15 @@ impl SparseMatrix {
                 "duplicate matrix entries sum beyond the f32 range at stored entry {k}"
             )));
         }
-        let csc = csr.to_other_storage();
+        let csc: Csr = csr.to_other_storage();
         let segments = RowSegments::plan(csr.indptr().raw_storage(), SEGMENT_NNZ);
-        Ok(SparseMatrix { csr, csc, segments })
+        let long_columns = LongColumns::plan(csc.indptr().raw_storage(), SEGMENT_NNZ);
+        Ok(SparseMatrix {
+            csr,
+            csc,
+            segments,
+            long_columns,
+        })
     }
 
     /// Number of rows (targets).
@@ -330,6 +384,11 @@ impl SparseMatrix {
     /// The nnz-balanced row split used by the forward product.
     pub fn segments(&self) -> &RowSegments {
         &self.segments
+    }
+
+    /// The columns the transpose product splits into segments.
+    pub fn long_columns(&self) -> &LongColumns {
+        &self.long_columns
     }
 
     /// Rows without a single nonzero (targets no weight can reach).
@@ -454,5 +513,32 @@ mod tests {
             vec![0, SEGMENT_NNZ, 2 * SEGMENT_NNZ, 3 * SEGMENT_NNZ, n]
         );
         assert_eq!(m.empty_rows(), vec![0, 2]);
+        assert!(m.long_columns().cols.is_empty());
+    }
+
+    #[test]
+    fn long_columns_are_split_into_segments() {
+        // Column 1 has 2 * SEGMENT_NNZ + 3 nonzeros, columns 0 and 2 one each.
+        let n = 2 * SEGMENT_NNZ + 3;
+        let mut rows: Vec<u64> = (0..n as u64).collect();
+        let mut cols = vec![1u64; n];
+        rows.extend([0, 5]);
+        cols.extend([0, 2]);
+        let m = SparseMatrix::from_triplets(n, 3, &rows, &cols, &vec![1.0; n + 2]).unwrap();
+        let long = m.long_columns();
+        assert_eq!(long.cols, vec![1]);
+        assert_eq!(long.seg_ptr, vec![0, 3]);
+        assert_eq!(
+            long.ranges,
+            vec![
+                1..1 + SEGMENT_NNZ,
+                1 + SEGMENT_NNZ..1 + 2 * SEGMENT_NNZ,
+                1 + 2 * SEGMENT_NNZ..n + 1
+            ]
+        );
+        assert_eq!(
+            (long.find(1), long.find(0), long.find(2)),
+            (Some(0), None, None)
+        );
     }
 }
