@@ -788,3 +788,26 @@ fn hostile_headers_are_refused_without_allocating() {
         )
     );
 }
+
+#[test]
+fn write_npz_csr_reads_back_as_the_same_matrix() {
+    let dir = scratch("npz-write");
+    let m = l0::SparseMatrix::from_triplets(
+        3,
+        4,
+        &[0, 2, 2, 1],
+        &[3, 0, 1, 1],
+        &[1.5, -2.0, 3.25, 4.0],
+    )
+    .unwrap();
+    let path = dir.join("m.npz");
+    l0::io::npz::write_npz_csr(&path, &m).unwrap();
+    let back = l0::io::read_matrix(&path).unwrap();
+    assert_eq!(back.fingerprint(), m.fingerprint());
+    assert_eq!(
+        back.mul_vec(&[1.0, 10.0, 100.0, 1000.0]).unwrap(),
+        vec![1500.0, 40.0, 30.5]
+    );
+    let format = read_npz_member(&path, "format").unwrap();
+    assert_eq!(format.data, NpyData::Str(vec!["csr".into()]));
+}

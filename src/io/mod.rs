@@ -189,6 +189,22 @@ pub fn read_sparse(path: &Path) -> Result<RawSparse> {
     }
 }
 
+/// Reads a matrix file ([`read_sparse`]) and builds the validated
+/// [`crate::SparseMatrix`] from it (sorted, duplicates summed, both layouts).
+pub fn read_matrix(path: &Path) -> Result<crate::SparseMatrix> {
+    let raw = read_sparse(path)?;
+    let (r, c, d) = (raw.rows, raw.cols, &raw.data);
+    match &raw.structure {
+        SparseStructure::Csr { indptr, indices } => {
+            crate::SparseMatrix::from_csr(r, c, indptr, indices, d)
+        }
+        SparseStructure::Csc { indptr, indices } => {
+            crate::SparseMatrix::from_csc(r, c, indptr, indices, d)
+        }
+        SparseStructure::Coo { row, col } => crate::SparseMatrix::from_triplets(r, c, row, col, d),
+    }
+}
+
 fn unknown_extension(path: &Path, what: &str, expected: &str) -> L0Error {
     let ext = extension(path);
     let found = if ext.is_empty() {

@@ -666,7 +666,7 @@ fn fortran_to_c(data: NpyData, rows: usize, cols: usize) -> NpyData {
 /// The header `numpy.save` writes for a C-order array: version 1.0, the
 /// dictionary with 21 spare characters for the growth axis, padded with
 /// spaces and a newline to a multiple of 64 bytes.
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+pub(crate) fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let mut dict = format!(
         "{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}",
         shape_text(shape)

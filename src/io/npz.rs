@@ -8,13 +8,13 @@
 //! 2-D ones). A `_is_array` member (written for sparse arrays as opposed to
 //! sparse matrices) is ignored.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 use std::path::Path;
 
 use zip::ZipArchive;
 
-use super::npy::{parse_npy, shape_text, NpyArray, NpyData};
-use super::{format_error, read_file, RawSparse, SparseStructure};
+use super::npy::{npy_header, parse_npy, shape_text, NpyArray, NpyData};
+use super::{format_error, read_file, write_atomic, RawSparse, SparseStructure};
 use crate::Result;
 
 /// An opened `.npz` archive, held in memory.
@@ -219,4 +219,75 @@ pub fn read_npz_sparse(path: &Path) -> Result<RawSparse> {
     };
     matrix.validate(path)?;
     Ok(matrix)
+}
+
+/// Writes `m` as `scipy.sparse.save_npz(path, m.tocsr(), compressed=False)`
+/// would: a stored (uncompressed) zip of `format` (`'csr'`), `shape`
+/// (int64), `indptr` (int32, or int64 beyond 2^31 - 1 nonzeros), `indices`
+/// (int32) and `data` (float32), atomically. `scipy.sparse.load_npz` and
+/// [`read_npz_sparse`] read it back.
+pub fn write_npz_csr(path: &Path, m: &crate::SparseMatrix) -> Result<()> {
+    let csr = m.csr();
+    let ptr = csr.indptr();
+    let ptr = ptr.raw_storage();
+    write_atomic(path, |w| {
+        let mut zip = zip::ZipWriter::new_stream(w);
+        let z = &mut zip;
+        let format = ['c', 's', 'r'];
+        write_le(member(z, "format.npy", "<U3", &[])?, &format, |c| {
+            (c as u32).to_le_bytes()
+        })?;
+        let shape = [m.rows() as i64, m.cols() as i64];
+        write_le(
+            member(z, "shape.npy", "<i8", &[2])?,
+            &shape,
+            i64::to_le_bytes,
+        )?;
+        let n = ptr.len();
+        if m.nnz() > i32::MAX as usize {
+            let w = member(z, "indptr.npy", "<i8", &[n])?;
+            write_le(w, ptr, |p| (p as i64).to_le_bytes())?;
+        } else {
+            let w = member(z, "indptr.npy", "<i4", &[n])?;
+            write_le(w, ptr, |p| (p as i32).to_le_bytes())?;
+        }
+        let (idx, val) = (csr.indices(), csr.data());
+        let w = member(z, "indices.npy", "<i4", &[idx.len()])?;
+        write_le(w, idx, |i| (i as i32).to_le_bytes())?;
+        write_le(
+            member(z, "data.npy", "<f4", &[val.len()])?,
+            val,
+            f32::to_le_bytes,
+        )?;
+        zip.finish()?;
+        Ok(())
+    })
+}
+
+/// Starts stored member `name` holding a `.npy` array, after its header.
+fn member<'z, W: Write>(
+    zip: &'z mut zip::ZipWriter<zip::write::StreamWriter<W>>,
+    name: &str,
+    descr: &str,
+    shape: &[usize],
+) -> std::io::Result<&'z mut zip::ZipWriter<zip::write::StreamWriter<W>>> {
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    zip.start_file(name, opts)?;
+    zip.write_all(&npy_header(descr, shape))?;
+    Ok(zip)
+}
+
+/// Writes `values` little-endian through a bounded buffer.
+fn write_le<T: Copy, const N: usize>(
+    w: &mut impl Write,
+    values: &[T],
+    le: impl Fn(T) -> [u8; N],
+) -> std::io::Result<()> {
+    for c in values.chunks(1 << 16) {
+        let bytes: Vec<u8> = c.iter().flat_map(|&v| le(v)).collect();
+        w.write_all(&bytes)?;
+    }
+    Ok(())
 }
