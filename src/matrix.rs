@@ -13,6 +13,7 @@
 //! features of millions of rows runs on every core.
 
 use crate::error::{L0Error, Result};
+use rayon::prelude::*;
 use sprs::{CsMatI, TriMatI};
 
 /// The matrix layout the backends read.
@@ -311,6 +312,56 @@ impl SparseMatrix {
         Self::from_csr_matrix(csr)
     }
 
+    /// Builds the matrix from CSR arrays already in their final types, without
+    /// copies when they are canonical (columns strictly increasing within
+    /// each row, which is what scipy writes after `sum_duplicates`). Other
+    /// input (unsorted, duplicates) goes through [`SparseMatrix::from_csr`].
+    /// Values must already be finite and indices within bounds; pointers
+    /// are checked.
+    pub fn from_csr_parts(
+        rows: usize,
+        cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+    ) -> Result<Self> {
+        check_dims(rows, cols)?;
+        match CsMatI::try_new((rows, cols), indptr, indices, data) {
+            Ok(csr) => Self::from_csr_matrix(csr),
+            Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, false),
+        }
+    }
+
+    /// As [`SparseMatrix::from_csr_parts`], from compressed sparse columns.
+    pub fn from_csc_parts(
+        rows: usize,
+        cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+    ) -> Result<Self> {
+        check_dims(rows, cols)?;
+        match CsMatI::try_new_csc((rows, cols), indptr, indices, data) {
+            Ok(csc) => Self::from_csr_matrix(transpose(&csc)),
+            Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, true),
+        }
+    }
+
+    /// Non-canonical compressed arrays: widened and sorted (duplicates summed).
+    fn from_parts_slowly(
+        rows: usize,
+        cols: usize,
+        indptr: &[usize],
+        indices: &[u32],
+        data: &[f32],
+        by_column: bool,
+    ) -> Result<Self> {
+        let p: Vec<u64> = indptr.iter().map(|&x| x as u64).collect();
+        let i: Vec<u64> = indices.iter().map(|&x| x as u64).collect();
+        let d: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        Self::from_compressed(rows, cols, &p, &i, &d, by_column)
+    }
+
     /// Builds the matrix from a dense row-major array, keeping its nonzeros.
     pub fn from_dense(rows: usize, cols: usize, values: &[f64]) -> Result<Self> {
         check_dims(rows, cols)?;
@@ -345,7 +396,7 @@ impl SparseMatrix {
                 "duplicate matrix entries sum beyond the f32 range at stored entry {k}"
             )));
         }
-        let csc: Csr = csr.to_other_storage();
+        let csc = transpose(&csr);
         let segments = RowSegments::plan(csr.indptr().raw_storage(), SEGMENT_NNZ);
         let long_columns = LongColumns::plan(csc.indptr().raw_storage(), SEGMENT_NNZ);
         Ok(SparseMatrix {
@@ -447,6 +498,93 @@ impl SparseMatrix {
     }
 }
 
+/// Tasks of [`transpose`]'s fill, each a contiguous range of output slices.
+const TRANSPOSE_TASKS: usize = 64;
+
+/// The other compressed layout of `m` (CSR to CSC or back), as
+/// `to_other_storage` computes it (indices strictly increasing within each
+/// outer slice), built in parallel: counts of each output slice over fixed
+/// chunks of the entries, then a fill in which each task owns a contiguous
+/// range of output slices and walks the input slices in order, finding its
+/// range in each by binary search. The result is canonical, so it does not
+/// depend on the thread count; it is what sprs's single-threaded
+/// `to_other_storage` gives.
+fn transpose(m: &Csr) -> Csr {
+    let (outer, inner) = (m.outer_dims(), m.inner_dims());
+    let ptr = m.indptr();
+    let ptr = ptr.raw_storage();
+    let (idx, val) = (m.indices(), m.data());
+    // Entries per output slice: one count array per thread (at most 8),
+    // added up; integer counts are exact in any order.
+    let parts = rayon::current_num_threads().clamp(1, 8);
+    let chunk = idx.len().div_ceil(parts).max(1 << 16);
+    let counts = idx
+        .par_chunks(chunk)
+        .map(|c| {
+            let mut n = vec![0u32; inner];
+            for &i in c {
+                n[i as usize] += 1;
+            }
+            n
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })
+        .unwrap_or_else(|| vec![0; inner]);
+    let mut out_ptr = Vec::with_capacity(inner + 1);
+    out_ptr.push(0usize);
+    for &c in &counts {
+        out_ptr.push(out_ptr.last().copied().unwrap_or(0) + c as usize);
+    }
+    drop(counts);
+    // Contiguous ranges of output slices with about equal entries.
+    let nnz = idx.len();
+    let bounds: Vec<usize> = (0..=TRANSPOSE_TASKS)
+        .map(|t| out_ptr.partition_point(|&p| p < nnz * t / TRANSPOSE_TASKS))
+        .map(|b| b.min(inner))
+        .collect();
+    let (mut out_idx, mut out_val) = (vec![0u32; nnz], vec![0.0f32; nnz]);
+    let mut pieces = Vec::with_capacity(TRANSPOSE_TASKS);
+    let (mut rest_i, mut rest_v) = (&mut out_idx[..], &mut out_val[..]);
+    for w in bounds.windows(2) {
+        let len = out_ptr[w[1]] - out_ptr[w[0]];
+        let (i, ri) = std::mem::take(&mut rest_i).split_at_mut(len);
+        let (v, rv) = std::mem::take(&mut rest_v).split_at_mut(len);
+        (rest_i, rest_v) = (ri, rv);
+        pieces.push((w[0]..w[1], i, v));
+    }
+    pieces.into_par_iter().for_each(|(range, oi, ov)| {
+        if range.is_empty() {
+            return;
+        }
+        let base = out_ptr[range.start];
+        let mut next: Vec<usize> = out_ptr[range.clone()].iter().map(|p| p - base).collect();
+        let (lo, hi) = (range.start as u32, range.end as u32);
+        for o in 0..outer {
+            let s = &idx[ptr[o]..ptr[o + 1]];
+            let start = s.partition_point(|&i| i < lo);
+            for (k, &i) in s[start..].iter().enumerate().take_while(|(_, &i)| i < hi) {
+                let slot = &mut next[(i - lo) as usize];
+                oi[*slot] = o as u32;
+                ov[*slot] = val[ptr[o] + start + k];
+                *slot += 1;
+            }
+        }
+    });
+    let shape = (m.rows(), m.cols());
+    // Canonical by construction; `try_new` checks it once more in one pass.
+    let built = if m.is_csr() {
+        CsMatI::try_new_csc(shape, out_ptr, out_idx, out_val)
+    } else {
+        CsMatI::try_new(shape, out_ptr, out_idx, out_val)
+    };
+    match built {
+        Ok(t) => t,
+        Err(_) => unreachable!("a transpose of a valid matrix is valid"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +652,39 @@ mod tests {
         );
         assert_eq!(m.empty_rows(), vec![0, 2]);
         assert!(m.long_columns().cols.is_empty());
+    }
+
+    #[test]
+    fn parallel_transpose_equals_sprs() {
+        // Random 300 x 200 (a row touching every column, empty rows and
+        // columns), and its transpose back.
+        let (rows, cols) = (300usize, 200usize);
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for q in 0..rows {
+            for j in 0..cols {
+                if q == 7 || (q % 5 != 0 && j % 7 != 0 && next() % 10 == 0) {
+                    r.push(q as u64);
+                    c.push(j as u64);
+                    v.push((next() % 1000) as f64 / 8.0);
+                }
+            }
+        }
+        let m = SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap();
+        let want: Csr = m.csr().to_other_storage();
+        assert_eq!(m.csc(), &want);
+        assert_eq!(&transpose(m.csc()), m.csr());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        assert_eq!(pool.install(|| transpose(m.csr())), want);
     }
 
     #[test]

@@ -811,3 +811,115 @@ fn write_npz_csr_reads_back_as_the_same_matrix() {
     let format = read_npz_member(&path, "format").unwrap();
     assert_eq!(format.data, NpyData::Str(vec!["csr".into()]));
 }
+
+/// `io::read_matrix` reads `.npz` files straight into the final types; it
+/// builds the same matrix as the general reader and fails with the same
+/// messages.
+#[test]
+fn npz_fast_reader_agrees_with_the_general_one() {
+    for name in [
+        "csr_compressed.npz",
+        "coo_uncompressed.npz",
+        "csc_array.npz",
+        "csr_unicode_format.npz",
+        "coo_coords.npz",
+    ] {
+        let p = data(name);
+        let raw = read_sparse(&p).unwrap();
+        let SparseStructure::Csr { indptr, indices } = raw.to_csr().structure else {
+            panic!("to_csr gives csr");
+        };
+        let want =
+            l0::SparseMatrix::from_csr(raw.rows, raw.cols, &indptr, &indices, &raw.to_csr().data)
+                .unwrap();
+        let got = l0::io::read_matrix(&p).unwrap();
+        assert_eq!(got.fingerprint(), want.fingerprint(), "{name}");
+        assert_eq!(got.csc(), want.csc(), "{name}");
+    }
+    for name in [
+        "bad_indptr_len.npz",
+        "bad_index.npz",
+        "nan_data.npz",
+        "dense_arrays.npz",
+    ] {
+        let p = data(name);
+        assert_eq!(
+            err_text(l0::io::read_matrix(&p)),
+            err_text(read_npz_sparse(&p)),
+            "{name}"
+        );
+    }
+}
+
+/// A zip of `.npy` members, `data.npy` deflated.
+fn npz_with_deflated_data(path: &Path, data_header_len: usize, data: &[u8]) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let f = fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let deflated = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let npy = |descr: &str, shape: &str| {
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (h.len() + 11) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out
+    };
+    let mut member = |name: &str, opts, head: Vec<u8>, body: &[u8]| {
+        z.start_file(name, opts).unwrap();
+        z.write_all(&head).unwrap();
+        z.write_all(body).unwrap();
+    };
+    member(
+        "format.npy",
+        stored,
+        npy("<U3", "()"),
+        &[b'c', 0, 0, 0, b's', 0, 0, 0, b'r', 0, 0, 0],
+    );
+    let shape: Vec<u8> = [2i64, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    member("shape.npy", stored, npy("<i8", "(2,)"), &shape);
+    let ptr: Vec<u8> = [0i32, 1, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    member("indptr.npy", stored, npy("<i4", "(3,)"), &ptr);
+    let idx: Vec<u8> = [0i32, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
+    member("indices.npy", stored, npy("<i4", "(2,)"), &idx);
+    let head = npy("<f4", &format!("({data_header_len},)"));
+    member("data.npy", deflated, head, data);
+    z.finish().unwrap();
+}
+
+/// A deflate bomb: `data.npy` inflates to 200 MB of zeros. Whether its
+/// header declares that length (disagreeing with the pointers) or the two
+/// entries the pointers want (and the stream runs on), it is refused from
+/// the declared shapes or while streaming, never held in memory.
+#[test]
+fn npz_deflate_bomb_is_refused_from_the_declared_shapes() {
+    let dir = scratch("npz_bomb");
+    let zeros = vec![0u8; 200 << 20];
+    let p = dir.join("bomb.npz");
+    npz_with_deflated_data(&p, 50 << 20, &zeros);
+    assert!(fs::metadata(&p).unwrap().len() < 1 << 20);
+    let want = format!(
+        "shape mismatch: {}: indices (column indices), one per stored value in data: \
+         expected 52428800, got 2",
+        p.display()
+    );
+    assert_eq!(err_text(l0::io::read_matrix(&p)), want);
+    assert_eq!(err_text(read_npz_sparse(&p)), want);
+
+    let p = dir.join("long.npz");
+    npz_with_deflated_data(&p, 2, &zeros);
+    assert_eq!(
+        err_text(l0::io::read_matrix(&p)),
+        format!(
+            "{}: data.npy: expected 8 bytes of data, file has 209715200",
+            p.display()
+        )
+    );
+}
