@@ -16,8 +16,13 @@
 //! of `EPOCHS / 4` (at least 1) and `EPOCHS` epochs are timed, and the
 //! difference of their times is divided by the difference of their epochs,
 //! so per-fit setup and the final report are not counted as epochs
-//! (`seconds_per_epoch_with_setup` is the long fit's time over its epochs).
+//! (`seconds_per_epoch_with_setup` is the long fit's time over its epochs;
+//! `cpu_seconds_per_epoch` is the steady state in CPU time of all threads,
+//! which other work on the machine hardly changes).
 //! Prints one JSON line.
+
+#[path = "common/process.rs"]
+mod process;
 
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
 use l0::io::npy::{write_npy_f64, write_npy_i64};
@@ -98,29 +103,30 @@ fn main() -> l0::Result<()> {
     };
     // One warm-up epoch (page faults, thread pool start), then two timed runs.
     // The whole `fit` call is timed, as on the reference's side.
-    let mut timed = |epochs: u64| -> l0::Result<(f64, String)> {
-        let t = std::time::Instant::now();
-        let r = model.fit(
-            &m,
-            &y,
-            &FitParams {
-                epochs,
-                ..opts.clone()
-            },
-        )?;
-        Ok((t.elapsed().as_secs_f64(), r.device))
+    // CPU time (all threads) is timed too: it hardly changes when other
+    // work shares the machine, while wall time does.
+    let mut timed = |epochs: u64| -> l0::Result<(f64, f64, String)> {
+        let (t, c) = (std::time::Instant::now(), process::cpu_seconds());
+        let opts = FitParams {
+            epochs,
+            ..opts.clone()
+        };
+        let r = model.fit(&m, &y, &opts)?;
+        let cpu = process::cpu_seconds() - c;
+        Ok((t.elapsed().as_secs_f64(), cpu, r.device))
     };
     timed(1)?;
     let short = (epochs / 4).max(1);
-    let (t_short, _) = timed(short)?;
-    let (t_long, device) = timed(epochs)?;
-    let steady = if epochs > short {
-        (t_long - t_short) / (epochs - short) as f64
+    let (t_short, c_short, _) = timed(short)?;
+    let (t_long, c_long, device) = timed(epochs)?;
+    let (steady, steady_cpu) = if epochs > short {
+        let d = (epochs - short) as f64;
+        ((t_long - t_short) / d, (c_long - c_short) / d)
     } else {
-        t_long / epochs as f64
+        (t_long / epochs as f64, c_long / epochs as f64)
     };
     println!(
-        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"seconds_per_epoch\": {steady:.6}, \"seconds_per_epoch_with_setup\": {:.6}, \"gb_per_s\": {:.3}}}",
+        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"seconds_per_epoch\": {steady:.6}, \"cpu_seconds_per_epoch\": {steady_cpu:.6}, \"seconds_per_epoch_with_setup\": {:.6}, \"gb_per_s\": {:.3}}}",
         m.rows(),
         m.cols(),
         m.nnz(),

@@ -27,10 +27,14 @@
 //! * time to write the outputs of the fit (`weights.npy`, `weights.csv`);
 //! * one JSON line with all of the above.
 
+#[path = "common/process.rs"]
+mod process;
+
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
 use l0::io::npz::write_npz_csr;
 use l0::synth::{geo_stacked, GeoSpec};
 use l0::{Device, L0Error, Result};
+use process::{cpu_seconds, peak_rss, reset_peak_rss};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,36 +91,6 @@ fn parse_args() -> Result<Args> {
         return Err(bad("--epochs (at least 4)"));
     }
     Ok(a)
-}
-
-/// Peak resident memory of this process so far, in bytes (Linux; 0 elsewhere).
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Resets the peak to the current resident size (Linux `clear_refs` 5).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// User + system CPU seconds of this process (Linux; 0 elsewhere).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 12th and 13th of them, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<f64>() / 100.0
 }
 
 /// Best of five runs of `f`, as bytes per second for `bytes` per run.

@@ -17,7 +17,9 @@ E/4 epochs, at least 1, and a long fit of E epochs, after a one-epoch
 warm-up) and divides the difference of the times by the difference of the
 epochs, so per-fit setup (the reference converts the matrix to a torch
 sparse tensor inside every fit) is not counted as epochs. The reference's
-setup per fit is printed too (short fit time minus its epochs).
+setup per fit is printed too (short fit time minus its epochs), and so is
+the ratio of CPU seconds per epoch (all threads, both sides), which other
+work sharing the machine changes far less than wall time.
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 
@@ -42,16 +44,17 @@ def load_problem(d):
 
 
 def steady_state(fit, epochs):
-    """(seconds per epoch, setup seconds per fit) from fits of E/4 and E
-    epochs after a one-epoch warm-up; `fit(n)` returns its wall time."""
+    """(seconds per epoch, setup seconds per fit, CPU seconds per epoch)
+    from fits of E/4 and E epochs after a one-epoch warm-up; `fit(n)`
+    returns its (wall, CPU) times."""
     fit(1)
     short = max(1, epochs // 4)
-    t_short = fit(short)
+    t_short, c_short = fit(short)
     if epochs <= short:
-        return t_short / short, float("nan")
-    t_long = fit(epochs)
+        return t_short / short, float("nan"), c_short / short
+    t_long, c_long = fit(epochs)
     per_epoch = (t_long - t_short) / (epochs - short)
-    return per_epoch, t_short - short * per_epoch
+    return per_epoch, t_short - short * per_epoch, (c_long - c_short) / (epochs - short)
 
 
 def time_reference(d, epochs, device):
@@ -62,11 +65,11 @@ def time_reference(d, epochs, device):
     def fit(n):
         if device == "cuda":
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         model.fit(M, y, epochs=n, **kw)
         if device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - c
 
     return steady_state(fit, epochs)
 
@@ -91,14 +94,14 @@ def main():
     if a.device == "cuda":
         print(f"card: {torch.cuda.get_device_name(0)}")
     print(f"{'problem':20} {'rows':>6} {'cols':>8} {'nnz':>10} {'l0 s/epoch':>11} {'ref s/epoch':>12} "
-          f"{'speed-up':>9} {'ref setup/fit':>14}")
+          f"{'speed-up':>9} {'ref setup/fit':>14} {'CPU-time speed-up':>18}")
     for prob in a.problems.split(","):
         with tempfile.TemporaryDirectory() as d:
             out = subprocess.run([exe, prob, str(a.epochs_l0), d, "--device", a.device],
                                  check=True, capture_output=True, text=True).stdout
             mine = json.loads(out.strip().splitlines()[-1])
             try:
-                ref, setup = time_reference(d, a.epochs_ref, a.device)
+                ref, setup, ref_cpu = time_reference(d, a.epochs_ref, a.device)
             except Exception as e:  # e.g. torch.cuda.OutOfMemoryError at production size
                 ref = None
                 why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -107,7 +110,9 @@ def main():
         if ref is None:
             print(f"{head} {'failed':>12} {'-':>9}   [{mine['device']}] reference: {why}")
         else:
-            print(f"{head} {ref:12.4f} {ref / ours:8.1f}x {setup:13.2f}s   [{mine['device']}]")
+            cpu = mine.get("cpu_seconds_per_epoch")
+            cpu_ratio = f"{ref_cpu / cpu:17.1f}x" if cpu else f"{'-':>18}"
+            print(f"{head} {ref:12.4f} {ref / ours:8.1f}x {setup:13.2f}s {cpu_ratio}   [{mine['device']}]")
         sys.stdout.flush()
 
 
