@@ -1,8 +1,12 @@
 //! The rayon CPU backend: the executable specification of every kernel.
 //!
-//! Work is split into fixed-size chunks (columns, row segments, targets)
-//! whose partial f64 sums are combined in a fixed order, so results are
-//! bit-for-bit the same whatever the number of threads. Per-column state is
+//! Work is split into fixed-size pieces (slabs of column chunks, row and
+//! long-column segments, targets) whose partial f64 sums are combined in a
+//! fixed order, so results are bit-for-bit the same whatever the number of
+//! threads. With at most 65,536 rows an epoch reads the matrix once: the
+//! pass over the CSC columns computes the gradients, updates the
+//! parameters, samples the next weights and scatters the next forward
+//! product into one accumulator per slab (see [`CpuBackend::forward`]). Per-column state is
 //! kept as a structure of arrays and each chunk's per-column math runs as
 //! straight loops over slices, which the compiler vectorises (the f32
 //! exponential and logarithm are branch-free polynomials, see
@@ -27,6 +31,13 @@ use rayon::prelude::*;
 const COLUMN_CHUNK: usize = 2048;
 /// Row (or long-column) segments per parallel task.
 const SEGMENT_CHUNK: usize = 16;
+/// The columns are split into at most this many slabs of whole chunks; a
+/// slab is one parallel task, its chunks run in order.
+const SLABS: usize = 64;
+/// Up to this many rows, the forward product is scattered from the column
+/// passes into one row-length f64 accumulator per slab (see
+/// [`CpuBackend::forward`]); beyond, it is gathered over CSR row segments.
+const SCATTER_MAX_ROWS: usize = 1 << 16;
 
 /// Per-column state, one array per quantity.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +53,11 @@ struct Columns {
     v_a: Vec<f32>,
     /// The current weights (sampled or deterministic).
     w: Vec<f32>,
+    /// Columns per slab: whole chunks, fixed by the problem's size.
+    slab: usize,
+    /// With few enough rows, one row-length block per slab holding that
+    /// slab's share of `M w` for the current weights; empty otherwise.
+    acc: Vec<f64>,
 }
 
 /// One chunk of [`Columns`]: column `base + j` is entry `j` of each slice.
@@ -58,9 +74,19 @@ struct Chunk<'c> {
 }
 
 impl Columns {
-    fn new(n: usize) -> Self {
+    /// State for `n` columns of a matrix with `rows` rows.
+    fn new(n: usize, rows: usize) -> Self {
         let z = || vec![0.0f32; n];
+        let chunks = n.div_ceil(COLUMN_CHUNK).max(1);
+        let slab = chunks.div_ceil(SLABS) * COLUMN_CHUNK;
+        let acc = if rows <= SCATTER_MAX_ROWS {
+            vec![0.0; n.div_ceil(slab) * rows]
+        } else {
+            Vec::new()
+        };
         Columns {
+            slab,
+            acc,
             s: z(),
             p: z(),
             a: z(),
@@ -72,25 +98,36 @@ impl Columns {
         }
     }
 
-    /// Runs `pass` on every chunk, in parallel.
-    fn par_chunks(&mut self, pool: &rayon::ThreadPool, pass: &ChunkPass) {
-        let c = COLUMN_CHUNK;
+    /// Runs `pass` on every chunk: slabs in parallel, the chunks of a slab
+    /// in order. With forward accumulators ([`Columns::acc`]), a pass that
+    /// writes the weights then adds each chunk's `M_qi w_i` (from `csc`)
+    /// into its slab's block, which it clears first.
+    fn par_chunks(&mut self, pool: &rayon::ThreadPool, pass: &ChunkPass, csc: &crate::matrix::Csr) {
+        let slab = self.slab;
+        let slabs = self.p.len().div_ceil(slab);
+        let (csc, accs): (_, Vec<&mut [f64]>) = if self.acc.is_empty() {
+            (None, (0..slabs).map(|_| &mut [][..]).collect())
+        } else {
+            let rows = self.acc.len() / slabs;
+            (Some(csc), self.acc.chunks_mut(rows).collect())
+        };
         pool.install(|| {
             (
-                self.s.par_chunks_mut(c),
-                self.p.par_chunks_mut(c),
-                self.a.par_chunks_mut(c),
-                self.m_p.par_chunks_mut(c),
-                self.v_p.par_chunks_mut(c),
-                self.m_a.par_chunks_mut(c),
-                self.v_a.par_chunks_mut(c),
-                self.w.par_chunks_mut(c),
+                self.s.par_chunks_mut(slab),
+                self.p.par_chunks_mut(slab),
+                self.a.par_chunks_mut(slab),
+                self.m_p.par_chunks_mut(slab),
+                self.v_p.par_chunks_mut(slab),
+                self.m_a.par_chunks_mut(slab),
+                self.v_a.par_chunks_mut(slab),
+                self.w.par_chunks_mut(slab),
+                accs.into_par_iter(),
             )
                 .into_par_iter()
                 .enumerate()
-                .for_each(|(k, (s, p, a, m_p, v_p, m_a, v_a, w))| {
-                    let chunk = Chunk {
-                        base: k * c,
+                .for_each(|(k, (s, p, a, m_p, v_p, m_a, v_a, w, acc))| {
+                    let mut rest = Chunk {
+                        base: k * slab,
                         s,
                         p,
                         a,
@@ -100,15 +137,81 @@ impl Columns {
                         v_a,
                         w,
                     };
-                    pass.run_simd(chunk)
+                    let scatter = csc.filter(|_| pass.writes_weights());
+                    if scatter.is_some() {
+                        acc.fill(0.0);
+                    }
+                    while rest.len() > 0 {
+                        let (mut ch, tail) = rest.split(COLUMN_CHUNK);
+                        pass.run_simd(&mut ch);
+                        if let Some(csc) = scatter {
+                            scatter_weights(csc, ch.base, ch.w, acc);
+                        }
+                        rest = tail;
+                    }
                 })
         });
     }
 }
 
-impl Chunk<'_> {
+/// `acc_q += M_qi w_i` for the columns `base..base + w.len()`, in column
+/// order, products and sums in f64. Zero weights are skipped (adding a
+/// zero product leaves the sum's bits unchanged), which saves most of the
+/// work once the fit is sparse.
+fn scatter_weights(csc: &crate::matrix::Csr, base: usize, w: &[f32], acc: &mut [f64]) {
+    let ptr = csc.indptr();
+    let (ptr, idx, val) = (ptr.raw_storage(), csc.indices(), csc.data());
+    for (j, &wj) in w.iter().enumerate() {
+        if wj == 0.0 {
+            continue;
+        }
+        let k = ptr[base + j]..ptr[base + j + 1];
+        let wj = wj as f64;
+        for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
+            acc[q as usize] += v as f64 * wj;
+        }
+    }
+}
+
+impl<'c> Chunk<'c> {
     fn len(&self) -> usize {
         self.p.len()
+    }
+
+    /// The first `n` columns (or all) and the rest.
+    fn split(self, n: usize) -> (Chunk<'c>, Chunk<'c>) {
+        let n = n.min(self.len());
+        let (s, s2) = self.s.split_at_mut(n);
+        let (p, p2) = self.p.split_at_mut(n);
+        let (a, a2) = self.a.split_at_mut(n);
+        let (m_p, m_p2) = self.m_p.split_at_mut(n);
+        let (v_p, v_p2) = self.v_p.split_at_mut(n);
+        let (m_a, m_a2) = self.m_a.split_at_mut(n);
+        let (v_a, v_a2) = self.v_a.split_at_mut(n);
+        let (w, w2) = self.w.split_at_mut(n);
+        let head = Chunk {
+            base: self.base,
+            s,
+            p,
+            a,
+            m_p,
+            v_p,
+            m_a,
+            v_a,
+            w,
+        };
+        let tail = Chunk {
+            base: self.base + n,
+            s: s2,
+            p: p2,
+            a: a2,
+            m_p: m_p2,
+            v_p: v_p2,
+            m_a: m_a2,
+            v_a: v_a2,
+            w: w2,
+        };
+        (head, tail)
     }
 
     /// Draws the noise of this chunk's columns, caches `s` and writes the
@@ -175,10 +278,15 @@ enum ChunkPass<'a> {
 }
 
 impl ChunkPass<'_> {
+    /// Whether the pass writes new weights.
+    fn writes_weights(&self) -> bool {
+        !matches!(self, ChunkPass::Step { next: None, .. })
+    }
+
     /// The pass on one chunk. Always inlined, so that [`Self::run_simd`]'s
     /// AVX2 build compiles the per-column loops for AVX2.
     #[inline(always)]
-    fn run(&self, mut ch: Chunk) {
+    fn run(&self, ch: &mut Chunk) {
         match self {
             ChunkPass::Sample { rule, cursor } => ch.sample(rule, &mut cursor.clone()),
             ChunkPass::Deterministic { rule, test } => {
@@ -211,11 +319,11 @@ impl ChunkPass<'_> {
     /// correctly rounded in every instruction set (`+ - * /`, `sqrt`,
     /// comparisons, selects, integer bit tricks).
     #[inline(always)]
-    fn run_simd(&self, ch: Chunk) {
+    fn run_simd(&self, ch: &mut Chunk) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            fn avx2(pass: &ChunkPass, ch: Chunk) {
+            fn avx2(pass: &ChunkPass, ch: &mut Chunk) {
                 pass.run(ch)
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -260,11 +368,15 @@ impl<'a> CpuBackend<'a> {
             pool,
             problem,
             rule: problem.hyper.rule(),
-            cols: Columns::new(n),
+            cols: Columns::new(n, q),
             intercept: None,
             yhat: vec![0.0; q],
             r: vec![0.0; q],
-            partials: vec![0.0; problem.matrix.segments().len()],
+            partials: if q <= SCATTER_MAX_ROWS {
+                Vec::new()
+            } else {
+                vec![0.0; problem.matrix.segments().len()]
+            },
             long_partials: vec![0.0; problem.matrix.long_columns().ranges.len()],
             data_loss: 0.0,
             bad_step: None,
@@ -380,7 +492,8 @@ impl Backend for CpuBackend<'_> {
             rule: self.rule,
             cursor: self.cursor(step),
         };
-        self.cols.par_chunks(&self.pool, &pass);
+        self.cols
+            .par_chunks(&self.pool, &pass, self.problem.matrix.csc());
         Ok(())
     }
 
@@ -391,15 +504,45 @@ impl Backend for CpuBackend<'_> {
             rule: self.rule,
             test,
         };
-        self.cols.par_chunks(&self.pool, &pass);
+        self.cols
+            .par_chunks(&self.pool, &pass, self.problem.matrix.csc());
         Ok(())
     }
 
-    /// Segment partials `sum_{k in segment} M_k w_col(k)` (f64), then
-    /// `yhat_q = b + sum of row q's partials`, in segment order.
+    /// `yhat_q = b + sum_i M_qi w_i` in f64, one of two ways, fixed by the
+    /// problem's shape so results never depend on the thread count:
+    ///
+    /// * up to [`SCATTER_MAX_ROWS`] rows, the passes that write the weights
+    ///   have already added each slab's `M_qi w_i` into its own row-length
+    ///   block ([`Columns::acc`]), while the column's CSC entries were in
+    ///   cache for the backward pass; here the blocks are summed in slab
+    ///   order. An epoch then reads the matrix once.
+    /// * otherwise (a regression with many samples), segment partials
+    ///   `sum_{k in segment} M_k w_col(k)` over CSR row segments, summed per
+    ///   row in segment order.
+    ///
     /// GPU twins: kernels `spmv_segments` (a warp per segment) and
-    /// `spmv_combine` (a warp per row), kernels/spmv.cu.
+    /// `spmv_combine` (a warp per row), kernels/spmv.cu, which sum in the
+    /// second way.
     fn forward(&mut self) -> Result<()> {
+        let b = self.intercept.map_or(0.0, |s| s.value as f64);
+        let acc = &self.cols.acc;
+        if !acc.is_empty() {
+            let rows = self.yhat.len();
+            let slabs = acc.len() / rows;
+            self.pool.install(|| {
+                self.yhat
+                    .par_chunks_mut(1024)
+                    .enumerate()
+                    .for_each(|(k, out)| {
+                        for (j, y) in out.iter_mut().enumerate() {
+                            let q = k * 1024 + j;
+                            *y = b + (0..slabs).fold(0.0, |sum, s| sum + acc[s * rows + q]);
+                        }
+                    })
+            });
+            return Ok(());
+        }
         let m = self.problem.matrix;
         let (seg, csr) = (m.segments(), m.csr());
         let (idx, val, w) = (csr.indices(), csr.data(), &self.cols.w);
@@ -416,7 +559,6 @@ impl Backend for CpuBackend<'_> {
                     }
                 })
         });
-        let b = self.intercept.map_or(0.0, |s| s.value as f64);
         for (q, y) in self.yhat.iter_mut().enumerate() {
             *y = b + self.partials[seg.row_ptr[q]..seg.row_ptr[q + 1]]
                 .iter()
@@ -463,7 +605,8 @@ impl Backend for CpuBackend<'_> {
             grad: ColumnGradient::new(self.problem.matrix, &self.r, &self.long_partials),
             next: sample_next.then(|| self.cursor(step + 1)),
         };
-        self.cols.par_chunks(&self.pool, &pass);
+        self.cols
+            .par_chunks(&self.pool, &pass, self.problem.matrix.csc());
         Ok(())
     }
 
