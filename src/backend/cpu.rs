@@ -512,9 +512,9 @@ impl Backend for CpuBackend<'_> {
     /// `yhat_q = b + sum_i M_qi w_i` in f64, one of two ways, fixed by the
     /// problem's shape so results never depend on the thread count:
     ///
-    /// * up to [`SCATTER_MAX_ROWS`] rows, the passes that write the weights
+    /// * up to `SCATTER_MAX_ROWS` (65,536) rows, the passes that write the weights
     ///   have already added each slab's `M_qi w_i` into its own row-length
-    ///   block ([`Columns::acc`]), while the column's CSC entries were in
+    ///   block (`Columns::acc`), while the column's CSC entries were in
     ///   cache for the backward pass; here the blocks are summed in slab
     ///   order. An epoch then reads the matrix once.
     /// * otherwise (a regression with many samples), segment partials
