@@ -325,11 +325,7 @@ impl SparseMatrix {
         indices: Vec<u32>,
         data: Vec<f32>,
     ) -> Result<Self> {
-        check_dims(rows, cols)?;
-        match CsMatI::try_new((rows, cols), indptr, indices, data) {
-            Ok(csr) => Self::from_csr_matrix(csr),
-            Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, false),
-        }
+        Self::from_parts(rows, cols, (indptr, indices, data), false)
     }
 
     /// As [`SparseMatrix::from_csr_parts`], from compressed sparse columns.
@@ -340,10 +336,25 @@ impl SparseMatrix {
         indices: Vec<u32>,
         data: Vec<f32>,
     ) -> Result<Self> {
+        Self::from_parts(rows, cols, (indptr, indices, data), true)
+    }
+
+    fn from_parts(
+        rows: usize,
+        cols: usize,
+        (indptr, indices, data): (Vec<usize>, Vec<u32>, Vec<f32>),
+        by_column: bool,
+    ) -> Result<Self> {
         check_dims(rows, cols)?;
-        match CsMatI::try_new_csc((rows, cols), indptr, indices, data) {
-            Ok(csc) => Self::from_csr_matrix(transpose(&csc)),
-            Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, true),
+        let built = if by_column {
+            CsMatI::try_new_csc((rows, cols), indptr, indices, data)
+        } else {
+            CsMatI::try_new((rows, cols), indptr, indices, data)
+        };
+        match built {
+            Ok(m) if by_column => Self::from_csr_matrix(transpose(&m)),
+            Ok(m) => Self::from_csr_matrix(m),
+            Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, by_column),
         }
     }
 

@@ -331,19 +331,35 @@ fn without_gates_weights_are_plain_exponentials() {
 #[test]
 fn same_seed_same_result_whatever_the_thread_count() {
     let (m, y, _) = sparse_truth(30, 9000, 6);
+    let opts = FitParams {
+        loss: Loss::Relative,
+        epochs: 30,
+        ..Default::default()
+    };
+    same_state_for_1_2_3_threads(&m, &y, seeded(11), opts);
+}
+
+/// Fits with 1, 2 and 3 threads, asserts the same state, and returns it.
+fn same_state_for_1_2_3_threads(
+    m: &SparseMatrix,
+    y: &[f64],
+    params: CalibrationParams,
+    opts: FitParams,
+) -> l0::backend::ParamState {
     let run = |threads| {
-        let mut model = Calibration::new(9000, seeded(11)).unwrap();
+        let mut model = Calibration::new(m.cols(), params.clone()).unwrap();
         let opts = FitParams {
-            loss: Loss::Relative,
-            epochs: 30,
-            ..cpu(threads)
+            device: Device::Cpu,
+            threads: Some(threads),
+            ..opts.clone()
         };
-        model.fit(&m, &y, &opts).unwrap();
+        model.fit(m, y, &opts).unwrap();
         model.state().clone()
     };
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
+    one
 }
 
 /// 140,000 columns: more than 64 chunks of 2048, so each of the CPU
@@ -357,20 +373,13 @@ fn many_columns_same_result_whatever_the_thread_count() {
     let mut rng = Rng(8);
     let m = random_matrix(&mut rng, q, n, 0.02, 0.0, 1.0);
     let y: Vec<f64> = m.mul_vec(&vec![1.0; n]).unwrap();
-    let run = |threads| {
-        let mut model = Calibration::new(n, seeded(3)).unwrap();
-        let opts = FitParams {
-            loss: Loss::Relative,
-            lr: 0.1,
-            epochs: 6,
-            ..cpu(threads)
-        };
-        model.fit(&m, &y, &opts).unwrap();
-        model.state().clone()
+    let opts = FitParams {
+        loss: Loss::Relative,
+        lr: 0.1,
+        epochs: 6,
+        ..Default::default()
     };
-    let one = run(1);
-    assert_eq!(one, run(2));
-    assert_eq!(one, run(3));
+    let one = same_state_for_1_2_3_threads(&m, &y, seeded(3), opts);
 
     let (weight, denom) = (vec![1.0; q], vec![1.0; q]);
     let problem = Problem {
