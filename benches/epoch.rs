@@ -44,6 +44,7 @@ fn bench_problem(c: &mut Criterion, name: &str, m: &SparseMatrix, y: &[f64]) {
         denom: &denom,
         hyper,
         noise: Default::default(),
+        max_p: None,
     };
     let mut group = c.benchmark_group(format!("epoch/{name}"));
     group.throughput(Throughput::Bytes(m.storage_bytes() as u64));

@@ -118,13 +118,20 @@ __device__ __forceinline__ void gate_stretch(const Rule& r, float s, bool pre_ma
     *dz_da = dz_ds * s * (1.0f - s);
 }
 
-// Gate::sample: the training gate for logit a and raw uniform u.
-__device__ __forceinline__ void gate_sample(const Rule& r, float a, float u, float* z,
-                                            float* dz_da) {
+// Gate::noisy_s: the training gate's pre-stretch value
+// s = sigmoid((ln u_c - ln(1 - u_c) + a_c) / beta).
+__device__ __forceinline__ float gate_noisy_s(const Rule& r, float a, float u) {
     bool a_in, u_in;
     float ac = clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
     float uc = clamp_mask(u, L0_U_LO, L0_U_HI, &u_in);
-    float s = sigmoid((logf(uc) - logf(1.0f - uc) + ac) / r.beta);
+    return sigmoid((logf(uc) - logf(1.0f - uc) + ac) / r.beta);
+}
+
+// Gate::from_s: the training gate and dz/da from s and the logit a.
+__device__ __forceinline__ void gate_from_s(const Rule& r, float a, float s, float* z,
+                                            float* dz_da) {
+    bool a_in;
+    clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
     gate_stretch(r, s, a_in, z, dz_da);
     *dz_da = *dz_da / r.beta;
 }
@@ -152,18 +159,31 @@ struct ColumnForward {
     float w, m, dm, z, dz_da;
 };
 
-// ColumnRule::forward: the training weight w = m(p) z(a, u).
-__device__ __forceinline__ ColumnForward column_forward(const Rule& r, float p, float a, float u) {
+// ColumnRule::forward_s: the training weight w = m(p) z(a, s) from the
+// gate's pre-stretch value s (ignored without gates). The kernels keep s per
+// column from the sampling to the step, as the CPU backend does, instead of
+// drawing the noise again.
+__device__ __forceinline__ ColumnForward column_forward_s(const Rule& r, float p, float a,
+                                                          float s) {
     ColumnForward f;
     magnitude_eval(r, p, &f.m, &f.dm);
     if (r.use_gates) {
-        gate_sample(r, a, u, &f.z, &f.dz_da);
+        gate_from_s(r, a, s, &f.z, &f.dz_da);
     } else {
         f.z = 1.0f;
         f.dz_da = 0.0f;
     }
     f.w = f.m * f.z;
     return f;
+}
+
+// Draws column i's gate noise for `step` (Philox), stores the gate's
+// pre-stretch value in *s for the step kernel and returns the training
+// weight. CPU twin: CpuBackend::sample_weights (noisy_s, then forward_s).
+__device__ __forceinline__ float column_sample(const Rule& r, float p, float a, u64 seed,
+                                               u64 step, u64 i, float* s) {
+    *s = r.use_gates ? gate_noisy_s(r, a, gate_uniform(seed, step, i)) : 0.0f;
+    return column_forward_s(r, p, a, *s).w;
 }
 
 // ColumnRule::deterministic_weight.
@@ -251,14 +271,72 @@ __device__ __forceinline__ void sum_pair_partials(u32 blocks, const double* __re
     out[1] = b;
 }
 
-// Sums `x` over groups of `lanes` consecutive lanes of a warp (lanes a power
-// of two <= 32) in a fixed shuffle-tree order; valid in each group's first
-// lane. Every lane of the warp must call it.
-__device__ __forceinline__ double group_sum(double x, unsigned lanes) {
-    for (unsigned off = lanes / 2; off > 0; off >>= 1) {
-        x += __shfl_down_sync(0xffffffffu, x, off, lanes);
+// Sums `x` over groups of 2^shift consecutive lanes of a warp (shift 0..5)
+// in a fixed shuffle-tree order; valid in each group's first lane. Every lane
+// of the warp must call it.
+__device__ __forceinline__ double group_sum(double x, unsigned shift) {
+    for (unsigned off = (1u << shift) / 2; off > 0; off >>= 1) {
+        x += __shfl_down_sync(0xffffffffu, x, off, 1u << shift);
     }
     return x;
+}
+
+// Sum of val[t] x[idx[t]] over t in [begin, end) in f64 by one group of
+// 2^shift lanes: lane l of the group takes t = begin + l, begin + l + 2^shift,
+// ... in storage order, then group_sum. Valid in the group's first lane; every
+// lane of the warp must call it (an empty range gives 0).
+//
+// Memory: each lane keeps up to L0_DOT_UNROLL products in flight (their
+// loads are issued, predicated on the range, before any is added; the sum is
+// still formed one product at a time in storage order, so the result does
+// not depend on the unrolling), and the matrix's values and indices, read
+// once per epoch, are loaded with the streaming hint so that the gathered
+// vector x stays in cache. The host sizes groups so that a lane has about
+// L0_DOT_UNROLL products (CudaBackend's shift_for).
+#define L0_DOT_UNROLL 8
+template <typename T>
+__device__ __forceinline__ double group_dot(u64 begin, u64 end, unsigned lane, unsigned shift,
+                                            const u32* __restrict__ idx,
+                                            const float* __restrict__ val,
+                                            const T* __restrict__ x) {
+    const u64 step = 1u << shift;
+    double acc = 0.0;
+    u64 t = begin + (lane & (step - 1));
+    // Whole passes without predicates, then at most one predicated pass.
+    for (; t + (L0_DOT_UNROLL - 1) * step < end; t += L0_DOT_UNROLL * step) {
+        u32 ii[L0_DOT_UNROLL];
+        float vv[L0_DOT_UNROLL];
+        double xx[L0_DOT_UNROLL];
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            ii[k] = __ldcs(&idx[t + k * step]);
+            vv[k] = __ldcs(&val[t + k * step]);
+        }
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) xx[k] = (double)x[ii[k]];
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) acc += (double)vv[k] * xx[k];
+    }
+    if (t < end) {
+        u32 ii[L0_DOT_UNROLL];
+        float vv[L0_DOT_UNROLL];
+        double xx[L0_DOT_UNROLL];
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            bool in = t + k * step < end;
+            ii[k] = in ? __ldcs(&idx[t + k * step]) : 0u;
+            vv[k] = in ? __ldcs(&val[t + k * step]) : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            xx[k] = t + k * step < end ? (double)x[ii[k]] : 0.0;
+        }
+#pragma unroll
+        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
+            if (t + k * step < end) acc += (double)vv[k] * xx[k];
+        }
+    }
+    return group_sum(acc, shift);
 }
 
 // True for a finite double (no NaN, no infinity).

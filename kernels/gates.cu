@@ -3,13 +3,16 @@
 // ::deterministic_weights, ::losses (penalty part) and ::weight_summary.
 #include "common.cuh"
 
-// w_i = m(p_i) z(a_i, u(seed, step, i)); one thread per column.
+// w_i = m(p_i) z(a_i, u(seed, step, i)), keeping the gate's pre-stretch
+// value s_i for the step; one thread per column.
 extern "C" __global__ void sample_weights(u64 n, const float* __restrict__ p,
                                           const float* __restrict__ a, float* __restrict__ w,
-                                          Rule rule, u64 seed, u64 step) {
+                                          float* __restrict__ s, Rule rule, u64 seed, u64 step) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    w[i] = column_forward(rule, p[i], a[i], gate_uniform(seed, step, i)).w;
+    float si;
+    w[i] = column_sample(rule, p[i], a[i], seed, step, i, &si);
+    s[i] = si;
 }
 
 // w_i = m(p_i) z_test(a_i); test_gate 0 = temperature, 1 = paper.

@@ -1,50 +1,67 @@
-// The forward product yhat = M w + b over the CSR row segments
-// (matrix::RowSegments: at most SEGMENT_NNZ nonzeros each, so a row that
-// touches every column is split into many equal pieces and the work stays
-// balanced however skewed the rows are). CPU twin: CpuBackend::forward.
+// Segmented sparse dot products: the forward product yhat = M w + b over the
+// CSR row segments (matrix::RowSegments: at most SEGMENT_NNZ nonzeros each,
+// so a row that touches every column is split into many equal pieces and the
+// work stays balanced however skewed the rows are), and the same for the
+// long columns of the backward product M^T r (CudaBackend's long-column
+// plan). CPU twin: CpuBackend::forward.
 #include "common.cuh"
 
-// One warp per segment s: partials[s] = sum_{t in segment} val[t] w[col[t]]
-// in f64. Lane l sums t = start + l, start + l + 32, ... in order, then a
-// fixed shuffle tree combines the lanes: deterministic for a given segment
-// plan.
-extern "C" __global__ void spmv_segments(u64 segments, const u64* __restrict__ seg_start,
+// One group of 2^shift lanes per segment s (shift 0..5, chosen by the host
+// from the mean segment length, so short segments share a warp):
+// partials[s] = sum over t in [bounds[2 s], bounds[2 s + 1]) of
+// val[t] x[idx[t]] in f64 (group_dot: a fixed order for a given plan).
+template <typename T>
+__device__ __forceinline__ void segment_dots(u64 segments, unsigned shift,
+                                             const u64* __restrict__ bounds,
+                                             const u32* __restrict__ idx,
+                                             const float* __restrict__ val,
+                                             const T* __restrict__ x,
+                                             double* __restrict__ partials) {
+    u64 s = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> shift;
+    unsigned lane = threadIdx.x & 31;
+    u64 begin = 0, end = 0;
+    if (s < segments) {
+        begin = bounds[2 * s];
+        end = bounds[2 * s + 1];
+    }
+    double acc = group_dot(begin, end, lane, shift, idx, val, x);
+    if (s < segments && (lane & ((1u << shift) - 1)) == 0) partials[s] = acc;
+}
+
+// Row segments of M times the weights w (f32).
+extern "C" __global__ void spmv_segments(u64 segments, u32 shift, const u64* __restrict__ bounds,
                                          const u32* __restrict__ col,
                                          const float* __restrict__ val,
                                          const float* __restrict__ w,
                                          double* __restrict__ partials) {
-    u64 s = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    unsigned lane = threadIdx.x % 32;
-    double acc = 0.0;
-    if (s < segments) {
-        u64 end = seg_start[s + 1];
-        for (u64 t = seg_start[s] + lane; t < end; t += 32) {
-            acc += (double)val[t] * (double)w[col[t]];
-        }
-    }
-    acc = group_sum(acc, 32);
-    if (s < segments && lane == 0) partials[s] = acc;
+    segment_dots(segments, shift, bounds, col, val, w, partials);
 }
 
-// One warp per row q: yhat_q = b + sum of row q's segment partials
-// (row_ptr[q] .. row_ptr[q+1]); lane l sums segments l, l + 32, ... in
-// order, then a fixed shuffle tree. b = icpt[0] when has_icpt, else 0.
-extern "C" __global__ void spmv_combine(u64 rows, const u64* __restrict__ row_ptr,
-                                        const double* __restrict__ partials,
-                                        const float* __restrict__ icpt, int has_icpt,
-                                        double* __restrict__ yhat) {
-    u64 q = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    unsigned lane = threadIdx.x % 32;
+// Long-column segments of M^T times the residuals r (f64).
+extern "C" __global__ void spmtv_segments(u64 segments, u32 shift,
+                                          const u64* __restrict__ bounds,
+                                          const u32* __restrict__ row,
+                                          const float* __restrict__ val,
+                                          const double* __restrict__ r,
+                                          double* __restrict__ partials) {
+    segment_dots(segments, shift, bounds, row, val, r, partials);
+}
+
+// One group of 2^shift lanes per output k: out[k] = b + the sum of
+// partials[ptr[k] .. ptr[k + 1]); lane l of the group sums l, l + 2^shift,
+// ... in order, then a fixed shuffle tree. b = icpt[0] when has_icpt, else 0.
+// Rows: out = yhat; long columns: out = their M^T r.
+extern "C" __global__ void combine_segments(u64 outputs, u32 shift, const u64* __restrict__ ptr,
+                                            const double* __restrict__ partials,
+                                            const float* __restrict__ icpt, int has_icpt,
+                                            double* __restrict__ out) {
+    u64 k = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> shift;
+    unsigned l = threadIdx.x & ((1u << shift) - 1);
     double acc = 0.0;
-    if (q < rows) {
-        u64 end = row_ptr[q + 1];
-        for (u64 s = row_ptr[q] + lane; s < end; s += 32) {
-            acc += partials[s];
-        }
+    if (k < outputs) {
+        u64 end = ptr[k + 1];
+        for (u64 s = ptr[k] + l; s < end; s += (1u << shift)) acc += partials[s];
     }
-    acc = group_sum(acc, 32);
-    if (q < rows && lane == 0) {
-        double b = has_icpt ? (double)icpt[0] : 0.0;
-        yhat[q] = b + acc;
-    }
+    acc = group_sum(acc, shift);
+    if (k < outputs && l == 0) out[k] = (has_icpt ? (double)icpt[0] : 0.0) + acc;
 }

@@ -122,6 +122,10 @@ impl Default for CalibrationParams {
 /// | `target_groups` | None | one id per target |
 /// | `normalize_groups` | true | |
 /// | `group_multipliers` | empty | ids present in the groups, factors >= 0 |
+/// | `excluded_targets` | empty | target indices |
+/// | `target_weights` | None | one factor >= 0 per target |
+/// | `max_weight` | None | > 0 |
+/// | `max_weight_ratio` | None | > 0; >= 1 with gates |
 /// | `device` | auto | auto, cpu, cuda:N |
 /// | `threads` | all cores | >= 1 |
 /// | `report_every` | None (last epoch only) | >= 1 |
@@ -145,6 +149,14 @@ pub struct FitParams {
     pub group_multipliers: BTreeMap<i64, f64>,
     /// Targets left out of the loss (still reported).
     pub excluded_targets: Vec<usize>,
+    /// A factor per target (>= 0) on its loss weight, applied after group
+    /// normalisation and group multipliers (0 leaves the target out).
+    pub target_weights: Option<Vec<f64>>,
+    /// Every weight stays at most this (see [`weight_caps`]).
+    pub max_weight: Option<f64>,
+    /// Every weight stays at most this times its record's initial (design)
+    /// weight, `init_weights` (see [`weight_caps`]).
+    pub max_weight_ratio: Option<f64>,
     /// Where to run.
     pub device: Device,
     /// CPU threads.
@@ -166,6 +178,9 @@ impl Default for FitParams {
             normalize_groups: true,
             group_multipliers: BTreeMap::new(),
             excluded_targets: Vec::new(),
+            target_weights: None,
+            max_weight: None,
+            max_weight_ratio: None,
             device: Device::Auto,
             threads: None,
             report_every: None,
@@ -184,6 +199,18 @@ impl FitParams {
         }
         if self.report_every == Some(0) {
             return Err(L0Error::config("report_every must be at least 1"));
+        }
+        for (name, v) in [
+            ("max_weight", self.max_weight),
+            ("max_weight_ratio", self.max_weight_ratio),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(L0Error::config(format!(
+                        "{name} must be a finite number > 0, got {v}"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -245,6 +272,23 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
             }
         }
     }
+    if let Some(factors) = &opts.target_weights {
+        if factors.len() != q {
+            return Err(L0Error::shape(
+                "target weights (one per target)",
+                q,
+                factors.len(),
+            ));
+        }
+        for (k, (w, &f)) in weight.iter_mut().zip(factors).enumerate() {
+            if !(f.is_finite() && f >= 0.0) {
+                return Err(L0Error::config(format!(
+                    "target weight {k} must be a finite number >= 0, got {f}"
+                )));
+            }
+            *w *= f;
+        }
+    }
     for &t in &opts.excluded_targets {
         if t >= q {
             return Err(L0Error::IndexOutOfRange {
@@ -268,6 +312,71 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
         }
     };
     Ok(TargetWeights { weight, denom })
+}
+
+/// The cap on each record's weight under `opts` (None when neither cap is
+/// set): the smaller of `max_weight` and `max_weight_ratio` times the
+/// record's design weight `d_i` (`init_weights`). With gates a ratio below 1
+/// is refused: the gates' own pull toward zero already shrinks weights, and
+/// a record could not even keep its design weight.
+///
+/// How the caps hold: after every Adam step the log-weight is projected,
+/// `p_i = min(p_i, ln cap_i)` (and the initial state likewise), so the
+/// magnitude `exp(p_i)` never exceeds the cap and neither does
+/// `w_i = exp(p_i) z_i` with `z_i <= 1`, for the sampled weights during
+/// training and the deterministic ones reported. The projection is the
+/// Euclidean projection onto the box `p <= ln cap`: the Adam moments keep
+/// seeing the unconstrained gradient, a weight sits at its cap while the
+/// data push it up and leaves it at once when they stop, and no penalty or
+/// reparameterisation changes the gradient's scale or the reference's math
+/// below the cap. `ln cap_i` is rounded down with a margin of 2^-20 relative
+/// so that both backends' f32 `exp` (a few ulps apart) stay below the cap.
+pub fn weight_caps(opts: &FitParams, design: &[f64], use_gates: bool) -> Result<Option<Vec<f64>>> {
+    if let Some(r) = opts.max_weight_ratio {
+        if use_gates && r < 1.0 {
+            return Err(L0Error::config(format!(
+                "max_weight_ratio must be >= 1 with gates, got {r}"
+            )));
+        }
+    }
+    Ok(match (opts.max_weight, opts.max_weight_ratio) {
+        (None, None) => None,
+        (x, r) => Some(
+            design
+                .iter()
+                .map(|&d| {
+                    let by_ratio = r.map_or(f64::INFINITY, |r| r * d);
+                    x.unwrap_or(f64::INFINITY).min(by_ratio)
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// The largest f32 log-weight whose weight stays at most `cap` on either
+/// backend (see [`weight_caps`]); `-inf` for a cap of 0.
+fn log_weight_bound(cap: f64) -> f32 {
+    let x = (cap * (1.0 - (-20f64).exp2())).ln();
+    let p = x as f32;
+    if p as f64 > x {
+        p.next_down()
+    } else {
+        p
+    }
+}
+
+/// Refuses a fit in which no target counts: each one is excluded, weighs
+/// 0 or has an all-zero matrix row, so the data would not move a weight.
+fn check_target_left(m: &SparseMatrix, weight: &[f64]) -> Result<()> {
+    let empty = m.empty_rows();
+    let counts = |q: usize| weight[q] != 0.0 && empty.binary_search(&q).is_err();
+    if weight.is_empty() || (0..weight.len()).any(counts) {
+        Ok(())
+    } else {
+        Err(L0Error::config(
+            "no target is left in the loss: each one is excluded, has a loss weight of 0 or an all-zero matrix row",
+        ))
+    }
 }
 
 /// Progress of a fit, as the reference prints it.
@@ -315,12 +424,12 @@ impl fmt::Display for Progress {
             f,
             "Epoch {:4}: {label}={:.4}%, max_error={:.1}%, total_loss={:.3}, active={:4}/{} ({:.1}% sparse)",
             self.epoch,
-            100.0 * err,
-            100.0 * self.max_rel_err,
-            self.total_loss,
+            100.0 * err + 0.0, // + 0.0: -0 prints as 0
+            100.0 * self.max_rel_err + 0.0,
+            self.total_loss + 0.0,
             self.active,
             self.n,
-            100.0 * self.sparsity()
+            100.0 * self.sparsity() + 0.0
         )?;
         if self.active == 0 {
             return write!(f, "\n         Weight dist: [no active weights]");
@@ -340,11 +449,13 @@ impl fmt::Display for Progress {
 pub struct FitReport {
     /// The backend used, in words.
     pub device: String,
-    /// Epochs run.
+    /// Epochs run: those asked for, or fewer when the observer stopped the
+    /// fit ([`CalibrationObserver::stop_requested`]).
     pub epochs: u64,
     /// Wall time of the epoch loop.
     pub seconds: f64,
-    /// Metrics after the last epoch (None when epochs = 0).
+    /// Metrics after the last report (None when no epoch reported; after a
+    /// stop, those of the last report before it).
     pub last: Option<Progress>,
 }
 
@@ -489,6 +600,10 @@ impl Calibration {
         opts.check()?;
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
+        check_target_left(m, &tw.weight)?;
+        let max_p: Option<Vec<f32>> = self
+            .caps(opts)?
+            .map(|caps| caps.into_iter().map(log_weight_bound).collect());
         let problem = Problem {
             matrix: m,
             targets: y,
@@ -496,6 +611,7 @@ impl Calibration {
             denom: &tw.denom,
             hyper: self.hyper(opts),
             noise: Default::default(),
+            max_p: max_p.as_deref(),
         };
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
@@ -509,13 +625,20 @@ impl Calibration {
             )?;
             state.p.iter_mut().zip(j).for_each(|(p, j)| *p += j as f32);
         }
+        if let Some(bound) = &max_p {
+            state
+                .p
+                .iter_mut()
+                .zip(bound)
+                .for_each(|(p, &b)| *p = p.min(b));
+        }
         let start = Instant::now();
         let mut adapter = Adapter {
             inner: observer,
             hyper: problem.hyper,
             last: None,
         };
-        engine::train(
+        let epochs = engine::train(
             backend.as_mut(),
             &mut state,
             opts.epochs,
@@ -526,7 +649,7 @@ impl Calibration {
         self.state = state;
         Ok(FitReport {
             device,
-            epochs: opts.epochs,
+            epochs,
             seconds: start.elapsed().as_secs_f64(),
             last,
         })
@@ -611,6 +734,29 @@ impl Calibration {
     pub fn predict(&self, m: &SparseMatrix) -> Result<Vec<f64>> {
         m.mul_vec(&self.weights(true))
     }
+
+    /// The record weights' caps under `opts` ([`weight_caps`]; None: no
+    /// cap), from this model's design weights.
+    pub fn caps(&self, opts: &FitParams) -> Result<Option<Vec<f64>>> {
+        let design = match &self.params.init_weights {
+            None => vec![1.0; self.n_features()],
+            Some(init) => model::expand(init, self.n_features(), "init_weights")?,
+        };
+        weight_caps(opts, &design, self.params.use_gates)
+    }
+
+    /// How concentrated the deterministic weights are and who carries each
+    /// target of `m` ([`crate::diagnostics`]).
+    pub fn diagnostics(&self, m: &SparseMatrix) -> Result<crate::diagnostics::Diagnostics> {
+        if m.cols() != self.n_features() {
+            return Err(L0Error::shape(
+                "matrix columns (one per weight)",
+                self.n_features(),
+                m.cols(),
+            ));
+        }
+        Ok(crate::diagnostics::Diagnostics::of(m, &self.weights(true)))
+    }
 }
 
 /// An [`Observer`] for calibration fits: receives model-level progress.
@@ -637,6 +783,12 @@ pub trait CalibrationObserver {
     }
     /// Turns a raw snapshot into progress (the metrics need y and the groups).
     fn summarize(&self, s: &Snapshot, total_loss: f64) -> Progress;
+    /// Asked after every epoch: true ends the fit after it, with the model
+    /// holding that epoch's state (for a checkpoint; `fit` continues from
+    /// it bit for bit). Never, unless overridden.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// Computes [`Progress`] from snapshots and hands it to a closure.
@@ -759,5 +911,8 @@ impl Observer for Adapter<'_> {
     }
     fn checkpoint(&mut self, state: &ParamState) -> Result<()> {
         self.inner.checkpoint(state)
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.inner.stop_requested()
     }
 }

@@ -5,6 +5,9 @@
 //! parameter vectors, the four Adam moment vectors and the step count, which
 //! is also the gate-noise counter), the model seed, the run's settings
 //! (hyperparameters as `name = value` text, so a resumed run can name what
+//! changed; `l0 calibrate` also records its input files there as
+//! `input.ROLE`, `input.ROLE.size` and `input.ROLE.fingerprint`, with
+//! [`input_fingerprints`], so `--resume` finds them and names the one that
 //! changed) and a fingerprint of the problem ([`problem_fingerprint`]), so a
 //! checkpoint is never applied to different data. On the CPU backend a run
 //! resumed from a checkpoint ends with bit-for-bit the weights of an
@@ -80,6 +83,22 @@ pub fn problem_fingerprint(m: &SparseMatrix, y: &[f64], groups: Option<&[i64]>) 
         }
     }
     h.finish()
+}
+
+/// Fingerprints of each input of a calibration problem, in the order
+/// matrix, targets, groups (0 without groups), so that a refused resume
+/// can name the input that differs. [`problem_fingerprint`] covers all three.
+pub fn input_fingerprints(m: &SparseMatrix, y: &[f64], groups: Option<&[i64]>) -> [u64; 3] {
+    let mut t = Hash64::new();
+    t.write_u64(y.len() as u64);
+    t.write_u64s(y.iter().map(|v| v.to_bits()));
+    let g = groups.map_or(0, |g| {
+        let mut h = Hash64::new();
+        h.write_u64(g.len() as u64);
+        h.write_u64s(g.iter().map(|&v| v as u64));
+        h.finish()
+    });
+    [m.fingerprint(), t.finish(), g]
 }
 
 /// A setting that differs between a checkpoint and the current run.
@@ -444,6 +463,12 @@ mod tests {
             problem_fingerprint(&m, &y, Some(&[0, 1])),
             problem_fingerprint(&m, &y, Some(&[0, 0]))
         );
+        let each = input_fingerprints(&m, &y, None);
+        assert_eq!(each[0], input_fingerprints(&m, &[3.0, 4.0], None)[0]);
+        assert_ne!(each[1], input_fingerprints(&m, &[3.0, 4.0], None)[1]);
+        assert_eq!(each[2], 0);
+        assert_ne!(input_fingerprints(&m2, &y, None)[0], each[0]);
+        assert_ne!(input_fingerprints(&m, &y, Some(&[0, 1]))[2], 0);
         // The same matrix from another layout has the same fingerprint.
         let csc = SparseMatrix::from_csc(2, 3, &[0, 1, 1, 2], &[0, 1], &[1.0, 2.0]).unwrap();
         assert_eq!(m.fingerprint(), csc.fingerprint());

@@ -9,7 +9,9 @@
 //! 150 with `report_every = 100` reports after step 200 (its 50th epoch),
 //! exactly when an uninterrupted run would have. Nothing is allocated inside
 //! the loop, and on a GPU nothing but a few scalars (and the Q predictions at
-//! report time) crosses to the host.
+//! report time) crosses to the host. After every epoch the observer may ask
+//! the loop to stop early ([`Observer::stop_requested`], e.g. on Ctrl-C); the
+//! state is then that of the last finished epoch, ready to checkpoint.
 
 use crate::backend::{Backend, Losses, ParamState, WeightSummary};
 use crate::error::{L0Error, Result};
@@ -55,6 +57,11 @@ pub trait Observer {
     fn checkpoint(&mut self, _state: &ParamState) -> Result<()> {
         Ok(())
     }
+    /// Asked after every epoch: true ends the fit there (the state written
+    /// back is that epoch's). Never, unless overridden.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that wants nothing but the final report.
@@ -76,8 +83,9 @@ fn check_divergence(b: &mut dyn Backend, step0: u64) -> Result<()> {
     }
 }
 
-/// Runs `epochs` epochs from `state` and writes the trained state back into
-/// it. On error `state` is left untouched. Checkpoints are handed over at
+/// Runs `epochs` epochs from `state` (fewer when the observer asks to stop)
+/// and writes the trained state back into it; returns the epochs run. On
+/// error `state` is left untouched. Checkpoints are handed over at
 /// intermediate steps only; the final state is `state` itself.
 pub fn train(
     b: &mut dyn Backend,
@@ -85,9 +93,9 @@ pub fn train(
     epochs: u64,
     test_gate: TestGate,
     observer: &mut dyn Observer,
-) -> Result<()> {
+) -> Result<u64> {
     if epochs == 0 {
-        return Ok(());
+        return Ok(0);
     }
     b.load_state(state)?;
     let step0 = state.step;
@@ -95,6 +103,7 @@ pub fn train(
     let mut scratch: Option<ParamState> = None;
     let (report_every, ckpt_every) = (observer.report_every(), observer.checkpoint_every());
     let mut sampled = false;
+    let mut run = epochs;
     for epoch in 1..=epochs {
         let step = step0 + epoch - 1;
         if !sampled {
@@ -136,10 +145,17 @@ pub fn train(
             s.step = step + 1;
             observer.checkpoint(s)?;
         }
+        if !last && observer.stop_requested() {
+            // The next epoch's sampled weights (if any) are recomputed from
+            // the stored state by whichever fit continues.
+            check_divergence(b, step0)?;
+            run = epoch;
+            break;
+        }
     }
     // The end state is the caller's to save (checkpoints above are only for
     // intermediate steps), so a failed write cannot discard a finished fit.
     b.store_state(state)?;
-    state.step = step0 + epochs;
-    Ok(())
+    state.step = step0 + run;
+    Ok(run)
 }

@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod calibration;
 pub mod checkpoint;
+pub mod diagnostics;
 pub mod engine;
 pub mod error;
 pub mod hard_concrete;
@@ -28,7 +29,7 @@ pub use backend::Device;
 pub use calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
 pub use error::{L0Error, Result};
 pub use hard_concrete::TestGate;
-pub use matrix::SparseMatrix;
+pub use matrix::{SparseIndex, SparseMatrix};
 pub use model::GateParams;
 pub use regression::{
     fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,

@@ -161,25 +161,55 @@ fn to_f32(what: &str, index: usize, v: f64) -> Result<f32> {
     }
 }
 
-fn check_indices(what: &str, idx: &[u64], bound: usize) -> Result<Vec<u32>> {
+/// An integer type that the index arrays of a compressed matrix may come
+/// in: `u32`, `u64`, `usize`, `i32` or `i64` (scipy writes `int32` or `int64`).
+pub trait SparseIndex: Copy + std::fmt::Display {
+    /// The value as `u64`; None when it is negative.
+    fn to_u64(self) -> Option<u64>;
+}
+
+macro_rules! sparse_index {
+    ($($t:ty),*) => {$(
+        impl SparseIndex for $t {
+            fn to_u64(self) -> Option<u64> {
+                u64::try_from(self).ok()
+            }
+        }
+    )*};
+}
+sparse_index!(u32, u64, usize, i32, i64);
+
+fn negative<I: SparseIndex>(what: &str, i: I, position: usize) -> L0Error {
+    L0Error::config(format!("{what}: negative index {i} at position {position}"))
+}
+
+fn check_indices<I: SparseIndex>(what: &str, idx: &[I], bound: usize) -> Result<Vec<u32>> {
     idx.iter()
         .enumerate()
-        .map(|(position, &i)| {
-            if (i as u128) < bound as u128 {
-                Ok(i as u32)
-            } else {
-                Err(L0Error::IndexOutOfRange {
-                    what: what.to_string(),
-                    index: i,
-                    position,
-                    bound: bound as u64,
-                })
-            }
+        .map(|(position, &i)| match i.to_u64() {
+            Some(u) if (u as u128) < bound as u128 => Ok(u as u32),
+            Some(index) => Err(L0Error::IndexOutOfRange {
+                what: what.to_string(),
+                index,
+                position,
+                bound: bound as u64,
+            }),
+            None => Err(negative(what, i, position)),
         })
         .collect()
 }
 
-fn check_indptr(what: &str, indptr: &[u64], outer: usize, nnz: usize) -> Result<Vec<usize>> {
+fn check_indptr<I: SparseIndex>(
+    what: &str,
+    indptr: &[I],
+    outer: usize,
+    nnz: usize,
+) -> Result<Vec<usize>> {
+    let indptr = indptr
+        .iter()
+        .enumerate()
+        .map(|(k, &p)| p.to_u64().ok_or_else(|| negative(what, p, k)))
+        .collect::<Result<Vec<u64>>>()?;
     if indptr.len() != outer + 1 {
         return Err(L0Error::shape(
             format!("{what} length (outer dimension + 1)"),
@@ -233,35 +263,37 @@ impl SparseMatrix {
     }
 
     /// Builds the matrix from compressed sparse rows (scipy's `csr_matrix`
-    /// arrays). Unsorted column indices are sorted; duplicates are summed.
-    pub fn from_csr(
+    /// arrays), with indices of any [`SparseIndex`] type. Unsorted column
+    /// indices are sorted; duplicates are summed.
+    pub fn from_csr<P: SparseIndex, J: SparseIndex>(
         rows: usize,
         cols: usize,
-        indptr: &[u64],
-        indices: &[u64],
+        indptr: &[P],
+        indices: &[J],
         values: &[f64],
     ) -> Result<Self> {
         check_dims(rows, cols)?;
         Self::from_compressed(rows, cols, indptr, indices, values, false)
     }
 
-    /// Builds the matrix from compressed sparse columns (scipy's `csc_matrix`).
-    pub fn from_csc(
+    /// Builds the matrix from compressed sparse columns (scipy's
+    /// `csc_matrix`), with indices of any [`SparseIndex`] type.
+    pub fn from_csc<P: SparseIndex, J: SparseIndex>(
         rows: usize,
         cols: usize,
-        indptr: &[u64],
-        indices: &[u64],
+        indptr: &[P],
+        indices: &[J],
         values: &[f64],
     ) -> Result<Self> {
         check_dims(rows, cols)?;
         Self::from_compressed(rows, cols, indptr, indices, values, true)
     }
 
-    fn from_compressed(
+    fn from_compressed<P: SparseIndex, J: SparseIndex>(
         rows: usize,
         cols: usize,
-        indptr: &[u64],
-        indices: &[u64],
+        indptr: &[P],
+        indices: &[J],
         values: &[f64],
         by_column: bool,
     ) -> Result<Self> {

@@ -338,6 +338,7 @@ impl Regression {
             denom: &denom,
             hyper,
             noise: Default::default(),
+            max_p: None,
         };
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();

@@ -11,7 +11,11 @@
 //! | `error` | `yhat_q - y_q` |
 //! | `rel_error` | `error / (y_q + 1)` (the relative loss's scale, defined for a zero target; divided by 1 when `y_q = -1`) |
 //! | `abs_error` | `|error|` |
-//! | `abs_rel_error` = `rel_abs_error` | `|rel_error|` |
+//! | `rel_abs_error` | `|rel_error|` |
+//!
+//! `targets.csv` ([`TARGET_COLUMNS`]) and `log.csv` ([`LOG_COLUMNS`]) name
+//! these quantities alike and in the same order. Numbers are written so
+//! that they read back to the same `f64`, with `-0` written as `0`.
 //!
 //! The same `rel_error` underlies the progress line's mean and max error
 //! ([`crate::calibration::Progress`]). Summary statistics are taken over the
@@ -20,8 +24,12 @@
 //! Every file goes through [`crate::io::write_atomic`] except the log,
 //! which grows during training ([`LogWriter`]).
 
+use crate::diagnostics::{TargetCarrier, WeightDiagnostics};
 use crate::error::{L0Error, Result};
-use crate::io::{csv::write_csv, write_atomic};
+use crate::io::{
+    csv::{csv_field, write_csv},
+    write_atomic,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,9 +65,23 @@ impl TargetRow {
     pub fn rel_error(&self) -> f64 {
         self.error() / rel_scale(self.target)
     }
+    /// `|error|`.
+    pub fn abs_error(&self) -> f64 {
+        self.error().abs()
+    }
     /// `|rel_error|`.
-    pub fn abs_rel_error(&self) -> f64 {
+    pub fn rel_abs_error(&self) -> f64 {
         self.rel_error().abs()
+    }
+    /// `error, rel_error, abs_error, rel_abs_error` as text, the columns
+    /// that `targets.csv` and `log.csv` share after the estimate.
+    fn error_fields(&self) -> [String; 4] {
+        [
+            num(self.error()),
+            num(self.rel_error()),
+            num(self.abs_error()),
+            num(self.rel_abs_error()),
+        ]
     }
 }
 
@@ -105,7 +127,7 @@ impl Accuracy {
         let errs: Vec<f64> = rows
             .iter()
             .filter(|r| !r.excluded)
-            .map(TargetRow::abs_rel_error)
+            .map(TargetRow::rel_abs_error)
             .collect();
         let n = errs.len().max(1) as f64;
         let mut within = [0.0; 4];
@@ -122,29 +144,42 @@ impl Accuracy {
     }
 }
 
-/// Writes `targets.csv`: `name,target,estimate,error,rel_error,abs_rel_error,excluded`.
-pub fn write_targets_csv(path: &Path, rows: &[TargetRow]) -> Result<()> {
+/// The columns of `targets.csv`: those of [`LOG_COLUMNS`] without the
+/// epoch and loss, whether the target was left out of the loss, then who
+/// carries it ([`TargetCarrier`]: the top record, empty when none, its share
+/// of the estimate, and the count of contributing records).
+pub const TARGET_COLUMNS: [&str; 11] = [
+    "target_name",
+    "estimate",
+    "target",
+    "error",
+    "rel_error",
+    "abs_error",
+    "rel_abs_error",
+    "excluded",
+    "top_record",
+    "top_record_share",
+    "records_contributing",
+];
+
+/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`]
+/// (`carriers` has one entry per row).
+pub fn write_targets_csv(
+    path: &Path,
+    rows: &[TargetRow],
+    carriers: &[TargetCarrier],
+) -> Result<()> {
     write_csv(
         path,
-        &[
-            "name",
-            "target",
-            "estimate",
-            "error",
-            "rel_error",
-            "abs_rel_error",
-            "excluded",
-        ],
-        rows.iter().map(|r| {
-            vec![
-                r.name.clone(),
-                num(r.target),
-                num(r.estimate),
-                num(r.error()),
-                num(r.rel_error()),
-                num(r.abs_rel_error()),
-                r.excluded.to_string(),
-            ]
+        &TARGET_COLUMNS,
+        rows.iter().zip(carriers).map(|(r, c)| {
+            let mut fields = vec![r.name.clone(), num(r.estimate), num(r.target)];
+            fields.extend(r.error_fields());
+            fields.push(r.excluded.to_string());
+            fields.push(c.top_record.map_or(String::new(), |i| i.to_string()));
+            fields.push(num(c.top_record_share));
+            fields.push(c.records_contributing.to_string());
+            fields
         }),
     )
 }
@@ -184,9 +219,10 @@ pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<
     })
 }
 
-/// A number as text that reads back to the same `f64` (`{:?}`).
+/// A number as text that reads back to the same `f64` (`{:?}`), `-0`
+/// written as `0`.
 fn num(v: f64) -> String {
-    format!("{v:?}")
+    format!("{:?}", v + 0.0)
 }
 
 /// A JSON value, for the flat summaries written here.
@@ -202,6 +238,8 @@ pub enum Json {
     Num(f64),
     /// A string.
     Str(String),
+    /// An array.
+    Array(Vec<Json>),
     /// An object, keys in order.
     Object(Vec<(String, Json)>),
 }
@@ -220,7 +258,7 @@ impl Json {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::Int(i) => out.push_str(&i.to_string()),
-            Json::Num(v) if v.is_finite() => out.push_str(&format!("{v:?}")),
+            Json::Num(v) if v.is_finite() => out.push_str(&num(*v)),
             Json::Num(_) => out.push_str("null"),
             Json::Str(s) => {
                 out.push('"');
@@ -236,6 +274,16 @@ impl Json {
                     }
                 }
                 out.push('"');
+            }
+            Json::Array(items) => {
+                out.push('[');
+                for (k, v) in items.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(", ");
+                    }
+                    v.write(out, indent);
+                }
+                out.push(']');
             }
             Json::Object(fields) => {
                 if fields.is_empty() {
@@ -280,14 +328,19 @@ pub struct Summary {
     pub seed: u64,
     /// The last epoch's total training loss (None when no epoch ran).
     pub loss: Option<f64>,
+    /// Its data part, without the penalties (None when no epoch ran).
+    pub data_loss: Option<f64>,
     /// Accuracy with deterministic weights.
     pub accuracy: Accuracy,
     /// Targets left out of the loss.
     pub excluded: usize,
     /// Nonzero deterministic weights.
     pub active: usize,
-    /// The run's settings, as text.
-    pub settings: Vec<(String, String)>,
+    /// How concentrated the deterministic weights are.
+    pub weights: WeightDiagnostics,
+    /// The run's settings, each as its JSON type (numbers, booleans,
+    /// strings, lists; null when unset).
+    pub settings: Vec<(String, Json)>,
 }
 
 impl Summary {
@@ -307,9 +360,11 @@ impl Summary {
 
     /// The summary as a JSON object. Keys: rows, cols, nnz, device, epochs,
     /// epochs_run, resumed_from, seconds, seconds_per_epoch, seed, loss,
-    /// rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
+    /// data_loss, rel_loss, mean_abs_rel_err, max_abs_rel_err, within_1pct,
     /// within_5pct, within_10pct, within_25pct, targets_included,
-    /// targets_excluded, active, sparsity, settings.
+    /// targets_excluded, active, sparsity, ess, design_effect, max_weight,
+    /// top1pct_share, weight_quantiles (min, p01, p25, p50, p75, p99, max),
+    /// settings.
     pub fn to_json(&self) -> Json {
         let a = &self.accuracy;
         let mut f: Vec<(String, Json)> = vec![
@@ -331,6 +386,10 @@ impl Summary {
             ),
             ("seed".into(), Json::Int(self.seed as i128)),
             ("loss".into(), self.loss.map_or(Json::Null, Json::Num)),
+            (
+                "data_loss".into(),
+                self.data_loss.map_or(Json::Null, Json::Num),
+            ),
             ("rel_loss".into(), Json::Num(a.rel_loss)),
             ("mean_abs_rel_err".into(), Json::Num(a.mean_abs_rel_err)),
             ("max_abs_rel_err".into(), Json::Num(a.max_abs_rel_err)),
@@ -346,18 +405,32 @@ impl Summary {
             ("targets_excluded".into(), Json::Int(self.excluded as i128)),
             ("active".into(), Json::Int(self.active as i128)),
             ("sparsity".into(), Json::Num(self.sparsity())),
-            (
-                "settings".into(),
-                Json::Object(
-                    self.settings
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Json::Str(v.clone())))
-                        .collect(),
-                ),
-            ),
         ]);
+        f.extend(weight_fields(&self.weights));
+        f.push(("settings".into(), Json::Object(self.settings.clone())));
         Json::Object(f)
     }
+}
+
+/// The summary.json fields of [`WeightDiagnostics`].
+pub fn weight_fields(d: &WeightDiagnostics) -> Vec<(String, Json)> {
+    let names = ["min", "p01", "p25", "p50", "p75", "p99", "max"];
+    vec![
+        ("ess".into(), Json::Num(d.ess)),
+        ("design_effect".into(), Json::Num(d.design_effect)),
+        ("max_weight".into(), Json::Num(d.max_weight)),
+        ("top1pct_share".into(), Json::Num(d.top1pct_share)),
+        (
+            "weight_quantiles".into(),
+            Json::Object(
+                names
+                    .iter()
+                    .zip(d.quantiles)
+                    .map(|(n, v)| (n.to_string(), Json::Num(v)))
+                    .collect(),
+            ),
+        ),
+    ]
 }
 
 /// Writes a JSON value to `path` atomically.
@@ -366,7 +439,20 @@ pub fn write_json(path: &Path, value: &Json) -> Result<()> {
     write_atomic(path, |w| w.write_all(text.as_bytes()))
 }
 
-/// The header of `log.csv`.
+/// The columns of `log.csv` (see [`LogWriter`]).
+pub const LOG_COLUMNS: [&str; 9] = [
+    "target_name",
+    "estimate",
+    "target",
+    "epoch",
+    "error",
+    "rel_error",
+    "abs_error",
+    "rel_abs_error",
+    "loss",
+];
+
+/// The header of `log.csv`: [`LOG_COLUMNS`] joined by commas.
 pub const LOG_HEADER: &str =
     "target_name,estimate,target,epoch,error,rel_error,abs_error,rel_abs_error,loss";
 
@@ -461,18 +547,20 @@ impl LogWriter {
         loss: f64,
     ) -> Result<()> {
         let mut out = String::with_capacity(names.len() * 120);
-        for ((name, &t), &e) in names.iter().zip(y).zip(yhat) {
-            let err = e - t;
-            let rel = err / rel_scale(t);
-            let quoted = if name.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", name.replace('"', "\"\""))
-            } else {
-                name.clone()
+        for ((name, &target), &estimate) in names.iter().zip(y).zip(yhat) {
+            let row = TargetRow {
+                name: String::new(),
+                target,
+                estimate,
+                excluded: false,
             };
+            let [err, rel, abs, rel_abs] = row.error_fields();
             out.push_str(&format!(
-                "{quoted},{e:?},{t:?},{epoch},{err:?},{rel:?},{:?},{:?},{loss:?}\n",
-                err.abs(),
-                rel.abs()
+                "{},{},{},{epoch},{err},{rel},{abs},{rel_abs},{}\n",
+                csv_field(name),
+                num(estimate),
+                num(target),
+                num(loss)
             ));
         }
         self.file
@@ -539,11 +627,29 @@ mod tests {
             ("c".into(), Json::Str("x\"y\n".into())),
             ("d".into(), Json::Num(f64::NAN)),
             ("e".into(), Json::Object(vec![])),
+            ("f".into(), Json::Num(-0.0)),
+            (
+                "g".into(),
+                Json::Array(vec![Json::Bool(true), Json::Str("t".into())]),
+            ),
         ]);
         assert_eq!(
             j.to_text(),
-            "{\n  \"a\": 3,\n  \"b\": 0.5,\n  \"c\": \"x\\\"y\\n\",\n  \"d\": null,\n  \"e\": {}\n}\n"
+            "{\n  \"a\": 3,\n  \"b\": 0.5,\n  \"c\": \"x\\\"y\\n\",\n  \"d\": null,\n  \"e\": {},\n  \"f\": 0.0,\n  \"g\": [true, \"t\"]\n}\n"
         );
+    }
+
+    #[test]
+    fn targets_and_log_share_column_names() {
+        assert_eq!(LOG_HEADER, LOG_COLUMNS.join(","));
+        let shared: Vec<&str> = LOG_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| *c != "epoch" && *c != "loss")
+            .collect();
+        assert_eq!(TARGET_COLUMNS[..7], shared[..]);
+        assert_eq!(num(-0.0), "0.0");
+        assert_eq!(num(-1.5), "-1.5");
     }
 
     #[test]

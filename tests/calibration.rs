@@ -7,7 +7,9 @@ mod common;
 use common::{random_matrix, Rng};
 use l0::backend::cpu::CpuBackend;
 use l0::backend::{Backend, Hyper, Noise, Problem};
-use l0::calibration::{ActiveWeights, Calibration, CalibrationParams, FitParams, Init, Loss};
+use l0::calibration::{
+    weight_caps, ActiveWeights, Calibration, CalibrationParams, FitParams, Init, Loss,
+};
 use l0::{Device, L0Error, SparseMatrix};
 use std::collections::BTreeMap;
 
@@ -389,6 +391,7 @@ fn many_columns_same_result_whatever_the_thread_count() {
         denom: &denom,
         hyper: Hyper::default(),
         noise: Noise::Philox,
+        max_p: None,
     };
     let mut b = CpuBackend::new(problem, Some(2)).unwrap();
     b.load_state(&one).unwrap();
@@ -677,4 +680,455 @@ fn bad_fit_input_is_named() {
         ),
         "invalid configuration: threads must be at least 1"
     );
+}
+
+#[test]
+fn a_fit_with_no_target_left_in_the_loss_is_refused() {
+    let (m, y, _) = sparse_truth(4, 20, 3);
+    let msg = "invalid configuration: no target is left in the loss: each one is excluded, has a loss weight of 0 or an all-zero matrix row";
+    let fit = |m: &SparseMatrix, opts: FitParams| {
+        Calibration::new(20, seeded(1))
+            .unwrap()
+            .fit(m, &y, &opts)
+            .unwrap_err()
+            .to_string()
+    };
+    let all = FitParams {
+        excluded_targets: vec![0, 1, 2, 3],
+        ..cpu(1)
+    };
+    assert_eq!(fit(&m, all), msg);
+    let zero = SparseMatrix::from_triplets(4, 20, &[], &[], &[]).unwrap();
+    assert_eq!(fit(&zero, cpu(1)), msg);
+    // One target left is enough.
+    let three = FitParams {
+        excluded_targets: vec![0, 1, 2],
+        epochs: 3,
+        ..cpu(1)
+    };
+    Calibration::new(20, seeded(1))
+        .unwrap()
+        .fit(&m, &y, &three)
+        .unwrap();
+}
+
+/// An observer that asks the fit to stop after `after` calls.
+struct StopAfter {
+    asked: u64,
+    after: u64,
+}
+
+impl l0::calibration::CalibrationObserver for StopAfter {
+    fn report_every(&self) -> Option<u64> {
+        None
+    }
+    fn progress(&mut self, _p: &l0::calibration::Progress) -> l0::Result<()> {
+        Ok(())
+    }
+    fn summarize(&self, s: &l0::engine::Snapshot, total_loss: f64) -> l0::calibration::Progress {
+        l0::calibration::Progress {
+            epoch: s.epoch,
+            epochs: s.epochs,
+            total_loss,
+            data_loss: s.losses.data,
+            l0_penalty: s.losses.l0,
+            mean_rel_err: 0.0,
+            max_rel_err: 0.0,
+            mean_group_rel_err: None,
+            active: 0,
+            n: 0,
+            buckets: [0; 6],
+        }
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.asked += 1;
+        self.asked >= self.after
+    }
+}
+
+#[test]
+fn a_stopped_fit_continues_exactly_where_it_stopped() {
+    let (m, y, _) = sparse_truth(30, 500, 7);
+    let opts = |epochs| FitParams {
+        loss: Loss::Relative,
+        epochs,
+        lr: 0.05,
+        ..cpu(2)
+    };
+    let mut whole = Calibration::new(500, seeded(5)).unwrap();
+    whole.fit(&m, &y, &opts(40)).unwrap();
+    let mut stopped = Calibration::new(500, seeded(5)).unwrap();
+    let mut obs = StopAfter {
+        asked: 0,
+        after: 17,
+    };
+    let report = stopped.fit_observed(&m, &y, &opts(40), &mut obs).unwrap();
+    assert_eq!(report.epochs, 17);
+    assert_eq!(stopped.state().step, 17);
+    stopped.fit(&m, &y, &opts(23)).unwrap();
+    assert_eq!(whole.state(), stopped.state());
+}
+
+#[test]
+fn minus_zero_is_printed_as_zero() {
+    let p = l0::calibration::Progress {
+        epoch: 1,
+        epochs: 1,
+        total_loss: -0.0,
+        data_loss: -0.0,
+        l0_penalty: 0.0,
+        mean_rel_err: -0.0,
+        max_rel_err: -0.0,
+        mean_group_rel_err: None,
+        active: 0,
+        n: 4,
+        buckets: [0; 6],
+    };
+    assert_eq!(
+        p.to_string(),
+        "Epoch    1: mean_error=0.0000%, max_error=0.0%, total_loss=0.000, active=   0/4 (100.0% sparse)\n         Weight dist: [no active weights]"
+    );
+}
+
+#[test]
+fn compressed_matrices_take_any_index_type() {
+    let (ptr, idx, val) = ([0usize, 2, 3], [0usize, 2, 1], [1.0, 2.0, 3.0]);
+    let want = SparseMatrix::from_csr(2, 3, &ptr, &idx, &val).unwrap();
+    let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<_>>();
+    let as_i32 = |v: &[usize]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
+    let as_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
+    let as_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<_>>();
+    let f = want.fingerprint();
+    let csr = |m: l0::Result<SparseMatrix>| m.unwrap().fingerprint();
+    assert_eq!(
+        csr(SparseMatrix::from_csr(
+            2,
+            3,
+            &as_u32(&ptr),
+            &as_u32(&idx),
+            &val
+        )),
+        f
+    );
+    assert_eq!(
+        csr(SparseMatrix::from_csr(
+            2,
+            3,
+            &as_i32(&ptr),
+            &as_i32(&idx),
+            &val
+        )),
+        f
+    );
+    assert_eq!(
+        csr(SparseMatrix::from_csr(
+            2,
+            3,
+            &as_i64(&ptr),
+            &as_u64(&idx),
+            &val
+        )),
+        f
+    );
+    // The same matrix by columns, int32 as scipy writes it.
+    let by_col = SparseMatrix::from_csc(2, 3, &[0i32, 1, 2, 3], &[0i32, 1, 0], &[1.0, 3.0, 2.0]);
+    assert_eq!(csr(by_col), f);
+    assert_eq!(
+        SparseMatrix::from_csr(2, 3, &[0i64, 2, 3], &[0i32, -2, 1], &val)
+            .unwrap_err()
+            .to_string(),
+        "invalid configuration: indices: negative index -2 at position 1"
+    );
+    assert_eq!(
+        SparseMatrix::from_csc(2, 3, &[0i32, -1, 2, 3], &[0i32, 1, 0], &val)
+            .unwrap_err()
+            .to_string(),
+        "invalid configuration: indptr: negative index -1 at position 1"
+    );
+}
+
+#[test]
+fn target_weights_multiply_after_groups_and_multipliers() {
+    use l0::calibration::target_weights;
+    let y = [10.0, 20.0, 30.0, 40.0, 50.0];
+    let opts = FitParams {
+        target_groups: Some(vec![7, 7, 7, 2, 2]),
+        group_multipliers: BTreeMap::from([(2, 4.0)]),
+        target_weights: Some(vec![1.0, 0.0, 3.0, 0.5, 1.0]),
+        ..Default::default()
+    };
+    let tw = target_weights(&y, &opts).unwrap();
+    assert_eq!(tw.weight, vec![1.0 / 3.0, 0.0, 1.0, 1.0, 2.0]);
+    let bad = |v: Vec<f64>| {
+        let o = FitParams {
+            target_weights: Some(v),
+            ..Default::default()
+        };
+        target_weights(&y, &o).unwrap_err().to_string()
+    };
+    assert_eq!(
+        bad(vec![1.0; 4]),
+        "shape mismatch: target weights (one per target): expected 5, got 4"
+    );
+    assert_eq!(
+        bad(vec![1.0, 1.0, -1.0, 1.0, 1.0]),
+        "invalid configuration: target weight 2 must be a finite number >= 0, got -1"
+    );
+    assert_eq!(
+        bad(vec![1.0, f64::NAN, 1.0, 1.0, 1.0]),
+        "invalid configuration: target weight 1 must be a finite number >= 0, got NaN"
+    );
+}
+
+#[test]
+fn a_zero_target_weight_is_the_same_fit_as_excluding_the_target() {
+    let (m, y, _) = sparse_truth(20, 300, 31);
+    let fit = |opts: FitParams| {
+        let mut c = Calibration::new(300, seeded(3)).unwrap();
+        c.fit(&m, &y, &opts).unwrap();
+        c.weights(true)
+    };
+    let base = FitParams {
+        epochs: 60,
+        lr: 0.05,
+        lambda_l0: 1e-3,
+        loss: Loss::Relative,
+        ..cpu(2)
+    };
+    let mut factors = vec![1.0; 20];
+    factors[4] = 0.0;
+    let zero = fit(FitParams {
+        target_weights: Some(factors.clone()),
+        ..base.clone()
+    });
+    let excluded = fit(FitParams {
+        excluded_targets: vec![4],
+        ..base.clone()
+    });
+    assert_eq!(zero, excluded);
+    // A factor of 3 on target 4 pulls its estimate closer than the plain fit.
+    factors[4] = 3.0;
+    let weighted = fit(FitParams {
+        target_weights: Some(factors),
+        ..base.clone()
+    });
+    let plain = fit(base);
+    let err4 = |w: &[f64]| ((m.mul_vec(w).unwrap()[4] - y[4]) / (y[4] + 1.0)).abs();
+    assert!(
+        err4(&weighted) < err4(&plain),
+        "{} vs {}",
+        err4(&weighted),
+        err4(&plain)
+    );
+}
+
+#[test]
+fn diagnostics_match_an_independent_computation() {
+    let (m, y, _) = sparse_truth(15, 400, 41);
+    let mut c = Calibration::new(400, seeded(9)).unwrap();
+    c.fit(
+        &m,
+        &y,
+        &FitParams {
+            epochs: 80,
+            lr: 0.05,
+            lambda_l0: 2e-3,
+            ..cpu(2)
+        },
+    )
+    .unwrap();
+    let w = c.weights(true);
+    let d = c.diagnostics(&m).unwrap();
+    // Weight concentration, by hand.
+    let mut active: Vec<f64> = w.iter().copied().filter(|&x| x > 0.0).collect();
+    active.sort_by(|a, b| b.partial_cmp(a).unwrap()); // descending
+    let (n, sum) = (active.len(), active.iter().sum::<f64>());
+    let ess = sum * sum / active.iter().map(|x| x * x).sum::<f64>();
+    assert!(n > 100 && n < 400, "active {n}");
+    let top = n.div_ceil(100);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+    assert_eq!(d.weights.active, n);
+    assert!(close(d.weights.ess, ess));
+    assert!(close(d.weights.design_effect, n as f64 / ess));
+    assert_eq!(d.weights.max_weight, active[0]);
+    assert!(close(
+        d.weights.top1pct_share,
+        active[..top].iter().sum::<f64>() / sum
+    ));
+    assert_eq!(d.weights.quantiles[0], active[n - 1]);
+    assert_eq!(d.weights.quantiles[6], active[0]);
+    // Median of the ascending order statistics, interpolated.
+    let asc: Vec<f64> = active.iter().rev().copied().collect();
+    let h = (n - 1) as f64 * 0.5;
+    let med = asc[h.floor() as usize]
+        + (h - h.floor()) * (asc[h.ceil() as usize] - asc[h.floor() as usize]);
+    assert!(close(d.weights.quantiles[3], med));
+    // Who carries each target, from the triplets.
+    let csr = m.csr();
+    for (q, t) in d.targets.iter().enumerate() {
+        let row = csr.outer_view(q).unwrap();
+        let contrib: Vec<(usize, f64)> = row.iter().map(|(i, &v)| (i, v as f64 * w[i])).collect();
+        let estimate: f64 = contrib.iter().map(|c| c.1).sum();
+        let best = contrib
+            .iter()
+            .filter(|c| c.1 > 0.0)
+            .fold(None::<(usize, f64)>, |b, &(i, c)| match b {
+                Some((_, bc)) if bc >= c => b,
+                _ => Some((i, c)),
+            });
+        assert_eq!(t.top_record, best.map(|b| b.0), "target {q}");
+        let share = best.map_or(0.0, |b| b.1 / estimate);
+        assert!(close(t.top_record_share, share), "target {q}");
+        assert_eq!(
+            t.records_contributing,
+            contrib.iter().filter(|c| c.1 != 0.0).count()
+        );
+    }
+    assert_eq!(
+        c.diagnostics(&random_matrix(&mut Rng(1), 3, 5, 0.5, 0.0, 1.0))
+            .unwrap_err()
+            .to_string(),
+        "shape mismatch: matrix columns (one per weight): expected 400, got 5"
+    );
+}
+
+/// A calibration fit of `m`, `y` with `opts` from seed 3: the model.
+fn fitted(m: &SparseMatrix, y: &[f64], params: CalibrationParams, opts: &FitParams) -> Calibration {
+    let mut c = Calibration::new(m.cols(), params).unwrap();
+    c.fit(m, y, opts).unwrap();
+    c
+}
+
+#[test]
+fn weight_caps_hold_exactly_for_reported_and_sampled_weights() {
+    let (m, y, _) = sparse_truth(20, 300, 51);
+    let opts = FitParams {
+        epochs: 150,
+        lr: 0.1,
+        lambda_l0: 1e-4,
+        loss: Loss::Relative,
+        ..cpu(2)
+    };
+    let free = fitted(&m, &y, seeded(3), &opts);
+    let top = free.weights(true).into_iter().fold(0.0, f64::max);
+    let cap = 0.6 * top;
+    let capped_opts = FitParams {
+        max_weight: Some(cap),
+        ..opts.clone()
+    };
+    let capped = fitted(&m, &y, seeded(3), &capped_opts);
+    for deterministic in [true, false] {
+        let w = capped.weights(deterministic);
+        let most = w.iter().copied().fold(0.0, f64::max);
+        assert!(
+            most <= cap,
+            "{most} > {cap} (deterministic {deterministic})"
+        );
+        assert!(most > 0.99 * cap, "the cap is not reached: {most} vs {cap}");
+    }
+    // A ratio cap against per-column design weights.
+    let design: Vec<f64> = (0..300).map(|i| 0.5 + (i % 4) as f64).collect();
+    let params = CalibrationParams {
+        init_weights: Some(Init::PerColumn(design.clone())),
+        ..seeded(3)
+    };
+    let ratio_opts = FitParams {
+        max_weight_ratio: Some(1.5),
+        ..opts
+    };
+    let c = fitted(&m, &y, params, &ratio_opts);
+    let w = c.weights(true);
+    assert!(w.iter().zip(&design).all(|(w, d)| *w <= 1.5 * d));
+    assert!(w.iter().zip(&design).any(|(w, d)| *w > 0.99 * 1.5 * d));
+    assert_eq!(
+        weight_caps(
+            &FitParams {
+                max_weight_ratio: Some(0.5),
+                ..Default::default()
+            },
+            &design,
+            true
+        )
+        .unwrap_err()
+        .to_string(),
+        "invalid configuration: max_weight_ratio must be >= 1 with gates, got 0.5"
+    );
+    let bad = FitParams {
+        max_weight: Some(-1.0),
+        ..cpu(1)
+    };
+    let mut c = Calibration::new(300, seeded(3)).unwrap();
+    assert_eq!(
+        c.fit(&m, &y, &bad).unwrap_err().to_string(),
+        "invalid configuration: max_weight must be a finite number > 0, got -1"
+    );
+}
+
+/// min ||M w - y||^2 over 0 <= w <= cap by projected gradient descent in
+/// f64 (step 1 / (2 ||M||_F^2), enough iterations to converge on a tiny
+/// problem): the independent answer for a capped fit.
+fn capped_least_squares(rows: &[Vec<f64>], y: &[f64], cap: f64) -> Vec<f64> {
+    let n = rows[0].len();
+    let frob: f64 = rows.iter().flatten().map(|v| v * v).sum();
+    let step = 1.0 / (2.0 * frob);
+    let mut w = vec![1.0; n];
+    for _ in 0..200_000 {
+        let r: Vec<f64> = rows
+            .iter()
+            .zip(y)
+            .map(|(row, y)| y - row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>())
+            .collect();
+        for (j, wj) in w.iter_mut().enumerate() {
+            let g: f64 = -2.0 * rows.iter().zip(&r).map(|(row, r)| row[j] * r).sum::<f64>();
+            *wj = (*wj - step * g).clamp(0.0, cap);
+        }
+    }
+    w
+}
+
+#[test]
+fn a_capped_fit_is_the_best_capped_fit() {
+    // 8 targets, 4 records, dense and well conditioned; the truth's third
+    // weight (5) is above the cap (4), so the cap binds and the others move
+    // to compensate.
+    let rows: Vec<Vec<f64>> = (0..8)
+        .map(|q| (0..4).map(|j| 1.0 + ((q * 7 + j * 3) % 5) as f64).collect())
+        .collect();
+    let truth = [1.0, 2.0, 5.0, 3.0];
+    let y: Vec<f64> = rows
+        .iter()
+        .map(|r| r.iter().zip(&truth).map(|(a, b)| a * b).sum())
+        .collect();
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for (q, row) in rows.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate() {
+            r.push(q as u64);
+            c.push(j as u64);
+            v.push(x);
+        }
+    }
+    let m = SparseMatrix::from_triplets(8, 4, &r, &c, &v).unwrap();
+    let want = capped_least_squares(&rows, &y, 4.0);
+    assert!((want[2] - 4.0).abs() < 1e-9, "{want:?}");
+    let params = CalibrationParams {
+        use_gates: false,
+        ..seeded(3)
+    };
+    let model = fitted(
+        &m,
+        &y,
+        params,
+        &FitParams {
+            epochs: 6000,
+            lr: 0.002,
+            lambda_l0: 0.0,
+            max_weight: Some(4.0),
+            ..cpu(1)
+        },
+    );
+    let got = model.weights(true);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 5e-3 * w, "{got:?} vs {want:?}");
+    }
+    assert!(got.iter().all(|&x| x <= 4.0));
 }

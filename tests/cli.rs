@@ -110,6 +110,13 @@ impl Files {
         }
         out
     }
+    /// [`Files::base_args`] with another seed.
+    fn args_with_seed<'a>(&'a self, out: &'a Path, seed: &'a str) -> Vec<&'a str> {
+        let mut a = self.base_args(out);
+        let k = a.iter().position(|&x| x == "--seed").unwrap();
+        a[k + 1] = seed;
+        a
+    }
     fn base_args<'a>(&'a self, out: &'a Path) -> Vec<&'a str> {
         vec![
             "calibrate",
@@ -191,29 +198,62 @@ fn calibrate_writes_consistent_outputs() {
     assert_eq!(
         t[0],
         [
-            "name",
-            "target",
+            "target_name",
             "estimate",
+            "target",
             "error",
             "rel_error",
-            "abs_rel_error",
-            "excluded"
+            "abs_error",
+            "rel_abs_error",
+            "excluded",
+            "top_record",
+            "top_record_share",
+            "records_contributing"
         ]
     );
     assert_eq!(t.len(), f.rows + 1);
     let mut abs_rel = vec![];
     for (q, row) in t[1..].iter().enumerate() {
         assert_eq!(row[0], format!("t{q}"));
-        assert_eq!(row[1].parse::<f64>().unwrap(), f.y[q]);
-        let est: f64 = row[2].parse().unwrap();
+        assert_eq!(row[2].parse::<f64>().unwrap(), f.y[q]);
+        let est: f64 = row[1].parse().unwrap();
         assert!(
             (est - yhat[q]).abs() <= 1e-9 * (1.0 + yhat[q].abs()),
             "row {q}"
         );
         let rel: f64 = row[4].parse().unwrap();
         assert!((rel - (est - f.y[q]) / (f.y[q] + 1.0)).abs() < 1e-12);
-        let excluded = row[6] == "true";
+        assert_eq!(row[5].parse::<f64>().unwrap(), (est - f.y[q]).abs());
+        assert_eq!(row[6].parse::<f64>().unwrap(), rel.abs());
+        let excluded = row[7] == "true";
         assert_eq!(excluded, q == 4 || q == 7, "row {q}");
+        // Who carries the target, from the entries.
+        let contrib: Vec<(usize, f64)> = f
+            .entries
+            .iter()
+            .filter(|e| e.0 == q)
+            .map(|&(_, j, v)| (j, v * w[j]))
+            .collect();
+        let top = contrib.iter().copied().filter(|c| c.1 > 0.0).fold(
+            None::<(usize, f64)>,
+            |b, c| match b {
+                Some(bc) if bc.1 >= c.1 => b,
+                _ => Some(c),
+            },
+        );
+        assert_eq!(
+            row[8],
+            top.map_or(String::new(), |t| t.0.to_string()),
+            "row {q}"
+        );
+        let share: f64 = row[9].parse().unwrap();
+        let want = top.map_or(0.0, |t| t.1 / est);
+        assert!(
+            (share - want).abs() <= 1e-9 * want,
+            "row {q}: {share} vs {want}"
+        );
+        let count = contrib.iter().filter(|c| c.1 != 0.0).count();
+        assert_eq!(row[10], count.to_string(), "row {q}");
         if !excluded {
             abs_rel.push(rel.abs());
         }
@@ -233,6 +273,19 @@ fn calibrate_writes_consistent_outputs() {
     assert_eq!(s["active"].as_u64().unwrap() as usize, active);
     let sparsity = s["sparsity"].as_f64().unwrap();
     assert!((sparsity - (1.0 - active as f64 / 200.0)).abs() < 1e-12);
+    // Concentration: Kish's ess, design effect, max, top 1%.
+    let (sum, sum2) = w.iter().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));
+    let ess = sum * sum / sum2;
+    let rel = |key: &str, want: f64| {
+        let got = s[key].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-12 * want, "{key}: {got} vs {want}");
+    };
+    rel("ess", ess);
+    rel("design_effect", active as f64 / ess);
+    let max = w.iter().copied().fold(0.0, f64::max);
+    rel("max_weight", max);
+    rel("top1pct_share", max / sum); // 1% of fewer than 100 records: the top one
+    assert_eq!(s["weight_quantiles"]["max"].as_f64().unwrap(), max);
     let n = abs_rel.len() as f64;
     let mean = abs_rel.iter().sum::<f64>() / n;
     assert!((s["mean_abs_rel_err"].as_f64().unwrap() - mean).abs() < 1e-9);
@@ -252,8 +305,19 @@ fn calibrate_writes_consistent_outputs() {
     for key in ["seconds", "seconds_per_epoch", "loss"] {
         assert!(s[key].as_f64().unwrap().is_finite(), "{key}");
     }
-    assert_eq!(s["settings"]["loss"], "relative");
-    assert_eq!(s["settings"]["exclude_targets"], "t7");
+    // Settings keep their JSON types.
+    let settings = &s["settings"];
+    assert_eq!(settings["loss"], "relative");
+    assert_eq!(settings["exclude_targets"], serde_json::json!(["t7"]));
+    assert_eq!(settings["epochs"], 300);
+    assert_eq!(settings["lr"], 0.05);
+    assert_eq!(settings["seed"], 5);
+    assert_eq!(settings["normalize_groups"], true);
+    assert_eq!(settings["use_gates"], true);
+    assert_eq!(settings["log_every"], 100);
+    assert_eq!(settings["checkpoint_every"], serde_json::Value::Null);
+    assert_eq!(settings["group_multipliers"], serde_json::json!({}));
+    assert_eq!(settings["init_weights"], 1.0);
 
     // log.csv: one row per target at epochs 100, 200, 300.
     let log = csv_rows(&out.join("log.csv"));
@@ -266,7 +330,7 @@ fn calibrate_writes_consistent_outputs() {
     for (q, row) in last.iter().enumerate() {
         assert_eq!(row[0], format!("t{q}"));
         assert_eq!(row[3], "300");
-        let final_est: f64 = t[q + 1][2].parse().unwrap();
+        let final_est: f64 = t[q + 1][1].parse().unwrap();
         let logged: f64 = row[1].parse().unwrap();
         assert!(
             (logged - final_est).abs() <= 1e-12 * (1.0 + final_est.abs()),
@@ -293,7 +357,7 @@ fn calibrate_writes_consistent_outputs() {
     assert!(o.status.success(), "{}", stderr(&o));
     let pred = npy(&pred_out);
     for q in 0..f.rows {
-        assert_eq!(pred[q], t[q + 1][2].parse::<f64>().unwrap(), "t{q}");
+        assert_eq!(pred[q], t[q + 1][1].parse::<f64>().unwrap(), "t{q}");
     }
 }
 
@@ -472,6 +536,29 @@ fn wait_for(path: &Path, child: &mut std::process::Child) -> bool {
     false
 }
 
+/// Runs `f` with `extra` flags to the end into `full`, then starts the
+/// same run into `part` and returns it (stderr to `err`).
+fn full_run_and_a_started_one(
+    f: &Files,
+    full: &Path,
+    part: &Path,
+    extra: &[&str],
+    err: Stdio,
+) -> std::process::Child {
+    let mut args = f.base_args(full);
+    args.extend_from_slice(extra);
+    let o = l0(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut args = f.base_args(part);
+    args.extend_from_slice(extra);
+    Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn killed_run_resumes_to_bit_identical_weights() {
     let f = problem("resume", 30, 400, 0.2, None);
@@ -485,19 +572,7 @@ fn killed_run_resumes_to_bit_identical_weights() {
         "--checkpoint-every",
         "40",
     ];
-    let mut args = f.base_args(&full);
-    args.extend(extra);
-    let o = l0(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-
-    let mut args = f.base_args(&part);
-    args.extend(extra);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = full_run_and_a_started_one(&f, &full, &part, &extra, Stdio::null());
     let ckpt = part.join("checkpoint.l0ck");
     assert!(wait_for(&ckpt, &mut child), "no checkpoint appeared");
     child.kill().unwrap();
@@ -548,13 +623,20 @@ fn killed_run_resumes_to_bit_identical_weights() {
     );
 }
 
-#[test]
-fn resume_refuses_other_data_and_names_changed_settings() {
-    let f = problem("refuse", 8, 50, 0.4, None);
+/// A small problem run for `epochs` with a checkpoint every 20 epochs,
+/// into its folder `run`.
+fn checkpointed_run(name: &str, epochs: &str) -> (Files, PathBuf) {
+    let f = problem(name, 8, 50, 0.4, None);
     let run = f.dir.join("run");
     let mut args = f.base_args(&run);
-    args.extend(["--epochs", "60", "--checkpoint-every", "20"]);
+    args.extend(["--epochs", epochs, "--checkpoint-every", "20"]);
     assert!(l0(&args).status.success());
+    (f, run)
+}
+
+#[test]
+fn resume_refuses_other_data_and_names_changed_settings() {
+    let (f, run) = checkpointed_run("refuse", "60");
     let ckpt = run.join("checkpoint.l0ck");
 
     // Changed targets: refused.
@@ -575,14 +657,14 @@ fn resume_refuses_other_data_and_names_changed_settings() {
         "--epochs",
         "80",
     ]);
-    let prefix = format!(
-        "error: {}: the checkpoint belongs to a different problem (fingerprint ",
-        ckpt.display()
-    );
-    assert!(e.starts_with(&prefix), "{e}");
-    assert!(
-        e.ends_with("): the matrix, targets or groups changed"),
-        "{e}"
+    assert_eq!(
+        e,
+        format!(
+            "error: {}: the targets differ from the checkpoint's: {} (8 values) now, {} (8 values) then; resume with the inputs the run started with",
+            ckpt.display(),
+            y2.display(),
+            f.targets.display()
+        )
     );
 
     // A changed hyperparameter: a warning naming it, old -> new.
@@ -668,12 +750,9 @@ fn regress_selects_the_true_features() {
     let yp = dir.join("y.npy");
     write_npy_f64(&yp, &y).unwrap();
     let out = dir.join("out");
-    let o = l0(&[
-        "regress",
-        "--x",
-        p(&xp),
-        "--y",
-        p(&yp),
+    let base = ["regress", "--x", p(&xp), "--y", p(&yp), "--out", p(&out)];
+    let mut first = base.to_vec();
+    first.extend([
         "--epochs",
         "1500",
         "--lr",
@@ -686,9 +765,8 @@ fn regress_selects_the_true_features() {
         "cpu",
         "--threads",
         "1",
-        "--out",
-        p(&out),
     ]);
+    let o = l0(&first);
     assert!(o.status.success(), "{}", stderr(&o));
     let coef = npy(&out.join("coefficients.npy"));
     assert_eq!(coef.len(), d);
@@ -703,4 +781,732 @@ fn regress_selects_the_true_features() {
     assert_eq!(s["selected"], 2);
     assert_eq!(s["cols"], 10);
     assert!((s["intercept"].as_f64().unwrap() - 1.0).abs() < 0.3);
+
+    // The folder is this run's: a second one needs --overwrite.
+    let mut again = base.to_vec();
+    again.extend(["--epochs", "10"]);
+    assert_eq!(
+        fails(&again),
+        format!(
+            "error: {}: holds the files of an earlier run (coefficients.npy, selected.csv, summary.json): give --overwrite to replace them, or another --out",
+            out.display()
+        )
+    );
+    let mut over = again.to_vec();
+    over.push("--overwrite");
+    let o = l0(&over);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["epochs"], 10);
+}
+
+/// The four result files of a run, present or not.
+const RESULTS: [&str; 4] = ["weights.npy", "weights.csv", "targets.csv", "summary.json"];
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_owns_its_output_folder() {
+    let f = problem("owned", 6, 40, 0.4, None);
+    let out = f.dir.join("out");
+    let mut first = f.base_args(&out);
+    first.extend([
+        "--epochs",
+        "20",
+        "--log-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+    ]);
+    assert!(l0(&first).status.success());
+
+    // A second run into the same folder is refused, naming what is there.
+    let mut second = f.args_with_seed(&out, "9");
+    second.extend(["--epochs", "30"]);
+    assert_eq!(
+        fails(&second),
+        format!(
+            "error: {}: holds the files of an earlier run (checkpoint.l0ck, log.csv, summary.json, targets.csv, weights.csv, weights.npy): give --overwrite to replace them, or another --out",
+            out.display()
+        )
+    );
+    assert_eq!(summary(&out)["epochs"], 20);
+
+    // --overwrite with a mistake in the flags leaves the earlier run alone.
+    second.push("--overwrite");
+    let mut wrong = second.clone();
+    wrong.extend(["--loss", "hinge"]);
+    assert_eq!(
+        fails(&wrong),
+        "error: --loss: unknown loss 'hinge': expected 'mse' or 'relative'"
+    );
+    assert_eq!(summary(&out)["epochs"], 20);
+    assert!(out.join("log.csv").exists());
+
+    // --overwrite replaces them: no log or checkpoint of the first run is left.
+    let o = l0(&second);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["summary.json", "targets.csv", "weights.csv", "weights.npy"]
+    );
+    assert_eq!(summary(&out)["epochs"], 30);
+    assert_eq!(summary(&out)["seed"], 9);
+    // Nothing is left beside the folder either.
+    let siblings: Vec<String> = fs::read_dir(&f.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(siblings.is_empty(), "{siblings:?}");
+
+    // A folder with files l0 did not write is refused even with --overwrite.
+    let mine = f.dir.join("mine");
+    fs::create_dir_all(&mine).unwrap();
+    fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    let mut third = f.base_args(&mine);
+    third.extend(["--epochs", "5", "--overwrite"]);
+    assert_eq!(
+        fails(&third),
+        format!(
+            "error: {}: holds files that l0 did not write (notes.txt): give --out an empty or new folder",
+            mine.display()
+        )
+    );
+    assert_eq!(
+        fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+/// Checks that `out` holds either no result file or all four, from one run.
+fn assert_whole_results(f: &Files, out: &Path, seeds: &[u64]) -> bool {
+    let present: Vec<bool> = RESULTS.iter().map(|n| out.join(n).exists()).collect();
+    if present.iter().all(|&p| !p) {
+        return false;
+    }
+    assert!(
+        present.iter().all(|&p| p),
+        "a partial result set: {present:?}"
+    );
+    let w = npy(&out.join("weights.npy"));
+    let wcsv = csv_rows(&out.join("weights.csv"));
+    for (j, row) in wcsv[1..].iter().enumerate() {
+        assert_eq!(row[1].parse::<f64>().unwrap(), w[j], "weights.csv vs .npy");
+    }
+    let s = summary(out);
+    assert!(seeds.contains(&s["seed"].as_u64().unwrap()), "{s}");
+    let active = w.iter().filter(|&&x| x > 0.0).count();
+    assert_eq!(
+        s["active"].as_u64().unwrap() as usize,
+        active,
+        "summary vs weights"
+    );
+    let yhat = f.m_times(&w);
+    for (q, row) in csv_rows(&out.join("targets.csv"))[1..].iter().enumerate() {
+        let est: f64 = row[1].parse().unwrap();
+        assert!(
+            (est - yhat[q]).abs() <= 1e-9 * (1.0 + yhat[q].abs()),
+            "targets vs weights"
+        );
+    }
+    if out.join("log.csv").exists() {
+        // The log is the second runs' (the first wrote none).
+        assert_ne!(s["seed"], 5, "the first run's results beside a later log");
+    }
+    true
+}
+
+#[test]
+fn a_kill_at_any_instant_leaves_whole_results() {
+    let f = problem("atomic", 10, 30000, 0.002, None);
+    let out = f.dir.join("out");
+    let mut first = f.base_args(&out);
+    first.extend(["--epochs", "5"]);
+    assert!(l0(&first).status.success());
+    let again = |seed: &str| {
+        let mut a = f.args_with_seed(&out, seed);
+        a.extend(["--epochs", "5", "--overwrite", "--log-every", "5"]);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let start = Instant::now();
+    assert!(
+        l0(&again("6").iter().map(String::as_str).collect::<Vec<_>>())
+            .status
+            .success()
+    );
+    let full = start.elapsed();
+    let mut rng = Rng(11);
+    // Kills from well before the end to past it (the machine's load moves
+    // the end), until at least 16 kills and 3 that left results.
+    let mut whole = 0;
+    let mut i = 0u64;
+    while (i < 16 || whole < 3) && i < 80 {
+        let seed = (7 + i).to_string();
+        let mut child = Command::new(BIN)
+            .args(again(&seed))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(0.3 + 1.3 * rng.uniform()));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let seeds: Vec<u64> = (5..=7 + i).collect();
+        whole += assert_whole_results(&f, &out, &seeds) as usize;
+        i += 1;
+    }
+    assert!(whole > 0, "no kill left any results: the test lost its aim");
+    // A run that finishes sweeps what the killed ones left beside the folder.
+    let last = again("99");
+    assert!(l0(&last.iter().map(String::as_str).collect::<Vec<_>>())
+        .status
+        .success());
+    let left: Vec<String> = fs::read_dir(&f.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".out.l0-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Sends `signal` (e.g. "INT") to a process.
+fn signal(pid: u32, signal: &str) {
+    let s = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success());
+}
+
+#[test]
+fn ctrl_c_checkpoints_and_the_printed_command_resumes_bit_for_bit() {
+    let f = problem("sigint", 30, 400, 0.2, None);
+    let (full, part) = (f.dir.join("full"), f.dir.join("part"));
+    let extra = ["--epochs", "8000", "--log-every", "200"];
+    let mut child = full_run_and_a_started_one(&f, &full, &part, &extra, Stdio::piped());
+    let log = part.join("log.csv");
+    let start = Instant::now();
+    // Wait until training has logged an epoch past the first.
+    while fs::read_to_string(&log).map_or(0, |t| t.lines().count()) <= 1 + f.rows {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        assert!(child.try_wait().unwrap().is_none(), "finished too early");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(child.id(), "INT");
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let saved = l0::checkpoint::Checkpoint::read(&part.join("checkpoint.l0ck")).unwrap();
+    let step = saved.state.step;
+    assert!(step > 200 && step < 8000, "{step}");
+    let ckpt = part.join("checkpoint.l0ck");
+    let command = format!(
+        "l0 calibrate --resume {} --device cpu --threads 1",
+        part.display()
+    );
+    assert!(
+        err.ends_with(&format!(
+            "interrupted: stopped after epoch {step} of 8000; checkpoint written to {}\nresume with: {command}\n",
+            ckpt.display()
+        )),
+        "{err}"
+    );
+    for r in RESULTS {
+        assert!(!part.join(r).exists(), "{r} written by an interrupted run");
+    }
+
+    // The printed command, as given: the inputs come from the checkpoint.
+    let words: Vec<&str> = command.split(' ').skip(1).collect();
+    let o = l0(&words);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert!(err.contains(&format!("resuming at epoch {step}")), "{err}");
+    for name in ["weights.npy", "log.csv"] {
+        assert_eq!(
+            fs::read(full.join(name)).unwrap(),
+            fs::read(part.join(name)).unwrap(),
+            "{name}: the resumed run differs from the uninterrupted one"
+        );
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    // The demo's epochs (~20 ms on one thread) leave time for the second
+    // signal to land inside the epoch the first one is waiting for; the
+    // two signals may still merge into one on a busy machine, so up to
+    // three tries.
+    let dir = scratch("sigint2");
+    for attempt in 0..3 {
+        let out = dir.join(format!("out{attempt}"));
+        let mut child = Command::new(BIN)
+            .args(["calibrate", "--epochs", "1000000", "--threads", "1"])
+            .args(["--device", "cpu", "--progress-every", "1", "--out", p(&out)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        while !lines.next().unwrap().unwrap().starts_with("Epoch") {}
+        signal(child.id(), "INT");
+        std::thread::sleep(Duration::from_millis(3));
+        signal(child.id(), "INT");
+        let rest: Vec<String> = lines.map(Result::unwrap).collect();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{rest:?}");
+        if rest.iter().any(|l| l.starts_with("interrupted:")) {
+            continue; // the signals merged: the first alone stopped the run
+        }
+        assert!(!out.join("checkpoint.l0ck").exists());
+        return;
+    }
+    panic!("the second SIGINT never arrived within an epoch");
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    let f = problem("sigterm", 30, 400, 0.2, None);
+    let out = f.dir.join("out");
+    let mut args = f.base_args(&out);
+    args.extend(["--epochs", "100000", "--log-every", "100"]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(&out.join("log.csv"), &mut child));
+    signal(child.id(), "TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(out.join("checkpoint.l0ck").exists());
+}
+
+#[test]
+fn input_mistakes_get_their_own_message() {
+    let f = problem("mistakes", 4, 6, 0.5, None);
+    let out = f.dir.join("out");
+    let run = |matrix: &Path, targets: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "calibrate",
+            "--matrix",
+            p(matrix),
+            "--targets",
+            p(targets),
+            "--out",
+            p(&out),
+            "--epochs",
+            "5",
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let fails_with =
+        |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Targets that match M's columns: M was given transposed.
+    let six = f.dir.join("six.npy");
+    write_npy_f64(&six, &[1.0; 6]).unwrap();
+    assert_eq!(
+        fails_with(run(&f.matrix, &six, &[])),
+        format!(
+            "error: {}: M has 4 rows and 6 columns, and the 6 targets match its columns: M looks transposed (it must be targets x records; save M.T)",
+            f.matrix.display()
+        )
+    );
+
+    // No target left in the loss: every row all zero, or all excluded.
+    let zero = f.dir.join("zero.mtx");
+    fs::write(
+        &zero,
+        "%%MatrixMarket matrix coordinate real general\n4 6 0\n",
+    )
+    .unwrap();
+    assert_eq!(
+        fails_with(run(&zero, &f.targets, &[])),
+        "error: no target is left in the loss: 4 of 4 have an all-zero matrix row and 0 are excluded by --exclude-targets; there is nothing to fit"
+    );
+    assert_eq!(
+        fails_with(run(
+            &f.matrix,
+            &f.targets,
+            &["--exclude-targets", "target_0,target_1,target_2,target_3"]
+        )),
+        "error: no target is left in the loss: 0 of 4 have an all-zero matrix row and 4 are excluded by --exclude-targets; there is nothing to fit"
+    );
+    assert!(!out.exists());
+
+    // A target below -1 under relative loss: one warning naming it.
+    let neg = f.dir.join("neg.npy");
+    write_npy_f64(&neg, &[5.0, -3.0, 2.0, -0.5]).unwrap();
+    let args = run(&f.matrix, &neg, &["--loss", "relative"]);
+    let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("warning: --loss"))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["warning: --loss relative divides each error by y + 1, which is negative for 1 target(s) below -1, so their rel_error has the opposite sign: target_1"]
+    );
+}
+
+#[test]
+fn resume_finds_the_recorded_inputs_and_names_a_missing_one() {
+    let (f, run) = checkpointed_run("inputs", "40");
+    // Only --resume: matrix, targets, groups and names from the checkpoint.
+    let o = l0(&["calibrate", "--resume", p(&run), "--epochs", "60"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(
+        warnings,
+        ["warning: epochs changed since the checkpoint: 40 -> 60"]
+    );
+    assert!(
+        err.contains(&format!(
+            "l0 calibrate: {} with targets {}",
+            f.matrix.display(),
+            f.targets.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(summary(&run)["epochs"], 60);
+    assert_eq!(csv_rows(&run.join("targets.csv"))[1][0], "t0");
+    // A checkpoint without recorded inputs (an older l0's) asks for them.
+    let ckpt = run.join("checkpoint.l0ck");
+    let mut old = l0::checkpoint::Checkpoint::read(&ckpt).unwrap();
+    let kept = old.settings.clone();
+    old.settings.retain(|(n, _)| !n.starts_with("input."));
+    old.write(&ckpt).unwrap();
+    assert_eq!(
+        fails(&["calibrate", "--resume", p(&run), "--epochs", "80"]),
+        format!(
+            "error: {}: the checkpoint was not made for the built-in demo and does not record its input files: give --matrix and --targets (and --groups) of its run",
+            ckpt.display()
+        )
+    );
+    old.settings = kept;
+    old.write(&ckpt).unwrap();
+
+    // A recorded input that has gone is named.
+    fs::rename(&f.targets, f.dir.join("moved.npy")).unwrap();
+    let e = fails(&["calibrate", "--resume", p(&run), "--epochs", "80"]);
+    assert!(
+        e.starts_with(&format!(
+            "error: {}: cannot read file: ",
+            f.targets.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn target_names_may_have_a_header_and_predict_reads_weights_csv() {
+    let f = problem("header", 5, 30, 0.4, None);
+    let names = f.dir.join("named.csv");
+    fs::write(&names, "target_name\na\nb\nc\nd\ne\n").unwrap();
+    let out = f.dir.join("out");
+    calibrate_to_last_line(
+        &f,
+        "out",
+        &f.targets,
+        &["--target-names", p(&names), "--epochs", "20"],
+    );
+    let t = csv_rows(&out.join("targets.csv"));
+    let got: Vec<&str> = t[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(got, ["a", "b", "c", "d", "e"]);
+
+    let predict = |weights: &str| {
+        let o = l0(&["predict", "--matrix", p(&f.matrix), "--weights", weights]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let from_csv = predict(p(&out.join("weights.csv")));
+    assert_eq!(from_csv, predict(p(&out.join("weights.npy"))));
+    let est: Vec<String> = t[1..].iter().map(|r| r[1].clone()).collect();
+    let lines: Vec<f64> = from_csv.lines().map(|l| l.parse().unwrap()).collect();
+    for (q, e) in est.iter().enumerate() {
+        assert_eq!(lines[q], e.parse::<f64>().unwrap());
+    }
+    // A several-column CSV without a weight column is named as such.
+    let bad = f.dir.join("bad.csv");
+    fs::write(&bad, "column,w\n0,1.0\n").unwrap();
+    assert_eq!(
+        fails(&["predict", "--matrix", p(&f.matrix), "--weights", p(&bad)]),
+        format!(
+            "error: {}: line 1: no 'weight' column among column, w",
+            bad.display()
+        )
+    );
+}
+
+/// Runs calibrate on `f`'s matrix with `targets` and `extra` flags into a
+/// fresh folder; returns the last line of stderr and the summary.
+fn calibrate_to_last_line(
+    f: &Files,
+    name: &str,
+    targets: &Path,
+    extra: &[&str],
+) -> (String, serde_json::Value) {
+    let out = f.dir.join(name);
+    let mut args = vec![
+        "calibrate",
+        "--matrix",
+        p(&f.matrix),
+        "--targets",
+        p(targets),
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        p(&out),
+    ];
+    args.extend_from_slice(extra);
+    let o = l0(&args);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    (err.lines().last().unwrap().to_string(), summary(&out))
+}
+
+/// The far-from-targets warning for the mean |rel err| in `s`.
+fn far(s: &serde_json::Value, cause: &str) -> String {
+    format!(
+        "warning: the fit is far from its targets (mean |rel err| {:.1}% > 25%): {cause}",
+        100.0 * s["mean_abs_rel_err"].as_f64().unwrap()
+    )
+}
+
+#[test]
+fn a_fit_far_from_its_targets_says_why() {
+    let f = problem("far", 6, 40, 0.5, None);
+    // Targets from 7 to 1e6 under mse.
+    let big = f.dir.join("big.npy");
+    write_npy_f64(&big, &[10.0, 1e3, 1e6, 50.0, 2e4, 7.0]).unwrap();
+    let (line, s) = calibrate_to_last_line(&f, "mse", &big, &["--epochs", "50"]);
+    assert_eq!(
+        line,
+        far(&s, "--loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative")
+    );
+
+    let relative = ["--loss", "relative", "--epochs", "200", "--lr", "0.05"];
+    // An L2 penalty far above the data loss at the end.
+    let mut args = relative.to_vec();
+    args.extend(["--lambda-l0", "0", "--lambda-l2", "100"]);
+    let (line, s) = calibrate_to_last_line(&f, "l2", &f.targets, &args);
+    let (loss, data) = (
+        s["loss"].as_f64().unwrap(),
+        s["data_loss"].as_f64().unwrap(),
+    );
+    assert_eq!(
+        line,
+        far(
+            &s,
+            &format!(
+                "the --lambda-l2 penalty ({:.4}) outweighs the data loss ({data:.4}): lower --lambda-l2 (now 100.0)",
+                loss - data
+            )
+        )
+    );
+
+    // An L0 penalty that has closed the gates.
+    let mut args = relative.to_vec();
+    args.extend(["--lambda-l0", "5"]);
+    let (line, s) = calibrate_to_last_line(&f, "l0", &f.targets, &args);
+    let t = csv_rows(&f.dir.join("l0/targets.csv"));
+    let short = t[1..]
+        .iter()
+        .filter(|r| r[1].parse::<f64>().unwrap() < r[2].parse::<f64>().unwrap())
+        .count() as f64
+        / f.rows as f64;
+    assert_eq!(
+        line,
+        far(
+            &s,
+            &format!(
+                "{:.0}% of the estimates fall short of their targets and {:.0}% of the weights are zero: the --lambda-l0 penalty holds them down; lower --lambda-l0 (now 5.0)",
+                100.0 * short,
+                100.0 * s["sparsity"].as_f64().unwrap()
+            )
+        )
+    );
+
+    // Too few, too small steps from weights far too small.
+    let args = [
+        "--loss",
+        "relative",
+        "--epochs",
+        "20",
+        "--lambda-l0",
+        "0",
+        "--init-weights",
+        "0.01",
+    ];
+    let (line, s) = calibrate_to_last_line(&f, "slow", &f.targets, &args);
+    assert_eq!(
+        line,
+        far(
+            &s,
+            "the fit has not converged: raise --epochs (now 20) or --lr (now 0.01)"
+        )
+    );
+
+    // A good fit has no warning.
+    let args = [
+        "--loss",
+        "relative",
+        "--epochs",
+        "600",
+        "--lr",
+        "0.05",
+        "--lambda-l0",
+        "1e-6",
+    ];
+    let (line, s) = calibrate_to_last_line(&f, "good", &f.targets, &args);
+    assert!(s["mean_abs_rel_err"].as_f64().unwrap() < 0.25, "{s}");
+    assert!(line.starts_with("         Weight dist"), "{line}");
+}
+
+#[test]
+fn target_weights_and_concentration_flags() {
+    let f = problem("guards", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let tw = |name: &str, v: &[f64]| {
+        let path = f.dir.join(name);
+        write_npy_f64(&path, v).unwrap();
+        path
+    };
+    let with = |extra: &[&str]| {
+        let mut a = f.base_args(&out);
+        a.extend(["--epochs", "40", "--overwrite"]);
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            npy(&out.join("weights.npy")),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    // A zero loss weight is the same fit as leaving the target out.
+    let zero = tw("zero.npy", &[1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
+    let (w_zero, stdout) = run(with(&["--target-weights", p(&zero)]));
+    let (w_excl, _) = run(with(&["--exclude-targets", "t2"]));
+    assert_eq!(w_zero, w_excl);
+    assert!(
+        stdout.contains("concentration: effective sample size "),
+        "{stdout}"
+    );
+
+    let short = tw("short.npy", &[1.0; 5]);
+    assert_eq!(
+        fails(
+            &with(&["--target-weights", p(&short)])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        format!(
+            "error: {}: expected 6 target weights (one per target), found 5",
+            short.display()
+        )
+    );
+    let nan = tw("nan.npy", &[1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0]);
+    assert_eq!(
+        fails(
+            &with(&["--target-weights", p(&nan)])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        format!(
+            "error: {}: non-finite value in target weights at index 1: NaN",
+            nan.display()
+        )
+    );
+    let negative = tw("negative.npy", &[1.0, 1.0, 1.0, -2.0, 1.0, 1.0]);
+    assert_eq!(
+        fails(
+            &with(&["--target-weights", p(&negative)])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        format!(
+            "error: {}: target weight 3 is -2; each must be a finite number >= 0",
+            negative.display()
+        )
+    );
+    assert_eq!(
+        fails(
+            &with(&["--warn-top1pct", "1.5"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        ),
+        "error: --warn-top1pct must be a share between 0 and 1, got 1.5"
+    );
+}
+
+#[test]
+fn weight_caps_hold_and_name_the_targets_they_block() {
+    let f = problem("caps", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(["--epochs", "60", "--overwrite"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (npy(&out.join("weights.npy")), stderr(&o))
+    };
+    let (free, _) = run(with(&[]));
+    let cap = free.iter().copied().fold(0.0, f64::max) / 2.0;
+    let cap_text = format!("{cap:?}");
+    let (w, _) = run(with(&["--max-weight", &cap_text]));
+    assert!(w.iter().all(|&x| x <= cap), "{w:?}");
+    assert_eq!(summary(&out)["settings"]["max_weight"], cap);
+    // Caps so low that no target can be reached.
+    let (w, err) = run(with(&["--max-weight", "0.001"]));
+    assert!(w.iter().all(|&x| x <= 0.001));
+    assert!(
+        err.contains("warning: the weight caps make 6 target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: t0, t1, t2, t3, t4, t5"),
+        "{err}"
+    );
+    // A ratio cap against per-record design weights.
+    let design = f.dir.join("design.npy");
+    let d: Vec<f64> = (0..80).map(|i| 0.5 + (i % 3) as f64 * 0.25).collect();
+    write_npy_f64(&design, &d).unwrap();
+    let (w, _) = run(with(&[
+        "--init-weights",
+        p(&design),
+        "--max-weight-ratio",
+        "1.5",
+    ]));
+    assert!(w.iter().zip(&d).all(|(w, d)| *w <= 1.5 * d));
+    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bad(&["--max-weight", "-1"]),
+        "error: --max-weight must be a number > 0, got -1"
+    );
+    assert_eq!(
+        bad(&["--max-weight-ratio", "0.5"]),
+        "error: --max-weight-ratio must be a number >= 1 with gates, got 0.5"
+    );
 }

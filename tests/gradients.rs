@@ -201,6 +201,7 @@ fn cpu_backend_gradients_match_the_f64_derivation() {
             denom: &s64.d,
             hyper: hy,
             noise: Noise::Replay(&table),
+            max_p: None,
         };
         let mut be = CpuBackend::new(problem, Some(1)).unwrap();
         be.load_state(&ParamState::new(p32, a32, Some(0.5)))

@@ -88,6 +88,7 @@ impl Case {
             denom: &self.denom,
             hyper: self.hyper,
             noise: Noise::Replay(&self.table),
+            max_p: None,
         }
     }
 

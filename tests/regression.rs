@@ -174,6 +174,7 @@ fn gradients_match_finite_differences_of_the_loss() {
         denom: &denom,
         hyper,
         noise: Noise::Replay(&u),
+        max_p: None,
     };
     let mut be = CpuBackend::new(problem, Some(1)).unwrap();
     be.load_state(&ParamState::new(p.clone(), a.clone(), Some(b)))
@@ -562,6 +563,7 @@ fn long_columns_are_split_across_threads_with_the_same_result() {
         denom: &denom,
         hyper,
         noise: Noise::Philox,
+        max_p: None,
     };
     let p: Vec<f32> = (0..k).map(|i| 0.1 * i as f32 - 1.0).collect();
     for threads in [1, 3] {

@@ -237,11 +237,18 @@ impl<'c> Chunk<'c> {
     }
 
     /// The chain rule through the gates of the last sampling and Adam on
-    /// both parameters of every column, given `g_w` per column. Every slice
-    /// is cut to the chunk's length first, so the loop has no bounds checks
-    /// and vectorises.
+    /// both parameters of every column, given `g_w` per column, then the
+    /// weight caps' projection `p <= max_p` (`max_p` indexed by column).
+    /// Every slice is cut to the chunk's length first, so the loops have no
+    /// bounds checks and vectorise.
     #[inline(always)]
-    fn update(&mut self, rule: &ColumnRule<f32>, adam: AdamStep, gw: &[f32]) {
+    fn update(
+        &mut self,
+        rule: &ColumnRule<f32>,
+        adam: AdamStep,
+        gw: &[f32],
+        max_p: Option<&[f32]>,
+    ) {
         let n = self.len();
         let (s, gw) = (&self.s[..n], &gw[..n]);
         let (p, m_p, v_p) = (&mut self.p[..n], &mut self.m_p[..n], &mut self.v_p[..n]);
@@ -251,6 +258,12 @@ impl<'c> Chunk<'c> {
             let (gp, ga) = rule.gradient(&f, a[j], gw[j]);
             adam_update(&mut p[j], &mut m_p[j], &mut v_p[j], gp, adam);
             adam_update(&mut a[j], &mut m_a[j], &mut v_a[j], ga, adam);
+        }
+        if let Some(cap) = max_p {
+            let cap = &cap[self.base..self.base + n];
+            for j in 0..n {
+                p[j] = p[j].min(cap[j]);
+            }
         }
     }
 }
@@ -267,12 +280,13 @@ enum ChunkPass<'a> {
         rule: ColumnRule<f32>,
         test: TestGate,
     },
-    /// Backward pass and Adam, then the training weights of the next step
-    /// when `next` holds its noise.
+    /// Backward pass and Adam (then `p <= max_p`, the weight caps), then
+    /// the training weights of the next step when `next` holds its noise.
     Step {
         rule: ColumnRule<f32>,
         adam: AdamStep,
         grad: ColumnGradient<'a>,
+        max_p: Option<&'a [f32]>,
         next: Option<NoiseCursor<'a>>,
     },
 }
@@ -300,11 +314,12 @@ impl ChunkPass<'_> {
                 rule,
                 adam,
                 grad,
+                max_p,
                 next,
             } => {
                 let mut gw = [0.0f32; COLUMN_CHUNK];
                 grad.fill(ch.base, &mut gw[..ch.len()]);
-                ch.update(rule, *adam, &gw);
+                ch.update(rule, *adam, &gw, *max_p);
                 if let Some(cursor) = next {
                     ch.sample(rule, &mut cursor.clone());
                 }
@@ -359,6 +374,7 @@ impl<'a> CpuBackend<'a> {
         if threads == Some(0) {
             return Err(L0Error::config("threads must be at least 1"));
         }
+        problem.check_lengths()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.unwrap_or(0))
             .build()
@@ -589,9 +605,11 @@ impl Backend for CpuBackend<'_> {
     /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule
     /// through the gates of the last sampling, Adam on both; then optionally
     /// the next step's sampled weight. The intercept takes an Adam step with
-    /// gradient `sum_q r_q`.
-    /// GPU twins: kernels `step_columns` (a group of lanes per CSC column)
-    /// and `intercept_adam`, kernels/step.cu.
+    /// gradient `sum_q r_q`. With [`Problem::max_p`], `p` is projected onto
+    /// `p <= max_p` after its update (the weight caps).
+    /// GPU twins: kernels `column_dots` (a group of lanes per CSC column),
+    /// `step_columns` (a thread per column) and `intercept_adam`,
+    /// kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
         let rule = self.rule;
         let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
@@ -603,6 +621,7 @@ impl Backend for CpuBackend<'_> {
             rule,
             adam,
             grad: ColumnGradient::new(self.problem.matrix, &self.r, &self.long_partials),
+            max_p: self.problem.max_p,
             next: sample_next.then(|| self.cursor(step + 1)),
         };
         self.cols
@@ -754,7 +773,7 @@ mod tests {
 
     /// The chunked, vectorised step equals the plain per-column formulas of
     /// [`crate::hard_concrete`] (evaluated here one column at a time, outside
-    /// any AVX2 build) bit for bit, clamp edges included.
+    /// any AVX2 build) bit for bit, clamp edges and weight caps included.
     #[test]
     fn vectorised_step_equals_the_per_column_formulas() {
         let (q, n) = (7usize, 2 * COLUMN_CHUNK + 333);
@@ -786,6 +805,7 @@ mod tests {
             denom: &denom,
             hyper,
             noise: Default::default(),
+            max_p: None,
         };
         let mut uniform = |lo: f32, hi: f32| -> Vec<f32> {
             (0..n)
@@ -798,6 +818,12 @@ mod tests {
         state.v_p = uniform(0.0, 0.01);
         state.m_a = uniform(-0.1, 0.1);
         state.v_a = uniform(0.0, 0.01);
+        // Weight caps on every column, binding on some of them.
+        let caps = uniform(-1.0, 5.0);
+        let problem = Problem {
+            max_p: Some(&caps),
+            ..problem
+        };
         let mut b = CpuBackend::new(problem, Some(2)).unwrap();
         b.load_state(&state).unwrap();
         let step = 4;
@@ -821,6 +847,7 @@ mod tests {
             let (mut a, mut m_a, mut v_a) = (c.a[i], c.m_a[i], c.v_a[i]);
             adam_update(&mut p, &mut m_p, &mut v_p, gp, adam);
             adam_update(&mut a, &mut m_a, &mut v_a, ga, adam);
+            p = p.min(caps[i]);
             let s = rule.gate.noisy_s(a, next.uniform(i));
             let w = rule.forward_s(p, a, s).w;
             let got = &b.cols;

@@ -9,9 +9,10 @@
 //! [`std::panic::catch_unwind`] so that no panic reaches a user.
 //!
 //! The kernel sources are embedded in the binary and compiled once per
-//! device and process with NVRTC for the device's own compute capability
-//! (`--gpu-architecture=compute_XY`, `--fmad=false` so no multiply-add is
-//! contracted where the CPU rounds twice). Every buffer is allocated by
+//! device and process with NVRTC into a cubin for the device's own
+//! architecture (`--gpu-architecture=sm_XY`; PTX only for a device NVRTC does
+//! not know, see [`target_arch`]), with `--fmad=false` so no multiply-add is
+//! contracted where the CPU rounds twice. Every buffer is allocated by
 //! [`CudaBackend::new`]; the epoch methods only launch kernels, and the only
 //! host-device copies outside `new`, `load_state` and `store_state` are the
 //! few scalars of [`Backend::losses`], [`Backend::first_bad_step`] and
@@ -28,13 +29,14 @@
 use super::{Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{AdamStep, Magnitude, TestGate};
-use crate::matrix::SparseMatrix;
+use crate::matrix::{RowSegments, SparseMatrix, SEGMENT_NNZ};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
     ValidAsZeroBits,
 };
-use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -139,11 +141,68 @@ pub fn nvrtc_version() -> String {
     .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Compiles one CUDA source (a complete translation unit) to PTX for
-/// `arch` (e.g. `"compute_90"`) with the backend's options. Needs NVRTC but
-/// no GPU. A compiler error comes back as [`L0Error::Cuda`] with NVRTC's
-/// full log.
-pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<Ptx> {
+/// What NVRTC produced for a device: machine code for its exact
+/// architecture, or PTX that the driver compiles when it loads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKind {
+    /// A cubin for `sm_XY`: loads on any driver that supports the device,
+    /// whatever NVRTC's version.
+    Cubin,
+    /// PTX for `compute_XY`: only for a device NVRTC does not know; the
+    /// driver must be at least as new as NVRTC (CUDA's minor-version
+    /// compatibility does not cover PTX).
+    Ptx,
+}
+
+impl std::fmt::Display for CodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CodeKind::Cubin => "cubin",
+            CodeKind::Ptx => "PTX",
+        })
+    }
+}
+
+/// One compiled kernel file: a cubin or PTX image, ready for the driver.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// Which kind of image [`Compiled::image`] holds.
+    pub kind: CodeKind,
+    /// The image: a cubin (an ELF file) or PTX text.
+    pub image: Vec<u8>,
+}
+
+impl Compiled {
+    /// The image as cudarc loads it.
+    fn module_image(&self) -> Ptx {
+        match self.kind {
+            CodeKind::Cubin => Ptx::from_binary(self.image.clone()),
+            CodeKind::Ptx => Ptx::from_src(String::from_utf8_lossy(self.image.trim_ascii_end())),
+        }
+    }
+}
+
+/// NVRTC's options of the backend for `arch`: `sm_XY` asks for a cubin,
+/// `compute_XY` for PTX; no multiply-add contraction, IEEE division and
+/// square root, no flush to zero (the CPU's f32 rounding).
+fn nvrtc_options(arch: &str) -> Vec<String> {
+    [
+        "--fmad=false",
+        "--prec-div=true",
+        "--prec-sqrt=true",
+        "--ftz=false",
+        "--std=c++17",
+    ]
+    .iter()
+    .map(|o| o.to_string())
+    .chain([format!("--gpu-architecture={arch}")])
+    .collect()
+}
+
+/// Compiles one CUDA source (a complete translation unit) for `arch`: a
+/// cubin for `"sm_90"`, PTX for `"compute_90"`. Needs NVRTC but no GPU. A
+/// compiler error comes back as [`L0Error::Cuda`] with NVRTC's full log.
+pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<Compiled> {
     if !nvrtc_present() {
         return Err(L0Error::Cuda(
             "NVRTC (libnvrtc.so.13 or libnvrtc.so.12) cannot be loaded; install the CUDA \
@@ -152,50 +211,110 @@ pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<Ptx> {
                 .into(),
         ));
     }
+    let kind = if arch.starts_with("sm_") {
+        CodeKind::Cubin
+    } else {
+        CodeKind::Ptx
+    };
+    let (c_src, c_name) = match (CString::new(source), CString::new(name)) {
+        (Ok(s), Ok(n)) => (s, n),
+        _ => {
+            return Err(L0Error::Cuda(format!(
+                "{name}: the source holds a NUL byte"
+            )))
+        }
+    };
+    let options = nvrtc_options(arch);
     guard("compiling the kernels with NVRTC", || {
-        let opts = CompileOptions {
-            fmad: Some(false),
-            prec_div: Some(true),
-            prec_sqrt: Some(true),
-            ftz: Some(false),
-            options: vec![format!("--gpu-architecture={arch}")],
-            name: Some(name.to_string()),
-            ..Default::default()
+        use cudarc::nvrtc::result;
+        let fail = |e: result::NvrtcError| L0Error::Cuda(format!("NVRTC failed on {name}: {e}"));
+        let prog = result::create_program(&c_src, Some(&c_name)).map_err(fail)?;
+        // SAFETY: `prog` was just created and is destroyed once, below.
+        let out = unsafe {
+            match result::compile_program(prog, &options) {
+                Ok(()) => program_image(prog, kind).map_err(fail),
+                Err(e) => Err(L0Error::Cuda(format!(
+                    "NVRTC failed to compile {name} ({}): {e}\n{}",
+                    options.join(" "),
+                    program_log(prog)
+                ))),
+            }
         };
-        cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|e| match e {
-            CompileError::CompileError { log, options, .. } => L0Error::Cuda(format!(
-                "NVRTC failed to compile {name} ({}):\n{}",
-                options.join(" "),
-                log.to_string_lossy()
-            )),
-            e => L0Error::Cuda(format!("NVRTC failed on {name}: {e}")),
-        })
+        // SAFETY: as above; a failure to free is not worth an error.
+        let _ = unsafe { result::destroy_program(prog) };
+        out.map(|image| Compiled { kind, image })
     })
 }
 
-/// Compiles every kernel source ([`KERNEL_SOURCES`]) to PTX for `arch`.
-pub fn compile_ptx(arch: &str) -> Result<Vec<(&'static str, Ptx)>> {
+/// NVRTC's log of a compiled program, as text.
+///
+/// # Safety
+/// `prog` must be a live NVRTC program.
+unsafe fn program_log(prog: cudarc::nvrtc::sys::nvrtcProgram) -> String {
+    match cudarc::nvrtc::result::get_program_log(prog) {
+        Ok(log) => {
+            let bytes: Vec<u8> = log
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Err(e) => format!("(no log: {e})"),
+    }
+}
+
+/// The cubin or PTX of a compiled program.
+///
+/// # Safety
+/// `prog` must be a live, successfully compiled NVRTC program.
+unsafe fn program_image(
+    prog: cudarc::nvrtc::sys::nvrtcProgram,
+    kind: CodeKind,
+) -> std::result::Result<Vec<u8>, cudarc::nvrtc::result::NvrtcError> {
+    use cudarc::nvrtc::sys;
+    match kind {
+        CodeKind::Ptx => Ok(cudarc::nvrtc::result::get_ptx(prog)?
+            .into_iter()
+            .map(|c| c as u8)
+            .collect()),
+        CodeKind::Cubin => {
+            let mut size = 0usize;
+            sys::nvrtcGetCUBINSize(prog, &mut size).result()?;
+            let mut image = vec![0u8; size];
+            sys::nvrtcGetCUBIN(prog, image.as_mut_ptr().cast()).result()?;
+            Ok(image)
+        }
+    }
+}
+
+/// Compiles every kernel source ([`KERNEL_SOURCES`]) for `arch` (`sm_XY`:
+/// cubins, `compute_XY`: PTX).
+pub fn compile_kernels(arch: &str) -> Result<Vec<(&'static str, Compiled)>> {
     KERNEL_SOURCES
         .iter()
         .map(|&(name, src)| {
-            compile_source(&format!("kernels/{name}"), &kernel_source(src), arch)
-                .map(|ptx| (name, ptx))
+            compile_source(&format!("kernels/{name}"), &kernel_source(src), arch).map(|c| (name, c))
         })
         .collect()
 }
 
 /// The loaded kernels of one device.
 struct Kernels {
+    /// What was loaded, e.g. "sm_90 cubin from NVRTC 13.0".
+    code: String,
     sample_weights: CudaFunction,
     deterministic_weights: CudaFunction,
     penalties_partial: CudaFunction,
     penalties_finalize: CudaFunction,
     weight_summary: CudaFunction,
     spmv_segments: CudaFunction,
-    spmv_combine: CudaFunction,
+    spmtv_segments: CudaFunction,
+    combine_segments: CudaFunction,
     residual: CudaFunction,
     residual_finalize: CudaFunction,
     intercept_adam: CudaFunction,
+    column_dots: CudaFunction,
     step_columns: CudaFunction,
     gradient_columns: CudaFunction,
 }
@@ -207,22 +326,18 @@ fn kernel_cache() -> &'static Mutex<HashMap<usize, Arc<Kernels>>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// The architecture to compile for: the device's own, or the newest NVRTC
-/// knows below it (the driver JIT-compiles PTX for newer devices).
-fn target_arch(cc: (i32, i32)) -> String {
+/// What to compile for a device of compute capability `cc`, given the
+/// architectures NVRTC supports (`archs`, e.g. `[75, 80, 90]`; empty when
+/// NVRTC cannot say): a cubin for the device's own `sm_XY` when NVRTC knows
+/// it (or cannot say), else PTX for the newest `compute_XY` below it, which
+/// the driver compiles for the newer device.
+pub fn target_arch(cc: (i32, i32), archs: &[i32]) -> String {
     let want = cc.0 * 10 + cc.1;
-    let archs = nvrtc_supported_archs();
-    let arch = if archs.is_empty() || archs.contains(&want) {
-        want
-    } else {
-        archs
-            .iter()
-            .copied()
-            .filter(|&a| a <= want)
-            .max()
-            .unwrap_or(want)
-    };
-    format!("compute_{arch}")
+    if archs.is_empty() || archs.contains(&want) {
+        return format!("sm_{want}");
+    }
+    let below = archs.iter().copied().filter(|&a| a <= want).max();
+    format!("compute_{}", below.unwrap_or(want))
 }
 
 fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> {
@@ -232,15 +347,24 @@ fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> 
     if let Some(k) = cache.get(&ordinal) {
         return Ok(k.clone());
     }
+    let arch = target_arch(cc, &nvrtc_supported_archs());
     let mut modules = HashMap::new();
-    for (name, ptx) in compile_ptx(&target_arch(cc))? {
-        let m = ctx.load_module(ptx).map_err(|e| {
-            L0Error::Cuda(format!(
-                "loading the PTX of kernels/{name} (from NVRTC {}): {e}; a driver older than \
-                 NVRTC cannot load its PTX, so put an NVRTC no newer than the driver first on \
-                 LD_LIBRARY_PATH",
-                nvrtc_version()
-            ))
+    let mut kind = CodeKind::Cubin;
+    for (name, code) in compile_kernels(&arch)? {
+        kind = code.kind;
+        let m = ctx.load_module(code.module_image()).map_err(|e| {
+            L0Error::Cuda(match code.kind {
+                CodeKind::Ptx => format!(
+                    "loading the PTX ({arch}) of kernels/{name} from NVRTC {}: {e}; a driver \
+                     older than NVRTC cannot load its PTX, so put an NVRTC no newer than the \
+                     driver first on LD_LIBRARY_PATH",
+                    nvrtc_version()
+                ),
+                CodeKind::Cubin => format!(
+                    "loading the cubin ({arch}) of kernels/{name} from NVRTC {}: {e}",
+                    nvrtc_version()
+                ),
+            })
         })?;
         modules.insert(name, m);
     }
@@ -252,16 +376,19 @@ fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> 
             )))
     };
     let k = Arc::new(Kernels {
+        code: format!("{arch} {kind} from NVRTC {}", nvrtc_version()),
         sample_weights: f("gates.cu", "sample_weights")?,
         deterministic_weights: f("gates.cu", "deterministic_weights")?,
         penalties_partial: f("gates.cu", "penalties_partial")?,
         penalties_finalize: f("gates.cu", "penalties_finalize")?,
         weight_summary: f("gates.cu", "weight_summary")?,
         spmv_segments: f("spmv.cu", "spmv_segments")?,
-        spmv_combine: f("spmv.cu", "spmv_combine")?,
+        spmtv_segments: f("spmv.cu", "spmtv_segments")?,
+        combine_segments: f("spmv.cu", "combine_segments")?,
         residual: f("step.cu", "residual")?,
         residual_finalize: f("step.cu", "residual_finalize")?,
         intercept_adam: f("step.cu", "intercept_adam")?,
+        column_dots: f("step.cu", "column_dots")?,
         step_columns: f("step.cu", "step_columns")?,
         gradient_columns: f("step.cu", "gradient_columns")?,
     });
@@ -290,19 +417,146 @@ struct GpuRule {
 // SAFETY: plain old data with the C layout of `struct Rule`.
 unsafe impl DeviceRepr for GpuRule {}
 
+/// Columns with more nonzeros than this are summed over fixed segments
+/// before the fused step (see [`SegmentPlan::long_columns`]), so that one
+/// long column does not hold a warp for its whole length.
+pub const LONG_COLUMN_NNZ: usize = SEGMENT_NNZ;
+const LONG_COLUMN_NNZ_U64: u64 = LONG_COLUMN_NNZ as u64;
+
+/// A plan of segmented sums as the kernels `spmv_segments`/`spmtv_segments`
+/// and `combine_segments` take it: segment `s` covers the nonzeros
+/// `bounds[2 s] .. bounds[2 s + 1]`, output `k` sums segments
+/// `ptr[k] .. ptr[k + 1]`. Rows of the forward product, and the long columns
+/// of the backward product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentPlan {
+    /// Two entries per segment: its first nonzero and one past its last.
+    pub bounds: Vec<u64>,
+    /// First segment of each output, plus a final entry (the segment count).
+    pub ptr: Vec<u64>,
+    /// Which column each output is (long-column plans only; sorted).
+    pub cols: Vec<u32>,
+}
+
+impl SegmentPlan {
+    /// The forward product's plan: the matrix's CSR row segments.
+    pub fn rows(seg: &RowSegments) -> Self {
+        SegmentPlan {
+            bounds: seg
+                .start
+                .windows(2)
+                .flat_map(|w| [w[0] as u64, w[1] as u64])
+                .collect(),
+            ptr: seg.row_ptr.iter().map(|&x| x as u64).collect(),
+            cols: Vec::new(),
+        }
+    }
+
+    /// The columns with more than `long` nonzeros (CSC pointers `col_ptr`),
+    /// each split into pieces of at most [`SEGMENT_NNZ`] nonzeros in order.
+    pub fn long_columns(col_ptr: &[usize], long: usize) -> Self {
+        let mut plan = SegmentPlan {
+            bounds: Vec::new(),
+            ptr: vec![0],
+            cols: Vec::new(),
+        };
+        for (j, w) in col_ptr.windows(2).enumerate() {
+            let (mut s, e) = (w[0], w[1]);
+            if e - s <= long {
+                continue;
+            }
+            while s < e {
+                let next = (s + SEGMENT_NNZ).min(e);
+                plan.bounds.extend([s as u64, next as u64]);
+                s = next;
+            }
+            plan.cols.push(j as u32);
+            plan.ptr.push((plan.bounds.len() / 2) as u64);
+        }
+        plan
+    }
+
+    /// Number of segments.
+    pub fn segments(&self) -> usize {
+        self.bounds.len() / 2
+    }
+
+    /// Number of outputs (rows or long columns).
+    pub fn outputs(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    /// Device bytes of the plan, its partial sums and (for long columns) the
+    /// column list and sums.
+    fn device_bytes(&self) -> usize {
+        let segs = self.segments();
+        segs * 16 + self.ptr.len() * 8 + segs * 8 + self.cols.len() * (4 + 8)
+    }
+}
+
 /// Device memory in bytes the backend allocates for `m`: both layouts
-/// (values, indices, CSC column pointers), the segment plan and its partial
-/// sums, per-column state (six f32 parameters and moments, the weight and
-/// two gradient outputs) and the per-row f64 vectors (targets, weights,
+/// (values, indices, CSC column pointers), the two segment plans and their
+/// partial sums, per-column state (six f32 parameters and moments, the weight,
+/// the gate's pre-stretch value, M^T r, two gradient outputs and the caps'
+/// bound) and the per-row f64 vectors (targets, weights,
 /// scales, predictions, residuals).
 pub fn device_bytes(m: &SparseMatrix) -> usize {
-    let (nnz, rows, cols, segs) = (m.nnz(), m.rows(), m.cols(), m.segments().len());
+    let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
     let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
-    let segments = (segs + 1) * 8 + (rows + 1) * 8 + segs * 8;
-    let columns = cols * 4 * (6 + 1 + 2);
+    let plans = SegmentPlan::rows(m.segments()).device_bytes()
+        + SegmentPlan::long_columns(m.csc().indptr().raw_storage(), LONG_COLUMN_NNZ).device_bytes();
+    let columns = cols * 4 * (6 + 3 + 2 + 1);
     let row_vectors = rows * 8 * 5;
     let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
-    layouts + segments + columns + row_vectors + scalars
+    layouts + plans + columns + row_vectors + scalars
+}
+
+/// Free and total memory of the device, read after the stream-ordered pool
+/// has handed back what earlier fits in this process freed (a
+/// synchronisation, then a trim of the device's default pool), so that a
+/// second fit sees the memory the first one released.
+fn free_memory(ctx: &Arc<CudaContext>) -> Result<(usize, usize)> {
+    use cudarc::driver::sys;
+    ctx.synchronize()
+        .map_err(driver_err("waiting for the device"))?;
+    // SAFETY: plain driver calls on the current context's device; a
+    // failure (no pool support) leaves nothing to trim.
+    unsafe {
+        let mut pool = std::ptr::null_mut();
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
+            let _ = sys::cuMemPoolTrimTo(pool, 0);
+        }
+    }
+    ctx.mem_get_info()
+        .map_err(driver_err("reading free device memory"))
+}
+
+/// Device memory kept free beyond what the problem needs: allocations are
+/// rounded up to the allocator's granularity (2 MiB pages, some 30 buffers)
+/// and the context and kernels take their share; 256 MiB or 1% of the card.
+fn memory_margin(total: usize) -> usize {
+    (256usize << 20).max(total / 100)
+}
+
+/// The memory bandwidth device `ordinal` is rated for, in bytes per second:
+/// twice (double data rate) its memory clock times its bus width, from the
+/// device attributes; `None` when the driver does not report them.
+pub fn peak_bandwidth(ordinal: usize) -> Result<Option<f64>> {
+    use cudarc::driver::sys::CUdevice_attribute as A;
+    CudaBackend::available(ordinal)?;
+    guard("reading the device attributes", || {
+        let ctx = CudaContext::new(ordinal)
+            .map_err(driver_err(&format!("cannot open device cuda:{ordinal}")))?;
+        let clock_khz = ctx
+            .attribute(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)
+            .map_err(driver_err("reading the memory clock"))?;
+        let bus_bits = ctx
+            .attribute(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)
+            .map_err(driver_err("reading the memory bus width"))?;
+        Ok((clock_khz > 0 && bus_bits > 0)
+            .then(|| 2.0 * clock_khz as f64 * 1e3 * bus_bits as f64 / 8.0))
+    })
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -327,11 +581,18 @@ fn cfg(blocks: u32) -> LaunchConfig {
     }
 }
 
-/// Lanes per column in the backward pass: about half the mean column
-/// length, a power of two from 1 to 32.
-fn lanes_for(nnz: usize, cols: usize) -> u32 {
-    let half = (nnz / cols.max(1) / 2).clamp(1, 32) as u32;
-    1 << (31 - half.leading_zeros())
+/// Products per lane that `group_dot` keeps in flight (`L0_DOT_UNROLL` in
+/// `kernels/common.cuh`).
+const DOT_UNROLL: usize = 8;
+
+/// Lanes per item as a shift (2^shift lanes, shift 0 to 5): enough lanes
+/// that each has about [`DOT_UNROLL`] of the mean item's `total / items`
+/// entries (one unrolled pass of `group_dot`), a power of two from 1 to 32.
+/// Short items share a warp; long ones get all of it.
+fn shift_for(total: usize, items: usize) -> u32 {
+    let mean = total.div_ceil(items.max(1));
+    let lanes = mean.div_ceil(DOT_UNROLL).next_power_of_two().clamp(1, 32);
+    lanes.trailing_zeros()
 }
 
 /// A zeroed device buffer of `len` elements (at least one, so that empty
@@ -354,6 +615,90 @@ fn upload<T: DeviceRepr + ValidAsZeroBits>(
     Ok(d)
 }
 
+/// A [`SegmentPlan`] on the device, with its partial sums and the lanes per
+/// segment and per output.
+struct DevicePlan {
+    segments: u64,
+    outputs: u64,
+    seg_shift: u32,
+    out_shift: u32,
+    bounds: CudaSlice<u64>,
+    ptr: CudaSlice<u64>,
+    partials: CudaSlice<f64>,
+    /// The long columns, sorted (long-column plans only).
+    cols: CudaSlice<u32>,
+    /// Their sums (long-column plans only).
+    sums: CudaSlice<f64>,
+}
+
+impl DevicePlan {
+    /// Launches the segmented dot products (`kernel`: `spmv_segments` or
+    /// `spmtv_segments`, for the gathered vector of `(idx, val, x)`) and then
+    /// `combine_segments` into `out`, or into the plan's own sums when
+    /// `None`; `icpt` = (the intercept state, whether to add it).
+    fn run<T: DeviceRepr>(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        k: &Kernels,
+        kernel: &CudaFunction,
+        (idx, val, x): (&CudaSlice<u32>, &CudaSlice<f32>, &CudaSlice<T>),
+        (icpt, has_icpt): (&CudaSlice<f32>, i32),
+        out: Option<&mut CudaSlice<f64>>,
+    ) -> Result<()> {
+        if self.segments > 0 {
+            let threads = (self.segments as usize) << self.seg_shift;
+            let mut b = stream.launch_builder(kernel);
+            b.arg(&self.segments)
+                .arg(&self.seg_shift)
+                .arg(&self.bounds)
+                .arg(idx)
+                .arg(val)
+                .arg(x)
+                .arg(&mut self.partials);
+            // SAFETY: the arguments match spmv_segments/spmtv_segments in
+            // kernels/spmv.cu; the plan's buffers are sized for its segments.
+            unsafe { b.launch(cfg(blocks_for(threads)?)) }
+                .map_err(driver_err("launching the segmented dot products"))?;
+        }
+        if self.outputs == 0 {
+            return Ok(());
+        }
+        let threads = (self.outputs as usize) << self.out_shift;
+        let out = match out {
+            Some(o) => o,
+            None => &mut self.sums,
+        };
+        let mut b = stream.launch_builder(&k.combine_segments);
+        b.arg(&self.outputs)
+            .arg(&self.out_shift)
+            .arg(&self.ptr)
+            .arg(&self.partials)
+            .arg(icpt)
+            .arg(&has_icpt)
+            .arg(out);
+        // SAFETY: the arguments match combine_segments in kernels/spmv.cu;
+        // `out` holds one value per output.
+        unsafe { b.launch(cfg(blocks_for(threads)?)) }
+            .map(|_| ())
+            .map_err(driver_err("launching combine_segments"))
+    }
+
+    fn new(s: &Arc<CudaStream>, plan: &SegmentPlan, nnz: usize) -> Result<Self> {
+        let (segs, outs) = (plan.segments(), plan.outputs());
+        Ok(DevicePlan {
+            segments: segs as u64,
+            outputs: outs as u64,
+            seg_shift: shift_for(nnz, segs),
+            out_shift: shift_for(segs, outs),
+            bounds: upload(s, &plan.bounds)?,
+            ptr: upload(s, &plan.ptr)?,
+            partials: zeros(s, segs)?,
+            cols: upload(s, &plan.cols)?,
+            sums: zeros(s, plan.cols.len())?,
+        })
+    }
+}
+
 /// The CUDA implementation of [`Backend`]: the problem and all working
 /// buffers live on one device from [`CudaBackend::new`] to drop.
 pub struct CudaBackend {
@@ -369,14 +714,14 @@ pub struct CudaBackend {
     sampled_step: u64,
     n: usize,
     rows: usize,
-    segs: usize,
-    lanes: u32,
+    /// Lanes per short column in the backward pass, as a shift.
+    col_shift: u32,
     reduce_cols: u32,
     reduce_rows: u32,
     has_icpt: bool,
     // The problem.
-    seg_start: CudaSlice<u64>,
-    row_ptr: CudaSlice<u64>,
+    rows_plan: DevicePlan,
+    long_plan: DevicePlan,
     csr_col: CudaSlice<u32>,
     csr_val: CudaSlice<f32>,
     csc_ptr: CudaSlice<u64>,
@@ -393,18 +738,38 @@ pub struct CudaBackend {
     m_a: CudaSlice<f32>,
     v_a: CudaSlice<f32>,
     w: CudaSlice<f32>,
+    /// The gates' pre-stretch values of the last sampling.
+    s: CudaSlice<f32>,
+    /// g_w = M^T r of the last residual, rounded to f32.
+    gw: CudaSlice<f32>,
+    /// The weight caps' bound on p (one per column; one unused element when
+    /// there is none) and whether there is one.
+    max_p: CudaSlice<f32>,
+    has_max_p: i32,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
     icpt: CudaSlice<f32>,
     // Per-row and scratch.
     yhat: CudaSlice<f64>,
     r: CudaSlice<f64>,
-    seg_partials: CudaSlice<f64>,
     red_partials: CudaSlice<f64>,
     loss_scalars: CudaSlice<f64>,
     pen_scalars: CudaSlice<f64>,
     bad_step: CudaSlice<u64>,
     counts: CudaSlice<u64>,
+}
+
+/// Launches `$f` on `$self.stream` with the given config and arguments.
+macro_rules! launch {
+    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let mut b = $self.stream.launch_builder(&$self.k.$f);
+        $( b.arg($arg); )*
+        // SAFETY: the argument list matches the kernel's signature in
+        // kernels/*.cu, and every buffer is sized for the launch.
+        unsafe { b.launch($cfg) }
+            .map(|_| ())
+            .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
+    }};
 }
 
 impl CudaBackend {
@@ -456,19 +821,8 @@ impl CudaBackend {
 
     fn open(problem: Problem<'_>, ordinal: usize) -> Result<Self> {
         let m = problem.matrix;
-        let (rows, n, segs) = (m.rows(), m.cols(), m.segments().len());
-        for (what, len) in [
-            ("targets (one per matrix row)", problem.targets.len()),
-            (
-                "target weights (one per matrix row)",
-                problem.target_weight.len(),
-            ),
-            ("error scales (one per matrix row)", problem.denom.len()),
-        ] {
-            if len != rows {
-                return Err(L0Error::shape(what, rows, len));
-            }
-        }
+        let (rows, n) = (m.rows(), m.cols());
+        problem.check_lengths()?;
         let ctx = CudaContext::new(ordinal)
             .map_err(driver_err(&format!("cannot open device cuda:{ordinal}")))?;
         // One stream only: cudarc's cross-stream event tracking is not needed.
@@ -479,22 +833,21 @@ impl CudaBackend {
             .map_err(driver_err("reading the compute capability"))?;
         let k = load_kernels(&ctx, cc)?;
         let need = device_bytes(m);
-        let (free, total) = ctx
-            .mem_get_info()
-            .map_err(driver_err("reading free device memory"))?;
-        if need > free {
+        let (free, total) = free_memory(&ctx)?;
+        if need + memory_margin(total) > free {
             return Err(L0Error::Cuda(format!(
-                "the problem needs {:.2} GiB of device memory, device cuda:{ordinal} ({name}) \
-                 has {:.2} GiB free of {:.2} GiB",
+                "the problem needs {:.2} GiB of device memory (plus a {:.2} GiB margin), device \
+                 cuda:{ordinal} ({name}) has {:.2} GiB free of {:.2} GiB",
                 gib(need),
+                gib(memory_margin(total)),
                 gib(free),
                 gib(total)
             )));
         }
         let s = ctx.default_stream();
-        let seg = m.segments();
         let to_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
         let (csr, csc) = (m.csr(), m.csc());
+        let long = SegmentPlan::long_columns(csc.indptr().raw_storage(), LONG_COLUMN_NNZ);
         let rule = problem.hyper.rule::<f32>();
         let b = CudaBackend {
             ordinal,
@@ -520,13 +873,12 @@ impl CudaBackend {
             sampled_step: 0,
             n,
             rows,
-            segs,
-            lanes: lanes_for(m.nnz(), n),
+            col_shift: shift_for(m.nnz(), n),
             reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
             reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
             has_icpt: false,
-            seg_start: upload(&s, &to_u64(&seg.start))?,
-            row_ptr: upload(&s, &to_u64(&seg.row_ptr))?,
+            rows_plan: DevicePlan::new(&s, &SegmentPlan::rows(m.segments()), m.nnz())?,
+            long_plan: DevicePlan::new(&s, &long, m.nnz())?,
             csr_col: upload(&s, csr.indices())?,
             csr_val: upload(&s, csr.data())?,
             csc_ptr: upload(&s, &to_u64(csc.indptr().raw_storage()))?,
@@ -542,12 +894,15 @@ impl CudaBackend {
             m_a: zeros(&s, n)?,
             v_a: zeros(&s, n)?,
             w: zeros(&s, n)?,
+            s: zeros(&s, n)?,
+            gw: zeros(&s, n)?,
+            max_p: upload(&s, problem.max_p.unwrap_or(&[]))?,
+            has_max_p: problem.max_p.is_some() as i32,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
             icpt: zeros(&s, 3)?,
             yhat: zeros(&s, rows)?,
             r: zeros(&s, rows)?,
-            seg_partials: zeros(&s, segs)?,
             red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS)?,
             loss_scalars: zeros(&s, 2)?,
             pen_scalars: zeros(&s, 2)?,
@@ -557,6 +912,41 @@ impl CudaBackend {
         };
         b.sync()?;
         Ok(b)
+    }
+
+    /// What runs the kernels, e.g. "sm_90 cubin from NVRTC 13.0".
+    pub fn code(&self) -> &str {
+        &self.k.code
+    }
+
+    /// g_w = M^T r into `gw`: the long columns' segmented sums first, then
+    /// kernel `column_dots` (kernels/step.cu).
+    fn column_dots(&mut self) -> Result<()> {
+        self.long_plan.run(
+            &self.stream,
+            &self.k,
+            &self.k.spmtv_segments,
+            (&self.csc_row, &self.csc_val, &self.r),
+            (&self.icpt, 0),
+            None,
+        )?;
+        let (n, n_long) = (self.n64(), self.long_plan.outputs as u32);
+        launch!(
+            self,
+            column_dots,
+            cfg(blocks_for(self.n << self.col_shift)?),
+            &n,
+            &self.col_shift,
+            &self.csc_ptr,
+            &self.csc_row,
+            &self.csc_val,
+            &self.r,
+            &LONG_COLUMN_NNZ_U64,
+            &n_long,
+            &self.long_plan.cols,
+            &self.long_plan.sums,
+            &mut self.gw
+        )
     }
 
     fn sync(&self) -> Result<()> {
@@ -592,24 +982,11 @@ impl CudaBackend {
     }
 }
 
-/// Launches `$f` on `$self.stream` with the given config and arguments.
-macro_rules! launch {
-    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {{
-        let mut b = $self.stream.launch_builder(&$self.k.$f);
-        $( b.arg($arg); )*
-        // SAFETY: the argument list matches the kernel's signature in
-        // kernels/*.cu, and every buffer is sized for the launch.
-        unsafe { b.launch($cfg) }
-            .map(|_| ())
-            .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
-    }};
-}
-
 impl Backend for CudaBackend {
     fn describe(&self) -> String {
         format!(
-            "cuda:{} ({}, sm_{}{})",
-            self.ordinal, self.name, self.cc.0, self.cc.1
+            "cuda:{} ({}, compute capability {}.{}, {})",
+            self.ordinal, self.name, self.cc.0, self.cc.1, self.k.code
         )
     }
 
@@ -698,6 +1075,7 @@ impl Backend for CudaBackend {
                 &self.p,
                 &self.a,
                 &mut self.w,
+                &mut self.s,
                 &self.rule,
                 &self.seed,
                 &step
@@ -727,34 +1105,16 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernels `spmv_segments` then `spmv_combine` (kernels/spmv.cu).
+    /// Kernels `spmv_segments` then `combine_segments` (kernels/spmv.cu).
     fn forward(&mut self) -> Result<()> {
         guard("the forward product", || {
-            let (segs, rows) = (self.segs as u64, self.rows as u64);
-            if self.segs > 0 {
-                launch!(
-                    self,
-                    spmv_segments,
-                    cfg(blocks_for(self.segs * 32)?),
-                    &segs,
-                    &self.seg_start,
-                    &self.csr_col,
-                    &self.csr_val,
-                    &self.w,
-                    &mut self.seg_partials
-                )?;
-            }
-            let has_icpt = self.has_icpt as i32;
-            launch!(
-                self,
-                spmv_combine,
-                cfg(blocks_for(self.rows * 32)?),
-                &rows,
-                &self.row_ptr,
-                &self.seg_partials,
-                &self.icpt,
-                &has_icpt,
-                &mut self.yhat
+            self.rows_plan.run(
+                &self.stream,
+                &self.k,
+                &self.k.spmv_segments,
+                (&self.csr_col, &self.csr_val, &self.w),
+                (&self.icpt, self.has_icpt as i32),
+                Some(&mut self.yhat),
             )
         })
     }
@@ -789,11 +1149,11 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernels `intercept_adam` (when fitted) and `step_columns`
-    /// (kernels/step.cu).
+    /// Kernels `intercept_adam` (when fitted), the long columns' segmented
+    /// sums, `column_dots` and `step_columns` (kernels/step.cu).
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        // The kernel redraws the gates of `step`; the contract is that the
-        // last sampling was at `step` (the CPU uses its cached s instead).
+        // The kernel uses the gate values s kept by the last sampling; the
+        // contract is that it was at `step`.
         if step != self.sampled_step {
             return Err(L0Error::config(format!(
                 "step({step}) must follow sample_weights({step}); the last sampling was at step {}",
@@ -816,17 +1176,14 @@ impl Backend for CudaBackend {
                     &bc2
                 )?;
             }
-            let (n, lanes, next) = (self.n64(), self.lanes, sample_next as i32);
+            self.column_dots()?;
+            let (n, next) = (self.n64(), sample_next as i32);
             launch!(
                 self,
                 step_columns,
-                cfg(blocks_for(self.n * self.lanes as usize)?),
+                cfg(blocks_for(self.n)?),
                 &n,
-                &lanes,
-                &self.csc_ptr,
-                &self.csc_row,
-                &self.csc_val,
-                &self.r,
+                &self.gw,
                 &mut self.p,
                 &mut self.a,
                 &mut self.m_p,
@@ -834,6 +1191,9 @@ impl Backend for CudaBackend {
                 &mut self.m_a,
                 &mut self.v_a,
                 &mut self.w,
+                &mut self.s,
+                &self.max_p,
+                &self.has_max_p,
                 &self.rule,
                 &self.seed,
                 &step,
@@ -844,27 +1204,23 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernel `gradient_columns` (kernels/step.cu); the intercept's gradient
+    /// Kernels `column_dots` and `gradient_columns` (kernels/step.cu); the
+    /// intercept's gradient
     /// is the sum of the residuals kept by `residual_finalize`.
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
-        let step = self.sampled_step;
         guard("the gradients", || {
-            let (n, lanes) = (self.n64(), self.lanes);
+            self.column_dots()?;
+            let n = self.n64();
             launch!(
                 self,
                 gradient_columns,
-                cfg(blocks_for(self.n * self.lanes as usize)?),
+                cfg(blocks_for(self.n)?),
                 &n,
-                &lanes,
-                &self.csc_ptr,
-                &self.csc_row,
-                &self.csc_val,
-                &self.r,
+                &self.gw,
                 &self.p,
                 &self.a,
+                &self.s,
                 &self.rule,
-                &self.seed,
-                &step,
                 &mut self.gp,
                 &mut self.ga
             )?;
@@ -972,11 +1328,49 @@ mod tests {
 
     #[test]
     fn lanes_are_powers_of_two_up_to_a_warp() {
-        assert_eq!(lanes_for(10, 10), 1);
-        assert_eq!(lanes_for(60, 10), 2);
-        assert_eq!(lanes_for(300, 10), 8);
-        assert_eq!(lanes_for(10_000, 10), 32);
-        assert_eq!(lanes_for(0, 10), 1);
+        assert_eq!(shift_for(80, 10), 0);
+        assert_eq!(shift_for(90, 10), 1);
+        assert_eq!(shift_for(280, 10), 2);
+        assert_eq!(shift_for(330, 10), 3);
+        assert_eq!(shift_for(10_000, 10), 5);
+        assert_eq!(shift_for(0, 10), 0);
+    }
+
+    #[test]
+    fn target_is_a_cubin_for_known_archs_and_ptx_below_unknown_ones() {
+        assert_eq!(target_arch((9, 0), &[75, 80, 86, 89, 90]), "sm_90");
+        assert_eq!(target_arch((8, 6), &[]), "sm_86");
+        assert_eq!(target_arch((12, 0), &[75, 80, 90]), "compute_90");
+        assert_eq!(target_arch((6, 0), &[75, 80]), "compute_60");
+    }
+
+    #[test]
+    fn long_columns_are_split_into_bounded_segments() {
+        let s = SEGMENT_NNZ;
+        // Columns of 3, 2s + 5, 10 and s + 1 nonzeros; long = more than 10.
+        let ptr = [0, 3, 3 + 2 * s + 5, 3 + 2 * s + 15, 3 + 3 * s + 16];
+        let plan = SegmentPlan::long_columns(&ptr, 10);
+        assert_eq!(plan.cols, vec![1, 3]);
+        let b = |x: usize| x as u64;
+        assert_eq!(
+            plan.bounds,
+            vec![
+                b(3),
+                b(3 + s),
+                b(3 + s),
+                b(3 + 2 * s),
+                b(3 + 2 * s),
+                b(3 + 2 * s + 5),
+                b(3 + 2 * s + 15),
+                b(3 + 3 * s + 15),
+                b(3 + 3 * s + 15),
+                b(3 + 3 * s + 16)
+            ]
+        );
+        assert_eq!(plan.ptr, vec![0, 3, 5]);
+        assert_eq!((plan.segments(), plan.outputs()), (5, 2));
+        let none = SegmentPlan::long_columns(&ptr, usize::MAX);
+        assert_eq!((none.segments(), none.outputs()), (0, 0));
     }
 
     #[test]

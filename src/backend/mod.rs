@@ -31,6 +31,29 @@ use crate::error::{L0Error, Result};
 use crate::hard_concrete::{ColumnRule, Gate, Magnitude, Real, TestGate};
 use crate::matrix::SparseMatrix;
 
+/// The least bytes one training epoch must move between the device's memory
+/// and its cores, whatever the caches hold: both matrix layouts once (f32
+/// values and u32 indices, CSR for the forward product, CSC for the
+/// backward), the CSC column pointers, the six f32 parameters and Adam
+/// moments read and written, the sampled weight, the gate's pre-stretch
+/// value kept for the step and the column sums `M^T r` (f32), each written
+/// once and read once (the forward product's gathers of w count once per
+/// column), and the
+/// per-row f64 vectors (targets, loss weights, scales read; predictions
+/// written and read; residuals written and read once). The gathers
+/// `w[col]` (4 B per nonzero) and `r[row]` (8 B per nonzero) are not counted:
+/// they mostly hit in cache (r is Q doubles, a few hundred KB).
+pub fn epoch_bytes(m: &SparseMatrix) -> f64 {
+    let (nnz, rows, cols) = (m.nnz() as f64, m.rows() as f64, m.cols() as f64);
+    nnz * 2.0 * (4.0 + 4.0) + cols * (8.0 + 6.0 * 4.0 * 2.0 + 3.0 * 4.0 * 2.0) + rows * 8.0 * 7.0
+}
+
+/// The gathers of `w` and `r` that [`epoch_bytes`] leaves out, in bytes, for
+/// reporting traffic as if every gather went to memory.
+pub fn gather_bytes(m: &SparseMatrix) -> f64 {
+    m.nnz() as f64 * (4.0 + 8.0)
+}
+
 /// Which hardware runs the fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Device {
@@ -190,6 +213,38 @@ pub struct Problem<'a> {
     pub hyper: Hyper,
     /// Source of the gate noise.
     pub noise: Noise<'a>,
+    /// Upper bound on each column's `p` (one per column), enforced after
+    /// every Adam step by projection (`p = min(p, max_p)`): the weight caps
+    /// of [`crate::calibration::FitParams::max_weight`] and `max_weight_ratio`.
+    /// None: no bound.
+    pub max_p: Option<&'a [f32]>,
+}
+
+impl Problem<'_> {
+    /// Refuses per-row vectors that are not one per matrix row and a bound
+    /// `max_p` that is not one per column.
+    pub fn check_lengths(&self) -> Result<()> {
+        let (rows, cols) = (self.matrix.rows(), self.matrix.cols());
+        for (what, want, len) in [
+            ("targets (one per matrix row)", rows, self.targets.len()),
+            (
+                "target weights (one per matrix row)",
+                rows,
+                self.target_weight.len(),
+            ),
+            ("error scales (one per matrix row)", rows, self.denom.len()),
+            (
+                "weight bounds (one per matrix column)",
+                cols,
+                self.max_p.map_or(cols, <[f32]>::len),
+            ),
+        ] {
+            if len != want {
+                return Err(L0Error::shape(what, want, len));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Adam state of a scalar parameter (the regression intercept).

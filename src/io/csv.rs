@@ -149,9 +149,59 @@ pub fn read_f64_column(path: &Path) -> Result<Vec<f64>> {
     Ok(values)
 }
 
+/// Reads the column named `name` of a CSV file whose first line is a
+/// header, such as the `weight` column of the `weights.csv` that
+/// `l0 calibrate` writes. A one-column file is read as by
+/// [`read_f64_column`], whatever its header.
+pub fn read_f64_named_column(path: &Path, name: &str) -> Result<Vec<f64>> {
+    let text = read_text(path)?;
+    let lines = numbered_lines(&text);
+    let Some((first, header)) = lines.first() else {
+        return Ok(Vec::new());
+    };
+    let header =
+        split_fields(header).map_err(|m| format_error(path, format!("line {first}: {m}")))?;
+    if header.len() == 1 {
+        return read_f64_column(path);
+    }
+    let k = header.iter().position(|h| h == name).ok_or_else(|| {
+        format_error(
+            path,
+            format!(
+                "line {first}: no '{name}' column among {}",
+                header.join(", ")
+            ),
+        )
+    })?;
+    lines[1..]
+        .iter()
+        .map(|&(number, line)| {
+            let fields = split_fields(line)
+                .map_err(|m| format_error(path, format!("line {number}: {m}")))?;
+            if fields.len() != header.len() {
+                return Err(format_error(
+                    path,
+                    format!(
+                        "line {number}: expected {} columns as in the header, found {}",
+                        header.len(),
+                        fields.len()
+                    ),
+                ));
+            }
+            fields[k].parse::<f64>().map_err(|_| {
+                format_error(
+                    path,
+                    format!("line {number}: cannot parse '{}' as a number", fields[k]),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Reads one name per line (e.g. target names), in order. Every non-blank
-/// line is a name; there is no header (drop the first name if the file
-/// has one). A name containing a comma must be quoted.
+/// line is a name, a header line included (`l0 calibrate` drops a first
+/// line when the file has one name more than the matrix has rows). A name
+/// containing a comma must be quoted.
 pub fn read_names(path: &Path) -> Result<Vec<String>> {
     let text = read_text(path)?;
     let mut names = Vec::new();
@@ -170,7 +220,7 @@ pub fn read_names(path: &Path) -> Result<Vec<String>> {
 }
 
 /// Quotes a field if it needs it.
-fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
     let needs_quotes = field.contains([',', '"', '\n', '\r'])
         || field.starts_with([' ', '\t'])
         || field.ends_with([' ', '\t']);

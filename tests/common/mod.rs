@@ -62,3 +62,11 @@ pub fn random_matrix(
     }
     SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap()
 }
+
+/// Writes `text` as one line straight to stderr. The test harness captures
+/// what `eprintln!` prints (and shows it only for a failing test), but not
+/// this, so a skip noted here is seen in a plain `cargo test`.
+pub fn notice(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}

@@ -3,6 +3,8 @@
 //! outputs.
 
 use super::inputs::*;
+use super::interrupt::{shell_quote, Interrupt, EXIT_CODE};
+use super::outdir;
 use super::*;
 
 #[derive(Args)]
@@ -46,16 +48,36 @@ pub(super) struct CalibrateArgs {
     /// Leave these targets (by name, comma-separated) out of the loss; they are still reported.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     exclude_targets: Vec<String>,
-    /// Output folder [default: ./l0-out, or the --resume folder].
+    /// A factor >= 0 per target on its loss weight, after group
+    /// normalisation and multipliers: .npy or one-column .csv.
+    #[arg(long, value_name = "FILE")]
+    target_weights: Option<PathBuf>,
+    /// Warn when the top 1% of the active records carry more than this
+    /// share of the weight total [default: 0.5].
+    #[arg(long, value_name = "SHARE")]
+    warn_top1pct: Option<f64>,
+    /// Cap every weight at X (held exactly, during training too).
+    #[arg(long, value_name = "X")]
+    max_weight: Option<f64>,
+    /// Cap every weight at R times its record's --init-weights (the design
+    /// weight); R >= 1 with gates.
+    #[arg(long, value_name = "R")]
+    max_weight_ratio: Option<f64>,
+    /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
+    /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace the files of an earlier run in --out (removed before training).
+    #[arg(long)]
+    overwrite: bool,
     /// Append one row per target to log.csv every this many epochs.
     #[arg(long, value_name = "K")]
     log_every: Option<u64>,
     /// Write checkpoint.l0ck to the output folder every this many epochs.
     #[arg(long, value_name = "K")]
     checkpoint_every: Option<u64>,
-    /// Continue the run whose checkpoint.l0ck is in this folder (give the same inputs).
+    /// Continue the run whose checkpoint.l0ck is in this folder (its input
+    /// files are found from the checkpoint unless given).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
 }
@@ -68,78 +90,192 @@ pub(super) struct Problem {
     names: Vec<String>,
     description: String,
     demo: bool,
+    /// The input files, recorded in checkpoints.
+    inputs: Vec<InputFile>,
 }
 
-pub(super) fn load_problem(a: &CalibrateArgs) -> CliResult<Problem> {
-    let (matrix, targets) = match (&a.matrix, &a.targets) {
-        (None, None) => {
-            for (flag, given) in [
-                ("--groups", a.groups.is_some()),
-                ("--target-names", a.target_names.is_some()),
-            ] {
-                if given {
-                    return Err(input_error(format!(
-                        "{flag} needs --matrix and --targets (without them l0 fits the built-in demo)"
-                    )));
-                }
-            }
-            let spec = l0::synth::GeoSpec::default();
-            let p = l0::synth::geo_stacked(&spec)?;
-            let description = format!(
-                "built-in demo (synth::geo_stacked: {} households x {} areas, {} national + {} x {} area targets)",
-                spec.households, spec.areas, spec.national, spec.per_area, spec.areas
-            );
-            return Ok(Problem {
-                m: p.matrix,
-                y: p.targets,
-                groups: Some(p.groups),
-                names: p.names,
-                description,
-                demo: true,
-            });
+/// One input file of a run, as a checkpoint records it (`input.ROLE`,
+/// `input.ROLE.size`, `input.ROLE.fingerprint` settings), so that
+/// `--resume` finds it and can name the one that changed.
+pub(super) struct InputFile {
+    role: &'static str,
+    path: PathBuf,
+    size: String,
+    fingerprint: Option<u64>,
+}
+
+/// The settings that record the input files in a checkpoint start so.
+const INPUT_PREFIX: &str = "input.";
+
+impl InputFile {
+    fn new(role: &'static str, path: &Path, size: String, fingerprint: Option<u64>) -> Self {
+        InputFile {
+            role,
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            size,
+            fingerprint,
         }
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        let key = format!("{INPUT_PREFIX}{}", self.role);
+        let mut out = vec![
+            (key.clone(), self.path.display().to_string()),
+            (format!("{key}.size"), self.size.clone()),
+        ];
+        if let Some(f) = self.fingerprint {
+            out.push((format!("{key}.fingerprint"), format!("{f:016x}")));
+        }
+        out
+    }
+}
+
+/// The input files of a run: the flags, else (on --resume) the files the
+/// checkpoint recorded.
+struct Sources {
+    matrix: Option<PathBuf>,
+    targets: Option<PathBuf>,
+    groups: Option<PathBuf>,
+    target_names: Option<PathBuf>,
+}
+
+impl Sources {
+    fn new(a: &CalibrateArgs, ckpt: Option<&Checkpoint>) -> Self {
+        let stored = |role: &str| {
+            ckpt.and_then(|c| c.setting(&format!("{INPUT_PREFIX}{role}")))
+                .map(PathBuf::from)
+        };
+        let pick = |given: &Option<PathBuf>, role| given.clone().or_else(|| stored(role));
+        Sources {
+            matrix: pick(&a.matrix, "matrix"),
+            targets: pick(&a.targets, "targets"),
+            groups: pick(&a.groups, "groups"),
+            target_names: pick(&a.target_names, "target_names"),
+        }
+    }
+}
+
+fn demo_problem(src: &Sources) -> CliResult<Problem> {
+    for (flag, given) in [
+        ("--groups", src.groups.is_some()),
+        ("--target-names", src.target_names.is_some()),
+    ] {
+        if given {
+            return Err(input_error(format!(
+                "{flag} needs --matrix and --targets (without them l0 fits the built-in demo)"
+            )));
+        }
+    }
+    let spec = l0::synth::GeoSpec::default();
+    let p = l0::synth::geo_stacked(&spec)?;
+    let description = format!(
+        "built-in demo (synth::geo_stacked: {} households x {} areas, {} national + {} x {} area targets)",
+        spec.households, spec.areas, spec.national, spec.per_area, spec.areas
+    );
+    Ok(Problem {
+        m: p.matrix,
+        y: p.targets,
+        groups: Some(p.groups),
+        names: p.names,
+        description,
+        demo: true,
+        inputs: Vec::new(),
+    })
+}
+
+/// The targets, one per matrix row; a vector as long as M has columns
+/// means M was given transposed.
+fn load_targets(path: &Path, matrix: &Path, m: &SparseMatrix) -> CliResult<Vec<f64>> {
+    let y = io::read_vector(path, "targets").map_err(|e| about_file(path, e))?;
+    if y.len() != m.rows() && y.len() == m.cols() {
+        return Err(input_error(format!(
+            "{}: M has {} rows and {} columns, and the {} targets match its columns: M looks transposed (it must be targets x records; save M.T)",
+            matrix.display(),
+            m.rows(),
+            m.cols(),
+            y.len()
+        )));
+    }
+    check_len(path, &y, "targets", m.rows(), "matrix row")?;
+    Ok(y)
+}
+
+fn load_groups(path: &Path, rows: usize) -> CliResult<Vec<i64>> {
+    let g = load_vector(path, "group ids", rows, "matrix row")?;
+    g.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Ok(v as i64)
+            } else {
+                Err(input_error(format!(
+                    "{}: group ids must be integers, got {v} at index {i}",
+                    path.display()
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Target names, one per line; a first line more than M has rows is a header.
+fn load_names(path: &Path, rows: usize) -> CliResult<Vec<String>> {
+    let mut n = read_names(path).map_err(|e| about_file(path, e))?;
+    if n.len() == rows + 1 {
+        n.remove(0);
+    }
+    if n.len() != rows {
+        return Err(input_error(format!(
+            "{}: expected {rows} target names (one per matrix row, after an optional header line), found {}",
+            path.display(),
+            n.len()
+        )));
+    }
+    Ok(n)
+}
+
+fn load_problem(src: &Sources) -> CliResult<Problem> {
+    let (matrix, targets) = match (&src.matrix, &src.targets) {
+        (None, None) => return demo_problem(src),
         (Some(m), Some(t)) => (m, t),
         (Some(_), None) => return Err(input_error("--matrix needs --targets")),
         (None, Some(_)) => return Err(input_error("--targets needs --matrix")),
     };
     let m = load_matrix(matrix)?;
-    let y = load_vector(targets, "targets", m.rows(), "matrix row")?;
-    let groups = match &a.groups {
+    let y = load_targets(targets, matrix, &m)?;
+    let groups = match &src.groups {
         None => None,
-        Some(path) => {
-            let g = load_vector(path, "group ids", m.rows(), "matrix row")?;
-            let ids = g
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                        Ok(v as i64)
-                    } else {
-                        Err(input_error(format!(
-                            "{}: group ids must be integers, got {v} at index {i}",
-                            path.display()
-                        )))
-                    }
-                })
-                .collect::<CliResult<Vec<i64>>>()?;
-            Some(ids)
-        }
+        Some(path) => Some(load_groups(path, m.rows())?),
     };
-    let names = match &a.target_names {
+    let names = match &src.target_names {
         None => (0..m.rows()).map(|q| format!("target_{q}")).collect(),
-        Some(path) => {
-            let n = read_names(path).map_err(|e| about_file(path, e))?;
-            if n.len() != m.rows() {
-                return Err(input_error(format!(
-                    "{}: expected {} target names (one per matrix row), found {}",
-                    path.display(),
-                    m.rows(),
-                    n.len()
-                )));
-            }
-            n
-        }
+        Some(path) => load_names(path, m.rows())?,
     };
+    let [fm, fy, fg] = l0::checkpoint::input_fingerprints(&m, &y, groups.as_deref());
+    let mut inputs = vec![
+        InputFile::new(
+            "matrix",
+            matrix,
+            format!("{} x {}, {} nonzeros", m.rows(), m.cols(), m.nnz()),
+            Some(fm),
+        ),
+        InputFile::new("targets", targets, format!("{} values", y.len()), Some(fy)),
+    ];
+    if let Some(path) = &src.groups {
+        inputs.push(InputFile::new(
+            "groups",
+            path,
+            format!("{} ids", m.rows()),
+            Some(fg),
+        ));
+    }
+    if let Some(path) = &src.target_names {
+        inputs.push(InputFile::new(
+            "target_names",
+            path,
+            format!("{} names", m.rows()),
+            None,
+        ));
+    }
     Ok(Problem {
         description: format!("{} with targets {}", matrix.display(), targets.display()),
         m,
@@ -147,7 +283,64 @@ pub(super) fn load_problem(a: &CalibrateArgs) -> CliResult<Problem> {
         groups,
         names,
         demo: false,
+        inputs,
     })
+}
+
+/// Refuses a checkpoint made for another problem, naming the input that
+/// differs when the checkpoint recorded its inputs.
+fn check_same_problem(path: &Path, c: &Checkpoint, p: &Problem) -> CliResult<()> {
+    let fingerprint = problem_fingerprint(&p.m, &p.y, p.groups.as_deref());
+    if c.fingerprint != fingerprint {
+        let now = l0::checkpoint::input_fingerprints(&p.m, &p.y, p.groups.as_deref());
+        for (role, f) in ["matrix", "targets", "groups"].into_iter().zip(now) {
+            let key = format!("{INPUT_PREFIX}{role}");
+            let Some(then) = c.setting(&format!("{key}.fingerprint")) else {
+                continue;
+            };
+            if then == format!("{f:016x}") {
+                continue;
+            }
+            let file = p.inputs.iter().find(|i| i.role == role);
+            let described = |path: Option<String>, size: Option<String>| match (path, size) {
+                (Some(path), Some(size)) => format!("{path} ({size})"),
+                _ => "none".to_string(),
+            };
+            return Err(input_error(format!(
+                "{}: the {role} differ from the checkpoint's: {} now, {} then; resume with the inputs the run started with",
+                path.display(),
+                described(
+                    file.map(|i| i.path.display().to_string()),
+                    file.map(|i| i.size.clone())
+                ),
+                described(
+                    c.setting(&key).map(str::to_string),
+                    c.setting(&format!("{key}.size")).map(str::to_string)
+                ),
+            )));
+        }
+        if p.demo {
+            return Err(input_error(format!(
+                "{}: the checkpoint was not made for the built-in demo and does not record its input files: give --matrix and --targets (and --groups) of its run",
+                path.display()
+            )));
+        }
+        return Err(input_error(format!(
+            "{}: the checkpoint belongs to a different problem (fingerprint {:016x}, these inputs give {:016x}): the matrix, targets or groups changed",
+            path.display(),
+            c.fingerprint,
+            fingerprint
+        )));
+    }
+    if c.state.len() != p.m.cols() {
+        return Err(input_error(format!(
+            "{}: the checkpoint has {} columns, the matrix {}",
+            path.display(),
+            c.state.len(),
+            p.m.cols()
+        )));
+    }
+    Ok(())
 }
 
 /// The settings that define a calibration run, resolved from the flags,
@@ -155,6 +348,48 @@ pub(super) fn load_problem(a: &CalibrateArgs) -> CliResult<Problem> {
 /// (what checkpoints store and summary.json reports).
 pub(super) struct Resolved {
     pairs: Vec<(String, String)>,
+    kinds: Vec<Kind>,
+}
+
+/// The JSON type of a setting in summary.json.
+#[derive(Clone, Copy)]
+pub(super) enum Kind {
+    /// An integer (a count, a seed).
+    Int,
+    /// A number (or, for an initial value, a file name: a string).
+    Num,
+    /// true / false.
+    Bool,
+    /// A name.
+    Text,
+    /// A comma-separated list of names.
+    List,
+    /// `ID=FACTOR,...`, an object of group id -> factor.
+    Multipliers,
+}
+
+/// A setting's text as its JSON value (null when unset).
+fn typed(kind: Kind, text: &str) -> Json {
+    let list = || text.split(',').filter(|t| !t.is_empty());
+    let num = |t: &str| t.parse::<f64>().map(Json::Num);
+    match kind {
+        _ if text.is_empty() && !matches!(kind, Kind::List | Kind::Multipliers) => Json::Null,
+        Kind::Int => text
+            .parse::<i128>()
+            .map_or(Json::Str(text.into()), Json::Int),
+        Kind::Num => num(text).unwrap_or(Json::Str(text.into())),
+        Kind::Bool => Json::Bool(text == "true"),
+        Kind::Text => Json::Str(text.into()),
+        Kind::List => Json::Array(list().map(|t| Json::Str(t.into())).collect()),
+        Kind::Multipliers => Json::Object(
+            list()
+                .map(|item| {
+                    let (id, f) = item.split_once('=').unwrap_or((item, ""));
+                    (id.to_string(), num(f).unwrap_or(Json::Str(f.into())))
+                })
+                .collect(),
+        ),
+    }
 }
 
 impl Resolved {
@@ -170,6 +405,14 @@ impl Resolved {
     }
     fn bool(&self, name: &str) -> bool {
         self.get(name) == "true"
+    }
+    /// The settings for summary.json, each as its JSON type.
+    fn json(&self) -> Vec<(String, Json)> {
+        self.pairs
+            .iter()
+            .zip(&self.kinds)
+            .map(|((k, v), &kind)| (k.clone(), typed(kind, v)))
+            .collect()
     }
 }
 
@@ -191,17 +434,19 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
         Init::Scalar(v) => format!("{v:?}"),
         Init::PerColumn(_) => "per-column".into(),
     };
-    // (name, explicit value, default)
-    let table: Vec<(&str, Option<String>, String)> = vec![
+    // (name, explicit value, default, JSON type)
+    let table: Vec<(&str, Option<String>, String, Kind)> = vec![
         (
             "epochs",
             f.epochs.map(|e| e.to_string()),
             if demo { DEMO_EPOCHS } else { lib_fit.epochs }.to_string(),
+            Kind::Int,
         ),
         (
             "lr",
             num(f.lr),
             format!("{:?}", if demo { DEMO_LR } else { lib_fit.lr }),
+            Kind::Num,
         ),
         (
             "lambda_l0",
@@ -214,11 +459,13 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
                     lib_fit.lambda_l0
                 }
             ),
+            Kind::Num,
         ),
         (
             "lambda_l2",
             num(f.lambda_l2),
             format!("{:?}", lib_fit.lambda_l2),
+            Kind::Num,
         ),
         (
             "loss",
@@ -229,34 +476,69 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
                 loss_name(lib_fit.loss)
             }
             .into(),
+            Kind::Text,
         ),
         (
             "normalize_groups",
             a.no_normalize_groups.then(|| "false".into()),
             lib_fit.normalize_groups.to_string(),
+            Kind::Bool,
         ),
         (
             "group_multipliers",
             (!multipliers.is_empty()).then(|| multipliers.join(",")),
             String::new(),
+            Kind::Multipliers,
         ),
         (
             "exclude_targets",
             (!a.exclude_targets.is_empty()).then(|| a.exclude_targets.join(",")),
             String::new(),
+            Kind::List,
         ),
-        ("beta", num(f.beta), format!("{:?}", lib_model.gate.beta)),
-        ("gamma", num(f.gamma), format!("{:?}", lib_model.gate.gamma)),
-        ("zeta", num(f.zeta), format!("{:?}", lib_model.gate.zeta)),
+        (
+            "target_weights",
+            a.target_weights.as_ref().map(|p| p.display().to_string()),
+            String::new(),
+            Kind::Text,
+        ),
+        ("warn_top1pct", num(a.warn_top1pct), "0.5".into(), Kind::Num),
+        ("max_weight", num(a.max_weight), String::new(), Kind::Num),
+        (
+            "max_weight_ratio",
+            num(a.max_weight_ratio),
+            String::new(),
+            Kind::Num,
+        ),
+        (
+            "beta",
+            num(f.beta),
+            format!("{:?}", lib_model.gate.beta),
+            Kind::Num,
+        ),
+        (
+            "gamma",
+            num(f.gamma),
+            format!("{:?}", lib_model.gate.gamma),
+            Kind::Num,
+        ),
+        (
+            "zeta",
+            num(f.zeta),
+            format!("{:?}", lib_model.gate.zeta),
+            Kind::Num,
+        ),
         (
             "use_gates",
             a.no_gates.then(|| "false".into()),
             lib_model.use_gates.to_string(),
+            Kind::Bool,
         ),
         (
             "test_gate",
             f.test_gate.clone(),
             test_gate_name(lib_model.test_gate).into(),
+            Kind::Text,
         ),
         (
             "init_weights",
@@ -265,31 +547,37 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
                 .init_weights
                 .as_ref()
                 .map_or("1.0".into(), init_text),
+            Kind::Num,
         ),
         (
             "init_keep_prob",
             a.init_keep_prob.clone(),
             init_text(&lib_model.init_keep_prob),
+            Kind::Num,
         ),
         (
             "log_weight_jitter_sd",
             num(a.log_weight_jitter_sd),
             format!("{:?}", lib_model.log_weight_jitter_sd),
+            Kind::Num,
         ),
         (
             "log_alpha_jitter_sd",
             num(f.log_alpha_jitter_sd),
             format!("{:?}", lib_model.log_alpha_jitter_sd),
+            Kind::Num,
         ),
         (
             "log_every",
             a.log_every.map(|k| k.to_string()),
             String::new(),
+            Kind::Int,
         ),
         (
             "checkpoint_every",
             a.checkpoint_every.map(|k| k.to_string()),
             String::new(),
+            Kind::Int,
         ),
         (
             "seed",
@@ -299,17 +587,17 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
             } else {
                 String::new() // drawn below
             },
+            Kind::Int,
         ),
     ];
-    let pairs = table
-        .into_iter()
-        .map(|(name, explicit, default)| {
-            let from_ckpt = ckpt.and_then(|c| c.setting(name)).map(str::to_string);
-            let v = explicit.or(from_ckpt).unwrap_or(default);
-            (name.to_string(), v)
-        })
-        .collect();
-    Resolved { pairs }
+    let mut pairs = Vec::with_capacity(table.len());
+    let mut kinds = Vec::with_capacity(table.len());
+    for (name, explicit, default, kind) in table {
+        let from_ckpt = ckpt.and_then(|c| c.setting(name)).map(str::to_string);
+        pairs.push((name.to_string(), explicit.or(from_ckpt).unwrap_or(default)));
+        kinds.push(kind);
+    }
+    Resolved { pairs, kinds }
 }
 
 /// Everything the fit needs, parsed from the resolved settings.
@@ -318,6 +606,47 @@ pub(super) struct Plan {
     fit: FitParams,
     epochs: u64,
     excluded_names: Vec<String>,
+}
+
+/// The targets left out of the loss, sorted: those named by
+/// --exclude-targets, and rows no weight can reach (with a warning).
+/// Refuses a problem with no target left.
+fn left_out(r: &Resolved, p: &Problem) -> CliResult<Vec<usize>> {
+    let mut excluded: Vec<usize> = Vec::new();
+    for name in r
+        .get("exclude_targets")
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        match p.names.iter().position(|n| n == name) {
+            Some(q) => excluded.push(q),
+            None => {
+                return Err(input_error(format!(
+                    "--exclude-targets: no target is named '{name}'"
+                )))
+            }
+        }
+    }
+    excluded.sort_unstable();
+    excluded.dedup();
+    let empty = p.m.empty_rows();
+    let all: std::collections::BTreeSet<usize> = excluded.iter().chain(&empty).copied().collect();
+    if all.len() == p.m.rows() {
+        return Err(input_error(format!(
+            "no target is left in the loss: {} of {} have an all-zero matrix row and {} are excluded by --exclude-targets; there is nothing to fit",
+            empty.len(),
+            p.m.rows(),
+            excluded.len()
+        )));
+    }
+    if !empty.is_empty() {
+        eprintln!(
+            "warning: {} target row(s) of the matrix are all zero and cannot be matched; left out of the loss: {}",
+            empty.len(),
+            name_list(&p.names, &empty)
+        );
+    }
+    Ok(all.into_iter().collect())
 }
 
 /// Parses the resolved settings. When `resuming`, the initial values are
@@ -348,45 +677,13 @@ pub(super) fn plan(
         let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
         group_multipliers.insert(id, factor);
     }
-    // Targets left out: named ones, and rows no weight can reach.
-    let mut excluded: Vec<usize> = Vec::new();
-    for name in r
-        .get("exclude_targets")
-        .split(',')
-        .filter(|s| !s.is_empty())
-    {
-        match p.names.iter().position(|n| n == name) {
-            Some(q) => excluded.push(q),
-            None => {
-                return Err(input_error(format!(
-                    "--exclude-targets: no target is named '{name}'"
-                )))
-            }
-        }
+    let warn_top1pct = r.f64("warn_top1pct")?;
+    if !(0.0..=1.0).contains(&warn_top1pct) {
+        return Err(input_error(format!(
+            "--warn-top1pct must be a share between 0 and 1, got {warn_top1pct}"
+        )));
     }
-    let empty = p.m.empty_rows();
-    if !empty.is_empty() {
-        let mut shown: Vec<&str> = empty
-            .iter()
-            .take(10)
-            .map(|&q| p.names[q].as_str())
-            .collect();
-        let more = empty.len().saturating_sub(10);
-        let tail = if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        };
-        shown.dedup();
-        eprintln!(
-            "warning: {} target row(s) of the matrix are all zero and cannot be matched; left out of the loss: {}{tail}",
-            empty.len(),
-            shown.join(", ")
-        );
-        excluded.extend(empty);
-    }
-    excluded.sort_unstable();
-    excluded.dedup();
+    let excluded = left_out(r, p)?;
     let excluded_names = excluded.iter().map(|&q| p.names[q].clone()).collect();
     let epochs: u64 = r
         .get("epochs")
@@ -403,7 +700,9 @@ pub(super) fn plan(
         } else {
             load_init(r.get("init_keep_prob"), "init_keep_prob", cols)?
         },
-        init_weights: if resuming {
+        // A resumed run takes its state from the checkpoint, but a ratio cap
+        // still needs the design weights.
+        init_weights: if resuming && r.get("max_weight_ratio").is_empty() {
             None
         } else {
             Some(load_init(r.get("init_weights"), "init_weights", cols)?)
@@ -424,6 +723,13 @@ pub(super) fn plan(
         normalize_groups: r.bool("normalize_groups"),
         group_multipliers,
         excluded_targets: excluded,
+        target_weights: load_target_weights(r.get("target_weights"), p.m.rows())?,
+        max_weight: cap_flag(r, "max_weight", 0.0)?,
+        max_weight_ratio: cap_flag(
+            r,
+            "max_weight_ratio",
+            if r.bool("use_gates") { 1.0 } else { 0.0 },
+        )?,
         device,
         threads: a.fit.threads,
         report_every: None,
@@ -436,8 +742,74 @@ pub(super) fn plan(
     })
 }
 
+/// A cap flag's value (None when not given), which must be finite and above
+/// `least` (or equal to it when `least` is not 0).
+fn cap_flag(r: &Resolved, name: &str, least: f64) -> CliResult<Option<f64>> {
+    if r.get(name).is_empty() {
+        return Ok(None);
+    }
+    let v = r.f64(name)?;
+    let ok = v.is_finite() && if least == 0.0 { v > 0.0 } else { v >= least };
+    if !ok {
+        let flag = name.replace('_', "-");
+        let bound = if least == 0.0 {
+            "> 0".to_string()
+        } else {
+            format!(">= {least} with gates")
+        };
+        return Err(input_error(format!(
+            "--{flag} must be a number {bound}, got {v}"
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// The per-target loss factors of --target-weights (None when not given):
+/// one finite number >= 0 per target.
+fn load_target_weights(path: &str, rows: usize) -> CliResult<Option<Vec<f64>>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let path = Path::new(path);
+    let v = load_vector(path, "target weights", rows, "target")?;
+    if let Some(k) = v.iter().position(|f| !(f.is_finite() && *f >= 0.0)) {
+        return Err(input_error(format!(
+            "{}: target weight {k} is {}; each must be a finite number >= 0",
+            path.display(),
+            v[k]
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// The names of targets `which`: the first ten, then how many more.
+fn name_list(names: &[String], which: &[usize]) -> String {
+    let shown: Vec<&str> = which.iter().take(10).map(|&q| names[q].as_str()).collect();
+    match which.len().saturating_sub(10) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// Under relative loss each error is divided by `y + 1`: a warning naming
+/// the targets below -1, whose relative errors change sign.
+fn warn_negative_targets(p: &Problem, loss: Loss) {
+    if loss != Loss::Relative {
+        return;
+    }
+    let below: Vec<usize> = (0..p.y.len()).filter(|&q| p.y[q] < -1.0).collect();
+    if !below.is_empty() {
+        eprintln!(
+            "warning: --loss relative divides each error by y + 1, which is negative for {} target(s) below -1, so their rel_error has the opposite sign: {}",
+            below.len(),
+            name_list(&p.names, &below)
+        );
+    }
+}
+
 /// Receives the fit's reports and checkpoints: prints progress (a bar on a
-/// terminal, plain lines otherwise), appends the log, writes checkpoints.
+/// terminal, plain lines otherwise), appends the log, writes checkpoints,
+/// and stops the fit after the epoch in which SIGINT or SIGTERM arrived.
 pub(super) struct RunObserver<'a> {
     metrics: TargetMetrics<'a>,
     n: usize,
@@ -447,17 +819,21 @@ pub(super) struct RunObserver<'a> {
     progress_every: u64,
     total: u64,
     log: Option<(u64, LogWriter)>,
-    checkpoint: Option<CheckpointSink>,
+    checkpoint: CheckpointSink,
     step: u64,
     yhat: Vec<f64>,
     bar: Option<ProgressBar>,
+    interrupt: Interrupt,
 }
 
+/// Where and with what the run's checkpoints are written.
 pub(super) struct CheckpointSink {
-    every: u64,
+    /// The periodic interval (--checkpoint-every), if any.
+    every: Option<u64>,
     path: PathBuf,
     seed: u64,
     fingerprint: u64,
+    /// The resolved settings followed by the input files.
     settings: Vec<(String, String)>,
 }
 
@@ -500,10 +876,10 @@ impl CalibrationObserver for RunObserver<'_> {
                 bar.set_message(format!(
                     "loss {:.4} err {:.2}% max {:.1}% active {} ({:.1}% sparse)",
                     g.total_loss,
-                    100.0 * err,
-                    100.0 * g.max_rel_err,
+                    100.0 * err + 0.0,
+                    100.0 * g.max_rel_err + 0.0,
                     g.active,
-                    100.0 * g.sparsity()
+                    100.0 * g.sparsity() + 0.0
                 ));
             }
             None => {
@@ -515,103 +891,60 @@ impl CalibrationObserver for RunObserver<'_> {
         Ok(())
     }
     fn checkpoint_every(&self) -> Option<u64> {
-        self.checkpoint.as_ref().map(|c| c.every)
+        self.checkpoint.every
     }
     fn checkpoint(&mut self, state: &ParamState) -> l0::Result<()> {
-        match &self.checkpoint {
-            Some(c) => c.write(state),
-            None => Ok(()),
-        }
+        self.checkpoint.write(state)
     }
     fn summarize(&self, s: &Snapshot, total_loss: f64) -> Progress {
         self.metrics.progress(s, total_loss, self.n)
     }
+    fn stop_requested(&mut self) -> bool {
+        self.interrupt.requested()
+    }
 }
 
-pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
-    positive("log-every", a.log_every)?;
-    positive("checkpoint-every", a.checkpoint_every)?;
-    positive("progress-every", a.fit.progress_every)?;
-    let ckpt = match &a.resume {
-        None => None,
-        Some(dir) => {
-            let path = dir.join(l0::checkpoint::FILE_NAME);
-            if !path.exists() {
-                return Err(input_error(format!(
-                    "{}: no checkpoint to resume from (write one with --checkpoint-every)",
-                    path.display()
-                )));
-            }
-            Some(Checkpoint::read(&path).map_err(|e| about_file(&path, e))?)
-        }
-    };
-    let out = a
-        .out
-        .clone()
-        .or_else(|| a.resume.clone())
-        .unwrap_or_else(|| PathBuf::from("l0-out"));
-
-    let problem = load_problem(&a)?;
-    let (m, y) = (&problem.m, &problem.y);
-    let fingerprint = problem_fingerprint(m, y, problem.groups.as_deref());
-    if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
-        if c.fingerprint != fingerprint {
-            return Err(input_error(format!(
-                "{}: the checkpoint belongs to a different problem (fingerprint {:016x}, these inputs give {:016x}): the matrix, targets or groups changed",
-                dir.join(l0::checkpoint::FILE_NAME).display(),
-                c.fingerprint,
-                fingerprint
-            )));
-        }
-        if c.state.len() != m.cols() {
-            return Err(input_error(format!(
-                "{}: the checkpoint has {} columns, the matrix {}",
-                dir.join(l0::checkpoint::FILE_NAME).display(),
-                c.state.len(),
-                m.cols()
-            )));
-        }
+/// The checkpoint named by --resume, read and verified.
+fn read_checkpoint(dir: &Path) -> CliResult<Checkpoint> {
+    let path = dir.join(l0::checkpoint::FILE_NAME);
+    if !path.exists() {
+        return Err(input_error(format!(
+            "{}: no checkpoint to resume from (write one with --checkpoint-every)",
+            path.display()
+        )));
     }
-    let mut resolved = resolve(&a, problem.demo, ckpt.as_ref());
+    Checkpoint::read(&path).map_err(|e| about_file(&path, e))
+}
+
+/// The seed: given, from the checkpoint, or drawn (then recorded in the settings).
+fn settle_seed(resolved: &mut Resolved, ckpt: Option<&Checkpoint>) -> u64 {
     let seed = match resolved.get("seed").parse::<u64>() {
         Ok(s) => s,
-        Err(_) => match &ckpt {
-            Some(c) => c.seed,
-            None => rand::random(),
-        },
+        Err(_) => ckpt.map_or_else(rand::random, |c| c.seed),
     };
     if let Some(s) = resolved.pairs.iter_mut().find(|(n, _)| n == "seed") {
         s.1 = seed.to_string();
     }
-    if let Some(c) = &ckpt {
-        for ch in changed_settings(&c.settings, &resolved.pairs) {
-            eprintln!(
-                "warning: {} changed since the checkpoint: {} -> {}",
-                ch.name, ch.old, ch.new
-            );
-        }
-    }
-    let plan = plan(&resolved, &a, &problem, seed, ckpt.is_some())?;
-    // Inherited from the checkpoint unless given again.
-    let every = |name: &str| resolved.get(name).parse::<u64>().ok().filter(|&k| k > 0);
-    let (log_every, checkpoint_every) = (every("log_every"), every("checkpoint_every"));
-    let start_step = ckpt.as_ref().map_or(0, |c| c.state.step);
-    if plan.epochs < start_step {
-        return Err(input_error(format!(
-            "--epochs {} is below the {start_step} epochs the checkpoint has already trained",
-            plan.epochs
-        )));
-    }
-    let remaining = plan.epochs - start_step;
+    seed
+}
 
-    let mut model = Calibration::new(m.cols(), plan.model.clone())?;
-    if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
-        let path = dir.join(l0::checkpoint::FILE_NAME);
-        model
-            .set_state(c.state.clone())
-            .map_err(|e| about_file(&path, e))?;
+fn warn_changed_settings(c: &Checkpoint, resolved: &Resolved) {
+    let stored: Vec<(String, String)> = c
+        .settings
+        .iter()
+        .filter(|(n, _)| !n.starts_with(INPUT_PREFIX))
+        .cloned()
+        .collect();
+    for ch in changed_settings(&stored, &resolved.pairs) {
+        eprintln!(
+            "warning: {} changed since the checkpoint: {} -> {}",
+            ch.name, ch.old, ch.new
+        );
     }
+}
 
+fn print_header(problem: &Problem, out: &Path, resolved: &Resolved, plan: &Plan, start: u64) {
+    let m = &problem.m;
     eprintln!(
         "l0 calibrate: {}\n  {} targets x {} columns, {} nonzeros; output folder {}",
         problem.description,
@@ -633,13 +966,246 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             plan.excluded_names.len()
         );
     }
-    if start_step > 0 {
+    if start > 0 {
         eprintln!(
-            "  resuming at epoch {start_step}: {remaining} epoch(s) to go of {}",
+            "  resuming at epoch {start}: {} epoch(s) to go of {}",
+            plan.epochs - start,
             plan.epochs
         );
     }
+}
 
+fn progress_bar(total: u64, start: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:25}] {pos}/{len} (eta {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_position(start);
+    bar
+}
+
+/// The command that resumes the run in `out`, with the flags that are not
+/// kept in the checkpoint.
+fn resume_command(a: &CalibrateArgs, out: &Path) -> String {
+    let mut cmd = format!(
+        "l0 calibrate --resume {}",
+        shell_quote(&out.display().to_string())
+    );
+    if let Some(d) = &a.fit.device {
+        cmd.push_str(&format!(" --device {}", shell_quote(d)));
+    }
+    if let Some(t) = a.fit.threads {
+        cmd.push_str(&format!(" --threads {t}"));
+    }
+    cmd
+}
+
+/// After SIGINT/SIGTERM: the model holds the last finished epoch; save it
+/// and say how to continue.
+fn stop_interrupted(
+    a: &CalibrateArgs,
+    out: &Path,
+    sink: &CheckpointSink,
+    model: &Calibration,
+    total: u64,
+) -> CliResult<()> {
+    create_dir(out)?;
+    sink.write(model.state())?;
+    eprintln!(
+        "interrupted: stopped after epoch {} of {total}; checkpoint written to {}\nresume with: {}",
+        model.state().step,
+        sink.path.display(),
+        resume_command(a, out)
+    );
+    Err(Failure {
+        code: EXIT_CODE,
+        message: String::new(),
+    })
+}
+
+/// The warnings of a fit that ended far from its targets or under
+/// penalties that outweigh the data, each naming the likely cause and the
+/// flag to change.
+fn fit_warnings(
+    summary: &Summary,
+    rows: &[report::TargetRow],
+    last: Option<&Progress>,
+    r: &Resolved,
+) -> Vec<String> {
+    let Some(p) = last else {
+        return Vec::new();
+    };
+    let l0_term = r.f64("lambda_l0").unwrap_or(0.0) * p.l0_penalty;
+    let l2_term = (p.total_loss - p.data_loss - l0_term).max(0.0);
+    let l2_on = r.f64("lambda_l2").unwrap_or(0.0) > 0.0;
+    let (flag, pen) = if l2_on && l2_term > l0_term {
+        ("lambda-l2", l2_term)
+    } else {
+        ("lambda-l0", l0_term)
+    };
+    let now = |name: &str| r.get(&name.replace('-', "_")).to_string();
+    let lower = format!("lower --{flag} (now {})", now(flag));
+    let outweighs = format!(
+        "the --{flag} penalty ({pen:.4}) outweighs the data loss ({:.4}): {lower}",
+        p.data_loss
+    );
+    let err = summary.accuracy.mean_abs_rel_err;
+    if summary.accuracy.included == 0 || err <= FAR_FROM_TARGETS {
+        return if pen > PENALTY_DOMINATES * p.data_loss && err > 0.05 {
+            vec![format!("warning: {outweighs}")]
+        } else {
+            Vec::new()
+        };
+    }
+    let counted: Vec<&report::TargetRow> = rows.iter().filter(|t| !t.excluded).collect();
+    let short =
+        counted.iter().filter(|t| t.estimate < t.target).count() as f64 / counted.len() as f64;
+    let (lo, hi) = counted
+        .iter()
+        .map(|t| t.target.abs())
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let cause = if pen > p.data_loss {
+        outweighs
+    } else if short > 0.9 && (l2_on || summary.sparsity() > 0.5) {
+        format!(
+            "{:.0}% of the estimates fall short of their targets and {:.0}% of the weights are zero: the --{flag} penalty holds them down; {lower}",
+            100.0 * short,
+            100.0 * summary.sparsity()
+        )
+    } else if r.get("loss") == "mse" && hi > 100.0 * lo.max(1.0) {
+        "--loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative".to_string()
+    } else {
+        format!(
+            "the fit has not converged: raise --epochs (now {}) or --lr (now {})",
+            now("epochs"),
+            now("lr")
+        )
+    };
+    vec![format!(
+        "warning: the fit is far from its targets (mean |rel err| {:.1}% > {:.0}%): {cause}",
+        100.0 * err,
+        100.0 * FAR_FROM_TARGETS
+    )]
+}
+
+/// Mean |rel err| above which a fit is "far from its targets".
+const FAR_FROM_TARGETS: f64 = 0.25;
+/// How many times the data loss a penalty must be to "dominate" a fit
+/// that is not far from its targets but more than 5% off.
+const PENALTY_DOMINATES: f64 = 10.0;
+
+/// Writes the four result files into `dir`.
+fn write_results(
+    dir: &Path,
+    model: &Calibration,
+    rows: &[report::TargetRow],
+    carriers: &[TargetCarrier],
+    summary: &Summary,
+) -> CliResult<()> {
+    let weights = model.weights(true);
+    let gates = model.deterministic_gates();
+    write_npy_f64(&dir.join("weights.npy"), &weights)?;
+    report::write_weights_csv(&dir.join("weights.csv"), &weights, &gates)?;
+    report::write_targets_csv(&dir.join("targets.csv"), rows, carriers)?;
+    report::write_json(&dir.join("summary.json"), &summary.to_json())?;
+    Ok(())
+}
+
+fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
+    let pct = |v: f64| format!("{:.1}%", 100.0 * v + 0.0);
+    let a = &summary.accuracy;
+    println!(
+        "done: {} epochs in {:.1} s ({:.4} s/epoch) on {}",
+        summary.epochs_run,
+        summary.seconds,
+        summary.seconds_per_epoch(),
+        summary.device
+    );
+    println!(
+        "targets: mean |rel err| {:.3}%, max {:.2}%; within 1/5/10/25%: {} / {} / {} / {} of {}",
+        100.0 * a.mean_abs_rel_err + 0.0,
+        100.0 * a.max_abs_rel_err + 0.0,
+        pct(a.within[0]),
+        pct(a.within[1]),
+        pct(a.within[2]),
+        pct(a.within[3]),
+        a.included
+    );
+    println!(
+        "weights: {} of {} nonzero ({} sparse); seed {}",
+        summary.active,
+        summary.cols,
+        pct(summary.sparsity()),
+        summary.seed
+    );
+    let d = &summary.weights;
+    println!(
+        "concentration: effective sample size {:.1}, design effect {:.2}, max weight {:.4}, top 1% carry {}",
+        d.ess,
+        d.design_effect,
+        d.max_weight,
+        pct(d.top1pct_share)
+    );
+    println!("outputs in {}: {}", out.display(), files.join(", "));
+}
+
+pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
+    positive("log-every", a.log_every)?;
+    positive("checkpoint-every", a.checkpoint_every)?;
+    positive("progress-every", a.fit.progress_every)?;
+    let ckpt = a.resume.as_deref().map(read_checkpoint).transpose()?;
+    let out = a
+        .out
+        .clone()
+        .or_else(|| a.resume.clone())
+        .unwrap_or_else(|| PathBuf::from("l0-out"));
+
+    let continuing = a
+        .resume
+        .as_deref()
+        .is_some_and(|d| outdir::same_folder(d, &out));
+    let must_clear = outdir::check(&out, a.overwrite, continuing)?;
+
+    let problem = load_problem(&Sources::new(&a, ckpt.as_ref()))?;
+    let (m, y) = (&problem.m, &problem.y);
+    if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
+        check_same_problem(&dir.join(l0::checkpoint::FILE_NAME), c, &problem)?;
+    }
+    let mut resolved = resolve(&a, problem.demo, ckpt.as_ref());
+    let seed = settle_seed(&mut resolved, ckpt.as_ref());
+    let plan = plan(&resolved, &a, &problem, seed, ckpt.is_some())?;
+    // Inherited from the checkpoint unless given again.
+    let every = |name: &str| resolved.get(name).parse::<u64>().ok().filter(|&k| k > 0);
+    let (log_every, checkpoint_every) = (every("log_every"), every("checkpoint_every"));
+    let start_step = ckpt.as_ref().map_or(0, |c| c.state.step);
+    if plan.epochs < start_step {
+        return Err(input_error(format!(
+            "--epochs {} is below the {start_step} epochs the checkpoint has already trained",
+            plan.epochs
+        )));
+    }
+    let remaining = plan.epochs - start_step;
+    let mut model = Calibration::new(m.cols(), plan.model.clone())?;
+    if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
+        model
+            .set_state(c.state.clone())
+            .map_err(|e| about_file(&dir.join(l0::checkpoint::FILE_NAME), e))?;
+    }
+    if must_clear {
+        outdir::clear(&out)?;
+    }
+
+    if let Some(c) = &ckpt {
+        warn_changed_settings(c, &resolved);
+    }
+    warn_negative_targets(&problem, plan.fit.loss);
+    print_header(&problem, &out, &resolved, &plan, start_step);
+
+    let interrupt = Interrupt::install();
     let tty = std::io::stderr().is_terminal();
     let progress_every = a
         .fit
@@ -664,28 +1230,8 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             Some((k, w))
         }
     };
-    let sink = checkpoint_every.map(|every| CheckpointSink {
-        every,
-        path: out.join(l0::checkpoint::FILE_NAME),
-        seed,
-        fingerprint,
-        settings: resolved.pairs.clone(),
-    });
-    let bar = tty.then(|| {
-        let bar = ProgressBar::with_draw_target(
-            Some(plan.epochs),
-            ProgressDrawTarget::stderr_with_hz(10),
-        );
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:25}] {pos}/{len} (eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_position(start_step);
-        bar
-    });
+    let mut settings = resolved.pairs.clone();
+    settings.extend(problem.inputs.iter().flat_map(InputFile::settings));
     let opts = FitParams {
         epochs: remaining,
         ..plan.fit.clone()
@@ -699,24 +1245,36 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         progress_every,
         total: plan.epochs,
         log,
-        checkpoint: sink,
+        checkpoint: CheckpointSink {
+            every: checkpoint_every,
+            path: out.join(l0::checkpoint::FILE_NAME),
+            seed,
+            fingerprint: problem_fingerprint(m, y, problem.groups.as_deref()),
+            settings,
+        },
         step: start_step,
         yhat: Vec::new(),
-        bar,
+        bar: tty.then(|| progress_bar(plan.epochs, start_step)),
+        interrupt,
     };
     let report = model.fit_observed(m, y, &opts, &mut observer);
     if let Some(bar) = &observer.bar {
         bar.finish();
     }
     let report = report?;
-    if let Some(c) = &observer.checkpoint {
-        c.write(model.state())?;
+    let RunObserver {
+        checkpoint: sink,
+        log,
+        ..
+    } = observer;
+    drop(log);
+    if report.epochs < remaining {
+        return stop_interrupted(&a, &out, &sink, &model, plan.epochs);
+    }
+    if checkpoint_every.is_some() {
+        sink.write(model.state())?;
     }
 
-    // Outputs, each written atomically, only after a successful fit.
-    create_dir(&out)?;
-    let weights = model.weights(true);
-    let gates = model.deterministic_gates();
     let yhat = model.predict(m)?;
     let mut excluded = vec![false; m.rows()];
     for &q in &opts.excluded_targets {
@@ -724,7 +1282,8 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     }
     let rows = report::target_rows(&problem.names, y, &yhat, &excluded);
     let accuracy = Accuracy::of(&rows);
-    let active = weights.iter().filter(|&&w| w > 0.0).count();
+    let diag = model.diagnostics(m)?;
+    let active = model.weights(true).iter().filter(|&&w| w > 0.0).count();
     let summary = Summary {
         rows: m.rows(),
         cols: m.cols(),
@@ -736,48 +1295,50 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         seconds: report.seconds,
         seed,
         loss: report.last.as_ref().map(|p| p.total_loss),
+        data_loss: report.last.as_ref().map(|p| p.data_loss),
         accuracy: accuracy.clone(),
         excluded: plan.excluded_names.len(),
         active,
-        settings: resolved.pairs.clone(),
+        weights: diag.weights.clone(),
+        settings: resolved.json(),
     };
-    write_npy_f64(&out.join("weights.npy"), &weights)?;
-    report::write_weights_csv(&out.join("weights.csv"), &weights, &gates)?;
-    report::write_targets_csv(&out.join("targets.csv"), &rows)?;
-    report::write_json(&out.join("summary.json"), &summary.to_json())?;
+    outdir::commit(&out, |dir| {
+        write_results(dir, &model, &rows, &diag.targets, &summary)
+    })?;
 
-    let pct = |v: f64| format!("{:.1}%", 100.0 * v);
-    println!(
-        "done: {} epochs in {:.1} s ({:.4} s/epoch) on {}",
-        remaining,
-        report.seconds,
-        summary.seconds_per_epoch(),
-        report.device
-    );
-    println!(
-        "targets: mean |rel err| {:.3}%, max {:.2}%; within 1/5/10/25%: {} / {} / {} / {} of {}",
-        100.0 * accuracy.mean_abs_rel_err,
-        100.0 * accuracy.max_abs_rel_err,
-        pct(accuracy.within[0]),
-        pct(accuracy.within[1]),
-        pct(accuracy.within[2]),
-        pct(accuracy.within[3]),
-        accuracy.included
-    );
-    println!(
-        "weights: {} of {} nonzero ({} sparse); seed {}",
-        active,
-        m.cols(),
-        pct(summary.sparsity()),
-        seed
-    );
-    let mut files = vec!["weights.npy", "weights.csv", "targets.csv", "summary.json"];
+    let mut files = outdir::RESULT_FILES.to_vec();
     if log_every.is_some() {
         files.push("log.csv");
     }
     if checkpoint_every.is_some() {
         files.push(l0::checkpoint::FILE_NAME);
     }
-    println!("outputs in {}: {}", out.display(), files.join(", "));
+    print_results(&summary, &out, &files);
+    for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved) {
+        eprintln!("{w}");
+    }
+    let included: Vec<bool> = excluded.iter().map(|e| !e).collect();
+    if let Some(caps) = model.caps(&opts)? {
+        let blocked: Vec<usize> = unreachable_targets(m, y, &caps)
+            .into_iter()
+            .filter(|&q| included[q])
+            .collect();
+        if !blocked.is_empty() {
+            eprintln!(
+                "warning: the weight caps make {} target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: {}",
+                blocked.len(),
+                name_list(&problem.names, &blocked)
+            );
+        }
+    }
+    for w in concentration_warnings(
+        &diag.weights,
+        &diag.targets,
+        &problem.names,
+        &included,
+        resolved.f64("warn_top1pct")?,
+    ) {
+        eprintln!("{w}");
+    }
     Ok(())
 }

@@ -8,6 +8,18 @@ pub(super) fn load_matrix(path: &Path) -> CliResult<SparseMatrix> {
 
 pub(super) fn load_vector(path: &Path, what: &str, len: usize, per: &str) -> CliResult<Vec<f64>> {
     let v = io::read_vector(path, what).map_err(|e| about_file(path, e))?;
+    check_len(path, &v, what, len, per)?;
+    Ok(v)
+}
+
+/// Refuses a vector read from `path` that does not hold `len` values.
+pub(super) fn check_len(
+    path: &Path,
+    v: &[f64],
+    what: &str,
+    len: usize,
+    per: &str,
+) -> CliResult<()> {
     if v.len() != len {
         return Err(input_error(format!(
             "{}: expected {len} {what} (one per {per}), found {}",
@@ -15,7 +27,7 @@ pub(super) fn load_vector(path: &Path, what: &str, len: usize, per: &str) -> Cli
             v.len()
         )));
     }
-    Ok(v)
+    Ok(())
 }
 
 /// A number, or a per-column `.npy`/`.csv` file.

@@ -6,8 +6,9 @@
 //! * `l0 predict`: `M w` for a matrix and a weight vector.
 //!
 //! Input problems are reported as one line on stderr, `error: <path>: ...`,
-//! with exit code 2 (other failures: 1). Outputs are written only after a
-//! successful fit, each atomically. See README.md for the files written.
+//! with exit code 2 (other failures: 1; an interrupted calibration: 130).
+//! Outputs are written only after a successful fit, together. See
+//! README.md for the files written.
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,6 +17,7 @@ use l0::calibration::{
     TargetMetrics,
 };
 use l0::checkpoint::{changed_settings, problem_fingerprint, Checkpoint};
+use l0::diagnostics::{concentration_warnings, unreachable_targets, TargetCarrier};
 use l0::engine::Snapshot;
 use l0::io::{self, csv::read_names, npy::write_npy_f64};
 use l0::report::{self, Accuracy, Json, LogWriter, Summary};
@@ -29,6 +31,8 @@ use std::process::ExitCode;
 
 mod calibrate;
 mod inputs;
+mod interrupt;
+mod outdir;
 mod predict;
 mod regress;
 
@@ -105,7 +109,8 @@ struct CommonFit {
     progress_every: Option<u64>,
 }
 
-/// A failure to report: one line and an exit code (2: bad input, 1: other).
+/// A failure to report: one line and an exit code (2: bad input, 1: other;
+/// an empty message for an exit already explained, such as 130 after Ctrl-C).
 #[derive(Debug)]
 struct Failure {
     code: u8,
@@ -155,7 +160,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }

@@ -8,7 +8,8 @@ pub(super) struct PredictArgs {
     /// Matrix M: .npz, .mtx or a dense 2-D .npy.
     #[arg(long)]
     matrix: PathBuf,
-    /// Weights, one per column of M: .npy or one-column .csv.
+    /// Weights, one per column of M: .npy, a one-column .csv, or a .csv with
+    /// a `weight` column (the weights.csv that `l0 calibrate` writes).
     #[arg(long)]
     weights: PathBuf,
     /// Write M w here (.npy or .csv) instead of printing one number per line.
@@ -16,9 +17,24 @@ pub(super) struct PredictArgs {
     out: Option<PathBuf>,
 }
 
+/// Weights from `.npy`, or from the `weight` column of a `.csv`.
+fn load_weights(path: &Path, cols: usize) -> CliResult<Vec<f64>> {
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if !is_csv {
+        return load_vector(path, "weights", cols, "matrix column");
+    }
+    let w = l0::io::csv::read_f64_named_column(path, "weight")
+        .and_then(|w| l0::error::check_finite("weights", &w).map(|()| w))
+        .map_err(|e| about_file(path, e))?;
+    check_len(path, &w, "weights", cols, "matrix column")?;
+    Ok(w)
+}
+
 pub(super) fn predict(a: PredictArgs) -> CliResult<()> {
     let m = load_matrix(&a.matrix)?;
-    let w = load_vector(&a.weights, "weights", m.cols(), "matrix column")?;
+    let w = load_weights(&a.weights, m.cols())?;
     let yhat = m.mul_vec(&w)?;
     match &a.out {
         None => {

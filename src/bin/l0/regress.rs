@@ -1,6 +1,7 @@
 //! `l0 regress`: fit the sparse regression model and write its outputs.
 
 use super::inputs::*;
+use super::outdir;
 use super::*;
 
 #[derive(Args)]
@@ -20,14 +21,20 @@ pub(super) struct RegressArgs {
     /// Gate threshold for a selected feature [default: 0.01].
     #[arg(long)]
     threshold: Option<f64>,
-    /// Output folder [default: ./l0-out].
+    /// Output folder [default: ./l0-out]. A run owns it: one holding
+    /// another run's files is refused unless --overwrite.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace the files of an earlier run in --out.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
     let f = &a.fit;
     positive("progress-every", f.progress_every)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("l0-out"));
+    let must_clear = outdir::check(&out, a.overwrite, false)?;
     let x = load_matrix(&a.x)?;
     let y = load_vector(&a.y, "responses", x.rows(), "row of X")?;
     let lib = RegressionParams::default();
@@ -60,7 +67,9 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
         report_every: Some(progress_every),
     };
     let threshold = a.threshold.unwrap_or(0.01);
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("l0-out"));
+    if must_clear {
+        outdir::clear(&out)?;
+    }
     eprintln!(
         "l0 regress: {} samples x {} features ({} nonzeros); epochs={} lr={:?} lambda_l0={:?} lambda_l2={:?} seed={}",
         x.rows(),
@@ -92,19 +101,6 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
     let tss = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>();
     let r2 = if tss > 0.0 { 1.0 - mse * n / tss } else { 0.0 };
 
-    create_dir(&out)?;
-    write_npy_f64(&out.join("coefficients.npy"), &coef)?;
-    l0::io::csv::write_csv(
-        &out.join("selected.csv"),
-        &["feature", "coefficient", "gate"],
-        selected.iter().map(|&i| {
-            vec![
-                i.to_string(),
-                format!("{:?}", coef[i]),
-                format!("{:?}", gates[i]),
-            ]
-        }),
-    )?;
     let summary = Json::Object(vec![
         ("rows".into(), Json::Int(x.rows() as i128)),
         ("cols".into(), Json::Int(x.cols() as i128)),
@@ -140,7 +136,22 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
         ("lambda_l2".into(), Json::Num(opts.lambda_l2)),
         ("lr".into(), Json::Num(opts.lr)),
     ]);
-    report::write_json(&out.join("summary.json"), &summary)?;
+    outdir::commit(&out, |dir| {
+        write_npy_f64(&dir.join("coefficients.npy"), &coef)?;
+        l0::io::csv::write_csv(
+            &dir.join("selected.csv"),
+            &["feature", "coefficient", "gate"],
+            selected.iter().map(|&i| {
+                vec![
+                    i.to_string(),
+                    format!("{:?}", coef[i]),
+                    format!("{:?}", gates[i]),
+                ]
+            }),
+        )?;
+        report::write_json(&dir.join("summary.json"), &summary)?;
+        Ok(())
+    })?;
     println!(
         "done: {} epochs in {:.1} s on {}; {} of {} features selected; training mse {:.6}, r2 {:.4}",
         report.epochs,
