@@ -9,7 +9,8 @@
 //!     [--epochs N] [--threads T] [--device cpu|cuda|auto] [--dir DIR]
 //! ```
 //!
-//! `--shape geo:24000:436:40:30` is the ~300M-nonzero variant for a GPU.
+//! `--shape geo:12000:436:80:64` is the ~300M-nonzero variant for a GPU
+//! (27,984 x 5,232,000, 300.6M nonzeros, as in the README's GPU table).
 //! Prints, in order:
 //!
 //! * a STREAM-style measured memory bandwidth on the same threads: `read`
