@@ -3,10 +3,11 @@
 //! Work is split into fixed-size pieces (slabs of column chunks, row and
 //! long-column segments, targets) whose partial f64 sums are combined in a
 //! fixed order, so results are bit-for-bit the same whatever the number of
-//! threads. With at most 65,536 rows an epoch reads the matrix once: the
-//! pass over the CSC columns computes the gradients, updates the
-//! parameters, samples the next weights and scatters the next forward
-//! product into one accumulator per slab (see [`CpuBackend::forward`]). Per-column state is
+//! threads. With at most 65,536 rows and more than 30,720 columns, an
+//! epoch reads the matrix once: the pass over the CSC columns computes the
+//! gradients, updates the parameters, samples the next weights and scatters
+//! the next forward product into one accumulator per slab (see
+//! [`CpuBackend::forward`]). Per-column state is
 //! kept as a structure of arrays and each chunk's per-column math runs as
 //! straight loops over slices, which the compiler vectorises (the f32
 //! exponential and logarithm are branch-free polynomials, see
@@ -34,10 +35,14 @@ const SEGMENT_CHUNK: usize = 16;
 /// The columns are split into at most this many slabs of whole chunks; a
 /// slab is one parallel task, its chunks run in order.
 const SLABS: usize = 64;
-/// Up to this many rows, the forward product is scattered from the column
-/// passes into one row-length f64 accumulator per slab (see
-/// [`CpuBackend::forward`]); beyond, it is gathered over CSR row segments.
+/// Up to this many rows, and with at least [`SCATTER_MIN_CHUNKS`] column
+/// chunks, the forward product is scattered from the column passes into one
+/// row-length f64 accumulator per slab (see [`CpuBackend::forward`]);
+/// otherwise it is gathered over CSR row segments (which also keeps a few
+/// long columns, a regression's features, on every thread).
 const SCATTER_MAX_ROWS: usize = 1 << 16;
+/// Fewest column chunks (so slabs, parallel tasks) for the scattered forward product.
+const SCATTER_MIN_CHUNKS: usize = 16;
 
 /// Per-column state, one array per quantity.
 #[derive(Clone, Debug, Default)]
@@ -79,7 +84,7 @@ impl Columns {
         let z = || vec![0.0f32; n];
         let chunks = n.div_ceil(COLUMN_CHUNK).max(1);
         let slab = chunks.div_ceil(SLABS) * COLUMN_CHUNK;
-        let acc = if rows <= SCATTER_MAX_ROWS {
+        let acc = if rows <= SCATTER_MAX_ROWS && chunks >= SCATTER_MIN_CHUNKS {
             vec![0.0; n.div_ceil(slab) * rows]
         } else {
             Vec::new()
@@ -380,19 +385,22 @@ impl<'a> CpuBackend<'a> {
             .build()
             .map_err(|e| L0Error::config(format!("cannot start the thread pool: {e}")))?;
         let (q, n) = (problem.matrix.rows(), problem.matrix.cols());
+        let cols = Columns::new(n, q);
+        // Segment partials only where the forward product gathers over CSR.
+        let segments = if cols.acc.is_empty() {
+            problem.matrix.segments().len()
+        } else {
+            0
+        };
         Ok(CpuBackend {
             pool,
             problem,
             rule: problem.hyper.rule(),
-            cols: Columns::new(n, q),
+            cols,
             intercept: None,
             yhat: vec![0.0; q],
             r: vec![0.0; q],
-            partials: if q <= SCATTER_MAX_ROWS {
-                Vec::new()
-            } else {
-                vec![0.0; problem.matrix.segments().len()]
-            },
+            partials: vec![0.0; segments],
             long_partials: vec![0.0; problem.matrix.long_columns().ranges.len()],
             data_loss: 0.0,
             bad_step: None,
@@ -528,12 +536,14 @@ impl Backend for CpuBackend<'_> {
     /// `yhat_q = b + sum_i M_qi w_i` in f64, one of two ways, fixed by the
     /// problem's shape so results never depend on the thread count:
     ///
-    /// * up to `SCATTER_MAX_ROWS` (65,536) rows, the passes that write the weights
+    /// * up to `SCATTER_MAX_ROWS` (65,536) rows and from `SCATTER_MIN_CHUNKS`
+    ///   (16) chunks of columns (more than 30,720 columns), the passes that write the weights
     ///   have already added each slab's `M_qi w_i` into its own row-length
     ///   block (`Columns::acc`), while the column's CSC entries were in
     ///   cache for the backward pass; here the blocks are summed in slab
     ///   order. An epoch then reads the matrix once.
-    /// * otherwise (a regression with many samples), segment partials
+    /// * otherwise (a regression with many samples or few features, a small
+    ///   problem), segment partials
     ///   `sum_{k in segment} M_k w_col(k)` over CSR row segments, summed per
     ///   row in segment order.
     ///
