@@ -303,7 +303,7 @@ impl ChunkPass<'_> {
     }
 
     /// The pass on one chunk. Always inlined, so that [`Self::run_simd`]'s
-    /// AVX2 build compiles the per-column loops for AVX2.
+    /// AVX-512 and AVX2 builds compile the per-column loops for those.
     #[inline(always)]
     fn run(&self, ch: &mut Chunk) {
         match self {
@@ -332,16 +332,26 @@ impl ChunkPass<'_> {
         }
     }
 
-    /// [`Self::run`] compiled for AVX2 when the CPU has it, else as built:
-    /// the per-column loops then use 8-lane vectors. The results are the
-    /// same bits either way: Rust never contracts a product and a sum into
-    /// an FMA, and the loops use only operations that are exact or
-    /// correctly rounded in every instruction set (`+ - * /`, `sqrt`,
-    /// comparisons, selects, integer bit tricks).
+    /// [`Self::run`] compiled for AVX-512 or AVX2 when the CPU has it, else
+    /// as built: the per-column loops then use 16- or 8-lane vectors
+    /// (AVX-512 took about 9% less CPU time per epoch than AVX2 on the
+    /// 250k-column geo problem, AMD EPYC). The results are the same bits
+    /// every way: Rust never contracts a product and a sum into an FMA, and
+    /// the loops use only operations that are exact or correctly rounded in
+    /// every instruction set (`+ - * /`, `sqrt`, `min`, comparisons,
+    /// selects, integer bit tricks).
     #[inline(always)]
     fn run_simd(&self, ch: &mut Chunk) {
         #[cfg(target_arch = "x86_64")]
         {
+            #[target_feature(enable = "avx512f")]
+            fn avx512(pass: &ChunkPass, ch: &mut Chunk) {
+                pass.run(ch)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F, checked just above.
+                return unsafe { avx512(self, ch) };
+            }
             #[target_feature(enable = "avx2")]
             fn avx2(pass: &ChunkPass, ch: &mut Chunk) {
                 pass.run(ch)
@@ -783,7 +793,7 @@ mod tests {
 
     /// The chunked, vectorised step equals the plain per-column formulas of
     /// [`crate::hard_concrete`] (evaluated here one column at a time, outside
-    /// any AVX2 build) bit for bit, clamp edges and weight caps included.
+    /// any vector build) bit for bit, clamp edges and weight caps included.
     #[test]
     fn vectorised_step_equals_the_per_column_formulas() {
         let (q, n) = (7usize, 2 * COLUMN_CHUNK + 333);
