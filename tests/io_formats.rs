@@ -851,8 +851,10 @@ fn npz_fast_reader_agrees_with_the_general_one() {
     }
 }
 
-/// A zip of `.npy` members, `data.npy` deflated.
-fn npz_with_deflated_data(path: &Path, data_header_len: usize, data: &[u8]) {
+/// A csr `.npz` of a 2 x 3 matrix with two entries whose member `bomb`
+/// (deflated) has a header declaring `declared` items of its dtype and then
+/// `body` as its data; the other members are right.
+fn npz_with_bomb(path: &Path, bomb: &str, declared: usize, body: &[u8]) {
     use std::io::Write;
     use zip::write::SimpleFileOptions;
     let f = fs::File::create(path).unwrap();
@@ -872,38 +874,52 @@ fn npz_with_deflated_data(path: &Path, data_header_len: usize, data: &[u8]) {
         out.extend_from_slice(h.as_bytes());
         out
     };
-    let mut member = |name: &str, opts, head: Vec<u8>, body: &[u8]| {
-        z.start_file(name, opts).unwrap();
-        z.write_all(&head).unwrap();
-        z.write_all(body).unwrap();
-    };
-    member(
-        "format.npy",
-        stored,
-        npy("<U3", "()"),
-        &[b'c', 0, 0, 0, b's', 0, 0, 0, b'r', 0, 0, 0],
-    );
+    let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let format = [b'c', 0, 0, 0, b's', 0, 0, 0, b'r', 0, 0, 0];
     let shape: Vec<u8> = [2i64, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
-    member("shape.npy", stored, npy("<i8", "(2,)"), &shape);
-    let ptr: Vec<u8> = [0i32, 1, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
-    member("indptr.npy", stored, npy("<i4", "(3,)"), &ptr);
-    let idx: Vec<u8> = [0i32, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
-    member("indices.npy", stored, npy("<i4", "(2,)"), &idx);
-    let head = npy("<f4", &format!("({data_header_len},)"));
-    member("data.npy", deflated, head, data);
+    let members: [(&str, &str, Vec<u8>); 5] = [
+        ("format.npy", "<U3", format.to_vec()),
+        ("shape.npy", "<i8", shape),
+        ("indptr.npy", "<i4", le(&[0, 1, 2])),
+        ("indices.npy", "<i4", le(&[0, 1])),
+        (
+            "data.npy",
+            "<f4",
+            [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    ];
+    for (name, descr, data) in members {
+        let len = data.len() / if descr == "<i8" { 8 } else { 4 };
+        let shape = if name == "format.npy" {
+            "()".to_string()
+        } else {
+            format!("({len},)")
+        };
+        if name == bomb {
+            z.start_file(name, deflated).unwrap();
+            z.write_all(&npy(descr, &format!("({declared},)"))).unwrap();
+            z.write_all(body).unwrap();
+        } else {
+            z.start_file(name, stored).unwrap();
+            z.write_all(&npy(descr, &shape)).unwrap();
+            z.write_all(&data).unwrap();
+        }
+    }
     z.finish().unwrap();
 }
 
-/// A deflate bomb: `data.npy` inflates to 200 MB of zeros. Whether its
-/// header declares that length (disagreeing with the pointers) or the two
-/// entries the pointers want (and the stream runs on), it is refused from
-/// the declared shapes or while streaming, never held in memory.
+/// Deflate bombs: a member inflating to 200 MB of zeros from a file of
+/// under 1 MB. When its header declares that length (disagreeing with the
+/// pointers) it is refused from the declared shapes before it is inflated;
+/// when its header declares the right length and the stream runs on, it is
+/// refused while streaming, holding one chunk of it, by the fast and the
+/// general reader alike.
 #[test]
-fn npz_deflate_bomb_is_refused_from_the_declared_shapes() {
+fn npz_deflate_bombs_are_refused_without_holding_them() {
     let dir = scratch("npz_bomb");
     let zeros = vec![0u8; 200 << 20];
     let p = dir.join("bomb.npz");
-    npz_with_deflated_data(&p, 50 << 20, &zeros);
+    npz_with_bomb(&p, "data.npy", 50 << 20, &zeros);
     assert!(fs::metadata(&p).unwrap().len() < 1 << 20);
     let want = format!(
         "shape mismatch: {}: indices (column indices), one per stored value in data: \
@@ -913,13 +929,14 @@ fn npz_deflate_bomb_is_refused_from_the_declared_shapes() {
     assert_eq!(err_text(l0::io::read_matrix(&p)), want);
     assert_eq!(err_text(read_npz_sparse(&p)), want);
 
-    let p = dir.join("long.npz");
-    npz_with_deflated_data(&p, 2, &zeros);
-    assert_eq!(
-        err_text(l0::io::read_matrix(&p)),
-        format!(
-            "{}: data.npy: expected 8 bytes of data, file has 209715200",
+    for (member, declared, bytes) in [("data.npy", 2, 8), ("indptr.npy", 3, 12)] {
+        let p = dir.join(format!("long-{member}.npz"));
+        npz_with_bomb(&p, member, declared, &zeros);
+        let want = format!(
+            "{}: {member}: expected {bytes} bytes of data, file has 209715200",
             p.display()
-        )
-    );
+        );
+        assert_eq!(err_text(l0::io::read_matrix(&p)), want, "{member}");
+        assert_eq!(err_text(read_npz_sparse(&p)), want, "{member}");
+    }
 }

@@ -50,18 +50,29 @@ impl<'p> Npz<'p> {
     }
 
     /// Reads member `name` (e.g. "data.npy") as an `.npy` array; `None` if
-    /// there is no such member.
+    /// there is no such member. At most what its `.npy` header declares is
+    /// held in memory: a longer stream (a deflate bomb behind a small
+    /// header) is counted, not kept, and refused.
     fn read(&mut self, name: &str) -> Result<Option<NpyArray>> {
-        if !self.has(name) {
+        let Some(layout) = self.layout(name)? else {
             return Ok(None);
-        }
+        };
         let path = self.path;
         let broken = |e: &dyn std::fmt::Display| broken_member(path, name, e);
         let mut file = self.archive.by_name(name).map_err(|e| broken(&e))?;
-        // The declared size is only a capacity hint (capped, as the file
-        // may lie); the read itself stops at the real end.
-        let mut bytes = Vec::with_capacity(file.size().min(1 << 26) as usize);
-        file.read_to_end(&mut bytes).map_err(|e| broken(&e))?;
+        let limit = layout.data_start + layout.nbytes;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(limit)
+            .map_err(|_| too_large(path, name, &layout))?;
+        (&mut file)
+            .take(limit as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| broken(&e))?;
+        let extra = std::io::copy(&mut file, &mut std::io::sink()).map_err(|e| broken(&e))?;
+        if extra > 0 {
+            return Err(longer(path, name, &layout, extra));
+        }
         parse_npy(&bytes, path, Some(name)).map(Some)
     }
 
@@ -143,6 +154,31 @@ impl<'p> Npz<'p> {
     fn require_layout(&mut self, name: &str) -> Result<NpyLayout> {
         self.layout(name)?.ok_or_else(|| self.missing(name))
     }
+}
+
+/// A member whose data runs `extra` bytes past what its header declares
+/// (the message [`parse_npy`] gives for the same bytes).
+fn longer(path: &Path, name: &str, layout: &NpyLayout, extra: u64) -> crate::L0Error {
+    format_error(
+        path,
+        format!(
+            "{name}: expected {} bytes of data, file has {}",
+            layout.nbytes,
+            layout.nbytes as u64 + extra
+        ),
+    )
+}
+
+/// A member whose declared shape cannot be held in memory.
+fn too_large(path: &Path, name: &str, layout: &NpyLayout) -> crate::L0Error {
+    format_error(
+        path,
+        format!(
+            "{name}: shape {} ({} bytes) does not fit in memory",
+            shape_text(&layout.shape),
+            layout.nbytes
+        ),
+    )
 }
 
 fn broken_member(path: &Path, name: &str, e: &dyn std::fmt::Display) -> crate::L0Error {
@@ -544,23 +580,23 @@ fn read_lean<T>(
         &mut std::io::sink(),
     )
     .map_err(|e| broken(&e))?;
-    let mut out = Vec::with_capacity(layout.count);
+    let mut out = Vec::new();
+    out.try_reserve_exact(layout.count)
+        .map_err(|_| too_large(path, name, &layout))?;
     let mut buf = vec![0u8; size << 16];
     let mut left = layout.nbytes;
-    let short = |have: usize| {
-        format_error(
-            path,
-            format!(
-                "{name}: expected {} bytes of data, file has {have}",
-                layout.nbytes
-            ),
-        )
-    };
     while left > 0 {
         let want = left.min(buf.len());
         let got = fill(&mut file, &mut buf[..want]).map_err(|e| broken(&e))?;
         if got < want {
-            return Err(short(layout.nbytes - left + got));
+            return Err(format_error(
+                path,
+                format!(
+                    "{name}: expected {} bytes of data, file has {}",
+                    layout.nbytes,
+                    layout.nbytes - left + got
+                ),
+            ));
         }
         for item in buf[..want].chunks_exact(size) {
             match decode(item, arg) {
@@ -572,7 +608,7 @@ fn read_lean<T>(
     }
     let extra = std::io::copy(&mut file, &mut std::io::sink()).map_err(|e| broken(&e))?;
     if extra > 0 {
-        return Err(short(layout.nbytes + extra as usize));
+        return Err(longer(path, name, &layout, extra));
     }
     Ok(Some(out))
 }
