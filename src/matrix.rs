@@ -8,9 +8,12 @@
 //! entries as scipy does. The forward product splits long rows into
 //! segments of at most [`SEGMENT_NNZ`] nonzeros ([`RowSegments`]), so work is
 //! balanced even when one row touches every column, and the result does not
-//! depend on the number of threads.
+//! depend on the number of threads; the transpose product splits long
+//! columns the same way ([`LongColumns`]), so a regression with a few
+//! features of millions of rows runs on every core.
 
 use crate::error::{L0Error, Result};
+use rayon::prelude::*;
 use sprs::{CsMatI, TriMatI};
 
 /// The matrix layout the backends read.
@@ -32,6 +35,17 @@ pub struct RowSegments {
     pub row_ptr: Vec<usize>,
 }
 
+/// Calls `push(s, e)` for the pieces `s..e` of `start..end` of at most
+/// `max_len` entries each, in order (none for an empty range).
+fn split_range(start: usize, end: usize, max_len: usize, mut push: impl FnMut(usize, usize)) {
+    let mut s = start;
+    while s < end {
+        let e = (s + max_len).min(end);
+        push(s, e);
+        s = e;
+    }
+}
+
 impl RowSegments {
     fn plan(indptr: &[usize], max_len: usize) -> Self {
         let rows = indptr.len() - 1;
@@ -40,12 +54,10 @@ impl RowSegments {
         let mut row_ptr = Vec::with_capacity(rows + 1);
         for q in 0..rows {
             row_ptr.push(row.len());
-            let (mut s, e) = (indptr[q], indptr[q + 1]);
-            while s < e {
+            split_range(indptr[q], indptr[q + 1], max_len, |s, _| {
                 start.push(s);
                 row.push(q as u32);
-                s = (s + max_len).min(e);
-            }
+            });
         }
         row_ptr.push(row.len());
         start.push(indptr[rows]);
@@ -67,6 +79,42 @@ impl RowSegments {
     }
 }
 
+/// The CSC columns with more than [`SEGMENT_NNZ`] nonzeros, split into
+/// segments of at most that many: column `cols[k]` is the sum of the
+/// partials of segments `seg_ptr[k]..seg_ptr[k+1]` in order, segment `s`
+/// covering CSC entries `ranges[s]`. Shorter columns (all of them in a
+/// calibration problem) are summed whole and are not listed. The split
+/// depends on the matrix alone, never on the thread count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LongColumns {
+    /// The long columns, ascending.
+    pub cols: Vec<u32>,
+    /// For each long column, its first segment, plus a final entry equal to the segment count.
+    pub seg_ptr: Vec<usize>,
+    /// The CSC entries of each segment.
+    pub ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl LongColumns {
+    fn plan(indptr: &[usize], max_len: usize) -> Self {
+        let mut long = LongColumns::default();
+        for (i, p) in indptr.windows(2).enumerate() {
+            if p[1] - p[0] > max_len {
+                long.cols.push(i as u32);
+                long.seg_ptr.push(long.ranges.len());
+                split_range(p[0], p[1], max_len, |s, e| long.ranges.push(s..e));
+            }
+        }
+        long.seg_ptr.push(long.ranges.len());
+        long
+    }
+
+    /// Position of column `i` in [`LongColumns::cols`], if it is long.
+    pub fn find(&self, i: usize) -> Option<usize> {
+        self.cols.binary_search(&(i as u32)).ok()
+    }
+}
+
 /// A validated sparse matrix (rows = targets or samples, columns = records
 /// or features) in both compressed layouts.
 #[derive(Clone, Debug)]
@@ -74,6 +122,7 @@ pub struct SparseMatrix {
     csr: Csr,
     csc: Csr,
     segments: RowSegments,
+    long_columns: LongColumns,
 }
 
 fn check_dims(rows: usize, cols: usize) -> Result<()> {
@@ -297,6 +346,67 @@ impl SparseMatrix {
         Self::from_csr_matrix(csr)
     }
 
+    /// Builds the matrix from CSR arrays already in their final types, without
+    /// copies when they are canonical (columns strictly increasing within
+    /// each row, which is what scipy writes after `sum_duplicates`). Other
+    /// input (unsorted, duplicates) goes through [`SparseMatrix::from_csr`].
+    /// Values must already be finite and indices within bounds; pointers
+    /// are checked.
+    pub fn from_csr_parts(
+        rows: usize,
+        cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+    ) -> Result<Self> {
+        Self::from_parts(rows, cols, (indptr, indices, data), false)
+    }
+
+    /// As [`SparseMatrix::from_csr_parts`], from compressed sparse columns.
+    pub fn from_csc_parts(
+        rows: usize,
+        cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+    ) -> Result<Self> {
+        Self::from_parts(rows, cols, (indptr, indices, data), true)
+    }
+
+    fn from_parts(
+        rows: usize,
+        cols: usize,
+        (indptr, indices, data): (Vec<usize>, Vec<u32>, Vec<f32>),
+        by_column: bool,
+    ) -> Result<Self> {
+        check_dims(rows, cols)?;
+        let built = if by_column {
+            CsMatI::try_new_csc((rows, cols), indptr, indices, data)
+        } else {
+            CsMatI::try_new((rows, cols), indptr, indices, data)
+        };
+        match built {
+            Ok(m) if by_column => Self::from_csr_matrix(transpose(&m)),
+            Ok(m) => Self::from_csr_matrix(m),
+            Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, by_column),
+        }
+    }
+
+    /// Non-canonical compressed arrays: widened and sorted (duplicates summed).
+    fn from_parts_slowly(
+        rows: usize,
+        cols: usize,
+        indptr: &[usize],
+        indices: &[u32],
+        data: &[f32],
+        by_column: bool,
+    ) -> Result<Self> {
+        let p: Vec<u64> = indptr.iter().map(|&x| x as u64).collect();
+        let i: Vec<u64> = indices.iter().map(|&x| x as u64).collect();
+        let d: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        Self::from_compressed(rows, cols, &p, &i, &d, by_column)
+    }
+
     /// Builds the matrix from a dense row-major array, keeping its nonzeros.
     pub fn from_dense(rows: usize, cols: usize, values: &[f64]) -> Result<Self> {
         check_dims(rows, cols)?;
@@ -331,9 +441,15 @@ impl SparseMatrix {
                 "duplicate matrix entries sum beyond the f32 range at stored entry {k}"
             )));
         }
-        let csc = csr.to_other_storage();
+        let csc = transpose(&csr);
         let segments = RowSegments::plan(csr.indptr().raw_storage(), SEGMENT_NNZ);
-        Ok(SparseMatrix { csr, csc, segments })
+        let long_columns = LongColumns::plan(csc.indptr().raw_storage(), SEGMENT_NNZ);
+        Ok(SparseMatrix {
+            csr,
+            csc,
+            segments,
+            long_columns,
+        })
     }
 
     /// Number of rows (targets).
@@ -364,6 +480,11 @@ impl SparseMatrix {
     /// The nnz-balanced row split used by the forward product.
     pub fn segments(&self) -> &RowSegments {
         &self.segments
+    }
+
+    /// The columns the transpose product splits into segments.
+    pub fn long_columns(&self) -> &LongColumns {
+        &self.long_columns
     }
 
     /// Rows without a single nonzero (targets no weight can reach).
@@ -448,6 +569,93 @@ impl SparseMatrix {
     }
 }
 
+/// Tasks of [`transpose`]'s fill, each a contiguous range of output slices.
+const TRANSPOSE_TASKS: usize = 64;
+
+/// The other compressed layout of `m` (CSR to CSC or back), as
+/// `to_other_storage` computes it (indices strictly increasing within each
+/// outer slice), built in parallel: counts of each output slice over fixed
+/// chunks of the entries, then a fill in which each task owns a contiguous
+/// range of output slices and walks the input slices in order, finding its
+/// range in each by binary search. The result is canonical, so it does not
+/// depend on the thread count; it is what sprs's single-threaded
+/// `to_other_storage` gives.
+fn transpose(m: &Csr) -> Csr {
+    let (outer, inner) = (m.outer_dims(), m.inner_dims());
+    let ptr = m.indptr();
+    let ptr = ptr.raw_storage();
+    let (idx, val) = (m.indices(), m.data());
+    // Entries per output slice: one count array per thread (at most 8),
+    // added up; integer counts are exact in any order.
+    let parts = rayon::current_num_threads().clamp(1, 8);
+    let chunk = idx.len().div_ceil(parts).max(1 << 16);
+    let counts = idx
+        .par_chunks(chunk)
+        .map(|c| {
+            let mut n = vec![0u32; inner];
+            for &i in c {
+                n[i as usize] += 1;
+            }
+            n
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })
+        .unwrap_or_else(|| vec![0; inner]);
+    let mut out_ptr = Vec::with_capacity(inner + 1);
+    out_ptr.push(0usize);
+    for &c in &counts {
+        out_ptr.push(out_ptr.last().copied().unwrap_or(0) + c as usize);
+    }
+    drop(counts);
+    // Contiguous ranges of output slices with about equal entries.
+    let nnz = idx.len();
+    let bounds: Vec<usize> = (0..=TRANSPOSE_TASKS)
+        .map(|t| out_ptr.partition_point(|&p| p < nnz * t / TRANSPOSE_TASKS))
+        .map(|b| b.min(inner))
+        .collect();
+    let (mut out_idx, mut out_val) = (vec![0u32; nnz], vec![0.0f32; nnz]);
+    let mut pieces = Vec::with_capacity(TRANSPOSE_TASKS);
+    let (mut rest_i, mut rest_v) = (&mut out_idx[..], &mut out_val[..]);
+    for w in bounds.windows(2) {
+        let len = out_ptr[w[1]] - out_ptr[w[0]];
+        let (i, ri) = std::mem::take(&mut rest_i).split_at_mut(len);
+        let (v, rv) = std::mem::take(&mut rest_v).split_at_mut(len);
+        (rest_i, rest_v) = (ri, rv);
+        pieces.push((w[0]..w[1], i, v));
+    }
+    pieces.into_par_iter().for_each(|(range, oi, ov)| {
+        if range.is_empty() {
+            return;
+        }
+        let base = out_ptr[range.start];
+        let mut next: Vec<usize> = out_ptr[range.clone()].iter().map(|p| p - base).collect();
+        let (lo, hi) = (range.start as u32, range.end as u32);
+        for o in 0..outer {
+            let s = &idx[ptr[o]..ptr[o + 1]];
+            let start = s.partition_point(|&i| i < lo);
+            for (k, &i) in s[start..].iter().enumerate().take_while(|(_, &i)| i < hi) {
+                let slot = &mut next[(i - lo) as usize];
+                oi[*slot] = o as u32;
+                ov[*slot] = val[ptr[o] + start + k];
+                *slot += 1;
+            }
+        }
+    });
+    let shape = (m.rows(), m.cols());
+    // Canonical by construction; `try_new` checks it once more in one pass.
+    let built = if m.is_csr() {
+        CsMatI::try_new_csc(shape, out_ptr, out_idx, out_val)
+    } else {
+        CsMatI::try_new(shape, out_ptr, out_idx, out_val)
+    };
+    match built {
+        Ok(t) => t,
+        Err(_) => unreachable!("a transpose of a valid matrix is valid"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +722,65 @@ mod tests {
             vec![0, SEGMENT_NNZ, 2 * SEGMENT_NNZ, 3 * SEGMENT_NNZ, n]
         );
         assert_eq!(m.empty_rows(), vec![0, 2]);
+        assert!(m.long_columns().cols.is_empty());
+    }
+
+    #[test]
+    fn parallel_transpose_equals_sprs() {
+        // Random 300 x 200 (a row touching every column, empty rows and
+        // columns), and its transpose back.
+        let (rows, cols) = (300usize, 200usize);
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for q in 0..rows {
+            for j in 0..cols {
+                if q == 7 || (q % 5 != 0 && j % 7 != 0 && next() % 10 == 0) {
+                    r.push(q as u64);
+                    c.push(j as u64);
+                    v.push((next() % 1000) as f64 / 8.0);
+                }
+            }
+        }
+        let m = SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap();
+        let want: Csr = m.csr().to_other_storage();
+        assert_eq!(m.csc(), &want);
+        assert_eq!(&transpose(m.csc()), m.csr());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        assert_eq!(pool.install(|| transpose(m.csr())), want);
+    }
+
+    #[test]
+    fn long_columns_are_split_into_segments() {
+        // Column 1 has 2 * SEGMENT_NNZ + 3 nonzeros, columns 0 and 2 one each.
+        let n = 2 * SEGMENT_NNZ + 3;
+        let mut rows: Vec<u64> = (0..n as u64).collect();
+        let mut cols = vec![1u64; n];
+        rows.extend([0, 5]);
+        cols.extend([0, 2]);
+        let m = SparseMatrix::from_triplets(n, 3, &rows, &cols, &vec![1.0; n + 2]).unwrap();
+        let long = m.long_columns();
+        assert_eq!(long.cols, vec![1]);
+        assert_eq!(long.seg_ptr, vec![0, 3]);
+        assert_eq!(
+            long.ranges,
+            vec![
+                1..1 + SEGMENT_NNZ,
+                1 + SEGMENT_NNZ..1 + 2 * SEGMENT_NNZ,
+                1 + 2 * SEGMENT_NNZ..n + 1
+            ]
+        );
+        assert_eq!(
+            (long.find(1), long.find(0), long.find(2)),
+            (Some(0), None, None)
+        );
     }
 }

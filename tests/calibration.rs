@@ -5,6 +5,8 @@
 mod common;
 
 use common::{random_matrix, Rng};
+use l0::backend::cpu::CpuBackend;
+use l0::backend::{Backend, Hyper, Noise, Problem};
 use l0::calibration::{
     weight_caps, ActiveWeights, Calibration, CalibrationParams, FitParams, Init, Loss,
 };
@@ -331,19 +333,77 @@ fn without_gates_weights_are_plain_exponentials() {
 #[test]
 fn same_seed_same_result_whatever_the_thread_count() {
     let (m, y, _) = sparse_truth(30, 9000, 6);
+    let opts = FitParams {
+        loss: Loss::Relative,
+        epochs: 30,
+        ..Default::default()
+    };
+    same_state_for_1_2_3_threads(&m, &y, seeded(11), opts);
+}
+
+/// Fits with 1, 2 and 3 threads, asserts the same state, and returns it.
+fn same_state_for_1_2_3_threads(
+    m: &SparseMatrix,
+    y: &[f64],
+    params: CalibrationParams,
+    opts: FitParams,
+) -> l0::backend::ParamState {
     let run = |threads| {
-        let mut model = Calibration::new(9000, seeded(11)).unwrap();
+        let mut model = Calibration::new(m.cols(), params.clone()).unwrap();
         let opts = FitParams {
-            loss: Loss::Relative,
-            epochs: 30,
-            ..cpu(threads)
+            device: Device::Cpu,
+            threads: Some(threads),
+            ..opts.clone()
         };
-        model.fit(&m, &y, &opts).unwrap();
+        model.fit(m, y, &opts).unwrap();
         model.state().clone()
     };
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
+    one
+}
+
+/// 140,000 columns: more than 64 chunks of 2048, so each of the CPU
+/// backend's 64 slabs runs several chunks in order and scatters the forward
+/// product into its own accumulator. Still the same bits for any thread
+/// count, and the predictions equal `M w` summed in f64 in another order to
+/// rounding.
+#[test]
+fn many_columns_same_result_whatever_the_thread_count() {
+    let (q, n) = (12, 140_000);
+    let mut rng = Rng(8);
+    let m = random_matrix(&mut rng, q, n, 0.02, 0.0, 1.0);
+    let y: Vec<f64> = m.mul_vec(&vec![1.0; n]).unwrap();
+    let opts = FitParams {
+        loss: Loss::Relative,
+        lr: 0.1,
+        epochs: 6,
+        ..Default::default()
+    };
+    let one = same_state_for_1_2_3_threads(&m, &y, seeded(3), opts);
+
+    let (weight, denom) = (vec![1.0; q], vec![1.0; q]);
+    let problem = Problem {
+        matrix: &m,
+        targets: &y,
+        target_weight: &weight,
+        denom: &denom,
+        hyper: Hyper::default(),
+        noise: Noise::Philox,
+        max_p: None,
+    };
+    let mut b = CpuBackend::new(problem, Some(2)).unwrap();
+    b.load_state(&one).unwrap();
+    b.sample_weights(one.step).unwrap();
+    b.forward().unwrap();
+    let (mut yhat, mut w) = (vec![0.0; q], vec![0.0f32; n]);
+    b.read_yhat(&mut yhat).unwrap();
+    b.read_weights(&mut w).unwrap();
+    let w: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    for (got, want) in yhat.iter().zip(m.mul_vec(&w).unwrap()) {
+        assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} vs {want}");
+    }
 }
 
 #[test]

@@ -788,3 +788,155 @@ fn hostile_headers_are_refused_without_allocating() {
         )
     );
 }
+
+#[test]
+fn write_npz_csr_reads_back_as_the_same_matrix() {
+    let dir = scratch("npz-write");
+    let m = l0::SparseMatrix::from_triplets(
+        3,
+        4,
+        &[0, 2, 2, 1],
+        &[3, 0, 1, 1],
+        &[1.5, -2.0, 3.25, 4.0],
+    )
+    .unwrap();
+    let path = dir.join("m.npz");
+    l0::io::npz::write_npz_csr(&path, &m).unwrap();
+    let back = l0::io::read_matrix(&path).unwrap();
+    assert_eq!(back.fingerprint(), m.fingerprint());
+    assert_eq!(
+        back.mul_vec(&[1.0, 10.0, 100.0, 1000.0]).unwrap(),
+        vec![1500.0, 40.0, 30.5]
+    );
+    let format = read_npz_member(&path, "format").unwrap();
+    assert_eq!(format.data, NpyData::Str(vec!["csr".into()]));
+}
+
+/// `io::read_matrix` reads `.npz` files straight into the final types; it
+/// builds the same matrix as the general reader and fails with the same
+/// messages.
+#[test]
+fn npz_fast_reader_agrees_with_the_general_one() {
+    for name in [
+        "csr_compressed.npz",
+        "coo_uncompressed.npz",
+        "csc_array.npz",
+        "csr_unicode_format.npz",
+        "coo_coords.npz",
+    ] {
+        let p = data(name);
+        let raw = read_sparse(&p).unwrap();
+        let SparseStructure::Csr { indptr, indices } = raw.to_csr().structure else {
+            panic!("to_csr gives csr");
+        };
+        let want =
+            l0::SparseMatrix::from_csr(raw.rows, raw.cols, &indptr, &indices, &raw.to_csr().data)
+                .unwrap();
+        let got = l0::io::read_matrix(&p).unwrap();
+        assert_eq!(got.fingerprint(), want.fingerprint(), "{name}");
+        assert_eq!(got.csc(), want.csc(), "{name}");
+    }
+    for name in [
+        "bad_indptr_len.npz",
+        "bad_index.npz",
+        "nan_data.npz",
+        "dense_arrays.npz",
+    ] {
+        let p = data(name);
+        assert_eq!(
+            err_text(l0::io::read_matrix(&p)),
+            err_text(read_npz_sparse(&p)),
+            "{name}"
+        );
+    }
+}
+
+/// A csr `.npz` of a 2 x 3 matrix with two entries whose member `bomb`
+/// (deflated) has a header declaring `declared` items of its dtype and then
+/// `body` as its data; the other members are right.
+fn npz_with_bomb(path: &Path, bomb: &str, declared: usize, body: &[u8]) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let f = fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let deflated = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let npy = |descr: &str, shape: &str| {
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (h.len() + 11) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out
+    };
+    let le = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let format = [b'c', 0, 0, 0, b's', 0, 0, 0, b'r', 0, 0, 0];
+    let shape: Vec<u8> = [2i64, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let members: [(&str, &str, Vec<u8>); 5] = [
+        ("format.npy", "<U3", format.to_vec()),
+        ("shape.npy", "<i8", shape),
+        ("indptr.npy", "<i4", le(&[0, 1, 2])),
+        ("indices.npy", "<i4", le(&[0, 1])),
+        (
+            "data.npy",
+            "<f4",
+            [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    ];
+    for (name, descr, data) in members {
+        let len = data.len() / if descr == "<i8" { 8 } else { 4 };
+        let shape = if name == "format.npy" {
+            "()".to_string()
+        } else {
+            format!("({len},)")
+        };
+        if name == bomb {
+            z.start_file(name, deflated).unwrap();
+            z.write_all(&npy(descr, &format!("({declared},)"))).unwrap();
+            z.write_all(body).unwrap();
+        } else {
+            z.start_file(name, stored).unwrap();
+            z.write_all(&npy(descr, &shape)).unwrap();
+            z.write_all(&data).unwrap();
+        }
+    }
+    z.finish().unwrap();
+}
+
+/// Deflate bombs: a member inflating to 200 MB of zeros from a file of
+/// under 1 MB. When its header declares that length (disagreeing with the
+/// pointers) it is refused from the declared shapes before it is inflated;
+/// when its header declares the right length and the stream runs on, it is
+/// refused while streaming, holding one chunk of it, by the fast and the
+/// general reader alike.
+#[test]
+fn npz_deflate_bombs_are_refused_without_holding_them() {
+    let dir = scratch("npz_bomb");
+    let zeros = vec![0u8; 200 << 20];
+    let p = dir.join("bomb.npz");
+    npz_with_bomb(&p, "data.npy", 50 << 20, &zeros);
+    assert!(fs::metadata(&p).unwrap().len() < 1 << 20);
+    let want = format!(
+        "shape mismatch: {}: indices (column indices), one per stored value in data: \
+         expected 52428800, got 2",
+        p.display()
+    );
+    assert_eq!(err_text(l0::io::read_matrix(&p)), want);
+    assert_eq!(err_text(read_npz_sparse(&p)), want);
+
+    for (member, declared, bytes) in [("data.npy", 2, 8), ("indptr.npy", 3, 12)] {
+        let p = dir.join(format!("long-{member}.npz"));
+        npz_with_bomb(&p, member, declared, &zeros);
+        let want = format!(
+            "{}: {member}: expected {bytes} bytes of data, file has 209715200",
+            p.display()
+        );
+        assert_eq!(err_text(l0::io::read_matrix(&p)), want, "{member}");
+        assert_eq!(err_text(read_npz_sparse(&p)), want, "{member}");
+    }
+}

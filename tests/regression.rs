@@ -530,3 +530,75 @@ fn lambda_path_picks_the_true_support_on_validation_data() {
         "invalid configuration: the lambda path is empty"
     );
 }
+
+/// Twenty features of 10,000 rows: every column is longer than one segment
+/// (`l0::matrix::SEGMENT_NNZ` = 4096 nonzeros), so the transpose product
+/// splits each into three pieces summed on any thread. The gradient equals
+/// the dense f64 `X^T r`, and a fit is the same bits for 1, 2 and 3 threads.
+#[test]
+fn long_columns_are_split_across_threads_with_the_same_result() {
+    let (n, k) = (10_000usize, 20usize);
+    let mut rng = Rng(21);
+    let x: Vec<f64> = (0..n * k).map(|_| rng.normal()).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|q| x[q * k] - 2.0 * x[q * k + 3] + rng.normal())
+        .collect();
+    let m = SparseMatrix::from_dense(n, k, &x).unwrap();
+    let long = m.long_columns();
+    assert_eq!(long.cols, (0..k as u32).collect::<Vec<_>>());
+    assert_eq!(long.seg_ptr.last(), Some(&(3 * k)));
+
+    // Without gates or penalties, dL/dp_i is exactly g_w,i = (X^T r)_i.
+    let hyper = Hyper {
+        lambda_l0: 0.0,
+        magnitude: Magnitude::Linear,
+        use_gates: false,
+        ..Default::default()
+    };
+    let (weight, denom) = (vec![1.0 / n as f64; n], vec![1.0; n]);
+    let problem = Problem {
+        matrix: &m,
+        targets: &y,
+        target_weight: &weight,
+        denom: &denom,
+        hyper,
+        noise: Noise::Philox,
+        max_p: None,
+    };
+    let p: Vec<f32> = (0..k).map(|i| 0.1 * i as f32 - 1.0).collect();
+    for threads in [1, 3] {
+        let mut be = CpuBackend::new(problem, Some(threads)).unwrap();
+        be.load_state(&ParamState::new(p.clone(), vec![0.0; k], None))
+            .unwrap();
+        be.sample_weights(0).unwrap();
+        be.forward().unwrap();
+        be.residual(0).unwrap();
+        let (gp, _, _) = be.gradients().unwrap();
+        let mut yhat = vec![0.0; n];
+        be.read_yhat(&mut yhat).unwrap();
+        for i in 0..k {
+            let want: f64 = (0..n)
+                .map(|q| x[q * k + i] as f32 as f64 * -2.0 * (y[q] - yhat[q]) / n as f64)
+                .sum();
+            let got = gp[i] as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs(),
+                "threads {threads}, column {i}: {got} vs {want}"
+            );
+        }
+    }
+
+    let fit = |threads| {
+        let mut r = Regression::new(k, seeded(5)).unwrap();
+        let opts = RegressionFitParams {
+            epochs: 40,
+            threads: Some(threads),
+            ..demo_fit()
+        };
+        r.fit(&m, &y, &opts).unwrap();
+        r.state().clone()
+    };
+    let one = fit(1);
+    assert_eq!(one, fit(2));
+    assert_eq!(one, fit(3));
+}

@@ -7,7 +7,11 @@
 //!
 //! 1. [`Backend::sample_weights`]: `w_i = m(p_i) z_i(u(seed, step, i))`
 //!    (may already have been done by the previous epoch's fused step);
-//! 2. [`Backend::forward`]: `yhat = M w + b` over CSR row segments, f64 sums;
+//! 2. [`Backend::forward`]: `yhat = M w + b`, f64 sums (over CSR row
+//!    segments; the CPU backend instead scatters it from the column passes
+//!    that write the weights when the matrix has at most 65,536 rows and
+//!    more than 30,720 columns, so
+//!    an epoch reads the matrix once);
 //! 3. [`Backend::residual`]: `e_q = (y_q - yhat_q) / d_q`,
 //!    `r_q = dL/dyhat_q = -2 g_q e_q / d_q`, data loss `sum_q g_q e_q^2`;
 //! 4. [`Backend::step`]: over CSC columns, `g_w,i = (M^T r)_i` (f64 sum),

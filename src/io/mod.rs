@@ -189,6 +189,31 @@ pub fn read_sparse(path: &Path) -> Result<RawSparse> {
     }
 }
 
+/// Reads a matrix file and builds the validated [`crate::SparseMatrix`]
+/// from it (sorted, duplicates summed, both layouts): `.npz` through
+/// [`npz::read_npz_matrix`] (straight into the final types), other formats
+/// through [`read_sparse`].
+pub fn read_matrix(path: &Path) -> Result<crate::SparseMatrix> {
+    match extension(path).as_str() {
+        "npz" => npz::read_npz_matrix(path),
+        _ => matrix_from_raw(read_sparse(path)?),
+    }
+}
+
+/// The validated matrix of a [`RawSparse`].
+pub(crate) fn matrix_from_raw(raw: RawSparse) -> Result<crate::SparseMatrix> {
+    let (r, c, d) = (raw.rows, raw.cols, &raw.data);
+    match &raw.structure {
+        SparseStructure::Csr { indptr, indices } => {
+            crate::SparseMatrix::from_csr(r, c, indptr, indices, d)
+        }
+        SparseStructure::Csc { indptr, indices } => {
+            crate::SparseMatrix::from_csc(r, c, indptr, indices, d)
+        }
+        SparseStructure::Coo { row, col } => crate::SparseMatrix::from_triplets(r, c, row, col, d),
+    }
+}
+
 fn unknown_extension(path: &Path, what: &str, expected: &str) -> L0Error {
     let ext = extension(path);
     let found = if ext.is_empty() {
@@ -378,7 +403,7 @@ impl RawSparse {
     }
 }
 
-fn check_len(source: &str, what: &str, got: usize, nnz: usize) -> Result<()> {
+pub(crate) fn check_len(source: &str, what: &str, got: usize, nnz: usize) -> Result<()> {
     if got != nnz {
         return Err(L0Error::shape(
             format!("{source}: {what}, one per stored value in data"),
@@ -389,15 +414,30 @@ fn check_len(source: &str, what: &str, got: usize, nnz: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_indptr(path: &Path, indptr: &[u64], outer: usize, unit: &str, nnz: usize) -> Result<()> {
-    let source = path.display();
-    if indptr.len() != outer.saturating_add(1) {
+/// The pointer array's length against the outer dimension.
+pub(crate) fn check_indptr_len(path: &Path, len: usize, outer: usize, unit: &str) -> Result<()> {
+    if len != outer.saturating_add(1) {
         return Err(L0Error::shape(
-            format!("{source}: indptr ({unit} pointers, one per {unit} plus one)"),
+            format!(
+                "{}: indptr ({unit} pointers, one per {unit} plus one)",
+                path.display()
+            ),
             outer.saturating_add(1),
-            indptr.len(),
+            len,
         ));
     }
+    Ok(())
+}
+
+pub(crate) fn check_indptr(
+    path: &Path,
+    indptr: &[u64],
+    outer: usize,
+    unit: &str,
+    nnz: usize,
+) -> Result<()> {
+    let source = path.display();
+    check_indptr_len(path, indptr.len(), outer, unit)?;
     if indptr[0] != 0 {
         return Err(format_error(
             path,

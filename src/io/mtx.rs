@@ -7,6 +7,12 @@
 //! Symmetric files store one triangle and get their mirror entries added;
 //! `pattern` entries have the value 1. Dense `array` files keep only their
 //! nonzero entries. Errors name the file and the line.
+//!
+//! Why not `sprs::io::read_matrix_market` (sprs is already a dependency):
+//! measured on an 11M-nonzero, 305 MB file it reads about as fast (2.2-2.5 s
+//! against 2.6 s with this reader, matrix built either way), but it panics
+//! on an out-of-range index, accepts `nan` values, and reports a short file
+//! or a zero index as "Bad matrix market file." without a line.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

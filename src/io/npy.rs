@@ -211,7 +211,31 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Parses the bytes of an `.npy` file. `path` and `member` only name the
 /// source in errors (and are kept in the result).
-pub(crate) fn parse_npy(bytes: &[u8], path: &Path, member: Option<&str>) -> Result<NpyArray> {
+/// What an `.npy` header declares, and where its data starts.
+pub(crate) struct NpyLayout {
+    /// The declared shape.
+    pub shape: Vec<usize>,
+    /// The dtype as spelled, e.g. `"<f8"`.
+    pub descr: String,
+    /// Whether a 2-D array is stored column-major.
+    pub fortran_order: bool,
+    /// Offset of the first data byte.
+    pub data_start: usize,
+    /// Number of elements.
+    pub count: usize,
+    /// Bytes of data the header promises.
+    pub nbytes: usize,
+    dtype: Dtype,
+}
+
+/// Parses the magic string and header at the start of `bytes` (which need
+/// not hold the data): everything [`parse_npy`] checks before it looks at
+/// the data, with the same messages.
+pub(crate) fn parse_npy_layout(
+    bytes: &[u8],
+    path: &Path,
+    member: Option<&str>,
+) -> Result<NpyLayout> {
     let err = |m: String| error_in(path, member, m);
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(err(
@@ -282,6 +306,29 @@ pub(crate) fn parse_npy(bytes: &[u8], path: &Path, member: Option<&str>) -> Resu
         )));
     }
     let nbytes = count.checked_mul(dtype.item_size).ok_or_else(too_large)?;
+    Ok(NpyLayout {
+        shape: header.shape,
+        descr: header.descr,
+        fortran_order: header.fortran_order,
+        data_start,
+        count,
+        nbytes,
+        dtype,
+    })
+}
+
+/// Parses a whole `.npy` file (or `.npz` member) held in memory.
+pub(crate) fn parse_npy(bytes: &[u8], path: &Path, member: Option<&str>) -> Result<NpyArray> {
+    let err = |m: String| error_in(path, member, m);
+    let NpyLayout {
+        shape,
+        descr,
+        fortran_order,
+        data_start,
+        count,
+        nbytes,
+        dtype,
+    } = parse_npy_layout(bytes, path, member)?;
     let data = &bytes[data_start..];
     if data.len() != nbytes {
         return Err(err(format!(
@@ -290,15 +337,15 @@ pub(crate) fn parse_npy(bytes: &[u8], path: &Path, member: Option<&str>) -> Resu
         )));
     }
     let mut values = decode(data, &dtype, count).map_err(err)?;
-    if header.fortran_order {
-        if let [rows, cols] = header.shape[..] {
+    if fortran_order {
+        if let [rows, cols] = shape[..] {
             values = fortran_to_c(values, rows, cols);
         }
     }
     Ok(NpyArray {
-        shape: header.shape,
+        shape,
         data: values,
-        descr: header.descr,
+        descr,
         path: path.to_path_buf(),
         member: member.map(str::to_string),
     })
@@ -666,7 +713,7 @@ fn fortran_to_c(data: NpyData, rows: usize, cols: usize) -> NpyData {
 /// The header `numpy.save` writes for a C-order array: version 1.0, the
 /// dictionary with 21 spare characters for the growth axis, padded with
 /// spaces and a newline to a multiple of 64 bytes.
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+pub(crate) fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let mut dict = format!(
         "{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}",
         shape_text(shape)

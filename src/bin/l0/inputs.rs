@@ -3,18 +3,7 @@
 use super::*;
 
 pub(super) fn load_matrix(path: &Path) -> CliResult<SparseMatrix> {
-    let raw: RawSparse = io::read_sparse(path).map_err(|e| about_file(path, e))?;
-    let (r, c, d) = (raw.rows, raw.cols, &raw.data);
-    match &raw.structure {
-        SparseStructure::Csr { indptr, indices } => {
-            SparseMatrix::from_csr(r, c, indptr, indices, d)
-        }
-        SparseStructure::Csc { indptr, indices } => {
-            SparseMatrix::from_csc(r, c, indptr, indices, d)
-        }
-        SparseStructure::Coo { row, col } => SparseMatrix::from_triplets(r, c, row, col, d),
-    }
-    .map_err(|e| about_file(path, e))
+    io::read_matrix(path).map_err(|e| about_file(path, e))
 }
 
 pub(super) fn load_vector(path: &Path, what: &str, len: usize, per: &str) -> CliResult<Vec<f64>> {

@@ -19,7 +19,7 @@ use l0::calibration::{
 use l0::checkpoint::{changed_settings, problem_fingerprint, Checkpoint};
 use l0::diagnostics::{concentration_warnings, unreachable_targets, TargetCarrier};
 use l0::engine::Snapshot;
-use l0::io::{self, csv::read_names, npy::write_npy_f64, RawSparse, SparseStructure};
+use l0::io::{self, csv::read_names, npy::write_npy_f64};
 use l0::report::{self, Accuracy, Json, LogWriter, Summary};
 use l0::{
     backend::ParamState, Device, GateParams, L0Error, Regression, RegressionFitParams,
