@@ -178,7 +178,10 @@ impl BudgetFit {
 
     /// Full-length models trained.
     pub fn full_fits(&self) -> usize {
-        self.trials.iter().filter(|t| t.stage == Stage::Full).count()
+        self.trials
+            .iter()
+            .filter(|t| t.stage == Stage::Full)
+            .count()
     }
 }
 
@@ -293,8 +296,7 @@ pub fn fit_to_budget(
         if budget.met_by(active) || full.len() >= budget.max_fits {
             break;
         }
-        let points: Vec<(f64, usize)> =
-            full.iter().map(|s| (s.lambda_l0, active_of(s))).collect();
+        let points: Vec<(f64, usize)> = full.iter().map(|s| (s.lambda_l0, active_of(s))).collect();
         let next = next_lambda(&points, budget);
         if points.iter().any(|p| p.0 == next) {
             break; // clamped onto a λ already trained: nothing new to learn

@@ -123,9 +123,7 @@ pub fn advance(
             epochs,
             ..opts.clone()
         };
-        let r = s
-            .model
-            .fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
+        let r = s.model.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
         s.report = FitReport {
             epochs: s.report.epochs + r.epochs,
             seconds: s.report.seconds + r.seconds,

@@ -76,7 +76,7 @@ pub(super) fn search(
             Stage::Full => "full fit",
         };
         eprintln!(
-            "  {what} lambda_l0={lambda:e}: active={} after {} more epoch(s), mean_error={:.4}%",
+            "  {what} lambda_l0={lambda:.3e}: active={} after {} more epoch(s), mean_error={:.4}%",
             p.active,
             p.epochs,
             100.0 * p.mean_rel_err

@@ -2,8 +2,8 @@
 //! flags of `l0 calibrate` ([`l0::sweep::sweep`]), written as sweep.csv,
 //! weights_<k>.npy, summary.json and sweep.svg.
 
-use super::calibrate::{load_problem, plan, resolve, settle_seed, CalibrateArgs, Problem, Sources};
 use super::budget::bare;
+use super::calibrate::{load_problem, plan, resolve, settle_seed, CalibrateArgs, Problem, Sources};
 use super::inputs::positive;
 use super::outdir;
 use super::*;
