@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod budget;
 pub mod calibration;
 pub mod checkpoint;
 pub mod diagnostics;

@@ -360,6 +360,10 @@ pub struct Summary {
     /// With a refit: the L0 fit's figures before it (the others are the
     /// refit's).
     pub before_refit: Option<BeforeRefit>,
+    /// The L0 strength the model was trained with.
+    pub lambda_l0: f64,
+    /// With `--target-records`: the record budget's search.
+    pub budget: Option<BudgetSummary>,
     /// Targets left out of the loss.
     pub excluded: usize,
     /// Nonzero deterministic weights.
@@ -392,7 +396,8 @@ impl Summary {
     /// within_5pct, within_10pct, within_25pct, targets_included,
     /// targets_excluded, active, sparsity, (with a holdout) targets_holdout,
     /// holdout_mean_abs_rel_err, holdout_max_abs_rel_err, (with a refit)
-    /// before_refit ([`BeforeRefit::to_json`]), ess, design_effect, max_weight,
+    /// before_refit ([`BeforeRefit::to_json`]), lambda_l0, (with a record
+    /// budget) budget ([`BudgetSummary::to_json`]), ess, design_effect, max_weight,
     /// top1pct_share, weight_quantiles (min, p01, p25, p50, p75, p99, max),
     /// settings.
     pub fn to_json(&self) -> Json {
@@ -440,9 +445,57 @@ impl Summary {
         if let Some(b) = &self.before_refit {
             f.push(("before_refit".into(), b.to_json()));
         }
+        f.push(("lambda_l0".into(), Json::Num(self.lambda_l0)));
+        if let Some(b) = &self.budget {
+            f.push(("budget".into(), b.to_json()));
+        }
         f.extend(weight_fields(&self.weights));
         f.push(("settings".into(), Json::Object(self.settings.clone())));
         Json::Object(f)
+    }
+}
+
+/// A record budget's search (summary.json `budget`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetSummary {
+    /// Records asked for.
+    pub target_records: usize,
+    /// Relative tolerance.
+    pub tolerance: f64,
+    /// The L0 strength found (the model's).
+    pub lambda_l0: f64,
+    /// Whether the model's count is within the tolerance.
+    pub met: bool,
+    /// Distinct models the search trained.
+    pub models_trained: usize,
+    /// Epochs trained over all of them.
+    pub epochs_total: u64,
+    /// `epochs_total` over the epochs of one fit: the search's cost in fits.
+    pub fits: f64,
+    /// Wall time of all the training.
+    pub seconds: f64,
+}
+
+impl BudgetSummary {
+    /// Keys: target_records, tolerance, lambda_l0, met, models_trained,
+    /// epochs_total, fits, seconds.
+    pub fn to_json(&self) -> Json {
+        Json::Object(vec![
+            (
+                "target_records".into(),
+                Json::Int(self.target_records as i128),
+            ),
+            ("tolerance".into(), Json::Num(self.tolerance)),
+            ("lambda_l0".into(), Json::Num(self.lambda_l0)),
+            ("met".into(), Json::Bool(self.met)),
+            (
+                "models_trained".into(),
+                Json::Int(self.models_trained as i128),
+            ),
+            ("epochs_total".into(), Json::Int(self.epochs_total as i128)),
+            ("fits".into(), Json::Num(self.fits)),
+            ("seconds".into(), Json::Num(self.seconds)),
+        ])
     }
 }
 

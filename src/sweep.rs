@@ -1,8 +1,9 @@
 //! λ sweeps: one calibration model per L0 strength, all from the same
 //! initial state, seed and options, so that model `k` is exactly the model
 //! a single [`Calibration::fit`] with `lambda_l0 = lambdas[k]` gives.
-//! [`sweep`] returns the K models with their reports; [`lambda_grid`] makes
-//! a log-spaced list. The command line's `l0 sweep` and the record budget
+//! [`sweep`] returns the K models with their reports; [`start`] and
+//! [`advance`] do the same in steps (training a batch further, exactly as
+//! one longer fit); [`lambda_grid`] makes a log-spaced list. The command line's `l0 sweep` and the record budget
 //! are built on it.
 //!
 //! The K models are trained one after the other on the fit loop of
@@ -73,24 +74,64 @@ pub fn sweep(
     lambdas: &[f64],
     on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
 ) -> Result<Vec<SweepModel>> {
+    let mut models = start(m.cols(), params, lambdas)?;
+    advance(&mut models, m, y, opts, opts.epochs, on_progress)?;
+    Ok(models)
+}
+
+/// Untrained models, one per `lambdas[k]`, for `n_features` columns with
+/// model options `params`; [`advance`] trains them.
+pub fn start(
+    n_features: usize,
+    params: &CalibrationParams,
+    lambdas: &[f64],
+) -> Result<Vec<SweepModel>> {
     check_lambdas(lambdas)?;
     lambdas
         .iter()
-        .enumerate()
-        .map(|(k, &lambda_l0)| {
-            let mut model = Calibration::new(m.cols(), params.clone())?;
-            let opts = FitParams {
-                lambda_l0,
-                ..opts.clone()
-            };
-            let report = model.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
+        .map(|&lambda_l0| {
             Ok(SweepModel {
                 lambda_l0,
-                model,
-                report,
+                model: Calibration::new(n_features, params.clone())?,
+                report: FitReport {
+                    device: String::new(),
+                    epochs: 0,
+                    seconds: 0.0,
+                    last: None,
+                },
             })
         })
         .collect()
+}
+
+/// Trains every model `epochs` more epochs with its own `lambda_l0` and the
+/// fit options `opts` (its `lambda_l0` and `epochs` are replaced),
+/// continuing exactly where each stopped (a model advanced by `a` then `b`
+/// epochs is the single fit of `a + b`). Each report's `epochs` and
+/// `seconds` add up over the calls; `last` is the latest.
+pub fn advance(
+    models: &mut [SweepModel],
+    m: &SparseMatrix,
+    y: &[f64],
+    opts: &FitParams,
+    epochs: u64,
+    on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+) -> Result<()> {
+    for (k, s) in models.iter_mut().enumerate() {
+        let opts = FitParams {
+            lambda_l0: s.lambda_l0,
+            epochs,
+            ..opts.clone()
+        };
+        let r = s.model.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
+        s.report = FitReport {
+            epochs: s.report.epochs + r.epochs,
+            seconds: s.report.seconds + r.seconds,
+            last: r.last.or(s.report.last.take()),
+            device: r.device,
+        };
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1806,3 +1806,86 @@ fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
         "error: --lambda-l0: l0 calibrate fits one value; l0 sweep trains one model per value of a list"
     );
 }
+
+#[test]
+fn a_record_budget_is_met_and_reported_in_the_summary() {
+    let f = problem("budget", 9, 150, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(["--loss", "relative", "--overwrite"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&str]| {
+        let args = with(extra);
+        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (npy(&out.join("weights.npy")), stderr(&o))
+    };
+    let (w, err) = run(&[
+        "--epochs",
+        "200",
+        "--target-records",
+        "40",
+        "--records-tolerance",
+        "0.1",
+        "--refit",
+    ]);
+    assert!(
+        err.contains("record budget: 40 records within 10%"),
+        "{err}"
+    );
+    let s = summary(&out);
+    let b = &s["budget"];
+    let active = w.iter().filter(|&&x| x > 0.0).count();
+    assert!((36..=44).contains(&active), "active {active}");
+    assert_eq!(s["active"], active);
+    assert_eq!(b["target_records"], 40);
+    assert_eq!(b["tolerance"], 0.1);
+    assert_eq!(b["met"], true);
+    let lambda = b["lambda_l0"].as_f64().unwrap();
+    assert_eq!(s["lambda_l0"], lambda);
+    assert_eq!(s["settings"]["lambda_l0"], lambda);
+    let models = b["models_trained"].as_u64().unwrap();
+    assert!((9..=12).contains(&models), "{models}");
+    let epochs = b["epochs_total"].as_u64().unwrap();
+    assert_eq!(epochs, 9 * 10 + 190 + 200 * (models - 9));
+    assert_eq!(b["fits"], epochs as f64 / 200.0);
+    assert_eq!(s["before_refit"]["active"], active);
+    // The same run with its lambda given is the same model.
+    let given = format!("{lambda:?}");
+    let (w_plain, _) = run(&["--epochs", "200", "--lambda-l0", &given, "--refit"]);
+    assert_eq!(w, w_plain);
+    // Two epochs close no gate: the nearest count is all 150 records.
+    let (_, err) = run(&["--epochs", "2", "--target-records", "75"]);
+    assert!(
+        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
+        "{err}"
+    );
+    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bad(&["--target-records", "0"]),
+        "error: --target-records: a record budget must keep at least 1 record, got 0"
+    );
+    assert_eq!(
+        bad(&["--target-records", "151"]),
+        "error: --target-records: cannot keep 151 records: the matrix has only 150 columns"
+    );
+    assert_eq!(
+        bad(&["--target-records", "50", "--records-tolerance", "0"]),
+        "error: --records-tolerance: the records tolerance must be a number between 0 and 1 (exclusive), got 0"
+    );
+    assert_eq!(
+        bad(&["--records-tolerance", "0.1"]),
+        "error: --records-tolerance needs --target-records"
+    );
+    assert_eq!(
+        bad(&["--target-records", "50", "--lambda-l0", "0.01"]),
+        "error: --target-records searches lambda_l0 itself and does not take --lambda-l0"
+    );
+    let args = with(&["--target-records", "x"]);
+    let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("error: invalid value 'x' for '--target-records <K>'"));
+}

@@ -84,6 +84,13 @@ pub(super) struct CalibrateArgs {
     /// Epochs of the --refit [default: half the epochs].
     #[arg(long, value_name = "E")]
     pub(super) refit_epochs: Option<u64>,
+    /// Record budget: search for the lambda_l0 whose model keeps K records
+    /// (within --records-tolerance), instead of giving --lambda-l0.
+    #[arg(long, value_name = "K")]
+    pub(super) target_records: Option<usize>,
+    /// Relative tolerance of --target-records [default: 0.05].
+    #[arg(long, value_name = "T")]
+    pub(super) records_tolerance: Option<f64>,
     /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
@@ -426,6 +433,12 @@ impl Resolved {
     }
     fn bool(&self, name: &str) -> bool {
         self.get(name) == "true"
+    }
+    /// Replaces a setting's text.
+    fn set(&mut self, name: &str, value: String) {
+        if let Some(s) = self.pairs.iter_mut().find(|(n, _)| n == name) {
+            s.1 = value;
+        }
     }
     /// The settings for summary.json, each as its JSON type.
     pub(super) fn json(&self) -> Vec<(String, Json)> {
@@ -1000,9 +1013,7 @@ pub(super) fn settle_seed(resolved: &mut Resolved, ckpt: Option<&Checkpoint>) ->
         Ok(s) => s,
         Err(_) => ckpt.map_or_else(rand::random, |c| c.seed),
     };
-    if let Some(s) = resolved.pairs.iter_mut().find(|(n, _)| n == "seed") {
-        s.1 = seed.to_string();
-    }
+    resolved.set("seed", seed.to_string());
     seed
 }
 
@@ -1329,6 +1340,10 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let seed = settle_seed(&mut resolved, ckpt.as_ref());
     let plan = plan(&resolved, &a, &problem, seed, ckpt.is_some())?;
     let refit = refit_epochs(&resolved, plan.epochs)?;
+    let budget = super::budget::budget_of(&a, m.cols())?;
+    if budget.is_some() {
+        resolved.set("lambda_l0", String::new()); // found by the search
+    }
     // Inherited from the checkpoint unless given again.
     let every = |name: &str| resolved.get(name).parse::<u64>().ok().filter(|&k| k > 0);
     let (log_every, checkpoint_every) = (every("log_every"), every("checkpoint_every"));
@@ -1407,10 +1422,21 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         },
         step: start_step,
         yhat: Vec::new(),
-        bar: tty.then(|| progress_bar(plan.epochs, start_step)),
+        bar: (tty && budget.is_none()).then(|| progress_bar(plan.epochs, start_step)),
         interrupt,
     };
-    let report = model.fit_observed(m, y, &opts, &mut observer);
+    let (report, search) = match &budget {
+        None => (model.fit_observed(m, y, &opts, &mut observer), None),
+        Some(b) => match super::budget::search(m, y, &plan.model, &opts, b) {
+            Ok(fit) => {
+                model = fit.chosen.model.clone();
+                resolved.set("lambda_l0", format!("{:?}", fit.chosen.lambda_l0));
+                let s = super::budget::summary(&fit, b, plan.epochs);
+                (Ok(fit.chosen.report.clone()), Some((fit, s)))
+            }
+            Err(e) => (Err(e), None),
+        },
+    };
     if let Some(bar) = &observer.bar {
         bar.finish();
     }
@@ -1464,6 +1490,8 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         accuracy: accuracy.clone(),
         holdout: Accuracy::holdout(&rows),
         before_refit,
+        lambda_l0: resolved.f64("lambda_l0")?,
+        budget: search.as_ref().map(|(_, s)| s.clone()),
         excluded: plan.excluded_names.len(),
         active,
         weights: diag.weights.clone(),
@@ -1481,6 +1509,9 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         files.push(l0::checkpoint::FILE_NAME);
     }
     print_results(&summary, &out, &files);
+    if let (Some((fit, s)), Some(b)) = (&search, &budget) {
+        super::budget::print(fit, s, b);
+    }
     for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved) {
         eprintln!("{w}");
     }

@@ -2,6 +2,7 @@
 //! flags of `l0 calibrate` ([`l0::sweep::sweep`]), written as sweep.csv,
 //! weights_<k>.npy, summary.json and sweep.svg.
 
+use super::budget::bare;
 use super::calibrate::{load_problem, plan, resolve, settle_seed, CalibrateArgs, Problem, Sources};
 use super::inputs::positive;
 use super::outdir;
@@ -75,14 +76,6 @@ fn lambdas(a: &SweepArgs) -> CliResult<Vec<f64>> {
     Ok(values)
 }
 
-/// A library error's message without the "invalid configuration: " prefix.
-fn bare(e: L0Error) -> String {
-    match e {
-        L0Error::InvalidConfig(m) => m,
-        other => other.to_string(),
-    }
-}
-
 /// Refuses the calibrate flags a sweep does not take.
 fn refuse_unsupported(a: &CalibrateArgs) -> CliResult<()> {
     for (flag, given) in [
@@ -90,6 +83,10 @@ fn refuse_unsupported(a: &CalibrateArgs) -> CliResult<()> {
         ("--checkpoint-every", a.checkpoint_every.is_some()),
         ("--log-every", a.log_every.is_some()),
         ("--refit", a.refit || a.refit_epochs.is_some()),
+        (
+            "--target-records",
+            a.target_records.is_some() || a.records_tolerance.is_some(),
+        ),
     ] {
         if given {
             return Err(input_error(format!("{flag} is not supported by l0 sweep")));

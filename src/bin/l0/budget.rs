@@ -1,0 +1,119 @@
+//! `l0 calibrate --target-records K`: the flags of a record budget, and the
+//! search ([`l0::budget::fit_to_budget`]) with its progress lines.
+
+use super::calibrate::CalibrateArgs;
+use super::*;
+use l0::budget::{fit_to_budget, Budget, BudgetFit, Stage};
+use l0::report::BudgetSummary;
+
+/// The record budget of the flags (None without --target-records), checked
+/// against a matrix of `cols` columns; refuses the flags it excludes.
+pub(super) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budget>> {
+    let Some(k) = a.target_records else {
+        return match a.records_tolerance {
+            Some(_) => Err(input_error("--records-tolerance needs --target-records")),
+            None => Ok(None),
+        };
+    };
+    for (flag, given) in [
+        ("--lambda-l0", !a.fit.lambda_l0.is_empty()),
+        ("--resume", a.resume.is_some()),
+        ("--checkpoint-every", a.checkpoint_every.is_some()),
+        ("--log-every", a.log_every.is_some()),
+    ] {
+        if given {
+            return Err(input_error(format!(
+                "--target-records searches lambda_l0 itself and does not take {flag}"
+            )));
+        }
+    }
+    let budget = Budget {
+        tolerance: a.records_tolerance.unwrap_or(0.05),
+        ..Budget::new(k)
+    };
+    if let Err(e) = budget.check(cols) {
+        let flag = if k == 0 || k > cols {
+            "--target-records"
+        } else {
+            "--records-tolerance"
+        };
+        return Err(input_error(format!("{flag}: {}", bare(e))));
+    }
+    Ok(Some(budget))
+}
+
+/// A library error's message without the "invalid configuration: " prefix.
+pub(super) fn bare(e: L0Error) -> String {
+    match e {
+        L0Error::InvalidConfig(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// Runs the search, printing one line per model trained.
+pub(super) fn search(
+    m: &SparseMatrix,
+    y: &[f64],
+    params: &CalibrationParams,
+    opts: &FitParams,
+    budget: &Budget,
+) -> l0::Result<BudgetFit> {
+    eprintln!(
+        "record budget: {} records within {}%: a bracket of {} short fits over lambda_l0 {:e}..{:e}, then full fits",
+        budget.target_records,
+        100.0 * budget.tolerance,
+        budget.bracket,
+        budget.lambda_range.0,
+        budget.lambda_range.1
+    );
+    let opts = FitParams {
+        report_every: None,
+        ..opts.clone()
+    };
+    fit_to_budget(m, y, params, &opts, budget, &mut |stage, lambda, p| {
+        let what = match stage {
+            Stage::Bracket => "bracket",
+            Stage::Full => "full fit",
+        };
+        eprintln!(
+            "  {what} lambda_l0={lambda:.3e}: active={} after {} more epoch(s), mean_error={:.4}%",
+            p.active,
+            p.epochs,
+            100.0 * p.mean_rel_err
+        );
+        Ok(())
+    })
+}
+
+/// summary.json's `budget` for a search over fits of `epochs` epochs.
+pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSummary {
+    BudgetSummary {
+        target_records: budget.target_records,
+        tolerance: budget.tolerance,
+        lambda_l0: fit.chosen.lambda_l0,
+        met: fit.met,
+        models_trained: fit.models_trained,
+        epochs_total: fit.epochs_total,
+        fits: fit.epochs_total as f64 / epochs.max(1) as f64,
+        seconds: fit.seconds,
+    }
+}
+
+/// The lines printed after the results: what was found and what it cost,
+/// and a warning when the budget was not met.
+pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
+    println!(
+        "record budget: lambda_l0 {:e} keeps {} records (target {} within {}%); search: {} models, {} epochs = {:.2} fits, {:.1} s",
+        s.lambda_l0,
+        fit.active,
+        s.target_records,
+        100.0 * s.tolerance,
+        s.models_trained,
+        s.epochs_total,
+        s.fits,
+        s.seconds
+    );
+    if let Some(w) = fit.shortfall(budget) {
+        eprintln!("warning: --target-records {}: {w}", budget.target_records);
+    }
+}
