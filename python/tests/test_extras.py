@@ -291,3 +291,53 @@ def test_sweep_errors(fitted):
 def test_exports():
     assert l0_rs.calibration.sweep is sweep
     assert hasattr(l0_rs, "sweep") and hasattr(l0_rs, "holdout_targets")
+
+
+# --- parity with the command line ----------------------------------------
+
+
+def write_inputs(tmp_path, m, y, groups):
+    sp.save_npz(tmp_path / "M.npz", m)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "g.npy", groups)
+    return ["--matrix", "M.npz", "--targets", "y.npy", "--groups", "g.npy", "--device", "cpu"]
+
+
+def test_holdout_and_refit_match_l0_calibrate(l0_bin, tmp_path):
+    from conftest import run_cli
+
+    m, y = make_problem(q=40, n=500, seed=3)
+    groups = np.repeat([0, 1, 2, 7], 10)
+    args = write_inputs(tmp_path, m, y, groups) + [
+        "--out", "out", "--epochs", "120", "--seed", "6", "--lr", "0.2",
+        "--lambda-l0", "0.5", "--init-keep-prob", "0.1", "--holdout-fraction", "0.2",
+        "--holdout-seed", "13", "--refit", "--refit-epochs", "80",
+    ]
+    run_cli(l0_bin, ["calibrate", *args], tmp_path)
+    want = np.load(tmp_path / "out" / "weights.npy")
+    held = holdout_targets(len(y), groups, fraction=0.2, seed=13)
+    model = SparseCalibrationWeights(m.shape[1], seed=6, init_keep_prob=0.1)
+    kw = dict(lr=0.2, target_groups=groups, holdout_targets=held)
+    model.fit(m, y, lambda_l0=0.5, epochs=120, **kw)
+    got = model.refit(m, y, epochs=80, **kw).get_weights()
+    assert np.count_nonzero(got) < m.shape[1]
+    assert np.array_equal(got, want)
+
+
+def test_sweep_matches_l0_sweep(l0_bin, tmp_path):
+    from conftest import run_cli
+
+    m, y = make_problem(q=40, n=500, seed=3)
+    groups = np.repeat([0, 1, 2, 7], 10)
+    args = write_inputs(tmp_path, m, y, groups) + [
+        "--out", "out", "--epochs", "60", "--seed", "8", "--lr", "0.2",
+        "--init-keep-prob", "0.1", "--lambda-grid", "0.01:1:3", "--holdout-groups", "7",
+    ]
+    run_cli(l0_bin, ["sweep", *args], tmp_path)
+    held = holdout_targets(len(y), groups, groups=[7])
+    s = sweep(
+        m, y, lambda_grid(0.01, 1, 3), lr=0.2, epochs=60, target_groups=groups,
+        holdout_targets=held, seed=8, init_keep_prob=0.1,
+    )
+    for k in range(3):
+        assert np.array_equal(s.weights[k], np.load(tmp_path / "out" / f"weights_{k}.npy")), k
