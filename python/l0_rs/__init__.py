@@ -8,13 +8,27 @@ indices; float32/float64 data) or dense numpy arrays, and numpy vectors.
 Results come back as numpy arrays where the reference returns torch
 tensors, so ``model.get_weights(deterministic=True).cpu().numpy()`` becomes
 ``model.get_weights(deterministic=True)``.
+
+The engine's extras: ``SparseCalibrationWeights.diagnostics`` (weight
+concentration, who carries each target), ``.refit`` (select, then refit
+without gates), ``fit(..., holdout_targets=...)`` with
+``holdout_targets`` to draw them, and ``sweep`` (one model per L0
+strength, with ``lambda_grid``).
 """
 
 from ._convert import as_matrix
 from ._native import Matrix
-from .calibration import SparseCalibrationWeights
+from .calibration import SparseCalibrationWeights, holdout_targets, lambda_grid, sweep
 from .sparse import SparseL0Linear
 
 __version__ = "0.1.0"
 
-__all__ = ["Matrix", "SparseCalibrationWeights", "SparseL0Linear", "as_matrix"]
+__all__ = [
+    "Matrix",
+    "SparseCalibrationWeights",
+    "SparseL0Linear",
+    "as_matrix",
+    "holdout_targets",
+    "lambda_grid",
+    "sweep",
+]

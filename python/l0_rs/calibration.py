@@ -16,7 +16,14 @@ from . import _native
 from ._base import Model
 from ._convert import as_groups, as_matrix, as_vector, count as _count, per_column, resolve_device
 
-__all__ = ["SparseCalibrationWeights"]
+__all__ = [
+    "Refit",
+    "SparseCalibrationWeights",
+    "Sweep",
+    "holdout_targets",
+    "lambda_grid",
+    "sweep",
+]
 
 
 class SparseCalibrationWeights(Model):
@@ -107,6 +114,7 @@ class SparseCalibrationWeights(Model):
         target_weights=None,
         max_weight=None,
         max_weight_ratio=None,
+        holdout_targets=None,
     ):
         """Fit the weights by Adam, continuing from the current state.
 
@@ -114,6 +122,10 @@ class SparseCalibrationWeights(Model):
         indices left out of the loss, still in the progress metrics),
         ``target_weights`` (a loss factor per target), ``max_weight`` and
         ``max_weight_ratio`` (caps the weights are held to),
+        ``holdout_targets`` (target indices left out of the loss and reported
+        apart as validation: ``holdout_mean_rel_err`` and
+        ``holdout_max_rel_err`` in ``fit_report_["last"]``; see
+        :func:`holdout_targets` to draw them),
         ``threads`` (CPU threads; default all cores) and ``device`` (this
         fit only; default the model's). The GIL is released while the
         engine runs; Ctrl-C stops the fit after the current epoch, keeps
@@ -122,42 +134,126 @@ class SparseCalibrationWeights(Model):
         """
         m = as_matrix(M, "M")
         y = as_vector(y, "y")
-        if group_multipliers is not None and target_groups is None:
-            raise ValueError("group_multipliers requires target_groups to be set")
-        groups = None if target_groups is None else as_groups(target_groups)
-        mults = {}
-        for gid, mult in (group_multipliers or {}).items():
-            mults[int(gid)] = float(mult)
-        if verbose:
-            if groups is not None:
-                parts = [f"{len(np.unique(groups))} groups"]
-                parts.append(f"normalize={'on' if normalize_groups else 'off'}")
-                if group_multipliers is not None:
-                    parts.append(f"multipliers={group_multipliers}")
-                print(f"Groups: {', '.join(parts)}")
-            else:
-                print("Groups: none (uniform weights)")
-        self.fit_report_ = self._model.fit(
-            m,
-            y,
-            float(lambda_l0),
-            float(lambda_l2),
-            float(lr),
-            _count(epochs, "epochs"),
-            loss_type,
-            groups,
-            bool(normalize_groups),
-            mults,
-            [_count(t, "excluded_targets") for t in (excluded_targets or [])],
-            resolve_device(self.device if device is None else str(device)),
-            None if threads is None else _count(threads, "threads"),
-            _count(verbose_freq, "verbose_freq") if verbose else None,
-            print if verbose else None,
-            None if target_weights is None else as_vector(target_weights, "target_weights"),
-            None if max_weight is None else float(max_weight),
-            None if max_weight_ratio is None else float(max_weight_ratio),
+        opts = _fit_options(
+            self,
+            lambda_l0=lambda_l0,
+            lambda_l2=lambda_l2,
+            lr=lr,
+            epochs=epochs,
+            loss_type=loss_type,
+            verbose=verbose,
+            verbose_freq=verbose_freq,
+            target_groups=target_groups,
+            normalize_groups=normalize_groups,
+            group_multipliers=group_multipliers,
+            excluded_targets=excluded_targets,
+            holdout_targets=holdout_targets,
+            threads=threads,
+            device=device,
+            target_weights=target_weights,
+            max_weight=max_weight,
+            max_weight_ratio=max_weight_ratio,
         )
+        self.fit_report_ = self._model.fit(m, y, opts, print if verbose else None)
         return self
+
+    def refit(
+        self,
+        M,
+        y,
+        epochs=1000,
+        lr=0.01,
+        lambda_l2=0.0,
+        loss_type="mse",
+        verbose=False,
+        verbose_freq=100,
+        target_groups=None,
+        normalize_groups=True,
+        group_multipliers=None,
+        *,
+        excluded_targets=None,
+        holdout_targets=None,
+        threads=None,
+        device=None,
+        target_weights=None,
+        max_weight=None,
+        max_weight_ratio=None,
+    ):
+        """Select, then refit: keep the records with a non-zero
+        deterministic weight, drop their gates and train only their weights
+        for ``epochs`` epochs (``lambda_l0 = 0``), starting from the fitted
+        weights with fresh Adam moments. Takes ``fit``'s options (give the
+        same loss, groups, exclusions, holdout, target weights and caps as
+        the fit). The dropped records stay exactly 0 and the active count
+        cannot grow. This model is not changed; returns a :class:`Refit`.
+        """
+        m = as_matrix(M, "M")
+        y = as_vector(y, "y")
+        opts = _fit_options(
+            self,
+            lambda_l0=0.0,
+            lambda_l2=lambda_l2,
+            lr=lr,
+            epochs=epochs,
+            loss_type=loss_type,
+            verbose=verbose,
+            verbose_freq=verbose_freq,
+            target_groups=target_groups,
+            normalize_groups=normalize_groups,
+            group_multipliers=group_multipliers,
+            excluded_targets=excluded_targets,
+            holdout_targets=holdout_targets,
+            threads=threads,
+            device=device,
+            target_weights=target_weights,
+            max_weight=max_weight,
+            max_weight_ratio=max_weight_ratio,
+        )
+        native, columns, report = self._model.refit(
+            m, y, opts, opts["epochs"], print if verbose else None
+        )
+        if self.init_weights is None:
+            design = np.ones(self.n_features)
+        else:
+            design = np.broadcast_to(np.asarray(self.init_weights, dtype=np.float64), (self.n_features,))
+        sub = SparseCalibrationWeights(
+            len(columns),
+            beta=self.beta,
+            gamma=self.gamma,
+            zeta=self.zeta,
+            init_keep_prob=0.5,
+            init_weights=np.array(design[columns]),
+            log_weight_jitter_sd=0.0,
+            log_alpha_jitter_sd=0.0,
+            device=self.device,
+            use_gates=False,
+            seed=self.seed_in_use,
+            test_gate=self.test_gate,
+        )
+        sub._model = native
+        sub.fit_report_ = report
+        return Refit(sub, columns, self.n_features)
+
+    def diagnostics(self, M):
+        """How concentrated the deterministic weights are and who carries
+        each target of ``M``, as a dict:
+
+        - ``active`` (non-zero weights), ``ess`` (Kish's effective sample
+          size ``(sum w)^2 / sum w^2``), ``design_effect`` (``active /
+          ess``), ``max_weight``, ``top1pct_share`` (share of ``sum w``
+          carried by the largest ``ceil(active / 100)`` weights);
+        - ``quantiles``: the active weights' quantiles at
+          ``quantile_levels`` (0, 1, 25, 50, 75, 99, 100%; numpy's linear
+          interpolation);
+        - per target (row of ``M``), with contributions ``c_i = M_qi w_i``:
+          ``top_record`` (int64; the record with the largest positive
+          ``c_i``, the lowest on a tie, -1 when none is positive),
+          ``top_record_share`` (``c_top / sum_i c_i``, 0 when undefined) and
+          ``records_contributing`` (int64; how many ``c_i`` are non-zero).
+
+        With no active weight every figure is 0.
+        """
+        return self._model.diagnostics(as_matrix(M, "M"))
 
     def get_weights(self, deterministic=False):
         """Weights ``exp(log_weight) * gate``: deterministic gates, or gates
@@ -180,7 +276,9 @@ class SparseCalibrationWeights(Model):
         """``M w`` with deterministic weights."""
         return self._model.predict(as_matrix(M, "M"))
 
-    def target_report(self, M, y, target_names=None, excluded_targets=None, csv_path=None):
+    def target_report(
+        self, M, y, target_names=None, excluded_targets=None, csv_path=None, *, holdout_targets=None
+    ):
         """Per-target outcome with deterministic weights, as ``l0 calibrate``
         reports it: ``estimate`` (``M w``) and ``rel_error``
         (``(estimate - y) / (y + 1)``) arrays, and over the targets not in
@@ -188,12 +286,287 @@ class SparseCalibrationWeights(Model):
         relative error), ``mean_abs_rel_err``, ``max_abs_rel_err`` and
         ``within`` (share of targets within 1, 5, 10 and 25%). ``csv_path``
         also writes the CLI's ``targets.csv`` there (names default to
-        ``target_0``, ``target_1``, ...)."""
+        ``target_0``, ``target_1``, ...). Targets in ``holdout_targets`` are
+        left out of those figures and summarized apart under ``holdout``
+        (the same figures; None without a holdout)."""
         return self._model.target_report(
             as_matrix(M, "M"),
             as_vector(y, "y"),
             None if target_names is None else [str(t) for t in target_names],
-            [_count(t, "excluded_targets") for t in (excluded_targets or [])],
+            _indices(excluded_targets, "excluded_targets"),
+            _indices(holdout_targets, "holdout_targets"),
             None if csv_path is None else str(csv_path),
         )
 
+
+def _indices(v, what):
+    """Target indices (a list, tuple or integer array) as a list of ints."""
+    if v is None:
+        return []
+    return [_count(t, what) for t in np.asarray(v).ravel().tolist()]
+
+
+def _fit_options(
+    model,
+    *,
+    lambda_l0,
+    lambda_l2,
+    lr,
+    epochs,
+    loss_type,
+    verbose,
+    verbose_freq,
+    target_groups,
+    normalize_groups,
+    group_multipliers,
+    excluded_targets,
+    holdout_targets,
+    threads,
+    device,
+    target_weights,
+    max_weight,
+    max_weight_ratio,
+):
+    """The engine's fit options (one key per field of the crate's
+    ``FitParams``) from ``fit``'s arguments; prints the reference's
+    ``Groups:`` line when verbose."""
+    if group_multipliers is not None and target_groups is None:
+        raise ValueError("group_multipliers requires target_groups to be set")
+    groups = None if target_groups is None else as_groups(target_groups)
+    mults = {}
+    for gid, mult in (group_multipliers or {}).items():
+        mults[int(gid)] = float(mult)
+    if verbose:
+        if groups is not None:
+            parts = [f"{len(np.unique(groups))} groups"]
+            parts.append(f"normalize={'on' if normalize_groups else 'off'}")
+            if group_multipliers is not None:
+                parts.append(f"multipliers={group_multipliers}")
+            print(f"Groups: {', '.join(parts)}")
+        else:
+            print("Groups: none (uniform weights)")
+    return dict(
+        lambda_l0=float(lambda_l0),
+        lambda_l2=float(lambda_l2),
+        lr=float(lr),
+        epochs=_count(epochs, "epochs"),
+        loss=loss_type,
+        target_groups=groups,
+        normalize_groups=bool(normalize_groups),
+        group_multipliers=mults,
+        excluded_targets=_indices(excluded_targets, "excluded_targets"),
+        holdout_targets=_indices(holdout_targets, "holdout_targets"),
+        device=resolve_device(model.device if device is None else str(device)),
+        threads=None if threads is None else _count(threads, "threads"),
+        report_every=_count(verbose_freq, "verbose_freq") if verbose else None,
+        target_weights=None if target_weights is None else as_vector(target_weights, "target_weights"),
+        max_weight=None if max_weight is None else float(max_weight),
+        max_weight_ratio=None if max_weight_ratio is None else float(max_weight_ratio),
+    )
+
+
+class Refit:
+    """The result of :meth:`SparseCalibrationWeights.refit`.
+
+    ``columns``: the kept records (int64, ascending); ``model``: a
+    gate-free ``SparseCalibrationWeights`` over those columns (column ``k``
+    is record ``columns[k]``; it can be fitted further, saved, pickled);
+    ``fit_report_``: the refit's report; ``n_features``: records of the
+    full matrix.
+    """
+
+    def __init__(self, model, columns, n_features):
+        self.model = model
+        self.columns = columns
+        self.n_features = int(n_features)
+
+    @property
+    def fit_report_(self):
+        return self.model.fit_report_
+
+    def get_weights(self, deterministic=True):
+        """The refit weights over all ``n_features`` records: exactly 0 for
+        every record the L0 fit dropped."""
+        w = np.zeros(self.n_features)
+        w[self.columns] = self.model.get_weights(deterministic=deterministic)
+        return w
+
+    def get_active_weights(self):
+        """``{"indices", "values", "count"}`` of the non-zero refit weights
+        (indices into the full matrix)."""
+        w = self.get_weights()
+        idx = np.flatnonzero(w)
+        return {"indices": idx.astype(np.int64), "values": w[idx], "count": int(idx.size)}
+
+    def get_sparsity(self):
+        """Fraction of the full matrix's records with weight 0."""
+        return float(np.mean(self.get_weights() == 0.0)) if self.n_features else 0.0
+
+    def predict(self, M):
+        """``M w`` with the refit weights (``M`` over all records)."""
+        return _native.mul_vec(as_matrix(M, "M"), self.get_weights())
+
+    def __repr__(self):
+        return f"Refit(kept {len(self.columns)} of {self.n_features} records)"
+
+
+_METRICS = (
+    "total_loss",
+    "data_loss",
+    "l0_penalty",
+    "mean_rel_err",
+    "max_rel_err",
+    "mean_group_rel_err",
+    "holdout_mean_rel_err",
+    "holdout_max_rel_err",
+    "sparsity",
+)
+
+
+class Sweep:
+    """The result of :func:`sweep`: one fitted model per ``lambda_l0``.
+
+    ``lambdas`` (float64 array), ``models`` (list of
+    ``SparseCalibrationWeights``; ``sweep[k]`` is ``models[k]``),
+    ``reports`` (each model's ``fit_report_``), ``weights`` (K x n
+    float64 array of deterministic weights) and ``metrics``: a dict of
+    K-long arrays, one row per λ, from each fit's last progress report:
+    ``lambda_l0``, ``active`` (int64), ``sparsity``, ``total_loss``,
+    ``data_loss``, ``l0_penalty``, ``mean_rel_err``, ``max_rel_err``,
+    ``mean_group_rel_err``, ``holdout_mean_rel_err``,
+    ``holdout_max_rel_err`` (NaN where a figure does not apply), ``epochs``
+    (int64) and ``seconds``. ``pandas.DataFrame(sweep.metrics)`` makes a
+    table of it.
+    """
+
+    def __init__(self, lambdas, models, reports):
+        self.lambdas = np.asarray(lambdas, dtype=np.float64)
+        self.models = list(models)
+        self.reports = list(reports)
+
+    @property
+    def weights(self):
+        if not self.models:
+            return np.zeros((0, 0))
+        return np.stack([m.get_weights(deterministic=True) for m in self.models])
+
+    @property
+    def metrics(self):
+        out = {"lambda_l0": self.lambdas.copy()}
+        last = [r["last"] or {} for r in self.reports]
+        out["active"] = np.array([p.get("active", -1) for p in last], dtype=np.int64)
+        for key in _METRICS:
+            out[key] = np.array(
+                [np.nan if p.get(key) is None else p[key] for p in last], dtype=np.float64
+            )
+        out["epochs"] = np.array([r["epochs"] for r in self.reports], dtype=np.int64)
+        out["seconds"] = np.array([r["seconds"] for r in self.reports], dtype=np.float64)
+        return out
+
+    def __len__(self):
+        return len(self.models)
+
+    def __getitem__(self, k):
+        return self.models[k]
+
+    def __iter__(self):
+        return iter(self.models)
+
+    def __repr__(self):
+        return f"Sweep({len(self.models)} models, lambda_l0 from {self.lambdas.min()} to {self.lambdas.max()})"
+
+
+def sweep(
+    M,
+    y,
+    lambdas,
+    lambda_l2=0.0,
+    lr=0.01,
+    epochs=1000,
+    loss_type="mse",
+    verbose=False,
+    verbose_freq=100,
+    target_groups=None,
+    normalize_groups=True,
+    group_multipliers=None,
+    *,
+    excluded_targets=None,
+    holdout_targets=None,
+    threads=None,
+    target_weights=None,
+    max_weight=None,
+    max_weight_ratio=None,
+    **model_args,
+):
+    """Fit one ``SparseCalibrationWeights`` per L0 strength in ``lambdas``,
+    all from the same initial state, seed and options: model ``k`` is
+    exactly ``SparseCalibrationWeights(M.shape[1], **model_args).fit(M, y,
+    lambda_l0=lambdas[k], ...)`` with the seed in use.
+
+    ``model_args`` are the constructor's (``beta``, ``gamma``, ``zeta``,
+    ``init_keep_prob``, ``init_weights``, ``log_weight_jitter_sd``,
+    ``log_alpha_jitter_sd``, ``device``, ``use_gates``, ``seed``,
+    ``test_gate``); with ``seed=None`` one seed is drawn and shared by all
+    models. The other arguments are ``fit``'s. The GIL is released while
+    the models train; Ctrl-C is noticed at progress reports (every
+    ``verbose_freq`` epochs when verbose, else at the end of each model)
+    and discards the sweep. Returns a :class:`Sweep`.
+    """
+    m = as_matrix(M, "M")
+    y = as_vector(y, "y")
+    lambdas = [float(v) for v in np.asarray(lambdas, dtype=np.float64).ravel()]
+    template = SparseCalibrationWeights(m.shape[1], **model_args)
+    opts = _fit_options(
+        template,
+        lambda_l0=0.0,
+        lambda_l2=lambda_l2,
+        lr=lr,
+        epochs=epochs,
+        loss_type=loss_type,
+        verbose=verbose,
+        verbose_freq=verbose_freq,
+        target_groups=target_groups,
+        normalize_groups=normalize_groups,
+        group_multipliers=group_multipliers,
+        excluded_targets=excluded_targets,
+        holdout_targets=holdout_targets,
+        threads=threads,
+        device=None,
+        target_weights=target_weights,
+        max_weight=max_weight,
+        max_weight_ratio=max_weight_ratio,
+    )
+    out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
+    args = dict(template._init_args, seed=template.seed_in_use)
+    models, reports = [], []
+    for _, native, report in out:
+        model = SparseCalibrationWeights(**args)
+        model._model = native
+        model.fit_report_ = report
+        models.append(model)
+        reports.append(report)
+    return Sweep(lambdas, models, reports)
+
+
+def lambda_grid(lo, hi, n):
+    """``n`` L0 strengths from ``lo`` to ``hi`` (both included), evenly
+    spaced in log scale, as a float64 array (``0 < lo <= hi``)."""
+    return np.array(_native.lambda_grid(float(lo), float(hi), _count(n, "n")))
+
+
+def holdout_targets(n_targets, target_groups=None, *, groups=None, fraction=None, seed=0):
+    """Draw the targets to hold out of a fit, as sorted int64 indices for
+    ``fit(..., holdout_targets=...)``: every target whose id in
+    ``target_groups`` is in ``groups``, or a share ``fraction`` (in (0, 1))
+    of the targets drawn at random within each group of ``target_groups``
+    (of all targets without groups), keyed by ``seed``. Give ``groups`` or
+    ``fraction``. Refuses a holdout of no target or of every target."""
+    tg = None if target_groups is None else as_groups(target_groups)
+    ids = None if groups is None else [int(g) for g in np.asarray(groups).ravel().tolist()]
+    return _native.holdout_targets(
+        _count(n_targets, "n_targets"),
+        tg,
+        ids,
+        None if fraction is None else float(fraction),
+        _count(seed, "seed"),
+    )

@@ -11,8 +11,12 @@
 //! that epoch's state, and the exception is raised once the fit returned.
 
 use l0::backend::ParamState;
-use l0::calibration::{ActiveWeights, CalibrationObserver, FitReport, Progress, TargetMetrics};
+use l0::calibration::{
+    ActiveWeights, CalibrationObserver, FitReport, Progress, TargetMetrics, TargetRole,
+};
+use l0::diagnostics::QUANTILES;
 use l0::engine::Snapshot;
+use l0::holdout::Holdout;
 use l0::{
     Calibration, CalibrationParams, Device, FitParams, GateParams, Init, L0Error, Loss, Regression,
     RegressionFitParams, RegressionParams, RegressionProgress, SparseMatrix, TestGate,
@@ -22,7 +26,6 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How often a running fit lets Python look at pending signals (Ctrl-C).
@@ -402,6 +405,8 @@ fn progress_dict<'py>(py: Python<'py>, p: &Progress) -> PyResult<Bound<'py, PyDi
     d.set_item("mean_rel_err", p.mean_rel_err)?;
     d.set_item("max_rel_err", p.max_rel_err)?;
     d.set_item("mean_group_rel_err", p.mean_group_rel_err)?;
+    d.set_item("holdout_mean_rel_err", p.holdout_mean_rel_err)?;
+    d.set_item("holdout_max_rel_err", p.holdout_max_rel_err)?;
     d.set_item("active", p.active)?;
     d.set_item("sparsity", p.sparsity())?;
     d.set_item("weight_buckets", p.buckets.to_vec())?;
@@ -419,6 +424,67 @@ fn report_dict<'py>(py: Python<'py>, r: &FitReport) -> PyResult<Bound<'py, PyDic
         None => d.set_item("last", py.None())?,
     }
     Ok(d)
+}
+
+/// [`FitParams`] from the dict that `l0_rs.calibration` builds: one key per
+/// field (`loss` and `device` as text, `target_groups` an int64 array or
+/// None, `target_weights` a float64 array or None, the target lists as
+/// lists of ints).
+fn fit_params(d: &Bound<'_, PyDict>) -> PyResult<FitParams> {
+    let item = |k: &str| -> PyResult<Bound<'_, PyAny>> {
+        d.get_item(k)?
+            .ok_or_else(|| PyValueError::new_err(format!("fit options lack '{k}'")))
+    };
+    let target_groups = match item("target_groups")? {
+        g if g.is_none() => None,
+        g => Some(slice("target_groups", &g.extract::<PyReadonlyArray1<i64>>()?)?.to_vec()),
+    };
+    let target_weights = match item("target_weights")? {
+        t if t.is_none() => None,
+        t => Some(slice("target_weights", &t.extract::<PyReadonlyArray1<f64>>()?)?.to_vec()),
+    };
+    Ok(FitParams {
+        lambda_l0: item("lambda_l0")?.extract()?,
+        lambda_l2: item("lambda_l2")?.extract()?,
+        lr: item("lr")?.extract()?,
+        epochs: item("epochs")?.extract()?,
+        loss: item("loss")?.extract::<String>()?.parse::<Loss>().or_py()?,
+        target_groups,
+        normalize_groups: item("normalize_groups")?.extract()?,
+        group_multipliers: item("group_multipliers")?.extract()?,
+        excluded_targets: item("excluded_targets")?.extract()?,
+        holdout_targets: item("holdout_targets")?.extract()?,
+        target_weights,
+        max_weight: item("max_weight")?.extract()?,
+        max_weight_ratio: item("max_weight_ratio")?.extract()?,
+        device: device(&item("device")?.extract::<String>()?)?,
+        threads: item("threads")?.extract()?,
+        report_every: item("report_every")?.extract()?,
+    })
+}
+
+/// The figures of an [`l0::report::Accuracy`].
+fn accuracy_dict<'py>(py: Python<'py>, a: &l0::report::Accuracy) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("included", a.included)?;
+    d.set_item("rel_loss", a.rel_loss)?;
+    d.set_item("mean_abs_rel_err", a.mean_abs_rel_err)?;
+    d.set_item("max_abs_rel_err", a.max_abs_rel_err)?;
+    let within = PyDict::new(py);
+    for (t, share) in l0::report::WITHIN.iter().zip(a.within) {
+        within.set_item(*t, share)?;
+    }
+    d.set_item("within", within)?;
+    Ok(d)
+}
+
+/// Between reports of a refit or sweep: an error (which the pending
+/// KeyboardInterrupt replaces) once Python has a pending signal.
+fn interrupted(link: &mut PyLink) -> l0::Result<()> {
+    if link.stop() {
+        return Err(L0Error::config("interrupted"));
+    }
+    Ok(())
 }
 
 /// The six state vectors and the step of a [`ParamState`], as numpy arrays
@@ -551,59 +617,20 @@ impl PyCalibration {
     }
 
     /// Fits (continuing from the current state) with the GIL released;
-    /// returns the fit report as a dict.
-    #[allow(clippy::needless_update)]
-    #[pyo3(signature = (m, y, lambda_l0, lambda_l2, lr, epochs, loss, target_groups, normalize_groups, group_multipliers, excluded_targets, device, threads, report_every, printer, target_weights, max_weight, max_weight_ratio))]
-    #[allow(clippy::too_many_arguments)]
+    /// `opts` holds [`FitParams`]' fields ([`fit_params`]); returns the fit
+    /// report as a dict.
+    #[pyo3(signature = (m, y, opts, printer))]
     fn fit<'py>(
         &mut self,
         py: Python<'py>,
         m: &Matrix,
         y: PyReadonlyArray1<'py, f64>,
-        lambda_l0: f64,
-        lambda_l2: f64,
-        lr: f64,
-        epochs: u64,
-        loss: &str,
-        target_groups: Option<PyReadonlyArray1<'py, i64>>,
-        normalize_groups: bool,
-        group_multipliers: BTreeMap<i64, f64>,
-        excluded_targets: Vec<usize>,
-        device: &str,
-        threads: Option<usize>,
-        report_every: Option<u64>,
+        opts: &Bound<'py, PyDict>,
         printer: Option<Py<PyAny>>,
-        target_weights: Option<PyReadonlyArray1<'py, f64>>,
-        max_weight: Option<f64>,
-        max_weight_ratio: Option<f64>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let y = slice("y", &y)?;
-        let opts = FitParams {
-            target_weights: match &target_weights {
-                Some(t) => Some(slice("target_weights", t)?.to_vec()),
-                None => None,
-            },
-            max_weight,
-            max_weight_ratio,
-            lambda_l0,
-            lambda_l2,
-            lr,
-            epochs,
-            loss: loss.parse::<Loss>().or_py()?,
-            target_groups: match &target_groups {
-                Some(g) => Some(slice("target_groups", g)?.to_vec()),
-                None => None,
-            },
-            normalize_groups,
-            group_multipliers,
-            excluded_targets,
-            device: self::device(device)?,
-            threads,
-            report_every,
-            // Options the crate adds later take their defaults here.
-            ..FitParams::default()
-        };
-        let mut link = PyLink::new(printer, report_every);
+        let opts = fit_params(opts)?;
+        let mut link = PyLink::new(printer, opts.report_every);
         let model = &mut self.model;
         let n = model.n_features();
         let r = py.detach(|| {
@@ -617,6 +644,75 @@ impl PyCalibration {
         });
         let report = link.finish(r)?;
         report_dict(py, &report)
+    }
+
+    /// Select, then refit ([`Calibration::refit`]): trains the weights of
+    /// the records with a non-zero deterministic weight, without gates, for
+    /// `epochs` epochs under `opts` (its `lambda_l0` and `epochs` are
+    /// ignored). Returns `(model over the kept columns, kept columns,
+    /// report)`.
+    #[pyo3(signature = (m, y, opts, epochs, printer))]
+    fn refit<'py>(
+        &self,
+        py: Python<'py>,
+        m: &Matrix,
+        y: PyReadonlyArray1<'py, f64>,
+        opts: &Bound<'py, PyDict>,
+        epochs: u64,
+        printer: Option<Py<PyAny>>,
+    ) -> PyResult<(PyCalibration, Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
+        let y = slice("y", &y)?;
+        let opts = fit_params(opts)?;
+        let mut link = PyLink::new(printer, opts.report_every);
+        let model = &self.model;
+        let r = py.detach(|| {
+            model.refit_with(&m.m, y, &opts, epochs, &mut |p| {
+                link.step = p.epoch;
+                link.print(p)?;
+                interrupted(&mut link)
+            })
+        });
+        let refit = link.finish(r)?;
+        let columns: Vec<i64> = refit.columns.iter().map(|&c| c as i64).collect();
+        let report = report_dict(py, &refit.report)?;
+        Ok((
+            PyCalibration { model: refit.model },
+            PyArray1::from_vec(py, columns),
+            report,
+        ))
+    }
+
+    /// How concentrated the deterministic weights are and who carries each
+    /// target of `m` ([`Calibration::diagnostics`]), as a dict of floats
+    /// and numpy arrays (`top_record` is -1 where no contribution is
+    /// positive).
+    fn diagnostics<'py>(&self, py: Python<'py>, m: &Matrix) -> PyResult<Bound<'py, PyDict>> {
+        let model = &self.model;
+        let dg = py.detach(|| model.diagnostics(&m.m)).or_py()?;
+        let w = &dg.weights;
+        let d = PyDict::new(py);
+        d.set_item("active", w.active)?;
+        d.set_item("ess", w.ess)?;
+        d.set_item("design_effect", w.design_effect)?;
+        d.set_item("max_weight", w.max_weight)?;
+        d.set_item("top1pct_share", w.top1pct_share)?;
+        d.set_item("quantile_levels", f64_array(py, QUANTILES.to_vec()))?;
+        d.set_item("quantiles", f64_array(py, w.quantiles.to_vec()))?;
+        let top: Vec<i64> = dg
+            .targets
+            .iter()
+            .map(|c| c.top_record.map_or(-1, |i| i as i64))
+            .collect();
+        let share: Vec<f64> = dg.targets.iter().map(|c| c.top_record_share).collect();
+        let count: Vec<i64> = dg
+            .targets
+            .iter()
+            .map(|c| c.records_contributing as i64)
+            .collect();
+        d.set_item("top_record", PyArray1::from_vec(py, top))?;
+        d.set_item("top_record_share", f64_array(py, share))?;
+        d.set_item("records_contributing", PyArray1::from_vec(py, count))?;
+        Ok(d)
     }
 
     /// Deterministic weights, or weights with the next step's sampled gates.
@@ -650,7 +746,8 @@ impl PyCalibration {
 
     /// Per-target estimates and accuracy with deterministic weights, as
     /// `l0 calibrate` reports them; `csv_path` also writes its targets.csv.
-    #[pyo3(signature = (m, y, target_names, excluded_targets, csv_path))]
+    #[pyo3(signature = (m, y, target_names, excluded_targets, holdout_targets, csv_path))]
+    #[allow(clippy::too_many_arguments)]
     fn target_report<'py>(
         &self,
         py: Python<'py>,
@@ -658,6 +755,7 @@ impl PyCalibration {
         y: PyReadonlyArray1<'py, f64>,
         target_names: Option<Vec<String>>,
         excluded_targets: Vec<usize>,
+        holdout_targets: Vec<usize>,
         csv_path: Option<std::path::PathBuf>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let y = slice("y", &y)?;
@@ -677,50 +775,41 @@ impl PyCalibration {
                 names.len(),
             )));
         }
-        let mut excluded = vec![false; q];
-        for (position, &t) in excluded_targets.iter().enumerate() {
-            match excluded.get_mut(t) {
-                Some(e) => *e = true,
-                None => {
-                    return Err(to_py(L0Error::IndexOutOfRange {
-                        what: "excluded targets".into(),
-                        index: t as u64,
-                        position,
-                        bound: q as u64,
-                    }))
+        // Holdout first, so that a target in both lists counts as excluded
+        // (as in `target_roles`).
+        let mut roles = vec![TargetRole::Train; q];
+        for (what, list, role) in [
+            ("holdout targets", &holdout_targets, TargetRole::Holdout),
+            ("excluded targets", &excluded_targets, TargetRole::Excluded),
+        ] {
+            for (position, &t) in list.iter().enumerate() {
+                match roles.get_mut(t) {
+                    Some(r) => *r = role,
+                    None => {
+                        return Err(to_py(L0Error::IndexOutOfRange {
+                            what: what.into(),
+                            index: t as u64,
+                            position,
+                            bound: q as u64,
+                        }))
+                    }
                 }
             }
         }
         let yhat = self.predict_vec(m)?;
-        let roles: Vec<l0::calibration::TargetRole> = excluded
-            .iter()
-            .map(|&e| {
-                if e {
-                    l0::calibration::TargetRole::Excluded
-                } else {
-                    l0::calibration::TargetRole::Train
-                }
-            })
-            .collect();
         let rows = l0::report::target_rows(&names, y, &yhat, &roles);
         if let Some(path) = csv_path {
             let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
             l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
         }
-        let acc = l0::report::Accuracy::of(&rows);
-        let d = PyDict::new(py);
+        let d = accuracy_dict(py, &l0::report::Accuracy::of(&rows))?;
         d.set_item("estimate", f64_array(py, yhat))?;
         let rel: Vec<f64> = rows.iter().map(|r| r.rel_error()).collect();
         d.set_item("rel_error", f64_array(py, rel))?;
-        d.set_item("included", acc.included)?;
-        d.set_item("rel_loss", acc.rel_loss)?;
-        d.set_item("mean_abs_rel_err", acc.mean_abs_rel_err)?;
-        d.set_item("max_abs_rel_err", acc.max_abs_rel_err)?;
-        let within = PyDict::new(py);
-        for (t, share) in l0::report::WITHIN.iter().zip(acc.within) {
-            within.set_item(*t, share)?;
+        match l0::report::Accuracy::holdout(&rows) {
+            Some(h) => d.set_item("holdout", accuracy_dict(py, &h)?)?,
+            None => d.set_item("holdout", py.None())?,
         }
-        d.set_item("within", within)?;
         Ok(d)
     }
 
@@ -995,11 +1084,110 @@ fn cuda_unavailable(ordinal: usize) -> Option<String> {
         .map(|e| e.to_string())
 }
 
+/// The sorted target indices a holdout leaves out of `q` targets
+/// ([`l0::holdout::holdout_targets`]): every target of the group ids
+/// `groups`, or a share `fraction` drawn within each group by `seed`.
+#[pyfunction]
+#[pyo3(signature = (q, target_groups, groups, fraction, seed))]
+fn holdout_targets<'py>(
+    py: Python<'py>,
+    q: usize,
+    target_groups: Option<PyReadonlyArray1<'py, i64>>,
+    groups: Option<Vec<i64>>,
+    fraction: Option<f64>,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let spec = match (groups, fraction) {
+        (Some(g), None) => Holdout::Groups(g),
+        (None, Some(fraction)) => Holdout::Fraction { fraction, seed },
+        _ => {
+            return Err(to_py(L0Error::config(
+                "a holdout takes either groups or a fraction",
+            )))
+        }
+    };
+    let tg = match &target_groups {
+        Some(g) => Some(slice("target_groups", g)?),
+        None => None,
+    };
+    let h = l0::holdout::holdout_targets(q, tg, &spec).or_py()?;
+    Ok(PyArray1::from_vec(
+        py,
+        h.into_iter().map(|t| t as i64).collect(),
+    ))
+}
+
+/// `n` L0 strengths from `lo` to `hi`, log-spaced ([`l0::sweep::lambda_grid`]).
+#[pyfunction]
+fn lambda_grid(lo: f64, hi: f64, n: usize) -> PyResult<Vec<f64>> {
+    l0::sweep::lambda_grid(lo, hi, n).or_py()
+}
+
+/// `M w` as the engine computes it.
+#[pyfunction]
+fn mul_vec<'py>(
+    py: Python<'py>,
+    m: &Matrix,
+    w: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    Ok(f64_array(py, m.m.mul_vec(slice("w", &w)?).or_py()?))
+}
+
+/// A λ sweep ([`l0::sweep::sweep`]): one model per `lambdas[k]`, each
+/// from `template`'s options and seed (its state is not used) and fitted
+/// under `opts` with `lambda_l0 = lambdas[k]`, with the GIL released.
+/// Returns one `(lambda_l0, model, report)` per λ.
+#[pyfunction]
+#[pyo3(signature = (template, m, y, opts, lambdas, printer))]
+fn sweep<'py>(
+    py: Python<'py>,
+    template: &PyCalibration,
+    m: &Matrix,
+    y: PyReadonlyArray1<'py, f64>,
+    opts: &Bound<'py, PyDict>,
+    lambdas: Vec<f64>,
+    printer: Option<Py<PyAny>>,
+) -> PyResult<Vec<(f64, PyCalibration, Bound<'py, PyDict>)>> {
+    let y = slice("y", &y)?;
+    let opts = fit_params(opts)?;
+    let params = CalibrationParams {
+        seed: Some(template.model.seed()),
+        ..template.model.params().clone()
+    };
+    if m.m.cols() != template.model.n_features() {
+        return Err(to_py(L0Error::shape(
+            "matrix columns (one per weight)",
+            template.model.n_features(),
+            m.m.cols(),
+        )));
+    }
+    let mut link = PyLink::new(printer, opts.report_every);
+    let r = py.detach(|| {
+        l0::sweep::sweep(&m.m, y, &params, &opts, &lambdas, &mut |k, p| {
+            link.step = p.epoch;
+            link.print(&format!("[lambda_l0={}] {p}", lambdas[k]))?;
+            interrupted(&mut link)
+        })
+    });
+    let models = link.finish(r)?;
+    models
+        .into_iter()
+        .map(|s| {
+            let report = report_dict(py, &s.report)?;
+            Ok((s.lambda_l0, PyCalibration { model: s.model }, report))
+        })
+        .collect()
+}
+
 /// The extension module `l0_rs._native`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_device, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_unavailable, m)?)?;
+    m.add_function(wrap_pyfunction!(holdout_targets, m)?)?;
+    m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
+    m.add_function(wrap_pyfunction!(mul_vec, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep, m)?)?;
     m.add_class::<Matrix>()?;
     m.add_class::<PyCalibration>()?;
     m.add_class::<PyRegression>()?;

@@ -85,3 +85,18 @@ def test_keyboard_interrupt_stops_between_epochs(kind):
     # And it goes on from there.
     model.fit(m, y, epochs=3, lr=0.02)
     assert model.state_dict()["step"] == step + 3
+
+
+def test_keyboard_interrupt_stops_a_sweep(capsys):
+    """A sweep sees Ctrl-C at its progress reports and raises
+    KeyboardInterrupt (the sweep is discarded)."""
+    from l0_rs.calibration import sweep
+
+    m, y = big_problem()
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sweep(m, y, [0.01, 0.1], epochs=10**8, lr=0.02, verbose=True, verbose_freq=5, seed=1)
+    assert time.monotonic() - started < 5
+    assert "[lambda_l0=0.01] Epoch" in capsys.readouterr().out
