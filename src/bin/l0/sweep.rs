@@ -274,7 +274,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         });
         println!(
             "lambda_l0 {:<10} active {:>8}  mean |rel err| {:.3}%, max {:.2}%{held}",
-            format!("{:?}", r.lambda_l0),
+            format!("{:.4e}", r.lambda_l0),
             r.active,
             100.0 * r.accuracy.mean_abs_rel_err,
             100.0 * r.accuracy.max_abs_rel_err
