@@ -12,13 +12,20 @@ tensors, so ``model.get_weights(deterministic=True).cpu().numpy()`` becomes
 The engine's extras: ``SparseCalibrationWeights.diagnostics`` (weight
 concentration, who carries each target), ``.refit`` (select, then refit
 without gates), ``fit(..., holdout_targets=...)`` with
-``holdout_targets`` to draw them, and ``sweep`` (one model per L0
-strength, with ``lambda_grid``).
+``holdout_targets`` to draw them, ``sweep`` (one model per L0
+strength, with ``lambda_grid``) and ``fit_to_budget`` (the L0 strength
+that keeps a given number of records).
 """
 
 from ._convert import as_matrix
 from ._native import Matrix
-from .calibration import SparseCalibrationWeights, holdout_targets, lambda_grid, sweep
+from .calibration import (
+    SparseCalibrationWeights,
+    fit_to_budget,
+    holdout_targets,
+    lambda_grid,
+    sweep,
+)
 from .sparse import SparseL0Linear
 
 __version__ = "0.1.0"
@@ -28,6 +35,7 @@ __all__ = [
     "SparseCalibrationWeights",
     "SparseL0Linear",
     "as_matrix",
+    "fit_to_budget",
     "holdout_targets",
     "lambda_grid",
     "sweep",

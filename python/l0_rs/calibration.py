@@ -10,6 +10,8 @@ jitter is applied only before the very first step), and ``state_dict``
 holds the Adam moments and step, so a reloaded model continues bit for bit.
 """
 
+import warnings
+
 import numpy as np
 
 from . import _native
@@ -20,6 +22,7 @@ __all__ = [
     "Refit",
     "SparseCalibrationWeights",
     "Sweep",
+    "fit_to_budget",
     "holdout_targets",
     "lambda_grid",
     "sweep",
@@ -546,6 +549,100 @@ def sweep(
         models.append(model)
         reports.append(report)
     return Sweep(lambdas, models, reports)
+
+
+def fit_to_budget(
+    M,
+    y,
+    target_records,
+    records_tolerance=0.05,
+    lambda_l2=0.0,
+    lr=0.01,
+    epochs=1000,
+    loss_type="mse",
+    verbose=False,
+    verbose_freq=100,
+    target_groups=None,
+    normalize_groups=True,
+    group_multipliers=None,
+    *,
+    excluded_targets=None,
+    holdout_targets=None,
+    threads=None,
+    target_weights=None,
+    max_weight=None,
+    max_weight_ratio=None,
+    lambda_range=(1e-9, 1e-1),
+    **model_args,
+):
+    """Search the ``lambda_l0`` whose model keeps ``target_records`` records
+    (non-zero deterministic weights) within ``records_tolerance`` (met when
+    ``|active - K| <= records_tolerance * K``), as ``l0 calibrate
+    --target-records K`` does (the library's ``l0::budget::fit_to_budget``):
+    a bracket of 9 short fits over ``lambda_l0`` in ``lambda_range``
+    (log-spaced; default 1e-9..1e-1, the CLI's), then up to 4 full-length
+    fits interpolated towards K.
+
+    ``model_args`` are the constructor's (with ``seed=None`` one seed is
+    drawn and shared by all models; ``use_gates`` must stay True); the other
+    arguments are ``fit``'s (``epochs`` is the length of a full fit). The
+    GIL is released while the models train; Ctrl-C is noticed at progress
+    reports and discards the search.
+
+    Returns ``(model, report)``: ``model`` is the full-length fit whose
+    count is nearest K, bit for bit
+    ``SparseCalibrationWeights(M.shape[1], **model_args).fit(M, y,
+    lambda_l0=report["lambda_l0"], ...)`` with the seed in use (its
+    ``fit_report_`` is that fit's); ``report`` is a dict: ``lambda_l0``,
+    ``active``, ``met``, ``target_records``, ``tolerance``,
+    ``models_trained``, ``epochs_total``, ``fits`` (``epochs_total /
+    epochs``, the cost in single fits), ``seconds``, ``shortfall`` (None
+    when met, else one line naming the nearest count reached, also issued
+    as a ``RuntimeWarning``) and ``trials`` (every model trained: ``stage``
+    "bracket" or "full", ``lambda_l0``, ``epochs``, ``active``). A budget
+    not met is not an error. ``target_records`` of 0 or above the columns,
+    or a tolerance outside (0, 1), raises ``ValueError``.
+    """
+    m = as_matrix(M, "M")
+    y = as_vector(y, "y")
+    k = _count(target_records, "target_records")
+    template = SparseCalibrationWeights(m.shape[1], **model_args)
+    opts = _fit_options(
+        template,
+        lambda_l0=0.0,
+        lambda_l2=lambda_l2,
+        lr=lr,
+        epochs=epochs,
+        loss_type=loss_type,
+        verbose=verbose,
+        verbose_freq=verbose_freq,
+        target_groups=target_groups,
+        normalize_groups=normalize_groups,
+        group_multipliers=group_multipliers,
+        excluded_targets=excluded_targets,
+        holdout_targets=holdout_targets,
+        threads=threads,
+        device=None,
+        target_weights=target_weights,
+        max_weight=max_weight,
+        max_weight_ratio=max_weight_ratio,
+    )
+    native, fit_report, report = _native.fit_to_budget(
+        template._model,
+        m,
+        y,
+        opts,
+        k,
+        float(records_tolerance),
+        (float(lambda_range[0]), float(lambda_range[1])),
+        print if verbose else None,
+    )
+    model = SparseCalibrationWeights(**dict(template._init_args, seed=template.seed_in_use))
+    model._model = native
+    model.fit_report_ = fit_report
+    if report["shortfall"] is not None:
+        warnings.warn(f"fit_to_budget: {report['shortfall']}", RuntimeWarning, stacklevel=2)
+    return model, report
 
 
 def lambda_grid(lo, hi, n):

@@ -1179,10 +1179,101 @@ fn sweep<'py>(
         .collect()
 }
 
+/// A record budget ([`l0::budget::fit_to_budget`]): searches the
+/// `lambda_l0` whose model keeps `target_records` records within
+/// `records_tolerance`, every model from `template`'s options and seed (its
+/// state is not used) and fitted under `opts` (its `lambda_l0` is ignored),
+/// with the GIL released. Returns `(chosen model, its fit report, the
+/// search's report)`.
+#[pyfunction]
+#[pyo3(signature = (template, m, y, opts, target_records, records_tolerance, lambda_range, printer))]
+#[allow(clippy::too_many_arguments)]
+fn fit_to_budget<'py>(
+    py: Python<'py>,
+    template: &PyCalibration,
+    m: &Matrix,
+    y: PyReadonlyArray1<'py, f64>,
+    opts: &Bound<'py, PyDict>,
+    target_records: usize,
+    records_tolerance: f64,
+    lambda_range: (f64, f64),
+    printer: Option<Py<PyAny>>,
+) -> PyResult<(PyCalibration, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+    use l0::budget::{Budget, Stage};
+    let y = slice("y", &y)?;
+    let opts = fit_params(opts)?;
+    let params = CalibrationParams {
+        seed: Some(template.model.seed()),
+        ..template.model.params().clone()
+    };
+    if m.m.cols() != template.model.n_features() {
+        return Err(to_py(L0Error::shape(
+            "matrix columns (one per weight)",
+            template.model.n_features(),
+            m.m.cols(),
+        )));
+    }
+    let budget = Budget {
+        tolerance: records_tolerance,
+        lambda_range,
+        ..Budget::new(target_records)
+    };
+    let mut link = PyLink::new(printer, opts.report_every);
+    let r = py.detach(|| {
+        l0::budget::fit_to_budget(&m.m, y, &params, &opts, &budget, &mut |stage, lambda, p| {
+            let what = match stage {
+                Stage::Bracket => "bracket",
+                Stage::Full => "full fit",
+            };
+            link.step = p.epoch;
+            link.print(&format!("[{what} lambda_l0={lambda}] {p}"))?;
+            interrupted(&mut link)
+        })
+    });
+    let fit = link.finish(r)?;
+    let d = PyDict::new(py);
+    d.set_item("target_records", budget.target_records)?;
+    d.set_item("tolerance", budget.tolerance)?;
+    d.set_item("lambda_l0", fit.chosen.lambda_l0)?;
+    d.set_item("active", fit.active)?;
+    d.set_item("met", fit.met)?;
+    d.set_item("models_trained", fit.models_trained)?;
+    d.set_item("epochs_total", fit.epochs_total)?;
+    d.set_item("fits", fit.epochs_total as f64 / opts.epochs.max(1) as f64)?;
+    d.set_item("seconds", fit.seconds)?;
+    d.set_item("shortfall", fit.shortfall(&budget))?;
+    let trials = fit
+        .trials
+        .iter()
+        .map(|t| {
+            let e = PyDict::new(py);
+            let stage = match t.stage {
+                Stage::Bracket => "bracket",
+                Stage::Full => "full",
+            };
+            e.set_item("stage", stage)?;
+            e.set_item("lambda_l0", t.lambda_l0)?;
+            e.set_item("epochs", t.epochs)?;
+            e.set_item("active", t.active)?;
+            Ok(e)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("trials", trials)?;
+    let report = report_dict(py, &fit.chosen.report)?;
+    Ok((
+        PyCalibration {
+            model: fit.chosen.model,
+        },
+        report,
+        d,
+    ))
+}
+
 /// The extension module `l0_rs._native`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_device, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_to_budget, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_unavailable, m)?)?;
     m.add_function(wrap_pyfunction!(holdout_targets, m)?)?;
     m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
