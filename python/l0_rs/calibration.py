@@ -279,6 +279,24 @@ class SparseCalibrationWeights(Model):
         """``M w`` with deterministic weights."""
         return self._model.predict(as_matrix(M, "M"))
 
+    def save_checkpoint(self, path, M, y, target_groups=None):
+        """Write the engine's checkpoint file (``l0 calibrate``'s
+        ``checkpoint.l0ck`` format): the state, the seed and a fingerprint
+        of the problem ``(M, y, target_groups)``."""
+        self._model.save_checkpoint(
+            str(path), as_matrix(M, "M"), as_vector(y, "y"), None if target_groups is None else as_groups(target_groups).tolist()
+        )
+
+    def load_checkpoint(self, path, M, y, target_groups=None):
+        """Take the state and seed of a checkpoint file, written by
+        :meth:`save_checkpoint` or by ``l0 calibrate --checkpoint-every``;
+        ``ValueError`` when it was written for another problem. A fit then
+        continues exactly as the saved run would have."""
+        self._model.load_checkpoint(
+            str(path), as_matrix(M, "M"), as_vector(y, "y"), None if target_groups is None else as_groups(target_groups).tolist()
+        )
+        return self
+
     def target_report(
         self, M, y, target_names=None, excluded_targets=None, csv_path=None, *, holdout_targets=None
     ):

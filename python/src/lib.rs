@@ -832,6 +832,59 @@ impl PyCalibration {
         state_dict(py, self.model.state(), "log_weight", self.model.seed())
     }
 
+    /// Writes the engine's checkpoint file (`l0 calibrate`'s
+    /// checkpoint.l0ck format): state, seed and the fingerprint of the
+    /// problem `(m, y, groups)`.
+    #[pyo3(signature = (path, m, y, groups))]
+    fn save_checkpoint(
+        &self,
+        path: std::path::PathBuf,
+        m: &Matrix,
+        y: PyReadonlyArray1<'_, f64>,
+        groups: Option<Vec<i64>>,
+    ) -> PyResult<()> {
+        let c = l0::checkpoint::Checkpoint {
+            seed: self.model.seed(),
+            fingerprint: l0::checkpoint::problem_fingerprint(
+                &m.m,
+                y.as_slice()?,
+                groups.as_deref(),
+            ),
+            state: self.model.state().clone(),
+            settings: vec![("seed".into(), self.model.seed().to_string())],
+        };
+        c.write(&path).or_py()
+    }
+
+    /// Replaces the state and seed with those of a checkpoint file (written
+    /// by `save_checkpoint` or by `l0 calibrate --checkpoint-every`), after
+    /// checking that it was written for the problem `(m, y, groups)`.
+    #[pyo3(signature = (path, m, y, groups))]
+    fn load_checkpoint(
+        &mut self,
+        path: std::path::PathBuf,
+        m: &Matrix,
+        y: PyReadonlyArray1<'_, f64>,
+        groups: Option<Vec<i64>>,
+    ) -> PyResult<()> {
+        let c = l0::checkpoint::Checkpoint::read(&path).or_py()?;
+        let want = l0::checkpoint::problem_fingerprint(&m.m, y.as_slice()?, groups.as_deref());
+        if c.fingerprint != want {
+            return Err(PyValueError::new_err(format!(
+                "{}: the checkpoint was written for another problem (its matrix, targets or groups differ)",
+                path.display()
+            )));
+        }
+        let params = CalibrationParams {
+            seed: Some(c.seed),
+            ..self.model.params().clone()
+        };
+        let mut model = Calibration::new(self.model.n_features(), params).or_py()?;
+        model.set_state(c.state).or_py()?;
+        self.model = model;
+        Ok(())
+    }
+
     /// Replaces parameters, Adam moments, step and seed.
     fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
         let (state, seed) = state_from(d, "log_weight", false)?;

@@ -115,3 +115,32 @@ def test_caps_and_target_weights_match_the_cli(l0_bin, tmp_path):
     got = model.get_weights(deterministic=True)
     assert np.array_equal(got, want)
     assert got.max() <= 1.8
+
+
+def test_checkpoints_are_shared_with_the_cli(l0_bin, tmp_path):
+    """A checkpoint written by `l0 calibrate --checkpoint-every` loads into
+    the package and continues bit for bit like the CLI's longer run; one
+    written by the package loads back; another problem is refused."""
+    m, y = make_problem(seed=4)
+    groups = np.arange(len(y)) % 3
+    common = ["--seed", "8", "--lr", "0.05"]
+    cli_weights(l0_bin, tmp_path, m, y, ["--epochs", "120", "--checkpoint-every", "60"] + common, groups=groups)
+    ckpt = tmp_path / "out" / "checkpoint.l0ck"
+    model = SparseCalibrationWeights(n_features=m.shape[1])
+    model.load_checkpoint(ckpt, m, y, target_groups=groups)
+    assert model.state_dict()["step"] == 120
+    assert model.seed_in_use == 8
+    model.fit(m, y, lr=0.05, epochs=80, target_groups=groups)
+    longer = tmp_path / "longer"
+    longer.mkdir()
+    want = cli_weights(l0_bin, longer, m, y, ["--epochs", "200"] + common, groups=groups)
+    assert np.array_equal(model.get_weights(deterministic=True), want)
+
+    mine = tmp_path / "mine.l0ck"
+    model.save_checkpoint(mine, m, y, target_groups=groups)
+    again = SparseCalibrationWeights(n_features=m.shape[1]).load_checkpoint(mine, m, y, target_groups=groups)
+    for k, v in model.state_dict().items():
+        assert np.array_equal(again.state_dict()[k], v), k
+    with pytest.raises(ValueError) as e:
+        again.load_checkpoint(mine, m, y * 2, target_groups=groups)
+    assert str(e.value) == f"{mine}: the checkpoint was written for another problem (its matrix, targets or groups differ)"
