@@ -545,6 +545,30 @@ impl SparseMatrix {
         SparseMatrix::from_csc(self.rows(), columns.len(), &indptr, &indices, &values)
     }
 
+    /// The matrix of rows `rows` (a range, in order), with the same stored
+    /// values. Refuses a range past the last row.
+    pub fn select_rows(&self, rows: std::ops::Range<usize>) -> Result<SparseMatrix> {
+        if rows.start > rows.end || rows.end > self.rows() {
+            return Err(L0Error::config(format!(
+                "row range {}..{} is not within the matrix's {} rows",
+                rows.start,
+                rows.end,
+                self.rows()
+            )));
+        }
+        let ptr = self.csr.indptr();
+        let ptr = ptr.raw_storage();
+        let (lo, hi) = (ptr[rows.start], ptr[rows.end]);
+        let indptr: Vec<usize> = ptr[rows.start..=rows.end].iter().map(|p| p - lo).collect();
+        SparseMatrix::from_csr(
+            rows.len(),
+            self.cols(),
+            &indptr,
+            &self.csr.indices()[lo..hi],
+            &self.csr.data()[lo..hi],
+        )
+    }
+
     /// `M x` in f64 (for predictions and reports; the training loop uses the backends).
     pub fn mul_vec(&self, x: &[f64]) -> Result<Vec<f64>> {
         if x.len() != self.cols() {

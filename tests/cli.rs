@@ -732,9 +732,11 @@ fn resume_refuses_other_data_and_names_changed_settings() {
     );
 }
 
-#[test]
-fn regress_selects_the_true_features() {
-    let dir = scratch("regress");
+/// A regression problem (120 x 10, y = 3 x_0 - 2 x_4 + 1) written as a
+/// dense Matrix Market X and y.npy in a fresh folder: (folder, X path, y
+/// path, row-major X, y).
+fn regression_files(name: &str) -> (PathBuf, PathBuf, PathBuf, Vec<f64>, Vec<f64>) {
+    let dir = scratch(name);
     let (n, d) = (120, 10);
     let mut rng = Rng(3);
     let x: Vec<f64> = (0..n * d).map(|_| rng.normal()).collect();
@@ -751,6 +753,13 @@ fn regress_selects_the_true_features() {
     fs::write(&xp, mtx).unwrap();
     let yp = dir.join("y.npy");
     write_npy_f64(&yp, &y).unwrap();
+    (dir, xp, yp, x, y)
+}
+
+#[test]
+fn regress_selects_the_true_features() {
+    let (dir, xp, yp, _, _) = regression_files("regress");
+    let d = 10;
     let out = dir.join("out");
     let base = ["regress", "--x", p(&xp), "--y", p(&yp), "--out", p(&out)];
     let mut first = base.to_vec();
@@ -1888,4 +1897,121 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).starts_with("error: invalid value 'x' for '--target-records <K>'"));
+}
+
+#[test]
+fn regress_lambda_path_chooses_on_a_validation_split() {
+    use l0::{
+        fit_path, refit_least_squares, PathParams, RegressionFitParams, RegressionParams,
+        Selection, SparseMatrix,
+    };
+    let (dir, xp, yp, x, y) = regression_files("regress-path");
+    let out = dir.join("out");
+    let lambdas = [0.005, 0.05, 0.5, 5.0];
+    let mut args = vec!["regress", "--x", p(&xp), "--y", p(&yp), "--out", p(&out)];
+    args.extend([
+        "--lambda-l0",
+        "0.005,0.05,0.5,5",
+        "--epochs",
+        "800",
+        "--lr",
+        "0.05",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--select",
+        "one-se",
+        "--refit",
+        "--validation-fraction",
+        "0.25",
+    ]);
+    let o = l0(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("path.csv"));
+    // The library's path on the same split: the last 30 rows validate.
+    let xm = SparseMatrix::from_dense(120, 10, &x).unwrap();
+    let params = RegressionParams {
+        seed: Some(1),
+        ..Default::default()
+    };
+    let opts = RegressionFitParams {
+        lr: 0.05,
+        epochs: 800,
+        device: l0::Device::Cpu,
+        threads: Some(1),
+        report_every: Some(80),
+        ..Default::default()
+    };
+    let path = PathParams {
+        lambdas: lambdas.to_vec(),
+        threshold: 0.01,
+        refit: true,
+        selection: Selection::OneStandardError,
+    };
+    let (xt, xv) = (
+        xm.select_rows(0..90).unwrap(),
+        xm.select_rows(90..120).unwrap(),
+    );
+    let r = fit_path(&params, &opts, &path, &xt, &y[..90], &xv, &y[90..]).unwrap();
+    let ls = refit_least_squares(&xm, &y, &r.points[r.best].support, true).unwrap();
+    assert_eq!(npy(&out.join("coefficients.npy")), ls.coefficients);
+    assert_eq!(r.points[r.best].support, vec![0, 4]);
+    let rows = csv_rows(&out.join("path.csv"));
+    assert_eq!(
+        rows[0],
+        [
+            "lambda_l0",
+            "selected",
+            "val_mse",
+            "val_se",
+            "refitted",
+            "chosen"
+        ]
+    );
+    assert_eq!(rows.len(), 5);
+    for (row, pt) in rows[1..].iter().zip(&r.points) {
+        assert_eq!(row[0].parse::<f64>().unwrap(), pt.lambda);
+        assert_eq!(row[1], pt.support.len().to_string());
+        assert_eq!(row[2].parse::<f64>().unwrap(), pt.val_mse);
+    }
+    assert_eq!(rows[1..].iter().filter(|r| r[5] == "true").count(), 1);
+    let s = summary(&out);
+    assert_eq!(s["lambda_l0"].as_f64().unwrap(), r.lambda);
+    assert_eq!(s["selected"], 2);
+    assert_eq!(s["path"]["select"], "one-se");
+    assert_eq!(s["intercept"].as_f64().unwrap(), ls.intercept);
+
+    let bad = |extra: &[&str]| {
+        let mut a = vec![
+            "regress",
+            "--x",
+            p(&xp),
+            "--y",
+            p(&yp),
+            "--out",
+            p(&out),
+            "--overwrite",
+        ];
+        a.extend_from_slice(extra);
+        fails(&a)
+    };
+    assert_eq!(
+        bad(&["--lambda-l0", "0.1,0.2", "--validation-fraction", "1"]),
+        "error: --validation-fraction must be a share between 0 and 1 (exclusive), got 1"
+    );
+    assert_eq!(
+        bad(&["--lambda-grid", "0.01:1:3", "--select", "best"]),
+        "error: --select: expected min-error or one-se, got 'best'"
+    );
+    assert_eq!(
+        bad(&["--lambda-l0", "0.1", "--refit"]),
+        "error: --refit applies to a lambda path: give --lambda-l0 A,B,... or --lambda-grid"
+    );
+    assert_eq!(
+        bad(&["--lambda-l0", "0.1,0.2", "--lambda-grid", "0.01:1:3"]),
+        "error: --lambda-l0 and --lambda-grid exclude each other: give one"
+    );
 }

@@ -39,6 +39,7 @@ mod predict;
 mod regress;
 mod sweep;
 
+use budget::bare;
 use calibrate::{calibrate, CalibrateArgs};
 use predict::{predict, PredictArgs};
 use regress::{regress, RegressArgs};
@@ -115,6 +116,41 @@ struct CommonFit {
     /// with a progress bar, 1/10 without].
     #[arg(long)]
     progress_every: Option<u64>,
+}
+
+/// The L0 strengths of a --lambda-l0 list or a --lambda-grid LO:HI:N (one
+/// of the two; None when neither is given), checked.
+fn lambda_values(list: &[f64], grid: Option<&str>) -> CliResult<Option<Vec<f64>>> {
+    let values = match (grid, list.is_empty()) {
+        (Some(_), false) => {
+            return Err(input_error(
+                "--lambda-l0 and --lambda-grid exclude each other: give one",
+            ))
+        }
+        (None, true) => return Ok(None),
+        (None, false) => list.to_vec(),
+        (Some(g), true) => {
+            let bad = || {
+                input_error(format!(
+                    "--lambda-grid: expected LO:HI:N (two numbers and a count), got '{g}'"
+                ))
+            };
+            let parts: Vec<&str> = g.split(':').collect();
+            let [lo, hi, n] = parts[..] else {
+                return Err(bad());
+            };
+            let (lo, hi) = (
+                lo.parse().map_err(|_| bad())?,
+                hi.parse().map_err(|_| bad())?,
+            );
+            let n: usize = n.parse().map_err(|_| bad())?;
+            l0::sweep::lambda_grid(lo, hi, n)
+                .map_err(|e| input_error(format!("--lambda-grid: {}", bare(e))))?
+        }
+    };
+    l0::sweep::check_lambdas(&values)
+        .map_err(|e| input_error(format!("--lambda-l0: {}", bare(e))))?;
+    Ok(Some(values))
 }
 
 impl CommonFit {

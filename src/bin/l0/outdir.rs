@@ -24,8 +24,13 @@ pub(super) const RESULT_FILES: [&str; 4] =
     ["weights.npy", "weights.csv", "targets.csv", "summary.json"];
 /// The files a run writes while training.
 pub(super) const TRAINING_FILES: [&str; 2] = ["log.csv", l0::checkpoint::FILE_NAME];
-/// The files `l0 regress` writes.
-pub(super) const REGRESS_FILES: [&str; 3] = ["coefficients.npy", "selected.csv", "summary.json"];
+/// The files `l0 regress` writes (path.csv only for a lambda path).
+pub(super) const REGRESS_FILES: [&str; 4] = [
+    "coefficients.npy",
+    "selected.csv",
+    "summary.json",
+    "path.csv",
+];
 
 /// The files `l0 sweep` writes, besides `weights_<k>.npy`.
 pub(super) const SWEEP_FILES: [&str; 3] = ["sweep.csv", "sweep.svg", "summary.json"];

@@ -3,6 +3,7 @@
 use super::inputs::*;
 use super::outdir;
 use super::*;
+use l0::{fit_path, refit_least_squares, LeastSquares, PathParams, PathPoint, Selection};
 
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
@@ -28,6 +29,210 @@ pub(super) struct RegressArgs {
     /// Replace the files of an earlier run in --out.
     #[arg(long)]
     overwrite: bool,
+    /// N log-spaced L0 strengths from LO to HI: a lambda path, like a
+    /// --lambda-l0 list of several values.
+    #[arg(long, value_name = "LO:HI:N")]
+    lambda_grid: Option<String>,
+    /// With a lambda path: the share of the rows (the last ones) kept out of
+    /// training to score each lambda [default: 0.2].
+    #[arg(long, value_name = "F")]
+    validation_fraction: Option<f64>,
+    /// With a lambda path: how the lambda is chosen, min-error (lowest
+    /// validation error) or one-se (the sparsest within one standard error
+    /// of it) [default: min-error].
+    #[arg(long, value_name = "RULE")]
+    select: Option<String>,
+    /// With a lambda path: score each support by its least-squares refit,
+    /// and write the chosen support's least-squares coefficients on all rows.
+    #[arg(long)]
+    refit: bool,
+}
+
+/// A lambda path's options: the validation share, the rule and the refit.
+struct PathChoice {
+    lambdas: Vec<f64>,
+    validation: f64,
+    selection: Selection,
+    refit: bool,
+}
+
+/// The lambda path asked for (None: a single fit), checked.
+fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
+    let lambdas = match lambda_values(&a.fit.lambda_l0, a.lambda_grid.as_deref())? {
+        Some(l) if l.len() > 1 || a.lambda_grid.is_some() => l,
+        _ => {
+            for (flag, given) in [
+                ("--validation-fraction", a.validation_fraction.is_some()),
+                ("--select", a.select.is_some()),
+                ("--refit", a.refit),
+            ] {
+                if given {
+                    return Err(input_error(format!(
+                        "{flag} applies to a lambda path: give --lambda-l0 A,B,... or --lambda-grid"
+                    )));
+                }
+            }
+            return Ok(None);
+        }
+    };
+    let validation = a.validation_fraction.unwrap_or(0.2);
+    if !(validation > 0.0 && validation < 1.0) {
+        return Err(input_error(format!(
+            "--validation-fraction must be a share between 0 and 1 (exclusive), got {validation}"
+        )));
+    }
+    let selection = match a.select.as_deref().unwrap_or("min-error") {
+        "min-error" => Selection::MinError,
+        "one-se" => Selection::OneStandardError,
+        other => {
+            return Err(input_error(format!(
+                "--select: expected min-error or one-se, got '{other}'"
+            )))
+        }
+    };
+    Ok(Some(PathChoice {
+        lambdas,
+        validation,
+        selection,
+        refit: a.refit,
+    }))
+}
+
+/// The least-squares intercept as the summary reports it (None without one).
+fn params_intercept(ls: &LeastSquares, fit_intercept: bool) -> Option<f64> {
+    fit_intercept.then_some(ls.intercept)
+}
+
+/// The trained model, how it was trained, and for a path its points, the
+/// chosen index and the least-squares coefficients (on all rows) when
+/// refitted.
+struct Fitted {
+    model: Regression,
+    lambda_l0: f64,
+    device: String,
+    epochs: u64,
+    seconds: f64,
+    loss: Option<f64>,
+    path: Option<(Vec<PathPoint>, usize, Option<LeastSquares>)>,
+}
+
+/// One fit at the given lambda, printing its progress lines.
+fn fit_one(
+    x: &SparseMatrix,
+    y: &[f64],
+    params: RegressionParams,
+    opts: &RegressionFitParams,
+) -> CliResult<Fitted> {
+    let mut model = Regression::new(x.cols(), params)?;
+    let report = model.fit_with(x, y, opts, &mut |p| {
+        eprintln!("{p}");
+        Ok(())
+    })?;
+    Ok(Fitted {
+        model,
+        lambda_l0: opts.lambda_l0,
+        device: report.device,
+        epochs: report.epochs,
+        seconds: report.seconds,
+        loss: report.last.map(|p| p.total_loss),
+        path: None,
+    })
+}
+
+/// Writes path.csv: one row per lambda of the path.
+fn write_path_csv(path: &Path, points: &[PathPoint], best: usize) -> CliResult<()> {
+    l0::io::csv::write_csv(
+        path,
+        &[
+            "lambda_l0",
+            "selected",
+            "val_mse",
+            "val_se",
+            "refitted",
+            "chosen",
+        ],
+        points.iter().enumerate().map(|(k, p)| {
+            vec![
+                format!("{:?}", p.lambda),
+                p.support.len().to_string(),
+                format!("{:?}", p.val_mse),
+                format!("{:?}", p.val_se),
+                p.refitted.to_string(),
+                (k == best).to_string(),
+            ]
+        }),
+    )?;
+    Ok(())
+}
+
+/// Trains along the path: the last `validation` share of the rows scores
+/// each lambda (`l0::fit_path`), the rest trains.
+fn fit_along(
+    x: &SparseMatrix,
+    y: &[f64],
+    params: &RegressionParams,
+    opts: &RegressionFitParams,
+    choice: &PathChoice,
+    threshold: f64,
+) -> CliResult<Fitted> {
+    let n_val = ((x.rows() as f64) * choice.validation).ceil() as usize;
+    if n_val == 0 || n_val >= x.rows() {
+        return Err(input_error(format!(
+            "--validation-fraction {} leaves {} of {} rows for validation: both parts need at least one row",
+            choice.validation,
+            n_val,
+            x.rows()
+        )));
+    }
+    let split = x.rows() - n_val;
+    let (x_train, x_val) = (x.select_rows(0..split)?, x.select_rows(split..x.rows())?);
+    let path = PathParams {
+        lambdas: choice.lambdas.clone(),
+        threshold,
+        refit: choice.refit,
+        selection: choice.selection,
+    };
+    let start = std::time::Instant::now();
+    let r = fit_path(
+        params,
+        opts,
+        &path,
+        &x_train,
+        &y[..split],
+        &x_val,
+        &y[split..],
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    for (k, pt) in r.points.iter().enumerate() {
+        eprintln!(
+            "lambda_l0 {:.4e}: {} selected, validation mse {:.6} (se {:.6}){}",
+            pt.lambda,
+            pt.support.len(),
+            pt.val_mse,
+            pt.val_se,
+            if k == r.best { "  <- chosen" } else { "" }
+        );
+    }
+    let ls = if choice.refit {
+        let support = &r.points[r.best].support;
+        Some(refit_least_squares(x, y, support, params.fit_intercept)?)
+    } else {
+        None
+    };
+    Ok(Fitted {
+        lambda_l0: r.lambda,
+        model: r.model,
+        device: format!(
+            "a path of {} lambdas ({} training rows, device {:?})",
+            choice.lambdas.len(),
+            split,
+            opts.device
+        ),
+        epochs: opts.epochs,
+        seconds,
+        loss: None,
+        path: Some((r.points, r.best, ls)),
+    })
 }
 
 pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
@@ -38,6 +243,7 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
     let x = load_matrix(&a.x)?;
     let y = load_vector(&a.y, "responses", x.rows(), "row of X")?;
     let lib = RegressionParams::default();
+    let fit_intercept = !a.no_intercept;
     let lib_fit = RegressionFitParams::default();
     let seed = f.seed.unwrap_or_else(rand::random);
     let params = RegressionParams {
@@ -46,7 +252,7 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
             gamma: f.gamma.unwrap_or(lib.gate.gamma),
             zeta: f.zeta.unwrap_or(lib.gate.zeta),
         },
-        fit_intercept: !a.no_intercept,
+        fit_intercept,
         log_alpha_jitter_sd: f.log_alpha_jitter_sd.unwrap_or(lib.log_alpha_jitter_sd),
         seed: Some(seed),
         test_gate: match &f.test_gate {
@@ -57,8 +263,12 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
     };
     let epochs = f.epochs.unwrap_or(lib_fit.epochs);
     let progress_every = f.progress_every.unwrap_or((epochs / 10).max(1));
+    let choice = path_choice(&a)?;
     let opts = RegressionFitParams {
-        lambda_l0: f.single_lambda("regress")?.unwrap_or(lib_fit.lambda_l0),
+        lambda_l0: match &choice {
+            Some(_) => lib_fit.lambda_l0,
+            None => f.lambda_l0.first().copied().unwrap_or(lib_fit.lambda_l0),
+        },
         lambda_l2: f.lambda_l2.unwrap_or(lib_fit.lambda_l2),
         lr: f.lr.unwrap_or(lib_fit.lr),
         epochs,
@@ -70,26 +280,40 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
     if must_clear {
         outdir::clear(&out)?;
     }
+    let lambda_text = match &choice {
+        Some(c) => format!("a path of {} values", c.lambdas.len()),
+        None => format!("{:?}", opts.lambda_l0),
+    };
     eprintln!(
-        "l0 regress: {} samples x {} features ({} nonzeros); epochs={} lr={:?} lambda_l0={:?} lambda_l2={:?} seed={}",
+        "l0 regress: {} samples x {} features ({} nonzeros); epochs={} lr={:?} lambda_l0={lambda_text} lambda_l2={:?} seed={}",
         x.rows(),
         x.cols(),
         x.nnz(),
         opts.epochs,
         opts.lr,
-        opts.lambda_l0,
         opts.lambda_l2,
         seed
     );
-    let mut model = Regression::new(x.cols(), params)?;
-    let report = model.fit_with(&x, &y, &opts, &mut |p| {
-        eprintln!("{p}");
-        Ok(())
-    })?;
-    let coef = model.coefficients(threshold);
+    let fitted = match &choice {
+        Some(c) => fit_along(&x, &y, &params, &opts, c, threshold)?,
+        None => fit_one(&x, &y, params, &opts)?,
+    };
+    let model = &fitted.model;
+    let refit = fitted.path.as_ref().and_then(|p| p.2.as_ref());
+    let coef = match refit {
+        Some(ls) => ls.coefficients.clone(),
+        None => model.coefficients(threshold),
+    };
     let gates = model.deterministic_gates();
     let selected: Vec<usize> = (0..coef.len()).filter(|&i| gates[i] >= threshold).collect();
-    let pred = model.predict(&x)?;
+    let pred = match refit {
+        Some(ls) => ls.predict(&x)?,
+        None => model.predict(&x)?,
+    };
+    let intercept = match refit {
+        Some(ls) => params_intercept(ls, fit_intercept),
+        None => model.intercept(),
+    };
     let n = y.len() as f64;
     let mse = y
         .iter()
@@ -105,36 +329,51 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
         ("rows".into(), Json::Int(x.rows() as i128)),
         ("cols".into(), Json::Int(x.cols() as i128)),
         ("nnz".into(), Json::Int(x.nnz() as i128)),
-        ("device".into(), Json::Str(report.device.clone())),
-        ("epochs".into(), Json::Int(report.epochs as i128)),
-        ("seconds".into(), Json::Num(report.seconds)),
+        ("device".into(), Json::Str(fitted.device.clone())),
+        ("epochs".into(), Json::Int(fitted.epochs as i128)),
+        ("seconds".into(), Json::Num(fitted.seconds)),
         (
             "seconds_per_epoch".into(),
-            Json::Num(report.seconds / report.epochs.max(1) as f64),
+            Json::Num(fitted.seconds / fitted.epochs.max(1) as f64),
         ),
         ("seed".into(), Json::Int(seed as i128)),
-        (
-            "loss".into(),
-            report
-                .last
-                .as_ref()
-                .map_or(Json::Null, |p| Json::Num(p.total_loss)),
-        ),
+        ("loss".into(), fitted.loss.map_or(Json::Null, Json::Num)),
         ("mse".into(), Json::Num(mse)),
         ("r2".into(), Json::Num(r2)),
-        (
-            "intercept".into(),
-            model.intercept().map_or(Json::Null, Json::Num),
-        ),
+        ("intercept".into(), intercept.map_or(Json::Null, Json::Num)),
         ("threshold".into(), Json::Num(threshold)),
         ("selected".into(), Json::Int(selected.len() as i128)),
         (
             "sparsity".into(),
             Json::Num(1.0 - selected.len() as f64 / x.cols() as f64),
         ),
-        ("lambda_l0".into(), Json::Num(opts.lambda_l0)),
+        ("lambda_l0".into(), Json::Num(fitted.lambda_l0)),
         ("lambda_l2".into(), Json::Num(opts.lambda_l2)),
         ("lr".into(), Json::Num(opts.lr)),
+        (
+            "path".into(),
+            match &choice {
+                None => Json::Null,
+                Some(c) => Json::Object(vec![
+                    (
+                        "lambdas".into(),
+                        Json::Array(c.lambdas.iter().map(|&l| Json::Num(l)).collect()),
+                    ),
+                    ("validation_fraction".into(), Json::Num(c.validation)),
+                    (
+                        "select".into(),
+                        Json::Str(
+                            match c.selection {
+                                Selection::MinError => "min-error",
+                                Selection::OneStandardError => "one-se",
+                            }
+                            .into(),
+                        ),
+                    ),
+                    ("refit".into(), Json::Bool(c.refit)),
+                ]),
+            },
+        ),
     ]);
     outdir::commit(&out, |dir| {
         write_npy_f64(&dir.join("coefficients.npy"), &coef)?;
@@ -150,21 +389,29 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
             }),
         )?;
         report::write_json(&dir.join("summary.json"), &summary)?;
+        if let Some((points, best, _)) = &fitted.path {
+            write_path_csv(&dir.join("path.csv"), points, *best)?;
+        }
         Ok(())
     })?;
     println!(
         "done: {} epochs in {:.1} s on {}; {} of {} features selected; training mse {:.6}, r2 {:.4}",
-        report.epochs,
-        report.seconds,
-        report.device,
+        fitted.epochs,
+        fitted.seconds,
+        fitted.device,
         selected.len(),
         x.cols(),
         mse,
         r2
     );
     println!(
-        "outputs in {}: coefficients.npy, selected.csv, summary.json",
-        out.display()
+        "outputs in {}: coefficients.npy, selected.csv, summary.json{}",
+        out.display(),
+        if fitted.path.is_some() {
+            ", path.csv"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

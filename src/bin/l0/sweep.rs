@@ -2,13 +2,12 @@
 //! flags of `l0 calibrate` ([`l0::sweep::sweep`]), written as sweep.csv,
 //! weights_<k>.npy, summary.json and sweep.svg.
 
-use super::budget::bare;
 use super::calibrate::{load_problem, plan, resolve, settle_seed, CalibrateArgs, Problem, Sources};
 use super::inputs::positive;
 use super::outdir;
 use super::*;
 use l0::plot::{sweep_svg, SweepPoint};
-use l0::sweep::{lambda_grid, SweepModel};
+use l0::sweep::SweepModel;
 
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
@@ -39,41 +38,8 @@ const COLUMNS: [&str; 13] = [
 
 /// The L0 strengths: a --lambda-l0 list or a --lambda-grid.
 fn lambdas(a: &SweepArgs) -> CliResult<Vec<f64>> {
-    let list = &a.calibrate.fit.lambda_l0;
-    let values = match (&a.lambda_grid, list.is_empty()) {
-        (Some(_), false) => {
-            return Err(input_error(
-                "--lambda-l0 and --lambda-grid exclude each other: give one",
-            ))
-        }
-        (None, true) => {
-            return Err(input_error(
-                "l0 sweep needs --lambda-l0 A,B,... or --lambda-grid LO:HI:N",
-            ))
-        }
-        (None, false) => list.clone(),
-        (Some(g), true) => {
-            let bad = || {
-                input_error(format!(
-                    "--lambda-grid: expected LO:HI:N (two numbers and a count), got '{g}'"
-                ))
-            };
-            let parts: Vec<&str> = g.split(':').collect();
-            let [lo, hi, n] = parts[..] else {
-                return Err(bad());
-            };
-            let (lo, hi) = (
-                lo.parse().map_err(|_| bad())?,
-                hi.parse().map_err(|_| bad())?,
-            );
-            let n: usize = n.parse().map_err(|_| bad())?;
-            lambda_grid(lo, hi, n)
-                .map_err(|e| input_error(format!("--lambda-grid: {}", bare(e))))?
-        }
-    };
-    l0::sweep::check_lambdas(&values)
-        .map_err(|e| input_error(format!("--lambda-l0: {}", bare(e))))?;
-    Ok(values)
+    lambda_values(&a.calibrate.fit.lambda_l0, a.lambda_grid.as_deref())?
+        .ok_or_else(|| input_error("l0 sweep needs --lambda-l0 A,B,... or --lambda-grid LO:HI:N"))
 }
 
 /// Refuses the calibrate flags a sweep does not take.
