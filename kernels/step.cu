@@ -63,8 +63,8 @@ __device__ __forceinline__ u32 long_index(u64 i, u32 n_long, const u32* __restri
 // long_nnz nonzeros was summed beforehand over fixed segments
 // (spmtv_segments + combine_segments into long_sums, in the order of the
 // sorted long_cols), so that one long column does not hold a group for its
-// whole length. A fixed order, but not the CPU's four-accumulator order, so
-// results agree with it to rounding, not bit for bit.
+// whole length. A fixed order, but not the CPU's, so results agree with it
+// to rounding, not bit for bit.
 extern "C" __global__ void column_dots(u64 n, u32 shift, const u64* __restrict__ col_ptr,
                                        const u32* __restrict__ row,
                                        const float* __restrict__ val,

@@ -494,17 +494,17 @@ impl SegmentPlan {
     }
 }
 
-/// Device memory in bytes the backend allocates for `m`: both layouts
+/// Device memory in bytes the backend allocates for `m` with the row and
+/// long-column plans `plans`: both layouts
 /// (values, indices, CSC column pointers), the two segment plans and their
 /// partial sums, per-column state (six f32 parameters and moments, the weight,
 /// the gate's pre-stretch value, M^T r, two gradient outputs and the caps'
 /// bound) and the per-row f64 vectors (targets, weights,
 /// scales, predictions, residuals).
-pub fn device_bytes(m: &SparseMatrix) -> usize {
+pub fn device_bytes(m: &SparseMatrix, plans: [&SegmentPlan; 2]) -> usize {
     let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
     let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
-    let plans = SegmentPlan::rows(m.segments()).device_bytes()
-        + SegmentPlan::long_columns(m.csc().indptr().raw_storage(), LONG_COLUMN_NNZ).device_bytes();
+    let plans: usize = plans.iter().map(|p| p.device_bytes()).sum();
     let columns = cols * 4 * (6 + 3 + 2 + 1);
     let row_vectors = rows * 8 * 5;
     let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
@@ -832,7 +832,10 @@ impl CudaBackend {
             .compute_capability()
             .map_err(driver_err("reading the compute capability"))?;
         let k = load_kernels(&ctx, cc)?;
-        let need = device_bytes(m);
+        let (csr, csc) = (m.csr(), m.csc());
+        let row_plan = SegmentPlan::rows(m.segments());
+        let long = SegmentPlan::long_columns(csc.indptr().raw_storage(), LONG_COLUMN_NNZ);
+        let need = device_bytes(m, [&row_plan, &long]);
         let (free, total) = free_memory(&ctx)?;
         if need + memory_margin(total) > free {
             return Err(L0Error::Cuda(format!(
@@ -846,8 +849,6 @@ impl CudaBackend {
         }
         let s = ctx.default_stream();
         let to_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
-        let (csr, csc) = (m.csr(), m.csc());
-        let long = SegmentPlan::long_columns(csc.indptr().raw_storage(), LONG_COLUMN_NNZ);
         let rule = problem.hyper.rule::<f32>();
         let b = CudaBackend {
             ordinal,
@@ -877,7 +878,7 @@ impl CudaBackend {
             reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
             reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
             has_icpt: false,
-            rows_plan: DevicePlan::new(&s, &SegmentPlan::rows(m.segments()), m.nnz())?,
+            rows_plan: DevicePlan::new(&s, &row_plan, m.nnz())?,
             long_plan: DevicePlan::new(&s, &long, m.nnz())?,
             csr_col: upload(&s, csr.indices())?,
             csr_val: upload(&s, csr.data())?,
