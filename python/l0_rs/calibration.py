@@ -140,22 +140,8 @@ class SparseCalibrationWeights(Model):
         opts = _fit_options(
             self,
             lambda_l0=lambda_l0,
-            lambda_l2=lambda_l2,
-            lr=lr,
-            epochs=epochs,
-            loss_type=loss_type,
-            verbose=verbose,
-            verbose_freq=verbose_freq,
-            target_groups=target_groups,
-            normalize_groups=normalize_groups,
-            group_multipliers=group_multipliers,
-            excluded_targets=excluded_targets,
-            holdout_targets=holdout_targets,
-            threads=threads,
             device=device,
-            target_weights=target_weights,
-            max_weight=max_weight,
-            max_weight_ratio=max_weight_ratio,
+            **_shared_options(locals()),
         )
         self.fit_report_ = self._model.fit(m, y, opts, print if verbose else None)
         return self
@@ -195,22 +181,8 @@ class SparseCalibrationWeights(Model):
         opts = _fit_options(
             self,
             lambda_l0=0.0,
-            lambda_l2=lambda_l2,
-            lr=lr,
-            epochs=epochs,
-            loss_type=loss_type,
-            verbose=verbose,
-            verbose_freq=verbose_freq,
-            target_groups=target_groups,
-            normalize_groups=normalize_groups,
-            group_multipliers=group_multipliers,
-            excluded_targets=excluded_targets,
-            holdout_targets=holdout_targets,
-            threads=threads,
             device=device,
-            target_weights=target_weights,
-            max_weight=max_weight,
-            max_weight_ratio=max_weight_ratio,
+            **_shared_options(locals()),
         )
         native, columns, report = self._model.refit(
             m, y, opts, opts["epochs"], print if verbose else None
@@ -325,6 +297,32 @@ def _indices(v, what):
     if v is None:
         return []
     return [_count(t, what) for t in np.asarray(v).ravel().tolist()]
+
+
+# fit()'s options that refit, sweep and fit_to_budget take too (all but
+# lambda_l0 and device, which each caller sets).
+_SHARED_FIT_KEYS = (
+    "lambda_l2",
+    "lr",
+    "epochs",
+    "loss_type",
+    "verbose",
+    "verbose_freq",
+    "target_groups",
+    "normalize_groups",
+    "group_multipliers",
+    "excluded_targets",
+    "holdout_targets",
+    "threads",
+    "target_weights",
+    "max_weight",
+    "max_weight_ratio",
+)
+
+
+def _shared_options(args):
+    """The shared fit options among a caller's arguments (its ``locals()``)."""
+    return {k: args[k] for k in _SHARED_FIT_KEYS}
 
 
 def _fit_options(
@@ -540,22 +538,8 @@ def sweep(
     opts = _fit_options(
         template,
         lambda_l0=0.0,
-        lambda_l2=lambda_l2,
-        lr=lr,
-        epochs=epochs,
-        loss_type=loss_type,
-        verbose=verbose,
-        verbose_freq=verbose_freq,
-        target_groups=target_groups,
-        normalize_groups=normalize_groups,
-        group_multipliers=group_multipliers,
-        excluded_targets=excluded_targets,
-        holdout_targets=holdout_targets,
-        threads=threads,
         device=None,
-        target_weights=target_weights,
-        max_weight=max_weight,
-        max_weight_ratio=max_weight_ratio,
+        **_shared_options(locals()),
     )
     out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
     args = dict(template._init_args, seed=template.seed_in_use)
@@ -628,22 +612,8 @@ def fit_to_budget(
     opts = _fit_options(
         template,
         lambda_l0=0.0,
-        lambda_l2=lambda_l2,
-        lr=lr,
-        epochs=epochs,
-        loss_type=loss_type,
-        verbose=verbose,
-        verbose_freq=verbose_freq,
-        target_groups=target_groups,
-        normalize_groups=normalize_groups,
-        group_multipliers=group_multipliers,
-        excluded_targets=excluded_targets,
-        holdout_targets=holdout_targets,
-        threads=threads,
         device=None,
-        target_weights=target_weights,
-        max_weight=max_weight,
-        max_weight_ratio=max_weight_ratio,
+        **_shared_options(locals()),
     )
     native, fit_report, report = _native.fit_to_budget(
         template._model,

@@ -110,11 +110,18 @@ impl Columns {
     fn par_chunks(&mut self, pool: &rayon::ThreadPool, pass: &ChunkPass, csc: &crate::matrix::Csr) {
         let slab = self.slab;
         let slabs = self.p.len().div_ceil(slab);
-        let (csc, accs): (_, Vec<&mut [f64]>) = if self.acc.is_empty() {
-            (None, (0..slabs).map(|_| &mut [][..]).collect())
+        // One accumulator block per slab (empty ones without forward
+        // accumulators), as a parallel iterator: nothing is allocated.
+        let (scatter, accs) = if self.acc.is_empty() {
+            let none = (0..slabs).into_par_iter().map(|_| &mut [][..]);
+            (None, rayon::iter::Either::Left(none))
         } else {
             let rows = self.acc.len() / slabs;
-            (Some(csc), self.acc.chunks_mut(rows).collect())
+            let blocks = self.acc.par_chunks_mut(rows);
+            (
+                Some(csc).filter(|_| pass.writes_weights()),
+                rayon::iter::Either::Right(blocks),
+            )
         };
         pool.install(|| {
             (
@@ -126,7 +133,7 @@ impl Columns {
                 self.m_a.par_chunks_mut(slab),
                 self.v_a.par_chunks_mut(slab),
                 self.w.par_chunks_mut(slab),
-                accs.into_par_iter(),
+                accs,
             )
                 .into_par_iter()
                 .enumerate()
@@ -142,7 +149,6 @@ impl Columns {
                         v_a,
                         w,
                     };
-                    let scatter = csc.filter(|_| pass.writes_weights());
                     if scatter.is_some() {
                         acc.fill(0.0);
                     }
