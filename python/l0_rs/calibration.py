@@ -184,9 +184,7 @@ class SparseCalibrationWeights(Model):
             device=device,
             **_shared_options(locals()),
         )
-        native, columns, report = self._model.refit(
-            m, y, opts, opts["epochs"], print if verbose else None
-        )
+        native, columns, report = self._model.refit(m, y, opts, print if verbose else None)
         if self.init_weights is None:
             design = np.ones(self.n_features)
         else:

@@ -562,8 +562,8 @@ fn active_dict<'py>(py: Python<'py>, a: ActiveWeights) -> PyResult<Bound<'py, Py
 }
 
 impl PyCalibration {
-    /// `M w` with deterministic weights, after checking `M`'s columns.
-    fn predict_vec(&self, m: &Matrix) -> PyResult<Vec<f64>> {
+    /// Refuses a matrix whose columns are not one per weight.
+    fn check_columns(&self, m: &Matrix) -> PyResult<()> {
         if m.m.cols() != self.model.n_features() {
             return Err(to_py(L0Error::shape(
                 "matrix columns (one per weight)",
@@ -571,6 +571,33 @@ impl PyCalibration {
                 m.m.cols(),
             )));
         }
+        Ok(())
+    }
+
+    /// This model's options with `seed`.
+    fn params_with_seed(&self, seed: u64) -> CalibrationParams {
+        CalibrationParams {
+            seed: Some(seed),
+            ..self.model.params().clone()
+        }
+    }
+
+    /// Takes `state` and `seed` (a fresh model of the same options when the
+    /// seed differs).
+    fn take_state(&mut self, state: ParamState, seed: u64) -> PyResult<()> {
+        let mut model = if seed == self.model.seed() {
+            self.model.clone()
+        } else {
+            Calibration::new(self.model.n_features(), self.params_with_seed(seed)).or_py()?
+        };
+        model.set_state(state).or_py()?;
+        self.model = model;
+        Ok(())
+    }
+
+    /// `M w` with deterministic weights, after checking `M`'s columns.
+    fn predict_vec(&self, m: &Matrix) -> PyResult<Vec<f64>> {
+        self.check_columns(m)?;
         self.model.predict(&m.m).or_py()
     }
 }
@@ -648,17 +675,16 @@ impl PyCalibration {
 
     /// Select, then refit ([`Calibration::refit`]): trains the weights of
     /// the records with a non-zero deterministic weight, without gates, for
-    /// `epochs` epochs under `opts` (its `lambda_l0` and `epochs` are
-    /// ignored). Returns `(model over the kept columns, kept columns,
+    /// `opts.epochs` epochs under `opts` (its `lambda_l0` is ignored).
+    /// Returns `(model over the kept columns, kept columns,
     /// report)`.
-    #[pyo3(signature = (m, y, opts, epochs, printer))]
+    #[pyo3(signature = (m, y, opts, printer))]
     fn refit<'py>(
         &self,
         py: Python<'py>,
         m: &Matrix,
         y: PyReadonlyArray1<'py, f64>,
         opts: &Bound<'py, PyDict>,
-        epochs: u64,
         printer: Option<Py<PyAny>>,
     ) -> PyResult<(PyCalibration, Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
         let y = slice("y", &y)?;
@@ -666,7 +692,7 @@ impl PyCalibration {
         let mut link = PyLink::new(printer, opts.report_every);
         let model = &self.model;
         let r = py.detach(|| {
-            model.refit_with(&m.m, y, &opts, epochs, &mut |p| {
+            model.refit_with(&m.m, y, &opts, opts.epochs, &mut |p| {
                 link.step = p.epoch;
                 link.print(p)?;
                 interrupted(&mut link)
@@ -875,31 +901,13 @@ impl PyCalibration {
                 path.display()
             )));
         }
-        let params = CalibrationParams {
-            seed: Some(c.seed),
-            ..self.model.params().clone()
-        };
-        let mut model = Calibration::new(self.model.n_features(), params).or_py()?;
-        model.set_state(c.state).or_py()?;
-        self.model = model;
-        Ok(())
+        self.take_state(c.state, c.seed)
     }
 
     /// Replaces parameters, Adam moments, step and seed.
     fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
         let (state, seed) = state_from(d, "log_weight", false)?;
-        let mut model = if seed == self.model.seed() {
-            self.model.clone()
-        } else {
-            let params = CalibrationParams {
-                seed: Some(seed),
-                ..self.model.params().clone()
-            };
-            Calibration::new(self.model.n_features(), params).or_py()?
-        };
-        model.set_state(state).or_py()?;
-        self.model = model;
-        Ok(())
+        self.take_state(state, seed)
     }
 }
 
@@ -1203,17 +1211,8 @@ fn sweep<'py>(
 ) -> PyResult<Vec<(f64, PyCalibration, Bound<'py, PyDict>)>> {
     let y = slice("y", &y)?;
     let opts = fit_params(opts)?;
-    let params = CalibrationParams {
-        seed: Some(template.model.seed()),
-        ..template.model.params().clone()
-    };
-    if m.m.cols() != template.model.n_features() {
-        return Err(to_py(L0Error::shape(
-            "matrix columns (one per weight)",
-            template.model.n_features(),
-            m.m.cols(),
-        )));
-    }
+    let params = template.params_with_seed(template.model.seed());
+    template.check_columns(m)?;
     let mut link = PyLink::new(printer, opts.report_every);
     let r = py.detach(|| {
         l0::sweep::sweep(&m.m, y, &params, &opts, &lambdas, &mut |k, p| {
@@ -1255,17 +1254,8 @@ fn fit_to_budget<'py>(
     use l0::budget::{Budget, Stage};
     let y = slice("y", &y)?;
     let opts = fit_params(opts)?;
-    let params = CalibrationParams {
-        seed: Some(template.model.seed()),
-        ..template.model.params().clone()
-    };
-    if m.m.cols() != template.model.n_features() {
-        return Err(to_py(L0Error::shape(
-            "matrix columns (one per weight)",
-            template.model.n_features(),
-            m.m.cols(),
-        )));
-    }
+    let params = template.params_with_seed(template.model.seed());
+    template.check_columns(m)?;
     let budget = Budget {
         tolerance: records_tolerance,
         lambda_range,
