@@ -887,11 +887,7 @@ fn target_weights_multiply_after_groups_and_multipliers() {
 #[test]
 fn a_zero_target_weight_is_the_same_fit_as_excluding_the_target() {
     let (m, y, _) = sparse_truth(20, 300, 31);
-    let fit = |opts: FitParams| {
-        let mut c = Calibration::new(300, seeded(3)).unwrap();
-        c.fit(&m, &y, &opts).unwrap();
-        c.weights(true)
-    };
+    let fit = |opts: FitParams| fitted(&m, &y, seeded(3), &opts).weights(true);
     let base = FitParams {
         epochs: 60,
         lr: 0.05,
@@ -929,18 +925,13 @@ fn a_zero_target_weight_is_the_same_fit_as_excluding_the_target() {
 #[test]
 fn diagnostics_match_an_independent_computation() {
     let (m, y, _) = sparse_truth(15, 400, 41);
-    let mut c = Calibration::new(400, seeded(9)).unwrap();
-    c.fit(
-        &m,
-        &y,
-        &FitParams {
-            epochs: 80,
-            lr: 0.05,
-            lambda_l0: 2e-3,
-            ..cpu(2)
-        },
-    )
-    .unwrap();
+    let opts = FitParams {
+        epochs: 80,
+        lr: 0.05,
+        lambda_l0: 2e-3,
+        ..cpu(2)
+    };
+    let c = fitted(&m, &y, seeded(9), &opts);
     let w = c.weights(true);
     let d = c.diagnostics(&m).unwrap();
     // Weight concentration, by hand.
@@ -996,7 +987,7 @@ fn diagnostics_match_an_independent_computation() {
     );
 }
 
-/// A calibration fit of `m`, `y` with `opts` from seed 3: the model.
+/// A fresh model with `params`, fitted to `m`, `y` with `opts`.
 fn fitted(m: &SparseMatrix, y: &[f64], params: CalibrationParams, opts: &FitParams) -> Calibration {
     let mut c = Calibration::new(m.cols(), params).unwrap();
     c.fit(m, y, opts).unwrap();

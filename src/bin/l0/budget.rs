@@ -33,21 +33,13 @@ pub(super) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budg
     };
     if let Err(e) = budget.check(cols) {
         let flag = if k == 0 || k > cols {
-            "--target-records"
+            "target-records"
         } else {
-            "--records-tolerance"
+            "records-tolerance"
         };
-        return Err(input_error(format!("{flag}: {}", bare(e))));
+        return Err(flag_error(flag, e));
     }
     Ok(Some(budget))
-}
-
-/// A library error's message without the "invalid configuration: " prefix.
-pub(super) fn bare(e: L0Error) -> String {
-    match e {
-        L0Error::InvalidConfig(m) => m,
-        other => other.to_string(),
-    }
 }
 
 /// Runs the search, printing one line per model trained.

@@ -1474,7 +1474,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let rows = report::target_rows(&problem.names, y, &yhat, &roles);
     let accuracy = Accuracy::of(&rows);
     let diag = l0::diagnostics::Diagnostics::of(m, &weights);
-    let active = weights.iter().filter(|&&w| w > 0.0).count();
+    let active = diag.weights.active; // the weights are >= 0
     let summary = Summary {
         rows: m.rows(),
         cols: m.cols(),

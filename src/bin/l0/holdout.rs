@@ -49,13 +49,7 @@ pub(super) fn held_out(
             ("holdout-fraction", Holdout::Fraction { fraction, seed })
         }
     };
-    holdout_targets(rows, groups, &spec).map_err(|e| {
-        let msg = match e {
-            L0Error::InvalidConfig(m) => m,
-            other => other.to_string(),
-        };
-        input_error(format!("--{flag}: {msg}"))
-    })
+    holdout_targets(rows, groups, &spec).map_err(|e| flag_error(flag, e))
 }
 
 fn group_spec(text: &str, groups: Option<&[i64]>) -> CliResult<Holdout> {

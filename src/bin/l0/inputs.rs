@@ -39,17 +39,21 @@ pub(super) fn load_init(text: &str, what: &str, cols: usize) -> CliResult<Init> 
     load_vector(path, what, cols, "matrix column").map(Init::PerColumn)
 }
 
+/// A library error about flag `--flag` as one input-error line:
+/// `--flag: message`, without the "invalid configuration: " prefix.
+pub(super) fn flag_error(flag: &str, e: L0Error) -> Failure {
+    let msg = match e {
+        L0Error::InvalidConfig(m) => m,
+        other => other.to_string(),
+    };
+    input_error(format!("--{flag}: {msg}"))
+}
+
 pub(super) fn parse_flag<T: std::str::FromStr<Err = L0Error>>(
     flag: &str,
     text: &str,
 ) -> CliResult<T> {
-    text.parse().map_err(|e: L0Error| {
-        let msg = match e {
-            L0Error::InvalidConfig(m) => m,
-            other => other.to_string(),
-        };
-        input_error(format!("--{flag}: {msg}"))
-    })
+    text.parse().map_err(|e: L0Error| flag_error(flag, e))
 }
 
 pub(super) fn parse_test_gate(text: &str) -> CliResult<TestGate> {

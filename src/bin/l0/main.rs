@@ -39,8 +39,8 @@ mod predict;
 mod regress;
 mod sweep;
 
-use budget::bare;
 use calibrate::{calibrate, CalibrateArgs};
+use inputs::flag_error;
 use predict::{predict, PredictArgs};
 use regress::{regress, RegressArgs};
 use sweep::{sweep, SweepArgs};
@@ -144,12 +144,10 @@ fn lambda_values(list: &[f64], grid: Option<&str>) -> CliResult<Option<Vec<f64>>
                 hi.parse().map_err(|_| bad())?,
             );
             let n: usize = n.parse().map_err(|_| bad())?;
-            l0::sweep::lambda_grid(lo, hi, n)
-                .map_err(|e| input_error(format!("--lambda-grid: {}", bare(e))))?
+            l0::sweep::lambda_grid(lo, hi, n).map_err(|e| flag_error("lambda-grid", e))?
         }
     };
-    l0::sweep::check_lambdas(&values)
-        .map_err(|e| input_error(format!("--lambda-l0: {}", bare(e))))?;
+    l0::sweep::check_lambdas(&values).map_err(|e| flag_error("lambda-l0", e))?;
     Ok(Some(values))
 }
 

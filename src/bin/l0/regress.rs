@@ -98,11 +98,6 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
     }))
 }
 
-/// The least-squares intercept as the summary reports it (None without one).
-fn params_intercept(ls: &LeastSquares, fit_intercept: bool) -> Option<f64> {
-    fit_intercept.then_some(ls.intercept)
-}
-
 /// The trained model, how it was trained, and for a path its points, the
 /// chosen index and the least-squares coefficients (on all rows) when
 /// refitted.
@@ -299,21 +294,22 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
         None => fit_one(&x, &y, params, &opts)?,
     };
     let model = &fitted.model;
-    let refit = fitted.path.as_ref().and_then(|p| p.2.as_ref());
-    let coef = match refit {
-        Some(ls) => ls.coefficients.clone(),
-        None => model.coefficients(threshold),
+    // The least-squares refit of a path replaces the gated model's
+    // coefficients, predictions and intercept.
+    let (coef, pred, intercept) = match fitted.path.as_ref().and_then(|p| p.2.as_ref()) {
+        Some(ls) => (
+            ls.coefficients.clone(),
+            ls.predict(&x)?,
+            fit_intercept.then_some(ls.intercept),
+        ),
+        None => (
+            model.coefficients(threshold),
+            model.predict(&x)?,
+            model.intercept(),
+        ),
     };
     let gates = model.deterministic_gates();
     let selected: Vec<usize> = (0..coef.len()).filter(|&i| gates[i] >= threshold).collect();
-    let pred = match refit {
-        Some(ls) => ls.predict(&x)?,
-        None => model.predict(&x)?,
-    };
-    let intercept = match refit {
-        Some(ls) => params_intercept(ls, fit_intercept),
-        None => model.intercept(),
-    };
     let n = y.len() as f64;
     let mse = y
         .iter()
