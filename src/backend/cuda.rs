@@ -29,7 +29,7 @@
 use super::{Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{AdamStep, Magnitude, TestGate};
-use crate::matrix::{RowSegments, SparseMatrix, SEGMENT_NNZ};
+use crate::matrix::{LongColumns, RowSegments, SparseMatrix, SEGMENT_NNZ};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
     ValidAsZeroBits,
@@ -418,8 +418,8 @@ struct GpuRule {
 unsafe impl DeviceRepr for GpuRule {}
 
 /// Columns with more nonzeros than this are summed over fixed segments
-/// before the fused step (see [`SegmentPlan::long_columns`]), so that one
-/// long column does not hold a warp for its whole length.
+/// before the fused step (the matrix's [`LongColumns`], as on the CPU), so
+/// that one long column does not hold a warp for its whole length.
 pub const LONG_COLUMN_NNZ: usize = SEGMENT_NNZ;
 const LONG_COLUMN_NNZ_U64: u64 = LONG_COLUMN_NNZ as u64;
 
@@ -452,28 +452,19 @@ impl SegmentPlan {
         }
     }
 
-    /// The columns with more than `long` nonzeros (CSC pointers `col_ptr`),
-    /// each split into pieces of at most [`SEGMENT_NNZ`] nonzeros in order.
-    pub fn long_columns(col_ptr: &[usize], long: usize) -> Self {
-        let mut plan = SegmentPlan {
-            bounds: Vec::new(),
-            ptr: vec![0],
-            cols: Vec::new(),
-        };
-        for (j, w) in col_ptr.windows(2).enumerate() {
-            let (mut s, e) = (w[0], w[1]);
-            if e - s <= long {
-                continue;
-            }
-            while s < e {
-                let next = (s + SEGMENT_NNZ).min(e);
-                plan.bounds.extend([s as u64, next as u64]);
-                s = next;
-            }
-            plan.cols.push(j as u32);
-            plan.ptr.push((plan.bounds.len() / 2) as u64);
+    /// The backward product's plan for the long columns: the matrix's
+    /// [`LongColumns`] (the CPU backend's split, columns of more than
+    /// [`LONG_COLUMN_NNZ`] nonzeros cut into pieces of at most that many).
+    pub fn long_columns(long: &LongColumns) -> Self {
+        SegmentPlan {
+            bounds: long
+                .ranges
+                .iter()
+                .flat_map(|r| [r.start as u64, r.end as u64])
+                .collect(),
+            ptr: long.seg_ptr.iter().map(|&x| x as u64).collect(),
+            cols: long.cols.clone(),
         }
-        plan
     }
 
     /// Number of segments.
@@ -834,7 +825,7 @@ impl CudaBackend {
         let k = load_kernels(&ctx, cc)?;
         let (csr, csc) = (m.csr(), m.csc());
         let row_plan = SegmentPlan::rows(m.segments());
-        let long = SegmentPlan::long_columns(csc.indptr().raw_storage(), LONG_COLUMN_NNZ);
+        let long = SegmentPlan::long_columns(m.long_columns());
         let need = device_bytes(m, [&row_plan, &long]);
         let (free, total) = free_memory(&ctx)?;
         if need + memory_margin(total) > free {
@@ -1346,32 +1337,31 @@ mod tests {
     }
 
     #[test]
-    fn long_columns_are_split_into_bounded_segments() {
+    fn long_columns_plan_is_the_matrixs_split() {
+        // Column 1 has 2 * SEGMENT_NNZ + 3 nonzeros, columns 0 and 2 one each.
         let s = SEGMENT_NNZ;
-        // Columns of 3, 2s + 5, 10 and s + 1 nonzeros; long = more than 10.
-        let ptr = [0, 3, 3 + 2 * s + 5, 3 + 2 * s + 15, 3 + 3 * s + 16];
-        let plan = SegmentPlan::long_columns(&ptr, 10);
-        assert_eq!(plan.cols, vec![1, 3]);
+        let n = 2 * s + 3;
+        let mut rows: Vec<u64> = (0..n as u64).collect();
+        let mut cols = vec![1u64; n];
+        rows.extend([0, 5]);
+        cols.extend([0, 2]);
+        let m = SparseMatrix::from_triplets(n, 3, &rows, &cols, &vec![1.0; n + 2]).unwrap();
+        let plan = SegmentPlan::long_columns(m.long_columns());
+        assert_eq!(plan.cols, vec![1]);
         let b = |x: usize| x as u64;
         assert_eq!(
             plan.bounds,
             vec![
-                b(3),
-                b(3 + s),
-                b(3 + s),
-                b(3 + 2 * s),
-                b(3 + 2 * s),
-                b(3 + 2 * s + 5),
-                b(3 + 2 * s + 15),
-                b(3 + 3 * s + 15),
-                b(3 + 3 * s + 15),
-                b(3 + 3 * s + 16)
+                b(1),
+                b(1 + s),
+                b(1 + s),
+                b(1 + 2 * s),
+                b(1 + 2 * s),
+                b(n + 1)
             ]
         );
-        assert_eq!(plan.ptr, vec![0, 3, 5]);
-        assert_eq!((plan.segments(), plan.outputs()), (5, 2));
-        let none = SegmentPlan::long_columns(&ptr, usize::MAX);
-        assert_eq!((none.segments(), none.outputs()), (0, 0));
+        assert_eq!(plan.ptr, vec![0, 3]);
+        assert_eq!((plan.segments(), plan.outputs()), (3, 1));
     }
 
     #[test]
