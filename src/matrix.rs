@@ -392,7 +392,8 @@ impl SparseMatrix {
         }
     }
 
-    /// Non-canonical compressed arrays: widened and sorted (duplicates summed).
+    /// Non-canonical compressed arrays: sorted, duplicates summed (by the
+    /// general path, which takes the narrow types as they are).
     fn from_parts_slowly(
         rows: usize,
         cols: usize,
@@ -401,10 +402,7 @@ impl SparseMatrix {
         data: &[f32],
         by_column: bool,
     ) -> Result<Self> {
-        let p: Vec<u64> = indptr.iter().map(|&x| x as u64).collect();
-        let i: Vec<u64> = indices.iter().map(|&x| x as u64).collect();
-        let d: Vec<f64> = data.iter().map(|&x| x as f64).collect();
-        Self::from_compressed(rows, cols, &p, &i, &d, by_column)
+        Self::from_compressed(rows, cols, indptr, indices, data, by_column)
     }
 
     /// Builds the matrix from a dense row-major array, keeping its nonzeros.
@@ -539,7 +537,7 @@ impl SparseMatrix {
             }
             let range = ptr.outer_inds_sz(c);
             indices.extend_from_slice(&idx[range.clone()]);
-            values.extend(val[range].iter().map(|&v| v as f64));
+            values.extend_from_slice(&val[range]);
             indptr.push(indices.len());
         }
         SparseMatrix::from_csc(self.rows(), columns.len(), &indptr, &indices, &values)
