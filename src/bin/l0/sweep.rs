@@ -61,9 +61,10 @@ fn refuse_unsupported(a: &CalibrateArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// One model's figures.
+/// One model's figures and deterministic weights.
 struct Row {
     lambda_l0: f64,
+    weights: Vec<f64>,
     active: usize,
     loss: f64,
     accuracy: Accuracy,
@@ -77,6 +78,7 @@ impl Row {
         Ok(Row {
             lambda_l0: s.lambda_l0,
             active: w.iter().filter(|&&x| x > 0.0).count(),
+            weights: w,
             loss: s.report.last.as_ref().map_or(f64::NAN, |l| l.total_loss),
             accuracy: Accuracy::of(&rows),
             holdout: Accuracy::holdout(&rows),
@@ -118,7 +120,6 @@ fn csv_text(v: &Json) -> String {
 
 fn write_outputs(
     dir: &Path,
-    models: &[SweepModel],
     rows: &[Row],
     cols: usize,
     summary: &Json,
@@ -132,11 +133,8 @@ fn write_outputs(
         rows.iter()
             .map(|r| r.fields(cols).iter().map(|(_, v)| csv_text(v)).collect()),
     )?;
-    for (k, s) in models.iter().enumerate() {
-        write_npy_f64(
-            &dir.join(format!("weights_{k}.npy")),
-            &s.model.weights(true),
-        )?;
+    for (k, r) in rows.iter().enumerate() {
+        write_npy_f64(&dir.join(format!("weights_{k}.npy")), &r.weights)?;
     }
     report::write_json(&dir.join("summary.json"), summary)?;
     let points: Vec<SweepPoint> = rows
@@ -227,7 +225,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         m.cols()
     );
     outdir::commit(&out, |dir| {
-        write_outputs(dir, &models, &rows, m.cols(), &summary, &title)
+        write_outputs(dir, &rows, m.cols(), &summary, &title)
     })?;
     println!(
         "done: {} models x {} epochs in {seconds:.1} s",
