@@ -21,13 +21,14 @@
 //! which other work on the machine hardly changes).
 //! Prints one JSON line.
 
+#[path = "common/problems.rs"]
+mod problems;
 #[path = "common/process.rs"]
 mod process;
 
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
 use l0::io::npy::{write_npy_f64, write_npy_i64};
 use l0::io::npz::write_npz_csr;
-use l0::synth::{geo_stacked, readme_problem, GeoSpec};
 use l0::{Device, SparseMatrix};
 use std::path::Path;
 
@@ -41,28 +42,6 @@ fn dump(dir: &Path, m: &SparseMatrix, y: &[f64], groups: &[i64]) -> l0::Result<(
     write_npy_i64(&dir.join("groups.npy"), groups)
 }
 
-/// `geo` or `geo:H:G:NAT:PER`.
-fn geo_spec(spec: &str) -> l0::Result<GeoSpec> {
-    let mut g = GeoSpec::default();
-    let parts: Vec<&str> = spec.split(':').collect();
-    if parts[0] != "geo" || !(parts.len() == 1 || parts.len() == 5) {
-        return Err(l0::L0Error::config(format!(
-            "unknown problem '{spec}': expected readme, geo or geo:H:G:NAT:PER"
-        )));
-    }
-    if parts.len() == 5 {
-        let n: Vec<usize> = parts[1..]
-            .iter()
-            .map(|x| {
-                x.parse()
-                    .map_err(|_| l0::L0Error::config(format!("bad number '{x}' in '{spec}'")))
-            })
-            .collect::<l0::Result<_>>()?;
-        (g.households, g.areas, g.national, g.per_area) = (n[0], n[1], n[2], n[3]);
-    }
-    Ok(g)
-}
-
 fn main() -> l0::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("geo");
@@ -72,17 +51,7 @@ fn main() -> l0::Result<()> {
         None => Device::Auto,
     };
     let dump_dir = args.get(2).filter(|a| !a.starts_with("--"));
-    let (m, y, groups) = match which {
-        "readme" => {
-            let (m, y) = readme_problem(200, 10_000, 0.3, 1)?;
-            let g = vec![0i64; y.len()];
-            (m, y, g)
-        }
-        spec => {
-            let p = geo_stacked(&geo_spec(spec)?)?;
-            (p.matrix, p.targets, p.groups)
-        }
-    };
+    let (m, y, groups) = problems::load(which)?;
     if let Some(d) = dump_dir {
         dump(Path::new(d), &m, &y, &groups)?;
     }

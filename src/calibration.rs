@@ -19,7 +19,7 @@
 //! where the first stopped (and the log-weight jitter is applied only before
 //! the very first step).
 
-use crate::backend::{make_backend, Device, Hyper, ParamState, Problem};
+use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{Magnitude, TestGate};
@@ -621,41 +621,11 @@ impl Calibration {
         opts: &FitParams,
         observer: &mut dyn CalibrationObserver,
     ) -> Result<FitReport> {
-        opts.check()?;
-        self.check_problem(m, y)?;
-        let tw = target_weights(y, opts)?;
-        check_target_left(m, &tw.weight)?;
-        let max_p: Option<Vec<f32>> = self
-            .caps(opts)?
-            .map(|caps| caps.into_iter().map(log_weight_bound).collect());
-        let problem = Problem {
-            matrix: m,
-            targets: y,
-            target_weight: &tw.weight,
-            denom: &tw.denom,
-            hyper: self.hyper(opts),
-            noise: Default::default(),
-            max_p: max_p.as_deref(),
-        };
+        let inputs = self.fit_inputs(m, y, opts)?;
+        let problem = inputs.problem(m, y, self.hyper(opts));
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
-        let mut state = self.state.clone();
-        if state.step == 0 && self.params.log_weight_jitter_sd > 0.0 && opts.epochs > 0 {
-            let j = model::normal_draws(
-                self.seed,
-                LOG_WEIGHT_STREAM,
-                self.params.log_weight_jitter_sd,
-                state.len(),
-            )?;
-            state.p.iter_mut().zip(j).for_each(|(p, j)| *p += j as f32);
-        }
-        if let Some(bound) = &max_p {
-            state
-                .p
-                .iter_mut()
-                .zip(bound)
-                .for_each(|(p, &b)| *p = p.min(b));
-        }
+        let mut state = self.start_state(opts, inputs.max_p.as_deref())?;
         let start = Instant::now();
         let mut adapter = Adapter {
             inner: observer,
@@ -677,6 +647,122 @@ impl Calibration {
             seconds: start.elapsed().as_secs_f64(),
             last,
         })
+    }
+
+    /// Fits `models[k]` with `lambda_l0 = lambdas[k]` and otherwise `opts`,
+    /// all together in one pass over the matrix per epoch when the device
+    /// can ([`crate::backend::make_batch_backend`]: the CPU), else one after
+    /// another; either way model `k` ends exactly as
+    /// `models[k].fit_with(m, y, &FitParams { lambda_l0: lambdas[k], ..opts })`
+    /// would leave it. Together needs the models to share their options
+    /// and seed and be at the same step (a λ sweep's models are); others
+    /// are fitted one after another. Calls `on_progress(k, progress)` at
+    /// each model's reports; returns each model's report (`seconds` is the
+    /// batch's time, shared).
+    pub fn fit_together(
+        models: &mut [&mut Calibration],
+        lambdas: &[f64],
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+    ) -> Result<Vec<FitReport>> {
+        if models.len() != lambdas.len() {
+            return Err(L0Error::shape(
+                "L0 strengths (one per model)",
+                models.len(),
+                lambdas.len(),
+            ));
+        }
+        let alike = models.windows(2).all(|p| {
+            p[0].seed == p[1].seed
+                && p[0].state.step == p[1].state.step
+                && p[0].params == p[1].params
+        });
+        let Some(first) = models.first().filter(|_| alike && models.len() > 1) else {
+            return fit_one_by_one(models, lambdas, m, y, opts, on_progress);
+        };
+        let inputs = first.fit_inputs(m, y, opts)?;
+        let hyper = first.hyper(opts);
+        let problem = inputs.problem(m, y, hyper);
+        let Some(mut backend) = make_batch_backend(opts.device, opts.threads, problem, lambdas)?
+        else {
+            return fit_one_by_one(models, lambdas, m, y, opts, on_progress);
+        };
+        let device = backend.describe();
+        let mut states: Vec<ParamState> = models
+            .iter()
+            .map(|c| c.start_state(opts, inputs.max_p.as_deref()))
+            .collect::<Result<_>>()?;
+        let start = Instant::now();
+        let mut observer = TogetherObserver {
+            metrics: TargetMetrics::new(y, opts)?,
+            every: opts.report_every,
+            n: first.n_features(),
+            hypers: lambdas
+                .iter()
+                .map(|&lambda_l0| Hyper { lambda_l0, ..hyper })
+                .collect(),
+            last: vec![None; lambdas.len()],
+            f: on_progress,
+        };
+        let epochs = engine::train_models(
+            backend.as_mut(),
+            &mut states,
+            opts.epochs,
+            first.params.test_gate,
+            &mut observer,
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        for (c, s) in models.iter_mut().zip(states) {
+            c.state = s;
+        }
+        Ok(observer
+            .last
+            .into_iter()
+            .map(|last| FitReport {
+                device: device.clone(),
+                epochs,
+                seconds,
+                last,
+            })
+            .collect())
+    }
+
+    /// Checks the options and the problem, and builds the per-target loss
+    /// weights and the caps' log-weight bounds of a fit.
+    fn fit_inputs(&self, m: &SparseMatrix, y: &[f64], opts: &FitParams) -> Result<FitInputs> {
+        opts.check()?;
+        self.check_problem(m, y)?;
+        let tw = target_weights(y, opts)?;
+        check_target_left(m, &tw.weight)?;
+        let max_p = self
+            .caps(opts)?
+            .map(|caps| caps.into_iter().map(log_weight_bound).collect());
+        Ok(FitInputs { tw, max_p })
+    }
+
+    /// The state a fit starts from: the model's, with the initial log-weight
+    /// jitter on a fresh model and the weight caps applied.
+    fn start_state(&self, opts: &FitParams, max_p: Option<&[f32]>) -> Result<ParamState> {
+        let mut state = self.state.clone();
+        if state.step == 0 && self.params.log_weight_jitter_sd > 0.0 && opts.epochs > 0 {
+            let j = model::normal_draws(
+                self.seed,
+                LOG_WEIGHT_STREAM,
+                self.params.log_weight_jitter_sd,
+                state.len(),
+            )?;
+            state.p.iter_mut().zip(j).for_each(|(p, j)| *p += j as f32);
+        }
+        if let Some(bound) = max_p {
+            state
+                .p
+                .iter_mut()
+                .zip(bound)
+                .for_each(|(p, &b)| *p = p.min(b));
+        }
+        Ok(state)
     }
 
     fn check_problem(&self, m: &SparseMatrix, y: &[f64]) -> Result<()> {
@@ -875,6 +961,75 @@ impl Refit {
             w[c] = v;
         }
         w
+    }
+}
+
+/// A fit's per-target loss weights and the caps' log-weight bounds.
+struct FitInputs {
+    tw: TargetWeights,
+    max_p: Option<Vec<f32>>,
+}
+
+impl FitInputs {
+    /// The backend's problem for matrix `m`, targets `y` and `hyper`.
+    fn problem<'a>(&'a self, m: &'a SparseMatrix, y: &'a [f64], hyper: Hyper) -> Problem<'a> {
+        Problem {
+            matrix: m,
+            targets: y,
+            target_weight: &self.tw.weight,
+            denom: &self.tw.denom,
+            hyper,
+            noise: Default::default(),
+            max_p: self.max_p.as_deref(),
+        }
+    }
+}
+
+/// [`Calibration::fit_together`]'s fallback: each model's own fit, in turn.
+fn fit_one_by_one(
+    models: &mut [&mut Calibration],
+    lambdas: &[f64],
+    m: &SparseMatrix,
+    y: &[f64],
+    opts: &FitParams,
+    on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+) -> Result<Vec<FitReport>> {
+    models
+        .iter_mut()
+        .zip(lambdas)
+        .enumerate()
+        .map(|(k, (c, &lambda_l0))| {
+            let opts = FitParams {
+                lambda_l0,
+                ..opts.clone()
+            };
+            c.fit_with(m, y, &opts, &mut |p| on_progress(k, p))
+        })
+        .collect()
+}
+
+/// The observer of [`Calibration::fit_together`]: each model's progress,
+/// its total loss with its own L0 strength.
+struct TogetherObserver<'a, 'f> {
+    metrics: TargetMetrics<'a>,
+    every: Option<u64>,
+    n: usize,
+    hypers: Vec<Hyper>,
+    last: Vec<Option<Progress>>,
+    f: &'f mut dyn FnMut(usize, &Progress) -> Result<()>,
+}
+
+impl Observer for TogetherObserver<'_, '_> {
+    fn report_every(&self) -> Option<u64> {
+        self.every
+    }
+    fn report(&mut self, s: &Snapshot) -> Result<()> {
+        let p = self
+            .metrics
+            .progress(s, s.losses.total(&self.hypers[s.model]), self.n);
+        (self.f)(s.model, &p)?;
+        self.last[s.model] = Some(p);
+        Ok(())
     }
 }
 

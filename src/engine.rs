@@ -23,6 +23,8 @@ const DIVERGENCE_CHECK_EVERY: u64 = 64;
 /// What the observer sees at a report epoch.
 #[derive(Clone, Copy, Debug)]
 pub struct Snapshot<'a> {
+    /// Which of the models trained together (0 for a single model).
+    pub model: usize,
     /// 1-based epoch within this fit.
     pub epoch: u64,
     /// Epochs this fit runs.
@@ -94,14 +96,50 @@ pub fn train(
     test_gate: TestGate,
     observer: &mut dyn Observer,
 ) -> Result<u64> {
+    train_models(b, std::slice::from_mut(state), epochs, test_gate, observer)
+}
+
+/// [`train`] for the models of a backend that trains several together
+/// ([`Backend::models`]): `states[k]` is model `k`'s, all at the same step.
+/// Each report epoch reports every model in turn ([`Snapshot::model`]).
+/// Checkpoints are for one model only.
+pub fn train_models(
+    b: &mut dyn Backend,
+    states: &mut [ParamState],
+    epochs: u64,
+    test_gate: TestGate,
+    observer: &mut dyn Observer,
+) -> Result<u64> {
+    if states.len() != b.models() {
+        return Err(L0Error::config(format!(
+            "{} model states for a backend that trains {}",
+            states.len(),
+            b.models()
+        )));
+    }
+    let step0 = states.first().map_or(0, |s| s.step);
+    if states.iter().any(|s| s.step != step0) {
+        return Err(L0Error::config(
+            "models trained together must be at the same step",
+        ));
+    }
+    let ckpt_every = observer.checkpoint_every();
+    if states.len() > 1 && ckpt_every.is_some() {
+        return Err(L0Error::config(
+            "checkpoints are taken of one model at a time",
+        ));
+    }
     if epochs == 0 {
         return Ok(0);
     }
-    b.load_state(state)?;
-    let step0 = state.step;
+    for (k, s) in states.iter().enumerate() {
+        b.select(k)?;
+        b.load_state(s)?;
+    }
     let mut yhat = vec![0.0f64; b.rows()];
+    let mut losses = vec![Losses::default(); states.len()];
     let mut scratch: Option<ParamState> = None;
-    let (report_every, ckpt_every) = (observer.report_every(), observer.checkpoint_every());
+    let report_every = observer.report_every();
     let mut sampled = false;
     let mut run = epochs;
     for epoch in 1..=epochs {
@@ -113,11 +151,12 @@ pub fn train(
         b.residual(step)?;
         let last = epoch == epochs;
         let report = last || due(report_every, step + 1);
-        let losses = if report {
-            b.losses()?
-        } else {
-            Losses::default()
-        };
+        if report {
+            for (k, l) in losses.iter_mut().enumerate() {
+                b.select(k)?;
+                *l = b.losses()?;
+            }
+        }
         sampled = !report && !last;
         b.step(step, sampled)?;
         if report || due(Some(DIVERGENCE_CHECK_EVERY), epoch) {
@@ -126,21 +165,26 @@ pub fn train(
         if report {
             b.deterministic_weights(test_gate)?;
             b.forward()?;
-            b.read_yhat(&mut yhat)?;
-            let weights = b.weight_summary()?;
-            observer.report(&Snapshot {
-                epoch,
-                epochs,
-                step: step + 1,
-                losses,
-                yhat: &yhat,
-                weights,
-            })?;
+            for (model, &losses) in losses.iter().enumerate() {
+                b.select(model)?;
+                b.read_yhat(&mut yhat)?;
+                let weights = b.weight_summary()?;
+                observer.report(&Snapshot {
+                    model,
+                    epoch,
+                    epochs,
+                    step: step + 1,
+                    losses,
+                    yhat: &yhat,
+                    weights,
+                })?;
+            }
         }
         if due(ckpt_every, step + 1) && !last {
             // Never hand over a state that has already diverged.
             check_divergence(b, step0)?;
-            let s = scratch.get_or_insert_with(|| state.clone());
+            let s = scratch.get_or_insert_with(|| states[0].clone());
+            b.select(0)?;
             b.store_state(s)?;
             s.step = step + 1;
             observer.checkpoint(s)?;
@@ -155,7 +199,10 @@ pub fn train(
     }
     // The end state is the caller's to save (checkpoints above are only for
     // intermediate steps), so a failed write cannot discard a finished fit.
-    b.store_state(state)?;
-    state.step = step0 + run;
+    for (k, s) in states.iter_mut().enumerate() {
+        b.select(k)?;
+        b.store_state(s)?;
+        s.step = step0 + run;
+    }
     Ok(run)
 }

@@ -36,7 +36,7 @@
 //! ([`Selection::OneStandardError`]) the sparsest one within one standard
 //! error of it.
 
-use crate::backend::{make_backend, Device, Hyper, ParamState, Problem};
+use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
 use crate::calibration::Init;
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
@@ -334,6 +334,133 @@ impl Regression {
         on_progress: &mut dyn FnMut(&RegressionProgress) -> Result<()>,
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<RegressionReport> {
+        let (weight, denom) = self.fit_inputs(x, y, opts)?;
+        let problem = loss_problem(x, y, &weight, &denom, self.hyper(opts));
+        let mut backend = make_backend(opts.device, opts.threads, problem)?;
+        let device = backend.describe();
+        let mut state = self.start_state(y);
+        let start = Instant::now();
+        let mut obs = ProgressAdapter {
+            y,
+            hypers: vec![problem.hyper],
+            n: self.n_features(),
+            every: opts.report_every,
+            f: &mut |_, p| on_progress(p),
+            stop,
+            last: vec![None],
+        };
+        let epochs = engine::train(
+            backend.as_mut(),
+            &mut state,
+            opts.epochs,
+            self.params.test_gate,
+            &mut obs,
+        )?;
+        let last = obs.last.pop().flatten();
+        self.state = state;
+        Ok(RegressionReport {
+            device,
+            epochs,
+            seconds: start.elapsed().as_secs_f64(),
+            last,
+        })
+    }
+
+    /// Fits `models[k]` with `lambda_l0 = lambdas[k]` and otherwise `opts`,
+    /// all together in one pass over `X` per epoch when the device can
+    /// ([`crate::backend::make_batch_backend`]: the CPU), else one after
+    /// another; either way model `k` ends exactly as its own
+    /// [`Regression::fit`] would leave it. Together needs the models to
+    /// share options and seed and be at the same step (a λ path's fresh
+    /// models are). Returns each model's report (`seconds`: the batch's).
+    pub fn fit_together(
+        models: &mut [&mut Regression],
+        lambdas: &[f64],
+        x: &SparseMatrix,
+        y: &[f64],
+        opts: &RegressionFitParams,
+    ) -> Result<Vec<RegressionReport>> {
+        if models.len() != lambdas.len() {
+            return Err(L0Error::shape(
+                "L0 strengths (one per model)",
+                models.len(),
+                lambdas.len(),
+            ));
+        }
+        let one_by_one = |models: &mut [&mut Regression]| {
+            models
+                .iter_mut()
+                .zip(lambdas)
+                .map(|(m, &lambda_l0)| {
+                    let o = RegressionFitParams {
+                        lambda_l0,
+                        ..opts.clone()
+                    };
+                    m.fit(x, y, &o)
+                })
+                .collect()
+        };
+        let alike = models.windows(2).all(|p| {
+            p[0].seed == p[1].seed
+                && p[0].state.step == p[1].state.step
+                && p[0].params == p[1].params
+        });
+        let Some(first) = models.first().filter(|_| alike && models.len() > 1) else {
+            return one_by_one(models);
+        };
+        let (weight, denom) = first.fit_inputs(x, y, opts)?;
+        let hyper = first.hyper(opts);
+        let problem = loss_problem(x, y, &weight, &denom, hyper);
+        let Some(mut backend) = make_batch_backend(opts.device, opts.threads, problem, lambdas)?
+        else {
+            return one_by_one(models);
+        };
+        let device = backend.describe();
+        let mut states: Vec<ParamState> = models.iter().map(|m| m.start_state(y)).collect();
+        let start = Instant::now();
+        let mut obs = ProgressAdapter {
+            y,
+            hypers: lambdas
+                .iter()
+                .map(|&lambda_l0| Hyper { lambda_l0, ..hyper })
+                .collect(),
+            n: first.n_features(),
+            every: opts.report_every,
+            f: &mut |_, _| Ok(()),
+            stop: &mut || false,
+            last: vec![None; lambdas.len()],
+        };
+        let epochs = engine::train_models(
+            backend.as_mut(),
+            &mut states,
+            opts.epochs,
+            first.params.test_gate,
+            &mut obs,
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        for (m, s) in models.iter_mut().zip(states) {
+            m.state = s;
+        }
+        Ok(obs
+            .last
+            .into_iter()
+            .map(|last| RegressionReport {
+                device: device.clone(),
+                epochs,
+                seconds,
+                last,
+            })
+            .collect())
+    }
+
+    /// Checks a fit's options and data; returns the per-row loss weights
+    /// (`1/n`, the mean squared error) and error scales (1).
+    fn fit_inputs(
+        &self,
+        x: &SparseMatrix,
+        y: &[f64],
+        opts: &RegressionFitParams,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
         opts.check()?;
         self.check_x(x)?;
         if y.len() != x.rows() {
@@ -345,51 +472,19 @@ impl Regression {
         }
         check_finite("y", y)?;
         let n = y.len();
-        let weight = vec![1.0 / n as f64; n];
-        let denom = vec![1.0; n];
-        let hyper = self.hyper(opts);
-        let problem = Problem {
-            matrix: x,
-            targets: y,
-            target_weight: &weight,
-            denom: &denom,
-            hyper,
-            noise: Default::default(),
-            max_p: None,
-        };
-        let mut backend = make_backend(opts.device, opts.threads, problem)?;
-        let device = backend.describe();
+        Ok((vec![1.0 / n as f64; n], vec![1.0; n]))
+    }
+
+    /// The state a fit starts from: the model's, with the intercept of a
+    /// fresh model set to the mean of `y`.
+    fn start_state(&self, y: &[f64]) -> ParamState {
         let mut state = self.state.clone();
         if state.step == 0 {
             if let Some(b) = state.intercept.as_mut() {
-                b.value = (y.iter().sum::<f64>() / n as f64) as f32;
+                b.value = (y.iter().sum::<f64>() / y.len() as f64) as f32;
             }
         }
-        let start = Instant::now();
-        let mut obs = ProgressAdapter {
-            y,
-            hyper,
-            n: self.n_features(),
-            every: opts.report_every,
-            f: on_progress,
-            stop,
-            last: None,
-        };
-        let epochs = engine::train(
-            backend.as_mut(),
-            &mut state,
-            opts.epochs,
-            self.params.test_gate,
-            &mut obs,
-        )?;
-        let last = obs.last.take();
-        self.state = state;
-        Ok(RegressionReport {
-            device,
-            epochs,
-            seconds: start.elapsed().as_secs_f64(),
-            last,
-        })
+        state
     }
 
     fn check_x(&self, x: &SparseMatrix) -> Result<()> {
@@ -514,14 +609,37 @@ fn dense_rows(x: &[f64], n_features: usize) -> Result<SparseMatrix> {
     SparseMatrix::from_dense(x.len() / n_features, n_features, x)
 }
 
+/// The regression's problem for the engine: `X`, `y`, the loss weights
+/// and scales of [`Regression::fit_inputs`] and `hyper`.
+fn loss_problem<'a>(
+    x: &'a SparseMatrix,
+    y: &'a [f64],
+    weight: &'a [f64],
+    denom: &'a [f64],
+    hyper: Hyper,
+) -> Problem<'a> {
+    Problem {
+        matrix: x,
+        targets: y,
+        target_weight: weight,
+        denom,
+        hyper,
+        noise: Default::default(),
+        max_p: None,
+    }
+}
+
+/// Turns the engine's snapshots into progress for model `k` (its total
+/// loss with `hypers[k]`), handed to `f(k, progress)`; keeps each model's
+/// last.
 struct ProgressAdapter<'y, 'f> {
     y: &'y [f64],
-    hyper: Hyper,
+    hypers: Vec<Hyper>,
     n: usize,
     every: Option<u64>,
-    f: &'f mut dyn FnMut(&RegressionProgress) -> Result<()>,
+    f: &'f mut dyn FnMut(usize, &RegressionProgress) -> Result<()>,
     stop: &'f mut dyn FnMut() -> bool,
-    last: Option<RegressionProgress>,
+    last: Vec<Option<RegressionProgress>>,
 }
 
 impl Observer for ProgressAdapter<'_, '_> {
@@ -539,15 +657,15 @@ impl Observer for ProgressAdapter<'_, '_> {
         let p = RegressionProgress {
             epoch: s.epoch,
             epochs: s.epochs,
-            total_loss: s.losses.total(&self.hyper),
+            total_loss: s.losses.total(&self.hypers[s.model]),
             mse: s.losses.data,
             l0_penalty: s.losses.l0,
             deterministic_mse: det,
             active: s.weights.active,
             n: self.n,
         };
-        (self.f)(&p)?;
-        self.last = Some(p);
+        (self.f)(s.model, &p)?;
+        self.last[s.model] = Some(p);
         Ok(())
     }
     fn stop_requested(&mut self) -> bool {
@@ -769,8 +887,10 @@ pub struct PathFit {
 
 /// Fits one fresh model per lambda on `(x_train, y_train)` (all with the same
 /// seed, hence the same start), scores each on `(x_val, y_val)` by mean
-/// squared error, and returns the path with the best model. See the module
-/// documentation.
+/// squared error, and returns the path with the best model. The models are
+/// trained together ([`Regression::fit_together`]: on the CPU, one pass
+/// over `X` per epoch serves every lambda), each bit for bit its own fit.
+/// See the module documentation.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_path(
     params: &RegressionParams,
@@ -818,15 +938,16 @@ pub fn fit_path(
         let var = sq.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / (n - 1.0).max(1.0);
         (mean, (var / n).sqrt())
     };
+    let mut models = path
+        .lambdas
+        .iter()
+        .map(|_| Regression::new(n_features, params.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut refs: Vec<&mut Regression> = models.iter_mut().collect();
+    Regression::fit_together(&mut refs, &path.lambdas, x_train, y_train, opts)?;
     let mut fitted: Vec<(Regression, Option<LeastSquares>)> = Vec::new();
     let mut points: Vec<PathPoint> = Vec::with_capacity(path.lambdas.len());
-    for &lambda in &path.lambdas {
-        let mut m = Regression::new(n_features, params.clone())?;
-        let o = RegressionFitParams {
-            lambda_l0: lambda,
-            ..opts.clone()
-        };
-        m.fit(x_train, y_train, &o)?;
+    for (m, &lambda) in models.into_iter().zip(&path.lambdas) {
         let support = m.selected_features(path.threshold);
         let ls = if path.refit {
             refit_least_squares(x_train, y_train, &support, params.fit_intercept).ok()

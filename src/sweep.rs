@@ -6,12 +6,13 @@
 //! one longer fit); [`lambda_grid`] makes a log-spaced list. The command line's `l0 sweep` and the record budget
 //! are built on it.
 //!
-//! The K models are trained one after the other on the fit loop of
-//! [`crate::engine`], which makes the identity with single fits hold by
-//! construction. The one-pass form (each pass over the matrix serving all
-//! K models, `M [w_1..w_K]` and `M^T [r_1..r_K]`) has to form every model's
-//! sums in the single-model backend's exact order, and waits for the CPU
-//! backend's rewrite (branch `cpu-scale`) to settle that order.
+//! The K models train together ([`Calibration::fit_together`]): on the CPU
+//! every pass over the matrix serves all of them (`M [w_1..w_K]` and
+//! `M^T [r_1..r_K]`, each model's sums in the single fit's exact order), so
+//! K models cost far less than K fits; on a GPU they are trained one after
+//! the other. Model `k` is bit for bit the single fit either way. A
+//! model's report `seconds` is the time of its batch (shared by the
+//! models trained together).
 
 use crate::calibration::{Calibration, CalibrationParams, FitParams, FitReport, Progress};
 use crate::error::{L0Error, Result};
@@ -117,13 +118,14 @@ pub fn advance(
     epochs: u64,
     on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
 ) -> Result<()> {
-    for (k, s) in models.iter_mut().enumerate() {
-        let opts = FitParams {
-            lambda_l0: s.lambda_l0,
-            epochs,
-            ..opts.clone()
-        };
-        let r = s.model.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
+    let opts = FitParams {
+        epochs,
+        ..opts.clone()
+    };
+    let lambdas: Vec<f64> = models.iter().map(|s| s.lambda_l0).collect();
+    let mut refs: Vec<&mut Calibration> = models.iter_mut().map(|s| &mut s.model).collect();
+    let reports = Calibration::fit_together(&mut refs, &lambdas, m, y, &opts, on_progress)?;
+    for (s, r) in models.iter_mut().zip(reports) {
         s.report = FitReport {
             epochs: s.report.epochs + r.epochs,
             seconds: s.report.seconds + r.seconds,

@@ -602,3 +602,51 @@ fn long_columns_are_split_across_threads_with_the_same_result() {
     assert_eq!(one, fit(2));
     assert_eq!(one, fit(3));
 }
+
+/// A lambda path's models train together (one pass over `X` per epoch for
+/// all of them, [`Regression::fit_together`]), each bit for bit the model
+/// its own fit gives: here with an intercept, long columns (10,000 rows),
+/// nine lambdas (more than one group of lanes), 3 threads against 1.
+#[test]
+fn models_trained_together_are_their_single_fits() {
+    let (n, k) = (10_000usize, 12usize);
+    let mut rng = Rng(22);
+    let x: Vec<f64> = (0..n * k).map(|_| rng.normal()).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|q| 5.0 + x[q * k] - 2.0 * x[q * k + 3] + rng.normal())
+        .collect();
+    let m = SparseMatrix::from_dense(n, k, &x).unwrap();
+    assert_eq!(m.long_columns().cols.len(), k);
+    let lambdas = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0];
+    let opts = RegressionFitParams {
+        epochs: 30,
+        lr: 0.05,
+        report_every: Some(7),
+        threads: Some(3),
+        ..demo_fit()
+    };
+    let mut models: Vec<Regression> = lambdas
+        .iter()
+        .map(|_| Regression::new(k, seeded(8)).unwrap())
+        .collect();
+    let mut refs: Vec<&mut Regression> = models.iter_mut().collect();
+    let reports = Regression::fit_together(&mut refs, &lambdas, &m, &y, &opts).unwrap();
+    for (i, (model, report)) in models.iter().zip(&reports).enumerate() {
+        let mut single = Regression::new(k, seeded(8)).unwrap();
+        let o = RegressionFitParams {
+            lambda_l0: lambdas[i],
+            threads: Some(1),
+            ..opts.clone()
+        };
+        let r = single.fit(&m, &y, &o).unwrap();
+        assert_eq!(model.state(), single.state(), "lambda {}", lambdas[i]);
+        assert!(model.state().intercept.is_some());
+        let (a, b) = (report.last.as_ref().unwrap(), r.last.as_ref().unwrap());
+        assert_eq!(a.total_loss.to_bits(), b.total_loss.to_bits());
+        assert_eq!(a.deterministic_mse.to_bits(), b.deterministic_mse.to_bits());
+        assert_eq!(report.seconds, reports[0].seconds, "one batch");
+    }
+    // The strengths differ per model: the expected open gates fall with lambda.
+    let open = |r: &Regression| r.l0_penalty();
+    assert!(open(&models[8]) < open(&models[1]));
+}

@@ -14,6 +14,16 @@
 //! [`crate::hard_concrete::exp_f32`]). Products are never fused into FMAs,
 //! so every instruction set gives the same bits.
 //!
+//! Several models (a λ sweep: one L0 strength each, the same seed and step)
+//! can be trained together ([`CpuBackend::with_models`]). Each pass then
+//! reads a column's CSC entries once for all of them: the per-row vectors
+//! hold the models' values side by side ([`LANES`] per group), so a
+//! gathered residual row or a scattered product is one 8-wide vector
+//! operation, and the gate noise, which only depends on (seed, step,
+//! column), is drawn once per column. Every model's sums are formed in the
+//! single model's exact order, so model `k` of a batch is bit for bit the
+//! model trained alone with its L0 strength.
+//!
 //! Each method's doc comment states the math once and names its GPU twin in
 //! `kernels/` (see [`super::cuda`]); the kernels compute the same formulas
 //! in the same precision, summing in a different (but fixed) order.
@@ -25,7 +35,7 @@
 use super::{Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
-use crate::matrix::LongColumns;
+use crate::matrix::{Csr, LongColumns, SparseMatrix};
 use rayon::prelude::*;
 
 /// Columns per parallel task.
@@ -39,14 +49,19 @@ const SLABS: usize = 64;
 /// chunks, the forward product is scattered from the column passes into one
 /// row-length f64 accumulator per slab (see [`CpuBackend::forward`]);
 /// otherwise it is gathered over CSR row segments (which also keeps a few
-/// long columns, a regression's features, on every thread).
+/// long columns, a regression's features, on every thread). The choice
+/// depends on the matrix only, never on the number of models.
 const SCATTER_MAX_ROWS: usize = 1 << 16;
 /// Fewest column chunks (so slabs, parallel tasks) for the scattered forward product.
 const SCATTER_MIN_CHUNKS: usize = 16;
+/// With several models, each row of the per-row vectors (predictions,
+/// residuals, forward accumulators) holds the models' values side by side
+/// in groups of this many lanes (lanes past the last model stay zero).
+const LANES: usize = 8;
 
-/// Per-column state, one array per quantity.
+/// One model's per-column state, one array per quantity.
 #[derive(Clone, Debug, Default)]
-struct Columns {
+struct ModelColumns {
     /// The gate's pre-stretch value `s` of the last sampling, kept so the
     /// backward pass need not redraw the noise.
     s: Vec<f32>,
@@ -58,14 +73,72 @@ struct Columns {
     v_a: Vec<f32>,
     /// The current weights (sampled or deterministic).
     w: Vec<f32>,
+}
+
+impl ModelColumns {
+    fn new(n: usize) -> Self {
+        let z = || vec![0.0f32; n];
+        ModelColumns {
+            s: z(),
+            p: z(),
+            a: z(),
+            m_p: z(),
+            v_p: z(),
+            m_a: z(),
+            v_a: z(),
+            w: z(),
+        }
+    }
+
+    /// The columns as consecutive chunks of `len` columns (the last may be shorter).
+    fn chunks(&mut self, len: usize) -> Vec<Chunk<'_>> {
+        let ModelColumns {
+            s,
+            p,
+            a,
+            m_p,
+            v_p,
+            m_a,
+            v_a,
+            w,
+        } = self;
+        let mut rest = Chunk {
+            base: 0,
+            s,
+            p,
+            a,
+            m_p,
+            v_p,
+            m_a,
+            v_a,
+            w,
+        };
+        let mut out = Vec::with_capacity(rest.len().div_ceil(len));
+        while rest.len() > 0 {
+            let (head, tail) = rest.split(len);
+            out.push(head);
+            rest = tail;
+        }
+        out
+    }
+}
+
+/// The per-column state of every model trained together, and how a pass
+/// over the columns is cut into parallel tasks.
+#[derive(Clone, Debug)]
+struct Columns {
+    models: Vec<ModelColumns>,
     /// Columns per slab: whole chunks, fixed by the problem's size.
     slab: usize,
-    /// With few enough rows, one row-length block per slab holding that
-    /// slab's share of `M w` for the current weights; empty otherwise.
+    /// Values per row in the per-row vectors: 1 for one model, else the
+    /// models rounded up to whole groups of [`LANES`].
+    lanes: usize,
+    /// With few enough rows, one block of `rows x lanes` per slab holding
+    /// that slab's share of `M w` for the current weights; empty otherwise.
     acc: Vec<f64>,
 }
 
-/// One chunk of [`Columns`]: column `base + j` is entry `j` of each slice.
+/// One chunk of a model's columns: column `base + j` is entry `j` of each slice.
 struct Chunk<'c> {
     base: usize,
     s: &'c mut [f32],
@@ -79,107 +152,210 @@ struct Chunk<'c> {
 }
 
 impl Columns {
-    /// State for `n` columns of a matrix with `rows` rows.
-    fn new(n: usize, rows: usize) -> Self {
-        let z = || vec![0.0f32; n];
+    /// State for `models` models of `n` columns on a matrix with `rows` rows.
+    fn new(models: usize, n: usize, rows: usize) -> Self {
         let chunks = n.div_ceil(COLUMN_CHUNK).max(1);
         let slab = chunks.div_ceil(SLABS) * COLUMN_CHUNK;
+        let lanes = if models == 1 {
+            1
+        } else {
+            models.next_multiple_of(LANES)
+        };
         let acc = if rows <= SCATTER_MAX_ROWS && chunks >= SCATTER_MIN_CHUNKS {
-            vec![0.0; n.div_ceil(slab) * rows]
+            vec![0.0; n.div_ceil(slab) * rows * lanes]
         } else {
             Vec::new()
         };
         Columns {
+            models: (0..models).map(|_| ModelColumns::new(n)).collect(),
             slab,
+            lanes,
             acc,
-            s: z(),
-            p: z(),
-            a: z(),
-            m_p: z(),
-            v_p: z(),
-            m_a: z(),
-            v_a: z(),
-            w: z(),
         }
     }
 
-    /// Runs `pass` on every chunk: slabs in parallel, the chunks of a slab
-    /// in order. With forward accumulators ([`Columns::acc`]), a pass that
-    /// writes the weights then adds each chunk's `M_qi w_i` (from `csc`)
-    /// into its slab's block, which it clears first.
-    fn par_chunks(&mut self, pool: &rayon::ThreadPool, pass: &ChunkPass, csc: &crate::matrix::Csr) {
-        let slab = self.slab;
-        let slabs = self.p.len().div_ceil(slab);
+    /// Runs `pass` on every chunk of columns, all models' at once: slabs
+    /// in parallel, the chunks of a slab in order. With forward
+    /// accumulators ([`Columns::acc`]), a pass that writes the weights then
+    /// adds each chunk's `M_qi w_i` (from `csc`) into its slab's block,
+    /// which it clears first.
+    fn par_chunks(&mut self, pool: &rayon::ThreadPool, pass: &ChunkPass, csc: &Csr) {
+        let (slab, lanes) = (self.slab, self.lanes);
+        let mut tasks: Vec<Vec<Chunk>> = Vec::new();
+        for m in &mut self.models {
+            for (k, ch) in m.chunks(slab).into_iter().enumerate() {
+                match tasks.get_mut(k) {
+                    Some(t) => t.push(ch),
+                    None => tasks.push(vec![ch]),
+                }
+            }
+        }
+        let scatter = (!self.acc.is_empty() && pass.writes_weights()).then_some(csc);
         // One accumulator block per slab (empty ones without forward
-        // accumulators), as a parallel iterator: nothing is allocated.
-        let (scatter, accs) = if self.acc.is_empty() {
-            let none = (0..slabs).into_par_iter().map(|_| &mut [][..]);
-            (None, rayon::iter::Either::Left(none))
-        } else {
-            let rows = self.acc.len() / slabs;
-            let blocks = self.acc.par_chunks_mut(rows);
-            (
-                Some(csc).filter(|_| pass.writes_weights()),
-                rayon::iter::Either::Right(blocks),
-            )
+        // accumulators).
+        let block = self.acc.len() / tasks.len();
+        let accs: Vec<&mut [f64]> = match block {
+            0 => tasks.iter().map(|_| &mut [][..]).collect(),
+            _ => self.acc.chunks_mut(block).collect(),
         };
         pool.install(|| {
-            (
-                self.s.par_chunks_mut(slab),
-                self.p.par_chunks_mut(slab),
-                self.a.par_chunks_mut(slab),
-                self.m_p.par_chunks_mut(slab),
-                self.v_p.par_chunks_mut(slab),
-                self.m_a.par_chunks_mut(slab),
-                self.v_a.par_chunks_mut(slab),
-                self.w.par_chunks_mut(slab),
-                accs,
-            )
-                .into_par_iter()
-                .enumerate()
-                .for_each(|(k, (s, p, a, m_p, v_p, m_a, v_a, w, acc))| {
-                    let mut rest = Chunk {
-                        base: k * slab,
-                        s,
-                        p,
-                        a,
-                        m_p,
-                        v_p,
-                        m_a,
-                        v_a,
-                        w,
-                    };
-                    if scatter.is_some() {
-                        acc.fill(0.0);
-                    }
-                    while rest.len() > 0 {
-                        let (mut ch, tail) = rest.split(COLUMN_CHUNK);
-                        pass.run_simd(&mut ch);
-                        if let Some(csc) = scatter {
-                            scatter_weights(csc, ch.base, ch.w, acc);
-                        }
-                        rest = tail;
-                    }
-                })
+            tasks.into_par_iter().zip(accs).for_each(|(mut rest, acc)| {
+                if scatter.is_some() {
+                    acc.fill(0.0);
+                }
+                let mut gw = pass.scratch(rest.len());
+                while rest[0].len() > 0 {
+                    let (mut heads, tails): (Vec<Chunk>, Vec<Chunk>) =
+                        rest.into_iter().map(|c| c.split(COLUMN_CHUNK)).unzip();
+                    let out = scatter.map(|csc| Scatter {
+                        csc,
+                        lanes,
+                        acc: &mut *acc,
+                    });
+                    pass.run_simd(&mut heads, &mut gw, out);
+                    rest = tails;
+                }
+            })
         });
     }
 }
 
-/// `acc_q += M_qi w_i` for the columns `base..base + w.len()`, in column
-/// order, products and sums in f64. Zero weights are skipped (adding a
-/// zero product leaves the sum's bits unchanged), which saves most of the
-/// work once the fit is sparse.
-fn scatter_weights(csc: &crate::matrix::Csr, base: usize, w: &[f32], acc: &mut [f64]) {
-    let ptr = csc.indptr();
-    let (ptr, idx, val) = (ptr.raw_storage(), csc.indices(), csc.data());
-    for (j, &wj) in w.iter().enumerate() {
-        if wj == 0.0 {
-            continue;
+/// Values that a dot product accumulates: one model's f64, or the
+/// [`LANES`] models of a group side by side. Every lane is computed with
+/// exactly the operations the scalar case does, so a model's sums have
+/// the same bits alone or in a group.
+trait Lanes: Copy {
+    /// All zeros.
+    fn zero() -> Self;
+    /// The first value (or [`LANES`] values) of `x`.
+    fn load(x: &[f64]) -> Self;
+    /// Writes the values to the first entries of `out`.
+    fn store(self, out: &mut [f64]);
+    /// `self + v x`, lane by lane (a product, then a sum: never fused).
+    fn add_product(self, v: f64, x: Self) -> Self;
+    /// `self + o`, lane by lane.
+    fn add(self, o: Self) -> Self;
+    /// Whether every lane is zero.
+    fn is_zero(self) -> bool;
+}
+
+impl Lanes for f64 {
+    #[inline(always)]
+    fn zero() -> Self {
+        0.0
+    }
+    #[inline(always)]
+    fn load(x: &[f64]) -> Self {
+        x[0]
+    }
+    #[inline(always)]
+    fn store(self, out: &mut [f64]) {
+        out[0] = self;
+    }
+    #[inline(always)]
+    fn add_product(self, v: f64, x: Self) -> Self {
+        self + v * x
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self + o
+    }
+    #[inline(always)]
+    fn is_zero(self) -> bool {
+        self == 0.0
+    }
+}
+
+impl Lanes for [f64; LANES] {
+    #[inline(always)]
+    fn zero() -> Self {
+        [0.0; LANES]
+    }
+    #[inline(always)]
+    fn load(x: &[f64]) -> Self {
+        let mut out = [0.0; LANES];
+        out.copy_from_slice(&x[..LANES]);
+        out
+    }
+    #[inline(always)]
+    fn store(self, out: &mut [f64]) {
+        out[..LANES].copy_from_slice(&self);
+    }
+    #[inline(always)]
+    fn add_product(mut self, v: f64, x: Self) -> Self {
+        for l in 0..LANES {
+            self[l] += v * x[l];
         }
-        let k = ptr[base + j]..ptr[base + j + 1];
-        let wj = wj as f64;
-        for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
-            acc[q as usize] += v as f64 * wj;
+        self
+    }
+    #[inline(always)]
+    fn add(mut self, o: Self) -> Self {
+        for l in 0..LANES {
+            self[l] += o[l];
+        }
+        self
+    }
+    #[inline(always)]
+    fn is_zero(self) -> bool {
+        self.iter().all(|&x| x == 0.0)
+    }
+}
+
+/// Where a pass that writes weights adds their forward product: a slab's
+/// block of the forward accumulators ([`Columns::acc`]).
+struct Scatter<'s> {
+    csc: &'s Csr,
+    lanes: usize,
+    acc: &'s mut [f64],
+}
+
+impl Scatter<'_> {
+    /// `acc_q += M_qi w_i` for the columns of the chunks `chs` (one per
+    /// model, the same columns), in column order, products and sums in
+    /// f64; row `q`'s value of model `k` is `acc[q * lanes + k]`. Zero
+    /// weights are skipped (an accumulator that starts at +0 never becomes
+    /// -0, so adding a zero product leaves its bits unchanged), which saves
+    /// most of the work once the fit is sparse.
+    #[inline(always)]
+    fn add(&mut self, chs: &[Chunk]) {
+        if chs.len() == 1 {
+            self.add_group(chs, 0, |ch, j| ch[0].w[j] as f64);
+            return;
+        }
+        for g in (0..chs.len()).step_by(LANES) {
+            let group = &chs[g..chs.len().min(g + LANES)];
+            self.add_group(group, g, |ch, j| {
+                let mut w = [0.0; LANES];
+                for (w, c) in w.iter_mut().zip(ch) {
+                    *w = c.w[j] as f64;
+                }
+                w
+            });
+        }
+    }
+
+    /// [`Scatter::add`] for the models of one group (lanes `off..`), whose
+    /// weights at column `base + j` are `weights(group, j)`.
+    #[inline(always)]
+    fn add_group<L: Lanes>(
+        &mut self,
+        group: &[Chunk],
+        off: usize,
+        weights: impl Fn(&[Chunk], usize) -> L,
+    ) {
+        let ptr = self.csc.indptr();
+        let (ptr, idx, val) = (ptr.raw_storage(), self.csc.indices(), self.csc.data());
+        let base = group[0].base;
+        for j in 0..group[0].len() {
+            let wj = weights(group, j);
+            if wj.is_zero() {
+                continue;
+            }
+            let k = ptr[base + j]..ptr[base + j + 1];
+            for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
+                let a = &mut self.acc[q as usize * self.lanes + off..];
+                L::load(a).add_product(v as f64, wj).store(a);
+            }
         }
     }
 }
@@ -225,18 +401,13 @@ impl<'c> Chunk<'c> {
         (head, tail)
     }
 
-    /// Draws the noise of this chunk's columns, caches `s` and writes the
-    /// training weights.
+    /// Caches `s` from this chunk's uniforms `u` (with gates) and writes
+    /// the training weights.
     #[inline(always)]
-    fn sample(&mut self, rule: &ColumnRule<f32>, noise: &mut NoiseCursor) {
+    fn sample(&mut self, rule: &ColumnRule<f32>, u: &[f32]) {
         let n = self.len();
         if rule.use_gates {
-            let mut u = [0.0f32; COLUMN_CHUNK];
-            let u = &mut u[..n];
-            for (j, u) in u.iter_mut().enumerate() {
-                *u = noise.uniform(self.base + j);
-            }
-            let (s, a) = (&mut self.s[..n], &self.a[..n]);
+            let (s, a, u) = (&mut self.s[..n], &self.a[..n], &u[..n]);
             for j in 0..n {
                 s[j] = rule.gate.noisy_s(a[j], u[j]);
             }
@@ -279,22 +450,40 @@ impl<'c> Chunk<'c> {
     }
 }
 
-/// What one pass over the column chunks does to each chunk.
+/// Draws the uniforms of the chunks' columns from `cursor` once (with
+/// gates) and samples every model's training weights from them.
+#[inline(always)]
+fn sample_models(chs: &mut [Chunk], rules: &[ColumnRule<f32>], cursor: &NoiseCursor) {
+    let (base, n) = (chs[0].base, chs[0].len());
+    let mut u = [0.0f32; COLUMN_CHUNK];
+    if rules[0].use_gates {
+        let mut cursor = cursor.clone();
+        for (j, u) in u[..n].iter_mut().enumerate() {
+            *u = cursor.uniform(base + j);
+        }
+    }
+    for (ch, rule) in chs.iter_mut().zip(rules) {
+        ch.sample(rule, &u[..n]);
+    }
+}
+
+/// What one pass over the column chunks does to each chunk; `rules[k]`
+/// is model `k`'s per-column rule (they differ in the L0 strength only).
 enum ChunkPass<'a> {
     /// Training weights with the noise of `cursor`.
     Sample {
-        rule: ColumnRule<f32>,
+        rules: &'a [ColumnRule<f32>],
         cursor: NoiseCursor<'a>,
     },
     /// Deterministic (test-time) weights.
     Deterministic {
-        rule: ColumnRule<f32>,
+        rules: &'a [ColumnRule<f32>],
         test: TestGate,
     },
     /// Backward pass and Adam (then `p <= max_p`, the weight caps), then
     /// the training weights of the next step when `next` holds its noise.
     Step {
-        rule: ColumnRule<f32>,
+        rules: &'a [ColumnRule<f32>],
         adam: AdamStep,
         grad: ColumnGradient<'a>,
         max_p: Option<&'a [f32]>,
@@ -308,31 +497,55 @@ impl ChunkPass<'_> {
         !matches!(self, ChunkPass::Step { next: None, .. })
     }
 
-    /// The pass on one chunk. Always inlined, so that [`Self::run_simd`]'s
-    /// AVX-512 and AVX2 builds compile the per-column loops for those.
-    #[inline(always)]
-    fn run(&self, ch: &mut Chunk) {
+    /// Scratch space for one task's column gradients (`models` rows of
+    /// [`COLUMN_CHUNK`]), empty for passes without gradients.
+    fn scratch(&self, models: usize) -> Vec<f32> {
         match self {
-            ChunkPass::Sample { rule, cursor } => ch.sample(rule, &mut cursor.clone()),
-            ChunkPass::Deterministic { rule, test } => {
-                let n = ch.len();
-                let (p, a, w) = (&ch.p[..n], &ch.a[..n], &mut ch.w[..n]);
-                for j in 0..n {
-                    w[j] = rule.deterministic_weight(p[j], a[j], *test);
+            ChunkPass::Step { .. } => vec![0.0; models * COLUMN_CHUNK],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The pass on one chunk of columns, `chs[k]` holding model `k`'s
+    /// (with `gw` as scratch), then the forward product of the new weights
+    /// into `scatter`. Always inlined, so that [`Self::run_simd`]'s AVX-512
+    /// and AVX2 builds compile the per-column loops for those.
+    #[inline(always)]
+    fn run(&self, chs: &mut [Chunk], gw: &mut [f32], scatter: Option<Scatter>) {
+        self.update(chs, gw);
+        if let Some(mut s) = scatter {
+            s.add(chs);
+        }
+    }
+
+    /// [`Self::run`] without the scatter.
+    #[inline(always)]
+    fn update(&self, chs: &mut [Chunk], gw: &mut [f32]) {
+        match self {
+            ChunkPass::Sample { rules, cursor } => sample_models(chs, rules, cursor),
+            ChunkPass::Deterministic { rules, test } => {
+                for (ch, rule) in chs.iter_mut().zip(rules.iter()) {
+                    let n = ch.len();
+                    let (p, a, w) = (&ch.p[..n], &ch.a[..n], &mut ch.w[..n]);
+                    for j in 0..n {
+                        w[j] = rule.deterministic_weight(p[j], a[j], *test);
+                    }
                 }
             }
             ChunkPass::Step {
-                rule,
+                rules,
                 adam,
                 grad,
                 max_p,
                 next,
             } => {
-                let mut gw = [0.0f32; COLUMN_CHUNK];
-                grad.fill(ch.base, &mut gw[..ch.len()]);
-                ch.update(rule, *adam, &gw, *max_p);
+                grad.fill(chs[0].base, chs[0].len(), gw);
+                let rows = gw.chunks_exact(COLUMN_CHUNK);
+                for ((ch, rule), gw) in chs.iter_mut().zip(rules.iter()).zip(rows) {
+                    ch.update(rule, *adam, gw, *max_p);
+                }
                 if let Some(cursor) = next {
-                    ch.sample(rule, &mut cursor.clone());
+                    sample_models(chs, rules, cursor);
                 }
             }
         }
@@ -347,27 +560,27 @@ impl ChunkPass<'_> {
     /// every instruction set (`+ - * /`, `sqrt`, `min`, comparisons,
     /// selects, integer bit tricks).
     #[inline(always)]
-    fn run_simd(&self, ch: &mut Chunk) {
+    fn run_simd(&self, chs: &mut [Chunk], gw: &mut [f32], scatter: Option<Scatter>) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            fn avx512(pass: &ChunkPass, ch: &mut Chunk) {
-                pass.run(ch)
+            fn avx512(pass: &ChunkPass, chs: &mut [Chunk], gw: &mut [f32], s: Option<Scatter>) {
+                pass.run(chs, gw, s)
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU supports AVX-512F, checked just above.
-                return unsafe { avx512(self, ch) };
+                return unsafe { avx512(self, chs, gw, scatter) };
             }
             #[target_feature(enable = "avx2")]
-            fn avx2(pass: &ChunkPass, ch: &mut Chunk) {
-                pass.run(ch)
+            fn avx2(pass: &ChunkPass, chs: &mut [Chunk], gw: &mut [f32], s: Option<Scatter>) {
+                pass.run(chs, gw, s)
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                return unsafe { avx2(self, ch) };
+                return unsafe { avx2(self, chs, gw, scatter) };
             }
         }
-        self.run(ch)
+        self.run(chs, gw, scatter)
     }
 }
 
@@ -375,63 +588,97 @@ impl ChunkPass<'_> {
 pub struct CpuBackend<'a> {
     pool: rayon::ThreadPool,
     problem: Problem<'a>,
-    rule: ColumnRule<f32>,
+    /// Model `k`'s per-column rule.
+    rules: Vec<ColumnRule<f32>>,
     cols: Columns,
-    intercept: Option<ScalarState>,
+    intercepts: Vec<Option<ScalarState>>,
+    /// Predictions, row `q` of model `k` at `q * lanes + k`.
     yhat: Vec<f64>,
+    /// Residuals `dL/dyhat`, laid out as `yhat`.
     r: Vec<f64>,
+    /// Forward partial sums, segment `s` of model `k` at `s * models + k`.
     partials: Vec<f64>,
-    /// Partial sums of the long columns' segments in the transpose product.
+    /// Partial sums of the long columns' segments in the transpose
+    /// product, laid out as `partials`.
     long_partials: Vec<f64>,
-    data_loss: f64,
+    /// Each model's data loss of the last residual.
+    data_loss: Vec<f64>,
     bad_step: Option<u64>,
+    /// The model the per-model methods act on.
+    current: usize,
     /// Why the CPU was chosen over a present GPU, shown by `describe`.
     pub(crate) note: Option<String>,
 }
 
 impl<'a> CpuBackend<'a> {
-    /// A backend on a pool of `threads` threads (None: one per core).
+    /// A backend for one model on a pool of `threads` threads (None: one per core).
     pub fn new(problem: Problem<'a>, threads: Option<usize>) -> Result<Self> {
+        Self::with_models(problem, &[problem.hyper.lambda_l0], threads)
+    }
+
+    /// A backend training one model per L0 strength `lambdas[k]` together
+    /// (everything else from `problem`), on a pool of `threads` threads.
+    pub fn with_models(
+        problem: Problem<'a>,
+        lambdas: &[f64],
+        threads: Option<usize>,
+    ) -> Result<Self> {
         if threads == Some(0) {
             return Err(L0Error::config("threads must be at least 1"));
+        }
+        if lambdas.is_empty() {
+            return Err(L0Error::config("a backend needs at least one model"));
         }
         problem.check_lengths()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.unwrap_or(0))
             .build()
             .map_err(|e| L0Error::config(format!("cannot start the thread pool: {e}")))?;
-        let (q, n) = (problem.matrix.rows(), problem.matrix.cols());
-        let cols = Columns::new(n, q);
+        let m = problem.matrix;
+        let (q, n, k) = (m.rows(), m.cols(), lambdas.len());
+        let cols = Columns::new(k, n, q);
         // Segment partials only where the forward product gathers over CSR.
         let segments = if cols.acc.is_empty() {
-            problem.matrix.segments().len()
+            m.segments().len()
         } else {
             0
         };
+        let rules = lambdas
+            .iter()
+            .map(|&lambda_l0| {
+                super::Hyper {
+                    lambda_l0,
+                    ..problem.hyper
+                }
+                .rule()
+            })
+            .collect();
         Ok(CpuBackend {
             pool,
             problem,
-            rule: problem.hyper.rule(),
+            rules,
+            intercepts: vec![None; k],
+            yhat: vec![0.0; q * cols.lanes],
+            r: vec![0.0; q * cols.lanes],
             cols,
-            intercept: None,
-            yhat: vec![0.0; q],
-            r: vec![0.0; q],
-            partials: vec![0.0; segments],
-            long_partials: vec![0.0; problem.matrix.long_columns().ranges.len()],
-            data_loss: 0.0,
+            partials: vec![0.0; segments * k],
+            long_partials: vec![0.0; m.long_columns().ranges.len() * k],
+            data_loss: vec![0.0; k],
             bad_step: None,
+            current: 0,
             note: None,
         })
     }
 
-    /// `sum_i f(p_i, a_i, w_i)` over fixed chunks, combined in order.
+    /// `sum_i f(p_i, a_i, w_i)` over the selected model's columns, in fixed
+    /// chunks combined in order.
     fn sum_columns<T: Send + Sync + Copy>(
         &self,
         zero: T,
         add: impl Fn(T, T) -> T + Sync,
         f: impl Fn(f32, f32, f32) -> T + Sync,
     ) -> T {
-        let c = &self.cols;
+        let c = &self.cols.models[self.current];
         let n = c.p.len();
         let parts: Vec<T> = self.pool.install(|| {
             (0..n.div_ceil(COLUMN_CHUNK))
@@ -451,26 +698,32 @@ impl<'a> CpuBackend<'a> {
     }
 
     /// The partial sums `sum_{k in segment} M_k r_row(k)` of the segments of
-    /// the long columns ([`LongColumns`]), in parallel over fixed groups of
-    /// segments.
+    /// the long columns ([`LongColumns`]) for every model, in parallel over
+    /// fixed groups of segments.
     fn long_column_partials(&mut self) {
         let m = self.problem.matrix;
         let (ranges, csc, r) = (&m.long_columns().ranges, m.csc(), &self.r);
-        let (idx, val) = (csc.indices(), csc.data());
+        let (idx, val, lanes) = (csc.indices(), csc.data(), self.cols.lanes);
+        let models = self.rules.len();
         self.pool.install(|| {
             self.long_partials
-                .par_chunks_mut(SEGMENT_CHUNK)
+                .par_chunks_mut(SEGMENT_CHUNK * models)
                 .zip(ranges.par_chunks(SEGMENT_CHUNK))
                 .for_each(|(out, ranges)| {
-                    for (o, k) in out.iter_mut().zip(ranges) {
-                        *o = gather_dot(&val[k.clone()], &idx[k.clone()], |q| r[q]);
+                    for (o, k) in out.chunks_mut(models).zip(ranges) {
+                        let (val, idx) = (&val[k.clone()], &idx[k.clone()]);
+                        for (model, o) in o.iter_mut().enumerate() {
+                            *o = gather_dot(val, idx, |q| r[q * lanes + model]);
+                        }
                     }
                 })
         });
     }
 
-    fn intercept_gradient(&self) -> Option<f64> {
-        self.intercept.map(|_| self.r.iter().sum())
+    /// `dL/db = sum_q r_q` of model `k`, when it has an intercept.
+    fn intercept_gradient(&self, k: usize) -> Option<f64> {
+        let lanes = self.cols.lanes;
+        self.intercepts[k].map(|_| self.r.iter().skip(k).step_by(lanes).sum())
     }
 }
 
@@ -484,11 +737,27 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn rows(&self) -> usize {
-        self.yhat.len()
+        self.problem.matrix.rows()
+    }
+
+    fn models(&self) -> usize {
+        self.rules.len()
+    }
+
+    fn select(&mut self, k: usize) -> Result<()> {
+        if k >= self.rules.len() {
+            return Err(L0Error::config(format!(
+                "model {k} selected on a backend that trains {}",
+                self.rules.len()
+            )));
+        }
+        self.current = k;
+        Ok(())
     }
 
     fn load_state(&mut self, s: &ParamState) -> Result<()> {
-        let n = self.cols.p.len();
+        let c = &mut self.cols.models[self.current];
+        let n = c.p.len();
         let vecs = [&s.p, &s.a, &s.m_p, &s.v_p, &s.m_a, &s.v_a];
         if let Some(v) = vecs.iter().find(|v| v.len() != n) {
             return Err(L0Error::shape(
@@ -497,19 +766,18 @@ impl Backend for CpuBackend<'_> {
                 v.len(),
             ));
         }
-        let c = &mut self.cols;
         c.p.copy_from_slice(&s.p);
         c.a.copy_from_slice(&s.a);
         c.m_p.copy_from_slice(&s.m_p);
         c.v_p.copy_from_slice(&s.v_p);
         c.m_a.copy_from_slice(&s.m_a);
         c.v_a.copy_from_slice(&s.v_a);
-        self.intercept = s.intercept;
+        self.intercepts[self.current] = s.intercept;
         Ok(())
     }
 
     fn store_state(&mut self, s: &mut ParamState) -> Result<()> {
-        let c = &self.cols;
+        let c = &self.cols.models[self.current];
         for (dst, src) in [
             (&mut s.p, &c.p),
             (&mut s.a, &c.a),
@@ -521,7 +789,7 @@ impl Backend for CpuBackend<'_> {
             dst.clear();
             dst.extend_from_slice(src);
         }
-        s.intercept = self.intercept;
+        s.intercept = self.intercepts[self.current];
         Ok(())
     }
 
@@ -529,7 +797,7 @@ impl Backend for CpuBackend<'_> {
     /// GPU twin: kernel `sample_weights` (kernels/gates.cu).
     fn sample_weights(&mut self, step: u64) -> Result<()> {
         let pass = ChunkPass::Sample {
-            rule: self.rule,
+            rules: &self.rules,
             cursor: self.cursor(step),
         };
         self.cols
@@ -541,7 +809,7 @@ impl Backend for CpuBackend<'_> {
     /// GPU twin: kernel `deterministic_weights` (kernels/gates.cu).
     fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
         let pass = ChunkPass::Deterministic {
-            rule: self.rule,
+            rules: &self.rules,
             test,
         };
         self.cols
@@ -550,7 +818,8 @@ impl Backend for CpuBackend<'_> {
     }
 
     /// `yhat_q = b + sum_i M_qi w_i` in f64, one of two ways, fixed by the
-    /// problem's shape so results never depend on the thread count:
+    /// problem's shape so results never depend on the thread count or the
+    /// number of models:
     ///
     /// * up to `SCATTER_MAX_ROWS` (65,536) rows and from `SCATTER_MIN_CHUNKS`
     ///   (16) chunks of columns (more than 30,720 columns), the passes that write the weights
@@ -567,19 +836,25 @@ impl Backend for CpuBackend<'_> {
     /// `spmv_combine` (a warp per row), kernels/spmv.cu, which sum in the
     /// second way.
     fn forward(&mut self) -> Result<()> {
-        let b = self.intercept.map_or(0.0, |s| s.value as f64);
+        let (lanes, models) = (self.cols.lanes, self.rules.len());
+        let b: Vec<f64> = self
+            .intercepts
+            .iter()
+            .map(|s| s.map_or(0.0, |s| s.value as f64))
+            .collect();
         let acc = &self.cols.acc;
         if !acc.is_empty() {
-            let rows = self.yhat.len();
-            let slabs = acc.len() / rows;
+            let block = self.yhat.len();
+            let slabs = acc.len() / block;
             self.pool.install(|| {
                 self.yhat
-                    .par_chunks_mut(1024)
+                    .par_chunks_mut(1024 * lanes)
                     .enumerate()
-                    .for_each(|(k, out)| {
+                    .for_each(|(c, out)| {
                         for (j, y) in out.iter_mut().enumerate() {
-                            let q = k * 1024 + j;
-                            *y = b + (0..slabs).fold(0.0, |sum, s| sum + acc[s * rows + q]);
+                            let (i, k) = (c * 1024 * lanes + j, j % lanes);
+                            let sum = (0..slabs).fold(0.0, |sum, s| sum + acc[s * block + i]);
+                            *y = b.get(k).map_or(0.0, |b| b + sum);
                         }
                     })
             });
@@ -587,24 +862,29 @@ impl Backend for CpuBackend<'_> {
         }
         let m = self.problem.matrix;
         let (seg, csr) = (m.segments(), m.csr());
-        let (idx, val, w) = (csr.indices(), csr.data(), &self.cols.w);
+        let (idx, val, cols) = (csr.indices(), csr.data(), &self.cols.models);
         let partials = &mut self.partials;
         self.pool.install(|| {
             partials
-                .par_chunks_mut(SEGMENT_CHUNK)
+                .par_chunks_mut(SEGMENT_CHUNK * models)
                 .enumerate()
-                .for_each(|(k, out)| {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        let s = k * SEGMENT_CHUNK + j;
+                .for_each(|(c, out)| {
+                    for (j, o) in out.chunks_mut(models).enumerate() {
+                        let s = c * SEGMENT_CHUNK + j;
                         let r = seg.start[s]..seg.start[s + 1];
-                        *o = gather_dot(&val[r.clone()], &idx[r], |j| w[j] as f64);
+                        let (val, idx) = (&val[r.clone()], &idx[r]);
+                        for (o, w) in o.iter_mut().zip(cols) {
+                            *o = gather_dot(val, idx, |j| w.w[j] as f64);
+                        }
                     }
                 })
         });
-        for (q, y) in self.yhat.iter_mut().enumerate() {
-            *y = b + self.partials[seg.row_ptr[q]..seg.row_ptr[q + 1]]
-                .iter()
-                .sum::<f64>();
+        for q in 0..m.rows() {
+            let segs = seg.row_ptr[q]..seg.row_ptr[q + 1];
+            for (k, b) in b.iter().enumerate() {
+                let sum: f64 = segs.clone().map(|s| self.partials[s * models + k]).sum();
+                self.yhat[q * lanes + k] = b + sum;
+            }
         }
         Ok(())
     }
@@ -615,15 +895,18 @@ impl Backend for CpuBackend<'_> {
     /// step), kernels/step.cu.
     fn residual(&mut self, step: u64) -> Result<()> {
         let p = self.problem;
-        let mut loss = 0.0f64;
-        for q in 0..self.r.len() {
-            let e = (p.targets[q] - self.yhat[q]) / p.denom[q];
-            self.r[q] = -2.0 * p.target_weight[q] * e / p.denom[q];
-            loss += p.target_weight[q] * e * e;
-        }
-        self.data_loss = loss;
-        if !loss.is_finite() && self.bad_step.is_none() {
-            self.bad_step = Some(step);
+        let lanes = self.cols.lanes;
+        for (k, loss) in self.data_loss.iter_mut().enumerate() {
+            *loss = 0.0;
+            for q in 0..p.targets.len() {
+                let i = q * lanes + k;
+                let e = (p.targets[q] - self.yhat[i]) / p.denom[q];
+                self.r[i] = -2.0 * p.target_weight[q] * e / p.denom[q];
+                *loss += p.target_weight[q] * e * e;
+            }
+            if !loss.is_finite() && self.bad_step.is_none() {
+                self.bad_step = Some(step);
+            }
         }
         Ok(())
     }
@@ -637,16 +920,23 @@ impl Backend for CpuBackend<'_> {
     /// `step_columns` (a thread per column) and `intercept_adam`,
     /// kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        let rule = self.rule;
         let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
-        if let (Some(g), Some(b)) = (self.intercept_gradient(), self.intercept.as_mut()) {
-            adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
+        for k in 0..self.rules.len() {
+            if let (Some(g), Some(b)) = (self.intercept_gradient(k), self.intercepts[k].as_mut()) {
+                adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
+            }
         }
         self.long_column_partials();
         let pass = ChunkPass::Step {
-            rule,
+            rules: &self.rules,
             adam,
-            grad: ColumnGradient::new(self.problem.matrix, &self.r, &self.long_partials),
+            grad: ColumnGradient::new(
+                self.problem.matrix,
+                self.rules.len(),
+                &self.r,
+                self.cols.lanes,
+                &self.long_partials,
+            ),
             max_p: self.problem.max_p,
             next: sample_next.then(|| self.cursor(step + 1)),
         };
@@ -659,24 +949,35 @@ impl Backend for CpuBackend<'_> {
     /// update, and `sum_q r_q` for the intercept.
     /// GPU twin: kernel `gradient_columns` (kernels/step.cu).
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
-        let rule = self.rule;
         self.long_column_partials();
-        let c = &self.cols;
-        let grad = ColumnGradient::new(self.problem.matrix, &self.r, &self.long_partials);
+        let (k, models) = (self.current, self.rules.len());
+        let (rule, c) = (self.rules[k], &self.cols.models[k]);
+        let grad = ColumnGradient::new(
+            self.problem.matrix,
+            self.rules.len(),
+            &self.r,
+            self.cols.lanes,
+            &self.long_partials,
+        );
         let n = c.p.len();
         let (mut gp, mut ga) = (vec![0.0f32; n], vec![0.0f32; n]);
         self.pool.install(|| {
-            gp.par_iter_mut()
-                .zip(ga.par_iter_mut())
+            gp.par_chunks_mut(COLUMN_CHUNK)
+                .zip(ga.par_chunks_mut(COLUMN_CHUNK))
                 .enumerate()
-                .for_each(|(i, (gp, ga))| {
-                    let f = rule.forward_s(c.p[i], c.a[i], c.s[i]);
-                    let mut g_w = [0.0f32];
-                    grad.fill(i, &mut g_w);
-                    (*gp, *ga) = rule.gradient(&f, c.a[i], g_w[0]);
+                .for_each(|(chunk, (gp, ga))| {
+                    let base = chunk * COLUMN_CHUNK;
+                    let mut gw = vec![0.0f32; models * COLUMN_CHUNK];
+                    grad.fill(base, gp.len(), &mut gw);
+                    let gw = &gw[k * COLUMN_CHUNK..];
+                    for (j, (gp, ga)) in gp.iter_mut().zip(ga).enumerate() {
+                        let i = base + j;
+                        let f = rule.forward_s(c.p[i], c.a[i], c.s[i]);
+                        (*gp, *ga) = rule.gradient(&f, c.a[i], gw[j]);
+                    }
                 })
         });
-        Ok((gp, ga, self.intercept_gradient()))
+        Ok((gp, ga, self.intercept_gradient(k)))
     }
 
     /// `L0 = sum_i pi_i`, `L2 = sum_i m(p_i)^2` (f64 sums) and the data loss
@@ -684,7 +985,7 @@ impl Backend for CpuBackend<'_> {
     /// GPU twins: kernels `penalties_partial` and `penalties_finalize`
     /// (kernels/gates.cu).
     fn losses(&mut self) -> Result<Losses> {
-        let rule = self.rule;
+        let rule = self.rules[self.current];
         let (l0, l2) = self.sum_columns(
             (0.0f64, 0.0f64),
             |x, y| (x.0 + y.0, x.1 + y.1),
@@ -694,7 +995,7 @@ impl Backend for CpuBackend<'_> {
             },
         );
         Ok(Losses {
-            data: self.data_loss,
+            data: self.data_loss[self.current],
             l0,
             l2,
         })
@@ -705,12 +1006,18 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn read_yhat(&mut self, out: &mut [f64]) -> Result<()> {
-        out.copy_from_slice(&self.yhat);
+        let lanes = self.cols.lanes;
+        for (o, y) in out
+            .iter_mut()
+            .zip(self.yhat.iter().skip(self.current).step_by(lanes))
+        {
+            *o = *y;
+        }
         Ok(())
     }
 
     fn read_weights(&mut self, out: &mut [f32]) -> Result<()> {
-        out.copy_from_slice(&self.cols.w);
+        out.copy_from_slice(&self.cols.models[self.current].w);
         Ok(())
     }
 
@@ -725,68 +1032,99 @@ impl Backend for CpuBackend<'_> {
     }
 }
 
-/// `g_w,i = (M^T r)_i = sum_{q in column i} M_qi r_q`, in f64, rounded to
-/// f32: a column of at most [`crate::matrix::SEGMENT_NNZ`] nonzeros is
-/// summed whole, a longer one as the in-order sum of its segments' partials
-/// (computed beforehand, in parallel, by
+/// `g_w,i = (M^T r)_i = sum_{q in column i} M_qi r_q` of every model, in
+/// f64, rounded to f32: a column of at most [`crate::matrix::SEGMENT_NNZ`]
+/// nonzeros is summed whole (for several models, [`LANES`] at a time from
+/// the side-by-side residuals), a longer one as the in-order sum of its
+/// segments' partials (computed beforehand, in parallel, by
 /// [`CpuBackend::long_column_partials`]).
 struct ColumnGradient<'m> {
-    csc: &'m crate::matrix::Csr,
+    csc: &'m Csr,
     long: &'m LongColumns,
     r: &'m [f64],
+    lanes: usize,
+    models: usize,
     long_partials: &'m [f64],
 }
 
 impl<'m> ColumnGradient<'m> {
-    fn new(m: &'m crate::matrix::SparseMatrix, r: &'m [f64], long_partials: &'m [f64]) -> Self {
+    /// The gradients of `models` models for residuals `r` laid out with
+    /// `lanes` values per row, and long-column partials laid out as
+    /// [`CpuBackend::long_partials`].
+    fn new(
+        m: &'m SparseMatrix,
+        models: usize,
+        r: &'m [f64],
+        lanes: usize,
+        long_partials: &'m [f64],
+    ) -> Self {
         ColumnGradient {
             csc: m.csc(),
             long: m.long_columns(),
             r,
+            lanes,
+            models,
             long_partials,
         }
     }
 
-    /// `out[j] = g_w` of column `base + j`.
-    #[inline]
-    fn fill(&self, base: usize, out: &mut [f32]) {
+    /// `out[k * COLUMN_CHUNK + j] = g_w` of model `k` at column `base + j`,
+    /// for `j < n`.
+    #[inline(always)]
+    fn fill(&self, base: usize, n: usize, out: &mut [f32]) {
         let (ptr, idx, val) = (self.csc.indptr(), self.csc.indices(), self.csc.data());
-        let (ptr, r, long) = (ptr.raw_storage(), self.r, self.long);
+        let (ptr, r, long, models) = (ptr.raw_storage(), self.r, self.long, self.models);
         // The long columns inside this range, in order.
         let mut next = long.cols.partition_point(|&c| (c as usize) < base);
-        for (j, o) in out.iter_mut().enumerate() {
+        for j in 0..n {
             let i = base + j;
-            let g = if long.cols.get(next) == Some(&(i as u32)) {
+            if long.cols.get(next) == Some(&(i as u32)) {
                 let segs = long.seg_ptr[next]..long.seg_ptr[next + 1];
                 next += 1;
-                self.long_partials[segs].iter().fold(0.0, |acc, &x| acc + x)
-            } else {
-                let k = ptr[i]..ptr[i + 1];
-                gather_dot(&val[k.clone()], &idx[k], |q| r[q])
-            };
-            *o = g as f32;
+                for k in 0..models {
+                    let g = segs
+                        .clone()
+                        .fold(0.0, |acc, s| acc + self.long_partials[s * models + k]);
+                    out[k * COLUMN_CHUNK + j] = g as f32;
+                }
+                continue;
+            }
+            let c = ptr[i]..ptr[i + 1];
+            let (val, idx) = (&val[c.clone()], &idx[c]);
+            if models == 1 {
+                out[j] = gather_dot(val, idx, |q| r[q]) as f32;
+                continue;
+            }
+            for g in (0..models).step_by(LANES) {
+                let d: [f64; LANES] =
+                    gather_dot(val, idx, |q| Lanes::load(&r[q * self.lanes + g..]));
+                for (l, d) in d.iter().enumerate().take(models - g) {
+                    out[(g + l) * COLUMN_CHUNK + j] = *d as f32;
+                }
+            }
         }
     }
 }
 
-/// `sum_k val[k] x(idx[k])` in f64 with four interleaved accumulators
+/// `sum_k val[k] x(idx[k])` in f64 (for one model, or a group of models
+/// side by side, [`Lanes`]) with four interleaved accumulators
 /// (`acc[k mod 4]`, tail into `acc[0..]`, combined as `(a0 + a1) + (a2 + a3)`),
 /// which breaks the add latency chain; the order is fixed, so results do not
 /// depend on threads.
 #[inline(always)]
-fn gather_dot(val: &[f32], idx: &[u32], x: impl Fn(usize) -> f64) -> f64 {
-    let mut acc = [0.0f64; 4];
+fn gather_dot<L: Lanes>(val: &[f32], idx: &[u32], x: impl Fn(usize) -> L) -> L {
+    let mut acc = [L::zero(); 4];
     let (v4, vt) = val.split_at(val.len() & !3);
     let (i4, it) = idx.split_at(v4.len());
     for (v, i) in v4.chunks_exact(4).zip(i4.chunks_exact(4)) {
         for k in 0..4 {
-            acc[k] += v[k] as f64 * x(i[k] as usize);
+            acc[k] = acc[k].add_product(v[k] as f64, x(i[k] as usize));
         }
     }
     for (k, (v, i)) in vt.iter().zip(it).enumerate() {
-        acc[k] += *v as f64 * x(*i as usize);
+        acc[k] = acc[k].add_product(*v as f64, x(*i as usize));
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    acc[0].add(acc[1]).add(acc[2].add(acc[3]))
 }
 
 #[cfg(test)]
@@ -856,7 +1194,7 @@ mod tests {
         b.sample_weights(step).unwrap();
         b.forward().unwrap();
         b.residual(step).unwrap();
-        let (before, r) = (b.cols.clone(), b.r.clone());
+        let (before, r) = (b.cols.models[0].clone(), b.r.clone());
         b.step(step, true).unwrap();
 
         let rule: ColumnRule<f32> = hyper.rule();
@@ -876,7 +1214,7 @@ mod tests {
             p = p.min(caps[i]);
             let s = rule.gate.noisy_s(a, next.uniform(i));
             let w = rule.forward_s(p, a, s).w;
-            let got = &b.cols;
+            let got = &b.cols.models[0];
             let want = [p, a, m_p, v_p, m_a, v_a, s, w];
             let have = [
                 got.p[i], got.a[i], got.m_p[i], got.v_p[i], got.m_a[i], got.v_a[i], got.s[i],

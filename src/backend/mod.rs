@@ -407,11 +407,32 @@ impl WeightSummary {
 
 /// The steps of an epoch. Buffers live in the backend (host memory or the
 /// GPU) from construction to drop; no method allocates in the epoch loop.
+///
+/// A backend may train several models together ([`Backend::models`]: the
+/// same matrix, targets, seed and step count, each with its own L0
+/// strength, as a λ sweep does): the epoch's steps (sampling, products,
+/// residual, update) then act on every model in one pass over the matrix,
+/// while the per-model methods (`load_state`, `store_state`, `gradients`,
+/// `losses`, `read_yhat`, `read_weights`, `weight_summary`) act on the
+/// model chosen by [`Backend::select`] (model 0 until then).
 pub trait Backend {
     /// Where it runs, in words (e.g. "cpu (2 threads)").
     fn describe(&self) -> String;
     /// Number of predictions (matrix rows).
     fn rows(&self) -> usize;
+    /// Models trained together (1 unless built for a batch).
+    fn models(&self) -> usize {
+        1
+    }
+    /// Makes model `k` the one the per-model methods act on.
+    fn select(&mut self, k: usize) -> Result<()> {
+        match k {
+            0 => Ok(()),
+            _ => Err(L0Error::config(format!(
+                "model {k} selected on a backend that trains one model"
+            ))),
+        }
+    }
     /// Copies parameters and Adam state in.
     fn load_state(&mut self, s: &ParamState) -> Result<()>;
     /// Copies parameters and Adam state out (`s.step` is left to the caller).
@@ -443,6 +464,35 @@ pub trait Backend {
     fn read_weights(&mut self, out: &mut [f32]) -> Result<()>;
     /// Active count and size buckets of the current weights.
     fn weight_summary(&mut self) -> Result<WeightSummary>;
+}
+
+/// A backend that trains one model per `lambdas[k]` together (everything
+/// else from `problem`), when `device` has one: the CPU does (one pass
+/// over the matrix per epoch for all models); the CUDA backend trains one
+/// model at a time, so for `Cuda` (and for `Auto` when a GPU is usable)
+/// this returns None and the caller trains the models one after another.
+pub fn make_batch_backend<'a>(
+    device: Device,
+    threads: Option<usize>,
+    problem: Problem<'a>,
+    lambdas: &[f64],
+) -> Result<Option<Box<dyn Backend + 'a>>> {
+    let cpu = || -> Result<Option<Box<dyn Backend + 'a>>> {
+        Ok(Some(Box::new(cpu::CpuBackend::with_models(
+            problem, lambdas, threads,
+        )?)))
+    };
+    match device {
+        Device::Cpu => cpu(),
+        Device::Cuda(_) => Ok(None),
+        #[cfg(feature = "cuda")]
+        Device::Auto => match (problem.noise, cuda::CudaBackend::available(0)) {
+            (Noise::Philox, Ok(())) => Ok(None),
+            _ => cpu(),
+        },
+        #[cfg(not(feature = "cuda"))]
+        Device::Auto => cpu(),
+    }
 }
 
 /// Builds the backend for `device`; `threads` sizes the CPU pool (None: all

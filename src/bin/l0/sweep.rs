@@ -183,6 +183,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         ..plan.fit.clone()
     };
     let k_all = lambdas.len();
+    let start = std::time::Instant::now();
     let models = l0::sweep::sweep(m, y, &plan.model, &opts, &lambdas, &mut |k, p| {
         eprintln!("model {}/{k_all} (lambda_l0={:?}): {p}", k + 1, lambdas[k]);
         Ok(())
@@ -192,7 +193,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         .iter()
         .map(|s| Row::of(s, &problem, &roles))
         .collect::<CliResult<_>>()?;
-    let seconds: f64 = models.iter().map(|s| s.report.seconds).sum();
+    let seconds = start.elapsed().as_secs_f64();
     let mut settings = resolved.json();
     for (k, v) in settings.iter_mut() {
         if k == "lambda_l0" {

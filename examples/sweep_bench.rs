@@ -1,0 +1,101 @@
+//! What a λ sweep costs against one fit: K models trained together
+//! (`l0::sweep::sweep`, one pass over the matrix per epoch for all of
+//! them on the CPU) against one `Calibration::fit` of the same epochs and
+//! options, timed in the same run.
+//!
+//! `cargo run --release --example sweep_bench -- [PROBLEM] [--epochs E] [--models K] [--device D]`
+//!
+//! PROBLEM as in `examples/epoch_time.rs` (default `geo`); E = 100 and
+//! K = 8 by default, the λ log-spaced from 1e-7 to 1e-4. After a one-epoch
+//! warm-up, the fit and the sweep are each timed twice, alternating, and
+//! the faster time of each is kept. Prints one JSON line with both times,
+//! wall and CPU (all threads), and `ratio` = sweep / fit.
+
+#[path = "common/problems.rs"]
+mod problems;
+#[path = "common/process.rs"]
+mod process;
+
+use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
+use l0::sweep::{lambda_grid, sweep};
+use l0::Device;
+
+/// The value after `--name` in `args`, parsed, or `default`.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> l0::Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(k) => args
+            .get(k + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| l0::L0Error::config(format!("{name} needs a value"))),
+    }
+}
+
+fn main() -> l0::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .map_or("geo", String::as_str);
+    let epochs: u64 = flag(&args, "--epochs", 100)?;
+    let k: usize = flag(&args, "--models", 8)?;
+    let device: Device = flag(&args, "--device", Device::Auto)?;
+    let (m, y, groups) = problems::load(which)?;
+    let params = CalibrationParams {
+        seed: Some(1),
+        ..Default::default()
+    };
+    let opts = FitParams {
+        loss: Loss::Relative,
+        lambda_l0: 1e-6,
+        lr: 0.15,
+        epochs,
+        target_groups: Some(groups),
+        device,
+        ..Default::default()
+    };
+    let lambdas = lambda_grid(1e-7, 1e-4, k)?;
+    let mut fit = || -> l0::Result<String> {
+        let mut model = Calibration::new(m.cols(), params.clone())?;
+        Ok(model.fit(&m, &y, &opts)?.device)
+    };
+    let mut run_sweep = || -> l0::Result<String> {
+        let models = sweep(&m, &y, &params, &opts, &lambdas, &mut |_, _| Ok(()))?;
+        Ok(models[0].report.device.clone())
+    };
+    // Warm-up: page faults, the thread pool.
+    Calibration::new(m.cols(), params.clone())?.fit(
+        &m,
+        &y,
+        &FitParams {
+            epochs: 1,
+            ..opts.clone()
+        },
+    )?;
+    let mut best = [(f64::INFINITY, f64::INFINITY); 2];
+    let mut device = String::new();
+    for _ in 0..2 {
+        for (slot, run) in [
+            &mut fit as &mut dyn FnMut() -> l0::Result<String>,
+            &mut run_sweep,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (t, c) = (std::time::Instant::now(), process::cpu_seconds());
+            device = run()?;
+            let (t, c) = (t.elapsed().as_secs_f64(), process::cpu_seconds() - c);
+            best[slot] = (best[slot].0.min(t), best[slot].1.min(c));
+        }
+    }
+    let [(fit_s, fit_cpu), (sweep_s, sweep_cpu)] = best;
+    println!(
+        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"models\": {k}, \"fit_seconds\": {fit_s:.3}, \"sweep_seconds\": {sweep_s:.3}, \"ratio\": {:.2}, \"fit_cpu_seconds\": {fit_cpu:.3}, \"sweep_cpu_seconds\": {sweep_cpu:.3}, \"cpu_ratio\": {:.2}}}",
+        m.rows(),
+        m.cols(),
+        m.nnz(),
+        sweep_s / fit_s,
+        sweep_cpu / fit_cpu
+    );
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! λ sweeps trained together: on the CPU every pass over the matrix serves
+//! all K models, and model `k` must still be bit for bit the single fit
+//! with `lambda_l0 = lambdas[k]`, on both of the CPU backend's shapes (the
+//! forward product scattered from the column passes, or gathered over row
+//! segments), with long columns, weight caps, a holdout, reports in the
+//! middle of the fit, more models than one group of lanes, and any number
+//! of threads.
+
+mod common;
+
+use common::Rng;
+use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
+use l0::sweep::{self, SweepModel};
+use l0::{Device, SparseMatrix};
+
+/// `rows x cols` with about `per_col` nonzeros in each column, plus column
+/// 3 filled in every row (longer than the 4,096 nonzeros a column is summed
+/// in whole), and targets from a truth with every third weight zero.
+fn problem(rows: usize, cols: usize, per_col: usize, seed: u64) -> (SparseMatrix, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for j in 0..cols {
+        let dense = j == 3;
+        let count = if dense { rows } else { per_col };
+        let mut used = std::collections::BTreeSet::new();
+        for k in 0..count {
+            let q = if dense {
+                k
+            } else {
+                (rng.next_u64() % rows as u64) as usize
+            };
+            if used.insert(q) {
+                r.push(q as u64);
+                c.push(j as u64);
+                v.push(0.5 + rng.uniform());
+            }
+        }
+    }
+    let m = SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap();
+    let w: Vec<f64> = (0..cols)
+        .map(|i| if i % 3 == 0 { 0.0 } else { 0.5 + rng.uniform() })
+        .collect();
+    let y = m.mul_vec(&w).unwrap();
+    (m, y)
+}
+
+fn params() -> CalibrationParams {
+    CalibrationParams {
+        seed: Some(11),
+        init_keep_prob: l0::calibration::Init::Scalar(0.6),
+        ..Default::default()
+    }
+}
+
+fn opts(threads: usize, rows: usize) -> FitParams {
+    FitParams {
+        device: Device::Cpu,
+        threads: Some(threads),
+        loss: Loss::Relative,
+        epochs: 12,
+        lr: 0.05,
+        report_every: Some(5),
+        holdout_targets: vec![1, rows - 2],
+        max_weight: Some(1.4),
+        ..Default::default()
+    }
+}
+
+/// Sweeps `lambdas` on 3 threads, fits each λ alone on 1 thread, and
+/// compares the states bit for bit; returns the sweep.
+fn sweep_equals_single_fits(m: &SparseMatrix, y: &[f64], lambdas: &[f64]) -> Vec<SweepModel> {
+    let rows = m.rows();
+    let mut reports = vec![0; lambdas.len()];
+    let models = sweep::sweep(m, y, &params(), &opts(3, rows), lambdas, &mut |k, p| {
+        assert_eq!(p.n, m.cols());
+        reports[k] += 1;
+        Ok(())
+    })
+    .unwrap();
+    // Reports at steps 5 and 10 and at the last epoch, for every model.
+    assert_eq!(reports, vec![3; lambdas.len()]);
+    // Trained as one batch: the models share its time.
+    assert!(models
+        .iter()
+        .all(|s| s.report.seconds == models[0].report.seconds));
+    for (k, s) in models.iter().enumerate() {
+        let mut single = Calibration::new(m.cols(), params()).unwrap();
+        let o = FitParams {
+            lambda_l0: lambdas[k],
+            ..opts(1, rows)
+        };
+        let r = single.fit(m, y, &o).unwrap();
+        assert_eq!(s.lambda_l0, lambdas[k]);
+        assert_eq!(s.model.state(), single.state(), "model {k}");
+        let (a, b) = (s.report.last.as_ref().unwrap(), r.last.as_ref().unwrap());
+        assert_eq!(a.total_loss.to_bits(), b.total_loss.to_bits(), "model {k}");
+        assert_eq!(a.active, b.active, "model {k}");
+        assert!(s.report.device.starts_with("cpu (3 threads"));
+    }
+    models
+}
+
+#[test]
+fn models_trained_in_one_pass_are_the_single_fits_scattered_shape() {
+    // 40,000 columns (20 chunks) and 4,200 rows: the forward product is
+    // scattered from the column passes; column 3 has 4,200 nonzeros.
+    let (m, y) = problem(4_200, 40_000, 6, 1);
+    assert_eq!(m.long_columns().cols, vec![3]);
+    // Nine models: two groups of lanes, the second nearly empty.
+    let lambdas = sweep::lambda_grid(1e-6, 1e-1, 9).unwrap();
+    let models = sweep_equals_single_fits(&m, &y, &lambdas);
+    // Each model has its own strength: the expected open gates fall with λ.
+    for pair in models.windows(2) {
+        assert!(pair[1].model.l0_penalty() < pair[0].model.l0_penalty());
+    }
+    // The caps hold in every model.
+    for s in &models {
+        assert!(s.model.weights(true).iter().all(|&w| w <= 1.4));
+    }
+}
+
+#[test]
+fn models_trained_in_one_pass_are_the_single_fits_gathered_shape() {
+    // 3,000 columns (2 chunks): the forward product is gathered over rows.
+    let (m, y) = problem(4_500, 3_000, 20, 2);
+    assert_eq!(m.long_columns().cols, vec![3]);
+    let lambdas = [0.0, 3e-3, 1e-4];
+    sweep_equals_single_fits(&m, &y, &lambdas);
+}
+
+#[test]
+fn models_at_different_steps_are_fitted_one_after_another() {
+    let (m, y) = problem(50, 400, 8, 3);
+    let o = FitParams {
+        holdout_targets: vec![],
+        ..opts(2, 50)
+    };
+    let mut models = sweep::start(m.cols(), &params(), &[1e-3, 1e-2]).unwrap();
+    // Model 1 trains 4 epochs ahead; advancing both then is not a batch,
+    // but each still ends as its single fit of its total epochs.
+    sweep::advance(&mut models[1..], &m, &y, &o, 4, &mut |_, _| Ok(())).unwrap();
+    sweep::advance(&mut models, &m, &y, &o, 6, &mut |_, _| Ok(())).unwrap();
+    for (s, epochs) in models.iter().zip([6, 10]) {
+        let mut single = Calibration::new(m.cols(), params()).unwrap();
+        let opts = FitParams {
+            lambda_l0: s.lambda_l0,
+            epochs,
+            ..o.clone()
+        };
+        single.fit(&m, &y, &opts).unwrap();
+        assert_eq!(s.model.state(), single.state());
+        assert_eq!(s.model.state().step, epochs);
+    }
+}
