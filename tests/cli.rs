@@ -1856,11 +1856,27 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let lambda = b["lambda_l0"].as_f64().unwrap();
     assert_eq!(s["lambda_l0"], lambda);
     assert_eq!(s["settings"]["lambda_l0"], lambda);
-    let models = b["models_trained"].as_u64().unwrap();
-    assert!((9..=12).contains(&models), "{models}");
+    // A bracket batch of 9 models x 10 epochs, then refining batches of 8
+    // full-length models trained together.
+    let batches = b["batches"].as_array().unwrap();
+    let refining = batches.len() as u64 - 1;
+    assert!((1..=2).contains(&refining), "{batches:?}");
+    assert_eq!(
+        batches[0],
+        serde_json::json!({"stage": "bracket", "models": 9, "epochs": 10})
+    );
+    for r in &batches[1..] {
+        assert_eq!(
+            *r,
+            serde_json::json!({"stage": "refine", "models": 8, "epochs": 200})
+        );
+    }
+    assert_eq!(b["models_trained"], 9 + 8 * refining);
     let epochs = b["epochs_total"].as_u64().unwrap();
-    assert_eq!(epochs, 9 * 10 + 190 + 200 * (models - 9));
+    assert_eq!(epochs, 9 * 10 + 8 * 200 * refining);
     assert_eq!(b["fits"], epochs as f64 / 200.0);
+    assert_eq!(b["passes"], (10 + 200 * refining) as f64 / 200.0);
+    assert!(err.contains("  refine lambda_l0="), "{err}");
     assert_eq!(s["before_refit"]["active"], active);
     // The same run with its lambda given is the same model.
     let given = format!("{lambda:?}");
@@ -1869,7 +1885,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     // Two epochs close no gate: the nearest count is all 150 records.
     let (_, err) = run(&["--epochs", "2", "--target-records", "75"]);
     assert!(
-        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
+        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 8 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
         "{err}"
     );
     let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
