@@ -2,34 +2,44 @@
 //! number of records ([`fit_to_budget`]), for `l0 calibrate
 //! --target-records K`.
 //!
-//! The search runs on the batch API of [`crate::sweep`] ([`sweep::start`]
-//! and [`sweep::advance`]), so it gets cheaper as soon as a batch of models
-//! trains in one pass. It has three steps:
+//! The search trains models in batches of the [`crate::sweep`] API: every
+//! batch is started together ([`sweep::start`]) and trained together in
+//! one [`sweep::advance`] call, the form that trains K models in one pass
+//! over the matrix per epoch. It has two steps:
 //!
-//! 1. **Bracket**: `bracket` values log-spaced over `lambda_range`, each
-//!    trained for a short share of the epochs. Active counts only fall as
-//!    training goes on (gates close under the L0 pull), so a short model's
-//!    count is an upper bound on its full-length count: the largest
-//!    bracket λ still above the target is the pilot.
-//! 2. **Pilot**: that bracket model is continued to the full epochs, which
-//!    is exactly the single fit with its λ (continuation is exact), so the
-//!    bracket's epochs are not lost.
-//! 3. **Refine**: from the full-length counts, the next λ is interpolated
-//!    in `ln λ` against `ln active` (a secant; between a count above and
-//!    one below the target when there are both, else through the nearest
-//!    two; with one point, along `active ∝ λ^-1/2`), clamped to the range,
-//!    and trained as a fresh full fit; until a count is within the
-//!    tolerance or `max_fits` full-length models are trained.
+//! 1. **Bracket**: one batch of `bracket` values log-spaced over
+//!    `lambda_range`, trained for a short share of the epochs. Their
+//!    counts only locate the target roughly: a short count may be above
+//!    its full-length count (gates close under the L0 pull) or below it
+//!    (gates that start closed open as the weights learn), so they are
+//!    trusted in λ order only.
+//! 2. **Refine**: a batch of `refine` values log-spaced over the interval
+//!    where the short counts cross K or come within a factor
+//!    [`SHORT_COUNT_SLACK`] of it, widened by one bracket step on each side
+//!    (none cross: the top two steps when every count is above K, the
+//!    whole range when every count is below), trained from scratch to the
+//!    full epochs. When no full-length count is within the tolerance, a
+//!    further batch (at most `max_batches` in all) fills the interval
+//!    between the nearest full-length counts above and below K, or, when
+//!    all are on one side, the bracket step beyond the last λ on that side.
 //!
-//! The model returned is always a full-length fit with its λ, bit for bit
-//! the model `Calibration::fit` gives with that `lambda_l0`, seed and
-//! options. Cost, in single fits: `bracket x share` for the bracket,
-//! `1 - share` for the pilot and 1 per refining fit.
+//! The model returned is the full-length one nearest to K in `ln active`
+//! (ties: the larger λ), bit for bit the model `Calibration::fit` gives
+//! with its `lambda_l0`, seed and options. [`BudgetFit::batches`] lists
+//! what was trained: `bracket x share` epochs of the bracket batch plus
+//! one full-length batch of `refine` models per refining step.
+
+use std::time::Instant;
 
 use crate::calibration::{CalibrationParams, FitParams, Progress};
 use crate::error::{L0Error, Result};
 use crate::matrix::SparseMatrix;
 use crate::sweep::{self, SweepModel};
+
+/// How far (as a factor either way) a bracket model's short count may be
+/// from the target while its full-length count still crosses it: short
+/// counts on small problems have been seen at 0.5-0.6 of the full ones.
+pub const SHORT_COUNT_SLACK: f64 = 2.0;
 
 /// A record budget and how to search for it.
 ///
@@ -38,9 +48,10 @@ use crate::sweep::{self, SweepModel};
 /// | `target_records` | (required) | 1 ..= columns |
 /// | `tolerance` | 0.05 | (0, 1): met when `|active - K| <= tolerance K` |
 /// | `lambda_range` | (1e-9, 1e-1) | 0 < lo < hi, finite |
-/// | `bracket` | 9 | >= 2 |
+/// | `bracket` | 9 | >= 2: models of the bracketing batch |
 /// | `bracket_share` | 0.05 | (0, 1]: share of the epochs of a bracket model |
-/// | `max_fits` | 4 | >= 1: full-length models, the pilot included |
+/// | `refine` | 8 | >= 1: models of each refining batch |
+/// | `max_batches` | 2 | >= 1: refining batches at most |
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budget {
     /// Records to keep, `K`.
@@ -53,8 +64,10 @@ pub struct Budget {
     pub bracket: usize,
     /// Share of the epochs a bracket model trains.
     pub bracket_share: f64,
-    /// Full-length models at most (the pilot and the refining fits).
-    pub max_fits: usize,
+    /// Models in each refining batch (full-length, trained together).
+    pub refine: usize,
+    /// Refining batches at most.
+    pub max_batches: usize,
 }
 
 impl Budget {
@@ -66,7 +79,8 @@ impl Budget {
             lambda_range: (1e-9, 1e-1),
             bracket: 9,
             bracket_share: 0.05,
-            max_fits: 4,
+            refine: 8,
+            max_batches: 2,
         }
     }
 
@@ -95,10 +109,17 @@ impl Budget {
                 "a record budget's lambda range needs 0 < lo < hi, got {lo} and {hi}"
             )));
         }
-        if self.bracket < 2 || self.max_fits == 0 {
-            return Err(L0Error::config(
-                "a record budget needs a bracket of at least 2 models and at least 1 full fit",
-            ));
+        if self.bracket < 2 {
+            return Err(L0Error::config(format!(
+                "a record budget needs a bracket of at least 2 models, got {}",
+                self.bracket
+            )));
+        }
+        if self.refine == 0 || self.max_batches == 0 {
+            return Err(L0Error::config(format!(
+                "a record budget needs at least 1 refining batch of at least 1 model, got {} of {}",
+                self.max_batches, self.refine
+            )));
         }
         let s = self.bracket_share;
         if !(s > 0.0 && s <= 1.0) {
@@ -114,6 +135,23 @@ impl Budget {
         let k = self.target_records as f64;
         (active as f64 - k).abs() <= self.tolerance * k
     }
+
+    /// Epochs of a bracket model when a full fit has `epochs` (at least 1).
+    pub fn short_epochs(&self, epochs: u64) -> u64 {
+        let epochs = epochs.max(1);
+        ((epochs as f64 * self.bracket_share).ceil() as u64).clamp(1, epochs)
+    }
+
+    /// How far `active` is from the target, `|ln active - ln K|`.
+    fn miss(&self, active: usize) -> f64 {
+        (log_count(active) - (self.target_records as f64).ln()).abs()
+    }
+
+    /// The ratio of neighbouring bracket λ.
+    fn step(&self) -> f64 {
+        let (lo, hi) = self.lambda_range;
+        (hi / lo).powf(1.0 / (self.bracket - 1) as f64)
+    }
 }
 
 /// Which step of the search a model belongs to.
@@ -121,8 +159,18 @@ impl Budget {
 pub enum Stage {
     /// A short model of the bracketing batch.
     Bracket,
-    /// A full-length model (the continued pilot or a refining fit).
-    Full,
+    /// A full-length model of a refining batch.
+    Refine,
+}
+
+impl Stage {
+    /// "bracket" or "refine".
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Bracket => "bracket",
+            Stage::Refine => "refine",
+        }
+    }
 }
 
 /// One model the search trained.
@@ -138,6 +186,18 @@ pub struct Trial {
     pub active: usize,
 }
 
+/// One batch: models started together and trained together in one
+/// [`sweep::advance`] call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Its step.
+    pub stage: Stage,
+    /// Models in it.
+    pub models: usize,
+    /// Epochs each trained.
+    pub epochs: u64,
+}
+
 /// The outcome of [`fit_to_budget`].
 #[derive(Clone, Debug)]
 pub struct BudgetFit {
@@ -147,12 +207,13 @@ pub struct BudgetFit {
     pub active: usize,
     /// Whether it is within the tolerance.
     pub met: bool,
-    /// Every model trained, in order (a continued pilot appears as its
-    /// bracket trial and again as a full one).
+    /// Every model trained, in order.
     pub trials: Vec<Trial>,
-    /// Distinct models trained.
+    /// The batches, in order: the bracket, then the refining ones.
+    pub batches: Vec<Batch>,
+    /// Models trained (over all batches).
     pub models_trained: usize,
-    /// Epochs trained over all of them.
+    /// Epochs trained, summed over the models.
     pub epochs_total: u64,
     /// Wall time of all the training.
     pub seconds: f64,
@@ -176,12 +237,21 @@ impl BudgetFit {
         ))
     }
 
-    /// Full-length models trained.
+    /// Full-length models trained (those of the refining batches).
     pub fn full_fits(&self) -> usize {
-        self.trials
+        self.batches
             .iter()
-            .filter(|t| t.stage == Stage::Full)
-            .count()
+            .filter(|b| b.stage == Stage::Refine)
+            .map(|b| b.models)
+            .sum()
+    }
+
+    /// The batches' epochs summed, over the epochs of one fit: the search's
+    /// passes over the matrix in fits, its cost when every batch trains in
+    /// one pass per epoch (before the work per model).
+    pub fn passes(&self, epochs: u64) -> f64 {
+        let sum: u64 = self.batches.iter().map(|b| b.epochs).sum();
+        sum as f64 / epochs.max(1) as f64
     }
 }
 
@@ -191,43 +261,127 @@ fn log_count(active: usize) -> f64 {
     (active as f64).max(0.5).ln()
 }
 
-/// The next λ from the full-length points `(λ, active)`: a secant in
-/// `ln λ` against `ln active` through the nearest point above the target
-/// and the nearest below when there are both (else through the two
-/// nearest), or, with one point or a secant that does not fall, a step
-/// from the nearest point along `active ∝ λ^-1/2`; clamped to the range.
-fn next_lambda(points: &[(f64, usize)], budget: &Budget) -> f64 {
-    let target = (budget.target_records as f64).ln();
-    let dist = |p: &&(f64, usize)| (log_count(p.1) - target).abs();
-    let mut sorted: Vec<&(f64, usize)> = points.iter().collect();
-    sorted.sort_by(|a, b| dist(a).total_cmp(&dist(b)));
-    let nearest = sorted[0];
-    let other = sorted[1..]
-        .iter()
-        .find(|p| (log_count(p.1) > target) != (log_count(nearest.1) > target))
-        .or(sorted.get(1));
-    let (la, ca) = (nearest.0.ln(), log_count(nearest.1));
-    let slope = other.map_or(0.0, |b| (log_count(b.1) - ca) / (b.0.ln() - la));
-    let guess = if slope < 0.0 && slope.is_finite() {
-        la + (target - ca) / slope
-    } else {
-        la + (ca - target) * 2.0
+/// The first refining interval from the bracket's `(λ, short count)`
+/// points, λ ascending: the hull of the steps where the counts cross K and
+/// of the counts within [`SHORT_COUNT_SLACK`] of K, widened by one step on
+/// each side; with none, the top two steps (all counts above K) or the
+/// whole range (all below).
+fn first_interval(points: &[(f64, usize)], budget: &Budget) -> (f64, f64) {
+    let k = budget.target_records;
+    let near = |c: usize| budget.miss(c) <= SHORT_COUNT_SLACK.ln();
+    let crosses = |i: usize| (points[i].1 > k) != (points[i + 1].1 > k);
+    let last = points.len() - 1;
+    let marked: Vec<usize> = (0..=last)
+        .filter(|&i| near(points[i].1) || (i < last && crosses(i)) || (i > 0 && crosses(i - 1)))
+        .collect();
+    let (a, b) = match (marked.first(), marked.last()) {
+        (Some(&a), Some(&b)) => (a.saturating_sub(1), (b + 1).min(last)),
+        _ if points[0].1 > k => (last.saturating_sub(2), last),
+        _ => (0, last),
     };
-    let (lo, hi) = budget.lambda_range;
-    guess.exp().clamp(lo, hi)
+    (points[a].0, points[b].0)
 }
 
-/// The bracket model to continue as the pilot: the largest λ whose short
-/// count is still above the target (the smallest λ when none is).
-fn pilot_index(bracket: &[SweepModel], budget: &Budget) -> usize {
-    bracket
+/// The next refining interval from the full-length `(λ, count)` points,
+/// none within the tolerance: between the nearest count above K and the
+/// nearest below; with all on one side, the bracket step beyond the last
+/// λ on that side (None when it is the range's end).
+fn next_interval(points: &[(f64, usize)], budget: &Budget) -> Option<(f64, f64)> {
+    let k = budget.target_records;
+    let (lo, hi) = budget.lambda_range;
+    // Nearest first; among equal counts the λ nearer the crossing.
+    let above = points
         .iter()
-        .rposition(|s| active_of(s) > budget.target_records)
-        .unwrap_or(0)
+        .filter(|p| p.1 > k)
+        .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
+    let below = points
+        .iter()
+        .filter(|p| p.1 < k)
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
+    let lambdas = points.iter().map(|p| p.0);
+    match (above, below) {
+        (Some(a), Some(b)) => Some((a.0.min(b.0), a.0.max(b.0))).filter(|(a, b)| a < b),
+        (Some(_), None) => {
+            let top = lambdas.fold(lo, f64::max);
+            (top < hi).then(|| (top, (top * budget.step()).min(hi)))
+        }
+        (None, Some(_)) => {
+            let bottom = lambdas.fold(hi, f64::min);
+            (bottom > lo).then(|| ((bottom / budget.step()).max(lo), bottom))
+        }
+        (None, None) => None,
+    }
+}
+
+/// `n` λ log-spaced over `lo..=hi`, leaving out the ends already in
+/// `trained` (the grid then has as many more points, so `n` are new).
+fn fresh_grid(lo: f64, hi: f64, n: usize, trained: &[(f64, usize)]) -> Result<Vec<f64>> {
+    let done = |l: f64| trained.iter().any(|p| p.0 == l);
+    let ends = usize::from(done(lo)) + usize::from(done(hi));
+    Ok(sweep::lambda_grid(lo, hi, n + ends)?
+        .into_iter()
+        .filter(|&l| !done(l))
+        .collect())
 }
 
 fn active_of(s: &SweepModel) -> usize {
     s.model.active_weights().count
+}
+
+/// The batches trained so far, and a way to train one more.
+struct Ledger<'a> {
+    m: &'a SparseMatrix,
+    y: &'a [f64],
+    params: &'a CalibrationParams,
+    opts: &'a FitParams,
+    trials: Vec<Trial>,
+    batches: Vec<Batch>,
+    seconds: f64,
+}
+
+impl Ledger<'_> {
+    /// Starts one model per `lambdas[k]` and trains them together for
+    /// `epochs` in one [`sweep::advance`] call.
+    fn batch(
+        &mut self,
+        stage: Stage,
+        lambdas: &[f64],
+        epochs: u64,
+        on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
+    ) -> Result<Vec<SweepModel>> {
+        let mut models = sweep::start(self.m.cols(), self.params, lambdas)?;
+        let clock = Instant::now();
+        sweep::advance(
+            &mut models,
+            self.m,
+            self.y,
+            self.opts,
+            epochs,
+            &mut |k, p| on_progress(stage, lambdas[k], p),
+        )?;
+        self.seconds += clock.elapsed().as_secs_f64();
+        self.batches.push(Batch {
+            stage,
+            models: models.len(),
+            epochs,
+        });
+        self.trials.extend(models.iter().map(|s| Trial {
+            stage,
+            lambda_l0: s.lambda_l0,
+            epochs,
+            active: active_of(s),
+        }));
+        Ok(models)
+    }
+
+    /// `(λ, active)` of the models of `stage`.
+    fn points(&self, stage: Stage) -> Vec<(f64, usize)> {
+        self.trials
+            .iter()
+            .filter(|t| t.stage == stage)
+            .map(|t| (t.lambda_l0, t.active))
+            .collect()
+    }
 }
 
 /// Trains models with `params` and `opts` (its `lambda_l0` is ignored,
@@ -251,79 +405,114 @@ pub fn fit_to_budget(
         ));
     }
     let epochs = opts.epochs.max(1);
-    let short = ((epochs as f64 * budget.bracket_share).ceil() as u64).clamp(1, epochs);
-    let (lo, hi) = budget.lambda_range;
-    let lambdas = sweep::lambda_grid(lo, hi, budget.bracket)?;
-    let mut bracket = sweep::start(m.cols(), params, &lambdas)?;
-    sweep::advance(&mut bracket, m, y, opts, short, &mut |k, p| {
-        on_progress(Stage::Bracket, lambdas[k], p)
-    })?;
-    let mut trials: Vec<Trial> = bracket
-        .iter()
-        .map(|s| Trial {
-            stage: Stage::Bracket,
-            lambda_l0: s.lambda_l0,
-            epochs: short,
-            active: active_of(s),
-        })
-        .collect();
-    let mut seconds: f64 = bracket.iter().map(|s| s.report.seconds).sum();
-    let mut models_trained = bracket.len();
-    let mut epochs_total = bracket.len() as u64 * short;
-    let mut pilot = bracket.swap_remove(pilot_index(&bracket, budget));
-    drop(bracket);
-    let (lambda, before) = (pilot.lambda_l0, pilot.report.seconds);
-    sweep::advance(
-        std::slice::from_mut(&mut pilot),
+    let mut ledger = Ledger {
         m,
         y,
+        params,
         opts,
-        epochs - short,
-        &mut |_, p| on_progress(Stage::Full, lambda, p),
+        trials: Vec::new(),
+        batches: Vec::new(),
+        seconds: 0.0,
+    };
+    let (lo, hi) = budget.lambda_range;
+    let grid = sweep::lambda_grid(lo, hi, budget.bracket)?;
+    ledger.batch(
+        Stage::Bracket,
+        &grid,
+        budget.short_epochs(epochs),
+        on_progress,
     )?;
-    seconds += pilot.report.seconds - before;
-    epochs_total += epochs - short;
-    let mut full = vec![pilot];
-    loop {
-        let active = full.last().map_or(0, active_of);
-        let lambda_l0 = full.last().map_or(0.0, |s| s.lambda_l0);
-        trials.push(Trial {
-            stage: Stage::Full,
-            lambda_l0,
-            epochs,
-            active,
-        });
-        if budget.met_by(active) || full.len() >= budget.max_fits {
-            break;
+    let mut interval = Some(first_interval(&ledger.points(Stage::Bracket), budget));
+    let mut best: Option<SweepModel> = None;
+    while let Some((a, b)) = interval {
+        let full = ledger.points(Stage::Refine);
+        let lambdas = fresh_grid(a, b, budget.refine, &full)?;
+        let batch = ledger.batch(Stage::Refine, &lambdas, epochs, on_progress)?;
+        // Nearest to K first; among equal misses the larger λ.
+        let better = |s: &SweepModel, than: &SweepModel| {
+            let (ms, mt) = (budget.miss(active_of(s)), budget.miss(active_of(than)));
+            ms < mt || (ms == mt && s.lambda_l0 > than.lambda_l0)
+        };
+        for s in batch {
+            if best.as_ref().is_none_or(|t| better(&s, t)) {
+                best = Some(s);
+            }
         }
-        let points: Vec<(f64, usize)> = full.iter().map(|s| (s.lambda_l0, active_of(s))).collect();
-        let next = next_lambda(&points, budget);
-        if points.iter().any(|p| p.0 == next) {
-            break; // clamped onto a λ already trained: nothing new to learn
-        }
-        let mut batch = sweep::start(m.cols(), params, &[next])?;
-        sweep::advance(&mut batch, m, y, opts, epochs, &mut |_, p| {
-            on_progress(Stage::Full, next, p)
-        })?;
-        seconds += batch[0].report.seconds;
-        models_trained += 1;
-        epochs_total += epochs;
-        full.extend(batch);
+        let met = best.as_ref().is_some_and(|s| budget.met_by(active_of(s)));
+        let refined = ledger.batches.len() - 1;
+        interval = if met || refined >= budget.max_batches {
+            None
+        } else {
+            next_interval(&ledger.points(Stage::Refine), budget)
+        };
     }
-    let target = (budget.target_records as f64).ln();
-    let off = |s: &SweepModel| (log_count(active_of(s)) - target).abs();
-    let best = (0..full.len())
-        .min_by(|&a, &b| off(&full[a]).total_cmp(&off(&full[b])))
-        .unwrap_or(0);
-    let chosen = full.swap_remove(best);
+    let chosen = best.ok_or_else(|| L0Error::config("a record budget trained no full model"))?;
     let active = active_of(&chosen);
     Ok(BudgetFit {
         met: budget.met_by(active),
         active,
         chosen,
-        trials,
-        models_trained,
-        epochs_total,
-        seconds,
+        models_trained: ledger.trials.len(),
+        epochs_total: ledger.trials.iter().map(|t| t.epochs).sum(),
+        trials: ledger.trials,
+        batches: ledger.batches,
+        seconds: ledger.seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(k: usize) -> Budget {
+        Budget::new(k)
+    }
+
+    fn bracket(counts: &[usize]) -> Vec<(f64, usize)> {
+        let grid = sweep::lambda_grid(1e-9, 1e-1, counts.len()).unwrap();
+        grid.into_iter().zip(counts.iter().copied()).collect()
+    }
+
+    #[test]
+    fn the_first_interval_widens_the_crossing_by_a_step_each_side() {
+        // The demo's bracket: 30000 is crossed between 1e-5 and 1e-4.
+        let c = [237690, 236625, 231424, 217010, 155313, 15853, 703, 2, 0];
+        let (a, b) = first_interval(&bracket(&c), &budget(30000));
+        assert_eq!((a, b), (bracket(&c)[3].0, bracket(&c)[6].0));
+        // Flat counts within a factor 2 of K widen the interval to them.
+        let c = [204, 197, 176, 171, 171, 171, 171, 155, 54];
+        let (a, b) = first_interval(&bracket(&c), &budget(200));
+        assert_eq!((a, b), (1e-9, 1e-1));
+        // None cross: the top two steps, or everything.
+        let c = [600; 9];
+        let top = (bracket(&c)[6].0, 1e-1);
+        assert_eq!(first_interval(&bracket(&c), &budget(150)), top);
+        let c = [0; 9];
+        assert_eq!(first_interval(&bracket(&c), &budget(150)), (1e-9, 1e-1));
+    }
+
+    #[test]
+    fn the_next_interval_lies_between_the_nearest_counts_or_one_step_beyond() {
+        let b = budget(100);
+        let p = [(1e-4, 300), (1e-3, 180), (1e-2, 60), (1e-1, 10)];
+        assert_eq!(next_interval(&p, &b), Some((1e-3, 1e-2)));
+        let above = [(1e-4, 300), (1e-3, 180)];
+        let (a, z) = next_interval(&above, &b).unwrap();
+        assert_eq!(a, 1e-3);
+        assert!((z / 1e-2 - 1.0).abs() < 1e-12, "{z}");
+        assert_eq!(next_interval(&[(1e-1, 300)], &b), None);
+        assert_eq!(next_interval(&[(1e-9, 30)], &b), None);
+        let (a, z) = next_interval(&[(1e-7, 30)], &b).unwrap();
+        assert!((a / 1e-8 - 1.0).abs() < 1e-12, "{a}");
+        assert_eq!(z, 1e-7);
+    }
+
+    #[test]
+    fn a_fresh_grid_leaves_out_trained_ends_and_keeps_its_size() {
+        let g = fresh_grid(1e-3, 1e-2, 4, &[(1e-3, 5), (1e-2, 1)]).unwrap();
+        assert_eq!(g.len(), 4);
+        assert!(g.iter().all(|&l| l > 1e-3 && l < 1e-2), "{g:?}");
+        let g = fresh_grid(1e-3, 1e-2, 4, &[]).unwrap();
+        assert_eq!((g.len(), g[0], g[3]), (4, 1e-3, 1e-2));
+    }
 }

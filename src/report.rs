@@ -24,6 +24,7 @@
 //! Every file goes through [`crate::io::write_atomic`] except the log,
 //! which grows during training ([`LogWriter`]).
 
+use crate::budget::Batch;
 use crate::calibration::TargetRole;
 use crate::diagnostics::{TargetCarrier, WeightDiagnostics};
 use crate::error::{L0Error, Result};
@@ -470,15 +471,22 @@ pub struct BudgetSummary {
     pub models_trained: usize,
     /// Epochs trained over all of them.
     pub epochs_total: u64,
-    /// `epochs_total` over the epochs of one fit: the search's cost in fits.
+    /// `epochs_total` over the epochs of one fit: the search's cost in fits
+    /// when its models train one after another.
     pub fits: f64,
+    /// The batches (models started and trained together), in order.
+    pub batches: Vec<Batch>,
+    /// The batches' epochs over the epochs of one fit: its passes over the
+    /// matrix, in fits, when each batch trains in one pass per epoch.
+    pub passes: f64,
     /// Wall time of all the training.
     pub seconds: f64,
 }
 
 impl BudgetSummary {
     /// Keys: target_records, tolerance, lambda_l0, met, models_trained,
-    /// epochs_total, fits, seconds.
+    /// epochs_total, fits, batches (each `{stage, models, epochs}`), passes,
+    /// seconds.
     pub fn to_json(&self) -> Json {
         Json::Object(vec![
             (
@@ -494,9 +502,23 @@ impl BudgetSummary {
             ),
             ("epochs_total".into(), Json::Int(self.epochs_total as i128)),
             ("fits".into(), Json::Num(self.fits)),
+            (
+                "batches".into(),
+                Json::Array(self.batches.iter().map(batch_json).collect()),
+            ),
+            ("passes".into(), Json::Num(self.passes)),
             ("seconds".into(), Json::Num(self.seconds)),
         ])
     }
+}
+
+/// One batch of a record budget's search: `{stage, models, epochs}`.
+fn batch_json(b: &Batch) -> Json {
+    Json::Object(vec![
+        ("stage".into(), Json::Str(b.stage.name().into())),
+        ("models".into(), Json::Int(b.models as i128)),
+        ("epochs".into(), Json::Int(b.epochs as i128)),
+    ])
 }
 
 /// The L0 fit's figures before a refit (summary.json `before_refit`).

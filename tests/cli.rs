@@ -1804,8 +1804,8 @@ fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
         "error: --lambda-l0: every lambda_l0 must be a finite number >= 0, got -2"
     );
     assert_eq!(
-        bad(&["--lambda-l0", "0.1", "--refit"]),
-        "error: --refit is not supported by l0 sweep"
+        bad(&["--lambda-l0", "0.1", "--target-records", "20"]),
+        "error: --target-records is not supported by l0 sweep"
     );
     let mut a = vec!["calibrate".to_string()];
     a.extend(common(&out));
@@ -1814,6 +1814,70 @@ fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
         fails(&a.iter().map(String::as_str).collect::<Vec<_>>()),
         "error: --lambda-l0: l0 calibrate fits one value; l0 sweep trains one model per value of a list"
     );
+}
+
+#[test]
+fn sweep_refit_models_equal_calibrate_refits_and_keep_their_zeros() {
+    let f = problem("sweep-refit", 9, 150, 0.4, None);
+    let (out, plain, single) = (f.dir.join("out"), f.dir.join("plain"), f.dir.join("single"));
+    let args = |cmd: &str, out: &Path, extra: &[&str]| {
+        let mut a = vec![cmd.to_string()];
+        a.extend(f.base_args(out)[1..].iter().map(|s| s.to_string()));
+        a.extend(["--epochs", "60", "--loss", "relative", "--overwrite"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| {
+        let o = l0(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let lambdas = ["0.0001", "0.01", "50"];
+    let list = lambdas.join(",");
+    let err = run(args("sweep", &out, &["--lambda-l0", &list, "--refit"]));
+    run(args("sweep", &plain, &["--lambda-l0", &list]));
+    assert!(err.contains("model 2/3 refit: "), "{err}");
+    assert!(
+        err.contains("warning: model 3/3 (lambda_l0=50.0) kept no record: nothing to refit, its weights stay 0"),
+        "{err}"
+    );
+    let csv = csv_rows(&out.join("sweep.csv"));
+    let before = csv_rows(&plain.join("sweep.csv"));
+    assert_eq!(
+        csv[0].join(","),
+        "lambda_l0,active,sparsity,loss,rel_loss,mean_abs_rel_err,max_abs_rel_err,within_1pct,within_5pct,within_10pct,within_25pct,before_refit_mean_abs_rel_err,before_refit_max_abs_rel_err,before_refit_active"
+    );
+    assert_eq!(before[0].len(), 11);
+    let s = summary(&out);
+    for (k, l) in lambdas.iter().enumerate() {
+        let w = npy(&out.join(format!("weights_{k}.npy")));
+        let l0_w = npy(&plain.join(format!("weights_{k}.npy")));
+        // Zeros stay zero, and nothing else becomes zero.
+        for (a, b) in w.iter().zip(&l0_w) {
+            assert_eq!(*a == 0.0, *b == 0.0, "model {k}");
+        }
+        let active = l0_w.iter().filter(|&&x| x > 0.0).count();
+        // The L0 fit's figures are the plain sweep's.
+        assert_eq!(
+            csv[k + 1][11..],
+            [5, 6, 1].map(|c| before[k + 1][c].clone())
+        );
+        assert_eq!(csv[k + 1][1], active.to_string());
+        let b = &s["models"][k]["before_refit"];
+        assert_eq!(b["active"], active);
+        assert_eq!(b["refit_epochs"], if active > 0 { 30 } else { 0 });
+        if active == 0 {
+            continue;
+        }
+        // A refit moves the weights; they are exactly calibrate --refit's.
+        assert_ne!(w, l0_w, "model {k}");
+        run(args("calibrate", &single, &["--lambda-l0", l, "--refit"]));
+        assert_eq!(w, npy(&single.join("weights.npy")), "model {k}");
+        let one = summary(&single);
+        assert_eq!(one["before_refit"]["active"], active);
+        assert_eq!(s["models"][k]["mean_abs_rel_err"], one["mean_abs_rel_err"]);
+    }
+    assert_eq!(s["settings"]["refit"], true);
 }
 
 #[test]
@@ -1856,11 +1920,27 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let lambda = b["lambda_l0"].as_f64().unwrap();
     assert_eq!(s["lambda_l0"], lambda);
     assert_eq!(s["settings"]["lambda_l0"], lambda);
-    let models = b["models_trained"].as_u64().unwrap();
-    assert!((9..=12).contains(&models), "{models}");
+    // A bracket batch of 9 models x 10 epochs, then refining batches of 8
+    // full-length models trained together.
+    let batches = b["batches"].as_array().unwrap();
+    let refining = batches.len() as u64 - 1;
+    assert!((1..=2).contains(&refining), "{batches:?}");
+    assert_eq!(
+        batches[0],
+        serde_json::json!({"stage": "bracket", "models": 9, "epochs": 10})
+    );
+    for r in &batches[1..] {
+        assert_eq!(
+            *r,
+            serde_json::json!({"stage": "refine", "models": 8, "epochs": 200})
+        );
+    }
+    assert_eq!(b["models_trained"], 9 + 8 * refining);
     let epochs = b["epochs_total"].as_u64().unwrap();
-    assert_eq!(epochs, 9 * 10 + 190 + 200 * (models - 9));
+    assert_eq!(epochs, 9 * 10 + 8 * 200 * refining);
     assert_eq!(b["fits"], epochs as f64 / 200.0);
+    assert_eq!(b["passes"], (10 + 200 * refining) as f64 / 200.0);
+    assert!(err.contains("  refine lambda_l0="), "{err}");
     assert_eq!(s["before_refit"]["active"], active);
     // The same run with its lambda given is the same model.
     let given = format!("{lambda:?}");
@@ -1869,7 +1949,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     // Two epochs close no gate: the nearest count is all 150 records.
     let (_, err) = run(&["--epochs", "2", "--target-records", "75"]);
     assert!(
-        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
+        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 8 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
         "{err}"
     );
     let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());

@@ -579,9 +579,10 @@ def fit_to_budget(
     (non-zero deterministic weights) within ``records_tolerance`` (met when
     ``|active - K| <= records_tolerance * K``), as ``l0 calibrate
     --target-records K`` does (the library's ``l0::budget::fit_to_budget``):
-    a bracket of 9 short fits over ``lambda_l0`` in ``lambda_range``
-    (log-spaced; default 1e-9..1e-1, the CLI's), then up to 4 full-length
-    fits interpolated towards K.
+    a batch of 9 short models (5% of the epochs) over ``lambda_l0`` in
+    ``lambda_range`` (log-spaced; default 1e-9..1e-1, the CLI's) locates K,
+    then up to 2 batches of 8 full-length models, each trained together,
+    close in on it.
 
     ``model_args`` are the constructor's (with ``seed=None`` one seed is
     drawn and shared by all models; ``use_gates`` must stay True); the other
@@ -596,10 +597,14 @@ def fit_to_budget(
     ``fit_report_`` is that fit's); ``report`` is a dict: ``lambda_l0``,
     ``active``, ``met``, ``target_records``, ``tolerance``,
     ``models_trained``, ``epochs_total``, ``fits`` (``epochs_total /
-    epochs``, the cost in single fits), ``seconds``, ``shortfall`` (None
-    when met, else one line naming the nearest count reached, also issued
-    as a ``RuntimeWarning``) and ``trials`` (every model trained: ``stage``
-    "bracket" or "full", ``lambda_l0``, ``epochs``, ``active``). A budget
+    epochs``, the cost in single fits of models trained one after another),
+    ``batches`` (each ``stage``, ``models``, ``epochs``: models started and
+    trained together), ``passes`` (the batches' epochs over ``epochs``: the
+    cost in passes over the matrix when a batch trains in one pass),
+    ``seconds``, ``shortfall`` (None when met, else one line naming the
+    nearest count reached, also issued as a ``RuntimeWarning``) and
+    ``trials`` (every model trained: ``stage`` "bracket" or "refine",
+    ``lambda_l0``, ``epochs``, ``active``). A budget
     not met is not an error. ``target_records`` of 0 or above the columns,
     or a tolerance outside (0, 1), raises ``ValueError``.
     """

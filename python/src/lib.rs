@@ -1251,7 +1251,7 @@ fn fit_to_budget<'py>(
     lambda_range: (f64, f64),
     printer: Option<Py<PyAny>>,
 ) -> PyResult<(PyCalibration, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    use l0::budget::{Budget, Stage};
+    use l0::budget::Budget;
     let y = slice("y", &y)?;
     let opts = fit_params(opts)?;
     let params = template.params_with_seed(template.model.seed());
@@ -1264,12 +1264,8 @@ fn fit_to_budget<'py>(
     let mut link = PyLink::new(printer, opts.report_every);
     let r = py.detach(|| {
         l0::budget::fit_to_budget(&m.m, y, &params, &opts, &budget, &mut |stage, lambda, p| {
-            let what = match stage {
-                Stage::Bracket => "bracket",
-                Stage::Full => "full fit",
-            };
             link.step = p.epoch;
-            link.print(&format!("[{what} lambda_l0={lambda}] {p}"))?;
+            link.print(&format!("[{} lambda_l0={lambda}] {p}", stage.name()))?;
             interrupted(&mut link)
         })
     });
@@ -1290,11 +1286,7 @@ fn fit_to_budget<'py>(
         .iter()
         .map(|t| {
             let e = PyDict::new(py);
-            let stage = match t.stage {
-                Stage::Bracket => "bracket",
-                Stage::Full => "full",
-            };
-            e.set_item("stage", stage)?;
+            e.set_item("stage", t.stage.name())?;
             e.set_item("lambda_l0", t.lambda_l0)?;
             e.set_item("epochs", t.epochs)?;
             e.set_item("active", t.active)?;
@@ -1302,6 +1294,19 @@ fn fit_to_budget<'py>(
         })
         .collect::<PyResult<Vec<_>>>()?;
     d.set_item("trials", trials)?;
+    let batches = fit
+        .batches
+        .iter()
+        .map(|b| {
+            let e = PyDict::new(py);
+            e.set_item("stage", b.stage.name())?;
+            e.set_item("models", b.models)?;
+            e.set_item("epochs", b.epochs)?;
+            Ok(e)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("batches", batches)?;
+    d.set_item("passes", fit.passes(opts.epochs))?;
     let report = report_dict(py, &fit.chosen.report)?;
     Ok((
         PyCalibration {

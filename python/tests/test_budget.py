@@ -40,14 +40,18 @@ def test_budget_met_within_tolerance(searched):
     assert abs(active - K) <= 0.05 * K
     assert r["target_records"] == K and r["tolerance"] == 0.05
     assert 1e-9 <= r["lambda_l0"] <= 1e-1
-    full = [t for t in r["trials"] if t["stage"] == "full"]
+    full = [t for t in r["trials"] if t["stage"] == "refine"]
     bracket = [t for t in r["trials"] if t["stage"] == "bracket"]
-    assert len(bracket) == 9 and 1 <= len(full) <= 4
+    assert len(bracket) == 9 and len(full) in (8, 16)
     assert all(t["epochs"] == FIT["epochs"] for t in full)
     assert r["lambda_l0"] in [t["lambda_l0"] for t in full]
-    assert r["models_trained"] == 9 + len(full) - 1
-    assert r["epochs_total"] == 9 * 10 + (FIT["epochs"] - 10) + (len(full) - 1) * FIT["epochs"]
+    batches = r["batches"]
+    assert batches[0] == {"stage": "bracket", "models": 9, "epochs": 10}
+    assert batches[1:] == [{"stage": "refine", "models": 8, "epochs": FIT["epochs"]}] * (len(full) // 8)
+    assert r["models_trained"] == 9 + len(full)
+    assert r["epochs_total"] == 9 * 10 + len(full) * FIT["epochs"]
     assert r["fits"] == r["epochs_total"] / FIT["epochs"]
+    assert r["passes"] == (10 + (len(batches) - 1) * FIT["epochs"]) / FIT["epochs"]
     assert r["seconds"] >= 0.0
     assert model.fit_report_["epochs"] == FIT["epochs"]
 
@@ -81,7 +85,7 @@ def test_verbose_prints_per_model(sparse_truth, capsys):
     with pytest.warns(RuntimeWarning):  # 40 epochs keep every record
         fit_to_budget(m, y, K, lr=0.1, epochs=40, verbose=True, verbose_freq=2, seed=1)
     out = capsys.readouterr().out
-    assert "[bracket lambda_l0=0.000000001] Epoch    2:" in out and "[full fit lambda_l0=" in out
+    assert "[bracket lambda_l0=0.000000001] Epoch    2:" in out and "[refine lambda_l0=" in out
 
 
 def test_budget_errors(sparse_truth):

@@ -3,7 +3,7 @@
 
 use super::calibrate::CalibrateArgs;
 use super::*;
-use l0::budget::{fit_to_budget, Budget, BudgetFit, Stage};
+use l0::budget::{fit_to_budget, Budget, BudgetFit};
 use l0::report::BudgetSummary;
 
 /// The record budget of the flags (None without --target-records), checked
@@ -51,24 +51,25 @@ pub(super) fn search(
     budget: &Budget,
 ) -> l0::Result<BudgetFit> {
     eprintln!(
-        "record budget: {} records within {}%: a bracket of {} short fits over lambda_l0 {:e}..{:e}, then full fits",
+        "record budget: {} records within {}%: a bracket batch of {} models x {} epoch(s) over lambda_l0 {:e}..{:e}, then at most {} refining batch(es) of {} models x {} epochs",
         budget.target_records,
         100.0 * budget.tolerance,
         budget.bracket,
+        budget.short_epochs(opts.epochs),
         budget.lambda_range.0,
-        budget.lambda_range.1
+        budget.lambda_range.1,
+        budget.max_batches,
+        budget.refine,
+        opts.epochs
     );
     let opts = FitParams {
         report_every: None,
         ..opts.clone()
     };
     fit_to_budget(m, y, params, &opts, budget, &mut |stage, lambda, p| {
-        let what = match stage {
-            Stage::Bracket => "bracket",
-            Stage::Full => "full fit",
-        };
         eprintln!(
-            "  {what} lambda_l0={lambda:.3e}: active={} after {} more epoch(s), mean_error={:.4}%",
+            "  {} lambda_l0={lambda:.3e}: active={} after {} epoch(s), mean_error={:.4}%",
+            stage.name(),
             p.active,
             p.epochs,
             100.0 * p.mean_rel_err
@@ -87,6 +88,8 @@ pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSu
         models_trained: fit.models_trained,
         epochs_total: fit.epochs_total,
         fits: fit.epochs_total as f64 / epochs.max(1) as f64,
+        batches: fit.batches.clone(),
+        passes: fit.passes(epochs),
         seconds: fit.seconds,
     }
 }
@@ -94,15 +97,24 @@ pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSu
 /// The lines printed after the results: what was found and what it cost,
 /// and a warning when the budget was not met.
 pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
+    let batches: Vec<String> = s
+        .batches
+        .iter()
+        .map(|b| format!("{}x{}", b.models, b.epochs))
+        .collect();
     println!(
-        "record budget: lambda_l0 {:e} keeps {} records (target {} within {}%); search: {} models, {} epochs = {:.2} fits, {:.1} s",
+        "record budget: lambda_l0 {:e} keeps {} records (target {} within {}%); search: {} models in {} batches (models x epochs: {}) = {} model-epochs ({:.2} fits), {} batch epochs ({:.2} fits), {:.1} s",
         s.lambda_l0,
         fit.active,
         s.target_records,
         100.0 * s.tolerance,
         s.models_trained,
+        s.batches.len(),
+        batches.join(", "),
         s.epochs_total,
         s.fits,
+        s.batches.iter().map(|b| b.epochs).sum::<u64>(),
+        s.passes,
         s.seconds
     );
     if let Some(w) = fit.shortfall(budget) {

@@ -1270,7 +1270,7 @@ fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
 
 /// The epochs of --refit (None without it): --refit-epochs, else half the
 /// epochs (at least 1).
-fn refit_epochs(r: &Resolved, epochs: u64) -> CliResult<Option<u64>> {
+pub(super) fn refit_epochs(r: &Resolved, epochs: u64) -> CliResult<Option<u64>> {
     let given = r.get("refit_epochs");
     if !r.bool("refit") {
         return match given {
@@ -1289,26 +1289,26 @@ fn refit_epochs(r: &Resolved, epochs: u64) -> CliResult<Option<u64>> {
     }
 }
 
-/// The refit of `model` for `epochs` epochs, its progress printed as
-/// "refit" lines every `every` epochs.
-fn run_refit(
+/// The refit of `model` for `epochs` epochs, its progress printed every
+/// `every` epochs on lines that start with `label` ("refit").
+pub(super) fn run_refit(
     model: &Calibration,
     m: &SparseMatrix,
     y: &[f64],
     opts: &FitParams,
-    epochs: u64,
-    every: u64,
+    (epochs, every): (u64, u64),
+    label: &str,
 ) -> CliResult<l0::calibration::Refit> {
     let active = model.active_weights().count;
     eprintln!(
-        "refit: {active} record(s) kept, gates dropped, {epochs} epoch(s) with lambda_l0 = 0"
+        "{label}: {active} record(s) kept, gates dropped, {epochs} epoch(s) with lambda_l0 = 0"
     );
     let opts = FitParams {
         report_every: Some(every.min(epochs)),
         ..opts.clone()
     };
     Ok(model.refit_with(m, y, &opts, epochs, &mut |p| {
-        eprintln!("refit {p}");
+        eprintln!("{label} {p}");
         Ok(())
     })?)
 }
@@ -1458,7 +1458,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let (weights, before_refit) = match refit {
         None => (l0_weights, None),
         Some(e) => {
-            let refit = run_refit(&model, m, y, &opts, e, progress_every)?;
+            let refit = run_refit(&model, m, y, &opts, (e, progress_every), "refit")?;
             let rows = report::target_rows(&problem.names, y, &m.mul_vec(&l0_weights)?, &roles);
             let before = BeforeRefit {
                 accuracy: Accuracy::of(&rows),

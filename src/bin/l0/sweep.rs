@@ -1,12 +1,18 @@
 //! `l0 sweep`: one calibration model per L0 strength on the inputs and
-//! flags of `l0 calibrate` ([`l0::sweep::sweep`]), written as sweep.csv,
-//! weights_<k>.npy, summary.json and sweep.svg.
+//! flags of `l0 calibrate` ([`l0::sweep::sweep`]), each refit after the
+//! batch with `--refit`, written as sweep.csv, weights_<k>.npy,
+//! summary.json and sweep.svg.
 
-use super::calibrate::{load_problem, plan, resolve, settle_seed, CalibrateArgs, Problem, Sources};
+use super::calibrate::{
+    load_problem, plan, refit_epochs, resolve, run_refit, settle_seed, CalibrateArgs, Problem,
+    Sources,
+};
 use super::inputs::positive;
 use super::outdir;
 use super::*;
+use l0::calibration::FitReport;
 use l0::plot::{sweep_svg, SweepPoint};
+use l0::report::BeforeRefit;
 use l0::sweep::SweepModel;
 
 #[derive(Args)]
@@ -19,8 +25,9 @@ pub(super) struct SweepArgs {
     lambda_grid: Option<String>,
 }
 
-/// The columns of sweep.csv (the holdout's two only with a holdout).
-const COLUMNS: [&str; 13] = [
+/// The columns of sweep.csv (the holdout's two only with a holdout, the
+/// last three only with --refit).
+const COLUMNS: [&str; 16] = [
     "lambda_l0",
     "active",
     "sparsity",
@@ -34,6 +41,9 @@ const COLUMNS: [&str; 13] = [
     "within_25pct",
     "holdout_mean_abs_rel_err",
     "holdout_max_abs_rel_err",
+    "before_refit_mean_abs_rel_err",
+    "before_refit_max_abs_rel_err",
+    "before_refit_active",
 ];
 
 /// The L0 strengths: a --lambda-l0 list or a --lambda-grid.
@@ -48,7 +58,6 @@ fn refuse_unsupported(a: &CalibrateArgs) -> CliResult<()> {
         ("--resume", a.resume.is_some()),
         ("--checkpoint-every", a.checkpoint_every.is_some()),
         ("--log-every", a.log_every.is_some()),
-        ("--refit", a.refit || a.refit_epochs.is_some()),
         (
             "--target-records",
             a.target_records.is_some() || a.records_tolerance.is_some(),
@@ -61,7 +70,8 @@ fn refuse_unsupported(a: &CalibrateArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// One model's figures and deterministic weights.
+/// One model's figures and deterministic weights (after --refit, the
+/// refit's, with the L0 fit's figures in `before_refit`).
 struct Row {
     lambda_l0: f64,
     weights: Vec<f64>,
@@ -69,22 +79,48 @@ struct Row {
     loss: f64,
     accuracy: Accuracy,
     holdout: Option<Accuracy>,
+    before_refit: Option<BeforeRefit>,
+}
+
+/// The last epoch's total loss of a fit (NaN when none ran).
+fn last_loss(r: &FitReport) -> f64 {
+    r.last.as_ref().map_or(f64::NAN, |l| l.total_loss)
 }
 
 impl Row {
-    fn of(s: &SweepModel, p: &Problem, roles: &[TargetRole]) -> CliResult<Self> {
-        let w = s.model.weights(true);
-        let rows = report::target_rows(&p.names, &p.y, &p.m.mul_vec(&w)?, roles);
+    fn of(
+        lambda_l0: f64,
+        weights: Vec<f64>,
+        loss: f64,
+        p: &Problem,
+        roles: &[TargetRole],
+    ) -> CliResult<Self> {
+        let rows = report::target_rows(&p.names, &p.y, &p.m.mul_vec(&weights)?, roles);
         Ok(Row {
-            lambda_l0: s.lambda_l0,
-            active: w.iter().filter(|&&x| x > 0.0).count(),
-            weights: w,
-            loss: s.report.last.as_ref().map_or(f64::NAN, |l| l.total_loss),
+            lambda_l0,
+            active: weights.iter().filter(|&&x| x > 0.0).count(),
+            weights,
+            loss,
             accuracy: Accuracy::of(&rows),
             holdout: Accuracy::holdout(&rows),
+            before_refit: None,
         })
     }
 
+    /// These figures as the ones before a refit of `epochs` epochs that
+    /// took `seconds`.
+    fn before(&self, epochs: u64, seconds: f64) -> BeforeRefit {
+        BeforeRefit {
+            accuracy: self.accuracy.clone(),
+            holdout: self.holdout.clone(),
+            active: self.active,
+            refit_epochs: epochs,
+            refit_seconds: seconds,
+        }
+    }
+
+    /// The figures and weights as JSON pairs, also sweep.csv's columns
+    /// (the holdout's only with a holdout).
     fn fields(&self, cols: usize) -> Vec<(String, Json)> {
         let a = &self.accuracy;
         let mut f = vec![
@@ -108,6 +144,72 @@ impl Row {
         }
         f
     }
+
+    /// sweep.csv's row: [`Row::fields`] and, after a refit, the L0 fit's
+    /// mean and max error and active count.
+    fn csv_fields(&self, cols: usize) -> Vec<(String, Json)> {
+        let mut f = self.fields(cols);
+        if let Some(b) = &self.before_refit {
+            let a = &b.accuracy;
+            f.push((COLUMNS[13].into(), Json::Num(a.mean_abs_rel_err)));
+            f.push((COLUMNS[14].into(), Json::Num(a.max_abs_rel_err)));
+            f.push((COLUMNS[15].into(), Json::Int(b.active as i128)));
+        }
+        f
+    }
+
+    /// summary.json's `models` entry: [`Row::fields`] and, after a refit,
+    /// `before_refit` ([`BeforeRefit::to_json`]).
+    fn json(&self, cols: usize) -> Json {
+        let mut f = self.fields(cols);
+        if let Some(b) = &self.before_refit {
+            f.push(("before_refit".into(), b.to_json()));
+        }
+        Json::Object(f)
+    }
+}
+
+/// Model `k` of `of`'s row: its deterministic weights, or with `refit`
+/// (its epochs and progress interval) the weights of its refit, whose
+/// progress lines start with "model k/of refit". A model that kept no
+/// record is not refit (a refit needs one); a warning says so.
+fn row_of(
+    (k, of): (usize, usize),
+    s: &SweepModel,
+    p: &Problem,
+    roles: &[TargetRole],
+    opts: &FitParams,
+    refit: Option<(u64, u64)>,
+) -> CliResult<Row> {
+    let row = Row::of(
+        s.lambda_l0,
+        s.model.weights(true),
+        last_loss(&s.report),
+        p,
+        roles,
+    )?;
+    let Some((epochs, every)) = refit else {
+        return Ok(row);
+    };
+    if row.active == 0 {
+        eprintln!(
+            "warning: model {}/{of} (lambda_l0={:?}) kept no record: nothing to refit, its weights stay 0",
+            k + 1,
+            s.lambda_l0
+        );
+        let before = row.before(0, 0.0);
+        return Ok(Row {
+            before_refit: Some(before),
+            ..row
+        });
+    }
+    let label = format!("model {}/{of} refit", k + 1);
+    let r = run_refit(&s.model, &p.m, &p.y, opts, (epochs, every), &label)?;
+    let before = row.before(epochs, r.report.seconds);
+    Ok(Row {
+        before_refit: Some(before),
+        ..Row::of(s.lambda_l0, r.weights(), last_loss(&r.report), p, roles)?
+    })
 }
 
 fn csv_text(v: &Json) -> String {
@@ -125,13 +227,22 @@ fn write_outputs(
     summary: &Json,
     title: &str,
 ) -> CliResult<()> {
-    let holdout = rows.iter().any(|r| r.holdout.is_some());
-    let header = &COLUMNS[..if holdout { 13 } else { 11 }];
+    // Every row has the same columns: the first names them.
+    let header: Vec<String> = rows[0]
+        .csv_fields(cols)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
     l0::io::csv::write_csv(
         &dir.join("sweep.csv"),
-        header,
-        rows.iter()
-            .map(|r| r.fields(cols).iter().map(|(_, v)| csv_text(v)).collect()),
+        &header,
+        rows.iter().map(|r| {
+            r.csv_fields(cols)
+                .iter()
+                .map(|(_, v)| csv_text(v))
+                .collect()
+        }),
     )?;
     for (k, r) in rows.iter().enumerate() {
         write_npy_f64(&dir.join(format!("weights_{k}.npy")), &r.weights)?;
@@ -152,6 +263,46 @@ fn write_outputs(
     Ok(())
 }
 
+/// The lines printed at the end: cost (of the fits, `seconds`, and of the
+/// refits of `refit` epochs), one line per model, the files.
+fn print_results(rows: &[Row], epochs: u64, refit: Option<u64>, seconds: f64, out: &Path) {
+    let refits = refit.map_or(String::new(), |e| {
+        let spent: f64 = rows
+            .iter()
+            .filter_map(|r| Some(r.before_refit.as_ref()?.refit_seconds))
+            .sum();
+        format!("; refits of {e} epochs in {spent:.1} s")
+    });
+    println!(
+        "done: {} models x {epochs} epochs in {seconds:.1} s{refits}",
+        rows.len()
+    );
+    for r in rows {
+        let held = r.holdout.as_ref().map_or(String::new(), |h| {
+            format!(", holdout mean {:.3}%", 100.0 * h.mean_abs_rel_err)
+        });
+        let before = r.before_refit.as_ref().map_or(String::new(), |b| {
+            format!(
+                " (before refit: mean {:.3}%, max {:.2}%)",
+                100.0 * b.accuracy.mean_abs_rel_err,
+                100.0 * b.accuracy.max_abs_rel_err
+            )
+        });
+        println!(
+            "lambda_l0 {:<10} active {:>8}  mean |rel err| {:.3}%, max {:.2}%{held}{before}",
+            format!("{:.4e}", r.lambda_l0),
+            r.active,
+            100.0 * r.accuracy.mean_abs_rel_err,
+            100.0 * r.accuracy.max_abs_rel_err
+        );
+    }
+    println!(
+        "outputs in {}: sweep.csv, sweep.svg, summary.json, weights_0.npy .. weights_{}.npy",
+        out.display(),
+        rows.len() - 1
+    );
+}
+
 pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     let a = &args.calibrate;
     refuse_unsupported(a)?;
@@ -163,6 +314,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     let mut resolved = resolve(a, problem.demo, None);
     let seed = settle_seed(&mut resolved, None);
     let plan = plan(&resolved, a, &problem, seed, false)?;
+    let refit = refit_epochs(&resolved, plan.epochs)?;
     if must_clear {
         outdir::clear(&out)?;
     }
@@ -189,9 +341,11 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         Ok(())
     })?;
     let roles = plan.roles(m.rows());
+    let refit_every = refit.map(|e| (e, a.fit.progress_every.unwrap_or((e / 4).max(1))));
     let rows: Vec<Row> = models
         .iter()
-        .map(|s| Row::of(s, &problem, &roles))
+        .enumerate()
+        .map(|(k, s)| row_of((k, k_all), s, &problem, &roles, &opts, refit_every))
         .collect::<CliResult<_>>()?;
     let seconds = start.elapsed().as_secs_f64();
     let mut settings = resolved.json();
@@ -210,16 +364,13 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         ("seed".into(), Json::Int(seed as i128)),
         (
             "models".into(),
-            Json::Array(
-                rows.iter()
-                    .map(|r| Json::Object(r.fields(m.cols())))
-                    .collect(),
-            ),
+            Json::Array(rows.iter().map(|r| r.json(m.cols())).collect()),
         ),
         ("settings".into(), Json::Object(settings)),
     ]);
+    let refits = refit.map_or(String::new(), |e| format!(", each refit {e} epochs"));
     let title = format!(
-        "l0 sweep: {} models, {} epochs, {} targets x {} records",
+        "l0 sweep: {} models, {} epochs{refits}, {} targets x {} records",
         lambdas.len(),
         plan.epochs,
         m.rows(),
@@ -228,27 +379,6 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     outdir::commit(&out, |dir| {
         write_outputs(dir, &rows, m.cols(), &summary, &title)
     })?;
-    println!(
-        "done: {} models x {} epochs in {seconds:.1} s",
-        lambdas.len(),
-        plan.epochs
-    );
-    for r in &rows {
-        let held = r.holdout.as_ref().map_or(String::new(), |h| {
-            format!(", holdout mean {:.3}%", 100.0 * h.mean_abs_rel_err)
-        });
-        println!(
-            "lambda_l0 {:<10} active {:>8}  mean |rel err| {:.3}%, max {:.2}%{held}",
-            format!("{:.4e}", r.lambda_l0),
-            r.active,
-            100.0 * r.accuracy.mean_abs_rel_err,
-            100.0 * r.accuracy.max_abs_rel_err
-        );
-    }
-    println!(
-        "outputs in {}: sweep.csv, sweep.svg, summary.json, weights_0.npy .. weights_{}.npy",
-        out.display(),
-        lambdas.len() - 1
-    );
+    print_results(&rows, plan.epochs, refit, seconds, &out);
     Ok(())
 }
