@@ -37,15 +37,7 @@ fn bench_problem(c: &mut Criterion, name: &str, m: &SparseMatrix, y: &[f64]) {
         seed: 1,
         ..Default::default()
     };
-    let problem = Problem {
-        matrix: m,
-        targets: y,
-        target_weight: &weight,
-        denom: &denom,
-        hyper,
-        noise: Default::default(),
-        max_p: None,
-    };
+    let problem = Problem::new(m, y, &weight, &denom, hyper);
     let mut group = c.benchmark_group(format!("epoch/{name}"));
     group.throughput(Throughput::Bytes(m.storage_bytes() as u64));
     group

@@ -32,7 +32,7 @@
 
 use l0::backend::cuda::peak_bandwidth;
 use l0::backend::{
-    epoch_bytes, gather_bytes, make_backend, Backend, Device, Hyper, Noise, ParamState, Problem,
+    epoch_bytes, gather_bytes, make_backend, Backend, Device, Hyper, ParamState, Problem,
 };
 use l0::engine::{self, Silent};
 use l0::hard_concrete::TestGate;
@@ -148,20 +148,13 @@ fn bench(args: &Args) -> l0::Result<()> {
         args.spec.areas,
         t.elapsed().as_secs_f64()
     );
-    let problem = Problem {
-        matrix: m,
-        targets: &p.targets,
-        target_weight: &weight,
-        denom: &denom,
-        hyper: Hyper {
-            lambda_l0: 1e-6,
-            lr: 0.15,
-            seed: args.spec.seed,
-            ..Default::default()
-        },
-        noise: Noise::Philox,
-        max_p: None,
+    let hyper = Hyper {
+        lambda_l0: 1e-6,
+        lr: 0.15,
+        seed: args.spec.seed,
+        ..Default::default()
     };
+    let problem = Problem::new(m, &p.targets, &weight, &denom, hyper);
     let state = ParamState::new(vec![0.0; cols], vec![0.0; cols], None);
     let (bytes, gathers) = (epoch_bytes(m), gather_bytes(m));
     println!(

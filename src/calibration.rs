@@ -974,13 +974,8 @@ impl FitInputs {
     /// The backend's problem for matrix `m`, targets `y` and `hyper`.
     fn problem<'a>(&'a self, m: &'a SparseMatrix, y: &'a [f64], hyper: Hyper) -> Problem<'a> {
         Problem {
-            matrix: m,
-            targets: y,
-            target_weight: &self.tw.weight,
-            denom: &self.tw.denom,
-            hyper,
-            noise: Default::default(),
             max_p: self.max_p.as_deref(),
+            ..Problem::new(m, y, &self.tw.weight, &self.tw.denom, hyper)
         }
     }
 }

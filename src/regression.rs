@@ -618,15 +618,7 @@ fn loss_problem<'a>(
     denom: &'a [f64],
     hyper: Hyper,
 ) -> Problem<'a> {
-    Problem {
-        matrix: x,
-        targets: y,
-        target_weight: weight,
-        denom,
-        hyper,
-        noise: Default::default(),
-        max_p: None,
-    }
+    Problem::new(x, y, weight, denom, hyper)
 }
 
 /// Turns the engine's snapshots into progress for model `k` (its total

@@ -6,7 +6,7 @@ mod common;
 
 use common::{random_matrix, Rng};
 use l0::backend::cpu::CpuBackend;
-use l0::backend::{Backend, Hyper, Noise, Problem};
+use l0::backend::{Backend, Hyper, Problem};
 use l0::calibration::{
     weight_caps, ActiveWeights, Calibration, CalibrationParams, FitParams, Init, Loss,
 };
@@ -384,15 +384,7 @@ fn many_columns_same_result_whatever_the_thread_count() {
     let one = same_state_for_1_2_3_threads(&m, &y, seeded(3), opts);
 
     let (weight, denom) = (vec![1.0; q], vec![1.0; q]);
-    let problem = Problem {
-        matrix: &m,
-        targets: &y,
-        target_weight: &weight,
-        denom: &denom,
-        hyper: Hyper::default(),
-        noise: Noise::Philox,
-        max_p: None,
-    };
+    let problem = Problem::new(&m, &y, &weight, &denom, Hyper::default());
     let mut b = CpuBackend::new(problem, Some(2)).unwrap();
     b.load_state(&one).unwrap();
     b.sample_weights(one.step).unwrap();

@@ -207,15 +207,7 @@ fn hyper(intercept: bool, lambda_l2: f64) -> Hyper {
 
 impl Synthetic {
     fn problem(&self, hyper: Hyper) -> Problem<'_> {
-        Problem {
-            matrix: &self.m,
-            targets: &self.y,
-            target_weight: &self.weight,
-            denom: &self.denom,
-            hyper,
-            noise: Noise::Philox,
-            max_p: None,
-        }
+        Problem::new(&self.m, &self.y, &self.weight, &self.denom, hyper)
     }
 
     fn state(&self, intercept: bool) -> ParamState {

@@ -195,13 +195,8 @@ fn cpu_backend_gradients_match_the_f64_derivation() {
         };
         let (gp, ga, gb) = s64.gradient(&f64s(&p32), &f64s(&a32), 0.5);
         let problem = Problem {
-            matrix: &m,
-            targets: &s64.y,
-            target_weight: &s64.g,
-            denom: &s64.d,
-            hyper: hy,
             noise: Noise::Replay(&table),
-            max_p: None,
+            ..Problem::new(&m, &s64.y, &s64.g, &s64.d, hy)
         };
         let mut be = CpuBackend::new(problem, Some(1)).unwrap();
         be.load_state(&ParamState::new(p32, a32, Some(0.5)))

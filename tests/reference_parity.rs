@@ -82,13 +82,8 @@ struct Case {
 impl Case {
     fn problem(&self) -> Problem<'_> {
         Problem {
-            matrix: &self.m,
-            targets: &self.y,
-            target_weight: &self.weight,
-            denom: &self.denom,
-            hyper: self.hyper,
             noise: Noise::Replay(&self.table),
-            max_p: None,
+            ..Problem::new(&self.m, &self.y, &self.weight, &self.denom, self.hyper)
         }
     }
 

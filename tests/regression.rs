@@ -168,13 +168,8 @@ fn gradients_match_finite_differences_of_the_loss() {
     let weight = vec![1.0 / n as f64; n];
     let denom = vec![1.0; n];
     let problem = Problem {
-        matrix: &m,
-        targets: &y,
-        target_weight: &weight,
-        denom: &denom,
-        hyper,
         noise: Noise::Replay(&u),
-        max_p: None,
+        ..Problem::new(&m, &y, &weight, &denom, hyper)
     };
     let mut be = CpuBackend::new(problem, Some(1)).unwrap();
     be.load_state(&ParamState::new(p.clone(), a.clone(), Some(b)))
@@ -556,15 +551,7 @@ fn long_columns_are_split_across_threads_with_the_same_result() {
         ..Default::default()
     };
     let (weight, denom) = (vec![1.0 / n as f64; n], vec![1.0; n]);
-    let problem = Problem {
-        matrix: &m,
-        targets: &y,
-        target_weight: &weight,
-        denom: &denom,
-        hyper,
-        noise: Noise::Philox,
-        max_p: None,
-    };
+    let problem = Problem::new(&m, &y, &weight, &denom, hyper);
     let p: Vec<f32> = (0..k).map(|i| 0.1 * i as f32 - 1.0).collect();
     for threads in [1, 3] {
         let mut be = CpuBackend::new(problem, Some(threads)).unwrap();

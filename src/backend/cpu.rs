@@ -1280,15 +1280,7 @@ mod tests {
             seed: 9,
             ..Default::default()
         };
-        let problem = Problem {
-            matrix: &m,
-            targets: &y,
-            target_weight: &weight,
-            denom: &denom,
-            hyper,
-            noise: Default::default(),
-            max_p: None,
-        };
+        let problem = Problem::new(&m, &y, &weight, &denom, hyper);
         let mut uniform = |lo: f32, hi: f32| -> Vec<f32> {
             (0..n)
                 .map(|_| lo + (hi - lo) * rng.random::<f32>())

@@ -221,7 +221,28 @@ pub struct Problem<'a> {
     pub max_p: Option<&'a [f32]>,
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    /// The problem of `matrix`, `targets` with loss weights `target_weight`
+    /// and error scales `denom` under `hyper`, with Philox gate noise and no
+    /// bound on `p` (set `noise` and `max_p` by struct update).
+    pub fn new(
+        matrix: &'a SparseMatrix,
+        targets: &'a [f64],
+        target_weight: &'a [f64],
+        denom: &'a [f64],
+        hyper: Hyper,
+    ) -> Self {
+        Problem {
+            matrix,
+            targets,
+            target_weight,
+            denom,
+            hyper,
+            noise: Noise::Philox,
+            max_p: None,
+        }
+    }
+
     /// Refuses per-row vectors that are not one per matrix row and a bound
     /// `max_p` that is not one per column.
     pub fn check_lengths(&self) -> Result<()> {
