@@ -1136,25 +1136,24 @@ fn mean_max(rel: &[f64], qs: &[usize]) -> (f64, f64) {
 #[derive(Clone, Debug)]
 pub struct TargetMetrics<'a> {
     y: &'a [f64],
-    role: Vec<TargetRole>,
+    /// The targets in the loss.
+    train: Vec<usize>,
+    /// The holdout targets.
+    held: Vec<usize>,
     groups: Option<Vec<i64>>,
 }
 
 impl<'a> TargetMetrics<'a> {
     /// Metrics for targets `y`, groups, exclusions and holdout from `opts`.
     pub fn new(y: &'a [f64], opts: &FitParams) -> Result<Self> {
+        let role = target_roles(y.len(), opts);
+        let with_role = |r: TargetRole| (0..role.len()).filter(|&q| role[q] == r).collect();
         Ok(TargetMetrics {
             y,
-            role: target_roles(y.len(), opts),
+            train: with_role(TargetRole::Train),
+            held: with_role(TargetRole::Holdout),
             groups: opts.target_groups.clone(),
         })
-    }
-
-    /// The targets playing `role`.
-    fn with_role(&self, role: TargetRole) -> Vec<usize> {
-        (0..self.role.len())
-            .filter(|&q| self.role[q] == role)
-            .collect()
     }
 
     /// Progress from a snapshot.
@@ -1165,13 +1164,12 @@ impl<'a> TargetMetrics<'a> {
             .zip(s.yhat)
             .map(|(y, yh)| ((y - yh) / crate::report::rel_scale(*y)).abs())
             .collect();
-        let qs = self.with_role(TargetRole::Train);
-        let (mean, max) = mean_max(&rel, &qs);
-        let held = self.with_role(TargetRole::Holdout);
-        let holdout = (!held.is_empty()).then(|| mean_max(&rel, &held));
+        let qs = &self.train;
+        let (mean, max) = mean_max(&rel, qs);
+        let holdout = (!self.held.is_empty()).then(|| mean_max(&rel, &self.held));
         let group_mean = self.groups.as_ref().map(|g| {
             let mut acc: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
-            for &q in &qs {
+            for &q in qs {
                 let e = acc.entry(g[q]).or_default();
                 e.0 += rel[q];
                 e.1 += 1;

@@ -228,6 +228,12 @@ pub(crate) struct NpyLayout {
     dtype: Dtype,
 }
 
+/// The message for a member whose data is not the `nbytes` its header
+/// declares (`have` bytes).
+pub(crate) fn data_length(nbytes: usize, have: u64) -> String {
+    format!("expected {nbytes} bytes of data, file has {have}")
+}
+
 /// Parses the magic string and header at the start of `bytes` (which need
 /// not hold the data): everything [`parse_npy`] checks before it looks at
 /// the data, with the same messages.
@@ -331,10 +337,7 @@ pub(crate) fn parse_npy(bytes: &[u8], path: &Path, member: Option<&str>) -> Resu
     } = parse_npy_layout(bytes, path, member)?;
     let data = &bytes[data_start..];
     if data.len() != nbytes {
-        return Err(err(format!(
-            "expected {nbytes} bytes of data, file has {}",
-            data.len()
-        )));
+        return Err(err(data_length(nbytes, data.len() as u64)));
     }
     let mut values = decode(data, &dtype, count).map_err(err)?;
     if fortran_order {

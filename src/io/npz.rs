@@ -15,7 +15,7 @@ use std::path::Path;
 use zip::ZipArchive;
 
 use super::npy::{
-    npy_header, parse_npy, parse_npy_layout, shape_text, NpyArray, NpyData, NpyLayout,
+    data_length, npy_header, parse_npy, parse_npy_layout, shape_text, NpyArray, NpyData, NpyLayout,
 };
 use super::{
     check_indptr, check_indptr_len, check_len, format_error, io_error, write_atomic, RawSparse,
@@ -162,9 +162,8 @@ fn longer(path: &Path, name: &str, layout: &NpyLayout, extra: u64) -> crate::L0E
     format_error(
         path,
         format!(
-            "{name}: expected {} bytes of data, file has {}",
-            layout.nbytes,
-            layout.nbytes as u64 + extra
+            "{name}: {}",
+            data_length(layout.nbytes, layout.nbytes as u64 + extra)
         ),
     )
 }
@@ -592,9 +591,8 @@ fn read_lean<T>(
             return Err(format_error(
                 path,
                 format!(
-                    "{name}: expected {} bytes of data, file has {}",
-                    layout.nbytes,
-                    layout.nbytes - left + got
+                    "{name}: {}",
+                    data_length(layout.nbytes, (layout.nbytes - left + got) as u64)
                 ),
             ));
         }
