@@ -152,3 +152,50 @@ fn models_at_different_steps_are_fitted_one_after_another() {
         assert_eq!(s.model.state().step, epochs);
     }
 }
+
+/// On a GPU the models of a sweep are trained one after another, each its
+/// single GPU fit; without one, the sweep fails with the single fit's
+/// message (this machine's case is noted).
+#[test]
+fn a_cuda_sweep_is_its_single_cuda_fits() {
+    let (m, y) = problem(60, 500, 8, 4);
+    let o = FitParams {
+        device: Device::Cuda(0),
+        holdout_targets: vec![],
+        ..opts(1, 60)
+    };
+    let lambdas = [1e-4, 1e-2];
+    let swept = sweep::sweep(&m, &y, &params(), &o, &lambdas, &mut |_, _| Ok(()));
+    let singles: Vec<_> = lambdas
+        .iter()
+        .map(|&lambda_l0| {
+            let mut c = Calibration::new(m.cols(), params()).unwrap();
+            let opts = FitParams {
+                lambda_l0,
+                ..o.clone()
+            };
+            c.fit(&m, &y, &opts).map(|_| c)
+        })
+        .collect();
+    match (swept, &singles[0]) {
+        (Ok(models), Ok(_)) => {
+            for (s, c) in models.iter().zip(&singles) {
+                assert_eq!(s.model.state(), c.as_ref().unwrap().state());
+                assert!(s.report.device.starts_with("cuda"));
+            }
+        }
+        (Err(e), Err(single)) => {
+            assert_eq!(e.to_string(), single.to_string());
+            let required = std::env::var("L0_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            assert!(!required, "L0_REQUIRE_GPU=1 but: {e}");
+            common::notice(&format!(
+                "no GPU here: a cuda sweep fails as its fits do: {e}"
+            ));
+        }
+        (a, b) => panic!(
+            "sweep {:?} but single fit {:?}",
+            a.map(|_| ()),
+            b.as_ref().map(|_| ())
+        ),
+    }
+}
