@@ -313,10 +313,25 @@ impl<T: Real> Gate<T> {
     /// `s = sigmoid((ln u_c - ln(1 - u_c) + a_c) / beta)`.
     #[inline(always)]
     pub fn noisy_s(&self, a: T, u: T) -> T {
+        self.s_from_logit(a, self.noise_logit(u))
+    }
+
+    /// The part of [`Gate::noisy_s`] that depends on the draw alone,
+    /// `ln u_c - ln(1 - u_c)`: models that share the noise (a λ sweep)
+    /// compute it once per column.
+    #[inline(always)]
+    pub fn noise_logit(&self, u: T) -> T {
+        let (uc, _) = clamp_mask(u, T::of(U_EPS), T::of(1.0 - U_EPS));
+        uc.ln() - (T::of(1.0) - uc).ln()
+    }
+
+    /// [`Gate::noisy_s`] from the draw's [`Gate::noise_logit`]:
+    /// `sigmoid((logit + a_c) / beta)`.
+    #[inline(always)]
+    pub fn s_from_logit(&self, a: T, logit: T) -> T {
         let bound = T::of(LOG_ALPHA_BOUND);
         let (ac, _) = clamp_mask(a, -bound, bound);
-        let (uc, _) = clamp_mask(u, T::of(U_EPS), T::of(1.0 - U_EPS));
-        sigmoid((uc.ln() - (T::of(1.0) - uc).ln() + ac) / self.beta)
+        sigmoid((logit + ac) / self.beta)
     }
 
     /// The training gate and `dz/da` from its pre-stretch value `s`

@@ -401,15 +401,16 @@ impl<'c> Chunk<'c> {
         (head, tail)
     }
 
-    /// Caches `s` from this chunk's uniforms `u` (with gates) and writes
+    /// Caches `s` from the noise logits `lu` of this chunk's columns
+    /// ([`crate::hard_concrete::Gate::noise_logit`], with gates) and writes
     /// the training weights.
     #[inline(always)]
-    fn sample(&mut self, rule: &ColumnRule<f32>, u: &[f32]) {
+    fn sample(&mut self, rule: &ColumnRule<f32>, lu: &[f32]) {
         let n = self.len();
         if rule.use_gates {
-            let (s, a, u) = (&mut self.s[..n], &self.a[..n], &u[..n]);
+            let (s, a, lu) = (&mut self.s[..n], &self.a[..n], &lu[..n]);
             for j in 0..n {
-                s[j] = rule.gate.noisy_s(a[j], u[j]);
+                s[j] = rule.gate.s_from_logit(a[j], lu[j]);
             }
         }
         let (s, p, a, w) = (&self.s[..n], &self.p[..n], &self.a[..n], &mut self.w[..n]);
@@ -450,20 +451,24 @@ impl<'c> Chunk<'c> {
     }
 }
 
-/// Draws the uniforms of the chunks' columns from `cursor` once (with
-/// gates) and samples every model's training weights from them.
+/// Draws the uniforms of the chunks' columns from `cursor` and takes
+/// their logits once (with gates), then samples every model's training
+/// weights from them.
 #[inline(always)]
 fn sample_models(chs: &mut [Chunk], rules: &[ColumnRule<f32>], cursor: &NoiseCursor) {
     let (base, n) = (chs[0].base, chs[0].len());
-    let mut u = [0.0f32; COLUMN_CHUNK];
+    let mut lu = [0.0f32; COLUMN_CHUNK];
     if rules[0].use_gates {
         let mut cursor = cursor.clone();
-        for (j, u) in u[..n].iter_mut().enumerate() {
+        for (j, u) in lu[..n].iter_mut().enumerate() {
             *u = cursor.uniform(base + j);
+        }
+        for u in &mut lu[..n] {
+            *u = rules[0].gate.noise_logit(*u);
         }
     }
     for (ch, rule) in chs.iter_mut().zip(rules) {
-        ch.sample(rule, &u[..n]);
+        ch.sample(rule, &lu[..n]);
     }
 }
 
