@@ -295,21 +295,9 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
             *w *= f;
         }
     }
-    for (what, list) in [
-        ("excluded targets", &opts.excluded_targets),
-        ("holdout targets", &opts.holdout_targets),
-    ] {
-        for (position, &t) in list.iter().enumerate() {
-            if t >= q {
-                return Err(L0Error::IndexOutOfRange {
-                    what: what.into(),
-                    index: t as u64,
-                    position,
-                    bound: q as u64,
-                });
-            }
-            weight[t] = 0.0;
-        }
+    check_target_lists(q, opts)?;
+    for &t in opts.excluded_targets.iter().chain(&opts.holdout_targets) {
+        weight[t] = 0.0;
     }
     let denom = match opts.loss {
         Loss::Mse => vec![1.0; q],
@@ -1106,6 +1094,25 @@ pub enum TargetRole {
     Holdout,
     /// Out of the loss and out of every metric (still listed).
     Excluded,
+}
+
+/// Refuses an excluded or holdout target index that is not below `q`
+/// (the number of targets).
+pub fn check_target_lists(q: usize, opts: &FitParams) -> Result<()> {
+    for (what, list) in [
+        ("excluded targets", &opts.excluded_targets),
+        ("holdout targets", &opts.holdout_targets),
+    ] {
+        if let Some(position) = list.iter().position(|&t| t >= q) {
+            return Err(L0Error::IndexOutOfRange {
+                what: what.into(),
+                index: list[position] as u64,
+                position,
+                bound: q as u64,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Each target's role under `opts` (an excluded target that is also in the

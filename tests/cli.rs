@@ -4,6 +4,7 @@ mod common;
 
 use common::Rng;
 use l0::io::npy::{read_npy, write_npy_f64, write_npy_i64};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,8 +20,15 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn l0(args: &[&str]) -> Output {
+fn l0<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Runs `l0` expecting success (the assertion shows its stderr).
+fn succeeds<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    let o = l0(args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
 }
 
 fn stderr(o: &Output) -> String {
@@ -405,7 +413,7 @@ fn predict_prints_or_writes_m_times_w() {
 }
 
 /// Runs `l0` expecting failure: exit code 2, exactly one line on stderr.
-fn fails(args: &[&str]) -> String {
+fn fails<S: AsRef<OsStr>>(args: &[S]) -> String {
     let o = l0(args);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
@@ -947,11 +955,7 @@ fn a_kill_at_any_instant_leaves_whole_results() {
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
     let start = Instant::now();
-    assert!(
-        l0(&again("6").iter().map(String::as_str).collect::<Vec<_>>())
-            .status
-            .success()
-    );
+    assert!(l0(&again("6")).status.success());
     let full = start.elapsed();
     let mut rng = Rng(11);
     // Kills from well before the end to past it (the machine's load moves
@@ -976,9 +980,7 @@ fn a_kill_at_any_instant_leaves_whole_results() {
     assert!(whole > 0, "no kill left any results: the test lost its aim");
     // A run that finishes sweeps what the killed ones left beside the folder.
     let last = again("99");
-    assert!(l0(&last.iter().map(String::as_str).collect::<Vec<_>>())
-        .status
-        .success());
+    assert!(l0(&last).status.success());
     let left: Vec<String> = fs::read_dir(&f.dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1120,8 +1122,7 @@ fn input_mistakes_get_their_own_message() {
         a.extend_from_slice(extra);
         a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
-    let fails_with =
-        |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let fails_with = |args: Vec<String>| fails(&args);
 
     // Targets that match M's columns: M was given transposed.
     let six = f.dir.join("six.npy");
@@ -1159,7 +1160,7 @@ fn input_mistakes_get_their_own_message() {
     let neg = f.dir.join("neg.npy");
     write_npy_f64(&neg, &[5.0, -3.0, 2.0, -0.5]).unwrap();
     let args = run(&f.matrix, &neg, &["--loss", "relative"]);
-    let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = l0(&args);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     let warnings: Vec<&str> = err
@@ -1405,8 +1406,7 @@ fn target_weights_and_concentration_flags() {
         a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let run = |args: Vec<String>| {
-        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = succeeds(&args);
         (
             npy(&out.join("weights.npy")),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -1424,12 +1424,7 @@ fn target_weights_and_concentration_flags() {
 
     let short = tw("short.npy", &[1.0; 5]);
     assert_eq!(
-        fails(
-            &with(&["--target-weights", p(&short)])
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-        ),
+        fails(&with(&["--target-weights", p(&short)])),
         format!(
             "error: {}: expected 6 target weights (one per target), found 5",
             short.display()
@@ -1437,12 +1432,7 @@ fn target_weights_and_concentration_flags() {
     );
     let nan = tw("nan.npy", &[1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0]);
     assert_eq!(
-        fails(
-            &with(&["--target-weights", p(&nan)])
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-        ),
+        fails(&with(&["--target-weights", p(&nan)])),
         format!(
             "error: {}: non-finite value in target weights at index 1: NaN",
             nan.display()
@@ -1450,24 +1440,14 @@ fn target_weights_and_concentration_flags() {
     );
     let negative = tw("negative.npy", &[1.0, 1.0, 1.0, -2.0, 1.0, 1.0]);
     assert_eq!(
-        fails(
-            &with(&["--target-weights", p(&negative)])
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-        ),
+        fails(&with(&["--target-weights", p(&negative)])),
         format!(
             "error: {}: target weight 3 is -2; each must be a finite number >= 0",
             negative.display()
         )
     );
     assert_eq!(
-        fails(
-            &with(&["--warn-top1pct", "1.5"])
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-        ),
+        fails(&with(&["--warn-top1pct", "1.5"])),
         "error: --warn-top1pct must be a share between 0 and 1, got 1.5"
     );
 }
@@ -1483,8 +1463,7 @@ fn weight_caps_hold_and_name_the_targets_they_block() {
         a
     };
     let run = |args: Vec<String>| {
-        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = succeeds(&args);
         (npy(&out.join("weights.npy")), stderr(&o))
     };
     let (free, _) = run(with(&[]));
@@ -1511,7 +1490,7 @@ fn weight_caps_hold_and_name_the_targets_they_block() {
         "1.5",
     ]));
     assert!(w.iter().zip(&d).all(|(w, d)| *w <= 1.5 * d));
-    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let bad = |extra: &[&str]| fails(&with(extra));
     assert_eq!(
         bad(&["--max-weight", "-1"]),
         "error: --max-weight must be a number > 0, got -1"
@@ -1533,8 +1512,7 @@ fn holdout_targets_are_marked_and_reported() {
         a
     };
     let run = |args: Vec<String>| {
-        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = succeeds(&args);
         (
             npy(&out.join("weights.npy")),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -1576,7 +1554,7 @@ fn holdout_targets_are_marked_and_reported() {
         assert_eq!(n, 1, "group {g}");
     }
 
-    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let bad = |extra: &[&str]| fails(&with(extra));
     assert_eq!(
         bad(&["--holdout-groups", "5"]),
         "error: --holdout-groups: holdout group 5 is not a group of any target"
@@ -1625,8 +1603,7 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
         a
     };
     let run = |args: Vec<String>| {
-        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = succeeds(&args);
         (npy(&out.join("weights.npy")), stderr(&o))
     };
     let (w_l0, _) = run(with(&[]));
@@ -1647,7 +1624,7 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
         s["rel_loss"].as_f64().unwrap(),
     );
     assert!(a < b, "rel_loss {b} -> {a}");
-    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let bad = |extra: &[&str]| fails(&with(extra));
     assert_eq!(
         bad(&["--refit-epochs", "5"]),
         "error: --refit-epochs needs --refit"
@@ -1686,11 +1663,7 @@ fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
         a.extend(["--epochs", "60", "--loss", "relative", "--overwrite"].map(String::from));
         a
     };
-    let run = |args: Vec<String>| {
-        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
-        o
-    };
+    let run = |args: Vec<String>| succeeds(&args);
     let lambdas = ["0.0001", "0.003", "0.05"];
     let mut a = vec!["sweep".to_string()];
     a.extend(common(&out));
@@ -1781,7 +1754,7 @@ fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
         let mut a = vec!["sweep".to_string()];
         a.extend(common(&out));
         a.extend(extra.iter().map(|s| s.to_string()));
-        fails(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        fails(&a)
     };
     assert_eq!(
         bad(&[]),
@@ -1811,7 +1784,7 @@ fn sweep_models_equal_single_fits_and_the_plot_shows_them() {
     a.extend(common(&out));
     a.extend(["--lambda-l0", "0.1,0.2"].map(String::from));
     assert_eq!(
-        fails(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+        fails(&a),
         "error: --lambda-l0: l0 calibrate fits one value; l0 sweep trains one model per value of a list"
     );
 }
@@ -1828,8 +1801,7 @@ fn sweep_refit_models_equal_calibrate_refits_and_keep_their_zeros() {
         a
     };
     let run = |a: Vec<String>| {
-        let o = l0(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = succeeds(&a);
         stderr(&o)
     };
     let lambdas = ["0.0001", "0.01", "50"];
@@ -1892,8 +1864,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     };
     let run = |extra: &[&str]| {
         let args = with(extra);
-        let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = succeeds(&args);
         (npy(&out.join("weights.npy")), stderr(&o))
     };
     let (w, err) = run(&[
@@ -1952,7 +1923,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
         err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 8 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
         "{err}"
     );
-    let bad = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let bad = |extra: &[&str]| fails(&with(extra));
     assert_eq!(
         bad(&["--target-records", "0"]),
         "error: --target-records: a record budget must keep at least 1 record, got 0"
@@ -1974,7 +1945,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
         "error: --target-records searches lambda_l0 itself and does not take --lambda-l0"
     );
     let args = with(&["--target-records", "x"]);
-    let o = l0(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = l0(&args);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).starts_with("error: invalid value 'x' for '--target-records <K>'"));
 }

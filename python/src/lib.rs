@@ -11,9 +11,7 @@
 //! that epoch's state, and the exception is raised once the fit returned.
 
 use l0::backend::ParamState;
-use l0::calibration::{
-    ActiveWeights, CalibrationObserver, FitReport, Progress, TargetMetrics, TargetRole,
-};
+use l0::calibration::{ActiveWeights, CalibrationObserver, FitReport, Progress, TargetMetrics};
 use l0::diagnostics::QUANTILES;
 use l0::engine::Snapshot;
 use l0::holdout::Holdout;
@@ -801,27 +799,13 @@ impl PyCalibration {
                 names.len(),
             )));
         }
-        // Holdout first, so that a target in both lists counts as excluded
-        // (as in `target_roles`).
-        let mut roles = vec![TargetRole::Train; q];
-        for (what, list, role) in [
-            ("holdout targets", &holdout_targets, TargetRole::Holdout),
-            ("excluded targets", &excluded_targets, TargetRole::Excluded),
-        ] {
-            for (position, &t) in list.iter().enumerate() {
-                match roles.get_mut(t) {
-                    Some(r) => *r = role,
-                    None => {
-                        return Err(to_py(L0Error::IndexOutOfRange {
-                            what: what.into(),
-                            index: t as u64,
-                            position,
-                            bound: q as u64,
-                        }))
-                    }
-                }
-            }
-        }
+        let lists = FitParams {
+            excluded_targets,
+            holdout_targets,
+            ..Default::default()
+        };
+        l0::calibration::check_target_lists(q, &lists).or_py()?;
+        let roles = l0::calibration::target_roles(q, &lists);
         let yhat = self.predict_vec(m)?;
         let rows = l0::report::target_rows(&names, y, &yhat, &roles);
         if let Some(path) = csv_path {
