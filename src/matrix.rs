@@ -381,7 +381,7 @@ impl SparseMatrix {
             CsMatI::try_new((rows, cols), indptr, indices, data)
         };
         match built {
-            Ok(m) if by_column => Self::from_csr_matrix(transpose(&m)),
+            Ok(m) if by_column => Self::from_layouts(transpose(&m), m),
             Ok(m) => Self::from_csr_matrix(m),
             Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, by_column),
         }
@@ -428,13 +428,19 @@ impl SparseMatrix {
     }
 
     fn from_csr_matrix(csr: Csr) -> Result<Self> {
+        let csc = transpose(&csr);
+        Self::from_layouts(csr, csc)
+    }
+
+    /// The matrix from both of its layouts (canonical CSR and CSC of the
+    /// same entries: a CSC input is transposed once, not to CSR and back).
+    fn from_layouts(csr: Csr, csc: Csr) -> Result<Self> {
         // Each value was finite, but summed duplicates can still overflow f32.
         if let Some(k) = csr.data().iter().position(|v| !v.is_finite()) {
             return Err(L0Error::config(format!(
                 "duplicate matrix entries sum beyond the f32 range at stored entry {k}"
             )));
         }
-        let csc = transpose(&csr);
         let segments = RowSegments::plan(csr.indptr().raw_storage(), SEGMENT_NNZ);
         let long_columns = LongColumns::plan(csc.indptr().raw_storage(), SEGMENT_NNZ);
         Ok(SparseMatrix {
