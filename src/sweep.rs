@@ -88,12 +88,19 @@ pub fn start(
     lambdas: &[f64],
 ) -> Result<Vec<SweepModel>> {
     check_lambdas(lambdas)?;
+    // One model, cloned: with a seed every model starts the same, and the
+    // initial draws (millions at production scale) are made once.
+    let first = Calibration::new(n_features, params.clone())?;
     lambdas
         .iter()
         .map(|&lambda_l0| {
+            let model = match params.seed {
+                Some(_) => first.clone(),
+                None => Calibration::new(n_features, params.clone())?,
+            };
             Ok(SweepModel {
                 lambda_l0,
-                model: Calibration::new(n_features, params.clone())?,
+                model,
                 report: FitReport {
                     device: String::new(),
                     epochs: 0,
