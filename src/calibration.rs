@@ -655,56 +655,54 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
-        if models.len() != lambdas.len() {
-            return Err(L0Error::shape(
-                "L0 strengths (one per model)",
-                models.len(),
-                lambdas.len(),
-            ));
-        }
-        let alike = models.windows(2).all(|p| {
-            p[0].seed == p[1].seed
-                && p[0].state.step == p[1].state.step
-                && p[0].params == p[1].params
-        });
-        let Some(first) = models.first().filter(|_| alike && models.len() > 1) else {
-            return fit_one_by_one(models, lambdas, m, y, opts, on_progress);
+        // The fallback: each model's own fit, in turn.
+        let mut one_by_one = |models: &mut [&mut Calibration]| {
+            models
+                .iter_mut()
+                .zip(lambdas)
+                .enumerate()
+                .map(|(k, (c, &lambda_l0))| {
+                    let opts = FitParams {
+                        lambda_l0,
+                        ..opts.clone()
+                    };
+                    c.fit_with(m, y, &opts, &mut |p| on_progress(k, p))
+                })
+                .collect()
         };
+        if !model::batchable(models, lambdas)? {
+            return one_by_one(models);
+        }
+        let first = &models[0];
         let inputs = first.fit_inputs(m, y, opts)?;
         let hyper = first.hyper(opts);
         let problem = inputs.problem(m, y, hyper);
         let Some(mut backend) = make_batch_backend(opts.device, opts.threads, problem, lambdas)?
         else {
-            return fit_one_by_one(models, lambdas, m, y, opts, on_progress);
+            return one_by_one(models);
         };
         let device = backend.describe();
-        let mut states: Vec<ParamState> = models
+        let states: Vec<ParamState> = models
             .iter()
             .map(|c| c.start_state(opts, inputs.max_p.as_deref()))
             .collect::<Result<_>>()?;
-        let start = Instant::now();
         let mut observer = TogetherObserver {
             metrics: TargetMetrics::new(y, opts)?,
             every: opts.report_every,
             n: first.n_features(),
-            hypers: lambdas
-                .iter()
-                .map(|&lambda_l0| Hyper { lambda_l0, ..hyper })
-                .collect(),
+            hypers: model::hypers(hyper, lambdas),
             last: vec![None; lambdas.len()],
             f: on_progress,
         };
-        let epochs = engine::train_models(
+        let test_gate = first.params.test_gate;
+        let (epochs, seconds) = model::train_together(
+            models,
             backend.as_mut(),
-            &mut states,
+            states,
             opts.epochs,
-            first.params.test_gate,
+            test_gate,
             &mut observer,
         )?;
-        let seconds = start.elapsed().as_secs_f64();
-        for (c, s) in models.iter_mut().zip(states) {
-            c.state = s;
-        }
         Ok(observer
             .last
             .into_iter()
@@ -952,6 +950,8 @@ impl Refit {
     }
 }
 
+model::impl_batchable!(Calibration, CalibrationParams);
+
 /// A fit's per-target loss weights and the caps' log-weight bounds.
 struct FitInputs {
     tw: TargetWeights,
@@ -966,29 +966,6 @@ impl FitInputs {
             ..Problem::new(m, y, &self.tw.weight, &self.tw.denom, hyper)
         }
     }
-}
-
-/// [`Calibration::fit_together`]'s fallback: each model's own fit, in turn.
-fn fit_one_by_one(
-    models: &mut [&mut Calibration],
-    lambdas: &[f64],
-    m: &SparseMatrix,
-    y: &[f64],
-    opts: &FitParams,
-    on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
-) -> Result<Vec<FitReport>> {
-    models
-        .iter_mut()
-        .zip(lambdas)
-        .enumerate()
-        .map(|(k, (c, &lambda_l0))| {
-            let opts = FitParams {
-                lambda_l0,
-                ..opts.clone()
-            };
-            c.fit_with(m, y, &opts, &mut |p| on_progress(k, p))
-        })
-        .collect()
 }
 
 /// The observer of [`Calibration::fit_together`]: each model's progress,

@@ -2,13 +2,99 @@
 //! validation, and host-side evaluation of weights and penalties from a
 //! [`ParamState`] (the same formulas the backends run).
 
-use crate::backend::ParamState;
+use crate::backend::{Backend, Hyper, ParamState};
 use crate::calibration::Init;
+use crate::engine::{self, Observer};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{ColumnRule, TestGate};
 use crate::philox::gate_uniform;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
+
+/// A model that can be trained together with others of its kind
+/// ([`crate::calibration::Calibration::fit_together`],
+/// [`crate::regression::Regression::fit_together`]).
+pub(crate) trait Batchable {
+    /// The model's options.
+    type Params: PartialEq;
+    /// The seed in use.
+    fn seed(&self) -> u64;
+    /// The model's options.
+    fn params(&self) -> &Self::Params;
+    /// The trainable state.
+    fn state(&self) -> &ParamState;
+    /// Takes a trained state.
+    fn set_trained(&mut self, state: ParamState);
+}
+
+/// Implements [`Batchable`] for a model type with fields `seed`, `params`
+/// (of type `$params`) and `state`.
+macro_rules! impl_batchable {
+    ($model:ty, $params:ty) => {
+        impl $crate::model::Batchable for $model {
+            type Params = $params;
+            fn seed(&self) -> u64 {
+                self.seed
+            }
+            fn params(&self) -> &$params {
+                &self.params
+            }
+            fn state(&self) -> &ParamState {
+                &self.state
+            }
+            fn set_trained(&mut self, state: ParamState) {
+                self.state = state;
+            }
+        }
+    };
+}
+pub(crate) use impl_batchable;
+
+/// Whether `models` (one per `lambdas[k]`, else an error) can train
+/// together: more than one, all with the same options and seed, at the
+/// same step (so the same gate noise serves all).
+pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Result<bool> {
+    if models.len() != lambdas.len() {
+        return Err(L0Error::shape(
+            "L0 strengths (one per model)",
+            models.len(),
+            lambdas.len(),
+        ));
+    }
+    Ok(models.len() > 1
+        && models.windows(2).all(|p| {
+            p[0].seed() == p[1].seed()
+                && p[0].state().step == p[1].state().step
+                && p[0].params() == p[1].params()
+        }))
+}
+
+/// `hyper` with each L0 strength of `lambdas`.
+pub(crate) fn hypers(hyper: Hyper, lambdas: &[f64]) -> Vec<Hyper> {
+    lambdas
+        .iter()
+        .map(|&lambda_l0| Hyper { lambda_l0, ..hyper })
+        .collect()
+}
+
+/// Trains the models of a batch backend from `states` (model `k`'s start
+/// state) for `epochs` epochs and hands each model its trained state;
+/// returns the epochs run and the seconds taken.
+pub(crate) fn train_together<M: Batchable>(
+    models: &mut [&mut M],
+    backend: &mut dyn Backend,
+    mut states: Vec<ParamState>,
+    epochs: u64,
+    test_gate: TestGate,
+    observer: &mut dyn Observer,
+) -> Result<(u64, f64)> {
+    let start = std::time::Instant::now();
+    let run = engine::train_models(backend, &mut states, epochs, test_gate, observer)?;
+    for (m, s) in models.iter_mut().zip(states) {
+        m.set_trained(s);
+    }
+    Ok((run, start.elapsed().as_secs_f64()))
+}
 
 /// Seed stream of the gate-logit jitter, derived from the model seed.
 pub(crate) const LOG_ALPHA_STREAM: u64 = 0x6c6f_675f_616c_7068;

@@ -380,13 +380,6 @@ impl Regression {
         y: &[f64],
         opts: &RegressionFitParams,
     ) -> Result<Vec<RegressionReport>> {
-        if models.len() != lambdas.len() {
-            return Err(L0Error::shape(
-                "L0 strengths (one per model)",
-                models.len(),
-                lambdas.len(),
-            ));
-        }
         let one_by_one = |models: &mut [&mut Regression]| {
             models
                 .iter_mut()
@@ -400,14 +393,10 @@ impl Regression {
                 })
                 .collect()
         };
-        let alike = models.windows(2).all(|p| {
-            p[0].seed == p[1].seed
-                && p[0].state.step == p[1].state.step
-                && p[0].params == p[1].params
-        });
-        let Some(first) = models.first().filter(|_| alike && models.len() > 1) else {
+        if !model::batchable(models, lambdas)? {
             return one_by_one(models);
-        };
+        }
+        let first = &models[0];
         let (weight, denom) = first.fit_inputs(x, y, opts)?;
         let hyper = first.hyper(opts);
         let problem = loss_problem(x, y, &weight, &denom, hyper);
@@ -416,31 +405,25 @@ impl Regression {
             return one_by_one(models);
         };
         let device = backend.describe();
-        let mut states: Vec<ParamState> = models.iter().map(|m| m.start_state(y)).collect();
-        let start = Instant::now();
+        let states: Vec<ParamState> = models.iter().map(|m| m.start_state(y)).collect();
         let mut obs = ProgressAdapter {
             y,
-            hypers: lambdas
-                .iter()
-                .map(|&lambda_l0| Hyper { lambda_l0, ..hyper })
-                .collect(),
+            hypers: model::hypers(hyper, lambdas),
             n: first.n_features(),
             every: opts.report_every,
             f: &mut |_, _| Ok(()),
             stop: &mut || false,
             last: vec![None; lambdas.len()],
         };
-        let epochs = engine::train_models(
+        let test_gate = first.params.test_gate;
+        let (epochs, seconds) = model::train_together(
+            models,
             backend.as_mut(),
-            &mut states,
+            states,
             opts.epochs,
-            first.params.test_gate,
+            test_gate,
             &mut obs,
         )?;
-        let seconds = start.elapsed().as_secs_f64();
-        for (m, s) in models.iter_mut().zip(states) {
-            m.state = s;
-        }
         Ok(obs
             .last
             .into_iter()
@@ -608,6 +591,8 @@ fn dense_rows(x: &[f64], n_features: usize) -> Result<SparseMatrix> {
     }
     SparseMatrix::from_dense(x.len() / n_features, n_features, x)
 }
+
+model::impl_batchable!(Regression, RegressionParams);
 
 /// The regression's problem for the engine: `X`, `y`, the loss weights
 /// and scales of [`Regression::fit_inputs`] and `hyper`.
