@@ -9,7 +9,8 @@
 //! K = 8 by default, the λ log-spaced from 1e-7 to 1e-4. After a one-epoch
 //! warm-up, the fit and the sweep are each timed twice, alternating, and
 //! the faster time of each is kept. Prints one JSON line with both times,
-//! wall and CPU (all threads), and `ratio` = sweep / fit.
+//! wall and CPU (all threads), `ratio` = sweep / fit, and the peak resident
+//! memory of the process during each (the matrix included; Linux).
 
 #[path = "common/problems.rs"]
 mod problems;
@@ -73,6 +74,7 @@ fn main() -> l0::Result<()> {
         },
     )?;
     let mut best = [(f64::INFINITY, f64::INFINITY); 2];
+    let mut peak = [0u64; 2];
     let mut device = String::new();
     for _ in 0..2 {
         for (slot, run) in [
@@ -82,20 +84,25 @@ fn main() -> l0::Result<()> {
         .into_iter()
         .enumerate()
         {
+            process::reset_peak_rss();
             let (t, c) = (std::time::Instant::now(), process::cpu_seconds());
             device = run()?;
             let (t, c) = (t.elapsed().as_secs_f64(), process::cpu_seconds() - c);
             best[slot] = (best[slot].0.min(t), best[slot].1.min(c));
+            peak[slot] = peak[slot].max(process::peak_rss());
         }
     }
     let [(fit_s, fit_cpu), (sweep_s, sweep_cpu)] = best;
+    let gb = |b: u64| b as f64 / 1e9;
     println!(
-        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"models\": {k}, \"fit_seconds\": {fit_s:.3}, \"sweep_seconds\": {sweep_s:.3}, \"ratio\": {:.2}, \"fit_cpu_seconds\": {fit_cpu:.3}, \"sweep_cpu_seconds\": {sweep_cpu:.3}, \"cpu_ratio\": {:.2}}}",
+        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"models\": {k}, \"fit_seconds\": {fit_s:.3}, \"sweep_seconds\": {sweep_s:.3}, \"ratio\": {:.2}, \"fit_cpu_seconds\": {fit_cpu:.3}, \"sweep_cpu_seconds\": {sweep_cpu:.3}, \"cpu_ratio\": {:.2}, \"fit_peak_gb\": {:.2}, \"sweep_peak_gb\": {:.2}}}",
         m.rows(),
         m.cols(),
         m.nnz(),
         sweep_s / fit_s,
-        sweep_cpu / fit_cpu
+        sweep_cpu / fit_cpu,
+        gb(peak[0]),
+        gb(peak[1])
     );
     Ok(())
 }
