@@ -197,12 +197,8 @@ impl Default for FitParams {
 impl FitParams {
     fn check(&self) -> Result<()> {
         model::check_lr(self.lr)?;
-        for (name, v) in [("lambda_l0", self.lambda_l0), ("lambda_l2", self.lambda_l2)] {
-            check_finite_scalar(name, v)?;
-            if v < 0.0 {
-                return Err(L0Error::config(format!("{name} must be >= 0, got {v}")));
-            }
-        }
+        model::check_non_negative("lambda_l0", self.lambda_l0)?;
+        model::check_non_negative("lambda_l2", self.lambda_l2)?;
         if self.report_every == Some(0) {
             return Err(L0Error::config("report_every must be at least 1"));
         }

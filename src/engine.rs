@@ -7,11 +7,15 @@
 //! observer a copy of the full trainable state. Both schedules count the
 //! model's total steps, not the epochs of this call: a fit resumed at step
 //! 150 with `report_every = 100` reports after step 200 (its 50th epoch),
-//! exactly when an uninterrupted run would have. Nothing is allocated inside
-//! the loop, and on a GPU nothing but a few scalars (and the Q predictions at
+//! exactly when an uninterrupted run would have. The loop itself allocates
+//! nothing, and on a GPU nothing but a few scalars (and the Q predictions at
 //! report time) crosses to the host. After every epoch the observer may ask
 //! the loop to stop early ([`Observer::stop_requested`], e.g. on Ctrl-C); the
 //! state is then that of the last finished epoch, ready to checkpoint.
+//!
+//! [`train_models`] runs the same loop for the models of a backend that
+//! trains several together (a λ sweep): each report epoch reports every
+//! model, and the first model whose loss is not finite stops them all.
 
 use crate::backend::{Backend, Losses, ParamState, WeightSummary};
 use crate::error::{L0Error, Result};
@@ -74,15 +78,24 @@ fn due(every: Option<u64>, epoch: u64) -> bool {
     every.is_some_and(|k| k > 0 && epoch.is_multiple_of(k))
 }
 
+/// Fails when a model's loss has not been finite (the first such model,
+/// named when several train together: the whole batch stops with it).
 fn check_divergence(b: &mut dyn Backend, step0: u64) -> Result<()> {
-    match b.first_bad_step()? {
-        Some(bad) => Err(L0Error::Diverged {
-            epoch: bad - step0 + 1,
-            model_epoch: bad + 1,
-            what: "the loss".into(),
-        }),
-        None => Ok(()),
+    let models = b.models();
+    for k in 0..models {
+        b.select(k)?;
+        if let Some(bad) = b.first_bad_step()? {
+            return Err(L0Error::Diverged {
+                epoch: bad - step0 + 1,
+                model_epoch: bad + 1,
+                what: match models {
+                    1 => "the loss".into(),
+                    _ => format!("the loss of model {} of {models}", k + 1),
+                },
+            });
+        }
     }
+    Ok(())
 }
 
 /// Runs `epochs` epochs from `state` (fewer when the observer asks to stop)

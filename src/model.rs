@@ -50,9 +50,10 @@ macro_rules! impl_batchable {
 }
 pub(crate) use impl_batchable;
 
-/// Whether `models` (one per `lambdas[k]`, else an error) can train
-/// together: more than one, all with the same options and seed, at the
-/// same step (so the same gate noise serves all).
+/// Whether `models` (one per `lambdas[k]`, else an error; each λ finite
+/// and >= 0, else an error) can train together: more than one, all with
+/// the same options, seed and number of columns, at the same step (so the
+/// same gate noise serves all).
 pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Result<bool> {
     if models.len() != lambdas.len() {
         return Err(L0Error::shape(
@@ -61,10 +62,14 @@ pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Res
             lambdas.len(),
         ));
     }
+    for &l in lambdas {
+        check_non_negative("lambda_l0", l)?;
+    }
     Ok(models.len() > 1
         && models.windows(2).all(|p| {
             p[0].seed() == p[1].seed()
                 && p[0].state().step == p[1].state().step
+                && p[0].state().len() == p[1].state().len()
                 && p[0].params() == p[1].params()
         }))
 }
@@ -230,6 +235,11 @@ pub fn check_non_negative(name: &str, v: f64) -> Result<()> {
     check_finite_scalar(name, v)?;
     if v < 0.0 {
         return Err(L0Error::config(format!("{name} must be >= 0, got {v}")));
+    }
+    if (v as f32).is_infinite() {
+        return Err(L0Error::config(format!(
+            "{name} = {v} is beyond the f32 range the training runs in"
+        )));
     }
     Ok(())
 }

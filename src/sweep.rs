@@ -90,12 +90,15 @@ pub fn start(
     check_lambdas(lambdas)?;
     // One model, cloned: with a seed every model starts the same, and the
     // initial draws (millions at production scale) are made once.
-    let first = Calibration::new(n_features, params.clone())?;
+    let first = match params.seed {
+        Some(_) => Some(Calibration::new(n_features, params.clone())?),
+        None => None,
+    };
     lambdas
         .iter()
         .map(|&lambda_l0| {
-            let model = match params.seed {
-                Some(_) => first.clone(),
+            let model = match &first {
+                Some(m) => m.clone(),
                 None => Calibration::new(n_features, params.clone())?,
             };
             Ok(SweepModel {

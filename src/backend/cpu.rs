@@ -650,7 +650,8 @@ pub struct CpuBackend<'a> {
     long_partials: Vec<f64>,
     /// Each model's data loss of the last residual.
     data_loss: Vec<f64>,
-    bad_step: Option<u64>,
+    /// Each model's first step with a non-finite loss.
+    bad_step: Vec<Option<u64>>,
     /// The model the per-model methods act on.
     current: usize,
     /// Why the CPU was chosen over a present GPU, shown by `describe`.
@@ -716,7 +717,7 @@ impl<'a> CpuBackend<'a> {
             w_lanes,
             long_partials: vec![0.0; m.long_columns().ranges.len() * k],
             data_loss: vec![0.0; k],
-            bad_step: None,
+            bad_step: vec![None; k],
             current: 0,
             note: None,
         })
@@ -889,11 +890,9 @@ impl Backend for CpuBackend<'_> {
     /// second way.
     fn forward(&mut self) -> Result<()> {
         let (lanes, models) = (self.cols.lanes, self.rules.len());
-        let b: Vec<f64> = self
-            .intercepts
-            .iter()
-            .map(|s| s.map_or(0.0, |s| s.value as f64))
-            .collect();
+        // Model k's intercept (None for the unused lanes past the last model).
+        let intercepts = &self.intercepts;
+        let b = |k: usize| intercepts.get(k).map(|s| s.map_or(0.0, |s| s.value as f64));
         let acc = &self.cols.acc;
         if !acc.is_empty() {
             let block = self.yhat.len();
@@ -906,7 +905,7 @@ impl Backend for CpuBackend<'_> {
                         for (j, y) in out.iter_mut().enumerate() {
                             let (i, k) = (c * 1024 * lanes + j, j % lanes);
                             let sum = (0..slabs).fold(0.0, |sum, s| sum + acc[s * block + i]);
-                            *y = b.get(k).map_or(0.0, |b| b + sum);
+                            *y = b(k).map_or(0.0, |b| b + sum);
                         }
                     })
             });
@@ -949,9 +948,9 @@ impl Backend for CpuBackend<'_> {
         });
         for q in 0..m.rows() {
             let segs = seg.row_ptr[q]..seg.row_ptr[q + 1];
-            for (k, b) in b.iter().enumerate() {
+            for k in 0..models {
                 let sum: f64 = segs.clone().map(|s| self.partials[s * models + k]).sum();
-                self.yhat[q * lanes + k] = b + sum;
+                self.yhat[q * lanes + k] = b(k).unwrap_or(0.0) + sum;
             }
         }
         Ok(())
@@ -964,16 +963,19 @@ impl Backend for CpuBackend<'_> {
     fn residual(&mut self, step: u64) -> Result<()> {
         let p = self.problem;
         let lanes = self.cols.lanes;
-        for (k, loss) in self.data_loss.iter_mut().enumerate() {
-            *loss = 0.0;
-            for q in 0..p.targets.len() {
+        self.data_loss.fill(0.0);
+        for q in 0..p.targets.len() {
+            let (y, g, d) = (p.targets[q], p.target_weight[q], p.denom[q]);
+            for (k, loss) in self.data_loss.iter_mut().enumerate() {
                 let i = q * lanes + k;
-                let e = (p.targets[q] - self.yhat[i]) / p.denom[q];
-                self.r[i] = -2.0 * p.target_weight[q] * e / p.denom[q];
-                *loss += p.target_weight[q] * e * e;
+                let e = (y - self.yhat[i]) / d;
+                self.r[i] = -2.0 * g * e / d;
+                *loss += g * e * e;
             }
-            if !loss.is_finite() && self.bad_step.is_none() {
-                self.bad_step = Some(step);
+        }
+        for (bad, loss) in self.bad_step.iter_mut().zip(&self.data_loss) {
+            if !loss.is_finite() && bad.is_none() {
+                *bad = Some(step);
             }
         }
         Ok(())
@@ -1070,7 +1072,7 @@ impl Backend for CpuBackend<'_> {
     }
 
     fn first_bad_step(&mut self) -> Result<Option<u64>> {
-        Ok(self.bad_step)
+        Ok(self.bad_step[self.current])
     }
 
     fn read_yhat(&mut self, out: &mut [f64]) -> Result<()> {

@@ -427,15 +427,18 @@ impl WeightSummary {
 }
 
 /// The steps of an epoch. Buffers live in the backend (host memory or the
-/// GPU) from construction to drop; no method allocates in the epoch loop.
+/// GPU) from construction to drop; nothing the size of the problem is
+/// allocated in the epoch loop (the CPU backend's passes make a few small
+/// task lists).
 ///
 /// A backend may train several models together ([`Backend::models`]: the
 /// same matrix, targets, seed and step count, each with its own L0
 /// strength, as a λ sweep does): the epoch's steps (sampling, products,
 /// residual, update) then act on every model in one pass over the matrix,
 /// while the per-model methods (`load_state`, `store_state`, `gradients`,
-/// `losses`, `read_yhat`, `read_weights`, `weight_summary`) act on the
-/// model chosen by [`Backend::select`] (model 0 until then).
+/// `losses`, `first_bad_step`, `read_yhat`, `read_weights`,
+/// `weight_summary`) act on the model chosen by [`Backend::select`] (model
+/// 0 until then).
 pub trait Backend {
     /// Where it runs, in words (e.g. "cpu (2 threads)").
     fn describe(&self) -> String;

@@ -70,3 +70,17 @@ pub fn notice(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
+
+/// The bits of every vector of a state (and of its intercept), so that
+/// comparisons tell +0 from -0 and see every last bit.
+pub fn state_bits(s: &l0::backend::ParamState) -> Vec<u32> {
+    let mut v = vec![];
+    for x in [&s.p, &s.a, &s.m_p, &s.v_p, &s.m_a, &s.v_a] {
+        v.extend(x.iter().map(|f| f.to_bits()));
+    }
+    if let Some(b) = s.intercept {
+        v.extend([b.value.to_bits(), b.m.to_bits(), b.v.to_bits()]);
+    }
+    v.push(s.step as u32);
+    v
+}
