@@ -640,7 +640,8 @@ impl Calibration {
     /// `models[k].fit_with(m, y, &FitParams { lambda_l0: lambdas[k], ..opts })`
     /// would leave it. Together needs the models to share their options
     /// and seed and be at the same step (a λ sweep's models are); others
-    /// are fitted one after another. Calls `on_progress(k, progress)` at
+    /// are fitted one after another. More than [`model::MAX_BATCH`] models
+    /// train in batches of that many. Calls `on_progress(k, progress)` at
     /// each model's reports; returns each model's report (`seconds` is the
     /// batch's time, shared).
     pub fn fit_together(
@@ -651,6 +652,19 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
+        if models.len() > model::MAX_BATCH && lambdas.len() == models.len() {
+            let mut reports = Vec::with_capacity(models.len());
+            for (b, (models, lambdas)) in models
+                .chunks_mut(model::MAX_BATCH)
+                .zip(lambdas.chunks(model::MAX_BATCH))
+                .enumerate()
+            {
+                let first = b * model::MAX_BATCH;
+                let f = &mut |k, p: &Progress| on_progress(first + k, p);
+                reports.extend(Self::fit_together(models, lambdas, m, y, opts, f)?);
+            }
+            return Ok(reports);
+        }
         // The fallback: each model's own fit, in turn.
         let mut one_by_one = |models: &mut [&mut Calibration]| {
             models

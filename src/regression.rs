@@ -372,7 +372,8 @@ impl Regression {
     /// another; either way model `k` ends exactly as its own
     /// [`Regression::fit`] would leave it. Together needs the models to
     /// share options and seed and be at the same step (a λ path's fresh
-    /// models are). Returns each model's report (`seconds`: the batch's).
+    /// models are); more than [`model::MAX_BATCH`] train in batches of that
+    /// many. Returns each model's report (`seconds`: its batch's).
     pub fn fit_together(
         models: &mut [&mut Regression],
         lambdas: &[f64],
@@ -380,6 +381,16 @@ impl Regression {
         y: &[f64],
         opts: &RegressionFitParams,
     ) -> Result<Vec<RegressionReport>> {
+        if models.len() > model::MAX_BATCH && lambdas.len() == models.len() {
+            let mut reports = Vec::with_capacity(models.len());
+            for (models, lambdas) in models
+                .chunks_mut(model::MAX_BATCH)
+                .zip(lambdas.chunks(model::MAX_BATCH))
+            {
+                reports.extend(Self::fit_together(models, lambdas, x, y, opts)?);
+            }
+            return Ok(reports);
+        }
         let one_by_one = |models: &mut [&mut Regression]| {
             models
                 .iter_mut()

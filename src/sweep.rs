@@ -9,8 +9,9 @@
 //! The K models train together ([`Calibration::fit_together`]): on the CPU
 //! every pass over the matrix serves all of them (`M [w_1..w_K]` and
 //! `M^T [r_1..r_K]`, each model's sums in the single fit's exact order), so
-//! K models cost far less than K fits; on a GPU they are trained one after
-//! the other. Model `k` is bit for bit the single fit either way. A
+//! K models cost far less than K fits (in batches of at most
+//! [`crate::model::MAX_BATCH`]); on a GPU they are trained one after the
+//! other. Model `k` is bit for bit the single fit either way. A
 //! model's report `seconds` is the time of its batch (shared by the
 //! models trained together).
 

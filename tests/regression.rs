@@ -635,7 +635,10 @@ fn models_trained_together_are_their_single_fits() {
         let (a, b) = (report.last.as_ref().unwrap(), r.last.as_ref().unwrap());
         assert_eq!(a.total_loss.to_bits(), b.total_loss.to_bits());
         assert_eq!(a.deterministic_mse.to_bits(), b.deterministic_mse.to_bits());
-        assert_eq!(report.seconds, reports[0].seconds, "one batch");
+        // Batches of at most 8: models 0..8 share their batch's time.
+        if i < l0::model::MAX_BATCH {
+            assert_eq!(report.seconds, reports[0].seconds, "one batch");
+        }
     }
     // The strengths differ per model: the expected open gates fall with lambda.
     let open = |r: &Regression| r.l0_penalty();
