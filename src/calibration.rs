@@ -609,7 +609,8 @@ impl Calibration {
         let problem = inputs.problem(m, y, self.hyper(opts));
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
-        let mut state = self.start_state(opts, inputs.max_p.as_deref())?;
+        let jitter = self.jitter(opts)?;
+        let mut state = self.start_state(jitter.as_deref(), inputs.max_p.as_deref());
         let start = Instant::now();
         let mut adapter = Adapter {
             inner: observer,
@@ -692,10 +693,11 @@ impl Calibration {
             return one_by_one(models);
         };
         let device = backend.describe();
+        let jitter = first.jitter(opts)?;
         let states: Vec<ParamState> = models
             .iter()
-            .map(|c| c.start_state(opts, inputs.max_p.as_deref()))
-            .collect::<Result<_>>()?;
+            .map(|c| c.start_state(jitter.as_deref(), inputs.max_p.as_deref()))
+            .collect();
         let mut observer = TogetherObserver {
             metrics: TargetMetrics::new(y, opts)?,
             every: opts.report_every,
@@ -738,18 +740,24 @@ impl Calibration {
         Ok(FitInputs { tw, max_p })
     }
 
+    /// The initial log-weight jitter a fit of `opts` adds to this model's
+    /// state: on a fresh model with `log_weight_jitter_sd > 0`, else None.
+    /// Models with one seed and options draw the same, so a batch draws it
+    /// once.
+    fn jitter(&self, opts: &FitParams) -> Result<Option<Vec<f64>>> {
+        let sd = self.params.log_weight_jitter_sd;
+        if self.state.step > 0 || sd <= 0.0 || opts.epochs == 0 {
+            return Ok(None);
+        }
+        model::normal_draws(self.seed, LOG_WEIGHT_STREAM, sd, self.state.len()).map(Some)
+    }
+
     /// The state a fit starts from: the model's, with the initial log-weight
-    /// jitter on a fresh model and the weight caps applied.
-    fn start_state(&self, opts: &FitParams, max_p: Option<&[f32]>) -> Result<ParamState> {
+    /// `jitter` ([`Calibration::jitter`]) added and the weight caps applied.
+    fn start_state(&self, jitter: Option<&[f64]>, max_p: Option<&[f32]>) -> ParamState {
         let mut state = self.state.clone();
-        if state.step == 0 && self.params.log_weight_jitter_sd > 0.0 && opts.epochs > 0 {
-            let j = model::normal_draws(
-                self.seed,
-                LOG_WEIGHT_STREAM,
-                self.params.log_weight_jitter_sd,
-                state.len(),
-            )?;
-            state.p.iter_mut().zip(j).for_each(|(p, j)| *p += j as f32);
+        if let Some(j) = jitter {
+            state.p.iter_mut().zip(j).for_each(|(p, j)| *p += *j as f32);
         }
         if let Some(bound) = max_p {
             state
@@ -758,7 +766,7 @@ impl Calibration {
                 .zip(bound)
                 .for_each(|(p, &b)| *p = p.min(b));
         }
-        Ok(state)
+        state
     }
 
     fn check_problem(&self, m: &SparseMatrix, y: &[f64]) -> Result<()> {

@@ -48,6 +48,7 @@ fn params() -> CalibrationParams {
     CalibrationParams {
         seed: Some(11),
         init_keep_prob: l0::calibration::Init::Scalar(0.6),
+        log_weight_jitter_sd: 0.05,
         ..Default::default()
     }
 }
