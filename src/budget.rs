@@ -32,15 +32,18 @@
 //!    crossing came down from beyond its range, by an unknown amount), the
 //!    models from the crossing on in the drift's direction are kept.
 //!    Counts keep drifting until the end (the demo's counts at 25% of the
-//!    epochs are about twice the final ones), which is why more than a
-//!    straddling pair is kept and why the end is checked, never assumed.
+//!    epochs are about twice the final ones), which is why the drops keep
+//!    a margin and the end is checked, never assumed.
 //! 4. **Refine**: when no full-length count is within the tolerance, a
 //!    batch of `refine` new λ trained from scratch to the full length,
-//!    placed where the full-length counts cross K (the quadratic in `ln λ`
-//!    through the pair that straddles K and the next nearest count, else
-//!    the straight line through the pair; one narrow step beyond the
-//!    nearest counts when none straddles), as long as the search's
-//!    estimated cost stays within `max_cost` fits.
+//!    placed where the full-length counts are expected to cross K: between
+//!    the counts that straddle K, on the quadratic in `ln λ` through them
+//!    and the next nearest count (else the straight line); with all counts
+//!    on one side, from the nearest along the slope of the full-length
+//!    counts, or with a single finalist along the slope of the counts at
+//!    the last drop (a Newton step), at most one narrowing step beyond.
+//!    Refining batches are trained as long as the estimated cost stays
+//!    within `max_cost` fits.
 //!
 //! The model returned is the full-length one nearest to K in `ln active`
 //! (ties: the larger λ), bit for bit the model `Calibration::fit` gives
@@ -49,32 +52,38 @@
 //! ## Cost model and defaults
 //!
 //! A batch of `k` models trained together costs [`batch_cost`]`(k)` fits of
-//! the same epochs: 1 for one model, `1.17 + 0.22 k` for more, the least
-//! squares line through what `examples/sweep_bench` measured on the CPU
-//! (geo, 250,000 columns, 60 epochs, 2 cores): 1.00, 1.53, 1.93, 2.10,
-//! 2.45 and 2.95 fits for k = 1, 2, 3, 4, 6 and 8 (the production shape,
-//! 5.2M columns, measured 3.4 at k = 8: wider models cost more per
-//! model). [`BudgetFit::cost_fits`] sums `batch_cost(models) x epochs / E`
-//! over the batches. With the defaults:
+//! the same epochs: 1 for one model, `1.55 + 0.26 k` for more. On the CPU
+//! a batch's time per epoch stays about flat through training, while a
+//! single fit's falls as its gates close. Timed on the demo (250,000
+//! columns, 2 cores, models near λ = 5.5e-6 where its 30,000-record budget
+//! lies), per 250 epochs against a whole 1000-epoch fit, batches of 2, 3,
+//! 4, 6 and 8 cost about 2.0, 2.3, 2.6, 3.1 and 3.6 fits of their epochs
+//! (over epochs 500-1000 against the same epochs of the fit: 2.3, 2.7,
+//! 3.0, 3.6, 4.3). `examples/sweep_bench` gives less against a denser fit
+//! (λ = 1e-6): 1.5, 1.9, 2.1, 2.45, 2.95 over 60 epochs and 1.75, 2.1,
+//! 2.2, 2.5, 2.8 over 1000. Two models together cost about two fits, so
+//! the search ends with one finalist.
+//! [`BudgetFit::cost_fits`] sums `batch_cost(models) x epochs / E` over the
+//! batches. With the defaults:
 //!
 //! | batch | models | share of the epochs | fits |
 //! |---|---|---|---|
-//! | bracket | 9 | 0.05 | 0.16 |
-//! | narrow | 8 | 0.25 | 0.73 |
-//! | continue | 4 | 0.25 | 0.51 |
-//! | continue | 3 | 0.50 | 0.92 |
+//! | bracket | 9 | 0.05 | 0.19 |
+//! | narrow | 8 | 0.2 | 0.73 |
+//! | continue | 4 | 0.4 | 1.04 |
+//! | continue | 1 | 0.4 | 0.40 |
 //! | refine (when needed) | 1 | 1 | 1.00 |
 //!
-//! that is 2.3 fits when a finalist meets the budget and 3.3 when one
-//! refining model is needed, below `max_cost` = 3.5, which leaves room for
+//! that is 2.4 fits when the finalist meets the budget and 3.4 when one
+//! refining model is needed, within `max_cost` = 3.5, which leaves room for
 //! exactly one refining batch. Replayed on recorded count trajectories
-//! (the demo, a second geo problem, the tests' sparse truth with gates
-//! starting open and mostly closed, 24 targets each), these defaults met a
-//! 5% tolerance in about 80% of the targets at an average of 3.2 fits; the
-//! misses are mostly 5-10% off (the nearest model is returned with
-//! `met = false`). Fewer finalists or narrower batches cost less and miss
-//! more; the counts at 25% of the epochs alone (no refining) meet a 5%
-//! tolerance for fewer than half the targets.
+//! (the demo and the tests' 60 x 600 sparse truth, each with gates
+//! starting at keep probability 0.5 and 0.1, and a second geo-stacked
+//! problem; 24 targets each), these defaults met a 5% tolerance for 83%
+//! of the targets at 3.2 fits on average; the misses are mostly 5-10% off
+//! (the nearest model is returned with `met = false`). Three finalists
+//! met 86% at 3.7 fits; continuing the 2 or 3 models nearest K at 25% of
+//! the epochs, without a refining model, met 12-17% at 2.7-2.9 fits.
 
 use std::time::Instant;
 
@@ -89,10 +98,10 @@ use crate::sweep::{self, SweepModel};
 pub const SHORT_COUNT_SLACK: f64 = 2.0;
 
 /// The fixed part of [`batch_cost`] for two or more models, in fits.
-pub const BATCH_COST_FIXED: f64 = 1.17;
+pub const BATCH_COST_FIXED: f64 = 1.55;
 
 /// What each model adds to [`batch_cost`] for two or more models, in fits.
-pub const BATCH_COST_PER_MODEL: f64 = 0.22;
+pub const BATCH_COST_PER_MODEL: f64 = 0.26;
 
 /// The estimated cost of training `models` models together, in fits of the
 /// same epochs: 0, 1, then `BATCH_COST_FIXED + BATCH_COST_PER_MODEL x
@@ -114,10 +123,10 @@ pub fn batch_cost(models: usize) -> f64 {
 /// | `bracket` | 9 | >= 2: models of the bracketing batch |
 /// | `bracket_share` | 0.05 | (0, 1]: share of the epochs of a bracket model |
 /// | `narrow` | 8 | >= 1: models of the narrowing batch |
-/// | `narrow_share` | 0.25 | (0, 1]: epochs of the narrowing batch |
+/// | `narrow_share` | 0.2 | (0, 1]: epochs of the narrowing batch |
 /// | `keep` | 4 | 1 ..= `narrow`: models continued after it |
-/// | `second_share` | 0.5 | [`narrow_share`, 1]: where the second drop is |
-/// | `finalists` | 3 | 1 ..= `keep`: models continued to the full length |
+/// | `second_share` | 0.6 | [`narrow_share`, 1]: where the second drop is |
+/// | `finalists` | 1 | 1 ..= `keep`: models continued to the full length |
 /// | `refine` | 1 | >= 0: new full-length models per refining batch |
 /// | `max_cost` | 3.5 | > 0: a refining batch starts only while the estimated cost stays within this many fits |
 ///
@@ -173,10 +182,10 @@ impl Budget {
             bracket: 9,
             bracket_share: 0.05,
             narrow: 8,
-            narrow_share: 0.25,
+            narrow_share: 0.2,
             keep: 4,
-            second_share: 0.5,
-            finalists: 3,
+            second_share: 0.6,
+            finalists: 1,
             refine: 1,
             max_cost: 3.5,
         }
@@ -528,15 +537,20 @@ fn nearest<'a>(points: &'a [(f64, usize)], budget: &Budget) -> Option<&'a (f64, 
 /// K, as `ln λ`: between the nearest counts above and below K, on the
 /// quadratic through them and the next nearest count (the straight line
 /// when that has no root between them); with all counts on one side,
-/// [`beyond`].
-fn refine_centre(full: &[(f64, usize)], budget: &Budget, ln_step: f64) -> Option<f64> {
+/// [`beyond`] (`earlier`: the counts at the last drop).
+fn refine_centre(
+    full: &[(f64, usize)],
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+) -> Option<f64> {
     let k = budget.target_records;
     let target = budget.log_target();
     let by_miss = |a: &&(f64, usize), b: &&(f64, usize)| by_miss(budget, a, b);
     let above = full.iter().filter(|p| p.1 > k).min_by(by_miss);
     let below = full.iter().filter(|p| p.1 < k).min_by(by_miss);
     let (Some(&a), Some(&b)) = (above, below) else {
-        return beyond(full, budget, ln_step);
+        return beyond(full, earlier, budget, ln_step);
     };
     let line = line_root(a, b, target);
     let third = full
@@ -550,32 +564,49 @@ fn refine_centre(full: &[(f64, usize)], budget: &Budget, ln_step: f64) -> Option
     )
 }
 
-/// Where K is expected when every count of `full` is on one side of it: on
-/// the line through the two nearest, at most `ln step` beyond the λ tried;
-/// `ln step` beyond them towards K (larger λ when the counts are above)
-/// when there is one count or the counts do not fall with λ.
-fn beyond(full: &[(f64, usize)], budget: &Budget, ln_step: f64) -> Option<f64> {
-    let mut sorted: Vec<&(f64, usize)> = full.iter().collect();
-    sorted.sort_by(|a, b| by_miss(budget, a, b));
-    let first = **sorted.first()?;
+/// Where K is expected when every count of `full` is on one side of it:
+/// from the full-length count nearest K along the slope of `ln active` in
+/// `ln λ` ([`falling_slope`]) of `full` when it has two counts or more,
+/// else of `earlier` (the counts at the last drop), at most `ln step`
+/// beyond the λ tried; `ln step` beyond them towards K (larger λ when the
+/// counts are above) when there is no falling slope.
+fn beyond(
+    full: &[(f64, usize)],
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+) -> Option<f64> {
+    let anchor = *nearest(full, budget)?;
+    let source = if full.len() >= 2 { full } else { earlier };
     let (lo, hi) = full
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
             (lo.min(p.0.ln()), hi.max(p.0.ln()))
         });
-    let step = if first.1 > budget.target_records {
-        hi + ln_step
-    } else {
-        lo - ln_step
-    };
-    let falls = |second: &(f64, usize)| {
-        (log_count(second.1) - log_count(first.1)) / (second.0.ln() - first.0.ln()) < 0.0
-    };
-    let x = match sorted.get(1) {
-        Some(&&second) if falls(&second) => line_root(first, second, budget.log_target()),
-        _ => step,
+    let x = match falling_slope(source, budget) {
+        Some(slope) => anchor.0.ln() + (budget.log_target() - log_count(anchor.1)) / slope,
+        None if anchor.1 > budget.target_records => hi + ln_step,
+        None => lo - ln_step,
     };
     Some(x.clamp(lo - ln_step, hi + ln_step))
+}
+
+/// The slope of `ln active` in `ln λ` between the first neighbours of
+/// `points` (λ ascending) whose counts cross K, else between the two counts
+/// nearest K; None unless it is negative (counts falling with λ).
+fn falling_slope(points: &[(f64, usize)], budget: &Budget) -> Option<f64> {
+    let k = budget.target_records;
+    let pair = match points.windows(2).find(|w| (w[0].1 > k) != (w[1].1 > k)) {
+        Some(w) => (w[0], w[1]),
+        None => {
+            let mut sorted = points.to_vec();
+            sorted.sort_by(|a, b| by_miss(budget, a, b));
+            (*sorted.first()?, *sorted.get(1)?)
+        }
+    };
+    let (a, b) = pair;
+    let slope = (log_count(b.1) - log_count(a.1)) / (b.0.ln() - a.0.ln());
+    (slope < 0.0).then_some(slope)
 }
 
 /// The root between `a` and `b` (in `ln λ`) of the quadratic through the
@@ -613,8 +644,14 @@ fn quadratic_root(
 /// `n` new λ for a refining batch: centred on [`refine_centre`], `ln_step /
 /// (n + 1)` apart in `ln λ`, inside the budget's range and none already in
 /// `full`.
-fn refine_lambdas(full: &[(f64, usize)], budget: &Budget, ln_step: f64, n: usize) -> Vec<f64> {
-    let Some(centre) = refine_centre(full, budget, ln_step) else {
+fn refine_lambdas(
+    full: &[(f64, usize)],
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+    n: usize,
+) -> Vec<f64> {
+    let Some(centre) = refine_centre(full, earlier, budget, ln_step) else {
         return Vec::new();
     };
     let gap = ln_step / (n + 1) as f64;
@@ -632,7 +669,10 @@ fn active_of(s: &SweepModel) -> usize {
     s.model.active_weights().count
 }
 
-fn points(models: &[SweepModel]) -> Vec<(f64, usize)> {
+/// `(λ, active)` of some models.
+type Points = Vec<(f64, usize)>;
+
+fn points(models: &[SweepModel]) -> Points {
     models.iter().map(|s| (s.lambda_l0, active_of(s))).collect()
 }
 
@@ -750,14 +790,14 @@ pub fn fit_to_budget(
         1 => (hi / lo).ln() / (budget.bracket - 1) as f64,
         n => (b / a).ln() / (n - 1) as f64,
     };
-    let full = narrow_and_continue(
+    let (full, earlier) = narrow_and_continue(
         &mut ledger,
         (points(&bracket), short),
         (a, b),
         budget,
         on_progress,
     )?;
-    let full = refine(&mut ledger, full, budget, ln_step, on_progress)?;
+    let full = refine(&mut ledger, full, &earlier, budget, ln_step, on_progress)?;
     let chosen = full
         .into_iter()
         .min_by(|s, t| {
@@ -786,22 +826,24 @@ pub fn fit_to_budget(
 }
 
 /// The narrowing batch over `a..=b` and its continued survivors
-/// ([`Budget::plan`]); returns the models at the full length. `bracket`:
+/// ([`Budget::plan`]); returns the models at the full length and the counts
+/// of all the models at the last drop (none without a drop). `bracket`:
 /// the bracket's points and step, the first look at the drift.
 fn narrow_and_continue(
     ledger: &mut Ledger,
-    bracket: (Vec<(f64, usize)>, u64),
+    bracket: (Points, u64),
     (a, b): (f64, f64),
     budget: &Budget,
     on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
-) -> Result<Vec<SweepModel>> {
+) -> Result<(Vec<SweepModel>, Points)> {
     let legs = budget.plan(ledger.epochs);
     let lambdas = sweep::lambda_grid(a, b, budget.narrow)?;
     let mut models = ledger.start(Stage::Narrow, &lambdas, legs[0].until, on_progress)?;
     let (mut before, mut t0) = bracket;
     let mut t = legs[0].until;
+    let mut now = Vec::new();
     for leg in &legs[1..] {
-        let now = points(&models);
+        now = points(&models);
         let keep = survivors(&now, t, (&before, t0), ledger.epochs, leg.models, budget);
         models = models
             .into_iter()
@@ -813,15 +855,16 @@ fn narrow_and_continue(
         models = ledger.train(Stage::Continue, models, leg.until - t, on_progress)?;
         t = leg.until;
     }
-    Ok(models)
+    Ok((models, now))
 }
 
 /// Refining batches while no model of `full` meets the budget, a new λ is
 /// left to try and the estimated cost stays within `max_cost`; returns
-/// `full` with the new models.
+/// `full` with the new models. `earlier`: the counts at the last drop.
 fn refine(
     ledger: &mut Ledger,
     mut full: Vec<SweepModel>,
+    earlier: &[(f64, usize)],
     budget: &Budget,
     ln_step: f64,
     on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
@@ -831,7 +874,7 @@ fn refine(
         if ledger.cost_fits + batch_cost(n) > budget.max_cost + 1e-9 {
             break;
         }
-        let lambdas = refine_lambdas(&points(&full), budget, ln_step, n);
+        let lambdas = refine_lambdas(&points(&full), earlier, budget, ln_step, n);
         if lambdas.is_empty() {
             break;
         }
@@ -873,41 +916,37 @@ mod tests {
     }
 
     #[test]
-    fn the_default_plan_drops_at_a_quarter_and_a_half() {
-        let legs = Budget::new(10).plan(1000);
+    fn the_default_plan_drops_at_a_fifth_and_three_fifths() {
         let leg = |stage, models, until| Leg {
             stage,
             models,
             until,
         };
         assert_eq!(
-            legs,
+            Budget::new(10).plan(1000),
             [
-                leg(Stage::Narrow, 8, 250),
-                leg(Stage::Continue, 4, 500),
-                leg(Stage::Continue, 3, 1000)
+                leg(Stage::Narrow, 8, 200),
+                leg(Stage::Continue, 4, 600),
+                leg(Stage::Continue, 1, 1000)
             ]
         );
-        // Two epochs: the drops fall together; one epoch: no drop at all.
-        let legs = Budget::new(10).plan(2);
-        assert_eq!(legs, [leg(Stage::Narrow, 8, 1), leg(Stage::Continue, 3, 2)]);
+        // Two epochs: the second drop falls on the end; one: no drop.
+        assert_eq!(
+            Budget::new(10).plan(2),
+            [leg(Stage::Narrow, 8, 1), leg(Stage::Continue, 4, 2)]
+        );
         assert_eq!(Budget::new(10).plan(1), [leg(Stage::Narrow, 8, 1)]);
     }
 
     #[test]
     fn the_cost_model_is_one_fit_alone_and_affine_in_batches() {
         assert_eq!(batch_cost(1), 1.0);
-        assert!((batch_cost(8) - 2.93).abs() < 1e-12);
-        assert!((batch_cost(2) - 1.61).abs() < 1e-12);
+        assert!((batch_cost(2) - 2.07).abs() < 1e-12);
+        assert!((batch_cost(8) - 3.63).abs() < 1e-12);
         // The default search without and with its refining model.
-        let e = 1000;
-        let cost = |b: &[(usize, u64)]| -> f64 {
-            b.iter()
-                .map(|&(k, n)| batch_cost(k) * n as f64 / e as f64)
-                .sum()
-        };
-        let base = cost(&[(9, 50), (8, 250), (4, 250), (3, 500)]);
-        assert!((base - 2.3175).abs() < 1e-9, "{base}");
+        let cost = |b: &[(usize, f64)]| -> f64 { b.iter().map(|&(k, s)| batch_cost(k) * s).sum() };
+        let base = cost(&[(9, 0.05), (8, 0.2), (4, 0.4), (1, 0.4)]);
+        assert!((base - 2.3565).abs() < 1e-9, "{base}");
         assert!(base + batch_cost(1) <= Budget::new(1).max_cost);
     }
 
@@ -962,27 +1001,38 @@ mod tests {
         let b = budget(100);
         // A straight line in ln-ln: exact.
         let p = [(1e-3, 400), (1e-2, 25)];
-        let x = refine_centre(&p, &b, 1.0).unwrap();
+        let x = refine_centre(&p, &[], &b, 1.0).unwrap();
         let line = 1e-5f64.sqrt().ln();
         assert!((x - line).abs() < 1e-12, "{}", x.exp());
         // A third count bends the curve: the root moves off the line.
         let p = [(1e-3, 400), (1e-2, 25), (1e-1, 20)];
-        let x = refine_centre(&p, &b, 1.0).unwrap();
+        let x = refine_centre(&p, &[], &b, 1.0).unwrap();
         assert!(x < line && x > 1e-3f64.ln(), "{}", x.exp());
         // All above K: on the line beyond them, at most one step further.
         let p = [(1e-3, 400), (2e-3, 200)];
-        let x = refine_centre(&p, &b, 0.5).unwrap();
+        let x = refine_centre(&p, &[], &b, 0.5).unwrap();
         assert!((x - (2e-3f64.ln() + 0.5)).abs() < 1e-12, "{}", x.exp());
         // Counts that do not fall with λ: one step towards K.
         let p = [(1e-3, 200), (2e-3, 200)];
-        let x = refine_centre(&p, &b, 0.5).unwrap();
+        let x = refine_centre(&p, &[], &b, 0.5).unwrap();
         assert!((x - (2e-3f64.ln() + 0.5)).abs() < 1e-12, "{}", x.exp());
-        let x = refine_centre(&[(1e-3, 50)], &b, 0.5).unwrap();
+        let x = refine_centre(&[(1e-3, 50)], &[], &b, 0.5).unwrap();
         assert!((x - (1e-3f64.ln() - 0.5)).abs() < 1e-12, "{}", x.exp());
         // Two new λ straddle the centre; a λ already trained is not repeated.
-        let l = refine_lambdas(&[(1e-3, 400), (1e-2, 25)], &b, 0.9, 2);
+        let l = refine_lambdas(&[(1e-3, 400), (1e-2, 25)], &[], &b, 0.9, 2);
         assert_eq!(l.len(), 2);
         assert!((l[0] * l[1] / 1e-5 - 1.0).abs() < 1e-9, "{l:?}");
-        assert!(refine_lambdas(&[(1e-1, 400), (1e-1, 400)], &b, 0.5, 1).is_empty());
+        assert!(refine_lambdas(&[(1e-1, 400), (1e-1, 400)], &[], &b, 0.5, 1).is_empty());
+        // One finalist (130 records at 1e-2, target 150): a Newton step
+        // along the slope of the counts at the last drop (-1 between the
+        // pair crossing 150), ln(150 / 130) below 1e-2.
+        let earlier = [(5e-3, 400), (1e-2, 200), (2e-2, 100), (4e-2, 40)];
+        let x = refine_centre(&[(1e-2, 130)], &earlier, &budget(150), 1.0).unwrap();
+        let want = 1e-2f64.ln() - (150.0f64 / 130.0).ln();
+        assert!((x - want).abs() < 1e-12, "{}", x.exp());
+        // Without a falling slope there, one step towards K.
+        let flat = [(5e-3, 200), (1e-2, 200)];
+        let x = refine_centre(&[(1e-2, 130)], &flat, &budget(150), 0.5).unwrap();
+        assert!((x - (1e-2f64.ln() - 0.5)).abs() < 1e-12, "{}", x.exp());
     }
 }

@@ -581,11 +581,11 @@ def fit_to_budget(
     --target-records K`` does (the library's ``l0::budget::fit_to_budget``):
     a batch of 9 short models (5% of the epochs) over ``lambda_l0`` in
     ``lambda_range`` (log-spaced; default 1e-9..1e-1, the CLI's) locates K;
-    8 models over that interval train together to 25% of the epochs, the 4
-    nearest where K is expected go on to 50% and 3 of those to the full
-    length (continued exactly, never restarted); when none is within the
-    tolerance, one more full-length model is placed where their counts
-    cross K. Each batch trains its models together.
+    8 models over that interval train together to 20% of the epochs, the 4
+    nearest where K is expected go on to 60% and the nearest of those to
+    the full length (continued exactly, never restarted); when it is not
+    within the tolerance, one more full-length model is placed where the
+    counts are expected to cross K. Each batch trains its models together.
 
     ``model_args`` are the constructor's (with ``seed=None`` one seed is
     drawn and shared by all models; ``use_gates`` must stay True); the other

@@ -43,23 +43,23 @@ def test_budget_met_within_tolerance(searched):
     e = FIT["epochs"]
     full = [t for t in r["trials"] if t["epochs"] == e]
     bracket = [t for t in r["trials"] if t["stage"] == "bracket"]
-    assert len(bracket) == 9 and len(full) in (3, 4)
+    assert len(bracket) == 9 and len(full) in (1, 2)
     assert r["lambda_l0"] in [t["lambda_l0"] for t in full]
     batches = r["batches"]
     stage = lambda name, models, epochs: {"stage": name, "models": models, "epochs": epochs}
     assert batches[:4] == [
         stage("bracket", 9, 10),
-        stage("narrow", 8, 50),
-        stage("continue", 4, 50),
-        stage("continue", 3, 100),
+        stage("narrow", 8, 40),
+        stage("continue", 4, 80),
+        stage("continue", 1, 80),
     ]
-    refined = len(full) - 3
+    refined = len(full) - 1
     assert batches[4:] == [stage("refine", 1, e)] * refined
     assert r["models_trained"] == 17 + refined
-    assert r["epochs_total"] == 90 + 400 + 200 + 300 + refined * e
+    assert r["epochs_total"] == 90 + 320 + 320 + 80 + refined * e
     assert r["fits"] == r["epochs_total"] / e
     assert r["passes"] == (210 + refined * e) / e
-    assert r["cost_fits"] == pytest.approx(0.05 * 3.15 + 0.25 * 2.93 + 0.25 * 2.05 + 0.5 * 1.83 + refined)
+    assert r["cost_fits"] == pytest.approx(0.05 * 3.89 + 0.2 * 3.63 + 0.4 * 2.59 + 0.4 + refined)
     assert r["seconds"] >= 0.0
     assert model.fit_report_["epochs"] == FIT["epochs"]
 
