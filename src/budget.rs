@@ -123,7 +123,7 @@ pub fn batch_cost(models: usize) -> f64 {
 /// | `bracket` | 9 | >= 2: models of the bracketing batch |
 /// | `bracket_share` | 0.05 | (0, 1]: share of the epochs of a bracket model |
 /// | `narrow` | 8 | >= 1: models of the narrowing batch |
-/// | `narrow_share` | 0.2 | (0, 1]: epochs of the narrowing batch |
+/// | `narrow_share` | 0.2 | (0, 1]: share of the epochs the narrowing batch trains |
 /// | `keep` | 4 | 1 ..= `narrow`: models continued after it |
 /// | `second_share` | 0.6 | [`narrow_share`, 1]: where the second drop is |
 /// | `finalists` | 1 | 1 ..= `keep`: models continued to the full length |
