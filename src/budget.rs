@@ -2,32 +2,88 @@
 //! number of records ([`fit_to_budget`]), for `l0 calibrate
 //! --target-records K`.
 //!
-//! The search trains models in batches of the [`crate::sweep`] API: every
-//! batch is started together ([`sweep::start`]) and trained together in
-//! one [`sweep::advance`] call, the form that trains K models in one pass
-//! over the matrix per epoch. It has two steps:
+//! The search trains batches of the [`crate::sweep`] API: the models of a
+//! batch are at the same step and trained together in one
+//! [`sweep::advance`] call, the form that trains them in one pass over the
+//! matrix per epoch. A model is continued exactly (advanced by `a` then `b`
+//! epochs it is the single fit of `a + b`), so the search narrows down by
+//! dropping models part-way and continuing the others:
 //!
-//! 1. **Bracket**: one batch of `bracket` values log-spaced over
-//!    `lambda_range`, trained for a short share of the epochs. Their
-//!    counts only locate the target roughly: a short count may be above
-//!    its full-length count (gates close under the L0 pull) or below it
-//!    (gates that start closed open as the weights learn), so they are
-//!    trusted in λ order only.
-//! 2. **Refine**: a batch of `refine` values log-spaced over the interval
-//!    where the short counts cross K or come within a factor
-//!    [`SHORT_COUNT_SLACK`] of it, widened by one bracket step on each side
-//!    (none cross: the top two steps when every count is above K, the
-//!    whole range when every count is below), trained from scratch to the
-//!    full epochs. When no full-length count is within the tolerance, a
-//!    further batch (at most `max_batches` in all) fills the interval
-//!    between the nearest full-length counts above and below K, or, when
-//!    all are on one side, the bracket step beyond the last λ on that side.
+//! 1. **Bracket**: `bracket` λ log-spaced over `lambda_range`, trained for
+//!    `bracket_share` of the epochs. Short counts only locate K roughly (a
+//!    short count may be above its full-length count, gates closing under
+//!    the L0 pull, or below it, gates that start closed opening), so they
+//!    are trusted in λ order only: the narrowing interval is the hull of
+//!    the bracket steps where the counts cross K or come within a factor
+//!    [`SHORT_COUNT_SLACK`] of it, widened by one step on each side (none
+//!    cross: the top two steps when every count is above K, the whole range
+//!    when every count is below).
+//! 2. **Narrow**: `narrow` λ log-spaced over that interval, trained from
+//!    step 0 together to `narrow_share` of the epochs.
+//! 3. **Continue**: the `keep` models nearest (in `ln λ`) to where K is
+//!    expected at the full length are continued together to `second_share`
+//!    of the epochs, then the `finalists` nearest of those to the full
+//!    length; the others are dropped. Where K is expected: the λ at which
+//!    the latest counts cross K (interpolated in `ln λ` vs `ln active`),
+//!    moved by the drift of that crossing since the previous look (the
+//!    bracket's counts for the first drop, the kept models' own for the
+//!    second), extrapolated linearly in `ln epochs` to the full length.
+//!    When the previous look has no crossing (all its counts above K: the
+//!    crossing came down from beyond its range, by an unknown amount), the
+//!    models from the crossing on in the drift's direction are kept.
+//!    Counts keep drifting until the end (the demo's counts at 25% of the
+//!    epochs are about twice the final ones), which is why the drops keep
+//!    a margin and the end is checked, never assumed.
+//! 4. **Refine**: when no full-length count is within the tolerance, a
+//!    batch of `refine` new λ trained from scratch to the full length,
+//!    placed where the full-length counts are expected to cross K: between
+//!    the counts that straddle K, on the quadratic in `ln λ` through them
+//!    and the next nearest count (else the straight line); with all counts
+//!    on one side, from the nearest along the slope of the full-length
+//!    counts, or with a single finalist along the slope of the counts at
+//!    the last drop (a Newton step), at most one narrowing step beyond.
+//!    Refining batches are trained as long as the estimated cost stays
+//!    within `max_cost` fits.
 //!
 //! The model returned is the full-length one nearest to K in `ln active`
 //! (ties: the larger λ), bit for bit the model `Calibration::fit` gives
-//! with its `lambda_l0`, seed and options. [`BudgetFit::batches`] lists
-//! what was trained: `bracket x share` epochs of the bracket batch plus
-//! one full-length batch of `refine` models per refining step.
+//! with its `lambda_l0`, seed and options.
+//!
+//! ## Cost model and defaults
+//!
+//! A batch of `k` models trained together costs [`batch_cost`]`(k)` fits of
+//! the same epochs: 1 for one model, `1.55 + 0.26 k` for more. On the CPU
+//! a batch's time per epoch stays about flat through training, while a
+//! single fit's falls as its gates close. Timed on the demo (250,000
+//! columns, 2 cores, models near λ = 5.5e-6 where its 30,000-record budget
+//! lies), per 250 epochs against a whole 1000-epoch fit, batches of 2, 3,
+//! 4, 6 and 8 cost about 2.0, 2.3, 2.6, 3.1 and 3.6 fits of their epochs
+//! (over epochs 500-1000 against the same epochs of the fit: 2.3, 2.7,
+//! 3.0, 3.6, 4.3). `examples/sweep_bench` gives less against a denser fit
+//! (λ = 1e-6): 1.5, 1.9, 2.1, 2.45, 2.95 over 60 epochs and 1.75, 2.1,
+//! 2.2, 2.5, 2.8 over 1000. Two models together cost about two fits, so
+//! the search ends with one finalist.
+//! [`BudgetFit::cost_fits`] sums `batch_cost(models) x epochs / E` over the
+//! batches. With the defaults:
+//!
+//! | batch | models | share of the epochs | fits |
+//! |---|---|---|---|
+//! | bracket | 9 | 0.05 | 0.19 |
+//! | narrow | 8 | 0.2 | 0.73 |
+//! | continue | 4 | 0.4 | 1.04 |
+//! | continue | 1 | 0.4 | 0.40 |
+//! | refine (when needed) | 1 | 1 | 1.00 |
+//!
+//! that is 2.4 fits when the finalist meets the budget and 3.4 when one
+//! refining model is needed, within `max_cost` = 3.5, which leaves room for
+//! exactly one refining batch. Replayed on recorded count trajectories
+//! (the demo and the tests' 60 x 600 sparse truth, each with gates
+//! starting at keep probability 0.5 and 0.1, and a second geo-stacked
+//! problem; 24 targets each), these defaults met a 5% tolerance for 83%
+//! of the targets at 3.2 fits on average; the misses are mostly 5-10% off
+//! (the nearest model is returned with `met = false`). Three finalists
+//! met 86% at 3.7 fits; continuing the 2 or 3 models nearest K at 25% of
+//! the epochs, without a refining model, met 12-17% at 2.7-2.9 fits.
 
 use std::time::Instant;
 
@@ -41,6 +97,22 @@ use crate::sweep::{self, SweepModel};
 /// counts on small problems have been seen at 0.5-0.6 of the full ones.
 pub const SHORT_COUNT_SLACK: f64 = 2.0;
 
+/// The fixed part of [`batch_cost`] for two or more models, in fits.
+pub const BATCH_COST_FIXED: f64 = 1.55;
+
+/// What each model adds to [`batch_cost`] for two or more models, in fits.
+pub const BATCH_COST_PER_MODEL: f64 = 0.26;
+
+/// The estimated cost of training `models` models together, in fits of the
+/// same epochs: 0, 1, then `BATCH_COST_FIXED + BATCH_COST_PER_MODEL x
+/// models` (measured on the CPU; see the module docs).
+pub fn batch_cost(models: usize) -> f64 {
+    match models {
+        0 | 1 => models as f64,
+        k => BATCH_COST_FIXED + BATCH_COST_PER_MODEL * k as f64,
+    }
+}
+
 /// A record budget and how to search for it.
 ///
 /// | field | default | valid |
@@ -50,8 +122,15 @@ pub const SHORT_COUNT_SLACK: f64 = 2.0;
 /// | `lambda_range` | (1e-9, 1e-1) | 0 < lo < hi, finite |
 /// | `bracket` | 9 | >= 2: models of the bracketing batch |
 /// | `bracket_share` | 0.05 | (0, 1]: share of the epochs of a bracket model |
-/// | `refine` | 8 | >= 1: models of each refining batch |
-/// | `max_batches` | 2 | >= 1: refining batches at most |
+/// | `narrow` | 8 | >= 1: models of the narrowing batch |
+/// | `narrow_share` | 0.2 | (0, 1]: share of the epochs the narrowing batch trains |
+/// | `keep` | 4 | 1 ..= `narrow`: models continued after it |
+/// | `second_share` | 0.6 | [`narrow_share`, 1]: where the second drop is |
+/// | `finalists` | 1 | 1 ..= `keep`: models continued to the full length |
+/// | `refine` | 1 | >= 0: new full-length models per refining batch |
+/// | `max_cost` | 3.5 | > 0: a refining batch starts only while the estimated cost stays within this many fits |
+///
+/// [`narrow_share`]: Budget::narrow_share
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budget {
     /// Records to keep, `K`.
@@ -64,10 +143,33 @@ pub struct Budget {
     pub bracket: usize,
     /// Share of the epochs a bracket model trains.
     pub bracket_share: f64,
-    /// Models in each refining batch (full-length, trained together).
+    /// Models in the narrowing batch.
+    pub narrow: usize,
+    /// Share of the epochs the narrowing batch trains before the first drop.
+    pub narrow_share: f64,
+    /// Models continued after the first drop.
+    pub keep: usize,
+    /// Share of the epochs at the second drop (none when it equals
+    /// `narrow_share` or 1, or `finalists == keep`).
+    pub second_share: f64,
+    /// Models continued to the full length.
+    pub finalists: usize,
+    /// New full-length models per refining batch (0: none).
     pub refine: usize,
-    /// Refining batches at most.
-    pub max_batches: usize,
+    /// The estimated cost, in fits ([`batch_cost`]), that a refining batch
+    /// may bring the search up to.
+    pub max_cost: f64,
+}
+
+/// One leg of the schedule: the models trained together up to a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leg {
+    /// [`Stage::Narrow`] for the first leg, [`Stage::Continue`] after.
+    pub stage: Stage,
+    /// Models in it.
+    pub models: usize,
+    /// The step (epochs since the start) it ends at.
+    pub until: u64,
 }
 
 impl Budget {
@@ -79,8 +181,13 @@ impl Budget {
             lambda_range: (1e-9, 1e-1),
             bracket: 9,
             bracket_share: 0.05,
-            refine: 8,
-            max_batches: 2,
+            narrow: 8,
+            narrow_share: 0.2,
+            keep: 4,
+            second_share: 0.6,
+            finalists: 1,
+            refine: 1,
+            max_cost: 3.5,
         }
     }
 
@@ -115,17 +222,37 @@ impl Budget {
                 self.bracket
             )));
         }
-        if self.refine == 0 || self.max_batches == 0 {
+        self.check_narrowing()?;
+        let c = self.max_cost;
+        if !(c.is_finite() && c > 0.0) {
             return Err(L0Error::config(format!(
-                "a record budget needs at least 1 refining batch of at least 1 model, got {} of {}",
-                self.max_batches, self.refine
+                "a record budget's max cost must be a positive number of fits, got {c}"
             )));
         }
-        let s = self.bracket_share;
-        if !(s > 0.0 && s <= 1.0) {
+        Ok(())
+    }
+
+    /// The models and shares of the narrowing and the drops.
+    fn check_narrowing(&self) -> Result<()> {
+        let (n, k, f) = (self.narrow, self.keep, self.finalists);
+        if !(1 <= f && f <= k && k <= n) {
             return Err(L0Error::config(format!(
-                "the bracket share must be in (0, 1], got {s}"
+                "a record budget needs 1 <= finalists <= keep <= narrow models, got {f}, {k} and {n}"
             )));
+        }
+        let shares = [
+            ("bracket", self.bracket_share, 0.0),
+            ("narrow", self.narrow_share, 0.0),
+            ("second drop", self.second_share, self.narrow_share),
+        ];
+        for (what, s, floor) in shares {
+            let ok = if floor > 0.0 { s >= floor } else { s > 0.0 };
+            if !(ok && s <= 1.0) {
+                let low = if floor > 0.0 { "[narrow share" } else { "(0" };
+                return Err(L0Error::config(format!(
+                    "the {what} share must be in {low}, 1], got {s}"
+                )));
+            }
         }
         Ok(())
     }
@@ -138,63 +265,98 @@ impl Budget {
 
     /// Epochs of a bracket model when a full fit has `epochs` (at least 1).
     pub fn short_epochs(&self, epochs: u64) -> u64 {
+        share_of(epochs, self.bracket_share)
+    }
+
+    /// The narrowing and continuing legs for fits of `epochs` epochs, in
+    /// order; the last ends at the full length. A leg that would not
+    /// advance (tiny `epochs`) is left out.
+    pub fn plan(&self, epochs: u64) -> Vec<Leg> {
         let epochs = epochs.max(1);
-        ((epochs as f64 * self.bracket_share).ceil() as u64).clamp(1, epochs)
+        let first = share_of(epochs, self.narrow_share);
+        let second = share_of(epochs, self.second_share);
+        let mut legs = vec![Leg {
+            stage: Stage::Narrow,
+            models: self.narrow,
+            until: first,
+        }];
+        let drops = [(second, self.keep), (epochs, self.finalists)];
+        for (until, models) in drops {
+            let last = legs[legs.len() - 1];
+            if until > last.until {
+                legs.push(Leg {
+                    stage: Stage::Continue,
+                    models: models.min(last.models),
+                    until,
+                });
+            }
+        }
+        legs
     }
 
     /// How far `active` is from the target, `|ln active - ln K|`.
     fn miss(&self, active: usize) -> f64 {
-        (log_count(active) - (self.target_records as f64).ln()).abs()
+        (log_count(active) - self.log_target()).abs()
     }
 
-    /// The ratio of neighbouring bracket λ.
-    fn step(&self) -> f64 {
-        let (lo, hi) = self.lambda_range;
-        (hi / lo).powf(1.0 / (self.bracket - 1) as f64)
+    fn log_target(&self) -> f64 {
+        (self.target_records as f64).ln()
     }
 }
 
-/// Which step of the search a model belongs to.
+/// `ceil(epochs x share)`, at least 1 and at most `epochs`.
+fn share_of(epochs: u64, share: f64) -> u64 {
+    let epochs = epochs.max(1);
+    ((epochs as f64 * share).ceil() as u64).clamp(1, epochs)
+}
+
+/// Which step of the search a batch belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// A short model of the bracketing batch.
+    /// The short bracketing batch.
     Bracket,
-    /// A full-length model of a refining batch.
+    /// The narrowing batch, trained from scratch to the first drop.
+    Narrow,
+    /// Models kept at a drop, continued to the next drop or the end.
+    Continue,
+    /// New models trained from scratch to the full length.
     Refine,
 }
 
 impl Stage {
-    /// "bracket" or "refine".
+    /// "bracket", "narrow", "continue" or "refine".
     pub fn name(self) -> &'static str {
         match self {
             Stage::Bracket => "bracket",
+            Stage::Narrow => "narrow",
+            Stage::Continue => "continue",
             Stage::Refine => "refine",
         }
     }
 }
 
-/// One model the search trained.
+/// A model at the end of one batch it was trained in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trial {
-    /// Its step.
+    /// The stage of the batch.
     pub stage: Stage,
     /// Its L0 strength.
     pub lambda_l0: f64,
-    /// Epochs it trained.
+    /// Epochs it has trained in all (its step).
     pub epochs: u64,
     /// Its active count after them.
     pub active: usize,
 }
 
-/// One batch: models started together and trained together in one
+/// One batch: models at the same step trained together in one
 /// [`sweep::advance`] call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batch {
-    /// Its step.
+    /// Its stage of the search.
     pub stage: Stage,
     /// Models in it.
     pub models: usize,
-    /// Epochs each trained.
+    /// Epochs each trained in it.
     pub epochs: u64,
 }
 
@@ -207,16 +369,21 @@ pub struct BudgetFit {
     pub active: usize,
     /// Whether it is within the tolerance.
     pub met: bool,
-    /// Every model trained, in order.
+    /// Every model at the end of every batch it was in, in order.
     pub trials: Vec<Trial>,
-    /// The batches, in order: the bracket, then the refining ones.
+    /// The batches, in order.
     pub batches: Vec<Batch>,
-    /// Models trained (over all batches).
+    /// Distinct models trained (bracket, narrowing and refining ones).
     pub models_trained: usize,
     /// Epochs trained, summed over the models.
     pub epochs_total: u64,
+    /// Epochs of a full-length model.
+    pub epochs: u64,
     /// Wall time of all the training.
     pub seconds: f64,
+    /// The estimated cost in fits: `batch_cost(models) x epochs / E` summed
+    /// over the batches ([`batch_cost`]).
+    pub cost_fits: f64,
 }
 
 impl BudgetFit {
@@ -237,13 +404,12 @@ impl BudgetFit {
         ))
     }
 
-    /// Full-length models trained (those of the refining batches).
+    /// Models trained to the full length (finalists and refining ones).
     pub fn full_fits(&self) -> usize {
-        self.batches
+        self.trials
             .iter()
-            .filter(|b| b.stage == Stage::Refine)
-            .map(|b| b.models)
-            .sum()
+            .filter(|t| t.epochs == self.epochs && t.stage != Stage::Bracket)
+            .count()
     }
 
     /// The batches' epochs summed, over the epochs of one fit: the search's
@@ -261,11 +427,11 @@ fn log_count(active: usize) -> f64 {
     (active as f64).max(0.5).ln()
 }
 
-/// The first refining interval from the bracket's `(λ, short count)`
-/// points, λ ascending: the hull of the steps where the counts cross K and
-/// of the counts within [`SHORT_COUNT_SLACK`] of K, widened by one step on
-/// each side; with none, the top two steps (all counts above K) or the
-/// whole range (all below).
+/// The narrowing interval from the bracket's `(λ, short count)` points, λ
+/// ascending: the hull of the steps where the counts cross K and of the
+/// counts within [`SHORT_COUNT_SLACK`] of K, widened by one step on each
+/// side; with none, the top two steps (all counts above K) or the whole
+/// range (all below).
 fn first_interval(points: &[(f64, usize)], budget: &Budget) -> (f64, f64) {
     let k = budget.target_records;
     let near = |c: usize| budget.miss(c) <= SHORT_COUNT_SLACK.ln();
@@ -282,50 +448,232 @@ fn first_interval(points: &[(f64, usize)], budget: &Budget) -> (f64, f64) {
     (points[a].0, points[b].0)
 }
 
-/// The next refining interval from the full-length `(λ, count)` points,
-/// none within the tolerance: between the nearest count above K and the
-/// nearest below; with all on one side, the bracket step beyond the last
-/// λ on that side (None when it is the range's end).
-fn next_interval(points: &[(f64, usize)], budget: &Budget) -> Option<(f64, f64)> {
+/// `ln λ` where the counts of `points` (λ ascending) first cross K, by
+/// straight-line interpolation of `ln active` in `ln λ`; None when every
+/// count is on one side.
+fn crossing(points: &[(f64, usize)], budget: &Budget) -> Option<f64> {
     let k = budget.target_records;
-    let (lo, hi) = budget.lambda_range;
-    // Nearest first; among equal counts the λ nearer the crossing.
-    let above = points
-        .iter()
-        .filter(|p| p.1 > k)
-        .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
-    let below = points
-        .iter()
-        .filter(|p| p.1 < k)
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
-    let lambdas = points.iter().map(|p| p.0);
-    match (above, below) {
-        (Some(a), Some(b)) => Some((a.0.min(b.0), a.0.max(b.0))).filter(|(a, b)| a < b),
-        (Some(_), None) => {
-            let top = lambdas.fold(lo, f64::max);
-            (top < hi).then(|| (top, (top * budget.step()).min(hi)))
-        }
-        (None, Some(_)) => {
-            let bottom = lambdas.fold(hi, f64::min);
-            (bottom > lo).then(|| ((bottom / budget.step()).max(lo), bottom))
-        }
-        (None, None) => None,
+    if let Some(p) = points.iter().find(|p| p.1 == k) {
+        return Some(p.0.ln());
     }
+    points
+        .windows(2)
+        .find(|w| (w[0].1 > k) != (w[1].1 > k))
+        .map(|w| line_root(w[0], w[1], budget.log_target()))
 }
 
-/// `n` λ log-spaced over `lo..=hi`, leaving out the ends already in
-/// `trained` (the grid then has as many more points, so `n` are new).
-fn fresh_grid(lo: f64, hi: f64, n: usize, trained: &[(f64, usize)]) -> Result<Vec<f64>> {
-    let done = |l: f64| trained.iter().any(|p| p.0 == l);
-    let ends = usize::from(done(lo)) + usize::from(done(hi));
-    Ok(sweep::lambda_grid(lo, hi, n + ends)?
+/// Where the straight line through `(ln λ, ln active)` of `a` and `b` reaches
+/// `ln K = target` (`a`'s λ when the counts are equal).
+fn line_root(a: (f64, usize), b: (f64, usize), target: f64) -> f64 {
+    let (xa, xb) = (a.0.ln(), b.0.ln());
+    let (ya, yb) = (log_count(a.1), log_count(b.1));
+    if ya == yb {
+        return xa;
+    }
+    xa + (ya - target) / (ya - yb) * (xb - xa)
+}
+
+/// Which of the models `now` (`(λ, active)` at step `t`, λ ascending) to
+/// keep: the `keep` nearest in `ln λ` (ties: the larger λ) to where K is
+/// expected at step `epochs`. That is where `now` crosses K, moved by the
+/// drift since `before` (points at step `t0`) extrapolated linearly in
+/// `ln step`. When `before` does not cross K (all its counts on one side),
+/// the drift has a known direction but no size: the models from the
+/// crossing on in that direction come first. With no crossing in `now`:
+/// the λ of the count nearest K.
+fn survivors(
+    now: &[(f64, usize)],
+    t: u64,
+    before: (&[(f64, usize)], u64),
+    epochs: u64,
+    keep: usize,
+    budget: &Budget,
+) -> Vec<usize> {
+    let (points, t0) = before;
+    let (centre, side) = match (crossing(now, budget), crossing(points, budget)) {
+        (Some(x), Some(x0)) if t > t0 => {
+            let rate = (x - x0) / (t as f64 / t0 as f64).ln();
+            (x + rate * (epochs as f64 / t as f64).ln(), None)
+        }
+        (Some(x), None) => {
+            // All counts above K before: they fell, K moves to smaller λ.
+            let k = budget.target_records;
+            let towards = points.first().map(|p| if p.1 > k { -1.0 } else { 1.0 });
+            (x, towards)
+        }
+        (Some(x), _) => (x, None),
+        (None, _) => (nearest(now, budget).map_or(0.0, |p| p.0.ln()), None),
+    };
+    // (off the drift's side, distance): kept in that order.
+    let key = |p: &(f64, usize)| {
+        let d = p.0.ln() - centre;
+        (side.is_some_and(|s: f64| s * d < 0.0), d.abs())
+    };
+    let mut order: Vec<usize> = (0..now.len()).collect();
+    order.sort_by(|&i, &j| {
+        let ((oi, di), (oj, dj)) = (key(&now[i]), key(&now[j]));
+        oi.cmp(&oj)
+            .then(di.total_cmp(&dj))
+            .then(now[j].0.total_cmp(&now[i].0))
+    });
+    order.truncate(keep);
+    order.sort_unstable();
+    order
+}
+
+/// The order of `(λ, active)` points by nearness to K: by `|ln active -
+/// ln K|`, ties to the larger λ.
+fn by_miss(budget: &Budget, a: &(f64, usize), b: &(f64, usize)) -> std::cmp::Ordering {
+    let (ma, mb) = (budget.miss(a.1), budget.miss(b.1));
+    ma.total_cmp(&mb).then(b.0.total_cmp(&a.0))
+}
+
+/// The point whose count is nearest K ([`by_miss`]).
+fn nearest<'a>(points: &'a [(f64, usize)], budget: &Budget) -> Option<&'a (f64, usize)> {
+    points.iter().min_by(|a, b| by_miss(budget, a, b))
+}
+
+/// Where the full-length counts `full` (`(λ, active)`) are expected to cross
+/// K, as `ln λ`: between the nearest counts above and below K, on the
+/// quadratic through them and the next nearest count (the straight line
+/// when that has no root between them); with all counts on one side,
+/// [`beyond`] (`earlier`: the counts at the last drop).
+fn refine_centre(
+    full: &[(f64, usize)],
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+) -> Option<f64> {
+    let k = budget.target_records;
+    let target = budget.log_target();
+    let by_miss = |a: &&(f64, usize), b: &&(f64, usize)| by_miss(budget, a, b);
+    let above = full.iter().filter(|p| p.1 > k).min_by(by_miss);
+    let below = full.iter().filter(|p| p.1 < k).min_by(by_miss);
+    let (Some(&a), Some(&b)) = (above, below) else {
+        return beyond(full, earlier, budget, ln_step);
+    };
+    let line = line_root(a, b, target);
+    let third = full
+        .iter()
+        .filter(|p| p.0 != a.0 && p.0 != b.0)
+        .min_by(by_miss);
+    Some(
+        third
+            .and_then(|&c| quadratic_root(a, b, c, target, line))
+            .unwrap_or(line),
+    )
+}
+
+/// Where K is expected when every count of `full` is on one side of it:
+/// from the full-length count nearest K along the slope of `ln active` in
+/// `ln λ` ([`falling_slope`]) of `full` when it has two counts or more,
+/// else of `earlier` (the counts at the last drop), at most `ln step`
+/// beyond the λ tried; `ln step` beyond them towards K (larger λ when the
+/// counts are above) when there is no falling slope.
+fn beyond(
+    full: &[(f64, usize)],
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+) -> Option<f64> {
+    let anchor = *nearest(full, budget)?;
+    let source = if full.len() >= 2 { full } else { earlier };
+    let (lo, hi) = full
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.0.ln()), hi.max(p.0.ln()))
+        });
+    let x = match falling_slope(source, budget) {
+        Some(slope) => anchor.0.ln() + (budget.log_target() - log_count(anchor.1)) / slope,
+        None if anchor.1 > budget.target_records => hi + ln_step,
+        None => lo - ln_step,
+    };
+    Some(x.clamp(lo - ln_step, hi + ln_step))
+}
+
+/// The slope of `ln active` in `ln λ` between the first neighbours of
+/// `points` (λ ascending) whose counts cross K, else between the two counts
+/// nearest K; None unless it is negative (counts falling with λ).
+fn falling_slope(points: &[(f64, usize)], budget: &Budget) -> Option<f64> {
+    let k = budget.target_records;
+    let pair = match points.windows(2).find(|w| (w[0].1 > k) != (w[1].1 > k)) {
+        Some(w) => (w[0], w[1]),
+        None => {
+            let mut sorted = points.to_vec();
+            sorted.sort_by(|a, b| by_miss(budget, a, b));
+            (*sorted.first()?, *sorted.get(1)?)
+        }
+    };
+    let (a, b) = pair;
+    let slope = (log_count(b.1) - log_count(a.1)) / (b.0.ln() - a.0.ln());
+    (slope < 0.0).then_some(slope)
+}
+
+/// The root between `a` and `b` (in `ln λ`) of the quadratic through the
+/// `(ln λ, ln active)` of `a`, `b` and `c` reaching `target`, the one
+/// nearest `guess`; None when it has none there.
+fn quadratic_root(
+    a: (f64, usize),
+    b: (f64, usize),
+    c: (f64, usize),
+    target: f64,
+    guess: f64,
+) -> Option<f64> {
+    let [(x0, y0), (x1, y1), (x2, y2)] = [a, b, c].map(|p| (p.0.ln(), log_count(p.1)));
+    // Newton form: y = y0 + d01 (x - x0) + q (x - x0)(x - x1).
+    let d01 = (y1 - y0) / (x1 - x0);
+    let q = ((y2 - y1) / (x2 - x1) - d01) / (x2 - x0);
+    let (qa, qb, qc) = (q, d01 - q * (x0 + x1), y0 - d01 * x0 + q * x0 * x1 - target);
+    let roots = if qa.abs() < 1e-12 {
+        vec![-qc / qb]
+    } else {
+        let disc = qb * qb - 4.0 * qa * qc;
+        if disc < 0.0 {
+            return None;
+        }
+        let r = disc.sqrt();
+        vec![(-qb + r) / (2.0 * qa), (-qb - r) / (2.0 * qa)]
+    };
+    let (lo, hi) = (x0.min(x1), x0.max(x1));
+    roots
         .into_iter()
-        .filter(|&l| !done(l))
-        .collect())
+        .filter(|r| r.is_finite() && (lo..=hi).contains(r))
+        .min_by(|r, s| (r - guess).abs().total_cmp(&(s - guess).abs()))
+}
+
+/// `n` new λ for a refining batch: centred on [`refine_centre`], `ln_step /
+/// (n + 1)` apart in `ln λ`, inside the budget's range and none already in
+/// `full`.
+fn refine_lambdas(
+    full: &[(f64, usize)],
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+    n: usize,
+) -> Vec<f64> {
+    let Some(centre) = refine_centre(full, earlier, budget, ln_step) else {
+        return Vec::new();
+    };
+    let gap = ln_step / (n + 1) as f64;
+    let (lo, hi) = budget.lambda_range;
+    let mut out: Vec<f64> = (0..n)
+        .map(|j| (centre + (j as f64 - (n - 1) as f64 / 2.0) * gap).exp())
+        .map(|l| l.clamp(lo, hi))
+        .filter(|l| full.iter().all(|p| p.0 != *l))
+        .collect();
+    out.dedup();
+    out
 }
 
 fn active_of(s: &SweepModel) -> usize {
     s.model.active_weights().count
+}
+
+/// `(λ, active)` of some models.
+type Points = Vec<(f64, usize)>;
+
+fn points(models: &[SweepModel]) -> Points {
+    models.iter().map(|s| (s.lambda_l0, active_of(s))).collect()
 }
 
 /// The batches trained so far, and a way to train one more.
@@ -334,22 +682,39 @@ struct Ledger<'a> {
     y: &'a [f64],
     params: &'a CalibrationParams,
     opts: &'a FitParams,
+    epochs: u64,
     trials: Vec<Trial>,
     batches: Vec<Batch>,
     seconds: f64,
+    cost_fits: f64,
 }
 
 impl Ledger<'_> {
     /// Starts one model per `lambdas[k]` and trains them together for
-    /// `epochs` in one [`sweep::advance`] call.
-    fn batch(
+    /// `epochs`.
+    fn start(
         &mut self,
         stage: Stage,
         lambdas: &[f64],
         epochs: u64,
         on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
     ) -> Result<Vec<SweepModel>> {
-        let mut models = sweep::start(self.m.cols(), self.params, lambdas)?;
+        let models = sweep::start(self.m.cols(), self.params, lambdas)?;
+        self.train(stage, models, epochs, on_progress)
+    }
+
+    /// Trains `models` (all at the same step) together `epochs` more in
+    /// one [`sweep::advance`] call; progress reports count each model's
+    /// epochs from its start.
+    fn train(
+        &mut self,
+        stage: Stage,
+        mut models: Vec<SweepModel>,
+        epochs: u64,
+        on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
+    ) -> Result<Vec<SweepModel>> {
+        let lambdas: Vec<f64> = models.iter().map(|s| s.lambda_l0).collect();
+        let done = models.first().map_or(0, |s| s.report.epochs);
         let clock = Instant::now();
         sweep::advance(
             &mut models,
@@ -357,9 +722,17 @@ impl Ledger<'_> {
             self.y,
             self.opts,
             epochs,
-            &mut |k, p| on_progress(stage, lambdas[k], p),
+            &mut |k, p| {
+                let p = Progress {
+                    epoch: done + p.epoch,
+                    epochs: done + p.epochs,
+                    ..p.clone()
+                };
+                on_progress(stage, lambdas[k], &p)
+            },
         )?;
         self.seconds += clock.elapsed().as_secs_f64();
+        self.cost_fits += batch_cost(models.len()) * epochs as f64 / self.epochs as f64;
         self.batches.push(Batch {
             stage,
             models: models.len(),
@@ -368,28 +741,20 @@ impl Ledger<'_> {
         self.trials.extend(models.iter().map(|s| Trial {
             stage,
             lambda_l0: s.lambda_l0,
-            epochs,
+            epochs: s.report.epochs,
             active: active_of(s),
         }));
         Ok(models)
-    }
-
-    /// `(λ, active)` of the models of `stage`.
-    fn points(&self, stage: Stage) -> Vec<(f64, usize)> {
-        self.trials
-            .iter()
-            .filter(|t| t.stage == stage)
-            .map(|t| (t.lambda_l0, t.active))
-            .collect()
     }
 }
 
 /// Trains models with `params` and `opts` (its `lambda_l0` is ignored,
 /// `opts.epochs` is the full length) until one keeps `budget` records
 /// within its tolerance, as laid out in the module docs, calling
-/// `on_progress(stage, lambda_l0, progress)` at each model's reports. A
-/// budget that no λ in the range meets is not an error: the result is the
-/// nearest model with `met = false` ([`BudgetFit::shortfall`] words it).
+/// `on_progress(stage, lambda_l0, progress)` at each model's reports (its
+/// `epoch` and `epochs` count from the model's start). A budget that no λ
+/// tried meets is not an error: the result is the nearest model with `met
+/// = false` ([`BudgetFit::shortfall`] words it).
 pub fn fit_to_budget(
     m: &SparseMatrix,
     y: &[f64],
@@ -410,54 +775,113 @@ pub fn fit_to_budget(
         y,
         params,
         opts,
+        epochs,
         trials: Vec::new(),
         batches: Vec::new(),
         seconds: 0.0,
+        cost_fits: 0.0,
     };
     let (lo, hi) = budget.lambda_range;
     let grid = sweep::lambda_grid(lo, hi, budget.bracket)?;
-    ledger.batch(
-        Stage::Bracket,
-        &grid,
-        budget.short_epochs(epochs),
+    let short = budget.short_epochs(epochs);
+    let bracket = ledger.start(Stage::Bracket, &grid, short, on_progress)?;
+    let (a, b) = first_interval(&points(&bracket), budget);
+    let ln_step = match budget.narrow {
+        1 => (hi / lo).ln() / (budget.bracket - 1) as f64,
+        n => (b / a).ln() / (n - 1) as f64,
+    };
+    let (full, earlier) = narrow_and_continue(
+        &mut ledger,
+        (points(&bracket), short),
+        (a, b),
+        budget,
         on_progress,
     )?;
-    let mut interval = Some(first_interval(&ledger.points(Stage::Bracket), budget));
-    let mut best: Option<SweepModel> = None;
-    while let Some((a, b)) = interval {
-        let full = ledger.points(Stage::Refine);
-        let lambdas = fresh_grid(a, b, budget.refine, &full)?;
-        let batch = ledger.batch(Stage::Refine, &lambdas, epochs, on_progress)?;
-        // Nearest to K first; among equal misses the larger λ.
-        let better = |s: &SweepModel, than: &SweepModel| {
-            let (ms, mt) = (budget.miss(active_of(s)), budget.miss(active_of(than)));
-            ms < mt || (ms == mt && s.lambda_l0 > than.lambda_l0)
-        };
-        for s in batch {
-            if best.as_ref().is_none_or(|t| better(&s, t)) {
-                best = Some(s);
-            }
-        }
-        let met = best.as_ref().is_some_and(|s| budget.met_by(active_of(s)));
-        let refined = ledger.batches.len() - 1;
-        interval = if met || refined >= budget.max_batches {
-            None
-        } else {
-            next_interval(&ledger.points(Stage::Refine), budget)
-        };
-    }
-    let chosen = best.ok_or_else(|| L0Error::config("a record budget trained no full model"))?;
+    let full = refine(&mut ledger, full, &earlier, budget, ln_step, on_progress)?;
+    let chosen = full
+        .into_iter()
+        .min_by(|s, t| {
+            let (ps, pt) = ((s.lambda_l0, active_of(s)), (t.lambda_l0, active_of(t)));
+            by_miss(budget, &ps, &pt)
+        })
+        .ok_or_else(|| L0Error::config("a record budget trained no full model"))?;
     let active = active_of(&chosen);
+    let refined = ledger.batches.iter().filter(|b| b.stage == Stage::Refine);
     Ok(BudgetFit {
         met: budget.met_by(active),
         active,
         chosen,
-        models_trained: ledger.trials.len(),
-        epochs_total: ledger.trials.iter().map(|t| t.epochs).sum(),
+        models_trained: budget.bracket + budget.narrow + refined.map(|b| b.models).sum::<usize>(),
+        epochs_total: ledger
+            .batches
+            .iter()
+            .map(|b| b.models as u64 * b.epochs)
+            .sum(),
+        epochs,
         trials: ledger.trials,
         batches: ledger.batches,
         seconds: ledger.seconds,
+        cost_fits: ledger.cost_fits,
     })
+}
+
+/// The narrowing batch over `a..=b` and its continued survivors
+/// ([`Budget::plan`]); returns the models at the full length and the counts
+/// of all the models at the last drop (none without a drop). `bracket`:
+/// the bracket's points and step, the first look at the drift.
+fn narrow_and_continue(
+    ledger: &mut Ledger,
+    bracket: (Points, u64),
+    (a, b): (f64, f64),
+    budget: &Budget,
+    on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
+) -> Result<(Vec<SweepModel>, Points)> {
+    let legs = budget.plan(ledger.epochs);
+    let lambdas = sweep::lambda_grid(a, b, budget.narrow)?;
+    let mut models = ledger.start(Stage::Narrow, &lambdas, legs[0].until, on_progress)?;
+    let (mut before, mut t0) = bracket;
+    let mut t = legs[0].until;
+    let mut now = Vec::new();
+    for leg in &legs[1..] {
+        now = points(&models);
+        let keep = survivors(&now, t, (&before, t0), ledger.epochs, leg.models, budget);
+        models = models
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        (before, t0) = (points(&models), t);
+        models = ledger.train(Stage::Continue, models, leg.until - t, on_progress)?;
+        t = leg.until;
+    }
+    Ok((models, now))
+}
+
+/// Refining batches while no model of `full` meets the budget, a new λ is
+/// left to try and the estimated cost stays within `max_cost`; returns
+/// `full` with the new models. `earlier`: the counts at the last drop.
+fn refine(
+    ledger: &mut Ledger,
+    mut full: Vec<SweepModel>,
+    earlier: &[(f64, usize)],
+    budget: &Budget,
+    ln_step: f64,
+    on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
+) -> Result<Vec<SweepModel>> {
+    let n = budget.refine;
+    while n > 0 && !full.iter().any(|s| budget.met_by(active_of(s))) {
+        if ledger.cost_fits + batch_cost(n) > budget.max_cost + 1e-9 {
+            break;
+        }
+        let lambdas = refine_lambdas(&points(&full), earlier, budget, ln_step, n);
+        if lambdas.is_empty() {
+            break;
+        }
+        let epochs = ledger.epochs;
+        full.extend(ledger.start(Stage::Refine, &lambdas, epochs, on_progress)?);
+    }
+    Ok(full)
 }
 
 #[cfg(test)]
@@ -492,27 +916,123 @@ mod tests {
     }
 
     #[test]
-    fn the_next_interval_lies_between_the_nearest_counts_or_one_step_beyond() {
-        let b = budget(100);
-        let p = [(1e-4, 300), (1e-3, 180), (1e-2, 60), (1e-1, 10)];
-        assert_eq!(next_interval(&p, &b), Some((1e-3, 1e-2)));
-        let above = [(1e-4, 300), (1e-3, 180)];
-        let (a, z) = next_interval(&above, &b).unwrap();
-        assert_eq!(a, 1e-3);
-        assert!((z / 1e-2 - 1.0).abs() < 1e-12, "{z}");
-        assert_eq!(next_interval(&[(1e-1, 300)], &b), None);
-        assert_eq!(next_interval(&[(1e-9, 30)], &b), None);
-        let (a, z) = next_interval(&[(1e-7, 30)], &b).unwrap();
-        assert!((a / 1e-8 - 1.0).abs() < 1e-12, "{a}");
-        assert_eq!(z, 1e-7);
+    fn the_default_plan_drops_at_a_fifth_and_three_fifths() {
+        let leg = |stage, models, until| Leg {
+            stage,
+            models,
+            until,
+        };
+        assert_eq!(
+            Budget::new(10).plan(1000),
+            [
+                leg(Stage::Narrow, 8, 200),
+                leg(Stage::Continue, 4, 600),
+                leg(Stage::Continue, 1, 1000)
+            ]
+        );
+        // Two epochs: the second drop falls on the end; one: no drop.
+        assert_eq!(
+            Budget::new(10).plan(2),
+            [leg(Stage::Narrow, 8, 1), leg(Stage::Continue, 4, 2)]
+        );
+        assert_eq!(Budget::new(10).plan(1), [leg(Stage::Narrow, 8, 1)]);
     }
 
     #[test]
-    fn a_fresh_grid_leaves_out_trained_ends_and_keeps_its_size() {
-        let g = fresh_grid(1e-3, 1e-2, 4, &[(1e-3, 5), (1e-2, 1)]).unwrap();
-        assert_eq!(g.len(), 4);
-        assert!(g.iter().all(|&l| l > 1e-3 && l < 1e-2), "{g:?}");
-        let g = fresh_grid(1e-3, 1e-2, 4, &[]).unwrap();
-        assert_eq!((g.len(), g[0], g[3]), (4, 1e-3, 1e-2));
+    fn the_cost_model_is_one_fit_alone_and_affine_in_batches() {
+        assert_eq!(batch_cost(1), 1.0);
+        assert!((batch_cost(2) - 2.07).abs() < 1e-12);
+        assert!((batch_cost(8) - 3.63).abs() < 1e-12);
+        // The default search without and with its refining model.
+        let cost = |b: &[(usize, f64)]| -> f64 { b.iter().map(|&(k, s)| batch_cost(k) * s).sum() };
+        let base = cost(&[(9, 0.05), (8, 0.2), (4, 0.4), (1, 0.4)]);
+        assert!((base - 2.3565).abs() < 1e-9, "{base}");
+        assert!(base + batch_cost(1) <= Budget::new(1).max_cost);
+    }
+
+    #[test]
+    fn survivors_sit_where_the_drift_carries_the_crossing() {
+        // Counts like the demo's: at 250 of 1000 epochs they cross 30000
+        // near 1.49e-5, at 50 epochs (the bracket) near 5.26e-5: the
+        // crossing moves -0.78 in ln λ per unit of ln epochs, so at 1000
+        // epochs it is expected near 5.0e-6 (the demo's is 5.8e-6).
+        let b = budget(30000);
+        let now = [
+            (1e-6, 146054),
+            (2.683e-6, 97000),
+            (7.197e-6, 50000),
+            (1.931e-5, 25000),
+            (5.179e-5, 13800),
+            (1.389e-4, 6700),
+            (3.728e-4, 3000),
+            (1e-3, 164),
+        ];
+        let before = [(1e-5, 155313), (1e-4, 15853)];
+        let keep = survivors(&now, 250, (&before, 50), 1000, 4, &b);
+        assert_eq!(keep, [0, 1, 2, 3]);
+        // Without drift (same step), the crossing itself.
+        let keep = survivors(&now, 250, (&before, 250), 1000, 2, &b);
+        assert_eq!(keep, [2, 3]);
+        // The tests' sparse truth at 50 of 200 epochs: no gate had closed at
+        // 10 (the bracket, all 600 above K), so the crossing (7.2e-2 now)
+        // moves down by an unknown amount: the four below it are kept (the
+        // full-length crossing is at 1.25e-2).
+        let now = [
+            (1e-3, 600),
+            (1.931e-3, 600),
+            (3.728e-3, 600),
+            (7.197e-3, 596),
+            (1.389e-2, 577),
+            (2.683e-2, 496),
+            (5.179e-2, 263),
+            (1e-1, 88),
+        ];
+        let before = [(1e-3, 600), (1e-2, 600), (1e-1, 600)];
+        let keep = survivors(&now, 50, (&before, 10), 200, 4, &budget(150));
+        assert_eq!(keep, [3, 4, 5, 6]);
+        // No crossing now: the count nearest K and its neighbours.
+        let all_above = [(1e-3, 600), (1e-2, 590), (1e-1, 400)];
+        let keep = survivors(&all_above, 10, (&all_above, 5), 20, 2, &budget(150));
+        assert_eq!(keep, [1, 2]);
+    }
+
+    #[test]
+    fn refining_interpolates_the_full_length_counts() {
+        let b = budget(100);
+        // A straight line in ln-ln: exact.
+        let p = [(1e-3, 400), (1e-2, 25)];
+        let x = refine_centre(&p, &[], &b, 1.0).unwrap();
+        let line = 1e-5f64.sqrt().ln();
+        assert!((x - line).abs() < 1e-12, "{}", x.exp());
+        // A third count bends the curve: the root moves off the line.
+        let p = [(1e-3, 400), (1e-2, 25), (1e-1, 20)];
+        let x = refine_centre(&p, &[], &b, 1.0).unwrap();
+        assert!(x < line && x > 1e-3f64.ln(), "{}", x.exp());
+        // All above K: on the line beyond them, at most one step further.
+        let p = [(1e-3, 400), (2e-3, 200)];
+        let x = refine_centre(&p, &[], &b, 0.5).unwrap();
+        assert!((x - (2e-3f64.ln() + 0.5)).abs() < 1e-12, "{}", x.exp());
+        // Counts that do not fall with λ: one step towards K.
+        let p = [(1e-3, 200), (2e-3, 200)];
+        let x = refine_centre(&p, &[], &b, 0.5).unwrap();
+        assert!((x - (2e-3f64.ln() + 0.5)).abs() < 1e-12, "{}", x.exp());
+        let x = refine_centre(&[(1e-3, 50)], &[], &b, 0.5).unwrap();
+        assert!((x - (1e-3f64.ln() - 0.5)).abs() < 1e-12, "{}", x.exp());
+        // Two new λ straddle the centre; a λ already trained is not repeated.
+        let l = refine_lambdas(&[(1e-3, 400), (1e-2, 25)], &[], &b, 0.9, 2);
+        assert_eq!(l.len(), 2);
+        assert!((l[0] * l[1] / 1e-5 - 1.0).abs() < 1e-9, "{l:?}");
+        assert!(refine_lambdas(&[(1e-1, 400), (1e-1, 400)], &[], &b, 0.5, 1).is_empty());
+        // One finalist (130 records at 1e-2, target 150): a Newton step
+        // along the slope of the counts at the last drop (-1 between the
+        // pair crossing 150), ln(150 / 130) below 1e-2.
+        let earlier = [(5e-3, 400), (1e-2, 200), (2e-2, 100), (4e-2, 40)];
+        let x = refine_centre(&[(1e-2, 130)], &earlier, &budget(150), 1.0).unwrap();
+        let want = 1e-2f64.ln() - (150.0f64 / 130.0).ln();
+        assert!((x - want).abs() < 1e-12, "{}", x.exp());
+        // Without a falling slope there, one step towards K.
+        let flat = [(5e-3, 200), (1e-2, 200)];
+        let x = refine_centre(&[(1e-2, 130)], &flat, &budget(150), 0.5).unwrap();
+        assert!((x - (1e-2f64.ln() - 0.5)).abs() < 1e-12, "{}", x.exp());
     }
 }

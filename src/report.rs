@@ -481,12 +481,15 @@ pub struct BudgetSummary {
     pub passes: f64,
     /// Wall time of all the training.
     pub seconds: f64,
+    /// The estimated cost in fits (`l0::budget::batch_cost` summed over the
+    /// batches).
+    pub cost_fits: f64,
 }
 
 impl BudgetSummary {
     /// Keys: target_records, tolerance, lambda_l0, met, models_trained,
     /// epochs_total, fits, batches (each `{stage, models, epochs}`), passes,
-    /// seconds.
+    /// seconds, cost_fits.
     pub fn to_json(&self) -> Json {
         Json::Object(vec![
             (
@@ -508,6 +511,7 @@ impl BudgetSummary {
             ),
             ("passes".into(), Json::Num(self.passes)),
             ("seconds".into(), Json::Num(self.seconds)),
+            ("cost_fits".into(), Json::Num(self.cost_fits)),
         ])
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{random_matrix, Rng};
-use l0::budget::{fit_to_budget, Batch, Budget, Stage, Trial};
+use l0::budget::{batch_cost, fit_to_budget, Batch, Budget, BudgetFit, Stage};
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
 use l0::{Device, SparseMatrix};
 
@@ -38,9 +38,39 @@ fn opts() -> FitParams {
     }
 }
 
-fn run(budget: &Budget) -> l0::budget::BudgetFit {
+fn run(budget: &Budget) -> BudgetFit {
     let (m, y) = sparse_truth();
     fit_to_budget(&m, &y, &params(), &opts(), budget, &mut |_, _, _| Ok(())).unwrap()
+}
+
+/// The single fit with `lambda_l0` for `epochs` epochs under `params`.
+fn single(params: &CalibrationParams, lambda_l0: f64, epochs: u64) -> Calibration {
+    let (m, y) = sparse_truth();
+    let mut c = Calibration::new(600, params.clone()).unwrap();
+    let o = FitParams {
+        lambda_l0,
+        epochs,
+        ..opts()
+    };
+    c.fit(&m, &y, &o).unwrap();
+    c
+}
+
+fn batch(stage: Stage, models: usize, epochs: u64) -> Batch {
+    Batch {
+        stage,
+        models,
+        epochs,
+    }
+}
+
+/// `(λ, active)` of the trials of `stage` that had trained `epochs` epochs.
+fn counts(fit: &BudgetFit, stage: Stage, epochs: u64) -> Vec<(f64, usize)> {
+    fit.trials
+        .iter()
+        .filter(|t| t.stage == stage && t.epochs == epochs)
+        .map(|t| (t.lambda_l0, t.active))
+        .collect()
 }
 
 #[test]
@@ -49,7 +79,7 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     let (m, y) = sparse_truth();
     let mut seen = Vec::new();
     let fit = fit_to_budget(&m, &y, &params(), &opts(), &budget, &mut |stage, l, p| {
-        seen.push((stage, l, p.epochs));
+        seen.push((stage, l, p.epoch));
         Ok(())
     })
     .unwrap();
@@ -60,103 +90,132 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
         fit.active
     );
     // The chosen model is exactly what a plain fit with its lambda gives.
-    let mut single = Calibration::new(600, params()).unwrap();
-    let o = FitParams {
-        lambda_l0: fit.chosen.lambda_l0,
-        ..opts()
-    };
-    single.fit(&m, &y, &o).unwrap();
-    assert_eq!(single.state(), fit.chosen.model.state());
-    assert_eq!(single.active_weights().count, fit.active);
-    // Ten epochs close no gate here (every short count is 600), so the
-    // first refining batch spans the top two bracket steps, 1e-3..1e-1;
-    // its counts (283 at 7.2e-3, 131 at 1.39e-2) miss 150 by more than 5%
-    // and a second batch fills that step.
+    let one = single(&params(), fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
+    assert_eq!(one.active_weights().count, fit.active);
+    // Ten epochs close no gate (every bracket count is 600), so the
+    // narrowing batch spans the top two bracket steps, 1e-3..1e-1. At 40
+    // epochs its counts are all still above 150 (157 at 1e-1): the four
+    // nearest go on. At 120 they cross 150 between 1.39e-2 (279) and
+    // 2.68e-2 (119), having come down from above: the one below the
+    // crossing goes on alone and ends at 131. Along the slope of the
+    // counts at 120 (-1.30 between those two), a refining model below it
+    // keeps 145.
     assert_eq!(
         fit.batches,
         [
-            Batch {
-                stage: Stage::Bracket,
-                models: 9,
-                epochs: 10
-            },
-            Batch {
-                stage: Stage::Refine,
-                models: 8,
-                epochs: 200
-            },
-            Batch {
-                stage: Stage::Refine,
-                models: 8,
-                epochs: 200
-            },
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 40),
+            batch(Stage::Continue, 4, 80),
+            batch(Stage::Continue, 1, 80),
+            batch(Stage::Refine, 1, 200),
         ]
     );
-    assert_eq!(fit.models_trained, 25);
-    assert_eq!(fit.full_fits(), 16);
-    assert_eq!(fit.epochs_total, 9 * 10 + 16 * 200);
+    let top = l0::sweep::lambda_grid(1e-9, 1e-1, 9).unwrap()[6];
+    let narrow = l0::sweep::lambda_grid(top, 1e-1, 8).unwrap();
+    let lambdas = |c: Vec<(f64, usize)>| c.into_iter().map(|p| p.0).collect::<Vec<_>>();
+    assert_eq!(lambdas(counts(&fit, Stage::Narrow, 40)), narrow);
+    let kept: Vec<usize> = counts(&fit, Stage::Continue, 120)
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(kept, [279, 119, 69, 39]);
+    assert_eq!(lambdas(counts(&fit, Stage::Continue, 120)), narrow[4..]);
+    assert_eq!(counts(&fit, Stage::Continue, 200), [(narrow[4], 131)]);
+    let slope = (119f64 / 279.0).ln() / (narrow[5] / narrow[4]).ln();
+    let newton = narrow[4] * ((150f64 / 131.0).ln() / slope).exp();
+    let refined = counts(&fit, Stage::Refine, 200);
+    assert_eq!(refined.len(), 1);
+    assert!((refined[0].0 / newton - 1.0).abs() < 1e-12, "{refined:?}");
+    assert_eq!(refined[0], (fit.chosen.lambda_l0, fit.active));
+    assert_eq!(fit.active, 145);
+    assert_eq!(fit.models_trained, 9 + 8 + 1);
+    assert_eq!(fit.full_fits(), 2);
+    assert_eq!(fit.epochs_total, 9 * 10 + 8 * 40 + 4 * 80 + 80 + 200);
     assert_eq!(fit.passes(200), 2.05);
-    let refine: Vec<&Trial> = fit.trials[9..].iter().collect();
-    assert!(refine
-        .iter()
-        .all(|t| t.stage == Stage::Refine && t.epochs == 200));
-    assert_eq!(refine[0].lambda_l0, grid_end(6));
-    assert_eq!(refine[7].lambda_l0, 0.1);
-    // The second batch lies strictly inside the first batch's crossing.
-    let (a, b) = (refine[3].lambda_l0, refine[4].lambda_l0);
-    assert!(
-        (refine[3].active, refine[4].active) == (283, 131),
-        "{refine:?}"
-    );
-    assert!(refine[8..]
-        .iter()
-        .all(|t| t.lambda_l0 > a && t.lambda_l0 < b));
-    assert!(fit
-        .trials
-        .iter()
-        .any(|t| t.lambda_l0 == fit.chosen.lambda_l0 && t.active == fit.active));
+    let cost = 0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + 1.0;
+    assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
+    assert!((cost - 3.3565).abs() < 1e-12 && cost <= budget.max_cost);
     assert_eq!(fit.shortfall(&budget), None);
-    // One progress report per model, at its last epoch.
-    assert_eq!(seen.len(), 25);
+    // One progress report per model and batch, at its last epoch counted
+    // from the model's start.
+    assert_eq!(seen.len(), fit.trials.len());
     for t in &fit.trials {
         assert!(seen.contains(&(t.stage, t.lambda_l0, t.epochs)), "{t:?}");
     }
 }
 
-/// The bracket's λ number `k` (of 9 over 1e-9..1e-1).
-fn grid_end(k: usize) -> f64 {
-    l0::sweep::lambda_grid(1e-9, 1e-1, 9).unwrap()[k]
-}
-
 #[test]
-fn refining_batches_have_the_size_asked_for() {
+fn continued_models_are_the_single_fits_and_batches_have_the_sizes_asked_for() {
     let budget = Budget {
-        refine: 3,
-        max_batches: 4,
+        narrow: 5,
+        narrow_share: 0.2,
+        keep: 3,
+        second_share: 0.6,
+        finalists: 2,
+        refine: 0,
         ..Budget::new(150)
     };
     let fit = run(&budget);
-    let refining = &fit.batches[1..];
-    assert!((1..=4).contains(&refining.len()), "{:?}", fit.batches);
-    for b in refining {
-        assert_eq!(
-            *b,
-            Batch {
-                stage: Stage::Refine,
-                models: 3,
-                epochs: 200
-            }
-        );
+    assert_eq!(
+        fit.batches,
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 5, 40),
+            batch(Stage::Continue, 3, 80),
+            batch(Stage::Continue, 2, 80),
+        ]
+    );
+    assert_eq!(fit.models_trained, 14);
+    assert_eq!(fit.full_fits(), 2);
+    let cost =
+        0.05 * batch_cost(9) + 0.2 * batch_cost(5) + 0.4 * batch_cost(3) + 0.4 * batch_cost(2);
+    assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
+    // Every model, after every batch it was in, has the count of the
+    // single fit of its epochs: dropping and continuing is exact.
+    for t in &fit.trials {
+        let one = single(&params(), t.lambda_l0, t.epochs);
+        assert_eq!(one.active_weights().count, t.active, "{t:?}");
     }
-    assert_eq!(fit.models_trained, 9 + 3 * refining.len());
-    assert_eq!(fit.full_fits(), 3 * refining.len());
-    // Stopped by meeting the budget or by running out of batches.
-    assert!(fit.met || refining.len() == 4, "{:?}", fit.trials);
+    // The chosen model, continued twice, is the full-length single fit.
+    let finalists = counts(&fit, Stage::Continue, 200);
+    assert_eq!(finalists.len(), 2);
+    assert!(finalists.contains(&(fit.chosen.lambda_l0, fit.active)));
+    let one = single(&params(), fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
+    assert_eq!(fit.chosen.report.epochs, 200);
+}
+
+#[test]
+fn refining_batches_have_the_size_asked_for_and_stay_within_the_cost() {
+    let budget = Budget {
+        refine: 2,
+        max_cost: 6.0,
+        tolerance: 0.01,
+        ..Budget::new(150)
+    };
+    let fit = run(&budget);
+    let refining: Vec<&Batch> = fit
+        .batches
+        .iter()
+        .filter(|b| b.stage == Stage::Refine)
+        .collect();
+    assert!(!refining.is_empty(), "{:?}", fit.batches);
+    assert!(refining.iter().all(|b| **b == batch(Stage::Refine, 2, 200)));
+    assert_eq!(fit.models_trained, 9 + 8 + 2 * refining.len());
+    assert!(fit.cost_fits <= 6.0, "{}", fit.cost_fits);
+    // Stopped by meeting the budget or by the cost a further batch would
+    // bring.
+    assert!(
+        fit.met || fit.cost_fits + batch_cost(2) > 6.0,
+        "{:?}",
+        fit.trials
+    );
 }
 
 /// With gates that start mostly closed (keep probability 0.1), records
 /// open as the weights learn, then the L0 pull closes some: a short count
-/// is no upper bound of the full-length one.
+/// is no bound of the full-length one either way.
 #[test]
 fn a_budget_is_met_when_counts_grow_during_training() {
     let (m, y) = sparse_truth();
@@ -164,38 +223,38 @@ fn a_budget_is_met_when_counts_grow_during_training() {
         init_keep_prob: Init::Scalar(0.1),
         ..params()
     };
-    let budget = Budget::new(200);
+    let budget = Budget::new(150);
     let fit = fit_to_budget(&m, &y, &closed, &opts(), &budget, &mut |_, _, _| Ok(())).unwrap();
-    // 1e-9 is trained short (bracket) and full (first refining batch):
-    // 204 records after 10 epochs, 337 after 200.
-    let count = |stage: Stage, l: f64| {
-        fit.trials
-            .iter()
-            .find(|t| t.stage == stage && t.lambda_l0 == l)
-            .map(|t| t.active)
+    let count = |stage: Stage, l: f64, epochs: u64| {
+        counts(&fit, stage, epochs)
+            .into_iter()
+            .find(|p| p.0 == l)
+            .map(|p| p.1)
     };
-    assert_eq!(count(Stage::Bracket, 1e-9), Some(204));
-    assert_eq!(count(Stage::Refine, 1e-9), Some(337));
-    // Where both were trained, the short count is below the full one at
-    // 1e-9 and above it at 1e-1: neither bounds the other. The largest
-    // bracket λ still above 200 (1e-9, what a search trusting short
-    // counts as upper bounds would continue) ends far above it.
-    let both: Vec<(usize, usize)> = fit
-        .trials
-        .iter()
-        .filter(|t| t.stage == Stage::Bracket)
-        .filter_map(|t| Some((t.active, count(Stage::Refine, t.lambda_l0)?)))
-        .collect();
-    assert_eq!(both, [(204, 337), (54, 29)]);
+    // The narrowing batch spans the whole range (every short count is
+    // within a factor 2 of 150). 1e-9: 204 records after 10 epochs
+    // (bracket), 280 after 40 (narrow); 1e-1: 54, 51, then 36 at 120.
+    assert_eq!(count(Stage::Bracket, 1e-9, 10), Some(204));
+    assert_eq!(count(Stage::Narrow, 1e-9, 40), Some(280));
+    assert_eq!(count(Stage::Bracket, 1e-1, 10), Some(54));
+    assert_eq!(count(Stage::Narrow, 1e-1, 40), Some(51));
+    assert_eq!(count(Stage::Continue, 1e-1, 120), Some(36));
+    // Near K, 5.2e-4 gains records (246, 264) while 7.2e-3 loses them
+    // (203, 179, then 172 at the full length).
+    let grid = l0::sweep::lambda_grid(1e-9, 1e-1, 8).unwrap();
+    let path = |l: f64| {
+        [
+            count(Stage::Narrow, l, 40),
+            count(Stage::Continue, l, 120),
+            count(Stage::Continue, l, 200),
+        ]
+    };
+    assert_eq!(path(grid[5]), [Some(246), Some(264), None]);
+    assert_eq!(path(grid[6]), [Some(203), Some(179), Some(172)]);
     assert!(fit.met, "{:?}", fit.trials);
-    assert!(budget.met_by(fit.active));
-    let mut single = Calibration::new(600, closed).unwrap();
-    let o = FitParams {
-        lambda_l0: fit.chosen.lambda_l0,
-        ..opts()
-    };
-    single.fit(&m, &y, &o).unwrap();
-    assert_eq!(single.state(), fit.chosen.model.state());
+    assert_eq!(fit.active, 153);
+    let one = single(&closed, fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
 }
 
 #[test]
@@ -212,12 +271,21 @@ fn an_unreachable_budget_returns_the_nearest_model_and_says_so() {
     assert!(!fit.met);
     assert_eq!(fit.active, 600);
     assert_eq!(fit.chosen.lambda_l0, 0.1);
-    // The first refining batch ends at the range's top: nothing is left
-    // to try beyond it.
-    assert_eq!(fit.batches.len(), 2);
+    // The narrowing batch trains 1 epoch and the second drop falls on the
+    // end: four models end at the full length. A refining model would
+    // bring the estimated cost past 3.5 fits.
+    assert_eq!(
+        fit.batches,
+        [
+            batch(Stage::Bracket, 9, 1),
+            batch(Stage::Narrow, 8, 1),
+            batch(Stage::Continue, 4, 1),
+        ]
+    );
+    assert!(fit.cost_fits + batch_cost(1) > budget.max_cost);
     assert_eq!(
         fit.shortfall(&budget).unwrap(),
-        "no lambda_l0 in 1e-9..1e-1 tried in 8 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
+        "no lambda_l0 in 1e-9..1e-1 tried in 4 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
     );
 }
 
@@ -253,17 +321,38 @@ fn impossible_budgets_are_refused_with_their_reason() {
     );
     assert_eq!(
         err(Budget {
-            refine: 0,
+            finalists: 0,
             ..Budget::new(100)
         }),
-        "invalid configuration: a record budget needs at least 1 refining batch of at least 1 model, got 2 of 0"
+        "invalid configuration: a record budget needs 1 <= finalists <= keep <= narrow models, got 0, 4 and 8"
     );
     assert_eq!(
         err(Budget {
-            max_batches: 0,
+            keep: 9,
             ..Budget::new(100)
         }),
-        "invalid configuration: a record budget needs at least 1 refining batch of at least 1 model, got 0 of 8"
+        "invalid configuration: a record budget needs 1 <= finalists <= keep <= narrow models, got 1, 9 and 8"
+    );
+    assert_eq!(
+        err(Budget {
+            narrow_share: 0.0,
+            ..Budget::new(100)
+        }),
+        "invalid configuration: the narrow share must be in (0, 1], got 0"
+    );
+    assert_eq!(
+        err(Budget {
+            second_share: 0.1,
+            ..Budget::new(100)
+        }),
+        "invalid configuration: the second drop share must be in [narrow share, 1], got 0.1"
+    );
+    assert_eq!(
+        err(Budget {
+            max_cost: f64::NAN,
+            ..Budget::new(100)
+        }),
+        "invalid configuration: a record budget's max cost must be a positive number of fits, got NaN"
     );
     let gateless = CalibrationParams {
         use_gates: false,

@@ -1854,6 +1854,7 @@ fn sweep_refit_models_equal_calibrate_refits_and_keep_their_zeros() {
 
 #[test]
 fn a_record_budget_is_met_and_reported_in_the_summary() {
+    use l0::budget::batch_cost;
     let f = problem("budget", 9, 150, 0.4, None);
     let out = f.dir.join("out");
     let with = |extra: &[&str]| {
@@ -1891,27 +1892,36 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let lambda = b["lambda_l0"].as_f64().unwrap();
     assert_eq!(s["lambda_l0"], lambda);
     assert_eq!(s["settings"]["lambda_l0"], lambda);
-    // A bracket batch of 9 models x 10 epochs, then refining batches of 8
-    // full-length models trained together.
+    // A bracket of 9 models x 10 epochs, 8 narrowing models to epoch 40,
+    // 4 of them continued to 120 and 1 to 200, then at most one refining
+    // model (the estimated cost stays within 3.5 fits).
     let batches = b["batches"].as_array().unwrap();
-    let refining = batches.len() as u64 - 1;
-    assert!((1..=2).contains(&refining), "{batches:?}");
+    let stage = |name: &str, models: u64, epochs: u64| serde_json::json!({"stage": name, "models": models, "epochs": epochs});
     assert_eq!(
-        batches[0],
-        serde_json::json!({"stage": "bracket", "models": 9, "epochs": 10})
+        batches[..4],
+        [
+            stage("bracket", 9, 10),
+            stage("narrow", 8, 40),
+            stage("continue", 4, 80),
+            stage("continue", 1, 80)
+        ]
     );
-    for r in &batches[1..] {
-        assert_eq!(
-            *r,
-            serde_json::json!({"stage": "refine", "models": 8, "epochs": 200})
-        );
+    let refined = batches.len() as u64 - 4;
+    assert!(refined <= 1, "{batches:?}");
+    if refined == 1 {
+        assert_eq!(batches[4], stage("refine", 1, 200));
     }
-    assert_eq!(b["models_trained"], 9 + 8 * refining);
+    assert_eq!(b["models_trained"], 17 + refined);
     let epochs = b["epochs_total"].as_u64().unwrap();
-    assert_eq!(epochs, 9 * 10 + 8 * 200 * refining);
+    assert_eq!(epochs, 9 * 10 + 8 * 40 + 4 * 80 + 80 + 200 * refined);
     assert_eq!(b["fits"], epochs as f64 / 200.0);
-    assert_eq!(b["passes"], (10 + 200 * refining) as f64 / 200.0);
-    assert!(err.contains("  refine lambda_l0="), "{err}");
+    assert_eq!(b["passes"], (210 + 200 * refined) as f64 / 200.0);
+    let cost =
+        0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + refined as f64;
+    let got = b["cost_fits"].as_f64().unwrap();
+    assert!((got - cost).abs() < 1e-12, "{got} vs {cost}");
+    assert!(err.contains("  narrow lambda_l0="), "{err}");
+    assert!(err.contains("  continue lambda_l0="), "{err}");
     assert_eq!(s["before_refit"]["active"], active);
     // The same run with its lambda given is the same model.
     let given = format!("{lambda:?}");
@@ -1920,7 +1930,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     // Two epochs close no gate: the nearest count is all 150 records.
     let (_, err) = run(&["--epochs", "2", "--target-records", "75"]);
     assert!(
-        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 8 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
+        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 4 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
         "{err}"
     );
     let bad = |extra: &[&str]| fails(&with(extra));

@@ -580,9 +580,12 @@ def fit_to_budget(
     ``|active - K| <= records_tolerance * K``), as ``l0 calibrate
     --target-records K`` does (the library's ``l0::budget::fit_to_budget``):
     a batch of 9 short models (5% of the epochs) over ``lambda_l0`` in
-    ``lambda_range`` (log-spaced; default 1e-9..1e-1, the CLI's) locates K,
-    then up to 2 batches of 8 full-length models, each trained together,
-    close in on it.
+    ``lambda_range`` (log-spaced; default 1e-9..1e-1, the CLI's) locates K;
+    8 models over that interval train together to 20% of the epochs, the 4
+    nearest where K is expected go on to 60% and the nearest of those to
+    the full length (continued exactly, never restarted); when it is not
+    within the tolerance, one more full-length model is placed where the
+    counts are expected to cross K. Each batch trains its models together.
 
     ``model_args`` are the constructor's (with ``seed=None`` one seed is
     drawn and shared by all models; ``use_gates`` must stay True); the other
@@ -598,13 +601,16 @@ def fit_to_budget(
     ``active``, ``met``, ``target_records``, ``tolerance``,
     ``models_trained``, ``epochs_total``, ``fits`` (``epochs_total /
     epochs``, the cost in single fits of models trained one after another),
-    ``batches`` (each ``stage``, ``models``, ``epochs``: models started and
-    trained together), ``passes`` (the batches' epochs over ``epochs``: the
-    cost in passes over the matrix when a batch trains in one pass),
-    ``seconds``, ``shortfall`` (None when met, else one line naming the
-    nearest count reached, also issued as a ``RuntimeWarning``) and
-    ``trials`` (every model trained: ``stage`` "bracket" or "refine",
-    ``lambda_l0``, ``epochs``, ``active``). A budget
+    ``batches`` (each ``stage`` "bracket", "narrow", "continue" or
+    "refine", ``models``, ``epochs``: models at the same step trained
+    together for that many more epochs), ``passes`` (the batches' epochs
+    over ``epochs``: the cost in passes over the matrix when a batch trains
+    in one pass), ``cost_fits`` (the estimated cost in fits of the batches
+    trained together), ``seconds``, ``shortfall`` (None when met, else one
+    line naming the nearest count reached, also issued as a
+    ``RuntimeWarning``) and ``trials`` (every model at the end of every
+    batch it was in: ``stage``, ``lambda_l0``, ``epochs`` it had trained
+    in all, ``active``). A budget
     not met is not an error. ``target_records`` of 0 or above the columns,
     or a tolerance outside (0, 1), raises ``ValueError``.
     """

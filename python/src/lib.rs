@@ -1291,6 +1291,7 @@ fn fit_to_budget<'py>(
         .collect::<PyResult<Vec<_>>>()?;
     d.set_item("batches", batches)?;
     d.set_item("passes", fit.passes(opts.epochs))?;
+    d.set_item("cost_fits", fit.cost_fits)?;
     let report = report_dict(py, &fit.chosen.report)?;
     Ok((
         PyCalibration {

@@ -40,18 +40,26 @@ def test_budget_met_within_tolerance(searched):
     assert abs(active - K) <= 0.05 * K
     assert r["target_records"] == K and r["tolerance"] == 0.05
     assert 1e-9 <= r["lambda_l0"] <= 1e-1
-    full = [t for t in r["trials"] if t["stage"] == "refine"]
+    e = FIT["epochs"]
+    full = [t for t in r["trials"] if t["epochs"] == e]
     bracket = [t for t in r["trials"] if t["stage"] == "bracket"]
-    assert len(bracket) == 9 and len(full) in (8, 16)
-    assert all(t["epochs"] == FIT["epochs"] for t in full)
+    assert len(bracket) == 9 and len(full) in (1, 2)
     assert r["lambda_l0"] in [t["lambda_l0"] for t in full]
     batches = r["batches"]
-    assert batches[0] == {"stage": "bracket", "models": 9, "epochs": 10}
-    assert batches[1:] == [{"stage": "refine", "models": 8, "epochs": FIT["epochs"]}] * (len(full) // 8)
-    assert r["models_trained"] == 9 + len(full)
-    assert r["epochs_total"] == 9 * 10 + len(full) * FIT["epochs"]
-    assert r["fits"] == r["epochs_total"] / FIT["epochs"]
-    assert r["passes"] == (10 + (len(batches) - 1) * FIT["epochs"]) / FIT["epochs"]
+    stage = lambda name, models, epochs: {"stage": name, "models": models, "epochs": epochs}
+    assert batches[:4] == [
+        stage("bracket", 9, 10),
+        stage("narrow", 8, 40),
+        stage("continue", 4, 80),
+        stage("continue", 1, 80),
+    ]
+    refined = len(full) - 1
+    assert batches[4:] == [stage("refine", 1, e)] * refined
+    assert r["models_trained"] == 17 + refined
+    assert r["epochs_total"] == 90 + 320 + 320 + 80 + refined * e
+    assert r["fits"] == r["epochs_total"] / e
+    assert r["passes"] == (210 + refined * e) / e
+    assert r["cost_fits"] == pytest.approx(0.05 * 3.89 + 0.2 * 3.63 + 0.4 * 2.59 + 0.4 + refined)
     assert r["seconds"] >= 0.0
     assert model.fit_report_["epochs"] == FIT["epochs"]
 
@@ -85,7 +93,9 @@ def test_verbose_prints_per_model(sparse_truth, capsys):
     with pytest.warns(RuntimeWarning):  # 40 epochs keep every record
         fit_to_budget(m, y, K, lr=0.1, epochs=40, verbose=True, verbose_freq=2, seed=1)
     out = capsys.readouterr().out
-    assert "[bracket lambda_l0=0.000000001] Epoch    2:" in out and "[refine lambda_l0=" in out
+    assert "[bracket lambda_l0=0.000000001] Epoch    2:" in out
+    assert "[narrow lambda_l0=" in out and "[continue lambda_l0=" in out
+    assert re.search(r"\[continue lambda_l0=[^\]]*\] Epoch   40:", out), out
 
 
 def test_budget_errors(sparse_truth):

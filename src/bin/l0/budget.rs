@@ -50,17 +50,23 @@ pub(super) fn search(
     opts: &FitParams,
     budget: &Budget,
 ) -> l0::Result<BudgetFit> {
+    let legs: Vec<String> = budget
+        .plan(opts.epochs)
+        .iter()
+        .map(|l| format!("{} {} to epoch {}", l.stage.name(), l.models, l.until))
+        .collect();
     eprintln!(
-        "record budget: {} records within {}%: a bracket batch of {} models x {} epoch(s) over lambda_l0 {:e}..{:e}, then at most {} refining batch(es) of {} models x {} epochs",
+        "record budget: {} records within {}%: bracket {} models x {} epoch(s) over lambda_l0 {:e}..{:e}; {}; then refining batches of {} model(s) x {} epochs while the estimated cost stays within {} fits",
         budget.target_records,
         100.0 * budget.tolerance,
         budget.bracket,
         budget.short_epochs(opts.epochs),
         budget.lambda_range.0,
         budget.lambda_range.1,
-        budget.max_batches,
+        legs.join(", "),
         budget.refine,
-        opts.epochs
+        opts.epochs,
+        budget.max_cost
     );
     let opts = FitParams {
         report_every: None,
@@ -91,6 +97,7 @@ pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSu
         batches: fit.batches.clone(),
         passes: fit.passes(epochs),
         seconds: fit.seconds,
+        cost_fits: fit.cost_fits,
     }
 }
 
@@ -100,10 +107,10 @@ pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
     let batches: Vec<String> = s
         .batches
         .iter()
-        .map(|b| format!("{}x{}", b.models, b.epochs))
+        .map(|b| format!("{} {}x{}", b.stage.name(), b.models, b.epochs))
         .collect();
     println!(
-        "record budget: lambda_l0 {:e} keeps {} records (target {} within {}%); search: {} models in {} batches (models x epochs: {}) = {} model-epochs ({:.2} fits), {} batch epochs ({:.2} fits), {:.1} s",
+        "record budget: lambda_l0 {:e} keeps {} records (target {} within {}%); search: {} models in {} batches (models x epochs: {}) = {} model-epochs ({:.2} fits), {} batch epochs ({:.2} fits), estimated cost {:.2} fits, {:.1} s",
         s.lambda_l0,
         fit.active,
         s.target_records,
@@ -115,6 +122,7 @@ pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
         s.fits,
         s.batches.iter().map(|b| b.epochs).sum::<u64>(),
         s.passes,
+        s.cost_fits,
         s.seconds
     );
     if let Some(w) = fit.shortfall(budget) {
