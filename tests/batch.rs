@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{state_bits, Rng};
+use common::{column_matrix, state_bits, Rng};
 use l0::backend::cpu::CpuBackend;
 use l0::backend::{Backend, Hyper, Noise, ParamState, Problem};
 use l0::calibration::{Calibration, CalibrationParams, FitParams};
@@ -49,29 +49,7 @@ impl Observer for Recorder {
 /// when `signed`.
 fn matrix(rows: usize, cols: usize, per_col: usize, long: &[usize], signed: bool) -> SparseMatrix {
     let mut rng = Rng(rows as u64 * 31 + cols as u64);
-    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-    for j in 0..cols {
-        let mut used = std::collections::BTreeSet::new();
-        let dense = long.contains(&j);
-        for k in 0..if dense { rows } else { per_col } {
-            let q = if dense {
-                k
-            } else {
-                (rng.next_u64() % rows as u64) as usize
-            };
-            if used.insert(q) {
-                r.push(q as u64);
-                c.push(j as u64);
-                let x = 0.5 + rng.uniform();
-                v.push(if signed && rng.next_u64().is_multiple_of(2) {
-                    -x
-                } else {
-                    x
-                });
-            }
-        }
-    }
-    SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap()
+    column_matrix(&mut rng, (rows, cols), per_col, long, signed)
 }
 
 /// 0, then 3e-4, 9e-4, ...: `k` strengths.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{state_bits, Rng};
+use common::{column_matrix, state_bits, Rng};
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
 use l0::sweep::{self, SweepModel};
 use l0::{Device, SparseMatrix};
@@ -18,25 +18,7 @@ use l0::{Device, SparseMatrix};
 /// in whole), and targets from a truth with every third weight zero.
 fn problem(rows: usize, cols: usize, per_col: usize, seed: u64) -> (SparseMatrix, Vec<f64>) {
     let mut rng = Rng(seed);
-    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-    for j in 0..cols {
-        let dense = j == 3;
-        let count = if dense { rows } else { per_col };
-        let mut used = std::collections::BTreeSet::new();
-        for k in 0..count {
-            let q = if dense {
-                k
-            } else {
-                (rng.next_u64() % rows as u64) as usize
-            };
-            if used.insert(q) {
-                r.push(q as u64);
-                c.push(j as u64);
-                v.push(0.5 + rng.uniform());
-            }
-        }
-    }
-    let m = SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap();
+    let m = column_matrix(&mut rng, (rows, cols), per_col, &[3], false);
     let w: Vec<f64> = (0..cols)
         .map(|i| if i % 3 == 0 { 0.0 } else { 0.5 + rng.uniform() })
         .collect();

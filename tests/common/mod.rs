@@ -84,3 +84,38 @@ pub fn state_bits(s: &l0::backend::ParamState) -> Vec<u32> {
     v.push(s.step as u32);
     v
 }
+
+/// A `rows x cols` matrix with about `per_col` nonzeros in each column at
+/// random rows, and the columns in `long` filled in every row; values in
+/// [0.5, 1.5), negated at random when `signed`.
+pub fn column_matrix(
+    rng: &mut Rng,
+    (rows, cols): (usize, usize),
+    per_col: usize,
+    long: &[usize],
+    signed: bool,
+) -> SparseMatrix {
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for j in 0..cols {
+        let dense = long.contains(&j);
+        let mut used = std::collections::BTreeSet::new();
+        for k in 0..if dense { rows } else { per_col } {
+            let q = if dense {
+                k
+            } else {
+                (rng.next_u64() % rows as u64) as usize
+            };
+            if used.insert(q) {
+                r.push(q as u64);
+                c.push(j as u64);
+                let x = 0.5 + rng.uniform();
+                v.push(if signed && rng.next_u64().is_multiple_of(2) {
+                    -x
+                } else {
+                    x
+                });
+            }
+        }
+    }
+    SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap()
+}
