@@ -227,10 +227,10 @@ impl Columns {
 trait Lanes: Copy {
     /// All zeros.
     fn zero() -> Self;
-    /// The first value (or [`LANES`] values) of `x`.
-    fn load(x: &[f64]) -> Self;
-    /// Writes the values to the first entries of `out`.
-    fn store(self, out: &mut [f64]);
+    /// The value (or [`LANES`] values) of `x` from index `i` on.
+    fn load(x: &[f64], i: usize) -> Self;
+    /// Writes the values to `out` from index `i` on.
+    fn store(self, out: &mut [f64], i: usize);
     /// `self + v x`, lane by lane (a product, then a sum: never fused).
     fn add_product(self, v: f64, x: Self) -> Self;
     /// `self + o`, lane by lane.
@@ -240,8 +240,7 @@ trait Lanes: Copy {
     /// `acc[i..] += v x`, lane by lane.
     #[inline(always)]
     fn add_product_at(acc: &mut [f64], i: usize, v: f64, x: Self) {
-        let a = &mut acc[i..];
-        Self::load(a).add_product(v, x).store(a);
+        Self::load(acc, i).add_product(v, x).store(acc, i);
     }
 }
 
@@ -251,12 +250,12 @@ impl Lanes for f64 {
         0.0
     }
     #[inline(always)]
-    fn load(x: &[f64]) -> Self {
-        x[0]
+    fn load(x: &[f64], i: usize) -> Self {
+        x[i]
     }
     #[inline(always)]
-    fn store(self, out: &mut [f64]) {
-        out[0] = self;
+    fn store(self, out: &mut [f64], i: usize) {
+        out[i] = self;
     }
     #[inline(always)]
     fn add_product(self, v: f64, x: Self) -> Self {
@@ -270,10 +269,6 @@ impl Lanes for f64 {
     fn is_zero(self) -> bool {
         self == 0.0
     }
-    #[inline(always)]
-    fn add_product_at(acc: &mut [f64], i: usize, v: f64, x: Self) {
-        acc[i] += v * x;
-    }
 }
 
 impl Lanes for [f64; LANES] {
@@ -282,14 +277,14 @@ impl Lanes for [f64; LANES] {
         [0.0; LANES]
     }
     #[inline(always)]
-    fn load(x: &[f64]) -> Self {
+    fn load(x: &[f64], i: usize) -> Self {
         let mut out = [0.0; LANES];
-        out.copy_from_slice(&x[..LANES]);
+        out.copy_from_slice(&x[i..i + LANES]);
         out
     }
     #[inline(always)]
-    fn store(self, out: &mut [f64]) {
-        out[..LANES].copy_from_slice(&self);
+    fn store(self, out: &mut [f64], i: usize) {
+        out[i..i + LANES].copy_from_slice(&self);
     }
     #[inline(always)]
     fn add_product(mut self, v: f64, x: Self) -> Self {
@@ -1171,7 +1166,7 @@ impl Rows<'_> {
                 continue;
             }
             for (g, o) in o.chunks_mut(LANES).enumerate() {
-                let x = |j: usize| Lanes::load(&w.w_lanes[j * w.lanes + g * LANES..]);
+                let x = |j: usize| Lanes::load(w.w_lanes, j * w.lanes + g * LANES);
                 let d: [f64; LANES] = gather_dot(val, idx, x);
                 o.copy_from_slice(&d[..o.len()]);
             }
@@ -1243,8 +1238,7 @@ impl<'m> ColumnGradient<'m> {
                 continue;
             }
             for g in (0..models).step_by(LANES) {
-                let d: [f64; LANES] =
-                    gather_dot(val, idx, |q| Lanes::load(&r[q * self.lanes + g..]));
+                let d: [f64; LANES] = gather_dot(val, idx, |q| Lanes::load(r, q * self.lanes + g));
                 for (l, d) in d.iter().enumerate().take(models - g) {
                     out[(g + l) * COLUMN_CHUNK + j] = *d as f32;
                 }
