@@ -525,9 +525,10 @@ def sweep(
     ``log_alpha_jitter_sd``, ``device``, ``use_gates``, ``seed``,
     ``test_gate``); with ``seed=None`` one seed is drawn and shared by all
     models. The other arguments are ``fit``'s. The GIL is released while
-    the models train; Ctrl-C is noticed at progress reports (every
-    ``verbose_freq`` epochs when verbose, else at the end of each model)
-    and discards the sweep. Returns a :class:`Sweep`.
+    the models train (on the CPU together, one pass over the matrix per
+    epoch for all of them); Ctrl-C is noticed at progress reports (every
+    ``verbose_freq`` epochs, printed only when verbose) and discards the
+    sweep. Returns a :class:`Sweep`.
     """
     m = as_matrix(M, "M")
     y = as_vector(y, "y")
@@ -539,6 +540,9 @@ def sweep(
         device=None,
         **_shared_options(locals()),
     )
+    # Reports every verbose_freq epochs even when quiet: the models train
+    # together, and Ctrl-C is noticed at reports.
+    opts["report_every"] = _count(verbose_freq, "verbose_freq")
     out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
     args = dict(template._init_args, seed=template.seed_in_use)
     models, reports = [], []
@@ -591,7 +595,8 @@ def fit_to_budget(
     drawn and shared by all models; ``use_gates`` must stay True); the other
     arguments are ``fit``'s (``epochs`` is the length of a full fit). The
     GIL is released while the models train; Ctrl-C is noticed at progress
-    reports and discards the search.
+    reports (every ``verbose_freq`` epochs, printed only when verbose) and
+    discards the search.
 
     Returns ``(model, report)``: ``model`` is the full-length fit whose
     count is nearest K, bit for bit
@@ -624,6 +629,9 @@ def fit_to_budget(
         device=None,
         **_shared_options(locals()),
     )
+    # Reports every verbose_freq epochs even when quiet: Ctrl-C is noticed
+    # at reports, and a batch of models is one long call.
+    opts["report_every"] = _count(verbose_freq, "verbose_freq")
     native, fit_report, report = _native.fit_to_budget(
         template._model,
         m,

@@ -87,9 +87,11 @@ def test_keyboard_interrupt_stops_between_epochs(kind):
     assert model.state_dict()["step"] == step + 3
 
 
-def test_keyboard_interrupt_stops_a_sweep(capsys):
-    """A sweep sees Ctrl-C at its progress reports and raises
-    KeyboardInterrupt (the sweep is discarded)."""
+@pytest.mark.parametrize("verbose", [True, False])
+def test_keyboard_interrupt_stops_a_sweep(capsys, verbose):
+    """A sweep sees Ctrl-C at its progress reports (every verbose_freq
+    epochs, printed or not: its models train together in one long call)
+    and raises KeyboardInterrupt (the sweep is discarded)."""
     from l0_rs.calibration import sweep
 
     m, y = big_problem()
@@ -97,6 +99,7 @@ def test_keyboard_interrupt_stops_a_sweep(capsys):
     timer.start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        sweep(m, y, [0.01, 0.1], epochs=10**8, lr=0.02, verbose=True, verbose_freq=5, seed=1)
+        sweep(m, y, [0.01, 0.1], epochs=10**8, lr=0.02, verbose=verbose, verbose_freq=5, seed=1)
     assert time.monotonic() - started < 5
-    assert "[lambda_l0=0.01] Epoch" in capsys.readouterr().out
+    printed = "[lambda_l0=0.01] Epoch" in capsys.readouterr().out
+    assert printed == verbose

@@ -494,7 +494,9 @@ pub trait Backend {
 /// else from `problem`), when `device` has one: the CPU does (one pass
 /// over the matrix per epoch for all models); the CUDA backend trains one
 /// model at a time, so for `Cuda` (and for `Auto` when a GPU is usable)
-/// this returns None and the caller trains the models one after another.
+/// this returns None and the caller trains the models one after another
+/// (with `Auto`, a model whose GPU backend cannot be built, for lack of
+/// memory say, then falls back to the CPU on its own, not in a batch).
 pub fn make_batch_backend<'a>(
     device: Device,
     threads: Option<usize>,
