@@ -610,7 +610,8 @@ impl Calibration {
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
         let jitter = self.jitter(opts)?;
-        let mut state = self.start_state(jitter.as_deref(), inputs.max_p.as_deref());
+        let start = self.state.clone();
+        let mut state = Self::start_state(start, jitter.as_deref(), inputs.max_p.as_deref());
         let start = Instant::now();
         let mut adapter = Adapter {
             inner: observer,
@@ -642,7 +643,9 @@ impl Calibration {
     /// would leave it. Together needs the models to share their options
     /// and seed and be at the same step (a λ sweep's models are); others
     /// are fitted one after another. More than [`model::MAX_BATCH`] models
-    /// train in batches of that many. Calls `on_progress(k, progress)` at
+    /// train in batches of that many. The states of a batch are moved into
+    /// the backend, not copied: on error a model keeps its state, with the
+    /// start jitter and cap projection applied when the fit applies them. Calls `on_progress(k, progress)` at
     /// each model's reports; returns each model's report (`seconds` is the
     /// batch's time, shared).
     pub fn fit_together(
@@ -694,10 +697,8 @@ impl Calibration {
         };
         let device = backend.describe();
         let jitter = first.jitter(opts)?;
-        let states: Vec<ParamState> = models
-            .iter()
-            .map(|c| c.start_state(jitter.as_deref(), inputs.max_p.as_deref()))
-            .collect();
+        let max_p = inputs.max_p.as_deref();
+        let start = |s| Self::start_state(s, jitter.as_deref(), max_p);
         let mut observer = TogetherObserver {
             metrics: TargetMetrics::new(y, opts)?,
             every: opts.report_every,
@@ -710,7 +711,7 @@ impl Calibration {
         let (epochs, seconds) = model::train_together(
             models,
             backend.as_mut(),
-            states,
+            start,
             opts.epochs,
             test_gate,
             &mut observer,
@@ -752,10 +753,14 @@ impl Calibration {
         model::normal_draws(self.seed, LOG_WEIGHT_STREAM, sd, self.state.len()).map(Some)
     }
 
-    /// The state a fit starts from: the model's, with the initial log-weight
-    /// `jitter` ([`Calibration::jitter`]) added and the weight caps applied.
-    fn start_state(&self, jitter: Option<&[f64]>, max_p: Option<&[f32]>) -> ParamState {
-        let mut state = self.state.clone();
+    /// The state a fit starts from: `state` (the model's), with the initial
+    /// log-weight `jitter` ([`Calibration::jitter`]) added and the weight
+    /// caps applied.
+    fn start_state(
+        mut state: ParamState,
+        jitter: Option<&[f64]>,
+        max_p: Option<&[f32]>,
+    ) -> ParamState {
         if let Some(j) = jitter {
             state.p.iter_mut().zip(j).for_each(|(p, j)| *p += *j as f32);
         }

@@ -32,6 +32,8 @@ pub(crate) trait Batchable {
     fn state(&self) -> &ParamState;
     /// Takes a trained state.
     fn set_trained(&mut self, state: ParamState);
+    /// Moves the state out (leaving an empty one until `set_trained`).
+    fn take_state(&mut self) -> ParamState;
 }
 
 /// Implements [`Batchable`] for a model type with fields `seed`, `params`
@@ -51,6 +53,9 @@ macro_rules! impl_batchable {
             }
             fn set_trained(&mut self, state: ParamState) {
                 self.state = state;
+            }
+            fn take_state(&mut self) -> ParamState {
+                std::mem::take(&mut self.state)
             }
         }
     };
@@ -89,23 +94,28 @@ pub(crate) fn hypers(hyper: Hyper, lambdas: &[f64]) -> Vec<Hyper> {
         .collect()
 }
 
-/// Trains the models of a batch backend from `states` (model `k`'s start
-/// state) for `epochs` epochs and hands each model its trained state;
-/// returns the epochs run and the seconds taken.
+/// Trains the models of a batch backend for `epochs` epochs from their
+/// states as `start` prepares them (a fit's start jitter, cap projection
+/// or intercept), and hands each model its trained state; returns the
+/// epochs run and the seconds taken. The states are moved, not copied
+/// (at 5.2M columns a copy is 125 MB per model): on error each model gets
+/// its prepared start state back, which is its own state unless `start`
+/// changed it.
 pub(crate) fn train_together<M: Batchable>(
     models: &mut [&mut M],
     backend: &mut dyn Backend,
-    mut states: Vec<ParamState>,
+    start: impl Fn(ParamState) -> ParamState,
     epochs: u64,
     test_gate: TestGate,
     observer: &mut dyn Observer,
 ) -> Result<(u64, f64)> {
-    let start = std::time::Instant::now();
-    let run = engine::train_models(backend, &mut states, epochs, test_gate, observer)?;
+    let clock = std::time::Instant::now();
+    let mut states: Vec<ParamState> = models.iter_mut().map(|m| start(m.take_state())).collect();
+    let run = engine::train_models(backend, &mut states, epochs, test_gate, observer);
     for (m, s) in models.iter_mut().zip(states) {
         m.set_trained(s);
     }
-    Ok((run, start.elapsed().as_secs_f64()))
+    Ok((run?, clock.elapsed().as_secs_f64()))
 }
 
 /// Seed stream of the gate-logit jitter, derived from the model seed.

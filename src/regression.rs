@@ -338,7 +338,7 @@ impl Regression {
         let problem = loss_problem(x, y, &weight, &denom, self.hyper(opts));
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
-        let mut state = self.start_state(y);
+        let mut state = Self::start_state(self.state.clone(), y);
         let start = Instant::now();
         let mut obs = ProgressAdapter {
             y,
@@ -373,7 +373,9 @@ impl Regression {
     /// [`Regression::fit`] would leave it. Together needs the models to
     /// share options and seed and be at the same step (a λ path's fresh
     /// models are); more than [`model::MAX_BATCH`] train in batches of that
-    /// many. Returns each model's report (`seconds`: its batch's).
+    /// many. Returns each model's report (`seconds`: its batch's). On error
+    /// a model keeps its state (a fresh one with its intercept at the mean
+    /// of `y`).
     pub fn fit_together(
         models: &mut [&mut Regression],
         lambdas: &[f64],
@@ -416,7 +418,7 @@ impl Regression {
             return one_by_one(models);
         };
         let device = backend.describe();
-        let states: Vec<ParamState> = models.iter().map(|m| m.start_state(y)).collect();
+        let start = |s| Self::start_state(s, y);
         let mut obs = ProgressAdapter {
             y,
             hypers: model::hypers(hyper, lambdas),
@@ -430,7 +432,7 @@ impl Regression {
         let (epochs, seconds) = model::train_together(
             models,
             backend.as_mut(),
-            states,
+            start,
             opts.epochs,
             test_gate,
             &mut obs,
@@ -469,10 +471,9 @@ impl Regression {
         Ok((vec![1.0 / n as f64; n], vec![1.0; n]))
     }
 
-    /// The state a fit starts from: the model's, with the intercept of a
-    /// fresh model set to the mean of `y`.
-    fn start_state(&self, y: &[f64]) -> ParamState {
-        let mut state = self.state.clone();
+    /// The state a fit starts from: `state` (the model's), with the
+    /// intercept of a fresh model set to the mean of `y`.
+    fn start_state(mut state: ParamState, y: &[f64]) -> ParamState {
         if state.step == 0 {
             if let Some(b) = state.intercept.as_mut() {
                 b.value = (y.iter().sum::<f64>() / y.len() as f64) as f32;

@@ -410,3 +410,35 @@ fn a_diverging_batch_stops_and_names_the_first_model_that_diverged() {
         "a failed batch leaves the states unchanged"
     );
 }
+
+#[test]
+fn a_failed_batch_leaves_each_model_its_state() {
+    let m = matrix(20, 200, 5, &[], false);
+    let mut y = vec![10.0; 20];
+    y[0] = 1e300; // the squared error overflows at the first epoch
+    let params = CalibrationParams {
+        seed: Some(2),
+        ..Default::default()
+    };
+    let opts = FitParams {
+        epochs: 5,
+        device: Device::Cpu,
+        threads: Some(1),
+        ..Default::default()
+    };
+    let mut models: Vec<Calibration> = (0..3)
+        .map(|_| Calibration::new(200, params.clone()).unwrap())
+        .collect();
+    let before: Vec<Vec<u32>> = models.iter().map(|c| state_bits(c.state())).collect();
+    let mut refs: Vec<&mut Calibration> = models.iter_mut().collect();
+    let got =
+        Calibration::fit_together(&mut refs, &[1e-3, 1e-2, 0.1], &m, &y, &opts, &mut |_, _| {
+            Ok(())
+        });
+    assert_eq!(
+        got.unwrap_err().to_string(),
+        "training diverged at epoch 1: the loss of model 1 of 3 is not finite"
+    );
+    let after: Vec<Vec<u32>> = models.iter().map(|c| state_bits(c.state())).collect();
+    assert_eq!(after, before);
+}
