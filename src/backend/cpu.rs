@@ -17,7 +17,7 @@
 //! Several models (a λ sweep: one L0 strength each, the same seed and step)
 //! can be trained together ([`CpuBackend::with_models`]). Each pass then
 //! reads a column's CSC entries once for all of them: the per-row vectors
-//! hold the models' values side by side ([`LANES`] per group), so a
+//! hold the models' values side by side (8 per group), so a
 //! gathered residual row or a scattered product is one 8-wide vector
 //! operation, and the gate noise, which only depends on (seed, step,
 //! column), is drawn once per column. Every model's sums are formed in the
