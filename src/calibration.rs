@@ -656,19 +656,21 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
-        if models.len() > model::MAX_BATCH && lambdas.len() == models.len() {
-            let mut reports = Vec::with_capacity(models.len());
-            for (b, (models, lambdas)) in models
-                .chunks_mut(model::MAX_BATCH)
-                .zip(lambdas.chunks(model::MAX_BATCH))
-                .enumerate()
-            {
-                let first = b * model::MAX_BATCH;
-                let f = &mut |k, p: &Progress| on_progress(first + k, p);
-                reports.extend(Self::fit_together(models, lambdas, m, y, opts, f)?);
-            }
-            return Ok(reports);
-        }
+        model::in_batches(models, lambdas, |first, models, lambdas| {
+            let f = &mut |k, p: &Progress| on_progress(first + k, p);
+            Self::fit_batch(models, lambdas, m, y, opts, f)
+        })
+    }
+
+    /// [`Calibration::fit_together`] for at most [`model::MAX_BATCH`] models.
+    fn fit_batch(
+        models: &mut [&mut Calibration],
+        lambdas: &[f64],
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+    ) -> Result<Vec<FitReport>> {
         // The fallback: each model's own fit, in turn.
         let mut one_by_one = |models: &mut [&mut Calibration]| {
             models

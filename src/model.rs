@@ -62,11 +62,15 @@ macro_rules! impl_batchable {
 }
 pub(crate) use impl_batchable;
 
-/// Whether `models` (one per `lambdas[k]`, else an error; each λ finite
-/// and >= 0, else an error) can train together: more than one, all with
-/// the same options, seed and number of columns, at the same step (so the
-/// same gate noise serves all).
-pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Result<bool> {
+/// Runs `batch(first, models, lambdas)` on consecutive batches of at most
+/// [`MAX_BATCH`] of `models` (one per `lambdas[k]`, else an error), `first`
+/// being the index of the batch's first model, and returns the results in
+/// order.
+pub(crate) fn in_batches<M, R>(
+    models: &mut [&mut M],
+    lambdas: &[f64],
+    mut batch: impl FnMut(usize, &mut [&mut M], &[f64]) -> Result<Vec<R>>,
+) -> Result<Vec<R>> {
     if models.len() != lambdas.len() {
         return Err(L0Error::shape(
             "L0 strengths (one per model)",
@@ -74,6 +78,19 @@ pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Res
             lambdas.len(),
         ));
     }
+    let mut out = Vec::with_capacity(models.len());
+    let batches = models.chunks_mut(MAX_BATCH).zip(lambdas.chunks(MAX_BATCH));
+    for (b, (models, lambdas)) in batches.enumerate() {
+        out.extend(batch(b * MAX_BATCH, models, lambdas)?);
+    }
+    Ok(out)
+}
+
+/// Whether `models` (each λ finite and >= 0, else an error) can train
+/// together: more than one, all with
+/// the same options, seed and number of columns, at the same step (so the
+/// same gate noise serves all).
+pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Result<bool> {
     for &l in lambdas {
         check_non_negative("lambda_l0", l)?;
     }

@@ -383,16 +383,19 @@ impl Regression {
         y: &[f64],
         opts: &RegressionFitParams,
     ) -> Result<Vec<RegressionReport>> {
-        if models.len() > model::MAX_BATCH && lambdas.len() == models.len() {
-            let mut reports = Vec::with_capacity(models.len());
-            for (models, lambdas) in models
-                .chunks_mut(model::MAX_BATCH)
-                .zip(lambdas.chunks(model::MAX_BATCH))
-            {
-                reports.extend(Self::fit_together(models, lambdas, x, y, opts)?);
-            }
-            return Ok(reports);
-        }
+        model::in_batches(models, lambdas, |_, models, lambdas| {
+            Self::fit_batch(models, lambdas, x, y, opts)
+        })
+    }
+
+    /// [`Regression::fit_together`] for at most [`model::MAX_BATCH`] models.
+    fn fit_batch(
+        models: &mut [&mut Regression],
+        lambdas: &[f64],
+        x: &SparseMatrix,
+        y: &[f64],
+        opts: &RegressionFitParams,
+    ) -> Result<Vec<RegressionReport>> {
         let one_by_one = |models: &mut [&mut Regression]| {
             models
                 .iter_mut()
