@@ -26,7 +26,7 @@ mod problems;
 #[path = "common/process.rs"]
 mod process;
 
-use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
+use l0::calibration::{Calibration, FitParams};
 use l0::io::npy::{write_npy_f64, write_npy_i64};
 use l0::io::npz::write_npz_csr;
 use l0::{Device, SparseMatrix};
@@ -55,21 +55,8 @@ fn main() -> l0::Result<()> {
     if let Some(d) = dump_dir {
         dump(Path::new(d), &m, &y, &groups)?;
     }
-    let mut model = Calibration::new(
-        m.cols(),
-        CalibrationParams {
-            seed: Some(1),
-            ..Default::default()
-        },
-    )?;
-    let opts = FitParams {
-        loss: Loss::Relative,
-        lambda_l0: 1e-6,
-        lr: 0.15,
-        target_groups: Some(groups),
-        device,
-        ..Default::default()
-    };
+    let mut model = Calibration::new(m.cols(), problems::bench_params())?;
+    let opts = problems::bench_opts(groups, 0, device);
     // One warm-up epoch (page faults, thread pool start), then two timed runs.
     // The whole `fit` call is timed, as on the reference's side.
     // CPU time (all threads) is timed too: it hardly changes when other

@@ -28,10 +28,12 @@
 //! * time to write the outputs of the fit (`weights.npy`, `weights.csv`);
 //! * one JSON line with all of the above.
 
+#[path = "common/problems.rs"]
+mod problems;
 #[path = "common/process.rs"]
 mod process;
 
-use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
+use l0::calibration::{Calibration, FitParams};
 use l0::io::npz::write_npz_csr;
 use l0::synth::{geo_stacked, GeoSpec};
 use l0::{Device, L0Error, Result};
@@ -185,22 +187,10 @@ fn main() -> Result<()> {
         gb(matrix_bytes)
     );
 
-    let mut model = Calibration::new(
-        m.cols(),
-        CalibrationParams {
-            seed: Some(1),
-            ..Default::default()
-        },
-    )?;
+    let mut model = Calibration::new(m.cols(), problems::bench_params())?;
     let opts = |epochs| FitParams {
-        loss: Loss::Relative,
-        lambda_l0: 1e-6,
-        lr: 0.15,
-        epochs,
-        target_groups: Some(groups.clone()),
-        device: a.device,
         threads: a.threads,
-        ..Default::default()
+        ..problems::bench_opts(groups.clone(), epochs, a.device)
     };
     let timed = |model: &mut Calibration, epochs: u64| -> Result<(f64, f64, String)> {
         let (t, c) = (Instant::now(), cpu_seconds());

@@ -17,7 +17,7 @@ mod problems;
 #[path = "common/process.rs"]
 mod process;
 
-use l0::calibration::{Calibration, CalibrationParams, FitParams, Loss};
+use l0::calibration::{Calibration, FitParams};
 use l0::sweep::{lambda_grid, sweep};
 use l0::Device;
 
@@ -42,19 +42,8 @@ fn main() -> l0::Result<()> {
     let k: usize = flag(&args, "--models", 8)?;
     let device: Device = flag(&args, "--device", Device::Auto)?;
     let (m, y, groups) = problems::load(which)?;
-    let params = CalibrationParams {
-        seed: Some(1),
-        ..Default::default()
-    };
-    let opts = FitParams {
-        loss: Loss::Relative,
-        lambda_l0: 1e-6,
-        lr: 0.15,
-        epochs,
-        target_groups: Some(groups),
-        device,
-        ..Default::default()
-    };
+    let params = problems::bench_params();
+    let opts = problems::bench_opts(groups, epochs, device);
     let lambdas = lambda_grid(1e-7, 1e-4, k)?;
     let mut fit = || -> l0::Result<String> {
         let mut model = Calibration::new(m.cols(), params.clone())?;

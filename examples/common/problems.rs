@@ -5,8 +5,32 @@
 
 #![allow(dead_code)]
 
+use l0::calibration::{CalibrationParams, FitParams, Loss};
 use l0::synth::{geo_stacked, readme_problem, GeoSpec};
-use l0::SparseMatrix;
+use l0::{Device, SparseMatrix};
+
+/// The model options of the timed fits (seed 1, otherwise the defaults);
+/// scripts/compare_reference.py builds the reference's model the same way.
+pub fn bench_params() -> CalibrationParams {
+    CalibrationParams {
+        seed: Some(1),
+        ..Default::default()
+    }
+}
+
+/// The fit options of the timed fits: relative loss, lambda_l0 1e-6,
+/// lr 0.15, the problem's target groups, `epochs` on `device`.
+pub fn bench_opts(groups: Vec<i64>, epochs: u64, device: Device) -> FitParams {
+    FitParams {
+        loss: Loss::Relative,
+        lambda_l0: 1e-6,
+        lr: 0.15,
+        epochs,
+        target_groups: Some(groups),
+        device,
+        ..Default::default()
+    }
+}
 
 /// `geo` or `geo:H:G:NAT:PER`.
 pub fn geo_spec(spec: &str) -> l0::Result<GeoSpec> {
