@@ -323,6 +323,17 @@ def _shared_options(args):
     return {k: args[k] for k in _SHARED_FIT_KEYS}
 
 
+def _batch_options(template, args):
+    """The fit options of models trained in batches (``sweep``,
+    ``fit_to_budget``) from the caller's arguments ``args``: ``lambda_l0``
+    is set per model, and reports come every ``verbose_freq`` epochs even
+    when quiet, since Ctrl-C is noticed at reports and a batch of models is
+    one long call."""
+    opts = _fit_options(template, lambda_l0=0.0, device=None, **_shared_options(args))
+    opts["report_every"] = _count(args["verbose_freq"], "verbose_freq")
+    return opts
+
+
 def _fit_options(
     model,
     *,
@@ -534,15 +545,7 @@ def sweep(
     y = as_vector(y, "y")
     lambdas = [float(v) for v in np.asarray(lambdas, dtype=np.float64).ravel()]
     template = SparseCalibrationWeights(m.shape[1], **model_args)
-    opts = _fit_options(
-        template,
-        lambda_l0=0.0,
-        device=None,
-        **_shared_options(locals()),
-    )
-    # Reports every verbose_freq epochs even when quiet: the models train
-    # together, and Ctrl-C is noticed at reports.
-    opts["report_every"] = _count(verbose_freq, "verbose_freq")
+    opts = _batch_options(template, locals())
     out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
     args = dict(template._init_args, seed=template.seed_in_use)
     models, reports = [], []
@@ -623,15 +626,7 @@ def fit_to_budget(
     y = as_vector(y, "y")
     k = _count(target_records, "target_records")
     template = SparseCalibrationWeights(m.shape[1], **model_args)
-    opts = _fit_options(
-        template,
-        lambda_l0=0.0,
-        device=None,
-        **_shared_options(locals()),
-    )
-    # Reports every verbose_freq epochs even when quiet: Ctrl-C is noticed
-    # at reports, and a batch of models is one long call.
-    opts["report_every"] = _count(verbose_freq, "verbose_freq")
+    opts = _batch_options(template, locals())
     native, fit_report, report = _native.fit_to_budget(
         template._model,
         m,
