@@ -14,7 +14,8 @@
 #    the same state, max relative parameter difference after 1 epoch, loss
 #    and active count after 500 epochs;
 # 4. examples/gpu_bench at production shape (US districts, ~146M nonzeros)
-#    and at ~300M nonzeros, CPU and CUDA on the same problem;
+#    and at ~300M nonzeros, CPU and CUDA on the same problem; then a sweep
+#    of 8 λ against one fit on the GPU (examples/sweep_bench);
 # 5. l0-python 0.6.2 on torch CUDA against l0 on the same card and problem,
 #    when l0-python is importable or its wheel is in .whl/;
 # 6. Nsight Compute on one epoch's kernels at production shape (when ncu is
@@ -24,7 +25,7 @@
 # Every figure goes to $OUT/summary.txt, the logs beside it.
 #
 # Environment: L0_GPU_DIR (default .gpu), OUT, L0_NVRTC_LIB (a folder with
-# libnvrtc.so.*), L0_SKIP="reference ncu bench300 tests" (steps to leave out),
+# libnvrtc.so.*), L0_SKIP="sweep reference ncu bench300 tests" (steps to leave out),
 # L0_REFERENCE_PROBLEMS (default geo:12000:436:40:30).
 # Exit status: non-zero when a test or parity check failed.
 set -uo pipefail
@@ -122,6 +123,18 @@ if [ -x "$bench" ]; then
 else
     say "missing $bench"
     failed=1
+fi
+
+# 4b. A sweep of 8 λ against one fit of the same epochs on the GPU
+# (examples/sweep_bench: one JSON line each, `ratio` = sweep / fit).
+sweeps="$dir/bin/examples/sweep_bench"
+if ! skip sweep && [ -x "$sweeps" ]; then
+    for spec in "geo 200" "geo:12000:436:40:30 60"; do
+        set -- $spec
+        timeout 150 "$sweeps" "$1" --epochs "$2" --device cuda >"$out/sweep-$1.log" 2>&1
+        say "sweep_bench $1 --epochs $2 --device cuda (exit $?):"
+        grep -E '^\{|rror' "$out/sweep-$1.log" | tail -3 | tee -a "$summary"
+    done
 fi
 
 # 5. l0-python on torch CUDA against l0 on the same card and problem.
