@@ -118,13 +118,21 @@ __device__ __forceinline__ void gate_stretch(const Rule& r, float s, bool pre_ma
     *dz_da = dz_ds * s * (1.0f - s);
 }
 
-// Gate::noisy_s: the training gate's pre-stretch value
-// s = sigmoid((ln u_c - ln(1 - u_c) + a_c) / beta).
-__device__ __forceinline__ float gate_noisy_s(const Rule& r, float a, float u) {
-    bool a_in, u_in;
-    float ac = clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
+// Gate::noise_logit: the part of the training gate that depends on the
+// draw alone, ln u_c - ln(1 - u_c); models that share the noise (a batch)
+// compute it once per column.
+__device__ __forceinline__ float gate_noise_logit(float u) {
+    bool u_in;
     float uc = clamp_mask(u, L0_U_LO, L0_U_HI, &u_in);
-    return sigmoid((logf(uc) - logf(1.0f - uc) + ac) / r.beta);
+    return logf(uc) - logf(1.0f - uc);
+}
+
+// Gate::s_from_logit: the training gate's pre-stretch value
+// s = sigmoid((logit + a_c) / beta) (Gate::noisy_s with the draw's logit).
+__device__ __forceinline__ float gate_s_from_logit(const Rule& r, float a, float logit) {
+    bool a_in;
+    float ac = clamp_mask(a, -L0_LOG_ALPHA_BOUND, L0_LOG_ALPHA_BOUND, &a_in);
+    return sigmoid((logit + ac) / r.beta);
 }
 
 // Gate::from_s: the training gate and dz/da from s and the logit a.
@@ -177,12 +185,19 @@ __device__ __forceinline__ ColumnForward column_forward_s(const Rule& r, float p
     return f;
 }
 
-// Draws column i's gate noise for `step` (Philox), stores the gate's
-// pre-stretch value in *s for the step kernel and returns the training
-// weight. CPU twin: CpuBackend::sample_weights (noisy_s, then forward_s).
-__device__ __forceinline__ float column_sample(const Rule& r, float p, float a, u64 seed,
-                                               u64 step, u64 i, float* s) {
-    *s = r.use_gates ? gate_noisy_s(r, a, gate_uniform(seed, step, i)) : 0.0f;
+// Column i's gate noise for `step` (Philox) as gate_noise_logit, drawn once
+// per column for all the models of a batch (0 without gates; the models of
+// one backend differ in lambda_l0 only).
+__device__ __forceinline__ float column_noise(const Rule& r, u64 seed, u64 step, u64 i) {
+    return r.use_gates ? gate_noise_logit(gate_uniform(seed, step, i)) : 0.0f;
+}
+
+// The training weight of a column from its noise (column_noise); stores the
+// gate's pre-stretch value in *s for the step kernel. CPU twin:
+// CpuBackend::sample_weights (noise_logit, s_from_logit, then forward_s).
+__device__ __forceinline__ float column_sample(const Rule& r, float p, float a, float logit,
+                                               float* s) {
+    *s = r.use_gates ? gate_s_from_logit(r, a, logit) : 0.0f;
     return column_forward_s(r, p, a, *s).w;
 }
 
@@ -281,63 +296,121 @@ __device__ __forceinline__ double group_sum(double x, unsigned shift) {
     return x;
 }
 
-// Sum of val[t] x[idx[t]] over t in [begin, end) in f64 by one group of
-// 2^shift lanes: lane l of the group takes t = begin + l, begin + l + 2^shift,
-// ... in storage order, then group_sum. Valid in the group's first lane; every
-// lane of the warp must call it (an empty range gives 0).
+// The L values x[i L .. i L + L) (one per model of a batch, side by side)
+// into out, in 16-byte loads where L allows.
+template <int L>
+__device__ __forceinline__ void load_lanes(const float* __restrict__ x, u64 i, float* out) {
+    if (L % 4 == 0) {
+        const float4* v = reinterpret_cast<const float4*>(x + i * L);
+#pragma unroll
+        for (int c = 0; c < L / 4; ++c) {
+            float4 q = v[c];
+            out[4 * c] = q.x;
+            out[4 * c + 1] = q.y;
+            out[4 * c + 2] = q.z;
+            out[4 * c + 3] = q.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < L; ++k) out[k] = x[i * L + k];
+    }
+}
+template <int L>
+__device__ __forceinline__ void load_lanes(const double* __restrict__ x, u64 i, double* out) {
+    if (L % 2 == 0) {
+        const double2* v = reinterpret_cast<const double2*>(x + i * L);
+#pragma unroll
+        for (int c = 0; c < L / 2; ++c) {
+            double2 q = v[c];
+            out[2 * c] = q.x;
+            out[2 * c + 1] = q.y;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < L; ++k) out[k] = x[i * L + k];
+    }
+}
+
+// For each of L models k (a batch; L = 1 for one model), the sum of
+// val[t] x[idx[t] L + k] over t in [begin, end) in f64 by one group of
+// 2^shift lanes: lane l of the group takes t = begin + l, begin + l +
+// 2^shift, ... in storage order, then group_sum. Valid in the group's first
+// lane; every lane of the warp must call it (an empty range gives 0). Model
+// k's sum has the same order for every L, so a model of a batch sums exactly
+// as it does alone.
 //
-// Memory: each lane keeps up to L0_DOT_UNROLL products in flight (their
-// loads are issued, predicated on the range, before any is added; the sum is
-// still formed one product at a time in storage order, so the result does
-// not depend on the unrolling), and the matrix's values and indices, read
-// once per epoch, are loaded with the streaming hint so that the gathered
-// vector x stays in cache. The host sizes groups so that a lane has about
-// L0_DOT_UNROLL products (CudaBackend's shift_for).
+// Memory: each lane keeps up to L0_DOT_UNROLL products in flight (half as
+// many for a batch, whose gathers are L wide; their loads are issued,
+// predicated on the range, before any is added; each sum is still formed one
+// product at a time in storage order, so the result does not depend on the
+// unrolling), and the matrix's values and indices, read once per epoch, are
+// loaded with the streaming hint so that the gathered vector x stays in
+// cache. The host sizes groups so that a lane has about L0_DOT_UNROLL
+// products (CudaBackend's shift_for).
 #define L0_DOT_UNROLL 8
-template <typename T>
-__device__ __forceinline__ double group_dot(u64 begin, u64 end, unsigned lane, unsigned shift,
-                                            const u32* __restrict__ idx,
-                                            const float* __restrict__ val,
-                                            const T* __restrict__ x) {
+template <int L, typename T>
+__device__ __forceinline__ void group_dot(u64 begin, u64 end, unsigned lane, unsigned shift,
+                                          const u32* __restrict__ idx,
+                                          const float* __restrict__ val,
+                                          const T* __restrict__ x, double* acc) {
+    constexpr int U = L == 1 ? L0_DOT_UNROLL : L0_DOT_UNROLL / 2;
     const u64 step = 1u << shift;
-    double acc = 0.0;
+#pragma unroll
+    for (int k = 0; k < L; ++k) acc[k] = 0.0;
     u64 t = begin + (lane & (step - 1));
     // Whole passes without predicates, then at most one predicated pass.
-    for (; t + (L0_DOT_UNROLL - 1) * step < end; t += L0_DOT_UNROLL * step) {
-        u32 ii[L0_DOT_UNROLL];
-        float vv[L0_DOT_UNROLL];
-        double xx[L0_DOT_UNROLL];
+    for (; t + (U - 1) * step < end; t += U * step) {
+        u32 ii[U];
+        float vv[U];
+        T xx[U][L];
 #pragma unroll
-        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
-            ii[k] = __ldcs(&idx[t + k * step]);
-            vv[k] = __ldcs(&val[t + k * step]);
+        for (int j = 0; j < U; ++j) {
+            ii[j] = __ldcs(&idx[t + j * step]);
+            vv[j] = __ldcs(&val[t + j * step]);
         }
 #pragma unroll
-        for (int k = 0; k < L0_DOT_UNROLL; ++k) xx[k] = (double)x[ii[k]];
+        for (int j = 0; j < U; ++j) load_lanes<L>(x, ii[j], xx[j]);
 #pragma unroll
-        for (int k = 0; k < L0_DOT_UNROLL; ++k) acc += (double)vv[k] * xx[k];
+        for (int j = 0; j < U; ++j) {
+#pragma unroll
+            for (int k = 0; k < L; ++k) acc[k] += (double)vv[j] * (double)xx[j][k];
+        }
     }
     if (t < end) {
-        u32 ii[L0_DOT_UNROLL];
-        float vv[L0_DOT_UNROLL];
-        double xx[L0_DOT_UNROLL];
+        u32 ii[U];
+        float vv[U];
+        T xx[U][L];
 #pragma unroll
-        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
-            bool in = t + k * step < end;
-            ii[k] = in ? __ldcs(&idx[t + k * step]) : 0u;
-            vv[k] = in ? __ldcs(&val[t + k * step]) : 0.0f;
+        for (int j = 0; j < U; ++j) {
+            bool in = t + j * step < end;
+            ii[j] = in ? __ldcs(&idx[t + j * step]) : 0u;
+            vv[j] = in ? __ldcs(&val[t + j * step]) : 0.0f;
         }
 #pragma unroll
-        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
-            xx[k] = t + k * step < end ? (double)x[ii[k]] : 0.0;
+        for (int j = 0; j < U; ++j) {
+            if (t + j * step < end) {
+                load_lanes<L>(x, ii[j], xx[j]);
+            } else {
+#pragma unroll
+                for (int k = 0; k < L; ++k) xx[j][k] = (T)0;
+            }
         }
 #pragma unroll
-        for (int k = 0; k < L0_DOT_UNROLL; ++k) {
-            if (t + k * step < end) acc += (double)vv[k] * xx[k];
+        for (int j = 0; j < U; ++j) {
+            if (t + j * step < end) {
+#pragma unroll
+                for (int k = 0; k < L; ++k) acc[k] += (double)vv[j] * (double)xx[j][k];
+            }
         }
     }
-    return group_sum(acc, shift);
+#pragma unroll
+    for (int k = 0; k < L; ++k) acc[k] = group_sum(acc[k], shift);
 }
+
+// Instantiates macro X for each batch width L the kernels are compiled for
+// (the host rounds the models of a batch up to one of them; `lanes` in
+// CudaBackend).
+#define L0_FOR_LANES(X) X(1) X(2) X(4) X(8)
 
 // True for a finite double (no NaN, no infinity).
 __device__ __forceinline__ bool finite_f64(double x) { return isfinite(x); }

@@ -1,28 +1,51 @@
-// Per-column kernels: training and test-time weights, the penalty sums and
-// the weight summary. CPU twins: CpuBackend::sample_weights,
-// ::deterministic_weights, ::losses (penalty part) and ::weight_summary.
+// Per-column kernels: training and test-time weights (of all the models of
+// a batch), the penalty sums and the weight summary (of one model). CPU
+// twins: CpuBackend::sample_weights, ::deterministic_weights, ::losses
+// (penalty part) and ::weight_summary.
 #include "common.cuh"
 
-// w_i = m(p_i) z(a_i, u(seed, step, i)), keeping the gate's pre-stretch
-// value s_i for the step; one thread per column.
-extern "C" __global__ void sample_weights(u64 n, const float* __restrict__ p,
+// For each model k < models (rules[k]; its p, a and s at k n + i):
+// w[i lanes + k] = m(p) z(a, u(seed, step, i)), keeping the gate's
+// pre-stretch value s for the step; one thread per column i, the noise drawn
+// once for all models (the per-row and per-column layouts: step.cu).
+extern "C" __global__ void sample_weights(u64 n, u32 models, u32 lanes,
+                                          const float* __restrict__ p,
                                           const float* __restrict__ a, float* __restrict__ w,
-                                          float* __restrict__ s, Rule rule, u64 seed, u64 step) {
+                                          float* __restrict__ s,
+                                          const Rule* __restrict__ rules, u64 seed, u64 step) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float si;
-    w[i] = column_sample(rule, p[i], a[i], seed, step, i, &si);
-    s[i] = si;
+    float logit = column_noise(rules[0], seed, step, i);
+    for (u32 k = 0; k < models; ++k) {
+        u64 e = (u64)k * n + i;
+        float si;
+        w[i * lanes + k] = column_sample(rules[k], p[e], a[e], logit, &si);
+        s[e] = si;
+    }
 }
 
-// w_i = m(p_i) z_test(a_i); test_gate 0 = temperature, 1 = paper.
-extern "C" __global__ void deterministic_weights(u64 n, const float* __restrict__ p,
+// w[i lanes + k] = m(p) z_test(a) for each model k < models; test_gate
+// 0 = temperature, 1 = paper.
+extern "C" __global__ void deterministic_weights(u64 n, u32 models, u32 lanes,
+                                                 const float* __restrict__ p,
                                                  const float* __restrict__ a,
-                                                 float* __restrict__ w, Rule rule,
-                                                 int test_gate) {
+                                                 float* __restrict__ w,
+                                                 const Rule* __restrict__ rules, int test_gate) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    w[i] = deterministic_weight(rule, p[i], a[i], test_gate);
+    for (u32 k = 0; k < models; ++k) {
+        u64 e = (u64)k * n + i;
+        w[i * lanes + k] = deterministic_weight(rules[k], p[e], a[e], test_gate);
+    }
+}
+
+// out[i] = x[i lanes + k]: model k's weights of a batch, for the per-model
+// kernels below and the host.
+extern "C" __global__ void take_lane(u64 n, u32 lanes, u32 k, const float* __restrict__ x,
+                                     float* __restrict__ out) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    out[i] = x[i * lanes + k];
 }
 
 // Block partial sums of (pi_i, m(p_i)^2) in f64 over a grid-stride loop:

@@ -637,7 +637,7 @@ impl Calibration {
 
     /// Fits `models[k]` with `lambda_l0 = lambdas[k]` and otherwise `opts`,
     /// all together in one pass over the matrix per epoch when the device
-    /// can ([`crate::backend::make_batch_backend`]: the CPU), else one after
+    /// can ([`crate::backend::make_batch_backend`]: the CPU, a GPU), else one after
     /// another; either way model `k` ends exactly as
     /// `models[k].fit_with(m, y, &FitParams { lambda_l0: lambdas[k], ..opts })`
     /// would leave it. Together needs the models to share their options

@@ -368,7 +368,7 @@ impl Regression {
 
     /// Fits `models[k]` with `lambda_l0 = lambdas[k]` and otherwise `opts`,
     /// all together in one pass over `X` per epoch when the device can
-    /// ([`crate::backend::make_batch_backend`]: the CPU), else one after
+    /// ([`crate::backend::make_batch_backend`]: the CPU, a GPU), else one after
     /// another; either way model `k` ends exactly as its own
     /// [`Regression::fit`] would leave it. Together needs the models to
     /// share options and seed and be at the same step (a λ path's fresh

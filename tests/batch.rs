@@ -6,11 +6,18 @@
 //! weight caps, long columns, signed values, replayed noise, no gates, tiny
 //! problems, an early stop and the gradients after it; and the batch's
 //! refusals (a bad λ) and divergence (named model) as a single fit's.
+//!
+//! The `gpu_*` tests run the same comparisons on a GPU
+//! (`l0::backend::cuda::CudaBackend::with_models` against its single fits,
+//! 1 to 8 models at each batch width) and skip with a message without one
+//! (`L0_REQUIRE_GPU=1` turns the skip into a failure).
 
 mod common;
 
 use common::{column_matrix, state_bits, Rng};
 use l0::backend::cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+use l0::backend::cuda::CudaBackend;
 use l0::backend::{Backend, Hyper, Noise, ParamState, Problem};
 use l0::calibration::{Calibration, CalibrationParams, FitParams};
 use l0::engine::{self, Observer, Snapshot};
@@ -86,9 +93,57 @@ impl Default for Case<'_> {
     }
 }
 
+/// Where a comparison trains.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    /// The batch on 3 threads, each model alone on 1.
+    Cpu,
+    /// cuda:0.
+    #[cfg(feature = "cuda")]
+    Gpu,
+}
+
+/// The backend of `lambdas.len()` models trained together on `on`.
+fn batch_on<'a>(on: On, problem: Problem<'a>, lambdas: &[f64]) -> Box<dyn Backend + 'a> {
+    match on {
+        On::Cpu => Box::new(CpuBackend::with_models(problem, lambdas, Some(3)).unwrap()),
+        #[cfg(feature = "cuda")]
+        On::Gpu => Box::new(CudaBackend::with_models(problem, lambdas, 0).unwrap()),
+    }
+}
+
+/// The backend of one model on `on`.
+fn single_on<'a>(on: On, problem: Problem<'a>) -> Box<dyn Backend + 'a> {
+    match on {
+        On::Cpu => Box::new(CpuBackend::new(problem, Some(1)).unwrap()),
+        #[cfg(feature = "cuda")]
+        On::Gpu => Box::new(CudaBackend::new(problem, 0).unwrap()),
+    }
+}
+
+/// True when cuda:0 can train; otherwise says why the test skips (a
+/// failure under `L0_REQUIRE_GPU=1`).
+#[cfg(feature = "cuda")]
+fn have_gpu() -> bool {
+    match CudaBackend::available(0) {
+        Ok(()) => true,
+        Err(e) => {
+            let required = std::env::var("L0_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            assert!(!required, "L0_REQUIRE_GPU=1 but: {e}");
+            common::notice(&format!("skipped, no GPU: {e}"));
+            false
+        }
+    }
+}
+
 /// Trains `lambdas.len()` models together on 3 threads and each alone on
 /// 1, and compares states and reports bit for bit.
 fn together_equals_alone(m: &SparseMatrix, lambdas: &[f64], case: Case) {
+    together_equals_alone_on(On::Cpu, m, lambdas, case);
+}
+
+/// [`together_equals_alone`] on `on`.
+fn together_equals_alone_on(on: On, m: &SparseMatrix, lambdas: &[f64], case: Case) {
     let (q, n) = (m.rows(), m.cols());
     let mut rng = Rng(5);
     let y: Vec<f64> = (0..q).map(|_| 3.0 + 10.0 * rng.uniform()).collect();
@@ -101,7 +156,7 @@ fn together_equals_alone(m: &SparseMatrix, lambdas: &[f64], case: Case) {
     let p0: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect();
     let a0: Vec<f32> = (0..n).map(|_| (rng.uniform() * 4.0 - 2.0) as f32).collect();
     let start = ParamState::new(p0, a0, case.intercept.then_some(4.0));
-    let mut batch = CpuBackend::with_models(problem, lambdas, Some(3)).unwrap();
+    let mut batch = batch_on(on, problem, lambdas);
     assert_eq!(batch.models(), lambdas.len());
     let mut states = vec![start.clone(); lambdas.len()];
     let mut together = Recorder {
@@ -109,25 +164,33 @@ fn together_equals_alone(m: &SparseMatrix, lambdas: &[f64], case: Case) {
         ..Default::default()
     };
     let (epochs, test) = (case.epochs, TestGate::Temperature);
-    engine::train_models(&mut batch, &mut states, epochs, test, &mut together).unwrap();
+    engine::train_models(&mut *batch, &mut states, epochs, test, &mut together).unwrap();
     for (k, &lambda_l0) in lambdas.iter().enumerate() {
         let hyper = Hyper {
             lambda_l0,
             ..case.hyper
         };
-        let mut single = CpuBackend::new(Problem { hyper, ..problem }, Some(1)).unwrap();
+        let mut single = single_on(on, Problem { hyper, ..problem });
         let mut state = start.clone();
         let mut alone = Recorder {
             every: case.every,
             ..Default::default()
         };
-        engine::train(&mut single, &mut state, epochs, test, &mut alone).unwrap();
-        assert_eq!(state_bits(&state), state_bits(&states[k]), "model {k}");
+        engine::train(&mut *single, &mut state, epochs, test, &mut alone).unwrap();
+        assert_eq!(
+            state_bits(&state),
+            state_bits(&states[k]),
+            "{on:?} model {k}"
+        );
         let mine: Vec<&Report> = together.log.iter().filter(|r| r.0 == k).collect();
         let theirs: Vec<&Report> = alone.log.iter().collect();
         assert_eq!(mine.len(), theirs.len(), "model {k}: reports");
         for (a, b) in mine.iter().zip(&theirs) {
-            assert_eq!((a.1, &a.2, &a.3, a.4), (b.1, &b.2, &b.3, b.4), "model {k}");
+            assert_eq!(
+                (a.1, &a.2, &a.3, a.4),
+                (b.1, &b.2, &b.3, b.4),
+                "{on:?} model {k}"
+            );
         }
     }
 }
@@ -261,6 +324,12 @@ impl Observer for StopAt {
 
 #[test]
 fn an_early_stop_and_the_gradients_after_it_are_each_models_own() {
+    early_stop_and_gradients(On::Cpu, 10);
+}
+
+/// Trains `models` models together on `on` until an observer stops them,
+/// then compares states and gradients with each model's single fit.
+fn early_stop_and_gradients(on: On, models: usize) {
     for (rows, cols) in [(300usize, 33_000usize), (5000, 200)] {
         let m = matrix(rows, cols, 3, &[], true);
         let y: Vec<f64> = (0..rows).map(|i| (i % 7) as f64).collect();
@@ -272,12 +341,12 @@ fn an_early_stop_and_the_gradients_after_it_are_each_models_own() {
             ..Default::default()
         };
         let problem = Problem::new(&m, &y, &w, &d, hyper);
-        let lam = lambdas(10);
+        let lam = lambdas(models);
         let start = ParamState::new(vec![0.3; cols], vec![0.1; cols], Some(1.0));
-        let mut batch = CpuBackend::with_models(problem, &lam, Some(2)).unwrap();
+        let mut batch = batch_on(on, problem, &lam);
         let mut states = vec![start.clone(); lam.len()];
         let test = TestGate::Temperature;
-        let run = engine::train_models(&mut batch, &mut states, 10, test, &mut StopAt(3, 0));
+        let run = engine::train_models(&mut *batch, &mut states, 10, test, &mut StopAt(3, 0));
         assert_eq!(run.unwrap(), 3);
         batch.sample_weights(3).unwrap();
         batch.forward().unwrap();
@@ -288,10 +357,14 @@ fn an_early_stop_and_the_gradients_after_it_are_each_models_own() {
                 hyper: Hyper { lambda_l0, ..hyper },
                 ..problem
             };
-            let mut single = CpuBackend::new(alone, Some(1)).unwrap();
+            let mut single = single_on(on, alone);
             let mut state = start.clone();
-            engine::train(&mut single, &mut state, 10, test, &mut StopAt(3, 0)).unwrap();
-            assert_eq!(state_bits(&state), state_bits(&states[k]), "model {k}");
+            engine::train(&mut *single, &mut state, 10, test, &mut StopAt(3, 0)).unwrap();
+            assert_eq!(
+                state_bits(&state),
+                state_bits(&states[k]),
+                "{on:?} model {k}"
+            );
             single.load_state(&state).unwrap();
             single.sample_weights(3).unwrap();
             single.forward().unwrap();
@@ -382,6 +455,11 @@ fn a_lambda_a_single_fit_refuses_is_refused_by_a_batch_with_the_same_message() {
 
 #[test]
 fn a_diverging_batch_stops_and_names_the_first_model_that_diverged() {
+    diverging_batch(On::Cpu);
+}
+
+/// A batch of two on `on` whose first model diverges at once.
+fn diverging_batch(on: On) {
     let m = matrix(20, 200, 5, &[], false);
     let mut y = vec![10.0; 20];
     y[0] = 1e300; // the squared error overflows at the first epoch
@@ -389,17 +467,17 @@ fn a_diverging_batch_stops_and_names_the_first_model_that_diverged() {
     let problem = Problem::new(&m, &y, &w, &d, Hyper::default());
     let start = ParamState::new(vec![0.0; 200], vec![0.0; 200], None);
     let test = TestGate::Temperature;
-    let mut single = CpuBackend::new(problem, Some(1)).unwrap();
+    let mut single = single_on(on, problem);
     let mut s = start.clone();
-    let alone = engine::train(&mut single, &mut s, 10, test, &mut Recorder::default());
+    let alone = engine::train(&mut *single, &mut s, 10, test, &mut Recorder::default());
     let alone = alone.unwrap_err().to_string();
     assert_eq!(
         alone,
         "training diverged at epoch 1: the loss is not finite"
     );
-    let mut batch = CpuBackend::with_models(problem, &[0.01, 0.0], Some(1)).unwrap();
+    let mut batch = batch_on(on, problem, &[0.01, 0.0]);
     let mut states = vec![start.clone(); 2];
-    let got = engine::train_models(&mut batch, &mut states, 10, test, &mut Recorder::default());
+    let got = engine::train_models(&mut *batch, &mut states, 10, test, &mut Recorder::default());
     assert_eq!(
         got.unwrap_err().to_string(),
         "training diverged at epoch 1: the loss of model 1 of 2 is not finite"
@@ -441,4 +519,87 @@ fn a_failed_batch_leaves_each_model_its_state() {
     );
     let after: Vec<Vec<u32>> = models.iter().map(|c| state_bits(c.state())).collect();
     assert_eq!(after, before);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_batches_at_every_width_are_their_single_fits() {
+    if !have_gpu() {
+        return;
+    }
+    // Long columns (summed over segments first), intercepts, caps, signs.
+    let m = matrix(4200, 33_000, 3, &[5, 32_999], true);
+    let caps: Vec<f32> = (0..m.cols())
+        .map(|i| if i % 5 == 0 { 0.0 } else { 0.7 })
+        .collect();
+    let hyper = Hyper {
+        magnitude: Magnitude::Linear,
+        lr: 0.05,
+        seed: 3,
+        fit_intercept: true,
+        ..Default::default()
+    };
+    let full = Case {
+        hyper,
+        intercept: true,
+        caps: Some(&caps),
+        epochs: 7,
+        every: Some(3),
+        ..Default::default()
+    };
+    // 8, 3 (4 lanes, one idle), 2 and 5 (8 lanes, three idle) models.
+    for k in [8, 3, 2, 5] {
+        together_equals_alone_on(On::Gpu, &m, &lambdas(k), full);
+    }
+    let no_gates = Case {
+        hyper: Hyper {
+            use_gates: false,
+            ..hyper
+        },
+        caps: None,
+        ..full
+    };
+    together_equals_alone_on(On::Gpu, &m, &lambdas(4), no_gates);
+    // Exp magnitudes; a long column among short ones, then rows of many
+    // segments each.
+    let plain = Case {
+        epochs: 9,
+        every: Some(2),
+        ..Default::default()
+    };
+    let tall = matrix(5000, 300, 30, &[7], false);
+    together_equals_alone_on(On::Gpu, &tall, &lambdas(8), plain);
+    let wide = matrix(3, 20_000, 2, &[], false);
+    assert!(wide.segments().len() > 6, "rows split into segments");
+    together_equals_alone_on(On::Gpu, &wide, &lambdas(6), plain);
+    together_equals_alone_on(On::Gpu, &matrix(1, 1, 1, &[], true), &lambdas(8), full);
+    together_equals_alone_on(On::Gpu, &matrix(1, 3, 1, &[], false), &lambdas(3), plain);
+    together_equals_alone_on(On::Gpu, &matrix(40, 1, 10, &[], false), &lambdas(2), plain);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_early_stop_gradients_and_divergence_are_each_models_own() {
+    if !have_gpu() {
+        return;
+    }
+    early_stop_and_gradients(On::Gpu, 7);
+    diverging_batch(On::Gpu);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn a_cuda_batch_takes_one_to_eight_models() {
+    let m = matrix(20, 200, 5, &[], false);
+    let (y, w, d) = (vec![1.0; 20], vec![1.0; 20], vec![1.0; 20]);
+    let problem = Problem::new(&m, &y, &w, &d, Hyper::default());
+    for k in [0, 9] {
+        let e = CudaBackend::with_models(problem, &lambdas(k), 0).err();
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some(format!(
+                "invalid configuration: a CUDA backend trains 1 to 8 models together, not {k}"
+            ))
+        );
+    }
 }

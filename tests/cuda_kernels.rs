@@ -27,19 +27,34 @@ fn flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
 
-/// Every kernel of the three files, by file.
-const KERNELS: [(&str, &str); 13] = [
+/// Every kernel of the three files, by file (the dot products once per
+/// batch width, `_l1` to `_l8`).
+const KERNELS: [(&str, &str); 27] = [
     ("gates.cu", "sample_weights"),
     ("gates.cu", "deterministic_weights"),
+    ("gates.cu", "take_lane"),
     ("gates.cu", "penalties_partial"),
     ("gates.cu", "penalties_finalize"),
     ("gates.cu", "weight_summary"),
-    ("spmv.cu", "spmv_segments"),
-    ("spmv.cu", "spmtv_segments"),
-    ("spmv.cu", "combine_segments"),
+    ("spmv.cu", "spmv_segments_l1"),
+    ("spmv.cu", "spmtv_segments_l1"),
+    ("spmv.cu", "combine_segments_l1"),
+    ("spmv.cu", "spmv_segments_l2"),
+    ("spmv.cu", "spmtv_segments_l2"),
+    ("spmv.cu", "combine_segments_l2"),
+    ("spmv.cu", "spmv_segments_l4"),
+    ("spmv.cu", "spmtv_segments_l4"),
+    ("spmv.cu", "combine_segments_l4"),
+    ("spmv.cu", "spmv_segments_l8"),
+    ("spmv.cu", "spmtv_segments_l8"),
+    ("spmv.cu", "combine_segments_l8"),
     ("step.cu", "residual"),
     ("step.cu", "residual_finalize"),
     ("step.cu", "intercept_adam"),
+    ("step.cu", "column_dots_l1"),
+    ("step.cu", "column_dots_l2"),
+    ("step.cu", "column_dots_l4"),
+    ("step.cu", "column_dots_l8"),
     ("step.cu", "step_columns"),
     ("step.cu", "gradient_columns"),
 ];

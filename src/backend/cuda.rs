@@ -308,16 +308,32 @@ struct Kernels {
     penalties_partial: CudaFunction,
     penalties_finalize: CudaFunction,
     weight_summary: CudaFunction,
-    spmv_segments: CudaFunction,
-    spmtv_segments: CudaFunction,
-    combine_segments: CudaFunction,
+    take_lane: CudaFunction,
     residual: CudaFunction,
     residual_finalize: CudaFunction,
     intercept_adam: CudaFunction,
-    column_dots: CudaFunction,
     step_columns: CudaFunction,
     gradient_columns: CudaFunction,
+    /// The kernels compiled for each batch width, in the order of [`LANES`].
+    dots: Vec<DotKernels>,
 }
+
+/// The kernels `spmv.cu` and `step.cu` compile for one batch width `L`
+/// (their names end in `_lL`).
+struct DotKernels {
+    spmv_segments: CudaFunction,
+    spmtv_segments: CudaFunction,
+    combine_segments: CudaFunction,
+    column_dots: CudaFunction,
+}
+
+/// The batch widths the dot-product kernels are compiled for
+/// (`L0_FOR_LANES` in `kernels/common.cuh`): a batch of K models runs at the
+/// least of them that is at least K, its extra lanes idle.
+pub const LANES: [usize; 4] = [1, 2, 4, 8];
+
+/// Most models one CUDA backend trains together (the widest of [`LANES`]).
+pub const MAX_MODELS: usize = LANES[LANES.len() - 1];
 
 /// Kernels compiled so far, by device ordinal: NVRTC runs once per device
 /// (primary context) and process.
@@ -382,15 +398,23 @@ fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> 
         penalties_partial: f("gates.cu", "penalties_partial")?,
         penalties_finalize: f("gates.cu", "penalties_finalize")?,
         weight_summary: f("gates.cu", "weight_summary")?,
-        spmv_segments: f("spmv.cu", "spmv_segments")?,
-        spmtv_segments: f("spmv.cu", "spmtv_segments")?,
-        combine_segments: f("spmv.cu", "combine_segments")?,
+        take_lane: f("gates.cu", "take_lane")?,
         residual: f("step.cu", "residual")?,
         residual_finalize: f("step.cu", "residual_finalize")?,
         intercept_adam: f("step.cu", "intercept_adam")?,
-        column_dots: f("step.cu", "column_dots")?,
         step_columns: f("step.cu", "step_columns")?,
         gradient_columns: f("step.cu", "gradient_columns")?,
+        dots: LANES
+            .iter()
+            .map(|l| {
+                Ok(DotKernels {
+                    spmv_segments: f("spmv.cu", &format!("spmv_segments_l{l}"))?,
+                    spmtv_segments: f("spmv.cu", &format!("spmtv_segments_l{l}"))?,
+                    combine_segments: f("spmv.cu", &format!("combine_segments_l{l}"))?,
+                    column_dots: f("step.cu", &format!("column_dots_l{l}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
     });
     cache.insert(ordinal, k.clone());
     Ok(k)
@@ -414,8 +438,32 @@ struct GpuRule {
     use_gates: i32,
 }
 
-// SAFETY: plain old data with the C layout of `struct Rule`.
+// SAFETY: plain old data with the C layout of `struct Rule`; all-zero bits
+// are a valid value.
 unsafe impl DeviceRepr for GpuRule {}
+unsafe impl ValidAsZeroBits for GpuRule {}
+
+impl GpuRule {
+    /// The rule of `hyper`, formed as [`crate::backend::Hyper::rule`] forms
+    /// the CPU's.
+    fn of(hyper: &super::Hyper) -> Self {
+        let rule = hyper.rule::<f32>();
+        GpuRule {
+            beta: rule.gate.beta,
+            gamma: rule.gate.gamma,
+            zeta: rule.gate.zeta,
+            width: rule.gate.width,
+            l0_shift: rule.gate.l0_shift,
+            lambda_l0: rule.lambda_l0,
+            lambda_l2: rule.lambda_l2,
+            magnitude: match rule.magnitude {
+                Magnitude::Exp => 0,
+                Magnitude::Linear => 1,
+            },
+            use_gates: rule.use_gates as i32,
+        }
+    }
+}
 
 /// Columns with more nonzeros than this are summed over fixed segments
 /// before the fused step (the matrix's [`LongColumns`], as on the CPU), so
@@ -478,27 +526,33 @@ impl SegmentPlan {
     }
 
     /// Device bytes of the plan, its partial sums and (for long columns) the
-    /// column list and sums.
-    fn device_bytes(&self) -> usize {
+    /// column list and sums, at `lanes` models side by side.
+    fn device_bytes(&self, lanes: usize) -> usize {
         let segs = self.segments();
-        segs * 16 + self.ptr.len() * 8 + segs * 8 + self.cols.len() * (4 + 8)
+        segs * 16 + self.ptr.len() * 8 + segs * 8 * lanes + self.cols.len() * (4 + 8 * lanes)
     }
 }
 
 /// Device memory in bytes the backend allocates for `m` with the row and
-/// long-column plans `plans`: both layouts
-/// (values, indices, CSC column pointers), the two segment plans and their
-/// partial sums, per-column state (six f32 parameters and moments, the weight,
-/// the gate's pre-stretch value, M^T r, two gradient outputs and the caps'
-/// bound) and the per-row f64 vectors (targets, weights,
-/// scales, predictions, residuals).
-pub fn device_bytes(m: &SparseMatrix, plans: [&SegmentPlan; 2]) -> usize {
+/// long-column plans `plans`, training `models` models at `lanes` lanes
+/// (1 and 1 for one model): both layouts (values, indices, CSC column
+/// pointers), the two segment plans and their partial sums, per-column state
+/// (per model six f32 parameters and moments, the gate's pre-stretch value
+/// and M^T r; per lane the weight; two gradient outputs, the caps' bound and,
+/// for a batch, one model's weights) and the per-row f64 vectors (targets,
+/// weights, scales; per lane predictions and residuals).
+pub fn device_bytes(
+    m: &SparseMatrix,
+    plans: [&SegmentPlan; 2],
+    models: usize,
+    lanes: usize,
+) -> usize {
     let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
     let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
-    let plans: usize = plans.iter().map(|p| p.device_bytes()).sum();
-    let columns = cols * 4 * (6 + 3 + 2 + 1);
-    let row_vectors = rows * 8 * 5;
-    let scalars = 2 * MAX_REDUCE_BLOCKS * 8 + 4 * 8 + 8 + 7 * 8 + 3 * 4;
+    let plans: usize = plans.iter().map(|p| p.device_bytes(lanes)).sum();
+    let columns = cols * 4 * (8 * models + lanes + 3 + usize::from(lanes > 1));
+    let row_vectors = rows * 8 * (3 + 2 * lanes);
+    let scalars = (2 * MAX_REDUCE_BLOCKS + 4 + 1 + 3) * 8 * models + 2 * 8 + 7 * 8;
     layouts + plans + columns + row_vectors + scalars
 }
 
@@ -625,13 +679,13 @@ struct DevicePlan {
 impl DevicePlan {
     /// Launches the segmented dot products (`kernel`: `spmv_segments` or
     /// `spmtv_segments`, for the gathered vector of `(idx, val, x)`) and then
-    /// `combine_segments` into `out`, or into the plan's own sums when
-    /// `None`; `icpt` = (the intercept state, whether to add it).
+    /// `combine` (`combine_segments` of the same width) into `out`, or into
+    /// the plan's own sums when `None`; `icpt` = (the intercept states,
+    /// whether to add them).
     fn run<T: DeviceRepr>(
         &mut self,
         stream: &Arc<CudaStream>,
-        k: &Kernels,
-        kernel: &CudaFunction,
+        (kernel, combine): (&CudaFunction, &CudaFunction),
         (idx, val, x): (&CudaSlice<u32>, &CudaSlice<f32>, &CudaSlice<T>),
         (icpt, has_icpt): (&CudaSlice<f32>, i32),
         out: Option<&mut CudaSlice<f64>>,
@@ -659,7 +713,7 @@ impl DevicePlan {
             Some(o) => o,
             None => &mut self.sums,
         };
-        let mut b = stream.launch_builder(&k.combine_segments);
+        let mut b = stream.launch_builder(combine);
         b.arg(&self.outputs)
             .arg(&self.out_shift)
             .arg(&self.ptr)
@@ -674,7 +728,9 @@ impl DevicePlan {
             .map_err(driver_err("launching combine_segments"))
     }
 
-    fn new(s: &Arc<CudaStream>, plan: &SegmentPlan, nnz: usize) -> Result<Self> {
+    /// The plan on the device, its sums sized for `lanes` models side by
+    /// side.
+    fn new(s: &Arc<CudaStream>, plan: &SegmentPlan, nnz: usize, lanes: usize) -> Result<Self> {
         let (segs, outs) = (plan.segments(), plan.outputs());
         Ok(DevicePlan {
             segments: segs as u64,
@@ -683,22 +739,40 @@ impl DevicePlan {
             out_shift: shift_for(segs, outs),
             bounds: upload(s, &plan.bounds)?,
             ptr: upload(s, &plan.ptr)?,
-            partials: zeros(s, segs)?,
+            partials: zeros(s, segs * lanes)?,
             cols: upload(s, &plan.cols)?,
-            sums: zeros(s, plan.cols.len())?,
+            sums: zeros(s, plan.cols.len() * lanes)?,
         })
     }
 }
 
 /// The CUDA implementation of [`Backend`]: the problem and all working
 /// buffers live on one device from [`CudaBackend::new`] to drop.
+///
+/// One backend trains one model ([`CudaBackend::new`]) or a batch of up to
+/// [`MAX_MODELS`] models that differ in λ alone
+/// ([`CudaBackend::with_models`]): every pass over the matrix then serves
+/// all of them (the forward product gathers the models' weights of a column
+/// side by side, the backward product their residuals of a row), and each
+/// model's sums are formed in the order of its single fit, so a model of a
+/// batch is bit for bit the model trained alone on the same device. The
+/// layouts are in `kernels/step.cu`.
 pub struct CudaBackend {
     ordinal: usize,
     name: String,
     cc: (i32, i32),
     stream: Arc<CudaStream>,
     k: Arc<Kernels>,
-    rule: GpuRule,
+    /// Each model's rule, on the host and on the device.
+    rules: Vec<GpuRule>,
+    rules_dev: CudaSlice<GpuRule>,
+    /// Models trained together, the lanes they take (the least of [`LANES`]
+    /// that holds them), its position in [`LANES`], and the model the
+    /// per-model methods act on.
+    models: usize,
+    lanes: usize,
+    width: usize,
+    selected: usize,
     lr: f64,
     seed: u64,
     /// Noise counter of the last sampling (what `gradients` differentiates).
@@ -721,31 +795,40 @@ pub struct CudaBackend {
     y: CudaSlice<f64>,
     g: CudaSlice<f64>,
     d: CudaSlice<f64>,
-    // Per-column state.
+    // Per-column state, model k's at [k n, (k + 1) n).
     p: CudaSlice<f32>,
     a: CudaSlice<f32>,
     m_p: CudaSlice<f32>,
     v_p: CudaSlice<f32>,
     m_a: CudaSlice<f32>,
     v_a: CudaSlice<f32>,
-    w: CudaSlice<f32>,
     /// The gates' pre-stretch values of the last sampling.
     s: CudaSlice<f32>,
     /// g_w = M^T r of the last residual, rounded to f32.
     gw: CudaSlice<f32>,
-    /// The weight caps' bound on p (one per column; one unused element when
-    /// there is none) and whether there is one.
+    /// The weights, model k of column i at `i lanes + k`.
+    w: CudaSlice<f32>,
+    /// The selected model's weights of a batch (`take_lane`; unused for one
+    /// model, whose `w` they are).
+    w_one: CudaSlice<f32>,
+    /// The weight caps' bound on p (one per column, shared by the models;
+    /// one unused element when there is none) and whether there is one.
     max_p: CudaSlice<f32>,
     has_max_p: i32,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
+    /// Intercept states (value, m, v), three per lane.
     icpt: CudaSlice<f32>,
-    // Per-row and scratch.
+    // Per-row (model k of row q at `q lanes + k`) and scratch.
     yhat: CudaSlice<f64>,
     r: CudaSlice<f64>,
+    /// The predictions of all lanes on the host (`read_yhat` of a batch).
+    yhat_host: Vec<f64>,
     red_partials: CudaSlice<f64>,
+    /// Data loss and sum of residuals, two per model.
     loss_scalars: CudaSlice<f64>,
     pen_scalars: CudaSlice<f64>,
+    /// First non-finite step, one per model.
     bad_step: CudaSlice<u64>,
     counts: CudaSlice<u64>,
 }
@@ -761,6 +844,14 @@ macro_rules! launch {
             .map(|_| ())
             .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
     }};
+}
+
+/// A grid of `blocks` blocks for each of `models` models (`blockIdx.y`).
+fn cfg_models(blocks: u32, models: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks, models as u32, 1),
+        ..cfg(blocks)
+    }
 }
 
 impl CudaBackend {
@@ -801,19 +892,41 @@ impl CudaBackend {
     /// process), checks that the problem fits in free device memory and
     /// uploads it. [`Noise::Replay`] is refused: recorded noise is CPU-only.
     pub fn new(problem: Problem<'_>, ordinal: usize) -> Result<Self> {
+        Self::with_models(problem, &[problem.hyper.lambda_l0], ordinal)
+    }
+
+    /// [`CudaBackend::new`] for `lambdas.len()` models (1 to
+    /// [`MAX_MODELS`]) trained together, model k with L0 strength
+    /// `lambdas[k]` and otherwise `problem.hyper` (the caller checks each λ
+    /// as a single fit does).
+    pub fn with_models(problem: Problem<'_>, lambdas: &[f64], ordinal: usize) -> Result<Self> {
         if let Noise::Replay(_) = problem.noise {
             return Err(L0Error::config(
                 "replayed gate noise (Noise::Replay) is supported by the CPU backend only",
             ));
         }
+        if lambdas.is_empty() || lambdas.len() > MAX_MODELS {
+            return Err(L0Error::config(format!(
+                "a CUDA backend trains 1 to {MAX_MODELS} models together, not {}",
+                lambdas.len()
+            )));
+        }
         Self::available(ordinal)?;
-        guard("opening the CUDA backend", || Self::open(problem, ordinal))
+        guard("opening the CUDA backend", || {
+            Self::open(problem, lambdas, ordinal)
+        })
     }
 
-    fn open(problem: Problem<'_>, ordinal: usize) -> Result<Self> {
+    fn open(problem: Problem<'_>, lambdas: &[f64], ordinal: usize) -> Result<Self> {
         let m = problem.matrix;
         let (rows, n) = (m.rows(), m.cols());
         problem.check_lengths()?;
+        let models = lambdas.len();
+        let width = LANES
+            .iter()
+            .position(|&l| l >= models)
+            .unwrap_or(LANES.len() - 1);
+        let lanes = LANES[width];
         let ctx = CudaContext::new(ordinal)
             .map_err(driver_err(&format!("cannot open device cuda:{ordinal}")))?;
         // One stream only: cudarc's cross-stream event tracking is not needed.
@@ -826,7 +939,7 @@ impl CudaBackend {
         let (csr, csc) = (m.csr(), m.csc());
         let row_plan = SegmentPlan::rows(m.segments());
         let long = SegmentPlan::long_columns(m.long_columns());
-        let need = device_bytes(m, [&row_plan, &long]);
+        let need = device_bytes(m, [&row_plan, &long], models, lanes);
         let (free, total) = free_memory(&ctx)?;
         if need + memory_margin(total) > free {
             return Err(L0Error::Cuda(format!(
@@ -840,26 +953,27 @@ impl CudaBackend {
         }
         let s = ctx.default_stream();
         let to_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
-        let rule = problem.hyper.rule::<f32>();
+        let rules: Vec<GpuRule> = lambdas
+            .iter()
+            .map(|&lambda_l0| {
+                GpuRule::of(&super::Hyper {
+                    lambda_l0,
+                    ..problem.hyper
+                })
+            })
+            .collect();
+        let per_model = n * models;
         let b = CudaBackend {
             ordinal,
             name,
             cc,
             k,
-            rule: GpuRule {
-                beta: rule.gate.beta,
-                gamma: rule.gate.gamma,
-                zeta: rule.gate.zeta,
-                width: rule.gate.width,
-                l0_shift: rule.gate.l0_shift,
-                lambda_l0: rule.lambda_l0,
-                lambda_l2: rule.lambda_l2,
-                magnitude: match rule.magnitude {
-                    Magnitude::Exp => 0,
-                    Magnitude::Linear => 1,
-                },
-                use_gates: rule.use_gates as i32,
-            },
+            rules_dev: upload(&s, &rules)?,
+            rules,
+            models,
+            lanes,
+            width,
+            selected: 0,
             lr: problem.hyper.lr,
             seed: problem.hyper.seed,
             sampled_step: 0,
@@ -869,8 +983,8 @@ impl CudaBackend {
             reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
             reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
             has_icpt: false,
-            rows_plan: DevicePlan::new(&s, &row_plan, m.nnz())?,
-            long_plan: DevicePlan::new(&s, &long, m.nnz())?,
+            rows_plan: DevicePlan::new(&s, &row_plan, m.nnz(), lanes)?,
+            long_plan: DevicePlan::new(&s, &long, m.nnz(), lanes)?,
             csr_col: upload(&s, csr.indices())?,
             csr_val: upload(&s, csr.data())?,
             csc_ptr: upload(&s, &to_u64(csc.indptr().raw_storage()))?,
@@ -879,26 +993,28 @@ impl CudaBackend {
             y: upload(&s, problem.targets)?,
             g: upload(&s, problem.target_weight)?,
             d: upload(&s, problem.denom)?,
-            p: zeros(&s, n)?,
-            a: zeros(&s, n)?,
-            m_p: zeros(&s, n)?,
-            v_p: zeros(&s, n)?,
-            m_a: zeros(&s, n)?,
-            v_a: zeros(&s, n)?,
-            w: zeros(&s, n)?,
-            s: zeros(&s, n)?,
-            gw: zeros(&s, n)?,
+            p: zeros(&s, per_model)?,
+            a: zeros(&s, per_model)?,
+            m_p: zeros(&s, per_model)?,
+            v_p: zeros(&s, per_model)?,
+            m_a: zeros(&s, per_model)?,
+            v_a: zeros(&s, per_model)?,
+            s: zeros(&s, per_model)?,
+            gw: zeros(&s, per_model)?,
+            w: zeros(&s, n * lanes)?,
+            w_one: zeros(&s, if lanes > 1 { n } else { 0 })?,
             max_p: upload(&s, problem.max_p.unwrap_or(&[]))?,
             has_max_p: problem.max_p.is_some() as i32,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
-            icpt: zeros(&s, 3)?,
-            yhat: zeros(&s, rows)?,
-            r: zeros(&s, rows)?,
-            red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS)?,
-            loss_scalars: zeros(&s, 2)?,
+            icpt: zeros(&s, 3 * lanes)?,
+            yhat: zeros(&s, rows * lanes)?,
+            r: zeros(&s, rows * lanes)?,
+            yhat_host: Vec::new(),
+            red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS * models)?,
+            loss_scalars: zeros(&s, 2 * models)?,
             pen_scalars: zeros(&s, 2)?,
-            bad_step: upload(&s, &[u64::MAX])?,
+            bad_step: upload(&s, &vec![u64::MAX; models])?,
             counts: zeros(&s, 7)?,
             stream: s,
         };
@@ -911,33 +1027,60 @@ impl CudaBackend {
         &self.k.code
     }
 
-    /// g_w = M^T r into `gw`: the long columns' segmented sums first, then
-    /// kernel `column_dots` (kernels/step.cu).
+    /// The selected model's part of a per-column buffer.
+    fn model(&self) -> std::ops::Range<usize> {
+        self.selected * self.n..(self.selected + 1) * self.n
+    }
+
+    /// g_w = M^T r into `gw` for every model: the long columns' segmented
+    /// sums first, then kernel `column_dots` (kernels/step.cu).
     fn column_dots(&mut self) -> Result<()> {
+        let dots = &self.k.dots[self.width];
         self.long_plan.run(
             &self.stream,
-            &self.k,
-            &self.k.spmtv_segments,
+            (&dots.spmtv_segments, &dots.combine_segments),
             (&self.csc_row, &self.csc_val, &self.r),
             (&self.icpt, 0),
             None,
         )?;
         let (n, n_long) = (self.n64(), self.long_plan.outputs as u32);
+        let models = self.models as u32;
+        let mut b = self.stream.launch_builder(&dots.column_dots);
+        b.arg(&n)
+            .arg(&self.col_shift)
+            .arg(&models)
+            .arg(&self.csc_ptr)
+            .arg(&self.csc_row)
+            .arg(&self.csc_val)
+            .arg(&self.r)
+            .arg(&LONG_COLUMN_NNZ_U64)
+            .arg(&n_long)
+            .arg(&self.long_plan.cols)
+            .arg(&self.long_plan.sums)
+            .arg(&mut self.gw);
+        // SAFETY: the arguments match column_dots_lL in kernels/step.cu; gw
+        // holds n values per model, the sums `lanes` per long column.
+        unsafe { b.launch(cfg(blocks_for(self.n << self.col_shift)?)) }
+            .map(|_| ())
+            .map_err(driver_err("launching kernel column_dots"))
+    }
+
+    /// Makes `w_one` the selected model's weights when they share `w` with
+    /// other models (kernel `take_lane`); for one model they are `w`.
+    fn model_weights(&mut self) -> Result<()> {
+        if self.lanes == 1 {
+            return Ok(());
+        }
+        let (n, lanes, k) = (self.n64(), self.lanes as u32, self.selected as u32);
         launch!(
             self,
-            column_dots,
-            cfg(blocks_for(self.n << self.col_shift)?),
+            take_lane,
+            cfg(blocks_for(self.n)?),
             &n,
-            &self.col_shift,
-            &self.csc_ptr,
-            &self.csc_row,
-            &self.csc_val,
-            &self.r,
-            &LONG_COLUMN_NNZ_U64,
-            &n_long,
-            &self.long_plan.cols,
-            &self.long_plan.sums,
-            &mut self.gw
+            &lanes,
+            &k,
+            &self.w,
+            &mut self.w_one
         )
     }
 
@@ -957,10 +1100,16 @@ impl CudaBackend {
         self.n as u64
     }
 
-    /// Copies a device buffer into `out` (lengths must agree) and waits.
-    fn download<T: DeviceRepr>(&self, src: &CudaSlice<T>, out: &mut [T], what: &str) -> Result<()> {
+    /// Copies `out.len()` values of `src` from `at` into `out` and waits.
+    fn download<T: DeviceRepr>(
+        &self,
+        src: &CudaSlice<T>,
+        at: usize,
+        out: &mut [T],
+        what: &str,
+    ) -> Result<()> {
         self.stream
-            .memcpy_dtoh(&src.slice(0..out.len()), out)
+            .memcpy_dtoh(&src.slice(at..at + out.len()), out)
             .map_err(driver_err(what))?;
         self.sync()
     }
@@ -986,6 +1135,21 @@ impl Backend for CudaBackend {
         self.rows
     }
 
+    fn models(&self) -> usize {
+        self.models
+    }
+
+    fn select(&mut self, k: usize) -> Result<()> {
+        if k >= self.models {
+            return Err(L0Error::config(format!(
+                "model {k} selected on a backend that trains {}",
+                self.models
+            )));
+        }
+        self.selected = k;
+        Ok(())
+    }
+
     fn load_state(&mut self, s: &ParamState) -> Result<()> {
         if s.len() != self.n {
             return Err(L0Error::shape(
@@ -996,6 +1160,7 @@ impl Backend for CudaBackend {
         }
         guard("loading the parameters", || {
             let st = self.stream.clone();
+            let at = self.model();
             for (src, dst) in [
                 (&s.p, &mut self.p),
                 (&s.a, &mut self.a),
@@ -1012,13 +1177,14 @@ impl Backend for CudaBackend {
                     ));
                 }
                 if self.n > 0 {
-                    st.memcpy_htod(src.as_slice(), dst)
+                    st.memcpy_htod(src.as_slice(), &mut dst.slice_mut(at.clone()))
                         .map_err(driver_err("copying parameters to the device"))?;
                 }
             }
             self.has_icpt = s.intercept.is_some();
             if let Some(b) = s.intercept {
-                st.memcpy_htod(&[b.value, b.m, b.v], &mut self.icpt)
+                let k = 3 * self.selected;
+                st.memcpy_htod(&[b.value, b.m, b.v], &mut self.icpt.slice_mut(k..k + 3))
                     .map_err(driver_err("copying the intercept to the device"))?;
             }
             self.sync()
@@ -1027,7 +1193,7 @@ impl Backend for CudaBackend {
 
     fn store_state(&mut self, s: &mut ParamState) -> Result<()> {
         guard("reading the parameters", || {
-            let n = self.n;
+            let (n, at) = (self.n, self.model().start);
             for (dst, src) in [
                 (&mut s.p, &self.p),
                 (&mut s.a, &self.a),
@@ -1037,11 +1203,17 @@ impl Backend for CudaBackend {
                 (&mut s.v_a, &self.v_a),
             ] {
                 dst.resize(n, 0.0);
-                self.download(src, dst, "copying parameters from the device")?;
+                self.download(src, at, dst, "copying parameters from the device")?;
             }
             s.intercept = if self.has_icpt {
                 let mut v = [0.0f32; 3];
-                self.download(&self.icpt, &mut v, "copying the intercept from the device")?;
+                let k = 3 * self.selected;
+                self.download(
+                    &self.icpt,
+                    k,
+                    &mut v,
+                    "copying the intercept from the device",
+                )?;
                 Some(ScalarState {
                     value: v[0],
                     m: v[1],
@@ -1054,56 +1226,61 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernel `sample_weights` (kernels/gates.cu).
+    /// Kernel `sample_weights` (kernels/gates.cu), all models.
     fn sample_weights(&mut self, step: u64) -> Result<()> {
         self.sampled_step = step;
         guard("sampling weights", || {
-            let n = self.n64();
+            let (n, models, lanes) = (self.n64(), self.models as u32, self.lanes as u32);
             launch!(
                 self,
                 sample_weights,
                 cfg(blocks_for(self.n)?),
                 &n,
+                &models,
+                &lanes,
                 &self.p,
                 &self.a,
                 &mut self.w,
                 &mut self.s,
-                &self.rule,
+                &self.rules_dev,
                 &self.seed,
                 &step
             )
         })
     }
 
-    /// Kernel `deterministic_weights` (kernels/gates.cu).
+    /// Kernel `deterministic_weights` (kernels/gates.cu), all models.
     fn deterministic_weights(&mut self, rule: TestGate) -> Result<()> {
         let test: i32 = match rule {
             TestGate::Temperature => 0,
             TestGate::Paper => 1,
         };
         guard("computing deterministic weights", || {
-            let n = self.n64();
+            let (n, models, lanes) = (self.n64(), self.models as u32, self.lanes as u32);
             launch!(
                 self,
                 deterministic_weights,
                 cfg(blocks_for(self.n)?),
                 &n,
+                &models,
+                &lanes,
                 &self.p,
                 &self.a,
                 &mut self.w,
-                &self.rule,
+                &self.rules_dev,
                 &test
             )
         })
     }
 
-    /// Kernels `spmv_segments` then `combine_segments` (kernels/spmv.cu).
+    /// Kernels `spmv_segments` then `combine_segments` (kernels/spmv.cu),
+    /// all models.
     fn forward(&mut self) -> Result<()> {
         guard("the forward product", || {
+            let dots = &self.k.dots[self.width];
             self.rows_plan.run(
                 &self.stream,
-                &self.k,
-                &self.k.spmv_segments,
+                (&dots.spmv_segments, &dots.combine_segments),
                 (&self.csr_col, &self.csr_val, &self.w),
                 (&self.icpt, self.has_icpt as i32),
                 Some(&mut self.yhat),
@@ -1111,15 +1288,17 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernels `residual` then `residual_finalize` (kernels/step.cu).
+    /// Kernels `residual` then `residual_finalize` (kernels/step.cu), all
+    /// models.
     fn residual(&mut self, step: u64) -> Result<()> {
         guard("the residual", || {
-            let rows = self.rows as u64;
+            let (rows, lanes) = (self.rows as u64, self.lanes as u32);
             launch!(
                 self,
                 residual,
-                cfg(self.reduce_rows),
+                cfg_models(self.reduce_rows, self.models),
                 &rows,
+                &lanes,
                 &self.y,
                 &self.g,
                 &self.d,
@@ -1131,7 +1310,7 @@ impl Backend for CudaBackend {
             launch!(
                 self,
                 residual_finalize,
-                cfg(1),
+                cfg_models(1, self.models),
                 &blocks,
                 &self.red_partials,
                 &mut self.loss_scalars,
@@ -1142,7 +1321,7 @@ impl Backend for CudaBackend {
     }
 
     /// Kernels `intercept_adam` (when fitted), the long columns' segmented
-    /// sums, `column_dots` and `step_columns` (kernels/step.cu).
+    /// sums, `column_dots` and `step_columns` (kernels/step.cu), all models.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
         // The kernel uses the gate values s kept by the last sampling; the
         // contract is that it was at `step`.
@@ -1161,7 +1340,7 @@ impl Backend for CudaBackend {
                 launch!(
                     self,
                     intercept_adam,
-                    cfg(1),
+                    cfg_models(1, self.models),
                     &mut self.icpt,
                     &self.loss_scalars,
                     &neg_step,
@@ -1170,11 +1349,14 @@ impl Backend for CudaBackend {
             }
             self.column_dots()?;
             let (n, next) = (self.n64(), sample_next as i32);
+            let (models, lanes) = (self.models as u32, self.lanes as u32);
             launch!(
                 self,
                 step_columns,
                 cfg(blocks_for(self.n)?),
                 &n,
+                &models,
+                &lanes,
                 &self.gw,
                 &mut self.p,
                 &mut self.a,
@@ -1186,7 +1368,7 @@ impl Backend for CudaBackend {
                 &mut self.s,
                 &self.max_p,
                 &self.has_max_p,
-                &self.rule,
+                &self.rules_dev,
                 &self.seed,
                 &step,
                 &neg_step,
@@ -1196,32 +1378,36 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// Kernels `column_dots` and `gradient_columns` (kernels/step.cu); the
-    /// intercept's gradient
-    /// is the sum of the residuals kept by `residual_finalize`.
+    /// Kernels `column_dots` and `gradient_columns` (kernels/step.cu) for
+    /// the selected model; the intercept's gradient is the sum of its
+    /// residuals kept by `residual_finalize`.
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)> {
         guard("the gradients", || {
             self.column_dots()?;
-            let n = self.n64();
+            let (n, at) = (self.n64(), self.model());
+            let rule = self.rules[self.selected];
+            let (gw, p) = (self.gw.slice(at.clone()), self.p.slice(at.clone()));
+            let (a, s) = (self.a.slice(at.clone()), self.s.slice(at));
             launch!(
                 self,
                 gradient_columns,
                 cfg(blocks_for(self.n)?),
                 &n,
-                &self.gw,
-                &self.p,
-                &self.a,
-                &self.s,
-                &self.rule,
+                &gw,
+                &p,
+                &a,
+                &s,
+                &rule,
                 &mut self.gp,
                 &mut self.ga
             )?;
             let (mut gp, mut ga) = (vec![0.0f32; self.n], vec![0.0f32; self.n]);
-            self.download(&self.gp, &mut gp, "copying gradients from the device")?;
-            self.download(&self.ga, &mut ga, "copying gradients from the device")?;
+            self.download(&self.gp, 0, &mut gp, "copying gradients from the device")?;
+            self.download(&self.ga, 0, &mut ga, "copying gradients from the device")?;
             let gb = if self.has_icpt {
                 let mut s = [0.0f64; 2];
-                self.download(&self.loss_scalars, &mut s, "copying the loss")?;
+                let k = 2 * self.selected;
+                self.download(&self.loss_scalars, k, &mut s, "copying the loss")?;
                 Some(s[1])
             } else {
                 None
@@ -1231,18 +1417,20 @@ impl Backend for CudaBackend {
     }
 
     /// Kernels `penalties_partial` then `penalties_finalize`
-    /// (kernels/gates.cu); reads four scalars.
+    /// (kernels/gates.cu) for the selected model; reads four scalars.
     fn losses(&mut self) -> Result<Losses> {
         guard("the losses", || {
-            let n = self.n64();
+            let (n, at) = (self.n64(), self.model());
+            let rule = self.rules[self.selected];
+            let (p, a) = (self.p.slice(at.clone()), self.a.slice(at));
             launch!(
                 self,
                 penalties_partial,
                 cfg(self.reduce_cols),
                 &n,
-                &self.p,
-                &self.a,
-                &self.rule,
+                &p,
+                &a,
+                &rule,
                 &mut self.red_partials
             )?;
             let blocks = self.reduce_cols;
@@ -1255,8 +1443,9 @@ impl Backend for CudaBackend {
                 &mut self.pen_scalars
             )?;
             let (mut loss, mut pen) = ([0.0f64; 2], [0.0f64; 2]);
-            self.download(&self.loss_scalars, &mut loss, "copying the loss")?;
-            self.download(&self.pen_scalars, &mut pen, "copying the penalties")?;
+            let k = 2 * self.selected;
+            self.download(&self.loss_scalars, k, &mut loss, "copying the loss")?;
+            self.download(&self.pen_scalars, 0, &mut pen, "copying the penalties")?;
             Ok(Losses {
                 data: loss[0],
                 l0: pen[0],
@@ -1268,7 +1457,8 @@ impl Backend for CudaBackend {
     fn first_bad_step(&mut self) -> Result<Option<u64>> {
         guard("reading the divergence flag", || {
             let mut s = [0u64; 1];
-            self.download(&self.bad_step, &mut s, "copying the divergence flag")?;
+            let k = self.selected;
+            self.download(&self.bad_step, k, &mut s, "copying the divergence flag")?;
             Ok((s[0] != u64::MAX).then_some(s[0]))
         })
     }
@@ -1276,34 +1466,53 @@ impl Backend for CudaBackend {
     fn read_yhat(&mut self, out: &mut [f64]) -> Result<()> {
         self.check_len("predictions (one per matrix row)", self.rows, out.len())?;
         guard("reading predictions", || {
-            self.download(&self.yhat, out, "copying predictions")
+            if self.lanes == 1 {
+                return self.download(&self.yhat, 0, out, "copying predictions");
+            }
+            let mut all = std::mem::take(&mut self.yhat_host);
+            all.resize(self.rows * self.lanes, 0.0);
+            let read = self.download(&self.yhat, 0, &mut all, "copying predictions");
+            let lane = all.iter().skip(self.selected).step_by(self.lanes);
+            out.iter_mut().zip(lane).for_each(|(o, &y)| *o = y);
+            self.yhat_host = all;
+            read
         })
     }
 
     fn read_weights(&mut self, out: &mut [f32]) -> Result<()> {
         self.check_len("weights (one per matrix column)", self.n, out.len())?;
         guard("reading weights", || {
-            self.download(&self.w, out, "copying weights")
+            self.model_weights()?;
+            let w = if self.lanes == 1 {
+                &self.w
+            } else {
+                &self.w_one
+            };
+            self.download(w, 0, out, "copying weights")
         })
     }
 
-    /// Kernel `weight_summary` (kernels/gates.cu); reads seven counters.
+    /// Kernel `weight_summary` (kernels/gates.cu) for the selected model;
+    /// reads seven counters.
     fn weight_summary(&mut self) -> Result<WeightSummary> {
         guard("the weight summary", || {
+            self.model_weights()?;
             self.stream
                 .memset_zeros(&mut self.counts)
                 .map_err(driver_err("clearing counters"))?;
             let n = self.n64();
-            launch!(
-                self,
-                weight_summary,
-                cfg(self.reduce_cols),
-                &n,
-                &self.w,
-                &mut self.counts
-            )?;
+            let w = if self.lanes == 1 {
+                &self.w
+            } else {
+                &self.w_one
+            };
+            let mut b = self.stream.launch_builder(&self.k.weight_summary);
+            b.arg(&n).arg(w).arg(&mut self.counts);
+            // SAFETY: the arguments match weight_summary in kernels/gates.cu.
+            unsafe { b.launch(cfg(self.reduce_cols)) }
+                .map_err(driver_err("launching kernel weight_summary"))?;
             let mut c = [0u64; 7];
-            self.download(&self.counts, &mut c, "copying the weight counts")?;
+            self.download(&self.counts, 0, &mut c, "copying the weight counts")?;
             let mut buckets = [0u64; 6];
             buckets.copy_from_slice(&c[1..]);
             Ok(WeightSummary {

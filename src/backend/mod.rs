@@ -491,12 +491,13 @@ pub trait Backend {
 }
 
 /// A backend that trains one model per `lambdas[k]` together (everything
-/// else from `problem`), when `device` has one: the CPU does (one pass
-/// over the matrix per epoch for all models); the CUDA backend trains one
-/// model at a time, so for `Cuda` (and for `Auto` when a GPU is usable)
-/// this returns None and the caller trains the models one after another
-/// (with `Auto`, a model whose GPU backend cannot be built, for lack of
-/// memory say, then falls back to the CPU on its own, not in a batch).
+/// else from `problem`): one pass over the matrix per epoch serves all
+/// models, on the CPU ([`cpu::CpuBackend::with_models`]) and on a GPU
+/// (`cuda::CudaBackend::with_models`, at most `cuda::MAX_MODELS`). None
+/// when `device` is a GPU that cannot hold the batch (too little memory for
+/// its models, recorded noise, more models than it takes): the caller then
+/// trains the models one after another, each falling back as a single fit
+/// does.
 pub fn make_batch_backend<'a>(
     device: Device,
     threads: Option<usize>,
@@ -508,14 +509,24 @@ pub fn make_batch_backend<'a>(
             problem, lambdas, threads,
         )?)))
     };
+    #[cfg(feature = "cuda")]
+    let gpu = |ordinal: usize| -> Option<Box<dyn Backend + 'a>> {
+        match cuda::CudaBackend::with_models(problem, lambdas, ordinal) {
+            Ok(b) => Some(Box::new(b)),
+            Err(_) => None,
+        }
+    };
     match device {
         Device::Cpu => cpu(),
-        Device::Cuda(_) => Ok(None),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => Ok(gpu(ordinal)),
         #[cfg(feature = "cuda")]
         Device::Auto => match (problem.noise, cuda::CudaBackend::available(0)) {
-            (Noise::Philox, Ok(())) => Ok(None),
+            (Noise::Philox, Ok(())) => Ok(gpu(0)),
             _ => cpu(),
         },
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Ok(None),
         #[cfg(not(feature = "cuda"))]
         Device::Auto => cpu(),
     }
