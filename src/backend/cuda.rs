@@ -480,6 +480,10 @@ const LONG_COLUMN_NNZ_U64: u64 = LONG_COLUMN_NNZ as u64;
 pub struct SegmentPlan {
     /// Two entries per segment: its first nonzero and one past its last.
     pub bounds: Vec<u64>,
+    /// The order in which the kernel's groups take the segments (group `g`
+    /// sums segment `order[g]`; the sums do not depend on it, only which
+    /// segments run at the same time do).
+    pub order: Vec<u64>,
     /// First segment of each output, plus a final entry (the segment count).
     pub ptr: Vec<u64>,
     /// Which column each output is (long-column plans only; sorted).
@@ -487,14 +491,24 @@ pub struct SegmentPlan {
 }
 
 impl SegmentPlan {
-    /// The forward product's plan: the matrix's CSR row segments.
-    pub fn rows(seg: &RowSegments) -> Self {
+    /// The forward product's plan: the matrix's CSR row segments (`seg`,
+    /// over the CSR column indices `cols`), taken in the order of their
+    /// first column, so that the segments of different rows over the same
+    /// columns (a national target's and an area's, say) run together and
+    /// share the gathered weights in cache (the weights of a batch of 8
+    /// models do not fit in the L2 cache of a GPU, so each row's sweep over
+    /// them would otherwise read them from memory again).
+    pub fn rows(seg: &RowSegments, cols: &[u32]) -> Self {
+        let segments = seg.start.len().saturating_sub(1);
+        let mut order: Vec<u64> = (0..segments as u64).collect();
+        order.sort_by_key(|&s| cols.get(seg.start[s as usize]).copied());
         SegmentPlan {
             bounds: seg
                 .start
                 .windows(2)
                 .flat_map(|w| [w[0] as u64, w[1] as u64])
                 .collect(),
+            order,
             ptr: seg.row_ptr.iter().map(|&x| x as u64).collect(),
             cols: Vec::new(),
         }
@@ -510,6 +524,7 @@ impl SegmentPlan {
                 .iter()
                 .flat_map(|r| [r.start as u64, r.end as u64])
                 .collect(),
+            order: (0..long.ranges.len() as u64).collect(),
             ptr: long.seg_ptr.iter().map(|&x| x as u64).collect(),
             cols: long.cols.clone(),
         }
@@ -529,7 +544,7 @@ impl SegmentPlan {
     /// column list and sums, at `lanes` models side by side.
     fn device_bytes(&self, lanes: usize) -> usize {
         let segs = self.segments();
-        segs * 16 + self.ptr.len() * 8 + segs * 8 * lanes + self.cols.len() * (4 + 8 * lanes)
+        segs * 24 + self.ptr.len() * 8 + segs * 8 * lanes + self.cols.len() * (4 + 8 * lanes)
     }
 }
 
@@ -667,6 +682,9 @@ struct DevicePlan {
     outputs: u64,
     seg_shift: u32,
     out_shift: u32,
+    /// Models side by side in the gathered vector, the partials and the sums.
+    lanes: usize,
+    order: CudaSlice<u64>,
     bounds: CudaSlice<u64>,
     ptr: CudaSlice<u64>,
     partials: CudaSlice<f64>,
@@ -691,10 +709,11 @@ impl DevicePlan {
         out: Option<&mut CudaSlice<f64>>,
     ) -> Result<()> {
         if self.segments > 0 {
-            let threads = (self.segments as usize) << self.seg_shift;
+            let threads = ((self.segments as usize) << self.seg_shift) * self.lanes;
             let mut b = stream.launch_builder(kernel);
             b.arg(&self.segments)
                 .arg(&self.seg_shift)
+                .arg(&self.order)
                 .arg(&self.bounds)
                 .arg(idx)
                 .arg(val)
@@ -708,7 +727,7 @@ impl DevicePlan {
         if self.outputs == 0 {
             return Ok(());
         }
-        let threads = (self.outputs as usize) << self.out_shift;
+        let threads = ((self.outputs as usize) << self.out_shift) * self.lanes;
         let out = match out {
             Some(o) => o,
             None => &mut self.sums,
@@ -737,6 +756,8 @@ impl DevicePlan {
             outputs: outs as u64,
             seg_shift: shift_for(nnz, segs),
             out_shift: shift_for(segs, outs),
+            lanes,
+            order: upload(s, &plan.order)?,
             bounds: upload(s, &plan.bounds)?,
             ptr: upload(s, &plan.ptr)?,
             partials: zeros(s, segs * lanes)?,
@@ -937,7 +958,7 @@ impl CudaBackend {
             .map_err(driver_err("reading the compute capability"))?;
         let k = load_kernels(&ctx, cc)?;
         let (csr, csc) = (m.csr(), m.csc());
-        let row_plan = SegmentPlan::rows(m.segments());
+        let row_plan = SegmentPlan::rows(m.segments(), csr.indices());
         let long = SegmentPlan::long_columns(m.long_columns());
         let need = device_bytes(m, [&row_plan, &long], models, lanes);
         let (free, total) = free_memory(&ctx)?;
@@ -1060,7 +1081,7 @@ impl CudaBackend {
             .arg(&mut self.gw);
         // SAFETY: the arguments match column_dots_lL in kernels/step.cu; gw
         // holds n values per model, the sums `lanes` per long column.
-        unsafe { b.launch(cfg(blocks_for(self.n << self.col_shift)?)) }
+        unsafe { b.launch(cfg(blocks_for((self.n << self.col_shift) * self.lanes)?)) }
             .map(|_| ())
             .map_err(driver_err("launching kernel column_dots"))
     }
@@ -1546,6 +1567,27 @@ mod tests {
     }
 
     #[test]
+    fn row_plan_takes_segments_in_the_order_of_their_first_column() {
+        // Row 0 touches all 2 SEGMENT_NNZ + 2 columns (three segments, from
+        // columns 0, SEGMENT_NNZ and 2 SEGMENT_NNZ); row 1 only the last
+        // two columns, row 2 only column 1.
+        let s = SEGMENT_NNZ;
+        let n = 2 * s + 2;
+        let mut rows = vec![0u64; n];
+        let mut cols: Vec<u64> = (0..n as u64).collect();
+        rows.extend([1, 1, 2]);
+        cols.extend([n as u64 - 2, n as u64 - 1, 1]);
+        let m = SparseMatrix::from_triplets(3, n, &rows, &cols, &vec![1.0; n + 3]).unwrap();
+        let plan = SegmentPlan::rows(m.segments(), m.csr().indices());
+        assert_eq!(plan.ptr, vec![0, 3, 4, 5]);
+        // Segments 0, 1, 2 (row 0) start at columns 0, s, 2 s; segment 3
+        // (row 1) at 2 s, segment 4 (row 2) at 1.
+        assert_eq!(plan.order, vec![0, 4, 1, 2, 3]);
+        let long = SegmentPlan::long_columns(m.long_columns());
+        assert_eq!(long.order, Vec::<u64>::new());
+    }
+
+    #[test]
     fn long_columns_plan_is_the_matrixs_split() {
         // Column 1 has 2 * SEGMENT_NNZ + 3 nonzeros, columns 0 and 2 one each.
         let s = SEGMENT_NNZ;
@@ -1570,6 +1612,7 @@ mod tests {
             ]
         );
         assert_eq!(plan.ptr, vec![0, 3]);
+        assert_eq!(plan.order, vec![0, 1, 2]);
         assert_eq!((plan.segments(), plan.outputs()), (3, 1));
     }
 
