@@ -296,105 +296,121 @@ __device__ __forceinline__ double group_sum(double x, unsigned shift) {
     return x;
 }
 
-// One lane's part of a segmented dot product: the sum of
-// val[t] x[idx[t] L + k] (model k of a batch of L side by side; L = 1, k = 0
-// for one model) over t = begin + l, begin + l + 2^shift, ... < end in f64,
-// in storage order: lane l of a group of 2^shift lanes that share the range.
-// The group's sum is then its lanes' sums added in a fixed tree (items_sum).
+// The L values x[i L .. i L + L) (one per model of a batch, side by side)
+// into out, in 16-byte loads where L allows.
+template <int L>
+__device__ __forceinline__ void load_lanes(const float* __restrict__ x, u64 i, float* out) {
+    if (L % 4 == 0) {
+        const float4* v = reinterpret_cast<const float4*>(x + i * L);
+#pragma unroll
+        for (int c = 0; c < L / 4; ++c) {
+            float4 q = v[c];
+            out[4 * c] = q.x;
+            out[4 * c + 1] = q.y;
+            out[4 * c + 2] = q.z;
+            out[4 * c + 3] = q.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < L; ++k) out[k] = x[i * L + k];
+    }
+}
+template <int L>
+__device__ __forceinline__ void load_lanes(const double* __restrict__ x, u64 i, double* out) {
+    if (L % 2 == 0) {
+        const double2* v = reinterpret_cast<const double2*>(x + i * L);
+#pragma unroll
+        for (int c = 0; c < L / 2; ++c) {
+            double2 q = v[c];
+            out[2 * c] = q.x;
+            out[2 * c + 1] = q.y;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < L; ++k) out[k] = x[i * L + k];
+    }
+}
+
+// For each of L models k (a batch; L = 1 for one model), the sum of
+// val[t] x[idx[t] L + k] over t in [begin, end) in f64 by one group of
+// 2^shift lanes: lane l of the group takes t = begin + l, begin + l +
+// 2^shift, ... in storage order, then group_sum. Valid in the group's first
+// lane; every lane of the warp must call it (an empty range gives 0). Model
+// k's sum has the same order for every L, so a model of a batch sums exactly
+// as it does alone.
 //
-// Memory: each lane keeps up to L0_DOT_UNROLL products in flight (their
-// loads are issued, predicated on the range, before any is added; the sum is
-// still formed one product at a time in storage order, so the result does
-// not depend on the unrolling), and the matrix's values and indices, read
-// once per epoch, are loaded with the streaming hint so that the gathered
-// vector x stays in cache. The host sizes groups so that a lane has about
-// L0_DOT_UNROLL products (CudaBackend's shift_for).
+// Memory: each lane keeps up to L0_DOT_UNROLL products in flight (half as
+// many for a batch, whose gathers are L wide; their loads are issued,
+// predicated on the range, before any is added; each sum is still formed one
+// product at a time in storage order, so the result does not depend on the
+// unrolling), and the matrix's values and indices, read once per epoch, are
+// loaded with the streaming hint so that the gathered vector x stays in
+// cache. The host sizes groups so that a lane has about L0_DOT_UNROLL
+// products (CudaBackend's shift_for).
 #define L0_DOT_UNROLL 8
 template <int L, typename T>
-__device__ __forceinline__ double lane_dot(u64 begin, u64 end, unsigned l, unsigned shift,
-                                           unsigned k, const u32* __restrict__ idx,
-                                           const float* __restrict__ val,
-                                           const T* __restrict__ x) {
+__device__ __forceinline__ void group_dot(u64 begin, u64 end, unsigned lane, unsigned shift,
+                                          const u32* __restrict__ idx,
+                                          const float* __restrict__ val,
+                                          const T* __restrict__ x, double* acc) {
+    constexpr int U = L == 1 ? L0_DOT_UNROLL : L0_DOT_UNROLL / 2;
     const u64 step = 1u << shift;
-    double acc = 0.0;
-    u64 t = begin + l;
-    // Whole passes without predicates, then at most one predicated pass.
-    for (; t + (L0_DOT_UNROLL - 1) * step < end; t += L0_DOT_UNROLL * step) {
-        u32 ii[L0_DOT_UNROLL];
-        float vv[L0_DOT_UNROLL];
-        double xx[L0_DOT_UNROLL];
 #pragma unroll
-        for (int j = 0; j < L0_DOT_UNROLL; ++j) {
+    for (int k = 0; k < L; ++k) acc[k] = 0.0;
+    u64 t = begin + (lane & (step - 1));
+    // Whole passes without predicates, then at most one predicated pass.
+    for (; t + (U - 1) * step < end; t += U * step) {
+        u32 ii[U];
+        float vv[U];
+        T xx[U][L];
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
             ii[j] = __ldcs(&idx[t + j * step]);
             vv[j] = __ldcs(&val[t + j * step]);
         }
 #pragma unroll
-        for (int j = 0; j < L0_DOT_UNROLL; ++j) xx[j] = (double)x[(u64)ii[j] * L + k];
+        for (int j = 0; j < U; ++j) load_lanes<L>(x, ii[j], xx[j]);
 #pragma unroll
-        for (int j = 0; j < L0_DOT_UNROLL; ++j) acc += (double)vv[j] * xx[j];
+        for (int j = 0; j < U; ++j) {
+#pragma unroll
+            for (int k = 0; k < L; ++k) acc[k] += (double)vv[j] * (double)xx[j][k];
+        }
     }
     if (t < end) {
-        u32 ii[L0_DOT_UNROLL];
-        float vv[L0_DOT_UNROLL];
-        double xx[L0_DOT_UNROLL];
+        u32 ii[U];
+        float vv[U];
+        T xx[U][L];
 #pragma unroll
-        for (int j = 0; j < L0_DOT_UNROLL; ++j) {
+        for (int j = 0; j < U; ++j) {
             bool in = t + j * step < end;
             ii[j] = in ? __ldcs(&idx[t + j * step]) : 0u;
             vv[j] = in ? __ldcs(&val[t + j * step]) : 0.0f;
         }
 #pragma unroll
-        for (int j = 0; j < L0_DOT_UNROLL; ++j) {
-            xx[j] = t + j * step < end ? (double)x[(u64)ii[j] * L + k] : 0.0;
+        for (int j = 0; j < U; ++j) {
+            if (t + j * step < end) {
+                load_lanes<L>(x, ii[j], xx[j]);
+            } else {
+#pragma unroll
+                for (int k = 0; k < L; ++k) xx[j][k] = (T)0;
+            }
         }
 #pragma unroll
-        for (int j = 0; j < L0_DOT_UNROLL; ++j) {
-            if (t + j * step < end) acc += (double)vv[j] * xx[j];
+        for (int j = 0; j < U; ++j) {
+            if (t + j * step < end) {
+#pragma unroll
+                for (int k = 0; k < L; ++k) acc[k] += (double)vv[j] * (double)xx[j][k];
+            }
         }
     }
-    return acc;
+#pragma unroll
+    for (int k = 0; k < L; ++k) acc[k] = group_sum(acc[k], shift);
 }
 
 // log2 of a batch width L (1, 2, 4 or 8).
 template <int L>
 __device__ __forceinline__ constexpr unsigned log2_lanes() {
     return L == 8 ? 3 : L == 4 ? 2 : L == 2 ? 1 : 0;
-}
-
-// Where a thread sits in the groups of the segmented dot products: one
-// group of 2^shift lanes per item (segment or column) and model, the group
-// of item i holding threads i G .. i G + G - 1, G = 2^shift L, thread
-// l L + k of it being lane l of model k (the L models of an item side by
-// side, so that they gather x[idx L .. idx L + L) together).
-struct GroupSlot {
-    u64 item;
-    unsigned l, k;
-};
-template <int L>
-__device__ __forceinline__ GroupSlot group_slot(unsigned shift) {
-    u64 t = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    GroupSlot g;
-    g.item = t >> (shift + log2_lanes<L>());
-    g.k = threadIdx.x & (L - 1);
-    g.l = (threadIdx.x >> log2_lanes<L>()) & ((1u << shift) - 1);
-    return g;
-}
-
-// Adds x over the 2^shift lanes of each group of group_slot in group_sum's
-// fixed tree order (the same additions in the same order for every L, so a
-// model of a batch sums exactly as it does alone); valid in lane 0. Shuffles
-// for one model, shared memory (`buf`, L0_BLOCK doubles) across the warps
-// of a group for a batch. Every thread of the block must call it.
-template <int L>
-__device__ __forceinline__ double items_sum(double x, unsigned shift, unsigned l, double* buf) {
-    if (L == 1) return group_sum(x, shift);
-    buf[threadIdx.x] = x;
-    __syncthreads();
-    for (unsigned off = (1u << shift) / 2; off > 0; off >>= 1) {
-        if (l < off) buf[threadIdx.x] += buf[threadIdx.x + off * L];
-        __syncthreads();
-    }
-    return buf[threadIdx.x];
 }
 
 // Instantiates macro X for each batch width L the kernels are compiled for

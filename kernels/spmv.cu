@@ -8,17 +8,16 @@
 // Every kernel here is compiled for L = 1, 2, 4 and 8 models side by side
 // (suffix _l1 ... _l8): the gathered vector holds model k of column (or row)
 // i at x[i L + k], each output likewise, so one pass over the matrix serves
-// the L models of a batch (the L threads of a lane gather x[idx L .. + L)
-// together), and model k's sums are formed in the order of a single model's.
+// the L models of a batch (each lane gathers x[idx L .. idx L + L) at once),
+// and model k's sums are formed in the order of a single model's.
 #include "common.cuh"
 
-// One group of 2^shift lanes per segment and model (group_slot; shift 0..5,
-// chosen by the host from the mean segment length, so short segments share
-// a warp), the group of item i doing segment s = order[i] (the host orders
-// segments by their first column, so that groups running together gather
-// nearby parts of x): partials[s L + k] = sum over t in
-// [bounds[2 s], bounds[2 s + 1]) of val[t] x[idx[t] L + k] in f64 (lane_dot
-// and items_sum: a fixed order for a given plan).
+// One group of 2^shift lanes per segment (shift 0..5, chosen by the host
+// from the mean segment length, so short segments share a warp), group g
+// doing segment s = order[g] (the host orders segments by their first
+// column, so that groups running together gather nearby parts of x):
+// partials[s L + k] = sum over t in [bounds[2 s], bounds[2 s + 1]) of
+// val[t] x[idx[t] L + k] in f64 (group_dot: a fixed order for a given plan).
 template <int L, typename T>
 __device__ __forceinline__ void segment_dots(u64 segments, unsigned shift,
                                              const u64* __restrict__ order,
@@ -27,17 +26,20 @@ __device__ __forceinline__ void segment_dots(u64 segments, unsigned shift,
                                              const float* __restrict__ val,
                                              const T* __restrict__ x,
                                              double* __restrict__ partials) {
-    __shared__ double buf[L == 1 ? 1 : L0_BLOCK];
-    GroupSlot g = group_slot<L>(shift);
+    u64 g = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> shift;
+    unsigned lane = threadIdx.x & 31;
     u64 s = 0, begin = 0, end = 0;
-    if (g.item < segments) {
-        s = order[g.item];
+    if (g < segments) {
+        s = order[g];
         begin = bounds[2 * s];
         end = bounds[2 * s + 1];
     }
-    double acc = lane_dot<L>(begin, end, g.l, shift, g.k, idx, val, x);
-    acc = items_sum<L>(acc, shift, g.l, buf);
-    if (g.item < segments && g.l == 0) partials[s * L + g.k] = acc;
+    double acc[L];
+    group_dot<L>(begin, end, lane, shift, idx, val, x, acc);
+    if (g < segments && (lane & ((1u << shift) - 1)) == 0) {
+#pragma unroll
+        for (int k = 0; k < L; ++k) partials[s * L + k] = acc[k];
+    }
 }
 
 // One group of 2^shift lanes per output o and model k (group o L + k):

@@ -72,15 +72,14 @@ __device__ __forceinline__ u32 long_index(u64 i, u32 n_long, const u32* __restri
 
 // g_w = M^T r (f64 sums, rounded to f32 as the CPU does before the chain
 // rule) for each model k < models: gw[k n + i]. One group of 2^shift lanes
-// per column i and model (group_slot; shift chosen by the host so that a
-// lane has about L0_DOT_UNROLL entries): a short column's CSC entries are
-// summed by lane_dot (lane l takes entries l, l + 2^shift, ... in storage
-// order) and items_sum (a fixed tree); a column with more than long_nnz
-// nonzeros was summed beforehand over fixed segments (spmtv_segments +
-// combine_segments into long_sums[j L + k], j in the order of the sorted
-// long_cols), so that one long column does not hold a group for its whole
-// length. A fixed order, but not the CPU's, so results agree with it to
-// rounding, not bit for bit.
+// per column i (shift chosen by the host so that a lane has about
+// L0_DOT_UNROLL entries): a short column's CSC entries are summed by
+// group_dot (lane l takes entries l, l + 2^shift, ... in storage order, then
+// a fixed shuffle tree); a column with more than long_nnz nonzeros was summed
+// beforehand over fixed segments (spmtv_segments + combine_segments into
+// long_sums[j L + k], j in the order of the sorted long_cols), so that one
+// long column does not hold a group for its whole length. A fixed order, but
+// not the CPU's, so results agree with it to rounding, not bit for bit.
 template <int L>
 __device__ __forceinline__ void column_dots(u64 n, u32 shift, u32 models,
                                             const u64* __restrict__ col_ptr,
@@ -90,19 +89,22 @@ __device__ __forceinline__ void column_dots(u64 n, u32 shift, u32 models,
                                             u32 n_long, const u32* __restrict__ long_cols,
                                             const double* __restrict__ long_sums,
                                             float* __restrict__ gw) {
-    __shared__ double buf[L == 1 ? 1 : L0_BLOCK];
-    GroupSlot g = group_slot<L>(shift);
-    u64 i = g.item, begin = 0, end = 0;
+    u64 i = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> shift;
+    unsigned lane = threadIdx.x & 31;
+    u64 begin = 0, end = 0;
     if (i < n) {
         begin = col_ptr[i];
         end = col_ptr[i + 1];
     }
     bool is_long = end - begin > long_nnz;
-    double acc = lane_dot<L>(begin, is_long ? begin : end, g.l, shift, g.k, row, val, r);
-    acc = items_sum<L>(acc, shift, g.l, buf);
-    if (i < n && g.l == 0 && g.k < models) {
-        gw[g.k * n + i] =
-            (float)(is_long ? long_sums[(u64)long_index(i, n_long, long_cols) * L + g.k] : acc);
+    double g[L];
+    group_dot<L>(begin, is_long ? begin : end, lane, shift, row, val, r, g);
+    if (i < n && (lane & ((1u << shift) - 1)) == 0) {
+        u64 j = is_long ? long_index(i, n_long, long_cols) : 0;
+#pragma unroll
+        for (int k = 0; k < L; ++k) {
+            if (k < models) gw[k * n + i] = (float)(is_long ? long_sums[j * L + k] : g[k]);
+        }
     }
 }
 

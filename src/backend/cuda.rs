@@ -709,7 +709,7 @@ impl DevicePlan {
         out: Option<&mut CudaSlice<f64>>,
     ) -> Result<()> {
         if self.segments > 0 {
-            let threads = ((self.segments as usize) << self.seg_shift) * self.lanes;
+            let threads = (self.segments as usize) << self.seg_shift;
             let mut b = stream.launch_builder(kernel);
             b.arg(&self.segments)
                 .arg(&self.seg_shift)
@@ -1081,7 +1081,7 @@ impl CudaBackend {
             .arg(&mut self.gw);
         // SAFETY: the arguments match column_dots_lL in kernels/step.cu; gw
         // holds n values per model, the sums `lanes` per long column.
-        unsafe { b.launch(cfg(blocks_for((self.n << self.col_shift) * self.lanes)?)) }
+        unsafe { b.launch(cfg(blocks_for(self.n << self.col_shift)?)) }
             .map(|_| ())
             .map_err(driver_err("launching kernel column_dots"))
     }
