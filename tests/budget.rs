@@ -73,9 +73,20 @@ fn counts(fit: &BudgetFit, stage: Stage, epochs: u64) -> Vec<(f64, usize)> {
         .collect()
 }
 
+/// The schedule of the earlier defaults: drops at 20% and 60% of the
+/// epochs, refining while the estimated cost stays within 3.5 fits.
+fn earlier_schedule(k: usize) -> Budget {
+    Budget {
+        narrow_share: 0.2,
+        second_share: 0.6,
+        max_cost: 3.5,
+        ..Budget::new(k)
+    }
+}
+
 #[test]
 fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
-    let budget = Budget::new(150);
+    let budget = earlier_schedule(150);
     let (m, y) = sparse_truth();
     let mut seen = Vec::new();
     let fit = fit_to_budget(&m, &y, &params(), &opts(), &budget, &mut |stage, l, p| {
@@ -135,7 +146,8 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     assert_eq!(fit.passes(200), 2.05);
     let cost = 0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + 1.0;
     assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
-    assert!((cost - 3.3565).abs() < 1e-12 && cost <= budget.max_cost);
+    // The bracket of 9 trains as 8 + 1: 0.05 x (3.63 + 1).
+    assert!((cost - 3.3935).abs() < 1e-12 && cost <= budget.max_cost);
     assert_eq!(fit.shortfall(&budget), None);
     // One progress report per model and batch, at its last epoch counted
     // from the model's start.
@@ -143,6 +155,48 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     for t in &fit.trials {
         assert!(seen.contains(&(t.stage, t.lambda_l0, t.epochs)), "{t:?}");
     }
+}
+
+/// The default schedule on the same problem: no gate closes by the first
+/// drop (20 epochs), and the counts keep falling fast after the second (at
+/// 80 epochs 244 records at 2.68e-2, 82 at 200), so the finalist and the
+/// one refining model the 3-fit cost allows both miss 150: the nearest is
+/// returned, with the shortfall named.
+#[test]
+fn the_default_schedule_stays_within_three_fits_and_names_a_miss() {
+    let budget = Budget::new(150);
+    let fit = run(&budget);
+    assert_eq!(
+        fit.batches,
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 20),
+            batch(Stage::Continue, 4, 60),
+            batch(Stage::Continue, 1, 120),
+            batch(Stage::Refine, 1, 200),
+        ]
+    );
+    let cost = 0.05 * batch_cost(9) + 0.1 * batch_cost(8) + 0.3 * batch_cost(4) + 0.6 + 1.0;
+    assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
+    assert!(
+        cost <= 3.0 && cost + batch_cost(1) > budget.max_cost,
+        "{cost}"
+    );
+    let lambda = |stage: Stage, epochs: u64| counts(&fit, stage, epochs);
+    assert_eq!(lambda(Stage::Continue, 200).len(), 1);
+    assert_eq!(lambda(Stage::Continue, 200)[0].1, 82);
+    assert!(!fit.met);
+    assert_eq!(fit.active, 108);
+    assert_eq!(lambda(Stage::Refine, 200), [(fit.chosen.lambda_l0, 108)]);
+    let one = single(&params(), fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
+    let w = fit.shortfall(&budget).unwrap();
+    assert!(
+        w.contains(
+            "tried in 2 full fit(s) keeps 150 records within 5%; nearest achievable: 108 records"
+        ),
+        "{w}"
+    );
 }
 
 #[test]
@@ -233,26 +287,31 @@ fn a_budget_is_met_when_counts_grow_during_training() {
     };
     // The narrowing batch spans the whole range (every short count is
     // within a factor 2 of 150). 1e-9: 204 records after 10 epochs
-    // (bracket), 280 after 40 (narrow); 1e-1: 54, 51, then 36 at 120.
+    // (bracket), 330 after 20 (narrow); 1e-1: 54, 120, then 42 at 80.
     assert_eq!(count(Stage::Bracket, 1e-9, 10), Some(204));
-    assert_eq!(count(Stage::Narrow, 1e-9, 40), Some(280));
+    assert_eq!(count(Stage::Narrow, 1e-9, 20), Some(330));
     assert_eq!(count(Stage::Bracket, 1e-1, 10), Some(54));
-    assert_eq!(count(Stage::Narrow, 1e-1, 40), Some(51));
-    assert_eq!(count(Stage::Continue, 1e-1, 120), Some(36));
-    // Near K, 5.2e-4 gains records (246, 264) while 7.2e-3 loses them
-    // (203, 179, then 172 at the full length).
+    assert_eq!(count(Stage::Narrow, 1e-1, 20), Some(120));
+    assert_eq!(count(Stage::Continue, 1e-1, 80), Some(42));
+    // Near K, records open then close: 5.2e-4 keeps 294 then 253, 7.2e-3
+    // 278, 196, then 172 at the full length; a refining model between
+    // them keeps 151.
     let grid = l0::sweep::lambda_grid(1e-9, 1e-1, 8).unwrap();
     let path = |l: f64| {
         [
-            count(Stage::Narrow, l, 40),
-            count(Stage::Continue, l, 120),
+            count(Stage::Narrow, l, 20),
+            count(Stage::Continue, l, 80),
             count(Stage::Continue, l, 200),
         ]
     };
-    assert_eq!(path(grid[5]), [Some(246), Some(264), None]);
-    assert_eq!(path(grid[6]), [Some(203), Some(179), Some(172)]);
+    assert_eq!(path(grid[5]), [Some(294), Some(253), None]);
+    assert_eq!(path(grid[6]), [Some(278), Some(196), Some(172)]);
     assert!(fit.met, "{:?}", fit.trials);
-    assert_eq!(fit.active, 153);
+    assert_eq!(fit.active, 151);
+    assert_eq!(
+        counts(&fit, Stage::Refine, 200),
+        [(fit.chosen.lambda_l0, 151)]
+    );
     let one = single(&closed, fit.chosen.lambda_l0, 200);
     assert_eq!(one.state(), fit.chosen.model.state());
 }
@@ -271,21 +330,21 @@ fn an_unreachable_budget_returns_the_nearest_model_and_says_so() {
     assert!(!fit.met);
     assert_eq!(fit.active, 600);
     assert_eq!(fit.chosen.lambda_l0, 0.1);
-    // The narrowing batch trains 1 epoch and the second drop falls on the
-    // end: four models end at the full length. A refining model would
-    // bring the estimated cost past 3.5 fits.
+    // The narrowing batch trains 1 epoch and so would the second leg (40%
+    // of 2 epochs, rounded up): the nearest model alone goes on to the
+    // end. A refining model would bring the estimated cost past 3 fits.
     assert_eq!(
         fit.batches,
         [
             batch(Stage::Bracket, 9, 1),
             batch(Stage::Narrow, 8, 1),
-            batch(Stage::Continue, 4, 1),
+            batch(Stage::Continue, 1, 1),
         ]
     );
     assert!(fit.cost_fits + batch_cost(1) > budget.max_cost);
     assert_eq!(
         fit.shortfall(&budget).unwrap(),
-        "no lambda_l0 in 1e-9..1e-1 tried in 4 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
+        "no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
     );
 }
 
@@ -342,10 +401,10 @@ fn impossible_budgets_are_refused_with_their_reason() {
     );
     assert_eq!(
         err(Budget {
-            second_share: 0.1,
+            second_share: 0.05,
             ..Budget::new(100)
         }),
-        "invalid configuration: the second drop share must be in [narrow share, 1], got 0.1"
+        "invalid configuration: the second drop share must be in [narrow share, 1], got 0.05"
     );
     assert_eq!(
         err(Budget {
