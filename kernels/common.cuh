@@ -407,6 +407,12 @@ __device__ __forceinline__ void group_dot(u64 begin, u64 end, unsigned lane, uns
     for (int k = 0; k < L; ++k) acc[k] = group_sum(acc[k], shift);
 }
 
+// log2 of a batch width L (1, 2, 4 or 8).
+template <int L>
+__device__ __forceinline__ constexpr unsigned log2_lanes() {
+    return L == 8 ? 3 : L == 4 ? 2 : L == 2 ? 1 : 0;
+}
+
 // Instantiates macro X for each batch width L the kernels are compiled for
 // (the host rounds the models of a batch up to one of them; `lanes` in
 // CudaBackend).

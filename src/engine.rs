@@ -9,7 +9,8 @@
 //! 150 with `report_every = 100` reports after step 200 (its 50th epoch),
 //! exactly when an uninterrupted run would have. The loop itself allocates
 //! nothing, and on a GPU nothing but a few scalars (and the Q predictions at
-//! report time) crosses to the host. After every epoch the observer may ask
+//! report time; of all models side by side, for each model of a batch)
+//! crosses to the host. After every epoch the observer may ask
 //! the loop to stop early ([`Observer::stop_requested`], e.g. on Ctrl-C); the
 //! state is then that of the last finished epoch, ready to checkpoint.
 //!

@@ -7,11 +7,12 @@
 //! are built on it.
 //!
 //! The K models train together ([`Calibration::fit_together`]): on the CPU
-//! every pass over the matrix serves all of them (`M [w_1..w_K]` and
-//! `M^T [r_1..r_K]`, each model's sums in the single fit's exact order), so
-//! K models cost far less than K fits (in batches of at most
-//! [`crate::model::MAX_BATCH`]); on a GPU they are trained one after the
-//! other. Model `k` is bit for bit the single fit either way. A
+//! and on a GPU every pass over the matrix serves all of them
+//! (`M [w_1..w_K]` and `M^T [r_1..r_K]`, each model's sums in the single
+//! fit's exact order), so K models cost far less than K fits (in batches of
+//! at most [`crate::model::MAX_BATCH`]); a GPU batch that does not fit in
+//! device memory trains one model after the other. Model `k` is bit for bit
+//! the single fit on the same device either way. A
 //! model's report `seconds` is the time of its batch (shared by the
 //! models trained together).
 

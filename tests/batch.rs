@@ -182,6 +182,13 @@ fn together_equals_alone_on(on: On, m: &SparseMatrix, lambdas: &[f64], case: Cas
             state_bits(&states[k]),
             "{on:?} model {k}"
         );
+        // The weights each backend holds after its last report.
+        let (mut w_batch, mut w_alone) = (vec![0.0f32; n], vec![0.0f32; n]);
+        batch.select(k).unwrap();
+        batch.read_weights(&mut w_batch).unwrap();
+        single.read_weights(&mut w_alone).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&w_batch), bits(&w_alone), "{on:?} model {k}: weights");
         let mine: Vec<&Report> = together.log.iter().filter(|r| r.0 == k).collect();
         let theirs: Vec<&Report> = alone.log.iter().collect();
         assert_eq!(mine.len(), theirs.len(), "model {k}: reports");
@@ -586,6 +593,19 @@ fn gpu_early_stop_gradients_and_divergence_are_each_models_own() {
     }
     early_stop_and_gradients(On::Gpu, 7);
     diverging_batch(On::Gpu);
+    // The models of a GPU batch share one intercept switch.
+    let m = matrix(20, 200, 5, &[], false);
+    let (y, w, d) = (vec![1.0; 20], vec![1.0; 20], vec![1.0; 20]);
+    let problem = Problem::new(&m, &y, &w, &d, Hyper::default());
+    let mut batch = batch_on(On::Gpu, problem, &[0.0, 1e-3]);
+    let with = ParamState::new(vec![0.0; 200], vec![0.0; 200], Some(1.0));
+    batch.load_state(&with).unwrap();
+    batch.select(1).unwrap();
+    let without = ParamState::new(vec![0.0; 200], vec![0.0; 200], None);
+    assert_eq!(
+        batch.load_state(&without).unwrap_err().to_string(),
+        "invalid configuration: the models trained together must all have an intercept or none"
+    );
 }
 
 #[cfg(feature = "cuda")]

@@ -902,9 +902,9 @@ impl Backend for CpuBackend<'_> {
     ///   `sum_{k in segment} M_k w_col(k)` over CSR row segments, summed per
     ///   row in segment order.
     ///
-    /// GPU twins: kernels `spmv_segments` (a warp per segment) and
-    /// `spmv_combine` (a warp per row), kernels/spmv.cu, which sum in the
-    /// second way.
+    /// GPU twins: kernels `spmv_segments_lL` (a group of lanes per segment)
+    /// and `combine_segments_lL` (a group of lanes per row and model),
+    /// kernels/spmv.cu, which sum in the second way.
     fn forward(&mut self) -> Result<()> {
         let (lanes, models) = (self.cols.lanes, self.rules.len());
         // Model k's intercept (None for the unused lanes past the last model).
@@ -1003,7 +1003,7 @@ impl Backend for CpuBackend<'_> {
     /// the next step's sampled weight. The intercept takes an Adam step with
     /// gradient `sum_q r_q`. With [`Problem::max_p`], `p` is projected onto
     /// `p <= max_p` after its update (the weight caps).
-    /// GPU twins: kernels `column_dots` (a group of lanes per CSC column),
+    /// GPU twins: kernels `column_dots_lL` (a group of lanes per CSC column),
     /// `step_columns` (a thread per column) and `intercept_adam`,
     /// kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {

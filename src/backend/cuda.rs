@@ -335,6 +335,10 @@ pub const LANES: [usize; 4] = [1, 2, 4, 8];
 /// Most models one CUDA backend trains together (the widest of [`LANES`]).
 pub const MAX_MODELS: usize = LANES[LANES.len() - 1];
 
+// A batch of `model::MAX_BATCH` models must fit one CUDA backend, or every
+// GPU batch would train one model after another.
+const _: () = assert!(MAX_MODELS >= crate::model::MAX_BATCH);
+
 /// Kernels compiled so far, by device ordinal: NVRTC runs once per device
 /// (primary context) and process.
 fn kernel_cache() -> &'static Mutex<HashMap<usize, Arc<Kernels>>> {
@@ -480,6 +484,10 @@ const LONG_COLUMN_NNZ_U64: u64 = LONG_COLUMN_NNZ as u64;
 pub struct SegmentPlan {
     /// Two entries per segment: its first nonzero and one past its last.
     pub bounds: Vec<u64>,
+    /// The order in which the kernel's groups take the segments (group `g`
+    /// sums segment `order[g]`; the sums do not depend on it, only which
+    /// segments run at the same time do).
+    pub order: Vec<u64>,
     /// First segment of each output, plus a final entry (the segment count).
     pub ptr: Vec<u64>,
     /// Which column each output is (long-column plans only; sorted).
@@ -487,14 +495,24 @@ pub struct SegmentPlan {
 }
 
 impl SegmentPlan {
-    /// The forward product's plan: the matrix's CSR row segments.
-    pub fn rows(seg: &RowSegments) -> Self {
+    /// The forward product's plan: the matrix's CSR row segments (`seg`,
+    /// over the CSR column indices `cols`), taken in the order of their
+    /// first column, so that the segments of different rows over the same
+    /// columns (a national target's and an area's, say) run together and
+    /// share the gathered weights in cache (the weights of a batch of 8
+    /// models do not fit in the L2 cache of a GPU, so each row's sweep over
+    /// them would otherwise read them from memory again).
+    pub fn rows(seg: &RowSegments, cols: &[u32]) -> Self {
+        let segments = seg.start.len().saturating_sub(1);
+        let mut order: Vec<u64> = (0..segments as u64).collect();
+        order.sort_by_key(|&s| cols.get(seg.start[s as usize]).copied());
         SegmentPlan {
             bounds: seg
                 .start
                 .windows(2)
                 .flat_map(|w| [w[0] as u64, w[1] as u64])
                 .collect(),
+            order,
             ptr: seg.row_ptr.iter().map(|&x| x as u64).collect(),
             cols: Vec::new(),
         }
@@ -510,6 +528,7 @@ impl SegmentPlan {
                 .iter()
                 .flat_map(|r| [r.start as u64, r.end as u64])
                 .collect(),
+            order: (0..long.ranges.len() as u64).collect(),
             ptr: long.seg_ptr.iter().map(|&x| x as u64).collect(),
             cols: long.cols.clone(),
         }
@@ -529,7 +548,7 @@ impl SegmentPlan {
     /// column list and sums, at `lanes` models side by side.
     fn device_bytes(&self, lanes: usize) -> usize {
         let segs = self.segments();
-        segs * 16 + self.ptr.len() * 8 + segs * 8 * lanes + self.cols.len() * (4 + 8 * lanes)
+        segs * 24 + self.ptr.len() * 8 + segs * 8 * lanes + self.cols.len() * (4 + 8 * lanes)
     }
 }
 
@@ -626,8 +645,8 @@ fn cfg(blocks: u32) -> LaunchConfig {
     }
 }
 
-/// Products per lane that `group_dot` keeps in flight (`L0_DOT_UNROLL` in
-/// `kernels/common.cuh`).
+/// Products per lane that `group_dot` keeps in flight for one model
+/// (`L0_DOT_UNROLL` in `kernels/common.cuh`; half as many for a batch).
 const DOT_UNROLL: usize = 8;
 
 /// Lanes per item as a shift (2^shift lanes, shift 0 to 5): enough lanes
@@ -660,13 +679,17 @@ fn upload<T: DeviceRepr + ValidAsZeroBits>(
     Ok(d)
 }
 
-/// A [`SegmentPlan`] on the device, with its partial sums and the lanes per
-/// segment and per output.
+/// A [`SegmentPlan`] on the device, with its partial sums and the threads
+/// per segment and per output (as shifts; not to be confused with `lanes`,
+/// the models side by side).
 struct DevicePlan {
     segments: u64,
     outputs: u64,
     seg_shift: u32,
     out_shift: u32,
+    /// Models side by side in the gathered vector, the partials and the sums.
+    lanes: usize,
+    order: CudaSlice<u64>,
     bounds: CudaSlice<u64>,
     ptr: CudaSlice<u64>,
     partials: CudaSlice<f64>,
@@ -695,6 +718,7 @@ impl DevicePlan {
             let mut b = stream.launch_builder(kernel);
             b.arg(&self.segments)
                 .arg(&self.seg_shift)
+                .arg(&self.order)
                 .arg(&self.bounds)
                 .arg(idx)
                 .arg(val)
@@ -708,7 +732,7 @@ impl DevicePlan {
         if self.outputs == 0 {
             return Ok(());
         }
-        let threads = (self.outputs as usize) << self.out_shift;
+        let threads = ((self.outputs as usize) << self.out_shift) * self.lanes;
         let out = match out {
             Some(o) => o,
             None => &mut self.sums,
@@ -722,7 +746,7 @@ impl DevicePlan {
             .arg(&has_icpt)
             .arg(out);
         // SAFETY: the arguments match combine_segments in kernels/spmv.cu;
-        // `out` holds one value per output.
+        // `out` holds `lanes` values per output.
         unsafe { b.launch(cfg(blocks_for(threads)?)) }
             .map(|_| ())
             .map_err(driver_err("launching combine_segments"))
@@ -737,6 +761,8 @@ impl DevicePlan {
             outputs: outs as u64,
             seg_shift: shift_for(nnz, segs),
             out_shift: shift_for(segs, outs),
+            lanes,
+            order: upload(s, &plan.order)?,
             bounds: upload(s, &plan.bounds)?,
             ptr: upload(s, &plan.ptr)?,
             partials: zeros(s, segs * lanes)?,
@@ -783,7 +809,11 @@ pub struct CudaBackend {
     col_shift: u32,
     reduce_cols: u32,
     reduce_rows: u32,
+    /// Whether the models have an intercept (all or none of a batch), and
+    /// which models' states have been loaded with (`Some(true)`) or without
+    /// one.
     has_icpt: bool,
+    icpt_loaded: Vec<Option<bool>>,
     // The problem.
     rows_plan: DevicePlan,
     long_plan: DevicePlan,
@@ -822,7 +852,8 @@ pub struct CudaBackend {
     // Per-row (model k of row q at `q lanes + k`) and scratch.
     yhat: CudaSlice<f64>,
     r: CudaSlice<f64>,
-    /// The predictions of all lanes on the host (`read_yhat` of a batch).
+    /// The predictions of all lanes on the host (`read_yhat` of a batch
+    /// copies them all and keeps the selected model's).
     yhat_host: Vec<f64>,
     red_partials: CudaSlice<f64>,
     /// Data loss and sum of residuals, two per model.
@@ -833,17 +864,35 @@ pub struct CudaBackend {
     counts: CudaSlice<u64>,
 }
 
-/// Launches `$f` on `$self.stream` with the given config and arguments.
+/// Launches kernel `$f` of `$self.k` (or, after `fn`, the function `$func`
+/// named `$name`) on `$self.stream` with the given config and arguments.
 macro_rules! launch {
-    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {{
-        let mut b = $self.stream.launch_builder(&$self.k.$f);
+    ($self:ident, $f:ident, $cfg:expr, $($arg:expr),* $(,)?) => {
+        launch!($self, fn &$self.k.$f, stringify!($f), $cfg, $($arg),*)
+    };
+    ($self:ident, fn $func:expr, $name:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let mut b = $self.stream.launch_builder($func);
         $( b.arg($arg); )*
         // SAFETY: the argument list matches the kernel's signature in
         // kernels/*.cu, and every buffer is sized for the launch.
         unsafe { b.launch($cfg) }
             .map(|_| ())
-            .map_err(driver_err(concat!("launching kernel ", stringify!($f))))
+            .map_err(driver_err(&format!("launching kernel {}", $name)))
     }};
+}
+
+/// The selected model's weights after [`CudaBackend::model_weights`]: `w`
+/// for one model, `w_one` for a batch.
+fn lane_weights<'a>(
+    lanes: usize,
+    w: &'a CudaSlice<f32>,
+    w_one: &'a CudaSlice<f32>,
+) -> &'a CudaSlice<f32> {
+    if lanes == 1 {
+        w
+    } else {
+        w_one
+    }
 }
 
 /// A grid of `blocks` blocks for each of `models` models (`blockIdx.y`).
@@ -937,7 +986,7 @@ impl CudaBackend {
             .map_err(driver_err("reading the compute capability"))?;
         let k = load_kernels(&ctx, cc)?;
         let (csr, csc) = (m.csr(), m.csc());
-        let row_plan = SegmentPlan::rows(m.segments());
+        let row_plan = SegmentPlan::rows(m.segments(), csr.indices());
         let long = SegmentPlan::long_columns(m.long_columns());
         let need = device_bytes(m, [&row_plan, &long], models, lanes);
         let (free, total) = free_memory(&ctx)?;
@@ -983,6 +1032,7 @@ impl CudaBackend {
             reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
             reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
             has_icpt: false,
+            icpt_loaded: vec![None; models],
             rows_plan: DevicePlan::new(&s, &row_plan, m.nnz(), lanes)?,
             long_plan: DevicePlan::new(&s, &long, m.nnz(), lanes)?,
             csr_col: upload(&s, csr.indices())?,
@@ -1010,7 +1060,7 @@ impl CudaBackend {
             icpt: zeros(&s, 3 * lanes)?,
             yhat: zeros(&s, rows * lanes)?,
             r: zeros(&s, rows * lanes)?,
-            yhat_host: Vec::new(),
+            yhat_host: vec![0.0; if lanes > 1 { rows * lanes } else { 0 }],
             red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS * models)?,
             loss_scalars: zeros(&s, 2 * models)?,
             pen_scalars: zeros(&s, 2)?,
@@ -1045,24 +1095,25 @@ impl CudaBackend {
         )?;
         let (n, n_long) = (self.n64(), self.long_plan.outputs as u32);
         let models = self.models as u32;
-        let mut b = self.stream.launch_builder(&dots.column_dots);
-        b.arg(&n)
-            .arg(&self.col_shift)
-            .arg(&models)
-            .arg(&self.csc_ptr)
-            .arg(&self.csc_row)
-            .arg(&self.csc_val)
-            .arg(&self.r)
-            .arg(&LONG_COLUMN_NNZ_U64)
-            .arg(&n_long)
-            .arg(&self.long_plan.cols)
-            .arg(&self.long_plan.sums)
-            .arg(&mut self.gw);
-        // SAFETY: the arguments match column_dots_lL in kernels/step.cu; gw
-        // holds n values per model, the sums `lanes` per long column.
-        unsafe { b.launch(cfg(blocks_for(self.n << self.col_shift)?)) }
-            .map(|_| ())
-            .map_err(driver_err("launching kernel column_dots"))
+        // gw holds n values per model, the long columns' sums `lanes` each.
+        launch!(
+            self,
+            fn &dots.column_dots,
+            "column_dots",
+            cfg(blocks_for(self.n << self.col_shift)?),
+            &n,
+            &self.col_shift,
+            &models,
+            &self.csc_ptr,
+            &self.csc_row,
+            &self.csc_val,
+            &self.r,
+            &LONG_COLUMN_NNZ_U64,
+            &n_long,
+            &self.long_plan.cols,
+            &self.long_plan.sums,
+            &mut self.gw
+        )
     }
 
     /// Makes `w_one` the selected model's weights when they share `w` with
@@ -1158,6 +1209,16 @@ impl Backend for CudaBackend {
                 s.len(),
             ));
         }
+        let with = s.intercept.is_some();
+        let others = self.icpt_loaded.iter().enumerate();
+        if others
+            .filter(|&(k, _)| k != self.selected)
+            .any(|(_, &l)| l == Some(!with))
+        {
+            return Err(L0Error::config(
+                "the models trained together must all have an intercept or none",
+            ));
+        }
         guard("loading the parameters", || {
             let st = self.stream.clone();
             let at = self.model();
@@ -1181,7 +1242,8 @@ impl Backend for CudaBackend {
                         .map_err(driver_err("copying parameters to the device"))?;
                 }
             }
-            self.has_icpt = s.intercept.is_some();
+            self.has_icpt = with;
+            self.icpt_loaded[self.selected] = Some(with);
             if let Some(b) = s.intercept {
                 let k = 3 * self.selected;
                 st.memcpy_htod(&[b.value, b.m, b.v], &mut self.icpt.slice_mut(k..k + 3))
@@ -1470,10 +1532,11 @@ impl Backend for CudaBackend {
                 return self.download(&self.yhat, 0, out, "copying predictions");
             }
             let mut all = std::mem::take(&mut self.yhat_host);
-            all.resize(self.rows * self.lanes, 0.0);
             let read = self.download(&self.yhat, 0, &mut all, "copying predictions");
-            let lane = all.iter().skip(self.selected).step_by(self.lanes);
-            out.iter_mut().zip(lane).for_each(|(o, &y)| *o = y);
+            if read.is_ok() {
+                let lane = all.iter().skip(self.selected).step_by(self.lanes);
+                out.iter_mut().zip(lane).for_each(|(o, &y)| *o = y);
+            }
             self.yhat_host = all;
             read
         })
@@ -1483,11 +1546,7 @@ impl Backend for CudaBackend {
         self.check_len("weights (one per matrix column)", self.n, out.len())?;
         guard("reading weights", || {
             self.model_weights()?;
-            let w = if self.lanes == 1 {
-                &self.w
-            } else {
-                &self.w_one
-            };
+            let w = lane_weights(self.lanes, &self.w, &self.w_one);
             self.download(w, 0, out, "copying weights")
         })
     }
@@ -1501,16 +1560,15 @@ impl Backend for CudaBackend {
                 .memset_zeros(&mut self.counts)
                 .map_err(driver_err("clearing counters"))?;
             let n = self.n64();
-            let w = if self.lanes == 1 {
-                &self.w
-            } else {
-                &self.w_one
-            };
-            let mut b = self.stream.launch_builder(&self.k.weight_summary);
-            b.arg(&n).arg(w).arg(&mut self.counts);
-            // SAFETY: the arguments match weight_summary in kernels/gates.cu.
-            unsafe { b.launch(cfg(self.reduce_cols)) }
-                .map_err(driver_err("launching kernel weight_summary"))?;
+            let w = lane_weights(self.lanes, &self.w, &self.w_one);
+            launch!(
+                self,
+                weight_summary,
+                cfg(self.reduce_cols),
+                &n,
+                w,
+                &mut self.counts
+            )?;
             let mut c = [0u64; 7];
             self.download(&self.counts, 0, &mut c, "copying the weight counts")?;
             let mut buckets = [0u64; 6];
@@ -1546,6 +1604,27 @@ mod tests {
     }
 
     #[test]
+    fn row_plan_takes_segments_in_the_order_of_their_first_column() {
+        // Row 0 touches all 2 SEGMENT_NNZ + 2 columns (three segments, from
+        // columns 0, SEGMENT_NNZ and 2 SEGMENT_NNZ); row 1 only the last
+        // two columns, row 2 only column 1.
+        let s = SEGMENT_NNZ;
+        let n = 2 * s + 2;
+        let mut rows = vec![0u64; n];
+        let mut cols: Vec<u64> = (0..n as u64).collect();
+        rows.extend([1, 1, 2]);
+        cols.extend([n as u64 - 2, n as u64 - 1, 1]);
+        let m = SparseMatrix::from_triplets(3, n, &rows, &cols, &vec![1.0; n + 3]).unwrap();
+        let plan = SegmentPlan::rows(m.segments(), m.csr().indices());
+        assert_eq!(plan.ptr, vec![0, 3, 4, 5]);
+        // Segments 0, 1, 2 (row 0) start at columns 0, s, 2 s; segment 3
+        // (row 1) at 2 s, segment 4 (row 2) at 1.
+        assert_eq!(plan.order, vec![0, 4, 1, 2, 3]);
+        let long = SegmentPlan::long_columns(m.long_columns());
+        assert_eq!(long.order, Vec::<u64>::new());
+    }
+
+    #[test]
     fn long_columns_plan_is_the_matrixs_split() {
         // Column 1 has 2 * SEGMENT_NNZ + 3 nonzeros, columns 0 and 2 one each.
         let s = SEGMENT_NNZ;
@@ -1570,6 +1649,7 @@ mod tests {
             ]
         );
         assert_eq!(plan.ptr, vec![0, 3]);
+        assert_eq!(plan.order, vec![0, 1, 2]);
         assert_eq!((plan.segments(), plan.outputs()), (3, 1));
     }
 

@@ -494,10 +494,10 @@ pub trait Backend {
 /// else from `problem`): one pass over the matrix per epoch serves all
 /// models, on the CPU ([`cpu::CpuBackend::with_models`]) and on a GPU
 /// (`cuda::CudaBackend::with_models`, at most `cuda::MAX_MODELS`). None
-/// when `device` is a GPU that cannot hold the batch (too little memory for
-/// its models, recorded noise, more models than it takes): the caller then
-/// trains the models one after another, each falling back as a single fit
-/// does.
+/// when `device` is a GPU and the batch cannot be built there, for any
+/// reason (too little memory for its models, recorded noise, a kernel that
+/// does not load): the caller then trains the models one after another,
+/// each falling back (or failing with the reason) as a single fit does.
 pub fn make_batch_backend<'a>(
     device: Device,
     threads: Option<usize>,
