@@ -20,6 +20,17 @@
 //!    when every count is below).
 //! 2. **Narrow**: `narrow` λ log-spaced over that interval, trained from
 //!    step 0 together to `narrow_share` of the epochs.
+//!    **Adaptive** ([`Budget::slow`], on by default): the batch stops at
+//!    the bracket's step on the way (no model changes by it), and the
+//!    counts are taken as settled when, at the λ where these early counts
+//!    cross K, the counts at `narrow_share` are within a factor 2
+//!    ([`SlowSchedule::factor`]) of K. When they are not, or the early
+//!    counts do not cross K at all, gates are still closing (or opening)
+//!    fast: the batch goes on to the slow schedule's `narrow_share` (20%),
+//!    the second drop is at its `second_share` (60%) and the refining
+//!    batches may spend `extra_cost` (0.5) fits more ([`Budget::slowed`]);
+//!    the first drop's previous look is then the counts at the budget's
+//!    `narrow_share`, not the bracket's.
 //! 3. **Continue**: the `keep` models nearest (in `ln λ`) to where K is
 //!    expected at the full length are continued together to `second_share`
 //!    of the epochs, then the `finalists` nearest of those to the full
@@ -80,12 +91,23 @@
 //!
 //! that is 1.97 fits when the finalist meets the budget and 2.97 when one
 //! refining model is needed, within `max_cost` = 3, which leaves room for
-//! exactly one refining batch. The earlier defaults (drops at 20% and 60%,
-//! `max_cost` 3.5) cost 2.40 and 3.40. Replayed on recorded count
+//! exactly one refining batch. The slow schedule (and the earlier defaults:
+//! drops at 20% and 60%, `max_cost` 3.5) costs 2.40 and 3.40.
+//!
+//! The adaptive rule, replayed as below (76 targets), took the slow
+//! schedule for 23 and met 80% of the targets at 2.95 fits on average (at
+//! most 3.39), against 79% at 3.25 for the earlier defaults and 72% at 2.83
+//! for the fast schedule alone; on the demo it keeps the fast schedule for
+//! 30000 and 10000 records (at 30000 the count at 10% is 1.97 times
+//! under K at the early crossing's λ: close to the factor 2), and the tests'
+//! 60 x 600 sparse truth, where no gate has closed by 5% of the epochs,
+//! takes the slow one and meets its 150 (145 records).
+//!
+//! The fast schedule alone (`slow: None`), replayed on recorded count
 //! trajectories (`examples/budget_record`: the demo, `geo:3000:60:20:30`,
 //! `readme` and `geo:300:20:10:10` with gates starting at keep
-//! probability 0.1; 19 targets each from 2% to 45% of the columns), these
-//! defaults met a 5% tolerance for 72% of the targets at 2.8 fits on
+//! probability 0.1; 19 targets each from 2% to 45% of the columns)
+//! met a 5% tolerance for 72% of the targets at 2.8 fits on
 //! average (at most 2.97), the earlier ones 79% at 3.25: the drops come
 //! earlier, so the finalist, chosen on counts that drift more afterwards,
 //! is further off, and the refining step from it misses more often
@@ -146,6 +168,7 @@ pub fn batch_cost(models: usize) -> f64 {
 /// | `finalists` | 1 | 1 ..= `keep`: models continued to the full length |
 /// | `refine` | 1 | >= 0: new full-length models per refining batch |
 /// | `max_cost` | 3.0 | > 0: a refining batch starts only while the estimated cost stays within this many fits |
+/// | `slow` | `Some(SlowSchedule::DEFAULT)` | the adaptive switch to later drops ([`SlowSchedule`]); None: never |
 ///
 /// [`narrow_share`]: Budget::narrow_share
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +199,48 @@ pub struct Budget {
     /// The estimated cost, in fits ([`batch_cost`]), that a refining batch
     /// may bring the search up to.
     pub max_cost: f64,
+    /// The adaptive switch to a slower schedule when the counts are still
+    /// moving at the first drop (None: always this budget's schedule).
+    pub slow: Option<SlowSchedule>,
+}
+
+/// The schedule an adaptive search ([`Budget::slow`]) switches to when its
+/// counts have not settled by the first drop (the rule below): the narrowing
+/// models are continued to `narrow_share`, the drops and the cost cap are
+/// these instead of the budget's.
+///
+/// The rule: the narrowing batch is trained to the bracket's step first
+/// (`bracket_share` of the epochs; splitting a batch changes no model);
+/// where its counts there cross K (`ln λ` vs `ln active`), the counts at
+/// the budget's first drop (`narrow_share`), interpolated at that λ, must
+/// be within a factor `factor` of K. When they are not (or the early
+/// counts do not cross K at all), gates are still closing or opening fast
+/// and the drops are taken later.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlowSchedule {
+    /// The largest ratio (either way) of the count at the first drop to K
+    /// at the early crossing's λ that counts as settled (> 1).
+    pub factor: f64,
+    /// Share of the epochs the narrowing batch trains before the first
+    /// drop (at least the budget's `narrow_share`).
+    pub narrow_share: f64,
+    /// Share of the epochs at the second drop.
+    pub second_share: f64,
+    /// Fits added to the budget's `max_cost` for the refining batches (the
+    /// later drops cost more: 0.42 fits on the defaults).
+    pub extra_cost: f64,
+}
+
+impl SlowSchedule {
+    /// The default: a factor 2, drops at 20% and 60% of the epochs and
+    /// half a fit more (with the default `max_cost`, 3.5 fits: the
+    /// schedule of the earlier defaults).
+    pub const DEFAULT: SlowSchedule = SlowSchedule {
+        factor: 2.0,
+        narrow_share: 0.2,
+        second_share: 0.6,
+        extra_cost: 0.5,
+    };
 }
 
 /// One leg of the schedule: the models trained together up to a step.
@@ -205,6 +270,23 @@ impl Budget {
             finalists: 1,
             refine: 1,
             max_cost: 3.0,
+            slow: Some(SlowSchedule::DEFAULT),
+        }
+    }
+
+    /// The budget as it runs when its counts have not settled: the slow
+    /// schedule's shares, `max_cost + extra_cost`, no further switch
+    /// (itself without [`Budget::slow`]).
+    pub fn slowed(&self) -> Budget {
+        match self.slow {
+            None => self.clone(),
+            Some(s) => Budget {
+                narrow_share: s.narrow_share,
+                second_share: s.second_share,
+                max_cost: self.max_cost + s.extra_cost,
+                slow: None,
+                ..self.clone()
+            },
         }
     }
 
@@ -245,6 +327,27 @@ impl Budget {
             return Err(L0Error::config(format!(
                 "a record budget's max cost must be a positive number of fits, got {c}"
             )));
+        }
+        if let Some(s) = self.slow {
+            if !(s.factor.is_finite() && s.factor > 1.0) {
+                return Err(L0Error::config(format!(
+                    "a record budget's settling factor must be a number above 1, got {}",
+                    s.factor
+                )));
+            }
+            if !(s.extra_cost.is_finite() && s.extra_cost >= 0.0) {
+                return Err(L0Error::config(format!(
+                    "the slow schedule's extra cost must be a number of fits >= 0, got {}",
+                    s.extra_cost
+                )));
+            }
+            if s.narrow_share < self.narrow_share {
+                return Err(L0Error::config(format!(
+                    "the slow schedule's narrow share must be at least the narrow share {}, got {}",
+                    self.narrow_share, s.narrow_share
+                )));
+            }
+            self.slowed().check(cols)?;
         }
         Ok(())
     }
@@ -401,6 +504,12 @@ pub struct BudgetFit {
     /// The estimated cost in fits: `batch_cost(models) x epochs / E` summed
     /// over the batches ([`batch_cost`]).
     pub cost_fits: f64,
+    /// The adaptive decision ([`SlowSchedule`]): `Some(true)` when the
+    /// counts had settled by the first drop (the budget's own schedule),
+    /// `Some(false)` when the slow schedule was taken, None when no
+    /// decision was made (no [`Budget::slow`], or the bracket's step is not
+    /// before the first drop).
+    pub settled: Option<bool>,
 }
 
 impl BudgetFit {
@@ -477,6 +586,38 @@ fn crossing(points: &[(f64, usize)], budget: &Budget) -> Option<f64> {
         .windows(2)
         .find(|w| (w[0].1 > k) != (w[1].1 > k))
         .map(|w| line_root(w[0], w[1], budget.log_target()))
+}
+
+/// `ln active` of `points` (λ ascending) at `ln λ = x`, interpolated in
+/// `ln λ`, held at the ends.
+fn log_count_at(points: &[(f64, usize)], x: f64) -> f64 {
+    let (first, last) = match (points.first(), points.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return f64::NAN,
+    };
+    if x <= first.0.ln() {
+        return log_count(first.1);
+    }
+    if x >= last.0.ln() {
+        return log_count(last.1);
+    }
+    let i = points
+        .iter()
+        .position(|p| p.0.ln() >= x)
+        .unwrap_or(points.len() - 1);
+    let (a, b) = (points[i - 1], points[i]);
+    let (xa, xb) = (a.0.ln(), b.0.ln());
+    let f = (x - xa) / (xb - xa);
+    log_count(a.1) + f * (log_count(b.1) - log_count(a.1))
+}
+
+/// The adaptive rule ([`SlowSchedule`]): whether the counts `now` (at the
+/// first drop) at the λ where `early` (the same models earlier) crossed K
+/// are within a factor `factor` of K. Not settled when `early` does not
+/// cross K.
+fn settled(early: &[(f64, usize)], now: &[(f64, usize)], budget: &Budget, factor: f64) -> bool {
+    crossing(early, budget)
+        .is_some_and(|x| (log_count_at(now, x) - budget.log_target()).abs() <= factor.ln())
 }
 
 /// Where the straight line through `(ln λ, ln active)` of `a` and `b` reaches
@@ -807,14 +948,18 @@ pub fn fit_to_budget(
         1 => (hi / lo).ln() / (budget.bracket - 1) as f64,
         n => (b / a).ln() / (n - 1) as f64,
     };
-    let (full, earlier) = narrow_and_continue(
+    let lambdas = sweep::lambda_grid(a, b, budget.narrow)?;
+    let narrowed = narrow(
         &mut ledger,
+        &lambdas,
         (points(&bracket), short),
-        (a, b),
         budget,
         on_progress,
     )?;
-    let full = refine(&mut ledger, full, &earlier, budget, ln_step, on_progress)?;
+    let settled = narrowed.settled;
+    let schedule = narrowed.schedule.clone();
+    let (full, earlier) = continue_survivors(&mut ledger, narrowed, on_progress)?;
+    let full = refine(&mut ledger, full, &earlier, &schedule, ln_step, on_progress)?;
     let chosen = full
         .into_iter()
         .min_by(|s, t| {
@@ -839,29 +984,105 @@ pub fn fit_to_budget(
         batches: ledger.batches,
         seconds: ledger.seconds,
         cost_fits: ledger.cost_fits,
+        settled,
     })
 }
 
-/// The narrowing batch over `a..=b` and its continued survivors
-/// ([`Budget::plan`]); returns the models at the full length and the counts
-/// of all the models at the last drop (none without a drop). `bracket`:
-/// the bracket's points and step, the first look at the drift.
-fn narrow_and_continue(
+/// The narrowing models at the first drop, with the schedule that goes on
+/// from there.
+struct Narrowed {
+    models: Vec<SweepModel>,
+    /// The step they are at.
+    t: u64,
+    /// The previous look at the drift: points and their step.
+    before: (Points, u64),
+    /// The budget's schedule, or its slow one ([`Budget::slowed`]).
+    schedule: Budget,
+    settled: Option<bool>,
+}
+
+/// The narrowing batch at `lambdas`, trained to the first drop. With
+/// [`Budget::slow`] (and the bracket's step before the first drop), it is
+/// trained to the bracket's step first; when its counts have not
+/// [`settled`] by the first drop, it goes on to the slow schedule's first
+/// drop, and that schedule is the one returned. `bracket`: the bracket's
+/// points and step, the first look at the drift.
+fn narrow(
     ledger: &mut Ledger,
+    lambdas: &[f64],
     bracket: (Points, u64),
-    (a, b): (f64, f64),
     budget: &Budget,
     on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
+) -> Result<Narrowed> {
+    let first = budget.plan(ledger.epochs)[0].until;
+    let look = bracket.1;
+    let Some(slow) = budget.slow.filter(|_| look < first) else {
+        let models = ledger.start(Stage::Narrow, lambdas, first, on_progress)?;
+        return Ok(Narrowed {
+            models,
+            t: first,
+            before: bracket,
+            schedule: Budget {
+                slow: None,
+                ..budget.clone()
+            },
+            settled: None,
+        });
+    };
+    let models = ledger.start(Stage::Narrow, lambdas, look, on_progress)?;
+    let early = points(&models);
+    let models = ledger.train(Stage::Narrow, models, first - look, on_progress)?;
+    let now = points(&models);
+    if settled(&early, &now, budget, slow.factor) {
+        return Ok(Narrowed {
+            models,
+            t: first,
+            before: bracket,
+            schedule: Budget {
+                slow: None,
+                ..budget.clone()
+            },
+            settled: Some(true),
+        });
+    }
+    let schedule = budget.slowed();
+    let until = schedule.plan(ledger.epochs)[0].until;
+    let models = if until > first {
+        ledger.train(Stage::Narrow, models, until - first, on_progress)?
+    } else {
+        models
+    };
+    Ok(Narrowed {
+        models,
+        t: until,
+        before: (now, first),
+        schedule,
+        settled: Some(false),
+    })
+}
+
+/// The survivors of the narrowed models continued through the drops of
+/// their schedule ([`Budget::plan`]); returns the models at the full length
+/// and the counts of all the models at the last drop (none without a drop).
+fn continue_survivors(
+    ledger: &mut Ledger,
+    narrowed: Narrowed,
+    on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
 ) -> Result<(Vec<SweepModel>, Points)> {
-    let legs = budget.plan(ledger.epochs);
-    let lambdas = sweep::lambda_grid(a, b, budget.narrow)?;
-    let mut models = ledger.start(Stage::Narrow, &lambdas, legs[0].until, on_progress)?;
-    let (mut before, mut t0) = bracket;
-    let mut t = legs[0].until;
+    let Narrowed {
+        mut models,
+        mut t,
+        before: (mut before, mut t0),
+        schedule,
+        ..
+    } = narrowed;
     let mut now = Vec::new();
-    for leg in &legs[1..] {
+    for leg in schedule.plan(ledger.epochs).iter().skip(1) {
+        if leg.until <= t {
+            continue;
+        }
         now = points(&models);
-        let keep = survivors(&now, t, (&before, t0), ledger.epochs, leg.models, budget);
+        let keep = survivors(&now, t, (&before, t0), ledger.epochs, leg.models, &schedule);
         models = models
             .into_iter()
             .enumerate()
@@ -954,6 +1175,50 @@ mod tests {
             [leg(Stage::Narrow, 8, 1), leg(Stage::Continue, 1, 2)]
         );
         assert_eq!(Budget::new(10).plan(1), [leg(Stage::Narrow, 8, 1)]);
+    }
+
+    #[test]
+    fn counts_are_settled_when_the_early_crossing_keeps_k_within_a_factor() {
+        let b = budget(100);
+        // Early counts cross 100 halfway (in ln λ) between 1e-4 and 1e-2.
+        let early = [(1e-4, 1000), (1e-2, 10)];
+        // Later counts at 1e-3 (interpolated): 1e-4 -> 400, 1e-2 -> 10:
+        // sqrt(4000) = 63.2, a factor 1.58: settled.
+        assert!(settled(&early, &[(1e-4, 400), (1e-2, 10)], &b, 2.0));
+        // 1e-4 -> 100, 1e-2 -> 10: sqrt(1000) = 31.6, a factor 3.2: not.
+        assert!(!settled(&early, &[(1e-4, 100), (1e-2, 10)], &b, 2.0));
+        // The factor is the threshold either way.
+        assert!(settled(&early, &[(1e-4, 100), (1e-2, 10)], &b, 3.2));
+        // Counts that grew past 2K: not settled either.
+        assert!(!settled(&early, &[(1e-4, 4000), (1e-2, 100)], &b, 2.0));
+        // No early crossing (every count above K): not settled.
+        assert!(!settled(
+            &[(1e-4, 600), (1e-2, 600)],
+            &[(1e-4, 100), (1e-2, 99)],
+            &b,
+            2.0
+        ));
+        // Beyond the points the count is held at the end.
+        assert_eq!(
+            log_count_at(&[(1e-4, 50), (1e-2, 10)], 1e-6f64.ln()),
+            50f64.ln()
+        );
+    }
+
+    #[test]
+    fn the_slow_schedule_drops_later_and_may_cost_half_a_fit_more() {
+        let b = budget(100);
+        let slow = b.slowed();
+        assert_eq!(slow.slow, None);
+        assert_eq!((slow.narrow_share, slow.second_share), (0.2, 0.6));
+        assert_eq!(slow.max_cost, 3.5);
+        let until: Vec<u64> = slow.plan(1000).iter().map(|l| l.until).collect();
+        assert_eq!(until, [200, 600, 1000]);
+        let fast = Budget {
+            slow: None,
+            ..b.clone()
+        };
+        assert_eq!(fast.slowed(), fast);
     }
 
     #[test]

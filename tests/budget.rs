@@ -4,7 +4,7 @@
 mod common;
 
 use common::{random_matrix, Rng};
-use l0::budget::{batch_cost, fit_to_budget, Batch, Budget, BudgetFit, Stage};
+use l0::budget::{batch_cost, fit_to_budget, Batch, Budget, BudgetFit, SlowSchedule, Stage};
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
 use l0::{Device, SparseMatrix};
 
@@ -80,6 +80,7 @@ fn earlier_schedule(k: usize) -> Budget {
         narrow_share: 0.2,
         second_share: 0.6,
         max_cost: 3.5,
+        slow: None,
         ..Budget::new(k)
     }
 }
@@ -157,15 +158,20 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     }
 }
 
-/// The default schedule on the same problem: no gate closes by the first
-/// drop (20 epochs), and the counts keep falling fast after the second (at
-/// 80 epochs 244 records at 2.68e-2, 82 at 200), so the finalist and the
-/// one refining model the 3-fit cost allows both miss 150: the nearest is
-/// returned, with the shortfall named.
+/// The default (fast) schedule without the adaptive switch on the same
+/// problem: no gate closes by the first drop (20 epochs), and the counts
+/// keep falling fast after the second (at 80 epochs 244 records at
+/// 2.68e-2, 82 at 200), so the finalist and the one refining model the
+/// 3-fit cost allows both miss 150: the nearest is returned, with the
+/// shortfall named.
 #[test]
-fn the_default_schedule_stays_within_three_fits_and_names_a_miss() {
-    let budget = Budget::new(150);
+fn the_fast_schedule_stays_within_three_fits_and_names_a_miss() {
+    let budget = Budget {
+        slow: None,
+        ..Budget::new(150)
+    };
     let fit = run(&budget);
+    assert_eq!(fit.settled, None);
     assert_eq!(
         fit.batches,
         [
@@ -199,6 +205,46 @@ fn the_default_schedule_stays_within_three_fits_and_names_a_miss() {
     );
 }
 
+/// The adaptive default on the same problem: every narrowing count is
+/// still 600 at the bracket's step (10 epochs), so no early crossing, not
+/// settled: the narrowing batch goes on to 40 epochs (20%), the drops are
+/// at 40 and 120, and the search, allowed 3.5 fits, meets 150 as the
+/// earlier defaults do.
+#[test]
+fn the_default_slows_down_when_no_gate_has_closed_early_and_meets_the_budget() {
+    let budget = Budget::new(150);
+    let fit = run(&budget);
+    assert_eq!(fit.settled, Some(false));
+    assert_eq!(
+        fit.batches,
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Narrow, 8, 20),
+            batch(Stage::Continue, 4, 80),
+            batch(Stage::Continue, 1, 80),
+            batch(Stage::Refine, 1, 200),
+        ]
+    );
+    let early = counts(&fit, Stage::Narrow, 10);
+    assert_eq!(early.len(), 8);
+    assert!(early.iter().all(|p| p.1 == 600), "{early:?}");
+    // The same cost as the earlier defaults: splitting the narrowing
+    // batch costs nothing in the model.
+    let cost = 0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + 1.0;
+    assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
+    assert!((cost - 3.3935).abs() < 1e-12);
+    assert_eq!(budget.slowed().max_cost, 3.5);
+    assert!(fit.met, "{:?}", fit.trials);
+    assert_eq!(fit.active, 145);
+    let earlier = run(&earlier_schedule(150));
+    assert_eq!(earlier.active, 145);
+    assert_eq!(earlier.chosen.lambda_l0, fit.chosen.lambda_l0);
+    let one = single(&params(), fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
+}
+
 #[test]
 fn continued_models_are_the_single_fits_and_batches_have_the_sizes_asked_for() {
     let budget = Budget {
@@ -215,7 +261,8 @@ fn continued_models_are_the_single_fits_and_batches_have_the_sizes_asked_for() {
         fit.batches,
         [
             batch(Stage::Bracket, 9, 10),
-            batch(Stage::Narrow, 5, 40),
+            batch(Stage::Narrow, 5, 10),
+            batch(Stage::Narrow, 5, 30),
             batch(Stage::Continue, 3, 80),
             batch(Stage::Continue, 2, 80),
         ]
@@ -246,6 +293,7 @@ fn refining_batches_have_the_size_asked_for_and_stay_within_the_cost() {
         refine: 2,
         max_cost: 6.0,
         tolerance: 0.01,
+        slow: None,
         ..Budget::new(150)
     };
     let fit = run(&budget);
@@ -279,6 +327,20 @@ fn a_budget_is_met_when_counts_grow_during_training() {
     };
     let budget = Budget::new(150);
     let fit = fit_to_budget(&m, &y, &closed, &opts(), &budget, &mut |_, _, _| Ok(())).unwrap();
+    // Settled: where the narrowing counts cross 150 at 10 epochs, those
+    // at 20 are within a factor 2 of it, so the fast schedule goes on
+    // (drops at 20 and 80 epochs).
+    assert_eq!(fit.settled, Some(true), "{:?}", fit.trials);
+    assert_eq!(
+        fit.batches[..5],
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Continue, 4, 60),
+            batch(Stage::Continue, 1, 120),
+        ]
+    );
     let count = |stage: Stage, l: f64, epochs: u64| {
         counts(&fit, stage, epochs)
             .into_iter()
@@ -412,6 +474,26 @@ fn impossible_budgets_are_refused_with_their_reason() {
             ..Budget::new(100)
         }),
         "invalid configuration: a record budget's max cost must be a positive number of fits, got NaN"
+    );
+    assert_eq!(
+        err(Budget {
+            slow: Some(SlowSchedule {
+                factor: 1.0,
+                ..SlowSchedule::DEFAULT
+            }),
+            ..Budget::new(100)
+        }),
+        "invalid configuration: a record budget's settling factor must be a number above 1, got 1"
+    );
+    assert_eq!(
+        err(Budget {
+            slow: Some(SlowSchedule {
+                narrow_share: 0.05,
+                ..SlowSchedule::DEFAULT
+            }),
+            ..Budget::new(100)
+        }),
+        "invalid configuration: the slow schedule's narrow share must be at least the narrow share 0.1, got 0.05"
     );
     let gateless = CalibrationParams {
         use_gates: false,

@@ -1892,32 +1892,42 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let lambda = b["lambda_l0"].as_f64().unwrap();
     assert_eq!(s["lambda_l0"], lambda);
     assert_eq!(s["settings"]["lambda_l0"], lambda);
-    // A bracket of 9 models x 10 epochs, 8 narrowing models to epoch 20,
-    // 4 of them continued to 80 and 1 to 200, then at most one refining
-    // model (the estimated cost stays within 3 fits).
+    // A bracket of 9 models x 10 epochs, 8 narrowing models to epoch 10
+    // (the adaptive look) and 20; no gate has closed enough by then (the
+    // counts were still moving), so the slow schedule: the 8 go on to 40,
+    // 4 of them are continued to 120 and 1 to 200, then at most one
+    // refining model (the estimated cost stays within 3.5 fits).
     let batches = b["batches"].as_array().unwrap();
     let stage = |name: &str, models: u64, epochs: u64| serde_json::json!({"stage": name, "models": models, "epochs": epochs});
     assert_eq!(
-        batches[..4],
+        batches[..6],
         [
             stage("bracket", 9, 10),
+            stage("narrow", 8, 10),
+            stage("narrow", 8, 10),
             stage("narrow", 8, 20),
-            stage("continue", 4, 60),
-            stage("continue", 1, 120)
+            stage("continue", 4, 80),
+            stage("continue", 1, 80)
         ]
     );
-    let refined = batches.len() as u64 - 4;
+    assert!(
+        err.contains(
+            "record budget: the counts were still moving at the first drop: slow schedule"
+        ),
+        "{err}"
+    );
+    let refined = batches.len() as u64 - 6;
     assert!(refined <= 1, "{batches:?}");
     if refined == 1 {
-        assert_eq!(batches[4], stage("refine", 1, 200));
+        assert_eq!(batches[6], stage("refine", 1, 200));
     }
     assert_eq!(b["models_trained"], 17 + refined);
     let epochs = b["epochs_total"].as_u64().unwrap();
-    assert_eq!(epochs, 9 * 10 + 8 * 20 + 4 * 60 + 120 + 200 * refined);
+    assert_eq!(epochs, 9 * 10 + 8 * 40 + 4 * 80 + 80 + 200 * refined);
     assert_eq!(b["fits"], epochs as f64 / 200.0);
     assert_eq!(b["passes"], (210 + 200 * refined) as f64 / 200.0);
     let cost =
-        0.05 * batch_cost(9) + 0.1 * batch_cost(8) + 0.3 * batch_cost(4) + 0.6 + refined as f64;
+        0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + refined as f64;
     let got = b["cost_fits"].as_f64().unwrap();
     assert!((got - cost).abs() < 1e-12, "{got} vs {cost}");
     assert!(err.contains("  narrow lambda_l0="), "{err}");
