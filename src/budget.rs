@@ -20,6 +20,17 @@
 //!    when every count is below).
 //! 2. **Narrow**: `narrow` λ log-spaced over that interval, trained from
 //!    step 0 together to `narrow_share` of the epochs.
+//!    **Adaptive** ([`Budget::slow`], on by default): the batch stops at
+//!    the bracket's step on the way (no model changes by it), and the
+//!    counts are taken as settled when, at the λ where these early counts
+//!    cross K, the counts at `narrow_share` are within a factor 2
+//!    ([`SlowSchedule::factor`]) of K. When they are not, or the early
+//!    counts do not cross K at all, gates are still closing (or opening)
+//!    fast: the batch goes on to the slow schedule's `narrow_share` (20%),
+//!    the second drop is at its `second_share` (60%) and the refining
+//!    batches may spend `extra_cost` (0.5) fits more ([`Budget::slowed`]);
+//!    the first drop's previous look is then the counts at the budget's
+//!    `narrow_share`, not the bracket's.
 //! 3. **Continue**: the `keep` models nearest (in `ln λ`) to where K is
 //!    expected at the full length are continued together to `second_share`
 //!    of the epochs, then the `finalists` nearest of those to the full
@@ -61,35 +72,59 @@
 //! (over epochs 500-1000 against the same epochs of the fit: 2.3, 2.7,
 //! 3.0, 3.6, 4.3). `examples/sweep_bench` gives less against a denser fit
 //! (λ = 1e-6): 1.5, 1.9, 2.1, 2.45, 2.95 over 60 epochs and 1.75, 2.1,
-//! 2.2, 2.5, 2.8 over 1000. Two models together cost about two fits, so
-//! the search ends with one finalist.
+//! 2.2, 2.5, 2.8 over 1000. Two models together cost about two fits (a
+//! pair at 5.5e-6 and 6e-6 on the demo: 2.1 fits over 1000 epochs), so
+//! the search ends with one finalist: a second finalist costs as much as
+//! a refining model, and the narrowing λ are about one step in `ln λ`
+//! apart, too far for any of them to be likely within 5% of K.
+//! More than [`MAX_BATCH`] models train as several passes, each costed.
 //! [`BudgetFit::cost_fits`] sums `batch_cost(models) x epochs / E` over the
 //! batches. With the defaults:
 //!
 //! | batch | models | share of the epochs | fits |
 //! |---|---|---|---|
-//! | bracket | 9 | 0.05 | 0.19 |
-//! | narrow | 8 | 0.2 | 0.73 |
-//! | continue | 4 | 0.4 | 1.04 |
-//! | continue | 1 | 0.4 | 0.40 |
+//! | bracket | 9 (8 + 1) | 0.05 | 0.23 |
+//! | narrow | 8 | 0.1 | 0.36 |
+//! | continue | 4 | 0.3 | 0.78 |
+//! | continue | 1 | 0.6 | 0.60 |
 //! | refine (when needed) | 1 | 1 | 1.00 |
 //!
-//! that is 2.4 fits when the finalist meets the budget and 3.4 when one
-//! refining model is needed, within `max_cost` = 3.5, which leaves room for
-//! exactly one refining batch. Replayed on recorded count trajectories
-//! (the demo and the tests' 60 x 600 sparse truth, each with gates
-//! starting at keep probability 0.5 and 0.1, and a second geo-stacked
-//! problem; 24 targets each), these defaults met a 5% tolerance for 83%
-//! of the targets at 3.2 fits on average; the misses are mostly 5-10% off
-//! (the nearest model is returned with `met = false`). Three finalists
-//! met 86% at 3.7 fits; continuing the 2 or 3 models nearest K at 25% of
-//! the epochs, without a refining model, met 12-17% at 2.7-2.9 fits.
+//! that is 1.97 fits when the finalist meets the budget and 2.97 when one
+//! refining model is needed, within `max_cost` = 3, which leaves room for
+//! exactly one refining batch. The slow schedule (and the earlier defaults:
+//! drops at 20% and 60%, `max_cost` 3.5) costs 2.40 and 3.40.
+//!
+//! The adaptive rule, replayed as below (76 targets), took the slow
+//! schedule for 23 and met 80% of the targets at 2.95 fits on average (at
+//! most 3.39), against 79% at 3.25 for the earlier defaults and 72% at 2.83
+//! for the fast schedule alone; on the demo it keeps the fast schedule for
+//! 30000 and 10000 records (at 30000 the count at 10% is 1.97 times
+//! under K at the early crossing's λ: close to the factor 2), and the tests'
+//! 60 x 600 sparse truth, where no gate has closed by 5% of the epochs,
+//! takes the slow one and meets its 150 (145 records).
+//!
+//! The fast schedule alone (`slow: None`), replayed on recorded count
+//! trajectories (`examples/budget_record`: the demo, `geo:3000:60:20:30`,
+//! `readme` and `geo:300:20:10:10` with gates starting at keep
+//! probability 0.1; 19 targets each from 2% to 45% of the columns)
+//! met a 5% tolerance for 72% of the targets at 2.8 fits on
+//! average (at most 2.97), the earlier ones 79% at 3.25: the drops come
+//! earlier, so the finalist, chosen on counts that drift more afterwards,
+//! is further off, and the refining step from it misses more often
+//! (mostly on `readme`, whose counts fall steeply in λ, and on problems
+//! where few gates have closed by the first drop: the tests' 60 x 600
+//! sparse truth keeps 108 records for a target of 150). The nearest model
+//! is returned with `met = false`. Refining from scratch where the counts
+//! at the second drop predict K, without continuing a finalist, met 69% at
+//! 2.96 fits; two or three finalists without a refining model 11% on the
+//! demo.
 
 use std::time::Instant;
 
 use crate::calibration::{CalibrationParams, FitParams, Progress};
 use crate::error::{L0Error, Result};
 use crate::matrix::SparseMatrix;
+use crate::model::MAX_BATCH;
 use crate::sweep::{self, SweepModel};
 
 /// How far (as a factor either way) a bracket model's short count may be
@@ -105,12 +140,16 @@ pub const BATCH_COST_PER_MODEL: f64 = 0.26;
 
 /// The estimated cost of training `models` models together, in fits of the
 /// same epochs: 0, 1, then `BATCH_COST_FIXED + BATCH_COST_PER_MODEL x
-/// models` (measured on the CPU; see the module docs).
+/// models` (measured on the CPU; see the module docs). More than
+/// [`MAX_BATCH`] models train as several passes of at most that many (the
+/// default bracket of 9 as 8 + 1), each costed so.
 pub fn batch_cost(models: usize) -> f64 {
-    match models {
-        0 | 1 => models as f64,
+    let one = |k: usize| match k {
+        0 | 1 => k as f64,
         k => BATCH_COST_FIXED + BATCH_COST_PER_MODEL * k as f64,
-    }
+    };
+    let full = models / MAX_BATCH;
+    full as f64 * one(MAX_BATCH) + one(models % MAX_BATCH)
 }
 
 /// A record budget and how to search for it.
@@ -123,12 +162,13 @@ pub fn batch_cost(models: usize) -> f64 {
 /// | `bracket` | 9 | >= 2: models of the bracketing batch |
 /// | `bracket_share` | 0.05 | (0, 1]: share of the epochs of a bracket model |
 /// | `narrow` | 8 | >= 1: models of the narrowing batch |
-/// | `narrow_share` | 0.2 | (0, 1]: share of the epochs the narrowing batch trains |
+/// | `narrow_share` | 0.1 | (0, 1]: share of the epochs the narrowing batch trains |
 /// | `keep` | 4 | 1 ..= `narrow`: models continued after it |
-/// | `second_share` | 0.6 | [`narrow_share`, 1]: where the second drop is |
+/// | `second_share` | 0.4 | [`narrow_share`, 1]: where the second drop is |
 /// | `finalists` | 1 | 1 ..= `keep`: models continued to the full length |
 /// | `refine` | 1 | >= 0: new full-length models per refining batch |
-/// | `max_cost` | 3.5 | > 0: a refining batch starts only while the estimated cost stays within this many fits |
+/// | `max_cost` | 3.0 | > 0: a refining batch starts only while the estimated cost stays within this many fits |
+/// | `slow` | `Some(SlowSchedule::DEFAULT)` | the adaptive switch to later drops ([`SlowSchedule`]); None: never |
 ///
 /// [`narrow_share`]: Budget::narrow_share
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +199,48 @@ pub struct Budget {
     /// The estimated cost, in fits ([`batch_cost`]), that a refining batch
     /// may bring the search up to.
     pub max_cost: f64,
+    /// The adaptive switch to a slower schedule when the counts are still
+    /// moving at the first drop (None: always this budget's schedule).
+    pub slow: Option<SlowSchedule>,
+}
+
+/// The schedule an adaptive search ([`Budget::slow`]) switches to when its
+/// counts have not settled by the first drop (the rule below): the narrowing
+/// models are continued to `narrow_share`, the drops and the cost cap are
+/// these instead of the budget's.
+///
+/// The rule: the narrowing batch is trained to the bracket's step first
+/// (`bracket_share` of the epochs; splitting a batch changes no model);
+/// where its counts there cross K (`ln λ` vs `ln active`), the counts at
+/// the budget's first drop (`narrow_share`), interpolated at that λ, must
+/// be within a factor `factor` of K. When they are not (or the early
+/// counts do not cross K at all), gates are still closing or opening fast
+/// and the drops are taken later.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlowSchedule {
+    /// The largest ratio (either way) of the count at the first drop to K
+    /// at the early crossing's λ that counts as settled (> 1).
+    pub factor: f64,
+    /// Share of the epochs the narrowing batch trains before the first
+    /// drop (at least the budget's `narrow_share`).
+    pub narrow_share: f64,
+    /// Share of the epochs at the second drop.
+    pub second_share: f64,
+    /// Fits added to the budget's `max_cost` for the refining batches (the
+    /// later drops cost more: 0.42 fits on the defaults).
+    pub extra_cost: f64,
+}
+
+impl SlowSchedule {
+    /// The default: a factor 2, drops at 20% and 60% of the epochs and
+    /// half a fit more (with the default `max_cost`, 3.5 fits: the
+    /// schedule of the earlier defaults).
+    pub const DEFAULT: SlowSchedule = SlowSchedule {
+        factor: 2.0,
+        narrow_share: 0.2,
+        second_share: 0.6,
+        extra_cost: 0.5,
+    };
 }
 
 /// One leg of the schedule: the models trained together up to a step.
@@ -182,12 +264,29 @@ impl Budget {
             bracket: 9,
             bracket_share: 0.05,
             narrow: 8,
-            narrow_share: 0.2,
+            narrow_share: 0.1,
             keep: 4,
-            second_share: 0.6,
+            second_share: 0.4,
             finalists: 1,
             refine: 1,
-            max_cost: 3.5,
+            max_cost: 3.0,
+            slow: Some(SlowSchedule::DEFAULT),
+        }
+    }
+
+    /// The budget as it runs when its counts have not settled: the slow
+    /// schedule's shares, `max_cost + extra_cost`, no further switch
+    /// (itself without [`Budget::slow`]).
+    pub fn slowed(&self) -> Budget {
+        match self.slow {
+            None => self.clone(),
+            Some(s) => Budget {
+                narrow_share: s.narrow_share,
+                second_share: s.second_share,
+                max_cost: self.max_cost + s.extra_cost,
+                slow: None,
+                ..self.clone()
+            },
         }
     }
 
@@ -228,6 +327,27 @@ impl Budget {
             return Err(L0Error::config(format!(
                 "a record budget's max cost must be a positive number of fits, got {c}"
             )));
+        }
+        if let Some(s) = self.slow {
+            if !(s.factor.is_finite() && s.factor > 1.0) {
+                return Err(L0Error::config(format!(
+                    "a record budget's settling factor must be a number above 1, got {}",
+                    s.factor
+                )));
+            }
+            if !(s.extra_cost.is_finite() && s.extra_cost >= 0.0) {
+                return Err(L0Error::config(format!(
+                    "the slow schedule's extra cost must be a number of fits >= 0, got {}",
+                    s.extra_cost
+                )));
+            }
+            if s.narrow_share < self.narrow_share {
+                return Err(L0Error::config(format!(
+                    "the slow schedule's narrow share must be at least the narrow share {}, got {}",
+                    self.narrow_share, s.narrow_share
+                )));
+            }
+            self.slowed().check(cols)?;
         }
         Ok(())
     }
@@ -384,6 +504,12 @@ pub struct BudgetFit {
     /// The estimated cost in fits: `batch_cost(models) x epochs / E` summed
     /// over the batches ([`batch_cost`]).
     pub cost_fits: f64,
+    /// The adaptive decision ([`SlowSchedule`]): `Some(true)` when the
+    /// counts had settled by the first drop (the budget's own schedule),
+    /// `Some(false)` when the slow schedule was taken, None when no
+    /// decision was made (no [`Budget::slow`], or the bracket's step is not
+    /// before the first drop).
+    pub settled: Option<bool>,
 }
 
 impl BudgetFit {
@@ -460,6 +586,38 @@ fn crossing(points: &[(f64, usize)], budget: &Budget) -> Option<f64> {
         .windows(2)
         .find(|w| (w[0].1 > k) != (w[1].1 > k))
         .map(|w| line_root(w[0], w[1], budget.log_target()))
+}
+
+/// `ln active` of `points` (λ ascending) at `ln λ = x`, interpolated in
+/// `ln λ`, held at the ends.
+fn log_count_at(points: &[(f64, usize)], x: f64) -> f64 {
+    let (first, last) = match (points.first(), points.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return f64::NAN,
+    };
+    if x <= first.0.ln() {
+        return log_count(first.1);
+    }
+    if x >= last.0.ln() {
+        return log_count(last.1);
+    }
+    let i = points
+        .iter()
+        .position(|p| p.0.ln() >= x)
+        .unwrap_or(points.len() - 1);
+    let (a, b) = (points[i - 1], points[i]);
+    let (xa, xb) = (a.0.ln(), b.0.ln());
+    let f = (x - xa) / (xb - xa);
+    log_count(a.1) + f * (log_count(b.1) - log_count(a.1))
+}
+
+/// The adaptive rule ([`SlowSchedule`]): whether the counts `now` (at the
+/// first drop) at the λ where `early` (the same models earlier) crossed K
+/// are within a factor `factor` of K. Not settled when `early` does not
+/// cross K.
+fn settled(early: &[(f64, usize)], now: &[(f64, usize)], budget: &Budget, factor: f64) -> bool {
+    crossing(early, budget)
+        .is_some_and(|x| (log_count_at(now, x) - budget.log_target()).abs() <= factor.ln())
 }
 
 /// Where the straight line through `(ln λ, ln active)` of `a` and `b` reaches
@@ -790,14 +948,18 @@ pub fn fit_to_budget(
         1 => (hi / lo).ln() / (budget.bracket - 1) as f64,
         n => (b / a).ln() / (n - 1) as f64,
     };
-    let (full, earlier) = narrow_and_continue(
+    let lambdas = sweep::lambda_grid(a, b, budget.narrow)?;
+    let narrowed = narrow(
         &mut ledger,
+        &lambdas,
         (points(&bracket), short),
-        (a, b),
         budget,
         on_progress,
     )?;
-    let full = refine(&mut ledger, full, &earlier, budget, ln_step, on_progress)?;
+    let settled = narrowed.settled;
+    let schedule = narrowed.schedule.clone();
+    let (full, earlier) = continue_survivors(&mut ledger, narrowed, on_progress)?;
+    let full = refine(&mut ledger, full, &earlier, &schedule, ln_step, on_progress)?;
     let chosen = full
         .into_iter()
         .min_by(|s, t| {
@@ -822,29 +984,105 @@ pub fn fit_to_budget(
         batches: ledger.batches,
         seconds: ledger.seconds,
         cost_fits: ledger.cost_fits,
+        settled,
     })
 }
 
-/// The narrowing batch over `a..=b` and its continued survivors
-/// ([`Budget::plan`]); returns the models at the full length and the counts
-/// of all the models at the last drop (none without a drop). `bracket`:
-/// the bracket's points and step, the first look at the drift.
-fn narrow_and_continue(
+/// The narrowing models at the first drop, with the schedule that goes on
+/// from there.
+struct Narrowed {
+    models: Vec<SweepModel>,
+    /// The step they are at.
+    t: u64,
+    /// The previous look at the drift: points and their step.
+    before: (Points, u64),
+    /// The budget's schedule, or its slow one ([`Budget::slowed`]).
+    schedule: Budget,
+    settled: Option<bool>,
+}
+
+/// The narrowing batch at `lambdas`, trained to the first drop. With
+/// [`Budget::slow`] (and the bracket's step before the first drop), it is
+/// trained to the bracket's step first; when its counts have not
+/// [`settled`] by the first drop, it goes on to the slow schedule's first
+/// drop, and that schedule is the one returned. `bracket`: the bracket's
+/// points and step, the first look at the drift.
+fn narrow(
     ledger: &mut Ledger,
+    lambdas: &[f64],
     bracket: (Points, u64),
-    (a, b): (f64, f64),
     budget: &Budget,
     on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
+) -> Result<Narrowed> {
+    let first = budget.plan(ledger.epochs)[0].until;
+    let look = bracket.1;
+    let Some(slow) = budget.slow.filter(|_| look < first) else {
+        let models = ledger.start(Stage::Narrow, lambdas, first, on_progress)?;
+        return Ok(Narrowed {
+            models,
+            t: first,
+            before: bracket,
+            schedule: Budget {
+                slow: None,
+                ..budget.clone()
+            },
+            settled: None,
+        });
+    };
+    let models = ledger.start(Stage::Narrow, lambdas, look, on_progress)?;
+    let early = points(&models);
+    let models = ledger.train(Stage::Narrow, models, first - look, on_progress)?;
+    let now = points(&models);
+    if settled(&early, &now, budget, slow.factor) {
+        return Ok(Narrowed {
+            models,
+            t: first,
+            before: bracket,
+            schedule: Budget {
+                slow: None,
+                ..budget.clone()
+            },
+            settled: Some(true),
+        });
+    }
+    let schedule = budget.slowed();
+    let until = schedule.plan(ledger.epochs)[0].until;
+    let models = if until > first {
+        ledger.train(Stage::Narrow, models, until - first, on_progress)?
+    } else {
+        models
+    };
+    Ok(Narrowed {
+        models,
+        t: until,
+        before: (now, first),
+        schedule,
+        settled: Some(false),
+    })
+}
+
+/// The survivors of the narrowed models continued through the drops of
+/// their schedule ([`Budget::plan`]); returns the models at the full length
+/// and the counts of all the models at the last drop (none without a drop).
+fn continue_survivors(
+    ledger: &mut Ledger,
+    narrowed: Narrowed,
+    on_progress: &mut dyn FnMut(Stage, f64, &Progress) -> Result<()>,
 ) -> Result<(Vec<SweepModel>, Points)> {
-    let legs = budget.plan(ledger.epochs);
-    let lambdas = sweep::lambda_grid(a, b, budget.narrow)?;
-    let mut models = ledger.start(Stage::Narrow, &lambdas, legs[0].until, on_progress)?;
-    let (mut before, mut t0) = bracket;
-    let mut t = legs[0].until;
+    let Narrowed {
+        mut models,
+        mut t,
+        before: (mut before, mut t0),
+        schedule,
+        ..
+    } = narrowed;
     let mut now = Vec::new();
-    for leg in &legs[1..] {
+    for leg in schedule.plan(ledger.epochs).iter().skip(1) {
+        if leg.until <= t {
+            continue;
+        }
         now = points(&models);
-        let keep = survivors(&now, t, (&before, t0), ledger.epochs, leg.models, budget);
+        let keep = survivors(&now, t, (&before, t0), ledger.epochs, leg.models, &schedule);
         models = models
             .into_iter()
             .enumerate()
@@ -916,7 +1154,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_plan_drops_at_a_fifth_and_three_fifths() {
+    fn the_default_plan_drops_at_a_tenth_and_two_fifths() {
         let leg = |stage, models, until| Leg {
             stage,
             models,
@@ -925,17 +1163,62 @@ mod tests {
         assert_eq!(
             Budget::new(10).plan(1000),
             [
-                leg(Stage::Narrow, 8, 200),
-                leg(Stage::Continue, 4, 600),
+                leg(Stage::Narrow, 8, 100),
+                leg(Stage::Continue, 4, 400),
                 leg(Stage::Continue, 1, 1000)
             ]
         );
-        // Two epochs: the second drop falls on the end; one: no drop.
+        // Two epochs: the second drop falls on the first (both round up to
+        // 1), so the finalist goes on from there; one: no drop.
         assert_eq!(
             Budget::new(10).plan(2),
-            [leg(Stage::Narrow, 8, 1), leg(Stage::Continue, 4, 2)]
+            [leg(Stage::Narrow, 8, 1), leg(Stage::Continue, 1, 2)]
         );
         assert_eq!(Budget::new(10).plan(1), [leg(Stage::Narrow, 8, 1)]);
+    }
+
+    #[test]
+    fn counts_are_settled_when_the_early_crossing_keeps_k_within_a_factor() {
+        let b = budget(100);
+        // Early counts cross 100 halfway (in ln λ) between 1e-4 and 1e-2.
+        let early = [(1e-4, 1000), (1e-2, 10)];
+        // Later counts at 1e-3 (interpolated): 1e-4 -> 400, 1e-2 -> 10:
+        // sqrt(4000) = 63.2, a factor 1.58: settled.
+        assert!(settled(&early, &[(1e-4, 400), (1e-2, 10)], &b, 2.0));
+        // 1e-4 -> 100, 1e-2 -> 10: sqrt(1000) = 31.6, a factor 3.2: not.
+        assert!(!settled(&early, &[(1e-4, 100), (1e-2, 10)], &b, 2.0));
+        // The factor is the threshold either way.
+        assert!(settled(&early, &[(1e-4, 100), (1e-2, 10)], &b, 3.2));
+        // Counts that grew past 2K: not settled either.
+        assert!(!settled(&early, &[(1e-4, 4000), (1e-2, 100)], &b, 2.0));
+        // No early crossing (every count above K): not settled.
+        assert!(!settled(
+            &[(1e-4, 600), (1e-2, 600)],
+            &[(1e-4, 100), (1e-2, 99)],
+            &b,
+            2.0
+        ));
+        // Beyond the points the count is held at the end.
+        assert_eq!(
+            log_count_at(&[(1e-4, 50), (1e-2, 10)], 1e-6f64.ln()),
+            50f64.ln()
+        );
+    }
+
+    #[test]
+    fn the_slow_schedule_drops_later_and_may_cost_half_a_fit_more() {
+        let b = budget(100);
+        let slow = b.slowed();
+        assert_eq!(slow.slow, None);
+        assert_eq!((slow.narrow_share, slow.second_share), (0.2, 0.6));
+        assert_eq!(slow.max_cost, 3.5);
+        let until: Vec<u64> = slow.plan(1000).iter().map(|l| l.until).collect();
+        assert_eq!(until, [200, 600, 1000]);
+        let fast = Budget {
+            slow: None,
+            ..b.clone()
+        };
+        assert_eq!(fast.slowed(), fast);
     }
 
     #[test]
@@ -943,10 +1226,13 @@ mod tests {
         assert_eq!(batch_cost(1), 1.0);
         assert!((batch_cost(2) - 2.07).abs() < 1e-12);
         assert!((batch_cost(8) - 3.63).abs() < 1e-12);
+        // Past 8 models, passes of at most 8.
+        assert!((batch_cost(9) - 4.63).abs() < 1e-12);
+        assert!((batch_cost(18) - 2.0 * 3.63 - 2.07).abs() < 1e-12);
         // The default search without and with its refining model.
         let cost = |b: &[(usize, f64)]| -> f64 { b.iter().map(|&(k, s)| batch_cost(k) * s).sum() };
-        let base = cost(&[(9, 0.05), (8, 0.2), (4, 0.4), (1, 0.4)]);
-        assert!((base - 2.3565).abs() < 1e-9, "{base}");
+        let base = cost(&[(9, 0.05), (8, 0.1), (4, 0.3), (1, 0.6)]);
+        assert!((base - 1.9715).abs() < 1e-9, "{base}");
         assert!(base + batch_cost(1) <= Budget::new(1).max_cost);
     }
 

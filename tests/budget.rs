@@ -4,7 +4,7 @@
 mod common;
 
 use common::{random_matrix, Rng};
-use l0::budget::{batch_cost, fit_to_budget, Batch, Budget, BudgetFit, Stage};
+use l0::budget::{batch_cost, fit_to_budget, Batch, Budget, BudgetFit, SlowSchedule, Stage};
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
 use l0::{Device, SparseMatrix};
 
@@ -73,9 +73,21 @@ fn counts(fit: &BudgetFit, stage: Stage, epochs: u64) -> Vec<(f64, usize)> {
         .collect()
 }
 
+/// The schedule of the earlier defaults: drops at 20% and 60% of the
+/// epochs, refining while the estimated cost stays within 3.5 fits.
+fn earlier_schedule(k: usize) -> Budget {
+    Budget {
+        narrow_share: 0.2,
+        second_share: 0.6,
+        max_cost: 3.5,
+        slow: None,
+        ..Budget::new(k)
+    }
+}
+
 #[test]
 fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
-    let budget = Budget::new(150);
+    let budget = earlier_schedule(150);
     let (m, y) = sparse_truth();
     let mut seen = Vec::new();
     let fit = fit_to_budget(&m, &y, &params(), &opts(), &budget, &mut |stage, l, p| {
@@ -135,7 +147,8 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     assert_eq!(fit.passes(200), 2.05);
     let cost = 0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + 1.0;
     assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
-    assert!((cost - 3.3565).abs() < 1e-12 && cost <= budget.max_cost);
+    // The bracket of 9 trains as 8 + 1: 0.05 x (3.63 + 1).
+    assert!((cost - 3.3935).abs() < 1e-12 && cost <= budget.max_cost);
     assert_eq!(fit.shortfall(&budget), None);
     // One progress report per model and batch, at its last epoch counted
     // from the model's start.
@@ -143,6 +156,93 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     for t in &fit.trials {
         assert!(seen.contains(&(t.stage, t.lambda_l0, t.epochs)), "{t:?}");
     }
+}
+
+/// The default (fast) schedule without the adaptive switch on the same
+/// problem: no gate closes by the first drop (20 epochs), and the counts
+/// keep falling fast after the second (at 80 epochs 244 records at
+/// 2.68e-2, 82 at 200), so the finalist and the one refining model the
+/// 3-fit cost allows both miss 150: the nearest is returned, with the
+/// shortfall named.
+#[test]
+fn the_fast_schedule_stays_within_three_fits_and_names_a_miss() {
+    let budget = Budget {
+        slow: None,
+        ..Budget::new(150)
+    };
+    let fit = run(&budget);
+    assert_eq!(fit.settled, None);
+    assert_eq!(
+        fit.batches,
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 20),
+            batch(Stage::Continue, 4, 60),
+            batch(Stage::Continue, 1, 120),
+            batch(Stage::Refine, 1, 200),
+        ]
+    );
+    let cost = 0.05 * batch_cost(9) + 0.1 * batch_cost(8) + 0.3 * batch_cost(4) + 0.6 + 1.0;
+    assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
+    assert!(
+        cost <= 3.0 && cost + batch_cost(1) > budget.max_cost,
+        "{cost}"
+    );
+    let lambda = |stage: Stage, epochs: u64| counts(&fit, stage, epochs);
+    assert_eq!(lambda(Stage::Continue, 200).len(), 1);
+    assert_eq!(lambda(Stage::Continue, 200)[0].1, 82);
+    assert!(!fit.met);
+    assert_eq!(fit.active, 108);
+    assert_eq!(lambda(Stage::Refine, 200), [(fit.chosen.lambda_l0, 108)]);
+    let one = single(&params(), fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
+    let w = fit.shortfall(&budget).unwrap();
+    assert!(
+        w.contains(
+            "tried in 2 full fit(s) keeps 150 records within 5%; nearest achievable: 108 records"
+        ),
+        "{w}"
+    );
+}
+
+/// The adaptive default on the same problem: every narrowing count is
+/// still 600 at the bracket's step (10 epochs), so no early crossing, not
+/// settled: the narrowing batch goes on to 40 epochs (20%), the drops are
+/// at 40 and 120, and the search, allowed 3.5 fits, meets 150 as the
+/// earlier defaults do.
+#[test]
+fn the_default_slows_down_when_no_gate_has_closed_early_and_meets_the_budget() {
+    let budget = Budget::new(150);
+    let fit = run(&budget);
+    assert_eq!(fit.settled, Some(false));
+    assert_eq!(
+        fit.batches,
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Narrow, 8, 20),
+            batch(Stage::Continue, 4, 80),
+            batch(Stage::Continue, 1, 80),
+            batch(Stage::Refine, 1, 200),
+        ]
+    );
+    let early = counts(&fit, Stage::Narrow, 10);
+    assert_eq!(early.len(), 8);
+    assert!(early.iter().all(|p| p.1 == 600), "{early:?}");
+    // The same cost as the earlier defaults: splitting the narrowing
+    // batch costs nothing in the model.
+    let cost = 0.05 * batch_cost(9) + 0.2 * batch_cost(8) + 0.4 * batch_cost(4) + 0.4 + 1.0;
+    assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
+    assert!((cost - 3.3935).abs() < 1e-12);
+    assert_eq!(budget.slowed().max_cost, 3.5);
+    assert!(fit.met, "{:?}", fit.trials);
+    assert_eq!(fit.active, 145);
+    let earlier = run(&earlier_schedule(150));
+    assert_eq!(earlier.active, 145);
+    assert_eq!(earlier.chosen.lambda_l0, fit.chosen.lambda_l0);
+    let one = single(&params(), fit.chosen.lambda_l0, 200);
+    assert_eq!(one.state(), fit.chosen.model.state());
 }
 
 #[test]
@@ -161,7 +261,8 @@ fn continued_models_are_the_single_fits_and_batches_have_the_sizes_asked_for() {
         fit.batches,
         [
             batch(Stage::Bracket, 9, 10),
-            batch(Stage::Narrow, 5, 40),
+            batch(Stage::Narrow, 5, 10),
+            batch(Stage::Narrow, 5, 30),
             batch(Stage::Continue, 3, 80),
             batch(Stage::Continue, 2, 80),
         ]
@@ -192,6 +293,7 @@ fn refining_batches_have_the_size_asked_for_and_stay_within_the_cost() {
         refine: 2,
         max_cost: 6.0,
         tolerance: 0.01,
+        slow: None,
         ..Budget::new(150)
     };
     let fit = run(&budget);
@@ -225,6 +327,20 @@ fn a_budget_is_met_when_counts_grow_during_training() {
     };
     let budget = Budget::new(150);
     let fit = fit_to_budget(&m, &y, &closed, &opts(), &budget, &mut |_, _, _| Ok(())).unwrap();
+    // Settled: where the narrowing counts cross 150 at 10 epochs, those
+    // at 20 are within a factor 2 of it, so the fast schedule goes on
+    // (drops at 20 and 80 epochs).
+    assert_eq!(fit.settled, Some(true), "{:?}", fit.trials);
+    assert_eq!(
+        fit.batches[..5],
+        [
+            batch(Stage::Bracket, 9, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Narrow, 8, 10),
+            batch(Stage::Continue, 4, 60),
+            batch(Stage::Continue, 1, 120),
+        ]
+    );
     let count = |stage: Stage, l: f64, epochs: u64| {
         counts(&fit, stage, epochs)
             .into_iter()
@@ -233,26 +349,31 @@ fn a_budget_is_met_when_counts_grow_during_training() {
     };
     // The narrowing batch spans the whole range (every short count is
     // within a factor 2 of 150). 1e-9: 204 records after 10 epochs
-    // (bracket), 280 after 40 (narrow); 1e-1: 54, 51, then 36 at 120.
+    // (bracket), 330 after 20 (narrow); 1e-1: 54, 120, then 42 at 80.
     assert_eq!(count(Stage::Bracket, 1e-9, 10), Some(204));
-    assert_eq!(count(Stage::Narrow, 1e-9, 40), Some(280));
+    assert_eq!(count(Stage::Narrow, 1e-9, 20), Some(330));
     assert_eq!(count(Stage::Bracket, 1e-1, 10), Some(54));
-    assert_eq!(count(Stage::Narrow, 1e-1, 40), Some(51));
-    assert_eq!(count(Stage::Continue, 1e-1, 120), Some(36));
-    // Near K, 5.2e-4 gains records (246, 264) while 7.2e-3 loses them
-    // (203, 179, then 172 at the full length).
+    assert_eq!(count(Stage::Narrow, 1e-1, 20), Some(120));
+    assert_eq!(count(Stage::Continue, 1e-1, 80), Some(42));
+    // Near K, records open then close: 5.2e-4 keeps 294 then 253, 7.2e-3
+    // 278, 196, then 172 at the full length; a refining model between
+    // them keeps 151.
     let grid = l0::sweep::lambda_grid(1e-9, 1e-1, 8).unwrap();
     let path = |l: f64| {
         [
-            count(Stage::Narrow, l, 40),
-            count(Stage::Continue, l, 120),
+            count(Stage::Narrow, l, 20),
+            count(Stage::Continue, l, 80),
             count(Stage::Continue, l, 200),
         ]
     };
-    assert_eq!(path(grid[5]), [Some(246), Some(264), None]);
-    assert_eq!(path(grid[6]), [Some(203), Some(179), Some(172)]);
+    assert_eq!(path(grid[5]), [Some(294), Some(253), None]);
+    assert_eq!(path(grid[6]), [Some(278), Some(196), Some(172)]);
     assert!(fit.met, "{:?}", fit.trials);
-    assert_eq!(fit.active, 153);
+    assert_eq!(fit.active, 151);
+    assert_eq!(
+        counts(&fit, Stage::Refine, 200),
+        [(fit.chosen.lambda_l0, 151)]
+    );
     let one = single(&closed, fit.chosen.lambda_l0, 200);
     assert_eq!(one.state(), fit.chosen.model.state());
 }
@@ -271,21 +392,21 @@ fn an_unreachable_budget_returns_the_nearest_model_and_says_so() {
     assert!(!fit.met);
     assert_eq!(fit.active, 600);
     assert_eq!(fit.chosen.lambda_l0, 0.1);
-    // The narrowing batch trains 1 epoch and the second drop falls on the
-    // end: four models end at the full length. A refining model would
-    // bring the estimated cost past 3.5 fits.
+    // The narrowing batch trains 1 epoch and so would the second leg (40%
+    // of 2 epochs, rounded up): the nearest model alone goes on to the
+    // end. A refining model would bring the estimated cost past 3 fits.
     assert_eq!(
         fit.batches,
         [
             batch(Stage::Bracket, 9, 1),
             batch(Stage::Narrow, 8, 1),
-            batch(Stage::Continue, 4, 1),
+            batch(Stage::Continue, 1, 1),
         ]
     );
     assert!(fit.cost_fits + batch_cost(1) > budget.max_cost);
     assert_eq!(
         fit.shortfall(&budget).unwrap(),
-        "no lambda_l0 in 1e-9..1e-1 tried in 4 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
+        "no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
     );
 }
 
@@ -342,10 +463,10 @@ fn impossible_budgets_are_refused_with_their_reason() {
     );
     assert_eq!(
         err(Budget {
-            second_share: 0.1,
+            second_share: 0.05,
             ..Budget::new(100)
         }),
-        "invalid configuration: the second drop share must be in [narrow share, 1], got 0.1"
+        "invalid configuration: the second drop share must be in [narrow share, 1], got 0.05"
     );
     assert_eq!(
         err(Budget {
@@ -353,6 +474,26 @@ fn impossible_budgets_are_refused_with_their_reason() {
             ..Budget::new(100)
         }),
         "invalid configuration: a record budget's max cost must be a positive number of fits, got NaN"
+    );
+    assert_eq!(
+        err(Budget {
+            slow: Some(SlowSchedule {
+                factor: 1.0,
+                ..SlowSchedule::DEFAULT
+            }),
+            ..Budget::new(100)
+        }),
+        "invalid configuration: a record budget's settling factor must be a number above 1, got 1"
+    );
+    assert_eq!(
+        err(Budget {
+            slow: Some(SlowSchedule {
+                narrow_share: 0.05,
+                ..SlowSchedule::DEFAULT
+            }),
+            ..Budget::new(100)
+        }),
+        "invalid configuration: the slow schedule's narrow share must be at least the narrow share 0.1, got 0.05"
     );
     let gateless = CalibrationParams {
         use_gates: false,

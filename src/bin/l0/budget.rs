@@ -50,20 +50,34 @@ pub(super) fn search(
     opts: &FitParams,
     budget: &Budget,
 ) -> l0::Result<BudgetFit> {
-    let legs: Vec<String> = budget
-        .plan(opts.epochs)
-        .iter()
-        .map(|l| format!("{} {} to epoch {}", l.stage.name(), l.models, l.until))
-        .collect();
+    let legs = |b: &Budget| -> String {
+        let legs: Vec<String> = b
+            .plan(opts.epochs)
+            .iter()
+            .map(|l| format!("{} {} to epoch {}", l.stage.name(), l.models, l.until))
+            .collect();
+        legs.join(", ")
+    };
+    let slow = match budget.slow {
+        Some(s) => format!(
+            " (adaptive: when the counts at epoch {} are more than {}x off K where those at epoch {} cross it: {}, refining within {} fits)",
+            budget.plan(opts.epochs)[0].until,
+            s.factor,
+            budget.short_epochs(opts.epochs),
+            legs(&budget.slowed()),
+            budget.slowed().max_cost
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "record budget: {} records within {}%: bracket {} models x {} epoch(s) over lambda_l0 {:e}..{:e}; {}; then refining batches of {} model(s) x {} epochs while the estimated cost stays within {} fits",
+        "record budget: {} records within {}%: bracket {} models x {} epoch(s) over lambda_l0 {:e}..{:e}; {}; then refining batches of {} model(s) x {} epochs while the estimated cost stays within {} fits{slow}",
         budget.target_records,
         100.0 * budget.tolerance,
         budget.bracket,
         budget.short_epochs(opts.epochs),
         budget.lambda_range.0,
         budget.lambda_range.1,
-        legs.join(", "),
+        legs(budget),
         budget.refine,
         opts.epochs,
         budget.max_cost
@@ -125,6 +139,15 @@ pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
         s.cost_fits,
         s.seconds
     );
+    match fit.settled {
+        Some(true) => {
+            eprintln!("record budget: the counts had settled by the first drop: fast schedule")
+        }
+        Some(false) => eprintln!(
+            "record budget: the counts were still moving at the first drop: slow schedule"
+        ),
+        None => {}
+    }
     if let Some(w) = fit.shortfall(budget) {
         eprintln!("warning: --target-records {}: {w}", budget.target_records);
     }
