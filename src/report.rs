@@ -484,12 +484,16 @@ pub struct BudgetSummary {
     /// The estimated cost in fits (`l0::budget::batch_cost` summed over the
     /// batches).
     pub cost_fits: f64,
+    /// Which schedule the search took (`l0::budget::BudgetFit::settled`):
+    /// true when the counts had settled by the first drop (the fast one),
+    /// false for the slow one, None when it did not decide.
+    pub settled: Option<bool>,
 }
 
 impl BudgetSummary {
     /// Keys: target_records, tolerance, lambda_l0, met, models_trained,
     /// epochs_total, fits, batches (each `{stage, models, epochs}`), passes,
-    /// seconds, cost_fits.
+    /// seconds, cost_fits, settled (null when no decision was made).
     pub fn to_json(&self) -> Json {
         Json::Object(vec![
             (
@@ -512,6 +516,10 @@ impl BudgetSummary {
             ("passes".into(), Json::Num(self.passes)),
             ("seconds".into(), Json::Num(self.seconds)),
             ("cost_fits".into(), Json::Num(self.cost_fits)),
+            (
+                "settled".into(),
+                self.settled.map_or(Json::Null, Json::Bool),
+            ),
         ])
     }
 }

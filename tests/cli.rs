@@ -1916,6 +1916,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
         ),
         "{err}"
     );
+    assert_eq!(b["settled"], false);
     let refined = batches.len() as u64 - 6;
     assert!(refined <= 1, "{batches:?}");
     if refined == 1 {

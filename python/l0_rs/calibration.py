@@ -614,7 +614,9 @@ def fit_to_budget(
     together for that many more epochs), ``passes`` (the batches' epochs
     over ``epochs``: the cost in passes over the matrix when a batch trains
     in one pass), ``cost_fits`` (the estimated cost in fits of the batches
-    trained together), ``seconds``, ``shortfall`` (None when met, else one
+    trained together), ``settled`` (True when the counts had settled by
+    the first drop and the fast schedule ran, False for the slow one, None
+    when no decision was made), ``seconds``, ``shortfall`` (None when met, else one
     line naming the nearest count reached, also issued as a
     ``RuntimeWarning``) and ``trials`` (every model at the end of every
     batch it was in: ``stage``, ``lambda_l0``, ``epochs`` it had trained

@@ -1292,6 +1292,7 @@ fn fit_to_budget<'py>(
     d.set_item("batches", batches)?;
     d.set_item("passes", fit.passes(opts.epochs))?;
     d.set_item("cost_fits", fit.cost_fits)?;
+    d.set_item("settled", fit.settled)?;
     let report = report_dict(py, &fit.chosen.report)?;
     Ok((
         PyCalibration {

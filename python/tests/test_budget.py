@@ -56,6 +56,7 @@ def test_budget_met_within_tolerance(searched):
         stage("continue", 4, 60),
         stage("continue", 1, 120),
     ]
+    assert r["settled"] is True
     refined = len(full) - 1
     assert batches[5:] == [stage("refine", 1, e)] * refined
     assert r["models_trained"] == 17 + refined

@@ -112,6 +112,7 @@ pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSu
         passes: fit.passes(epochs),
         seconds: fit.seconds,
         cost_fits: fit.cost_fits,
+        settled: fit.settled,
     }
 }
 
