@@ -40,9 +40,22 @@ fn main() -> l0::Result<()> {
     let keep: f64 = flag(&args, "--keep", 0.5)?;
     let every: u64 = flag(&args, "--every", 50)?;
     let grid: String = flag(&args, "--grid", "1e-9:1e-1:10".to_string())?;
+    if every == 0 {
+        return Err(l0::L0Error::config("--every must be at least 1"));
+    }
     let mut lambdas = Vec::new();
     for piece in grid.split(',') {
-        let p: Vec<f64> = piece.split(':').map(|x| x.parse().unwrap()).collect();
+        let p: Vec<f64> = piece
+            .split(':')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()
+            .filter(|p: &Vec<f64>| p.len() == 3 && p[0] > 0.0 && p[1] > p[0] && p[2] > 0.0)
+            .ok_or_else(|| {
+                l0::L0Error::config(format!(
+                    "--grid: {piece} is not LO:HI:PER_DECADE with 0 < LO < HI and PER_DECADE > 0"
+                ))
+            })?;
         let n = ((p[1] / p[0]).log10() * p[2]).round() as usize + 1;
         lambdas.extend(lambda_grid(p[0], p[1], n)?);
     }

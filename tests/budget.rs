@@ -73,16 +73,11 @@ fn counts(fit: &BudgetFit, stage: Stage, epochs: u64) -> Vec<(f64, usize)> {
         .collect()
 }
 
-/// The schedule of the earlier defaults: drops at 20% and 60% of the
-/// epochs, refining while the estimated cost stays within 3.5 fits.
+/// The schedule of the earlier defaults, now the slow one: drops at 20%
+/// and 60% of the epochs, refining while the estimated cost stays within
+/// 3.5 fits.
 fn earlier_schedule(k: usize) -> Budget {
-    Budget {
-        narrow_share: 0.2,
-        second_share: 0.6,
-        max_cost: 3.5,
-        slow: None,
-        ..Budget::new(k)
-    }
+    Budget::new(k).slowed()
 }
 
 #[test]
@@ -243,6 +238,13 @@ fn the_default_slows_down_when_no_gate_has_closed_early_and_meets_the_budget() {
     assert_eq!(earlier.chosen.lambda_l0, fit.chosen.lambda_l0);
     let one = single(&params(), fit.chosen.lambda_l0, 200);
     assert_eq!(one.state(), fit.chosen.model.state());
+    // Every model, after every batch it was in (the three narrowing calls
+    // of 10 + 10 + 20 epochs, the two drops), has the count of the single
+    // fit of its epochs.
+    for t in &fit.trials {
+        let one = single(&params(), t.lambda_l0, t.epochs);
+        assert_eq!(one.active_weights().count, t.active, "{t:?}");
+    }
 }
 
 #[test]
@@ -257,6 +259,9 @@ fn continued_models_are_the_single_fits_and_batches_have_the_sizes_asked_for() {
         ..Budget::new(150)
     };
     let fit = run(&budget);
+    // No gate has closed by 10 epochs: the slow schedule, whose drops here
+    // are those asked for (so its drift is read between 10 and 40 epochs).
+    assert_eq!(fit.settled, Some(false));
     assert_eq!(
         fit.batches,
         [
@@ -495,6 +500,16 @@ fn impossible_budgets_are_refused_with_their_reason() {
         }),
         "invalid configuration: the slow schedule's narrow share must be at least the narrow share 0.1, got 0.05"
     );
+    assert_eq!(
+        err(Budget {
+            slow: Some(SlowSchedule {
+                second_share: 1.5,
+                ..SlowSchedule::DEFAULT
+            }),
+            ..Budget::new(100)
+        }),
+        "invalid configuration: the slow schedule: the second drop share must be in [narrow share, 1], got 1.5"
+    );
     let gateless = CalibrationParams {
         use_gates: false,
         ..params()
@@ -512,4 +527,35 @@ fn impossible_budgets_are_refused_with_their_reason() {
         e.to_string(),
         "invalid configuration: a record budget needs gates: without them every record keeps a weight"
     );
+}
+
+/// The cost cap is on the schedule's cost at exact shares: at 201 epochs
+/// the drops round up (11, 21, 81 epochs) and the fast schedule's batches
+/// cost 2.003 estimated fits instead of 1.97, yet the refining model (1
+/// fit) still runs, as at 200 epochs, and meets the budget.
+#[test]
+fn a_refining_model_is_not_refused_for_the_epochs_rounding_adds() {
+    let (m, y) = sparse_truth();
+    let closed = CalibrationParams {
+        init_keep_prob: Init::Scalar(0.1),
+        ..params()
+    };
+    let o = FitParams {
+        epochs: 201,
+        ..opts()
+    };
+    let budget = Budget::new(150);
+    let fit = fit_to_budget(&m, &y, &closed, &o, &budget, &mut |_, _, _| Ok(())).unwrap();
+    assert_eq!(fit.settled, Some(true), "{:?}", fit.trials);
+    let before: f64 = fit
+        .batches
+        .iter()
+        .filter(|b| b.stage != Stage::Refine)
+        .map(|b| batch_cost(b.models) * b.epochs as f64 / 201.0)
+        .sum();
+    assert!(before > 2.0 - 1e-9 && before < 2.01, "{before}");
+    let refining = fit.batches.iter().filter(|b| b.stage == Stage::Refine);
+    assert_eq!(refining.count(), 1, "{:?}", fit.batches);
+    assert!(fit.met, "{:?}", fit.trials);
+    assert!(fit.cost_fits > budget.max_cost, "{}", fit.cost_fits);
 }

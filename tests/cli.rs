@@ -1866,9 +1866,10 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let run = |extra: &[&str]| {
         let args = with(extra);
         let o = succeeds(&args);
-        (npy(&out.join("weights.npy")), stderr(&o))
+        let out_text = String::from_utf8_lossy(&o.stdout).into_owned();
+        (npy(&out.join("weights.npy")), stderr(&o), out_text)
     };
-    let (w, err) = run(&[
+    let (w, err, said) = run(&[
         "--epochs",
         "200",
         "--target-records",
@@ -1911,10 +1912,10 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
         ]
     );
     assert!(
-        err.contains(
+        said.contains(
             "record budget: the counts were still moving at the first drop: slow schedule"
         ),
-        "{err}"
+        "{said}"
     );
     assert_eq!(b["settled"], false);
     let refined = batches.len() as u64 - 6;
@@ -1936,10 +1937,10 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     assert_eq!(s["before_refit"]["active"], active);
     // The same run with its lambda given is the same model.
     let given = format!("{lambda:?}");
-    let (w_plain, _) = run(&["--epochs", "200", "--lambda-l0", &given, "--refit"]);
+    let (w_plain, _, _) = run(&["--epochs", "200", "--lambda-l0", &given, "--refit"]);
     assert_eq!(w, w_plain);
     // Two epochs close no gate: the nearest count is all 150 records.
-    let (_, err) = run(&["--epochs", "2", "--target-records", "75"]);
+    let (_, err, _) = run(&["--epochs", "2", "--target-records", "75"]);
     assert!(
         err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
         "{err}"

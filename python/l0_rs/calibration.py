@@ -588,11 +588,16 @@ def fit_to_budget(
     --target-records K`` does (the library's ``l0::budget::fit_to_budget``):
     a batch of 9 short models (5% of the epochs) over ``lambda_l0`` in
     ``lambda_range`` (log-spaced; default 1e-9..1e-1, the CLI's) locates K;
-    8 models over that interval train together to 20% of the epochs, the 4
-    nearest where K is expected go on to 60% and the nearest of those to
+    8 models over that interval train together to 10% of the epochs, the 4
+    nearest where K is expected go on to 40% and the nearest of those to
     the full length (continued exactly, never restarted); when it is not
     within the tolerance, one more full-length model is placed where the
-    counts are expected to cross K. Each batch trains its models together.
+    counts are expected to cross K, while the estimated cost stays within
+    3 fits. When the 8 models' counts have not settled by 10% (at the λ
+    where their 5% counts cross K, the 10% count is more than 2x off K),
+    the slow schedule runs instead: 20% and 60%, within 3.5 fits
+    (``report["settled"]`` says which). Each batch trains its models
+    together.
 
     ``model_args`` are the constructor's (with ``seed=None`` one seed is
     drawn and shared by all models; ``use_gates`` must stay True); the other

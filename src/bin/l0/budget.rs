@@ -58,10 +58,11 @@ pub(super) fn search(
             .collect();
         legs.join(", ")
     };
-    let slow = match budget.slow {
+    let first = budget.plan(opts.epochs)[0].until;
+    let slow = match budget.slow.filter(|_| budget.short_epochs(opts.epochs) < first) {
         Some(s) => format!(
             " (adaptive: when the counts at epoch {} are more than {}x off K where those at epoch {} cross it: {}, refining within {} fits)",
-            budget.plan(opts.epochs)[0].until,
+            first,
             s.factor,
             budget.short_epochs(opts.epochs),
             legs(&budget.slowed()),
@@ -142,11 +143,11 @@ pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
     );
     match fit.settled {
         Some(true) => {
-            eprintln!("record budget: the counts had settled by the first drop: fast schedule")
+            println!("record budget: the counts had settled by the first drop: fast schedule")
         }
-        Some(false) => eprintln!(
-            "record budget: the counts were still moving at the first drop: slow schedule"
-        ),
+        Some(false) => {
+            println!("record budget: the counts were still moving at the first drop: slow schedule")
+        }
         None => {}
     }
     if let Some(w) = fit.shortfall(budget) {
