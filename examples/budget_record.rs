@@ -19,27 +19,14 @@ use l0::calibration::{CalibrationParams, FitParams, Init, Loss};
 use l0::sweep::{advance, lambda_grid, start};
 use l0::Device;
 
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> l0::Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(k) => args
-            .get(k + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| l0::L0Error::config(format!("{name} needs a value"))),
-    }
-}
-
 fn main() -> l0::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let which = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .map_or("geo", String::as_str);
-    let epochs: u64 = flag(&args, "--epochs", 1000)?;
-    let lr: f64 = flag(&args, "--lr", 0.2)?;
-    let keep: f64 = flag(&args, "--keep", 0.5)?;
-    let every: u64 = flag(&args, "--every", 50)?;
-    let grid: String = flag(&args, "--grid", "1e-9:1e-1:10".to_string())?;
+    let which = problems::name_arg(&args);
+    let epochs: u64 = problems::flag(&args, "--epochs", 1000)?;
+    let lr: f64 = problems::flag(&args, "--lr", 0.2)?;
+    let keep: f64 = problems::flag(&args, "--keep", 0.5)?;
+    let every: u64 = problems::flag(&args, "--every", 50)?;
+    let grid: String = problems::flag(&args, "--grid", "1e-9:1e-1:10".to_string())?;
     if every == 0 {
         return Err(l0::L0Error::config("--every must be at least 1"));
     }

@@ -46,10 +46,7 @@ fn main() -> l0::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("geo");
     let epochs: u64 = args.get(1).and_then(|e| e.parse().ok()).unwrap_or(20);
-    let device: Device = match args.iter().position(|a| a == "--device") {
-        Some(k) => args[k + 1].parse()?,
-        None => Device::Auto,
-    };
+    let device: Device = problems::flag(&args, "--device", Device::Auto)?;
     let dump_dir = args.get(2).filter(|a| !a.starts_with("--"));
     let (m, y, groups) = problems::load(which)?;
     if let Some(d) = dump_dir {

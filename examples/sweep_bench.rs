@@ -21,26 +21,12 @@ use l0::calibration::{Calibration, FitParams};
 use l0::sweep::{lambda_grid, sweep};
 use l0::Device;
 
-/// The value after `--name` in `args`, parsed, or `default`.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> l0::Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(k) => args
-            .get(k + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| l0::L0Error::config(format!("{name} needs a value"))),
-    }
-}
-
 fn main() -> l0::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let which = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .map_or("geo", String::as_str);
-    let epochs: u64 = flag(&args, "--epochs", 100)?;
-    let k: usize = flag(&args, "--models", 8)?;
-    let device: Device = flag(&args, "--device", Device::Auto)?;
+    let which = problems::name_arg(&args);
+    let epochs: u64 = problems::flag(&args, "--epochs", 100)?;
+    let k: usize = problems::flag(&args, "--models", 8)?;
+    let device: Device = problems::flag(&args, "--device", Device::Auto)?;
     let (m, y, groups) = problems::load(which)?;
     let params = problems::bench_params();
     let opts = problems::bench_opts(groups, epochs, device);

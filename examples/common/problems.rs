@@ -9,6 +9,25 @@ use l0::calibration::{CalibrationParams, FitParams, Loss};
 use l0::synth::{geo_stacked, readme_problem, GeoSpec};
 use l0::{Device, SparseMatrix};
 
+/// The value after `--name` in `args`, parsed, or `default`.
+pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> l0::Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(k) => args
+            .get(k + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| l0::L0Error::config(format!("{name} needs a value"))),
+    }
+}
+
+/// The problem's name: the first argument unless it is a flag; `geo` by
+/// default.
+pub fn name_arg(args: &[String]) -> &str {
+    args.first()
+        .filter(|a| !a.starts_with("--"))
+        .map_or("geo", String::as_str)
+}
+
 /// The model options of the timed fits (seed 1, otherwise the defaults);
 /// scripts/compare_reference.py builds the reference's model the same way.
 pub fn bench_params() -> CalibrationParams {
