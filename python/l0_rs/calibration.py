@@ -536,8 +536,8 @@ def sweep(
     ``log_alpha_jitter_sd``, ``device``, ``use_gates``, ``seed``,
     ``test_gate``); with ``seed=None`` one seed is drawn and shared by all
     models. The other arguments are ``fit``'s. The GIL is released while
-    the models train (on the CPU together, one pass over the matrix per
-    epoch for all of them); Ctrl-C is noticed at progress reports (every
+    the models train (together, one pass over the matrix per epoch for all
+    of them, on the CPU and on a GPU); Ctrl-C is noticed at progress reports (every
     ``verbose_freq`` epochs, printed only when verbose) and discards the
     sweep. Returns a :class:`Sweep`.
     """
@@ -547,15 +547,17 @@ def sweep(
     template = SparseCalibrationWeights(m.shape[1], **model_args)
     opts = _batch_options(template, locals())
     out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
-    args = dict(template._init_args, seed=template.seed_in_use)
-    models, reports = [], []
-    for _, native, report in out:
-        model = SparseCalibrationWeights(**args)
-        model._model = native
-        model.fit_report_ = report
-        models.append(model)
-        reports.append(report)
-    return Sweep(lambdas, models, reports)
+    models = [_trained(template, native, report) for _, native, report in out]
+    return Sweep(lambdas, models, [report for _, _, report in out])
+
+
+def _trained(template, native, report):
+    """A ``SparseCalibrationWeights`` built as ``template`` (with its seed
+    in use) holding the trained native model and its fit report."""
+    model = SparseCalibrationWeights(**dict(template._init_args, seed=template.seed_in_use))
+    model._model = native
+    model.fit_report_ = report
+    return model
 
 
 def fit_to_budget(
@@ -644,9 +646,7 @@ def fit_to_budget(
         (float(lambda_range[0]), float(lambda_range[1])),
         print if verbose else None,
     )
-    model = SparseCalibrationWeights(**dict(template._init_args, seed=template.seed_in_use))
-    model._model = native
-    model.fit_report_ = fit_report
+    model = _trained(template, native, fit_report)
     if report["shortfall"] is not None:
         warnings.warn(f"fit_to_budget: {report['shortfall']}", RuntimeWarning, stacklevel=2)
     return model, report
