@@ -202,30 +202,40 @@ fn together_equals_alone_on(on: On, m: &SparseMatrix, lambdas: &[f64], case: Cas
     }
 }
 
-#[test]
-fn sixteen_models_scattered_with_intercepts_caps_long_columns_and_signs() {
-    // 33,000 columns (17 chunks): the forward product is scattered.
+/// 4,200 x 33,000 (17 chunks: the CPU's forward product is scattered) with
+/// long columns 5 and 32,999 and signed values, and caps of 0 on every
+/// fifth column and 0.7 elsewhere.
+fn scattered_with_caps() -> (SparseMatrix, Vec<f32>) {
     let m = matrix(4200, 33_000, 3, &[5, 32_999], true);
     assert_eq!(m.long_columns().cols, vec![5, 32_999]);
-    let caps: Vec<f32> = (0..m.cols())
+    let caps = (0..m.cols())
         .map(|i| if i % 5 == 0 { 0.0 } else { 0.7 })
         .collect();
-    let hyper = Hyper {
-        magnitude: Magnitude::Linear,
-        lr: 0.05,
-        seed: 3,
-        fit_intercept: true,
-        ..Default::default()
-    };
-    let case = Case {
-        hyper,
+    (m, caps)
+}
+
+/// Linear magnitudes, intercepts, `caps`, 7 epochs reported every 3.
+fn full_case(caps: &[f32]) -> Case<'_> {
+    Case {
+        hyper: Hyper {
+            magnitude: Magnitude::Linear,
+            lr: 0.05,
+            seed: 3,
+            fit_intercept: true,
+            ..Default::default()
+        },
         intercept: true,
-        caps: Some(&caps),
+        caps: Some(caps),
         epochs: 7,
         every: Some(3),
         ..Default::default()
-    };
-    together_equals_alone(&m, &lambdas(16), case);
+    }
+}
+
+#[test]
+fn sixteen_models_scattered_with_intercepts_caps_long_columns_and_signs() {
+    let (m, caps) = scattered_with_caps();
+    together_equals_alone(&m, &lambdas(16), full_case(&caps));
 }
 
 #[test]
@@ -535,25 +545,8 @@ fn gpu_batches_at_every_width_are_their_single_fits() {
         return;
     }
     // Long columns (summed over segments first), intercepts, caps, signs.
-    let m = matrix(4200, 33_000, 3, &[5, 32_999], true);
-    let caps: Vec<f32> = (0..m.cols())
-        .map(|i| if i % 5 == 0 { 0.0 } else { 0.7 })
-        .collect();
-    let hyper = Hyper {
-        magnitude: Magnitude::Linear,
-        lr: 0.05,
-        seed: 3,
-        fit_intercept: true,
-        ..Default::default()
-    };
-    let full = Case {
-        hyper,
-        intercept: true,
-        caps: Some(&caps),
-        epochs: 7,
-        every: Some(3),
-        ..Default::default()
-    };
+    let (m, caps) = scattered_with_caps();
+    let full = full_case(&caps);
     // 8, 3 (4 lanes, one idle), 2 and 5 (8 lanes, three idle) models.
     for k in [8, 3, 2, 5] {
         together_equals_alone_on(On::Gpu, &m, &lambdas(k), full);
@@ -561,7 +554,7 @@ fn gpu_batches_at_every_width_are_their_single_fits() {
     let no_gates = Case {
         hyper: Hyper {
             use_gates: false,
-            ..hyper
+            ..full.hyper
         },
         caps: None,
         ..full
