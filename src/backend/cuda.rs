@@ -809,10 +809,9 @@ pub struct CudaBackend {
     col_shift: u32,
     reduce_cols: u32,
     reduce_rows: u32,
-    /// Whether the models have an intercept (all or none of a batch), and
-    /// which models' states have been loaded with (`Some(true)`) or without
-    /// one.
-    has_icpt: bool,
+    /// Which models' states have been loaded with an intercept
+    /// (`Some(true)`) or without one: all or none of a batch have one
+    /// ([`CudaBackend::has_icpt`]).
     icpt_loaded: Vec<Option<bool>>,
     // The problem.
     rows_plan: DevicePlan,
@@ -1031,7 +1030,6 @@ impl CudaBackend {
             col_shift: shift_for(m.nnz(), n),
             reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
             reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
-            has_icpt: false,
             icpt_loaded: vec![None; models],
             rows_plan: DevicePlan::new(&s, &row_plan, m.nnz(), lanes)?,
             long_plan: DevicePlan::new(&s, &long, m.nnz(), lanes)?,
@@ -1070,6 +1068,11 @@ impl CudaBackend {
         };
         b.sync()?;
         Ok(b)
+    }
+
+    /// Whether the models have an intercept (the loaded states agree).
+    fn has_icpt(&self) -> bool {
+        self.icpt_loaded.contains(&Some(true))
     }
 
     /// What runs the kernels, e.g. "sm_90 cubin from NVRTC 13.0".
@@ -1242,7 +1245,6 @@ impl Backend for CudaBackend {
                         .map_err(driver_err("copying parameters to the device"))?;
                 }
             }
-            self.has_icpt = with;
             self.icpt_loaded[self.selected] = Some(with);
             if let Some(b) = s.intercept {
                 let k = 3 * self.selected;
@@ -1267,7 +1269,7 @@ impl Backend for CudaBackend {
                 dst.resize(n, 0.0);
                 self.download(src, at, dst, "copying parameters from the device")?;
             }
-            s.intercept = if self.has_icpt {
+            s.intercept = if self.has_icpt() {
                 let mut v = [0.0f32; 3];
                 let k = 3 * self.selected;
                 self.download(
@@ -1338,13 +1340,14 @@ impl Backend for CudaBackend {
     /// Kernels `spmv_segments` then `combine_segments` (kernels/spmv.cu),
     /// all models.
     fn forward(&mut self) -> Result<()> {
+        let icpt = self.has_icpt() as i32;
         guard("the forward product", || {
             let dots = &self.k.dots[self.width];
             self.rows_plan.run(
                 &self.stream,
                 (&dots.spmv_segments, &dots.combine_segments),
                 (&self.csr_col, &self.csr_val, &self.w),
-                (&self.icpt, self.has_icpt as i32),
+                (&self.icpt, icpt),
                 Some(&mut self.yhat),
             )
         })
@@ -1398,7 +1401,7 @@ impl Backend for CudaBackend {
             self.sampled_step = step + 1;
         }
         guard("the backward step", || {
-            if self.has_icpt {
+            if self.has_icpt() {
                 launch!(
                     self,
                     intercept_adam,
@@ -1466,7 +1469,7 @@ impl Backend for CudaBackend {
             let (mut gp, mut ga) = (vec![0.0f32; self.n], vec![0.0f32; self.n]);
             self.download(&self.gp, 0, &mut gp, "copying gradients from the device")?;
             self.download(&self.ga, 0, &mut ga, "copying gradients from the device")?;
-            let gb = if self.has_icpt {
+            let gb = if self.has_icpt() {
                 let mut s = [0.0f64; 2];
                 let k = 2 * self.selected;
                 self.download(&self.loss_scalars, k, &mut s, "copying the loss")?;
