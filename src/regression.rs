@@ -462,14 +462,7 @@ impl Regression {
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         opts.check()?;
         self.check_x(x)?;
-        if y.len() != x.rows() {
-            return Err(L0Error::shape(
-                "y (one value per row of X)",
-                x.rows(),
-                y.len(),
-            ));
-        }
-        check_finite("y", y)?;
+        check_y("y", "X", x, y)?;
         let n = y.len();
         Ok((vec![1.0 / n as f64; n], vec![1.0; n]))
     }
@@ -685,6 +678,19 @@ impl LeastSquares {
     }
 }
 
+/// Refuses targets `y` (named `what`) that are not one finite value per
+/// row of `x` (named `x_name`).
+fn check_y(what: &str, x_name: &str, x: &SparseMatrix, y: &[f64]) -> Result<()> {
+    if y.len() != x.rows() {
+        return Err(L0Error::shape(
+            format!("{what} (one value per row of {x_name})"),
+            x.rows(),
+            y.len(),
+        ));
+    }
+    check_finite(what, y)
+}
+
 /// Ordinary least squares of `y` on the columns `support` of `x` (plus an
 /// intercept when `fit_intercept`), by Cholesky factorisation of the
 /// (centred) normal equations in f64. Removes the shrinkage of the gated
@@ -696,10 +702,7 @@ pub fn refit_least_squares(
     fit_intercept: bool,
 ) -> Result<LeastSquares> {
     let (n, p) = (x.rows(), x.cols());
-    if y.len() != n {
-        return Err(L0Error::shape("y (one value per row of X)", n, y.len()));
-    }
-    check_finite("y", y)?;
+    check_y("y", "X", x, y)?;
     let mut support = support.to_vec();
     support.sort_unstable();
     support.dedup();
@@ -900,14 +903,7 @@ pub fn fit_path(
         model::check_non_negative("lambda_l0", l)?;
     }
     check_finite_scalar("threshold", path.threshold)?;
-    if y_val.len() != x_val.rows() {
-        return Err(L0Error::shape(
-            "y_val (one value per row of X_val)",
-            x_val.rows(),
-            y_val.len(),
-        ));
-    }
-    check_finite("y_val", y_val)?;
+    check_y("y_val", "X_val", x_val, y_val)?;
     let mut params = params.clone();
     params.seed = Some(params.seed.unwrap_or_else(rand::random));
     let n_features = x_train.cols();
