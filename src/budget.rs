@@ -123,7 +123,8 @@
 
 use std::time::Instant;
 
-use crate::calibration::{CalibrationParams, FitParams, Progress};
+use crate::backend::BatchBackends;
+use crate::calibration::{CalibrationParams, FitParams, Prepared, Progress};
 use crate::error::{L0Error, Result};
 use crate::matrix::SparseMatrix;
 use crate::model::MAX_BATCH;
@@ -139,6 +140,30 @@ pub const BATCH_COST_FIXED: f64 = 1.55;
 
 /// What each model adds to [`batch_cost`] for two or more models, in fits.
 pub const BATCH_COST_PER_MODEL: f64 = 0.26;
+
+/// A GPU batch of 8 models per epoch, in single-fit epochs: 3.7 (H200,
+/// 146M nonzeros, sweep_bench at commit ad0bdd3; README's GPU section).
+pub const GPU_BATCH_OF_8: f64 = 3.7;
+
+/// [`batch_cost`] on the device that ran the batch: on the CPU as measured
+/// there; on a GPU ([`crate::backend::Backend::on_gpu`]) a batch of `k`
+/// models runs in one pass at the least of 1, 2, 4 or 8 lanes that holds
+/// them, costed `1 + (GPU_BATCH_OF_8 - 1) (lanes - 1) / 7` fits (the
+/// batch of 8 measured, narrower ones interpolated in lanes until measured),
+/// more than [`MAX_BATCH`] models as several such passes.
+pub fn batch_cost_on(gpu: bool, models: usize) -> f64 {
+    if !gpu {
+        return batch_cost(models);
+    }
+    let one = |k: usize| match k {
+        0 => 0.0,
+        k => {
+            let lanes = k.next_power_of_two() as f64;
+            1.0 + (GPU_BATCH_OF_8 - 1.0) * (lanes - 1.0) / 7.0
+        }
+    };
+    (models / MAX_BATCH) as f64 * one(MAX_BATCH) + one(models % MAX_BATCH)
+}
 
 /// The estimated cost of training `models` models together, in fits of the
 /// same epochs: 0, 1, then `BATCH_COST_FIXED + BATCH_COST_PER_MODEL x
@@ -506,8 +531,9 @@ pub struct BudgetFit {
     pub epochs: u64,
     /// Wall time of all the training.
     pub seconds: f64,
-    /// The estimated cost in fits: `batch_cost(models) x epochs / E` summed
-    /// over the batches ([`batch_cost`]).
+    /// The estimated cost in fits: `batch_cost_on(gpu, models) x epochs / E`
+    /// summed over the batches ([`batch_cost_on`]: what a batch costs on the
+    /// device that ran it).
     pub cost_fits: f64,
     /// The adaptive decision ([`SlowSchedule`]): `Some(true)` when the
     /// counts had settled by the first drop (the budget's own schedule),
@@ -515,6 +541,17 @@ pub struct BudgetFit {
     /// decision was made (no [`Budget::slow`], or the bracket's step is not
     /// before the first drop).
     pub settled: Option<bool>,
+    /// Backends built for the batches: 1 on a GPU, which keeps one for the
+    /// whole search (the matrix uploaded once); on the CPU one per batch
+    /// (its backend borrows the matrix: nothing of its size is copied).
+    pub backends_built: usize,
+    /// Seconds of `seconds` spent building backends and handing them
+    /// batches (on a GPU: opening the device and uploading the problem).
+    pub setup_seconds: f64,
+    /// Why batches trained one model after another instead of in one pass
+    /// ([`crate::calibration::FitReport::fallback`]), each reason once, in
+    /// order; empty when every batch ran as one pass.
+    pub fallbacks: Vec<String>,
 }
 
 impl BudgetFit {
@@ -839,12 +876,17 @@ fn points(models: &[SweepModel]) -> Points {
     models.iter().map(|s| (s.lambda_l0, active_of(s))).collect()
 }
 
-/// The batches trained so far, and a way to train one more.
+/// The batches trained so far, and a way to train one more: on inputs
+/// checked once and one backend kept for all of them where the device
+/// allows ([`BatchBackends`]: on a GPU the matrix is uploaded once).
 struct Ledger<'a> {
     m: &'a SparseMatrix,
-    y: &'a [f64],
     params: &'a CalibrationParams,
     opts: &'a FitParams,
+    prepared: &'a Prepared,
+    backends: BatchBackends<'a>,
+    /// Why batches did not run as one pass, each reason once.
+    fallbacks: Vec<String>,
     epochs: u64,
     trials: Vec<Trial>,
     batches: Vec<Batch>,
@@ -883,10 +925,10 @@ impl Ledger<'_> {
         let lambdas: Vec<f64> = models.iter().map(|s| s.lambda_l0).collect();
         let done = models.first().map_or(0, |s| s.report.epochs);
         let clock = Instant::now();
-        sweep::advance(
+        sweep::advance_on(
             &mut models,
-            self.m,
-            self.y,
+            self.prepared,
+            &mut self.backends,
             self.opts,
             epochs,
             &mut |k, p| {
@@ -899,9 +941,14 @@ impl Ledger<'_> {
             },
         )?;
         self.seconds += clock.elapsed().as_secs_f64();
-        let cost = batch_cost(models.len()) / self.epochs as f64;
+        let cost = batch_cost_on(self.backends.on_gpu, models.len()) / self.epochs as f64;
         self.cost_fits += cost * epochs as f64;
         self.rounding += cost;
+        for why in models.iter().filter_map(|s| s.report.fallback.as_ref()) {
+            if !self.fallbacks.contains(why) {
+                self.fallbacks.push(why.clone());
+            }
+        }
         self.batches.push(Batch {
             stage,
             models: models.len(),
@@ -939,11 +986,17 @@ pub fn fit_to_budget(
         ));
     }
     let epochs = opts.epochs.max(1);
+    let (lo, hi) = budget.lambda_range;
+    let grid = sweep::lambda_grid(lo, hi, budget.bracket)?;
+    let bracket = sweep::start(m.cols(), params, &grid)?;
+    let prepared = bracket[0].model.prepare(m, y, opts)?;
     let mut ledger = Ledger {
         m,
-        y,
         params,
         opts,
+        prepared: &prepared,
+        backends: prepared.backends(m, y, opts),
+        fallbacks: Vec::new(),
         epochs,
         trials: Vec::new(),
         batches: Vec::new(),
@@ -951,10 +1004,8 @@ pub fn fit_to_budget(
         cost_fits: 0.0,
         rounding: 0.0,
     };
-    let (lo, hi) = budget.lambda_range;
-    let grid = sweep::lambda_grid(lo, hi, budget.bracket)?;
     let short = budget.short_epochs(epochs);
-    let bracket = ledger.start(Stage::Bracket, &grid, short, on_progress)?;
+    let bracket = ledger.train(Stage::Bracket, bracket, short, on_progress)?;
     let (a, b) = first_interval(&points(&bracket), budget);
     let ln_step = match budget.narrow {
         1 => (hi / lo).ln() / (budget.bracket - 1) as f64,
@@ -997,6 +1048,9 @@ pub fn fit_to_budget(
         seconds: ledger.seconds,
         cost_fits: ledger.cost_fits,
         settled,
+        backends_built: ledger.backends.built,
+        setup_seconds: ledger.backends.setup_seconds,
+        fallbacks: ledger.fallbacks,
     })
 }
 
@@ -1126,7 +1180,9 @@ fn refine(
     while n > 0 && !full.iter().any(|s| budget.met_by(active_of(s))) {
         // The cap is on the schedule's cost at exact shares: a refining
         // batch is not refused for the epochs that rounding added.
-        if ledger.cost_fits + batch_cost(n) > budget.max_cost + ledger.rounding + 1e-9 {
+        if ledger.cost_fits + batch_cost_on(ledger.backends.on_gpu, n)
+            > budget.max_cost + ledger.rounding + 1e-9
+        {
             break;
         }
         let lambdas = refine_lambdas(&points(&full), earlier, budget, ln_step, n);

@@ -19,7 +19,7 @@
 //! where the first stopped (and the log-weight jitter is applied only before
 //! the very first step).
 
-use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
+use crate::backend::{make_backend, BatchBackends, Device, Hyper, ParamState, Problem};
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{Magnitude, TestGate};
@@ -465,6 +465,10 @@ pub struct FitReport {
     /// Metrics after the last report (None when no epoch reported; after a
     /// stop, those of the last report before it).
     pub last: Option<Progress>,
+    /// Why the models of this fit's batch ([`Calibration::fit_together`])
+    /// trained one after another instead of together in one pass, in one
+    /// line; None when they trained together or the fit was a single one.
+    pub fallback: Option<String>,
 }
 
 /// The nonzero deterministic weights.
@@ -632,6 +636,7 @@ impl Calibration {
             epochs,
             seconds: start.elapsed().as_secs_f64(),
             last,
+            fallback: None,
         })
     }
 
@@ -656,23 +661,47 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
-        model::in_batches(models, lambdas, |first, models, lambdas| {
-            let f = &mut |k, p: &Progress| on_progress(first + k, p);
-            Self::fit_batch(models, lambdas, m, y, opts, f)
-        })
+        model::check_one_per_model(models.len(), lambdas.len())?;
+        let Some(first) = models.first() else {
+            return Ok(Vec::new());
+        };
+        let prepared = first.prepare(m, y, opts)?;
+        let mut backends = prepared.backends(m, y, opts);
+        Self::fit_together_on(models, lambdas, &prepared, &mut backends, opts, on_progress)
     }
 
-    /// [`Calibration::fit_together`] for at most [`model::MAX_BATCH`] models.
-    fn fit_batch(
+    /// [`Calibration::fit_together`] on inputs checked once (`prepared`,
+    /// [`Calibration::prepare`]) and a backend kept between calls
+    /// (`backends`, [`Prepared::backends`]): every batch of models like the
+    /// prepared one takes over the kept backend where the device allows
+    /// ([`crate::backend::BatchBackends`]). Models unlike it train one after
+    /// another.
+    pub(crate) fn fit_together_on(
         models: &mut [&mut Calibration],
         lambdas: &[f64],
-        m: &SparseMatrix,
-        y: &[f64],
+        prepared: &Prepared,
+        backends: &mut BatchBackends<'_>,
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
-        // The fallback: each model's own fit, in turn.
-        let mut one_by_one = |models: &mut [&mut Calibration]| {
+        model::in_batches(models, lambdas, |first, models, lambdas| {
+            let f = &mut |k, p: &Progress| on_progress(first + k, p);
+            Self::fit_batch(models, lambdas, prepared, backends, opts, f)
+        })
+    }
+
+    /// [`Calibration::fit_together_on`] for at most [`model::MAX_BATCH`] models.
+    fn fit_batch(
+        models: &mut [&mut Calibration],
+        lambdas: &[f64],
+        prepared: &Prepared,
+        backends: &mut BatchBackends<'_>,
+        opts: &FitParams,
+        on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+    ) -> Result<Vec<FitReport>> {
+        let (m, y) = (backends.problem().matrix, backends.problem().targets);
+        // The fallback: each model's own fit, in turn, saying why.
+        let mut one_by_one = |models: &mut [&mut Calibration], why: Option<String>| {
             models
                 .iter_mut()
                 .zip(lambdas)
@@ -682,37 +711,43 @@ impl Calibration {
                         lambda_l0,
                         ..opts.clone()
                     };
-                    c.fit_with(m, y, &opts, &mut |p| on_progress(k, p))
+                    let r = c.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
+                    Ok(FitReport {
+                        fallback: why.clone(),
+                        ..r
+                    })
                 })
                 .collect()
         };
-        if !model::batchable(models, lambdas)? {
-            return one_by_one(models);
+        let together = model::batchable(models, lambdas)? || models.len() == 1;
+        if !together || !models.iter().all(|c| prepared.takes(c, opts)) {
+            let why = format!(
+                "the {} models differ in seed, options or step, so they train one after another",
+                models.len()
+            );
+            return one_by_one(models, Some(why));
         }
-        let first = &models[0];
-        let inputs = first.fit_inputs(m, y, opts)?;
-        let hyper = first.hyper(opts);
-        let problem = inputs.problem(m, y, hyper);
-        let Some(mut backend) = make_batch_backend(opts.device, opts.threads, problem, lambdas)?
-        else {
-            return one_by_one(models);
+        let backend = match backends.get(lambdas)? {
+            Ok(b) => b,
+            Err(why) => return one_by_one(models, Some(why)),
         };
         let device = backend.describe();
+        let first = &models[0];
         let jitter = first.jitter(opts)?;
-        let max_p = inputs.max_p.as_deref();
+        let max_p = prepared.inputs.max_p.as_deref();
         let start = |s| Self::start_state(s, jitter.as_deref(), max_p);
         let mut observer = TogetherObserver {
             metrics: TargetMetrics::new(y, opts)?,
             every: opts.report_every,
             n: first.n_features(),
-            hypers: model::hypers(hyper, lambdas),
+            hypers: model::hypers(prepared.hyper, lambdas),
             last: vec![None; lambdas.len()],
             f: on_progress,
         };
         let test_gate = first.params.test_gate;
         let (epochs, seconds) = model::train_together(
             models,
-            backend.as_mut(),
+            backend,
             start,
             opts.epochs,
             test_gate,
@@ -726,8 +761,24 @@ impl Calibration {
                 epochs,
                 seconds,
                 last,
+                fallback: None,
             })
             .collect())
+    }
+
+    /// Checks the options and the problem of a fit of models like this one
+    /// (its options and seed) once, for [`Calibration::fit_together_on`].
+    pub(crate) fn prepare(
+        &self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+    ) -> Result<Prepared> {
+        Ok(Prepared {
+            inputs: self.fit_inputs(m, y, opts)?,
+            params: self.params.clone(),
+            hyper: self.hyper(opts),
+        })
     }
 
     /// Checks the options and the problem, and builds the per-target loss
@@ -981,6 +1032,37 @@ model::impl_batchable!(Calibration, CalibrationParams);
 struct FitInputs {
     tw: TargetWeights,
     max_p: Option<Vec<f32>>,
+}
+
+/// The checked inputs of fits of models with one set of options and seed
+/// ([`Calibration::prepare`]), kept for the batches of a search.
+pub(crate) struct Prepared {
+    inputs: FitInputs,
+    params: CalibrationParams,
+    /// The models' hyperparameters (the seed among them).
+    hyper: Hyper,
+}
+
+impl Prepared {
+    /// No backend yet, for batches of these models on `m` and `y` with the
+    /// device and threads of `opts`.
+    pub(crate) fn backends<'a>(
+        &'a self,
+        m: &'a SparseMatrix,
+        y: &'a [f64],
+        opts: &FitParams,
+    ) -> BatchBackends<'a> {
+        BatchBackends::new(
+            opts.device,
+            opts.threads,
+            self.inputs.problem(m, y, self.hyper),
+        )
+    }
+
+    /// Whether `c` fitted with `opts` is a model these inputs were checked for.
+    fn takes(&self, c: &Calibration, opts: &FitParams) -> bool {
+        c.params == self.params && c.hyper(opts) == self.hyper
+    }
 }
 
 impl FitInputs {

@@ -71,19 +71,25 @@ pub(crate) fn in_batches<M, R>(
     lambdas: &[f64],
     mut batch: impl FnMut(usize, &mut [&mut M], &[f64]) -> Result<Vec<R>>,
 ) -> Result<Vec<R>> {
-    if models.len() != lambdas.len() {
-        return Err(L0Error::shape(
-            "L0 strengths (one per model)",
-            models.len(),
-            lambdas.len(),
-        ));
-    }
+    check_one_per_model(models.len(), lambdas.len())?;
     let mut out = Vec::with_capacity(models.len());
     let batches = models.chunks_mut(MAX_BATCH).zip(lambdas.chunks(MAX_BATCH));
     for (b, (models, lambdas)) in batches.enumerate() {
         out.extend(batch(b * MAX_BATCH, models, lambdas)?);
     }
     Ok(out)
+}
+
+/// Refuses `lambdas` L0 strengths for `models` models unless one each.
+pub(crate) fn check_one_per_model(models: usize, lambdas: usize) -> Result<()> {
+    if models != lambdas {
+        return Err(L0Error::shape(
+            "L0 strengths (one per model)",
+            models,
+            lambdas,
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `models` (each λ finite and >= 0, else an error) can train
@@ -120,7 +126,7 @@ pub(crate) fn hypers(hyper: Hyper, lambdas: &[f64]) -> Vec<Hyper> {
 /// changed it.
 pub(crate) fn train_together<M: Batchable>(
     models: &mut [&mut M],
-    backend: &mut dyn Backend,
+    backend: &mut (dyn Backend + '_),
     start: impl Fn(ParamState) -> ParamState,
     epochs: u64,
     test_gate: TestGate,

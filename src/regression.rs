@@ -197,6 +197,10 @@ pub struct RegressionReport {
     /// Metrics after the last report (None when epochs = 0; after a stop,
     /// those of the last report before it).
     pub last: Option<RegressionProgress>,
+    /// Why the models of this fit's batch ([`Regression::fit_together`])
+    /// trained one after another instead of together in one pass; None when
+    /// they trained together or the fit was a single one.
+    pub fallback: Option<String>,
 }
 
 /// L0-regularized linear regression.
@@ -363,6 +367,7 @@ impl Regression {
             epochs,
             seconds: start.elapsed().as_secs_f64(),
             last,
+            fallback: None,
         })
     }
 
@@ -396,7 +401,7 @@ impl Regression {
         y: &[f64],
         opts: &RegressionFitParams,
     ) -> Result<Vec<RegressionReport>> {
-        let one_by_one = |models: &mut [&mut Regression]| {
+        let one_by_one = |models: &mut [&mut Regression], why: Option<String>| {
             models
                 .iter_mut()
                 .zip(lambdas)
@@ -405,20 +410,24 @@ impl Regression {
                         lambda_l0,
                         ..opts.clone()
                     };
-                    m.fit(x, y, &o)
+                    let r = m.fit(x, y, &o)?;
+                    Ok(RegressionReport {
+                        fallback: why.clone(),
+                        ..r
+                    })
                 })
                 .collect()
         };
         if !model::batchable(models, lambdas)? {
-            return one_by_one(models);
+            return one_by_one(models, None);
         }
         let first = &models[0];
         let (weight, denom) = first.fit_inputs(x, y, opts)?;
         let hyper = first.hyper(opts);
         let problem = loss_problem(x, y, &weight, &denom, hyper);
-        let Some(mut backend) = make_batch_backend(opts.device, opts.threads, problem, lambdas)?
-        else {
-            return one_by_one(models);
+        let mut backend = match make_batch_backend(opts.device, opts.threads, problem, lambdas)? {
+            Ok(b) => b,
+            Err(why) => return one_by_one(models, Some(why)),
         };
         let device = backend.describe();
         let start = |s| Self::start_state(s, y);
@@ -448,6 +457,7 @@ impl Regression {
                 epochs,
                 seconds,
                 last,
+                fallback: None,
             })
             .collect())
     }

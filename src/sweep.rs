@@ -11,12 +11,16 @@
 //! (`M [w_1..w_K]` and `M^T [r_1..r_K]`, each model's sums in the single
 //! fit's exact order), so K models cost far less than K fits (in batches of
 //! at most [`crate::model::MAX_BATCH`]); a GPU batch that does not fit in
-//! device memory trains one model after the other. Model `k` is bit for bit
+//! device memory trains one model after the other, and its reports say why
+//! ([`FitReport::fallback`]). Model `k` is bit for bit
 //! the single fit on the same device either way. A
 //! model's report `seconds` is the time of its batch (shared by the
 //! models trained together).
 
-use crate::calibration::{Calibration, CalibrationParams, FitParams, FitReport, Progress};
+use crate::backend::BatchBackends;
+use crate::calibration::{
+    Calibration, CalibrationParams, FitParams, FitReport, Prepared, Progress,
+};
 use crate::error::{L0Error, Result};
 use crate::matrix::SparseMatrix;
 
@@ -111,6 +115,7 @@ pub fn start(
                     epochs: 0,
                     seconds: 0.0,
                     last: None,
+                    fallback: None,
                 },
             })
         })
@@ -130,19 +135,39 @@ pub fn advance(
     epochs: u64,
     on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
 ) -> Result<()> {
+    let Some(first) = models.first() else {
+        return Ok(());
+    };
+    let prepared = first.model.prepare(m, y, opts)?;
+    let mut backends = prepared.backends(m, y, opts);
+    advance_on(models, &prepared, &mut backends, opts, epochs, on_progress)
+}
+
+/// [`advance`] on inputs checked once and a backend kept between calls
+/// ([`Calibration::fit_together_on`]): the record budget's batches.
+pub(crate) fn advance_on(
+    models: &mut [SweepModel],
+    prepared: &Prepared,
+    backends: &mut BatchBackends<'_>,
+    opts: &FitParams,
+    epochs: u64,
+    on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+) -> Result<()> {
     let opts = FitParams {
         epochs,
         ..opts.clone()
     };
     let lambdas: Vec<f64> = models.iter().map(|s| s.lambda_l0).collect();
     let mut refs: Vec<&mut Calibration> = models.iter_mut().map(|s| &mut s.model).collect();
-    let reports = Calibration::fit_together(&mut refs, &lambdas, m, y, &opts, on_progress)?;
+    let reports =
+        Calibration::fit_together_on(&mut refs, &lambdas, prepared, backends, &opts, on_progress)?;
     for (s, r) in models.iter_mut().zip(reports) {
         s.report = FitReport {
             epochs: s.report.epochs + r.epochs,
             seconds: s.report.seconds + r.seconds,
             last: r.last.or(s.report.last.take()),
             device: r.device,
+            fallback: r.fallback.or(s.report.fallback.take()),
         };
     }
     Ok(())

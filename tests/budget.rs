@@ -4,7 +4,9 @@
 mod common;
 
 use common::{random_matrix, Rng};
-use l0::budget::{batch_cost, fit_to_budget, Batch, Budget, BudgetFit, SlowSchedule, Stage};
+use l0::budget::{
+    batch_cost, batch_cost_on, fit_to_budget, Batch, Budget, BudgetFit, SlowSchedule, Stage,
+};
 use l0::calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
 use l0::{Device, SparseMatrix};
 
@@ -558,4 +560,87 @@ fn a_refining_model_is_not_refused_for_the_epochs_rounding_adds() {
     assert_eq!(refining.count(), 1, "{:?}", fit.batches);
     assert!(fit.met, "{:?}", fit.trials);
     assert!(fit.cost_fits > budget.max_cost, "{}", fit.cost_fits);
+}
+
+/// On the CPU each batch builds its backend (the CPU backend borrows the
+/// matrix: nothing of its size is copied), the bracket of 9 as 8 + 1, and
+/// the cost is the CPU's; no batch fell back.
+#[test]
+fn a_cpu_search_builds_a_backend_per_pass_and_costs_cpu_batches() {
+    let fit = run(&earlier_schedule(150));
+    let passes: usize = fit.batches.iter().map(|b| b.models.div_ceil(8)).sum();
+    assert_eq!(passes, 6);
+    assert_eq!(fit.backends_built, passes);
+    assert!(fit.fallbacks.is_empty(), "{:?}", fit.fallbacks);
+    assert!(fit.setup_seconds >= 0.0 && fit.setup_seconds <= fit.seconds);
+    for k in 0..=17 {
+        assert_eq!(batch_cost_on(false, k), batch_cost(k));
+    }
+}
+
+/// The GPU's cost of a batch: one pass at the lanes that hold it, the batch
+/// of 8 at [`l0::budget::GPU_BATCH_OF_8`] fits, narrower ones interpolated
+/// in lanes; more than 8 as several passes.
+#[test]
+fn a_gpu_batch_costs_one_pass_at_its_lanes() {
+    let eighth = (l0::budget::GPU_BATCH_OF_8 - 1.0) / 7.0;
+    let want = [
+        (0, 0.0),
+        (1, 1.0),
+        (2, 1.0 + eighth),
+        (3, 1.0 + 3.0 * eighth),
+        (4, 1.0 + 3.0 * eighth),
+        (5, 3.7),
+        (8, 3.7),
+        (9, 4.7),
+        (16, 7.4),
+    ];
+    for (k, cost) in want {
+        let got = batch_cost_on(true, k);
+        assert!((got - cost).abs() < 1e-12, "{k} models: {got}, not {cost}");
+    }
+}
+
+/// On a GPU the search keeps one backend for all its batches (the matrix
+/// uploaded once), every batch runs as one pass, the cost is the GPU's, and
+/// the chosen model is bit for bit its single GPU fit. Skipped without a
+/// GPU (a failure under `L0_REQUIRE_GPU=1`).
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_a_search_keeps_one_backend_for_all_its_batches() {
+    if let Err(e) = l0::backend::cuda::CudaBackend::available(0) {
+        let required = std::env::var("L0_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        assert!(!required, "L0_REQUIRE_GPU=1 but: {e}");
+        common::notice(&format!("skipped, no GPU: {e}"));
+        return;
+    }
+    let (m, y) = sparse_truth();
+    let o = FitParams {
+        device: Device::Cuda(0),
+        ..opts()
+    };
+    let budget = earlier_schedule(150);
+    let fit = fit_to_budget(&m, &y, &params(), &o, &budget, &mut |_, _, _| Ok(())).unwrap();
+    assert_eq!(fit.backends_built, 1);
+    assert!(fit.fallbacks.is_empty(), "{:?}", fit.fallbacks);
+    assert!(fit.chosen.report.device.starts_with("cuda:0"));
+    let cost: f64 = fit
+        .batches
+        .iter()
+        .map(|b| batch_cost_on(true, b.models) * b.epochs as f64 / 200.0)
+        .sum();
+    assert!(
+        (fit.cost_fits - cost).abs() < 1e-12,
+        "{} {cost}",
+        fit.cost_fits
+    );
+    // Every full-length model is its single GPU fit, bit for bit.
+    let mut c = Calibration::new(600, params()).unwrap();
+    let one = FitParams {
+        lambda_l0: fit.chosen.lambda_l0,
+        ..o.clone()
+    };
+    c.fit(&m, &y, &one).unwrap();
+    assert_eq!(c.state(), fit.chosen.model.state());
+    assert_eq!(c.active_weights().count, fit.active);
 }

@@ -81,6 +81,7 @@ fn sweep_equals_single_fits(m: &SparseMatrix, y: &[f64], lambdas: &[f64]) -> Vec
         assert_eq!(a.total_loss.to_bits(), b.total_loss.to_bits(), "model {k}");
         assert_eq!(a.active, b.active, "model {k}");
         assert!(s.report.device.starts_with("cpu (3 threads"));
+        assert_eq!(s.report.fallback, None, "model {k}");
     }
     models
 }
@@ -125,6 +126,13 @@ fn models_at_different_steps_are_fitted_one_after_another() {
     // but each still ends as its single fit of its total epochs.
     sweep::advance(&mut models[1..], &m, &y, &o, 4, &mut |_, _| Ok(())).unwrap();
     sweep::advance(&mut models, &m, &y, &o, 6, &mut |_, _| Ok(())).unwrap();
+    // Each report says why the two did not train in one pass.
+    for s in &models {
+        assert_eq!(
+            s.report.fallback.as_deref(),
+            Some("the 2 models differ in seed, options or step, so they train one after another")
+        );
+    }
     for (s, epochs) in models.iter().zip([6, 10]) {
         let mut single = Calibration::new(m.cols(), params()).unwrap();
         let opts = FitParams {
@@ -184,4 +192,38 @@ fn a_cuda_sweep_is_its_single_cuda_fits() {
             b.as_ref().map(|_| ())
         ),
     }
+}
+
+/// A batch that cannot be built on the GPU says why, in one line naming
+/// the device and the reason; the models then train one after another
+/// (`FitReport::fallback`). Here (no usable GPU) the reason is the one
+/// `CudaBackend::available` gives; with a GPU the batch is built.
+#[cfg(feature = "cuda")]
+#[test]
+fn a_batch_the_gpu_cannot_take_says_why() {
+    use l0::backend::{cuda::CudaBackend, make_batch_backend, Hyper, Problem};
+    let (m, y) = problem(40, 300, 6, 5);
+    let ones = vec![1.0; y.len()];
+    let problem = Problem::new(&m, &y, &ones, &ones, Hyper::default());
+    let built = make_batch_backend(Device::Cuda(0), None, problem, &[1e-3, 1e-2, 1e-1]).unwrap();
+    match (CudaBackend::available(0), built) {
+        (Err(e), Err(why)) => {
+            assert_eq!(
+                why,
+                format!(
+                    "the 3 models could not train together in one pass on cuda:0, so they train one after another: {e}"
+                )
+            );
+            common::notice(&format!("no GPU here: {why}"));
+        }
+        (Ok(()), Ok(b)) => {
+            assert_eq!(b.models(), 3);
+            assert!(b.on_gpu());
+        }
+        (available, built) => panic!(
+            "GPU available: {:?}, batch built: {:?}",
+            available.map_err(|e| e.to_string()),
+            built.map(|b| b.describe())
+        ),
+    };
 }

@@ -105,15 +105,23 @@ def per_column(v, n_features, what):
 
 
 def resolve_device(device):
-    """The device a fit runs on: plain "cuda" without a usable GPU becomes
-    "cpu" with a warning; everything else as given (checked)."""
+    """The device a fit runs on, checked: "cuda" or "cuda:N" where that GPU
+    cannot be used raises ``RuntimeError`` with the command line's message
+    (``device="auto"`` is the way to ask for the CPU then)."""
     check_device(device)
-    if device == "cuda":
-        why = cuda_unavailable(0)
+    if device == "cuda" or device.startswith("cuda:"):
+        why = cuda_unavailable(int(device.partition(":")[2] or 0))
         if why is not None:
-            warnings.warn(f"device='cuda' runs on the CPU: {why}", RuntimeWarning, stacklevel=3)
-            return "cpu"
+            raise RuntimeError(why)
     return device
+
+
+def warn_fallbacks(reasons):
+    """One ``RuntimeWarning`` per distinct reason why a batch of models
+    trained one after another instead of in one pass (the reports'
+    ``fallback``, a budget's ``fallbacks``), from the caller's caller."""
+    for why in dict.fromkeys(r for r in reasons if r is not None):
+        warnings.warn(why, RuntimeWarning, stacklevel=3)
 
 
 def count(v, what):

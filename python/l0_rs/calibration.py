@@ -17,6 +17,7 @@ import numpy as np
 from . import _native
 from ._base import Model
 from ._convert import as_groups, as_matrix, as_vector, count as _count, per_column, resolve_device
+from ._convert import warn_fallbacks
 
 __all__ = [
     "Refit",
@@ -40,10 +41,10 @@ class SparseCalibrationWeights(Model):
     (``sigmoid(log_alpha)``).
 
     ``device`` is "cpu" (the default, as in the reference), "cuda",
-    "cuda:N" or "auto" (the GPU when one can be used, else the CPU). Plain
-    "cuda" on a machine where CUDA cannot be used runs on the CPU with a
-    warning (so scripts written for a GPU still run); "cuda:N" is an error
-    there.
+    "cuda:N" or "auto" (the GPU when one can be used, else the CPU).
+    "cuda" or "cuda:N" where that GPU cannot be used raises ``RuntimeError``
+    at ``fit`` with the command line's message; "auto" is the way to fall
+    back to the CPU.
     ``seed=None`` draws a seed, kept in the model (``seed_in_use``) and in
     its ``state_dict``.
     """
@@ -548,6 +549,7 @@ def sweep(
     opts = _batch_options(template, locals())
     out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
     models = [_trained(template, native, report) for _, native, report in out]
+    warn_fallbacks(report["fallback"] for _, _, report in out)
     return Sweep(lambdas, models, [report for _, _, report in out])
 
 
@@ -647,6 +649,7 @@ def fit_to_budget(
         print if verbose else None,
     )
     model = _trained(template, native, fit_report)
+    warn_fallbacks(report["fallbacks"])
     if report["shortfall"] is not None:
         warnings.warn(f"fit_to_budget: {report['shortfall']}", RuntimeWarning, stacklevel=2)
     return model, report

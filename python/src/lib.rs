@@ -421,6 +421,7 @@ fn report_dict<'py>(py: Python<'py>, r: &FitReport) -> PyResult<Bound<'py, PyDic
         Some(p) => d.set_item("last", progress_dict(py, p)?)?,
         None => d.set_item("last", py.None())?,
     }
+    d.set_item("fallback", &r.fallback)?;
     Ok(d)
 }
 
@@ -1293,6 +1294,9 @@ fn fit_to_budget<'py>(
     d.set_item("passes", fit.passes(opts.epochs))?;
     d.set_item("cost_fits", fit.cost_fits)?;
     d.set_item("settled", fit.settled)?;
+    d.set_item("backends_built", fit.backends_built)?;
+    d.set_item("setup_seconds", fit.setup_seconds)?;
+    d.set_item("fallbacks", &fit.fallbacks)?;
     let report = report_dict(py, &fit.chosen.report)?;
     Ok((
         PyCalibration {

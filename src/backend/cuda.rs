@@ -752,6 +752,13 @@ impl DevicePlan {
             .map_err(driver_err("launching combine_segments"))
     }
 
+    /// The plan run for `lanes` models side by side (at most the lanes its
+    /// buffers were sized for).
+    fn at(mut self, lanes: usize) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
     /// The plan on the device, its sums sized for `lanes` models side by
     /// side.
     fn new(s: &Arc<CudaStream>, plan: &SegmentPlan, nnz: usize, lanes: usize) -> Result<Self> {
@@ -792,12 +799,17 @@ pub struct CudaBackend {
     /// Each model's rule, on the host and on the device.
     rules: Vec<GpuRule>,
     rules_dev: CudaSlice<GpuRule>,
+    /// The hyperparameters, `lambda_l0` aside (each model's is in `rules`).
+    hyper: super::Hyper,
     /// Models trained together, the lanes they take (the least of [`LANES`]
     /// that holds them), its position in [`LANES`], and the model the
     /// per-model methods act on.
     models: usize,
     lanes: usize,
     width: usize,
+    /// Models the buffers are sized for, at their lanes (a later batch of
+    /// up to `room` models takes the backend over, [`Backend::rebatch`]).
+    room: usize,
     selected: usize,
     lr: f64,
     seed: u64,
@@ -894,6 +906,27 @@ fn lane_weights<'a>(
     }
 }
 
+/// The position in [`LANES`] of the least width that holds `models` models.
+fn width_for(models: usize) -> usize {
+    LANES
+        .iter()
+        .position(|&l| l >= models)
+        .unwrap_or(LANES.len() - 1)
+}
+
+/// Each model's rule: `hyper` with L0 strength `lambdas[k]`.
+fn gpu_rules(hyper: &super::Hyper, lambdas: &[f64]) -> Vec<GpuRule> {
+    lambdas
+        .iter()
+        .map(|&lambda_l0| {
+            GpuRule::of(&super::Hyper {
+                lambda_l0,
+                ..*hyper
+            })
+        })
+        .collect()
+}
+
 /// A grid of `blocks` blocks for each of `models` models (`blockIdx.y`).
 fn cfg_models(blocks: u32, models: usize) -> LaunchConfig {
     LaunchConfig {
@@ -948,6 +981,19 @@ impl CudaBackend {
     /// `lambdas[k]` and otherwise `problem.hyper` (the caller checks each λ
     /// as a single fit does).
     pub fn with_models(problem: Problem<'_>, lambdas: &[f64], ordinal: usize) -> Result<Self> {
+        Self::with_capacity(problem, lambdas, lambdas.len(), ordinal)
+    }
+
+    /// [`CudaBackend::with_models`] with buffers for `capacity` models (from
+    /// `lambdas.len()` to [`MAX_MODELS`]), so that later batches of up to
+    /// that many models on the same problem can take it over
+    /// ([`Backend::rebatch`]) without uploading the matrix again.
+    pub fn with_capacity(
+        problem: Problem<'_>,
+        lambdas: &[f64],
+        capacity: usize,
+        ordinal: usize,
+    ) -> Result<Self> {
         if let Noise::Replay(_) = problem.noise {
             return Err(L0Error::config(
                 "replayed gate noise (Noise::Replay) is supported by the CPU backend only",
@@ -959,22 +1005,26 @@ impl CudaBackend {
                 lambdas.len()
             )));
         }
+        let capacity = capacity.clamp(lambdas.len(), MAX_MODELS);
         Self::available(ordinal)?;
         guard("opening the CUDA backend", || {
-            Self::open(problem, lambdas, ordinal)
+            Self::open(problem, lambdas, capacity, ordinal)
         })
     }
 
-    fn open(problem: Problem<'_>, lambdas: &[f64], ordinal: usize) -> Result<Self> {
+    fn open(
+        problem: Problem<'_>,
+        lambdas: &[f64],
+        capacity: usize,
+        ordinal: usize,
+    ) -> Result<Self> {
         let m = problem.matrix;
         let (rows, n) = (m.rows(), m.cols());
         problem.check_lengths()?;
-        let models = lambdas.len();
-        let width = LANES
-            .iter()
-            .position(|&l| l >= models)
-            .unwrap_or(LANES.len() - 1);
+        let (models, width) = (lambdas.len(), width_for(lambdas.len()));
         let lanes = LANES[width];
+        // The buffers are sized for `capacity` models at their lanes.
+        let (room, room_lanes) = (capacity, LANES[width_for(capacity)]);
         let ctx = CudaContext::new(ordinal)
             .map_err(driver_err(&format!("cannot open device cuda:{ordinal}")))?;
         // One stream only: cudarc's cross-stream event tracking is not needed.
@@ -987,7 +1037,7 @@ impl CudaBackend {
         let (csr, csc) = (m.csr(), m.csc());
         let row_plan = SegmentPlan::rows(m.segments(), csr.indices());
         let long = SegmentPlan::long_columns(m.long_columns());
-        let need = device_bytes(m, [&row_plan, &long], models, lanes);
+        let need = device_bytes(m, [&row_plan, &long], room, room_lanes);
         let (free, total) = free_memory(&ctx)?;
         if need + memory_margin(total) > free {
             return Err(L0Error::Cuda(format!(
@@ -1001,16 +1051,8 @@ impl CudaBackend {
         }
         let s = ctx.default_stream();
         let to_u64 = |v: &[usize]| v.iter().map(|&x| x as u64).collect::<Vec<u64>>();
-        let rules: Vec<GpuRule> = lambdas
-            .iter()
-            .map(|&lambda_l0| {
-                GpuRule::of(&super::Hyper {
-                    lambda_l0,
-                    ..problem.hyper
-                })
-            })
-            .collect();
-        let per_model = n * models;
+        let rules = gpu_rules(&problem.hyper, lambdas);
+        let per_model = n * room;
         let b = CudaBackend {
             ordinal,
             name,
@@ -1018,9 +1060,11 @@ impl CudaBackend {
             k,
             rules_dev: upload(&s, &rules)?,
             rules,
+            hyper: problem.hyper,
             models,
             lanes,
             width,
+            room,
             selected: 0,
             lr: problem.hyper.lr,
             seed: problem.hyper.seed,
@@ -1031,8 +1075,8 @@ impl CudaBackend {
             reduce_cols: blocks_for(n)?.min(MAX_REDUCE_BLOCKS as u32),
             reduce_rows: blocks_for(rows)?.min(MAX_REDUCE_BLOCKS as u32),
             icpt_loaded: vec![None; models],
-            rows_plan: DevicePlan::new(&s, &row_plan, m.nnz(), lanes)?,
-            long_plan: DevicePlan::new(&s, &long, m.nnz(), lanes)?,
+            rows_plan: DevicePlan::new(&s, &row_plan, m.nnz(), room_lanes)?.at(lanes),
+            long_plan: DevicePlan::new(&s, &long, m.nnz(), room_lanes)?.at(lanes),
             csr_col: upload(&s, csr.indices())?,
             csr_val: upload(&s, csr.data())?,
             csc_ptr: upload(&s, &to_u64(csc.indptr().raw_storage()))?,
@@ -1049,25 +1093,71 @@ impl CudaBackend {
             v_a: zeros(&s, per_model)?,
             s: zeros(&s, per_model)?,
             gw: zeros(&s, per_model)?,
-            w: zeros(&s, n * lanes)?,
-            w_one: zeros(&s, if lanes > 1 { n } else { 0 })?,
+            w: zeros(&s, n * room_lanes)?,
+            w_one: zeros(&s, if room_lanes > 1 { n } else { 0 })?,
             max_p: upload(&s, problem.max_p.unwrap_or(&[]))?,
             has_max_p: problem.max_p.is_some() as i32,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
-            icpt: zeros(&s, 3 * lanes)?,
-            yhat: zeros(&s, rows * lanes)?,
-            r: zeros(&s, rows * lanes)?,
+            icpt: zeros(&s, 3 * room_lanes)?,
+            yhat: zeros(&s, rows * room_lanes)?,
+            r: zeros(&s, rows * room_lanes)?,
             yhat_host: vec![0.0; if lanes > 1 { rows * lanes } else { 0 }],
-            red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS * models)?,
-            loss_scalars: zeros(&s, 2 * models)?,
+            red_partials: zeros(&s, 2 * MAX_REDUCE_BLOCKS * room)?,
+            loss_scalars: zeros(&s, 2 * room)?,
             pen_scalars: zeros(&s, 2)?,
-            bad_step: upload(&s, &vec![u64::MAX; models])?,
+            bad_step: upload(&s, &vec![u64::MAX; room])?,
             counts: zeros(&s, 7)?,
             stream: s,
         };
         b.sync()?;
         Ok(b)
+    }
+
+    /// [`Backend::rebatch`] for a batch that fits the buffers.
+    fn take_batch(&mut self, lambdas: &[f64]) -> Result<()> {
+        let (models, width) = (lambdas.len(), width_for(lambdas.len()));
+        let lanes = LANES[width];
+        self.rules = gpu_rules(&self.hyper, lambdas);
+        self.rules_dev = upload(&self.stream, &self.rules)?;
+        (self.models, self.lanes, self.width) = (models, lanes, width);
+        (self.selected, self.sampled_step) = (0, 0);
+        self.icpt_loaded = vec![None; models];
+        self.rows_plan.lanes = lanes;
+        self.long_plan.lanes = lanes;
+        self.yhat_host = vec![0.0; if lanes > 1 { self.rows * lanes } else { 0 }];
+        let st = self.stream.clone();
+        let clear = driver_err("clearing the buffers of a new batch");
+        for buf in [
+            &mut self.p,
+            &mut self.a,
+            &mut self.m_p,
+            &mut self.v_p,
+            &mut self.m_a,
+            &mut self.v_a,
+            &mut self.s,
+            &mut self.gw,
+            &mut self.w,
+            &mut self.w_one,
+            &mut self.icpt,
+        ] {
+            st.memset_zeros(buf).map_err(&clear)?;
+        }
+        for buf in [
+            &mut self.yhat,
+            &mut self.r,
+            &mut self.red_partials,
+            &mut self.loss_scalars,
+            &mut self.rows_plan.partials,
+            &mut self.rows_plan.sums,
+            &mut self.long_plan.partials,
+            &mut self.long_plan.sums,
+        ] {
+            st.memset_zeros(buf).map_err(&clear)?;
+        }
+        st.memcpy_htod(vec![u64::MAX; self.room].as_slice(), &mut self.bad_step)
+            .map_err(driver_err("clearing the divergence flags"))?;
+        self.sync()
     }
 
     /// Whether the models have an intercept (the loaded states agree).
@@ -1191,6 +1281,22 @@ impl Backend for CudaBackend {
 
     fn models(&self) -> usize {
         self.models
+    }
+
+    fn on_gpu(&self) -> bool {
+        true
+    }
+
+    /// Takes a batch of up to the `room` models the buffers were sized for
+    /// (else false): the rules of its λ are uploaded and every per-model and
+    /// per-lane buffer is cleared, as a backend opened for the batch would
+    /// have it; the matrix, the targets and the plans stay.
+    fn rebatch(&mut self, lambdas: &[f64]) -> Result<bool> {
+        if lambdas.is_empty() || lambdas.len() > self.room {
+            return Ok(false);
+        }
+        guard("taking a new batch of models", || self.take_batch(lambdas))?;
+        Ok(true)
     }
 
     fn select(&mut self, k: usize) -> Result<()> {

@@ -87,7 +87,7 @@ pub(super) fn search(
         report_every: None,
         ..opts.clone()
     };
-    fit_to_budget(m, y, params, &opts, budget, &mut |stage, lambda, p| {
+    let fit = fit_to_budget(m, y, params, &opts, budget, &mut |stage, lambda, p| {
         eprintln!(
             "  {} lambda_l0={lambda:.3e}: active={} after {} epoch(s), mean_error={:.4}%",
             stage.name(),
@@ -96,7 +96,9 @@ pub(super) fn search(
             100.0 * p.mean_rel_err
         );
         Ok(())
-    })
+    })?;
+    super::sweep::warn_fallbacks(fit.fallbacks.iter().map(String::as_str));
+    Ok(fit)
 }
 
 /// summary.json's `budget` for a search over fits of `epochs` epochs.

@@ -7,6 +7,7 @@ use super::interrupt::{shell_quote, Interrupt, EXIT_CODE};
 use super::outdir;
 use super::*;
 use l0::report::BeforeRefit;
+use std::time::Instant;
 
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
@@ -1194,6 +1195,30 @@ const FAR_FROM_TARGETS: f64 = 0.25;
 /// that is not far from its targets but more than 5% off.
 const PENALTY_DOMINATES: f64 = 10.0;
 
+/// Where a run's wall time went, in seconds: reading and checking the
+/// inputs (`load`), building the backend (on a GPU: opening the device,
+/// compiling or loading the kernels and uploading the problem) and
+/// everything else around the epochs (`setup`), the epoch loops of the fit
+/// and any refit (`training`), and the results computed and written
+/// (`outputs`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Timing {
+    load: f64,
+    setup: f64,
+    training: f64,
+    outputs: f64,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "time: load {:.2} s, setup {:.2} s, training {:.2} s, outputs {:.2} s",
+            self.load, self.setup, self.training, self.outputs
+        )
+    }
+}
+
 /// Writes the four result files into `dir`: `weights` (the L0 fit's or,
 /// after --refit, the refit's) and the L0 model's deterministic gates.
 fn write_results(
@@ -1314,6 +1339,7 @@ pub(super) fn run_refit(
 }
 
 pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
+    let started = Instant::now();
     a.fit.single_lambda("calibrate")?;
     positive("log-every", a.log_every)?;
     positive("checkpoint-every", a.checkpoint_every)?;
@@ -1425,6 +1451,11 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         bar: (tty && budget.is_none()).then(|| progress_bar(plan.epochs, start_step)),
         interrupt,
     };
+    let mut time = Timing {
+        load: started.elapsed().as_secs_f64(),
+        ..Timing::default()
+    };
+    let fitting = Instant::now();
     let (report, search) = match &budget {
         None => (model.fit_observed(m, y, &opts, &mut observer), None),
         Some(b) => match super::budget::search(m, y, &plan.model, &opts, b) {
@@ -1441,6 +1472,12 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         bar.finish();
     }
     let report = report?;
+    time.training = match &search {
+        Some((fit, _)) => fit.seconds - fit.setup_seconds,
+        None => report.seconds,
+    };
+    time.setup = fitting.elapsed().as_secs_f64() - time.training;
+    let outputs = Instant::now();
     let RunObserver {
         checkpoint: sink,
         log,
@@ -1458,7 +1495,12 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let (weights, before_refit) = match refit {
         None => (l0_weights, None),
         Some(e) => {
+            let clock = Instant::now();
             let refit = run_refit(&model, m, y, &opts, (e, progress_every), "refit")?;
+            let wall = clock.elapsed().as_secs_f64();
+            time.training += refit.report.seconds;
+            time.setup += wall - refit.report.seconds;
+            time.outputs -= wall;
             let rows = report::target_rows(&problem.names, y, &m.mul_vec(&l0_weights)?, &roles);
             let before = BeforeRefit {
                 accuracy: Accuracy::of(&rows),
@@ -1508,7 +1550,9 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     if checkpoint_every.is_some() {
         files.push(l0::checkpoint::FILE_NAME);
     }
+    time.outputs += outputs.elapsed().as_secs_f64();
     print_results(&summary, &out, &files);
+    println!("{time}");
     if let (Some((fit, s)), Some(b)) = (&search, &budget) {
         super::budget::print(fit, s, b);
     }

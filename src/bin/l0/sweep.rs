@@ -303,6 +303,18 @@ fn print_results(rows: &[Row], epochs: u64, refit: Option<u64>, seconds: f64, ou
     );
 }
 
+/// One stderr line per distinct reason why a batch of models trained one
+/// after another instead of in one pass.
+pub(super) fn warn_fallbacks<'a>(reasons: impl Iterator<Item = &'a str>) {
+    let mut said: Vec<&str> = Vec::new();
+    for why in reasons {
+        if !said.contains(&why) {
+            eprintln!("warning: {why}");
+            said.push(why);
+        }
+    }
+}
+
 pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     let a = &args.calibrate;
     refuse_unsupported(a)?;
@@ -340,6 +352,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         eprintln!("model {}/{k_all} (lambda_l0={:?}): {p}", k + 1, lambdas[k]);
         Ok(())
     })?;
+    warn_fallbacks(models.iter().filter_map(|s| s.report.fallback.as_deref()));
     let roles = plan.roles(m.rows());
     let refit_every = refit.map(|e| (e, a.fit.progress_every.unwrap_or((e / 4).max(1))));
     let rows: Vec<Row> = models
