@@ -2088,3 +2088,45 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
         "error: --lambda-l0 and --lambda-grid exclude each other: give one"
     );
 }
+
+/// `l0 calibrate` prints where the run's time went: load, setup, training
+/// and outputs, four non-negative numbers that add up to no more than the
+/// process's wall time (with and without a refit, whose epochs count as
+/// training).
+#[test]
+fn calibrate_prints_its_time_split() {
+    let f = problem("timing", 12, 200, 0.3, None);
+    for refit in [false, true] {
+        let out = f.dir.join(format!("out-{refit}"));
+        let mut args = f.base_args(&out);
+        args.extend(["--epochs", "200"]);
+        if refit {
+            args.extend(["--refit", "--refit-epochs", "50"]);
+        }
+        let start = Instant::now();
+        let o = l0(&args);
+        let wall = start.elapsed().as_secs_f64();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("time: ")).collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let parts: Vec<(&str, f64)> = lines[0]["time: ".len()..]
+            .split(", ")
+            .map(|p| {
+                let (name, rest) = p.split_once(' ').unwrap();
+                (name, rest.strip_suffix(" s").unwrap().parse().unwrap())
+            })
+            .collect();
+        let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+        assert_eq!(
+            names,
+            ["load", "setup", "training", "outputs"],
+            "{}",
+            lines[0]
+        );
+        assert!(parts.iter().all(|p| p.1 >= 0.0), "{}", lines[0]);
+        // Each is rounded to 0.01 s.
+        let sum: f64 = parts.iter().map(|p| p.1).sum();
+        assert!(sum <= wall + 0.02, "{} over {wall} s", lines[0]);
+    }
+}

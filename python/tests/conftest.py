@@ -49,3 +49,30 @@ def run_cli(l0_bin, args, cwd):
     r = subprocess.run([l0_bin, *args], cwd=cwd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return r
+
+
+def gpu_unusable():
+    """Why cuda:0 cannot be used here (the engine's message), or None."""
+    from l0_rs._native import cuda_unavailable
+
+    return cuda_unavailable(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "gpu: runs on cuda:0; skipped without a usable GPU, a failure under L0_REQUIRE_GPU=1",
+    )
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``gpu`` skip where cuda:0 cannot be used, naming why,
+    and fail there instead when L0_REQUIRE_GPU=1 (the GPU check script)."""
+    if item.get_closest_marker("gpu") is None:
+        return
+    why = gpu_unusable()
+    if why is None:
+        return
+    if os.environ.get("L0_REQUIRE_GPU") == "1":
+        pytest.fail(f"L0_REQUIRE_GPU=1 but: {why}", pytrace=False)
+    pytest.skip(f"no GPU: {why}")

@@ -1,10 +1,13 @@
 """The reference README's calibration and regression examples, run as
 they are written there with only the import lines changed (l0 -> l0_rs).
-Where CUDA cannot be used, device="cuda" runs on the CPU with a warning."""
-
-import warnings
+Where CUDA cannot be used, device="cuda" raises RuntimeError (as
+`l0 calibrate --device cuda` fails), and the example runs with
+device="auto", the way to ask for the CPU then."""
 
 import numpy as np
+import pytest
+
+from conftest import gpu_unusable
 
 CALIBRATION = '''
 import numpy as np
@@ -64,9 +67,16 @@ coef = model.get_coefficients(threshold=0.01)
 
 def test_readme_examples(capsys):
     ns = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        exec(CALIBRATION, ns)
+    code = CALIBRATION
+    why = gpu_unusable()
+    if why is not None:
+        with pytest.raises(RuntimeError) as e:
+            exec(CALIBRATION, {})
+        assert str(e.value) == why
+        capsys.readouterr()
+        code = CALIBRATION.replace('device="cuda"', 'device="auto"')
+        assert code != CALIBRATION
+    exec(code, ns)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Groups: none (uniform weights)"
     # verbose_freq=100: one two-line report per 100 epochs.
