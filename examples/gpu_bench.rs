@@ -25,14 +25,19 @@
 //! cargo run --release --example gpu_bench -- [--households 12000] [--areas 436]
 //!     [--national 40] [--per-area 30] [--density 0.4] [--cpu-epochs 3]
 //!     [--gpu-epochs 20] [--devices cpu,cuda] [--threads N] [--seed 1]
-//!     [--parity] [--parity-epochs 500]
+//!     [--parity] [--parity-epochs 500] [--models K]
 //! ```
+//!
+//! `--models K` (2 to 8) also times a batch of K models trained together
+//! (λ from 1e-7 to 1e-4, `l0::backend::make_batch_backend`) on each
+//! device, per epoch and against the single fit's epoch.
 //!
 //! Lines starting with `RESULT` and `PARITY` are meant for scripts.
 
 use l0::backend::cuda::peak_bandwidth;
 use l0::backend::{
-    epoch_bytes, gather_bytes, make_backend, Backend, Device, Hyper, ParamState, Problem,
+    epoch_bytes, gather_bytes, make_backend, make_batch_backend, Backend, Device, Hyper,
+    ParamState, Problem,
 };
 use l0::engine::{self, Silent};
 use l0::hard_concrete::TestGate;
@@ -46,6 +51,8 @@ struct Args {
     devices: Vec<String>,
     threads: Option<usize>,
     parity: Option<u64>,
+    /// Models of the timed batch (1: none).
+    models: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -62,6 +69,7 @@ fn parse() -> Result<Args, String> {
         devices: vec!["cpu".into(), "cuda".into()],
         threads: None,
         parity: None,
+        models: 1,
     };
     let mut parity_epochs = 500;
     let mut parity = false;
@@ -82,6 +90,7 @@ fn parse() -> Result<Args, String> {
             "--seed" => a.spec.seed = num(value()?)?,
             "--parity" => parity = true,
             "--parity-epochs" => parity_epochs = num(value()?)?,
+            "--models" => a.models = num(value()?)? as usize,
             "-h" | "--help" => {
                 println!("see the doc comment of examples/gpu_bench.rs");
                 std::process::exit(0);
@@ -93,9 +102,13 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-/// Seconds per timed epoch and the step-0 data loss.
+/// Seconds per timed epoch and the step-0 data loss (of model 0; every
+/// model of a batch starts from `state`).
 fn run(b: &mut dyn Backend, state: &ParamState, epochs: u64) -> l0::Result<(f64, f64)> {
-    b.load_state(state)?;
+    for k in (0..b.models()).rev() {
+        b.select(k)?;
+        b.load_state(state)?;
+    }
     b.sample_weights(0)?;
     b.forward()?;
     b.residual(0)?;
@@ -198,6 +211,9 @@ fn bench(args: &Args) -> l0::Result<()> {
             b.describe()
         );
         losses.push(loss0);
+        if args.models > 1 {
+            batch(args, dev, problem, &state, (epochs, secs))?;
+        }
     }
     if losses.len() == 2 {
         let rel = (losses[0] - losses[1]).abs() / losses[1].abs().max(f64::MIN_POSITIVE);
@@ -206,6 +222,43 @@ fn bench(args: &Args) -> l0::Result<()> {
     if let Some(epochs) = args.parity {
         parity(args, problem, &state, epochs)?;
     }
+    Ok(())
+}
+
+/// Times a batch of `--models` models on `dev` per epoch, against the
+/// single fit's `one` (epochs, seconds per epoch).
+fn batch(
+    args: &Args,
+    dev: Device,
+    problem: Problem<'_>,
+    state: &ParamState,
+    one: (u64, f64),
+) -> l0::Result<()> {
+    let lambdas = l0::sweep::lambda_grid(1e-7, 1e-4, args.models)?;
+    let t = Instant::now();
+    let mut b = match make_batch_backend(dev, args.threads, problem, &lambdas)? {
+        Ok(b) => b,
+        Err(why) => {
+            println!("batch of {}: {why}", args.models);
+            return Ok(());
+        }
+    };
+    let setup = t.elapsed().as_secs_f64();
+    let (secs, _) = run(b.as_mut(), state, one.0)?;
+    println!(
+        "{}: batch of {} models: setup {setup:.2} s, {secs:.6} s/epoch over {} epochs = {:.2}x one fit's epoch",
+        b.describe(),
+        args.models,
+        one.0,
+        secs / one.1
+    );
+    println!(
+        "RESULT backend=\"{}\" models={} epochs={} sec_per_epoch={secs:.6} ratio_to_one={:.3}",
+        b.describe(),
+        args.models,
+        one.0,
+        secs / one.1
+    );
     Ok(())
 }
 

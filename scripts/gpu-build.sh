@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Run on the development machine: builds the release test, example and bench
-# binaries and copies the executables into .gpu/ (git-ignored), ready for
-# scripts/gpu-check.sh on a GPU machine that has no Rust toolchain.
+# binaries and the `l0` command, copies the executables into .gpu/
+# (git-ignored), and builds the Python package's wheel into .whl/ with
+# pytest's wheels beside it, ready for scripts/gpu-check.sh on a GPU machine
+# that has no Rust toolchain (numpy and scipy must be installed there).
 #
-#   scripts/gpu-build.sh                 # -> .gpu/bin/{tests,examples,benches}/*
+#   scripts/gpu-build.sh                 # -> .gpu/bin/{l0,tests/*,examples/*,benches/*}, .whl/*.whl
 #   scripts/gpu-build.sh --with-nvrtc    # also copy NVRTC into .gpu/lib (~115 MB)
+#   scripts/gpu-build.sh --no-python     # no wheels
 #
 # The binaries load libcuda and NVRTC at run time, so nothing CUDA is needed
 # here. Debug info is stripped to keep the folder small (about 64 MiB is the
@@ -15,9 +18,11 @@ cd "$(dirname "$0")/.."
 
 dest="${L0_GPU_DIR:-.gpu}"
 with_nvrtc=0
+with_python=1
 for a in "$@"; do
     case "$a" in
         --with-nvrtc) with_nvrtc=1 ;;
+        --no-python) with_python=0 ;;
         *) echo "unknown argument $a" >&2; exit 2 ;;
     esac
 done
@@ -46,6 +51,11 @@ for line in sys.stdin:
 copy() { # kind name path
     local sub
     case "$1" in
+        bin)
+            cp "$3" "$dest/bin/$2"
+            strip --strip-debug "$dest/bin/$2" 2>/dev/null || true
+            return 0
+            ;;
         test | lib) sub=tests ;;
         example) sub=examples ;;
         bench) sub=benches ;;
@@ -57,7 +67,7 @@ copy() { # kind name path
 
 cargo test --release --no-run --message-format=json-render-diagnostics | executables |
     while read -r kind name path; do copy "$kind" "$name" "$path"; done
-cargo build --release --examples --benches --message-format=json-render-diagnostics |
+cargo build --release --bins --examples --benches --message-format=json-render-diagnostics |
     executables | while read -r kind name path; do copy "$kind" "$name" "$path"; done
 
 if [ "$with_nvrtc" = 1 ]; then
@@ -66,6 +76,21 @@ if [ "$with_nvrtc" = 1 ]; then
     cp "$lib"/libnvrtc.so.* "$lib"/libnvrtc-builtins.so.* "$dest/lib/"
 fi
 
+if [ "$with_python" = 1 ]; then
+    # The l0_rs wheel (abi3: any CPython from 3.9) and pytest's, installed
+    # on the GPU machine with --no-index.
+    rm -rf .whl/l0_rs-*.whl
+    mkdir -p .whl
+    python3 -m pip wheel -q --no-deps -w .whl ./python
+    python3 -m pip download -q --only-binary=:all: -d .whl pytest exceptiongroup tomli
+fi
+
 git rev-parse HEAD >"$dest/COMMIT" 2>/dev/null || true
+# tests/cli.rs and tests/io_formats.rs find their files at this path.
+pwd >"$dest/BUILD_ROOT"
 echo "binaries in $dest:" >&2
 du -ah "$dest" | sort -k2 >&2
+if [ -d .whl ]; then
+    du -ah .whl >&2
+fi
+echo "carried in all (.gpu and .whl; at most 64 MiB): $(du -sch "$dest" .whl 2>/dev/null | tail -1 | cut -f1)" >&2
