@@ -82,7 +82,13 @@ if [ "$with_python" = 1 ]; then
     rm -rf .whl/l0_rs-*.whl
     mkdir -p .whl
     python3 -m pip wheel -q --no-deps -w .whl ./python
-    python3 -m pip download -q --only-binary=:all: -d .whl pytest exceptiongroup tomli
+    # Pure-Python wheels resolved for CPython 3.9, so that any later
+    # CPython on the GPU machine finds what its pytest needs among them
+    # (pip evaluates the markers for this Python: the two for 3.9 and 3.10
+    # are named).
+    rm -rf .whl/pytest-*.whl
+    python3 -m pip download -q --only-binary=:all: --platform any --implementation py \
+        --python-version 3.9 -d .whl pytest exceptiongroup tomli
 fi
 
 git rev-parse HEAD >"$dest/COMMIT" 2>/dev/null || true

@@ -206,7 +206,8 @@ python_ready() {
         say "python: no l0_rs wheel in .whl/ (scripts/gpu-build.sh builds it)"
         return 1
     }
-    python3 -m pip install -q --no-index --no-deps --target "$pysite" "$root"/.whl/*.whl \
+    { python3 -m pip install -q --no-index --no-deps --find-links "$root/.whl" --target "$pysite" l0_rs &&
+        python3 -m pip install -q --no-index --find-links "$root/.whl" --target "$pysite" pytest; } \
         >"$out/pip.log" 2>&1 || {
         say "python: installing .whl/ failed (see pip.log)"
         return 1
@@ -237,11 +238,11 @@ problem_ready() {
     return $rc
 }
 inputs=(--matrix "$prob/M.npz" --targets "$prob/y.npy" --groups "$prob/groups.npy"
-    --loss relative --lambda-l0 1e-6 --lr 0.15 --seed 1 --device "$dev")
+    --loss relative --lr 0.15 --seed 1 --device "$dev")
 if ! skip commands && room commands 90 && problem_ready; then
     for run in 1 2; do
         room "calibrate run $run" 20 || break
-        timed timeout "$(cap 120)" "$l0" calibrate "${inputs[@]}" --epochs "$epochs" \
+        timed timeout "$(cap 120)" "$l0" calibrate "${inputs[@]}" --lambda-l0 1e-6 --epochs "$epochs" \
             --out "$work/cal" --overwrite >"$out/calibrate-$run.log" 2>&1
         rc=$?
         [ $rc -eq 0 ] || failed=1

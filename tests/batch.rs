@@ -143,19 +143,27 @@ fn together_equals_alone(m: &SparseMatrix, lambdas: &[f64], case: Case) {
 }
 
 /// [`together_equals_alone`] on `on`.
-fn together_equals_alone_on(on: On, m: &SparseMatrix, lambdas: &[f64], case: Case) {
+/// The per-row vectors of a case on `m` (targets, loss weights, error
+/// scales) and the state every model starts from.
+fn case_inputs(m: &SparseMatrix, case: &Case) -> ([Vec<f64>; 3], ParamState) {
     let (q, n) = (m.rows(), m.cols());
     let mut rng = Rng(5);
     let y: Vec<f64> = (0..q).map(|_| 3.0 + 10.0 * rng.uniform()).collect();
     let (w, d) = (vec![1.0 / q as f64; q], vec![1.0; q]);
+    let p0: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect();
+    let a0: Vec<f32> = (0..n).map(|_| (rng.uniform() * 4.0 - 2.0) as f32).collect();
+    let start = ParamState::new(p0, a0, case.intercept.then_some(4.0));
+    ([y, w, d], start)
+}
+
+fn together_equals_alone_on(on: On, m: &SparseMatrix, lambdas: &[f64], case: Case) {
+    let n = m.cols();
+    let ([y, w, d], start) = case_inputs(m, &case);
     let problem = Problem {
         noise: case.noise,
         max_p: case.caps,
         ..Problem::new(m, &y, &w, &d, case.hyper)
     };
-    let p0: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect();
-    let a0: Vec<f32> = (0..n).map(|_| (rng.uniform() * 4.0 - 2.0) as f32).collect();
-    let start = ParamState::new(p0, a0, case.intercept.then_some(4.0));
     let mut batch = batch_on(on, problem, lambdas);
     assert_eq!(batch.models(), lambdas.len());
     let mut states = vec![start.clone(); lambdas.len()];
@@ -576,6 +584,47 @@ fn gpu_batches_at_every_width_are_their_single_fits() {
     together_equals_alone_on(On::Gpu, &matrix(1, 1, 1, &[], true), &lambdas(8), tiny);
     together_equals_alone_on(On::Gpu, &matrix(1, 3, 1, &[], false), &lambdas(3), plain);
     together_equals_alone_on(On::Gpu, &matrix(40, 1, 10, &[], false), &lambdas(2), plain);
+}
+
+/// A GPU backend built with room for 8 models and handed later batches of
+/// other sizes and strengths (`Backend::rebatch`, as the record budget
+/// does) trains each batch bit for bit as a backend opened for it; a batch
+/// beyond its room is refused.
+#[cfg(feature = "cuda")]
+#[test]
+fn gpu_a_kept_backend_trains_later_batches_as_a_fresh_one() {
+    if !have_gpu() {
+        return;
+    }
+    let (m, caps) = scattered_with_caps();
+    let case = full_case(&caps);
+    let ([y, w, d], start) = case_inputs(&m, &case);
+    let problem = Problem {
+        max_p: case.caps,
+        ..Problem::new(&m, &y, &w, &d, case.hyper)
+    };
+    let mut kept = CudaBackend::with_capacity(problem, &lambdas(8), 8, 0).unwrap();
+    let test = TestGate::Temperature;
+    for k in [8, 3, 1, 5, 2, 8] {
+        // Strengths that differ from one batch to the next.
+        let ls: Vec<f64> = lambdas(k).iter().map(|l| l * (1.0 + k as f64)).collect();
+        assert!(kept.rebatch(&ls).unwrap());
+        assert_eq!(kept.models(), k);
+        let mut a = vec![start.clone(); k];
+        let mut b = a.clone();
+        let silent = &mut l0::engine::Silent;
+        engine::train_models(&mut kept, &mut a, case.epochs, test, silent).unwrap();
+        let mut fresh = CudaBackend::with_models(problem, &ls, 0).unwrap();
+        engine::train_models(&mut fresh, &mut b, case.epochs, test, silent).unwrap();
+        for j in 0..k {
+            assert_eq!(
+                state_bits(&a[j]),
+                state_bits(&b[j]),
+                "batch of {k}, model {j}"
+            );
+        }
+    }
+    assert!(!kept.rebatch(&lambdas(9)).unwrap());
 }
 
 #[cfg(feature = "cuda")]

@@ -503,6 +503,10 @@ pub trait Backend {
     fn weight_summary(&mut self) -> Result<WeightSummary>;
 }
 
+/// A backend that trains a whole batch in one pass, or why the batch
+/// cannot run as one pass ([`make_batch_backend`]).
+pub type OnePass<'a> = std::result::Result<Box<dyn Backend + 'a>, String>;
+
 /// A backend that trains one model per `lambdas[k]` together (everything
 /// else from `problem`): one pass over the matrix per epoch serves all
 /// models, on the CPU ([`cpu::CpuBackend::with_models`]) and on a GPU
@@ -518,7 +522,7 @@ pub fn make_batch_backend<'a>(
     threads: Option<usize>,
     problem: Problem<'a>,
     lambdas: &[f64],
-) -> Result<std::result::Result<Box<dyn Backend + 'a>, String>> {
+) -> Result<OnePass<'a>> {
     batch_backend(device, threads, problem, lambdas, lambdas.len())
 }
 
@@ -531,14 +535,14 @@ fn batch_backend<'a>(
     problem: Problem<'a>,
     lambdas: &[f64],
     capacity: usize,
-) -> Result<std::result::Result<Box<dyn Backend + 'a>, String>> {
-    let cpu = || -> Result<std::result::Result<Box<dyn Backend + 'a>, String>> {
+) -> Result<OnePass<'a>> {
+    let cpu = || -> Result<OnePass<'a>> {
         Ok(Ok(Box::new(cpu::CpuBackend::with_models(
             problem, lambdas, threads,
         )?)))
     };
     #[cfg(feature = "cuda")]
-    let gpu = |ordinal: usize| -> std::result::Result<Box<dyn Backend + 'a>, String> {
+    let gpu = |ordinal: usize| -> OnePass<'a> {
         // Room for later batches when it fits, else for this one alone.
         let built = match cuda::CudaBackend::with_capacity(problem, lambdas, capacity, ordinal) {
             Err(_) if capacity > lambdas.len() => {
