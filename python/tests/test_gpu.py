@@ -143,3 +143,15 @@ def test_auto_falls_back_to_the_cpu_without_a_gpu(data, recwarn):
     s = sweep(m, y, [0.1, 1.0], device="auto", **MODEL, **FIT)
     assert [model.fit_report_["fallback"] for model in s] == [None, None]
     assert len(recwarn) == 0, [str(w.message) for w in recwarn]
+
+
+def test_fallbacks_warn_once_each_in_order():
+    """What sweep and fit_to_budget do with the reports' reasons why a
+    batch trained one model after another: one RuntimeWarning per distinct
+    reason (None: the batch ran as one pass)."""
+    from l0_rs._convert import warn_fallbacks
+
+    why = "the 8 models could not train together in one pass on cuda:0, so they train one after another: x"
+    with pytest.warns(RuntimeWarning) as got:
+        warn_fallbacks([None, why, why, "y"])
+    assert [str(w.message) for w in got] == [why, "y"]
