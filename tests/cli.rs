@@ -277,7 +277,8 @@ fn calibrate_writes_consistent_outputs() {
     assert_eq!(s["nnz"].as_u64().unwrap() as usize, f.entries.len());
     assert_eq!(s["epochs"], 300);
     assert_eq!(s["seed"], 5);
-    assert_eq!(s["device"], "cpu (1 threads)");
+    let simd = l0::backend::simd::SimdPath::best().name();
+    assert_eq!(s["device"], format!("cpu (1 threads, {simd})").as_str());
     assert_eq!(s["targets_excluded"], 2);
     let active = w.iter().filter(|&&x| x > 0.0).count();
     assert_eq!(s["active"].as_u64().unwrap() as usize, active);
