@@ -129,27 +129,40 @@ fn extension(path: &Path) -> String {
 /// Every value must be finite ([`L0Error::NonFinite`] otherwise).
 pub fn read_vector(path: &Path, what: &str) -> Result<Vec<f64>> {
     let values = match extension(path).as_str() {
-        "npy" => {
-            let array = npy::read_npy(path)?;
-            match array.shape.as_slice() {
-                [_] | [_, 1] => {}
-                other => {
-                    return Err(format_error(
-                        path,
-                        format!(
-                            "{what}: expected a 1-D array or a single column, got shape {}",
-                            npy::shape_text(other)
-                        ),
-                    ))
-                }
-            }
-            array.to_f64_vec(what)?
-        }
+        "npy" => read_npy_vector(path, what)?.to_f64_vec(what)?,
         "csv" => csv::read_f64_column(path)?,
         _ => return Err(unknown_extension(path, what, ".npy or .csv")),
     };
     check_finite(&format!("{what} ({})", path.display()), &values)?;
     Ok(values)
+}
+
+/// Reads a vector of integer labels (group ids) as `i64`, every `i64`
+/// value exact (no round trip through `f64`): a `.npy` array (1-D, or 2-D
+/// with one column; see [`npy::NpyArray::to_i64_vec`]) or a one-column
+/// `.csv` (see [`csv::read_i64_column`]). `what` names the vector in
+/// errors.
+pub fn read_int_vector(path: &Path, what: &str) -> Result<Vec<i64>> {
+    match extension(path).as_str() {
+        "npy" => read_npy_vector(path, what)?.to_i64_vec(what),
+        "csv" => csv::read_i64_column(path),
+        _ => Err(unknown_extension(path, what, ".npy or .csv")),
+    }
+}
+
+/// An `.npy` array that must be a vector: 1-D, or 2-D with one column.
+fn read_npy_vector(path: &Path, what: &str) -> Result<npy::NpyArray> {
+    let array = npy::read_npy(path)?;
+    match array.shape.as_slice() {
+        [_] | [_, 1] => Ok(array),
+        other => Err(format_error(
+            path,
+            format!(
+                "{what}: expected a 1-D array or a single column, got shape {}",
+                npy::shape_text(other)
+            ),
+        )),
+    }
 }
 
 /// Reads a matrix: a `.npz` written by `scipy.sparse.save_npz`, a Matrix
