@@ -69,7 +69,7 @@ fn named(what: &str, value: &Bound<'_, PyAny>, e: PyErr) -> PyErr {
     let py = value.py();
     let shown = value.repr().map(|r| r.to_string()).unwrap_or_default();
     if e.is_instance_of::<PyOverflowError>(py) {
-        PyValueError::new_err(format!("{what} is out of range: {shown} ({})", e.value(py)))
+        PyValueError::new_err(format!("{what} is out of range: {shown}"))
     } else if e.is_instance_of::<PyTypeError>(py) {
         PyTypeError::new_err(format!("{what}: {}", e.value(py)))
     } else {
@@ -1411,6 +1411,13 @@ fn fit_to_budget<'py>(
     })
 }
 
+/// Panics with `message` inside [`guard`]: lets the tests check that a
+/// panic reaches Python as a `RuntimeError` (no other use).
+#[pyfunction]
+fn _panic_for_tests(message: &str) -> PyResult<()> {
+    guard(|| panic!("{message}"))
+}
+
 /// The extension module `l0_rs._native`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1421,6 +1428,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
     m.add_function(wrap_pyfunction!(mul_vec, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_class::<Matrix>()?;
     m.add_class::<PyCalibration>()?;
     m.add_class::<PyRegression>()?;

@@ -17,9 +17,10 @@
 //! created when the folder is claimed, which checks that both can be
 //! written) with hard links to the run's log and checkpoint (or, replacing
 //! an earlier run, the log and checkpoint written there from the start),
-//! which then takes the folder's place in one step: `renameat2(RENAME_EXCHANGE)` on Linux, a
-//! plain rename when the folder does not exist yet. A kill at any instant
-//! leaves either the old folder or the complete new one under `--out`.
+//! which then takes the folder's place in one step:
+//! `renameat2(RENAME_EXCHANGE)` on Linux (the folder exists from the
+//! claim on). A kill at any instant leaves either the old folder or the
+//! complete new one under `--out`.
 
 use super::{CliResult, Failure};
 use std::ffi::OsString;
