@@ -2202,9 +2202,9 @@ fn a_signal_during_setup_exits_at_once() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    // The header is printed after the problem is built; wait for the
-    // process to have started, then signal before training begins.
-    std::thread::sleep(Duration::from_millis(200));
+    // Building the demo takes far longer than this: the signal lands
+    // before training begins.
+    std::thread::sleep(Duration::from_millis(50));
     signal(child.id(), "TERM");
     let status = child.wait().unwrap();
     let rest: Vec<String> = lines.by_ref().map(Result::unwrap).collect();

@@ -129,8 +129,7 @@ pub fn read_i64_column(path: &Path) -> Result<Vec<i64>> {
         field
             .parse::<i64>()
             .or_else(|_| match field.parse::<f64>() {
-                Ok(x) if x.fract() == 0.0 && x.abs() < 9.0e18 => Ok(x as i64),
-                Ok(_) => Err(format!("expected an integer, got '{field}'")),
+                Ok(x) => super::whole_i64(x).ok_or(format!("expected an integer, got '{field}'")),
                 Err(_) => Err(format!("cannot parse '{field}' as an integer")),
             })
     })

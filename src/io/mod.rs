@@ -150,6 +150,13 @@ pub fn read_int_vector(path: &Path, what: &str) -> Result<Vec<i64>> {
     }
 }
 
+/// `x` as an `i64` when it is a whole number in the `i64` range
+/// (-2^63 <= x < 2^63, both ends exact in `f64`).
+pub(crate) fn whole_i64(x: f64) -> Option<i64> {
+    let bound = 2f64.powi(63);
+    (x.fract() == 0.0 && (-bound..bound).contains(&x)).then_some(x as i64)
+}
+
 /// An `.npy` array that must be a vector: 1-D, or 2-D with one column.
 fn read_npy_vector(path: &Path, what: &str) -> Result<npy::NpyArray> {
     let array = npy::read_npy(path)?;

@@ -170,14 +170,9 @@ impl NpyArray {
                 .enumerate()
                 .map(|(i, &x)| {
                     let x: f64 = x.into();
-                    // -2^63 <= x < 2^63, both exact in f64.
-                    if x.fract() == 0.0
-                        && (-9.223372036854775808e18..9.223372036854775808e18).contains(&x)
-                    {
-                        Ok(x as i64)
-                    } else {
-                        Err(a.error(format!("{what} must be integers, got {x} at index {i}")))
-                    }
+                    super::whole_i64(x).ok_or_else(|| {
+                        a.error(format!("{what} must be integers, got {x} at index {i}"))
+                    })
                 })
                 .collect()
         }
