@@ -2145,9 +2145,21 @@ fn sizes_beyond_memory_are_refused_before_allocating() {
             format!("error: --lambda-grid: a lambda grid holds at most 1000000 values (one model each), got {n}\n")
         );
     }
-    // 10,000 models of 2,000 columns (1.3 GB) under a 1 GB limit: refused
-    // with the figure before any model is made.
+    // 10,000 models of the demo's 250,000 columns: refused with the figure
+    // before the demo is built, within 100 MB.
     let lambdas = vec!["1e-4"; 10_000].join(",");
+    let (code, err) = l0_within(
+        100_000,
+        &["sweep", "--lambda-l0", &lambdas, "--out", p(&out)],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("error: a sweep of 10000 models x 250000 columns needs 160.0 GB of memory, more than the ")
+            && err.ends_with(" available\n"),
+        "{err}"
+    );
+    // 10,000 models of 2,000 columns (1.3 GB) under a 1 GB limit: refused
+    // with the figure (from the matrix file's header) before it is read.
     let mut args = f.base_args(&out);
     args[0] = "sweep";
     args.extend(["--lambda-l0", &lambdas, "--epochs", "2"]);

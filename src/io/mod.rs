@@ -172,6 +172,32 @@ fn read_npy_vector(path: &Path, what: &str) -> Result<npy::NpyArray> {
     }
 }
 
+/// The shape a matrix file declares, read from its header alone (the
+/// `.npz` shape member, the Matrix Market size line, the `.npy` header),
+/// so that what it will cost can be checked before it is read; None when
+/// the header cannot tell ([`read_sparse`] then says why).
+pub fn matrix_shape(path: &Path) -> Option<(usize, usize)> {
+    match extension(path).as_str() {
+        "npz" => npz::npz_shape(path).ok(),
+        "mtx" => mtx::mtx_shape(path),
+        "npy" => {
+            use std::io::Read;
+            // An .npy header is at most 64 KiB past its 10-byte preamble.
+            let mut head = Vec::new();
+            File::open(path)
+                .ok()?
+                .take(10 + 65_536)
+                .read_to_end(&mut head)
+                .ok()?;
+            match npy::parse_npy_layout(&head, path, None).ok()?.shape[..] {
+                [rows, cols] => Some((rows, cols)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Reads a matrix: a `.npz` written by `scipy.sparse.save_npz`, a Matrix
 /// Market `.mtx` file, or a dense 2-D `.npy` array (turned into CSR
 /// holding its nonzero entries, for regression design matrices).

@@ -184,6 +184,23 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// The problem's number of columns as the matrix file's header (or the
+    /// demo's specification) declares it, before anything is read: what
+    /// a size given on the command line will cost is checked with it.
+    /// None when the header cannot tell (the full read then says why).
+    pub(super) fn columns(&self) -> Option<usize> {
+        match (&self.matrix, &self.targets) {
+            (None, None) => {
+                let spec = l0::synth::GeoSpec::default();
+                Some(spec.households * spec.areas)
+            }
+            (Some(m), _) => io::matrix_shape(m).map(|(_, cols)| cols),
+            (None, Some(_)) => None,
+        }
+    }
+}
+
 fn demo_problem(src: &Sources) -> CliResult<Problem> {
     for (flag, given) in [
         ("--groups", src.groups.is_some()),

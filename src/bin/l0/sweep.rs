@@ -312,8 +312,14 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     let lambdas = lambdas(&args)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("l0-out"));
     let outdir = outdir::OutDir::claim(&out, a.overwrite, false)?;
-    let problem = load_problem(&Sources::new(a, None))?;
-    // Every model is held until the end: refused before any is made.
+    // Every model is held until the end: refused before anything is read
+    // (with the columns the matrix file declares), and again with the
+    // matrix read, before any model is made.
+    let sources = Sources::new(a, None);
+    if let Some(cols) = sources.columns() {
+        l0::sweep::check_models(lambdas.len(), cols)?;
+    }
+    let problem = load_problem(&sources)?;
     l0::sweep::check_models(lambdas.len(), problem.m.cols())?;
     let mut resolved = resolve(a, problem.demo, None);
     let seed = settle_seed(&mut resolved, None);
