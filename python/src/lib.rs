@@ -4,7 +4,8 @@
 //!
 //! It converts numpy arrays at the border ([`Matrix`] from scipy's arrays,
 //! vectors from numpy), maps [`L0Error`] to Python exceptions in one place
-//! ([`to_py`]), and runs fits with the GIL released. While a fit runs, the
+//! ([`to_py`]), turns a panic into a `RuntimeError` ([`guard`], around
+//! every function Python calls that does more than read a field), and runs fits with the GIL released. While a fit runs, the
 //! observer takes the GIL back only to print a progress line and, every
 //! [`SIGNAL_CHECK`], to let Python handle signals: a pending
 //! KeyboardInterrupt stops the fit after the current epoch, the model keeps
