@@ -242,7 +242,7 @@ impl OutDir {
         fs::create_dir_all(out)
             .map_err(|e| unwritable(out, "cannot create the output folder", e))?;
         let (abs, parent, name) = locate(out)?;
-        let lock = lock(&abs)?;
+        let lock = lock(out)?;
         let mut dir = OutDir {
             staging: sibling(&parent, &name, "new"),
             abs,
