@@ -568,6 +568,7 @@ pub fn make_batch_backend<'a>(
     problem: Problem<'a>,
     lambdas: &[f64],
 ) -> Result<Option<Box<dyn Backend + 'a>>> {
+    crate::limits::check_threads(threads)?;
     let cpu = || -> Result<Option<Box<dyn Backend + 'a>>> {
         Ok(Some(Box::new(cpu::CpuBackend::with_models(
             problem, lambdas, threads,
@@ -603,6 +604,7 @@ pub fn make_backend<'a>(
     threads: Option<usize>,
     problem: Problem<'a>,
 ) -> Result<Box<dyn Backend + 'a>> {
+    crate::limits::check_threads(threads)?;
     match device {
         Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
         #[cfg(feature = "cuda")]
