@@ -10,7 +10,7 @@
 #   scripts/gpu-build.sh --no-python     # no wheels
 #
 # The binaries load libcuda and NVRTC at run time, so nothing CUDA is needed
-# here. Debug info is stripped to keep the folder small (about 64 MiB is the
+# here. Symbols and debug info are stripped to keep the folder small (about 64 MiB is the
 # most some runners carry). Environment: L0_GPU_DIR (default .gpu),
 # CARGO_TARGET_DIR as usual.
 set -euo pipefail
@@ -44,6 +44,9 @@ for line in sys.stdin:
     t = m["target"]
     kind = t["kind"][0]
     name = t["name"] + ("-unit" if kind == "lib" else "")
+    if kind == "bin" and m["profile"]["test"]:
+        # The unit tests of a binary are a test binary, not the command.
+        kind, name = "test", t["name"] + "-bin-unit"
     print(kind, name, m["executable"])
 '
 }
@@ -53,7 +56,7 @@ copy() { # kind name path
     case "$1" in
         bin)
             cp "$3" "$dest/bin/$2"
-            strip --strip-debug "$dest/bin/$2" 2>/dev/null || true
+            strip "$dest/bin/$2" 2>/dev/null || true
             return 0
             ;;
         test | lib) sub=tests ;;
@@ -62,7 +65,7 @@ copy() { # kind name path
         *) return 0 ;;
     esac
     cp "$3" "$dest/bin/$sub/$2"
-    strip --strip-debug "$dest/bin/$sub/$2" 2>/dev/null || true
+    strip "$dest/bin/$sub/$2" 2>/dev/null || true
 }
 
 cargo test --release --no-run --message-format=json-render-diagnostics | executables |
