@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from ._native import Matrix, check_device, cuda_unavailable
+from ._cuda import unavailable_reason
+from ._native import Matrix, check_device
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -106,13 +107,17 @@ def per_column(v, n_features, what):
 
 def resolve_device(device):
     """The device a fit runs on: plain "cuda" without a usable GPU becomes
-    "cpu" with a warning; everything else as given (checked)."""
+    "cpu" with a warning, "cuda:N" without one is a RuntimeError, both
+    saying what is missing (``cuda_status``); everything else as given
+    (checked)."""
     check_device(device)
-    if device == "cuda":
-        why = cuda_unavailable(0)
-        if why is not None:
+    if device == "cuda" or device.startswith("cuda:"):
+        why = unavailable_reason(device)
+        if why is not None and device == "cuda":
             warnings.warn(f"device='cuda' runs on the CPU: {why}", RuntimeWarning, stacklevel=3)
             return "cpu"
+        if why is not None:
+            raise RuntimeError(f"CUDA: {why}")
     return device
 
 
