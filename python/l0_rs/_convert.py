@@ -121,12 +121,19 @@ def resolve_device(device):
     return device
 
 
+#: The largest count the engine takes (a 64-bit unsigned integer).
+MAX_COUNT = 2**64 - 1
+
+
 def count(v, what):
-    """A non-negative int; refuses fractions and negatives."""
+    """A non-negative int the engine can hold (at most ``MAX_COUNT``);
+    refuses fractions, negatives and larger values, naming ``what``."""
     try:
         i = int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{what} must be an integer, got {v!r}") from None
     if i != v or i < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {v!r}")
+    if i > MAX_COUNT:
+        raise ValueError(f"{what} must be at most {MAX_COUNT}, got {i}")
     return i
