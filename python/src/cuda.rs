@@ -3,7 +3,7 @@
 //! checks NVRTC works without a GPU. `l0_rs/_cuda.py` builds the public
 //! `cuda_available` and `cuda_status` on these.
 
-use super::OrPy;
+use super::{guard, OrPy};
 use l0::backend::cuda::{self, CudaBackend};
 use pyo3::prelude::*;
 
@@ -20,8 +20,8 @@ pub fn cuda_libraries() -> (bool, Option<String>, Vec<i32>) {
 /// Why CUDA device `ordinal` cannot be used (no driver, no NVRTC, no
 /// device), or None when it can.
 #[pyfunction]
-pub fn cuda_unavailable(ordinal: usize) -> Option<String> {
-    CudaBackend::available(ordinal).err().map(|e| e.to_string())
+pub fn cuda_unavailable(ordinal: usize) -> PyResult<Option<String>> {
+    guard(|| Ok(CudaBackend::available(ordinal).err().map(|e| e.to_string())))
 }
 
 /// Compiles every kernel for `arch` with NVRTC (`sm_XY`: cubins,
@@ -30,9 +30,11 @@ pub fn cuda_unavailable(ordinal: usize) -> Option<String> {
 /// a missing NVRTC or a compiler error is a `RuntimeError`.
 #[pyfunction]
 pub fn compile_kernels(py: Python<'_>, arch: &str) -> PyResult<Vec<(String, String, usize)>> {
-    let compiled = py.detach(|| cuda::compile_kernels(arch)).or_py()?;
-    Ok(compiled
-        .into_iter()
-        .map(|(name, c)| (name.to_string(), c.kind.to_string(), c.image.len()))
-        .collect())
+    guard(|| {
+        let compiled = py.detach(|| cuda::compile_kernels(arch)).or_py()?;
+        Ok(compiled
+            .into_iter()
+            .map(|(name, c)| (name.to_string(), c.kind.to_string(), c.image.len()))
+            .collect())
+    })
 }

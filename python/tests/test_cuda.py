@@ -9,7 +9,6 @@ tests of a machine without the driver skip where libcuda loads."""
 import importlib.metadata
 import json
 import os
-import re
 import subprocess
 import sys
 import sysconfig
@@ -137,5 +136,5 @@ def test_a_fit_on_cuda_n_without_a_driver_says_what_is_missing():
     with pytest.warns(RuntimeWarning) as w:
         model.fit(m, y, epochs=2, device="cuda")
     assert [str(x.message) for x in w] == [f"device='cuda' runs on the CPU: {reason}"]
-    assert re.fullmatch(r"cpu \(\d+ threads?\)", model.fit_report_["device"])
+    assert model.fit_report_["device"].startswith("cpu (")  # "cpu (2 threads, avx2)"
     assert np.all(np.isfinite(model.get_weights(deterministic=True)))
