@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from ._native import Matrix, check_device, cuda_unavailable
+from ._cuda import unavailable_reason
+from ._native import Matrix, check_device
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -106,13 +107,15 @@ def per_column(v, n_features, what):
 
 def resolve_device(device):
     """The device a fit runs on, checked: "cuda" or "cuda:N" where that GPU
-    cannot be used raises ``RuntimeError`` with the command line's message
-    (``device="auto"`` is the way to ask for the CPU then)."""
+    cannot be used raises ``RuntimeError`` saying what is missing
+    (``cuda_status``; the driver's part is the command line's message), as
+    ``l0 calibrate --device cuda`` fails; ``device="auto"`` is the way to
+    ask for the CPU then. Everything else as given (checked)."""
     check_device(device)
     if device == "cuda" or device.startswith("cuda:"):
-        why = cuda_unavailable(int(device.partition(":")[2] or 0))
+        why = unavailable_reason(device)
         if why is not None:
-            raise RuntimeError(why)
+            raise RuntimeError(f"CUDA: {why}")
     return device
 
 

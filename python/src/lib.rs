@@ -29,6 +29,8 @@ use pyo3::types::PyDict;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+mod cuda;
+
 /// How often a running fit lets Python look at pending signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
@@ -1224,15 +1226,6 @@ fn check_device(text: &str) -> PyResult<String> {
     device(text).map(|_| text.to_string())
 }
 
-/// Why CUDA device `ordinal` cannot be used (no driver, no NVRTC, no
-/// device), or None when it can.
-#[pyfunction]
-fn cuda_unavailable(ordinal: usize) -> Option<String> {
-    l0::backend::cuda::CudaBackend::available(ordinal)
-        .err()
-        .map(|e| e.to_string())
-}
-
 /// The sorted target indices a holdout leaves out of `q` targets
 /// ([`l0::holdout::holdout_targets`]): every target of the group ids
 /// `groups`, or a share `fraction` drawn within each group by `seed`.
@@ -1428,7 +1421,9 @@ fn _panic_for_tests(message: &str) -> PyResult<()> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_device, m)?)?;
     m.add_function(wrap_pyfunction!(fit_to_budget, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda_unavailable, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::compile_kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_libraries, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_unavailable, m)?)?;
     m.add_function(wrap_pyfunction!(holdout_targets, m)?)?;
     m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
     m.add_function(wrap_pyfunction!(mul_vec, m)?)?;
