@@ -1610,6 +1610,11 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
     let (w_refit, err) = run(with(&["--refit"]));
     assert!(err.contains("refit: "), "{err}");
     assert!(err.contains("refit Epoch  100:"), "{err}");
+    let kept = err.lines().find(|l| l.starts_with("refit: loss ")).unwrap();
+    assert!(
+        kept.ends_with(", the lowest checked (start, every 10 epochs, end): kept epoch 100 of 100"),
+        "{kept}"
+    );
     for (i, (a, b)) in w_l0.iter().zip(&w_refit).enumerate() {
         assert_eq!(*a == 0.0, *b == 0.0, "record {i}");
     }

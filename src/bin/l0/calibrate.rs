@@ -1307,10 +1307,19 @@ pub(super) fn run_refit(
         report_every: Some(every.min(epochs)),
         ..opts.clone()
     };
-    Ok(model.refit_with(m, y, &opts, epochs, &mut |p| {
+    let refit = model.refit_with(m, y, &opts, epochs, &mut |p| {
         eprintln!("{label} {p}");
         Ok(())
-    })?)
+    })?;
+    eprintln!(
+        "{label}: loss {:.4e} -> {:.4e}, the lowest checked (start, every {} epochs, end): kept epoch {} of {}",
+        refit.start_loss,
+        refit.loss,
+        l0::calibration::REFIT_CHECK_EVERY,
+        refit.best_epoch,
+        refit.report.epochs
+    );
+    Ok(refit)
 }
 
 pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
