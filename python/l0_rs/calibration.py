@@ -17,6 +17,7 @@ import numpy as np
 from . import _native
 from ._base import Model
 from ._convert import as_groups, as_matrix, as_vector, count as _count, per_column, resolve_device
+from ._tensor import tensor_like
 
 __all__ = [
     "Refit",
@@ -231,7 +232,7 @@ class SparseCalibrationWeights(Model):
     def get_weights(self, deterministic=False):
         """Weights ``exp(log_weight) * gate``: deterministic gates, or gates
         sampled with the noise of the next training step."""
-        return self._model.weights(bool(deterministic))
+        return tensor_like(self._model.weights(bool(deterministic)))
 
     def get_l2_penalty(self):
         """Sum of squared positive weights ``exp(log_weight)^2``."""
@@ -247,7 +248,7 @@ class SparseCalibrationWeights(Model):
 
     def predict(self, M):
         """``M w`` with deterministic weights."""
-        return self._model.predict(as_matrix(M, "M"))
+        return tensor_like(self._model.predict(as_matrix(M, "M")))
 
     def save_checkpoint(self, path, M, y, target_groups=None):
         """Write the engine's checkpoint file (``l0 calibrate``'s
@@ -417,7 +418,7 @@ class Refit:
         every record the L0 fit dropped."""
         w = np.zeros(self.n_features)
         w[self.columns] = self.model.get_weights(deterministic=deterministic)
-        return w
+        return tensor_like(w)
 
     def get_active_weights(self):
         """``{"indices", "values", "count"}`` of the non-zero refit weights
