@@ -878,7 +878,8 @@ impl Calibration {
     /// stay exactly zero and, as a weight without a gate is `exp(p) > 0`,
     /// the active count cannot grow. Needs at least one active record.
     ///
-    /// A refit never worsens its start: it keeps the best iterate. Without
+    /// A refit never worsens its start (the L0 weights, held to the caps
+    /// when `opts` sets any): it keeps the best iterate. Without
     /// gates its loss has no noise, so the loss it minimises
     /// ([`Calibration::deterministic_loss`], in f64 on the host) is
     /// evaluated at the start, every [`REFIT_CHECK_EVERY`] epochs and at
@@ -940,6 +941,10 @@ impl Calibration {
             epochs,
             ..opts.clone()
         };
+        // The start is the L0 weights held to the caps, as the fit would
+        // begin from them (no jitter: its sd is 0).
+        let max_p = model.fit_inputs(&sub, y, &opts)?.max_p;
+        model.state = Self::start_state(model.state, None, max_p.as_deref());
         let start_loss = model.deterministic_loss(&sub, y, &opts)?;
         let mut progress = ProgressObserver::new(y, &opts, kept.count, on_progress)?;
         let mut best = KeepBest {
@@ -1022,7 +1027,7 @@ pub struct Refit {
     /// lowest [`Calibration::deterministic_loss`] among the start (0), every
     /// [`REFIT_CHECK_EVERY`]-th step and the last.
     pub best_epoch: u64,
-    /// The loss at the start (the L0 fit's weights).
+    /// The loss at the start (the L0 fit's weights, held to the caps).
     pub start_loss: f64,
     /// The loss of the model returned: at most `start_loss`.
     pub loss: f64,

@@ -1408,6 +1408,23 @@ fn a_refit_whose_every_step_worsens_returns_its_start() {
     // same loss up to that rounding.
     let kept = refit_objective(&sub, &y, &jump, &second.model.weights(true));
     assert!((kept - start).abs() <= 1e-6 * start, "{kept} vs {start}");
+    // With a cap the start is the L0 weights held to it: whichever state
+    // comes back keeps the cap.
+    let cap = 0.5
+        * first
+            .model
+            .weights(true)
+            .iter()
+            .copied()
+            .fold(0.0, f64::max);
+    let capped = FitParams {
+        max_weight: Some(cap),
+        ..jump
+    };
+    let third = first.model.refit(&sub, &y, &capped, 25).unwrap();
+    let w = third.model.weights(true);
+    assert!(w.iter().all(|&v| v <= cap), "{cap} {w:?}");
+    assert!(third.loss <= third.start_loss);
 }
 
 #[test]
