@@ -145,6 +145,9 @@ class SparseCalibrationWeights(Model):
             **_shared_options(locals()),
         )
         self.fit_report_ = self._model.fit(m, y, opts, print if verbose else None)
+        for w in self.fit_report_["warnings"]:
+            # The CLI's text, with fit's argument names.
+            warnings.warn(w.removeprefix("warning: "), UserWarning, stacklevel=2)
         return self
 
     def refit(
