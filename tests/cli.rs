@@ -2103,7 +2103,7 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
     );
     assert_eq!(
         bad(&["--lambda-grid", "0.01:1:3", "--select", "best"]),
-        "error: --select: expected min-error or one-se, got 'best'"
+        "error: --select: expected min-error, one-se or gic, got 'best'"
     );
     assert_eq!(
         bad(&["--lambda-l0", "0.1", "--refit"]),
