@@ -19,6 +19,11 @@
 //! (`seconds_per_epoch_with_setup` is the long fit's time over its epochs;
 //! `cpu_seconds_per_epoch` is the steady state in CPU time of all threads,
 //! which other work on the machine hardly changes).
+//! `seconds_per_report` is what a progress report (deterministic weights,
+//! predictions, penalties and weight counts, as `--log-every` and the
+//! progress lines take them) adds to a fit: the long fit run again with a
+//! report every 5 epochs, its extra time over its extra reports (in CPU
+//! time as `cpu_seconds_per_report`).
 //! Prints one JSON line.
 
 #[path = "common/problems.rs"]
@@ -58,20 +63,25 @@ fn main() -> l0::Result<()> {
     // The whole `fit` call is timed, as on the reference's side.
     // CPU time (all threads) is timed too: it hardly changes when other
     // work shares the machine, while wall time does.
-    let mut timed = |epochs: u64| -> l0::Result<(f64, f64, String)> {
+    let mut timed = |epochs: u64, report_every: Option<u64>| -> l0::Result<(f64, f64, String)> {
         let (t, c) = (std::time::Instant::now(), process::cpu_seconds());
         let opts = FitParams {
             epochs,
+            report_every,
             ..opts.clone()
         };
         let r = model.fit(&m, &y, &opts)?;
         let cpu = process::cpu_seconds() - c;
         Ok((t.elapsed().as_secs_f64(), cpu, r.device))
     };
-    timed(1)?;
+    timed(1, None)?;
     let short = (epochs / 4).max(1);
-    let (t_short, c_short, _) = timed(short)?;
-    let (t_long, c_long, device) = timed(epochs)?;
+    let (t_short, c_short, _) = timed(short, None)?;
+    let (t_long, c_long, device) = timed(epochs, None)?;
+    // The last epoch reports in both runs; these are the others.
+    let reports = ((epochs - 1) / 5).max(1) as f64;
+    let (t_rep, c_rep, _) = timed(epochs, Some(5))?;
+    let (report, report_cpu) = ((t_rep - t_long) / reports, (c_rep - c_long) / reports);
     let (steady, steady_cpu) = if epochs > short {
         let d = (epochs - short) as f64;
         ((t_long - t_short) / d, (c_long - c_short) / d)
@@ -79,7 +89,7 @@ fn main() -> l0::Result<()> {
         (t_long / epochs as f64, c_long / epochs as f64)
     };
     println!(
-        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"seconds_per_epoch\": {steady:.6}, \"cpu_seconds_per_epoch\": {steady_cpu:.6}, \"seconds_per_epoch_with_setup\": {:.6}, \"gb_per_s\": {:.3}}}",
+        "{{\"problem\": \"{which}\", \"rows\": {}, \"cols\": {}, \"nnz\": {}, \"device\": \"{device}\", \"epochs\": {epochs}, \"seconds_per_epoch\": {steady:.6}, \"cpu_seconds_per_epoch\": {steady_cpu:.6}, \"seconds_per_epoch_with_setup\": {:.6}, \"gb_per_s\": {:.3}, \"seconds_per_report\": {report:.6}, \"cpu_seconds_per_report\": {report_cpu:.6}}}",
         m.rows(),
         m.cols(),
         m.nnz(),

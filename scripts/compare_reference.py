@@ -113,7 +113,9 @@ def main():
         else:
             cpu = mine.get("cpu_seconds_per_epoch")
             cpu_ratio = f"{ref_cpu / cpu:17.1f}x" if cpu else f"{'-':>18}"
-            print(f"{head} {ref:12.4f} {ref / ours:8.1f}x {setup:13.2f}s {cpu_ratio}   [{mine['device']}]")
+            rep = mine.get("seconds_per_report")
+            rep = f"; a report costs {rep / ours:.0%} of an epoch" if rep is not None else ""
+            print(f"{head} {ref:12.4f} {ref / ours:8.1f}x {setup:13.2f}s {cpu_ratio}   [{mine['device']}{rep}]")
         sys.stdout.flush()
 
 

@@ -495,6 +495,7 @@ impl Calibration {
         if n_features == 0 {
             return Err(L0Error::config("n_features must be at least 1"));
         }
+        crate::limits::check_columns(n_features)?;
         params.gate.check()?;
         for (name, v) in [
             ("log_weight_jitter_sd", params.log_weight_jitter_sd),

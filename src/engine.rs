@@ -166,19 +166,15 @@ pub fn train_models(
         let last = epoch == epochs;
         let report = last || due(report_every, step + 1);
         if report {
-            for (k, l) in losses.iter_mut().enumerate() {
-                b.select(k)?;
-                *l = b.losses()?;
-            }
+            sampled = b.step_reported(step, !last, test_gate, &mut losses)?;
+        } else {
+            sampled = !last;
+            b.step(step, sampled)?;
         }
-        sampled = !report && !last;
-        b.step(step, sampled)?;
         if report || due(Some(DIVERGENCE_CHECK_EVERY), epoch) {
             check_divergence(b, step0)?;
         }
         if report {
-            b.deterministic_weights(test_gate)?;
-            b.forward()?;
             for (model, &losses) in losses.iter().enumerate() {
                 b.select(model)?;
                 b.read_yhat(&mut yhat)?;

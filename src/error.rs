@@ -77,6 +77,17 @@ pub enum L0Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A size a caller gave (columns, models, a grid's count) needs more
+    /// memory than this process can get ([`crate::limits`]).
+    #[error("{what} needs {needed} of memory, more than the {available} available")]
+    TooLarge {
+        /// The argument and its value, e.g. "n_features = 1099511627776".
+        what: String,
+        /// The memory it needs, in words.
+        needed: String,
+        /// The memory available, in words.
+        available: String,
+    },
     /// The CUDA backend could not be used: no driver, no NVRTC, no device,
     /// too little device memory, or a kernel that failed to compile (the
     /// NVRTC log is kept in the message).

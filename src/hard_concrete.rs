@@ -138,9 +138,17 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
     let xc = x.clamp(-87.336_54, 88.722_84);
     // Round to nearest by the 1.5 * 2^23 trick: no SSE4.1 `round` needed.
-    let n = (xc * LOG2E + 12_582_912.0) - 12_582_912.0;
+    // `t` lies in [2^23, 2^24), where the f32 spacing is 1, so its low
+    // mantissa bits hold the integer `n` itself: reading it from the bits
+    // (not `n as i32`, a saturating conversion that AVX2 has no vector
+    // instruction for, which left the loops calling this scalar) gives
+    // the same integer.
+    let t = xc * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
     let r = xc - n * C1 - n * C2;
     let mut p = 1.987_569_2e-4_f32;
     p = p * r + 1.398_2e-3;
@@ -150,8 +158,8 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n in two factors, so n = 128 (near the overflow bound) stays representable.
-    let n1 = n as i32 >> 1;
-    let n2 = n as i32 - n1;
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
     let y =
         e * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23);
     let y = if x > 88.722_84 { f32::INFINITY } else { y };
@@ -208,13 +216,11 @@ pub fn ln_f32(x: f32) -> f32 {
 /// gradient is zero.
 #[inline(always)]
 pub fn clamp_mask<T: Real>(x: T, lo: T, hi: T) -> (T, bool) {
-    if x < lo {
-        (lo, false)
-    } else if x > hi {
-        (hi, false)
-    } else {
-        (x, x > lo && x < hi)
-    }
+    // Selects and a non-short-circuit `&`, no branches, so that loops
+    // calling this vectorise (a NaN stays NaN, outside).
+    let c = if x < lo { lo } else { x };
+    let c = if c > hi { hi } else { c };
+    (c, (x > lo) & (x < hi))
 }
 
 /// The logistic function `1 / (1 + e^-x)`.
@@ -448,10 +454,14 @@ impl<T: Real> ColumnRule<T> {
     /// `(dL/dp, dL/da)` for one column given `g_w = dL_data/dw`.
     #[inline(always)]
     pub fn gradient(&self, f: &ColumnForward<T>, a: T, g_w: T) -> (T, T) {
-        let mut gp = g_w * f.gate.z * f.dm;
-        if self.lambda_l2 != T::of(0.0) {
-            gp = gp + self.lambda_l2 * (T::of(2.0) * f.m) * f.dm;
-        }
+        let gp = g_w * f.gate.z * f.dm;
+        // A select, not a branch: the loops calling this vectorise.
+        let gp_l2 = gp + self.lambda_l2 * (T::of(2.0) * f.m) * f.dm;
+        let gp = if self.lambda_l2 != T::of(0.0) {
+            gp_l2
+        } else {
+            gp
+        };
         let (_, dpi) = self.gate.l0_term(a);
         let ga = g_w * f.m * f.gate.dz_da + self.lambda_l0 * dpi;
         (gp, ga)

@@ -21,6 +21,7 @@ pub mod hard_concrete;
 pub mod hash;
 pub mod holdout;
 pub mod io;
+pub mod limits;
 pub mod matrix;
 pub mod model;
 pub mod philox;

@@ -31,7 +31,7 @@ fn mulhilo(a: u32, b: u32) -> (u32, u32) {
 
 /// Philox4x32 with 10 rounds: maps a 128-bit counter and a 64-bit key to 128
 /// pseudo-random bits.
-#[inline]
+#[inline(always)]
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let mut c = counter;
     let mut k = key;
@@ -48,7 +48,7 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 }
 
 /// The four raw words of columns `4 block .. 4 block + 4` at noise counter `step`.
-#[inline]
+#[inline(always)]
 pub fn gate_block(seed: u64, step: u64, block: u64) -> [u32; 4] {
     let key = [seed as u32, (seed >> 32) as u32];
     let counter = [

@@ -214,6 +214,7 @@ impl Regression {
         if n_features == 0 {
             return Err(L0Error::config("n_features must be at least 1"));
         }
+        crate::limits::check_columns(n_features)?;
         params.gate.check()?;
         model::check_non_negative("coef_init_sd", params.coef_init_sd)?;
         model::check_non_negative("log_alpha_jitter_sd", params.log_alpha_jitter_sd)?;

@@ -31,16 +31,20 @@ pub struct SweepModel {
     pub report: FitReport,
 }
 
+/// The most values a [`lambda_grid`] holds: each is a model to train, and a
+/// million models are far beyond any sweep (a grid of 200 already spaces
+/// six decades 7% apart).
+pub const MAX_GRID: usize = 1_000_000;
+
 /// `n` values from `lo` to `hi` (both included), evenly spaced in log
-/// scale; `n = 1` gives `[lo]`. Needs `0 < lo <= hi`, finite, `n >= 1`.
+/// scale; `n = 1` gives `[lo]`. Needs `0 < lo <= hi`, finite,
+/// `1 <= n <=` [`MAX_GRID`].
 pub fn lambda_grid(lo: f64, hi: f64, n: usize) -> Result<Vec<f64>> {
+    check_grid_count(n)?;
     if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
         return Err(L0Error::config(format!(
             "a lambda grid needs 0 < LO <= HI, got {lo} and {hi}"
         )));
-    }
-    if n == 0 {
-        return Err(L0Error::config("a lambda grid needs at least one value"));
     }
     let (a, b) = (lo.ln(), hi.ln());
     Ok((0..n)
@@ -50,6 +54,30 @@ pub fn lambda_grid(lo: f64, hi: f64, n: usize) -> Result<Vec<f64>> {
             k => (a + (b - a) * k as f64 / (n - 1) as f64).exp(),
         })
         .collect())
+}
+
+/// Refuses a grid count outside `1..=`[`MAX_GRID`], before any value is
+/// made.
+pub fn check_grid_count(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(L0Error::config("a lambda grid needs at least one value"));
+    }
+    if n > MAX_GRID {
+        return Err(L0Error::config(format!(
+            "a lambda grid holds at most {MAX_GRID} values (one model each), got {n}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `models` models of `n_features` columns that do not fit in
+/// memory together (a sweep returns every model, so all are held at
+/// once).
+pub fn check_models(models: usize, n_features: usize) -> Result<()> {
+    crate::limits::check_memory(
+        &format!("a sweep of {models} models x {n_features} columns"),
+        crate::limits::models_bytes(models, n_features),
+    )
 }
 
 /// Checks a list of L0 strengths: at least one, each finite and >= 0.
@@ -90,6 +118,7 @@ pub fn start(
     lambdas: &[f64],
 ) -> Result<Vec<SweepModel>> {
     check_lambdas(lambdas)?;
+    check_models(lambdas.len(), n_features)?;
     // One model, cloned: with a seed every model starts the same, and the
     // initial draws (millions at production scale) are made once.
     let first = match params.seed {
@@ -165,7 +194,24 @@ mod tests {
         assert!(lambda_grid(0.0, 1.0, 3).is_err());
         assert!(lambda_grid(1.0, 0.1, 3).is_err());
         assert!(lambda_grid(0.1, 1.0, 0).is_err());
+        assert_eq!(
+            lambda_grid(0.1, 1.0, usize::MAX).unwrap_err().to_string(),
+            format!("invalid configuration: a lambda grid holds at most 1000000 values (one model each), got {}", usize::MAX)
+        );
+        assert_eq!(lambda_grid(0.1, 1.0, MAX_GRID).unwrap().len(), MAX_GRID);
         assert!(check_lambdas(&[]).is_err());
         assert!(check_lambdas(&[0.1, -1.0]).is_err());
+    }
+
+    #[test]
+    fn sweeps_beyond_memory_are_refused_before_any_model() {
+        let lambdas = vec![1e-4; 10_000];
+        let e = start(1 << 40, &CalibrationParams::default(), &lambdas).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a sweep of 10000 models x 1099511627776 columns needs 703687.4 TB of memory, more than the "),
+            "{e}"
+        );
+        assert!(matches!(e, L0Error::TooLarge { .. }));
     }
 }

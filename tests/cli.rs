@@ -277,7 +277,8 @@ fn calibrate_writes_consistent_outputs() {
     assert_eq!(s["nnz"].as_u64().unwrap() as usize, f.entries.len());
     assert_eq!(s["epochs"], 300);
     assert_eq!(s["seed"], 5);
-    assert_eq!(s["device"], "cpu (1 threads)");
+    let simd = l0::backend::simd::SimdPath::best().name();
+    assert_eq!(s["device"], format!("cpu (1 threads, {simd})").as_str());
     assert_eq!(s["targets_excluded"], 2);
     let active = w.iter().filter(|&&x| x > 0.0).count();
     assert_eq!(s["active"].as_u64().unwrap() as usize, active);
@@ -518,7 +519,7 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
     assert_eq!(
         run(m, y, &["--groups", p(&groups)]),
         format!(
-            "error: {}: group ids must be integers, got 1.5 at index 2",
+            "error: {}: line 3: expected an integer, got '1.5'",
             groups.display()
         )
     );
@@ -540,6 +541,23 @@ fn wait_for(path: &Path, child: &mut std::process::Child) -> bool {
         }
         if child.try_wait().unwrap().is_some() {
             return path.exists();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// Waits until the log at `path` holds a row past its header (or the
+/// child exits); true if it does.
+fn wait_for_log_row(path: &Path, child: &mut std::process::Child) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let rows = fs::read_to_string(path).map_or(0, |t| t.lines().count());
+        if rows > 1 {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -1097,7 +1115,9 @@ fn sigterm_stops_like_ctrl_c() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(&out.join("log.csv"), &mut child));
+    // Once training has begun (a first log row), SIGTERM stops it after
+    // the epoch, with a checkpoint; before, it exits at once.
+    assert!(wait_for_log_row(&out.join("log.csv"), &mut child));
     signal(child.id(), "TERM");
     assert_eq!(child.wait().unwrap().code(), Some(130));
     assert!(out.join("checkpoint.l0ck").exists());
@@ -2171,4 +2191,325 @@ fn a_fit_without_groups_says_so_and_warns_when_a_few_targets_dominate() {
         !err.contains("no --groups") && !err.contains("dominated"),
         "{err}"
     );
+}
+
+/// Runs `l0 args` under an address-space limit of `kib` KiB (`ulimit -v`):
+/// its exit code and stderr.
+fn l0_within(kib: u64, args: &[&str]) -> (Option<i32>, String) {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {kib} && exec {BIN} {}",
+            quoted.join(" ")
+        ))
+        .output()
+        .unwrap();
+    (o.status.code(), stderr(&o))
+}
+
+#[test]
+fn sizes_beyond_memory_are_refused_before_allocating() {
+    let f = problem("sizes", 6, 2000, 0.01, None);
+    let out = f.dir.join("out");
+    // A grid count beyond the bound, and beyond any integer: refused
+    // within 100 MB of address space, before anything is read.
+    for n in [
+        "10000000000000000000",
+        "1000000000000000000000000000000",
+        "1000001",
+    ] {
+        let grid = format!("1e-6:1e-3:{n}");
+        let (code, err) = l0_within(
+            100_000,
+            &["sweep", "--lambda-grid", &grid, "--out", p(&out)],
+        );
+        assert_eq!(code, Some(2), "{err}");
+        assert_eq!(
+            err,
+            format!("error: --lambda-grid: a lambda grid holds at most 1000000 values (one model each), got {n}\n")
+        );
+    }
+    // 10,000 models of the demo's 250,000 columns: refused with the figure
+    // before the demo is built, within 100 MB.
+    let lambdas = vec!["1e-4"; 10_000].join(",");
+    let (code, err) = l0_within(
+        100_000,
+        &["sweep", "--lambda-l0", &lambdas, "--out", p(&out)],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("error: a sweep of 10000 models x 250000 columns needs 160.0 GB of memory, more than the ")
+            && err.ends_with(" available\n"),
+        "{err}"
+    );
+    // 10,000 models of 2,000 columns (1.3 GB) under a 1 GB limit: refused
+    // with the figure (from the matrix file's header) before it is read.
+    let mut args = f.base_args(&out);
+    args[0] = "sweep";
+    args.extend(["--lambda-l0", &lambdas, "--epochs", "2"]);
+    let (code, err) = l0_within(1_000_000, &args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with(
+            "error: a sweep of 10000 models x 2000 columns needs 1.3 GB of memory, more than the "
+        ) && err.ends_with(" available\n")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn threads_beyond_the_bound_are_refused() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let f = problem("threads", 4, 10, 0.5, None);
+    let out = f.dir.join("out");
+    let mut args = f.base_args(&out);
+    let k = args.iter().position(|&a| a == "--threads").unwrap();
+    let many = (4 * cpus + 1).to_string();
+    for (command, n) in [("calibrate", "100000"), ("sweep", many.as_str())] {
+        args[0] = command;
+        args[k + 1] = n;
+        let mut a = args.clone();
+        if command == "sweep" {
+            a.extend(["--lambda-l0", "1e-3,1e-2"]);
+        }
+        assert_eq!(
+            fails(&a),
+            format!(
+                "error: --threads: threads must be at most {} (4 x the {cpus} logical CPUs: more threads only share the same cores), got {n}",
+                4 * cpus
+            )
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_signal_during_setup_exits_at_once() {
+    let dir = scratch("setup-signal");
+    let out = dir.join("out");
+    // The demo problem takes a while to build: the signal lands in setup.
+    let mut child = Command::new(BIN)
+        .args(["calibrate", "--epochs", "1000000", "--threads", "1"])
+        .args(["--device", "cpu", "--out", p(&out)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    // Building the demo takes far longer than this: the signal lands
+    // before training begins.
+    std::thread::sleep(Duration::from_millis(50));
+    signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.by_ref().map(Result::unwrap).collect();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(!rest.iter().any(|l| l.starts_with("Epoch")), "{rest:?}");
+    // Nothing is left: no checkpoint, no folder, no staging folder.
+    assert!(!out.join("checkpoint.l0ck").exists());
+}
+
+#[test]
+fn two_runs_into_one_folder_one_is_refused() {
+    let f = problem("race", 6, 60, 0.3, None);
+    for attempt in 0..3 {
+        let out = f.dir.join(format!("out{attempt}"));
+        let start = |epochs: &'static str, seed: &'static str| {
+            let mut a = f.args_with_seed(&out, seed);
+            a.extend([
+                "--epochs",
+                epochs,
+                "--log-every",
+                "10",
+                "--checkpoint-every",
+                "10",
+            ]);
+            Command::new(BIN)
+                .args(&a)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (start("3000", "1"), start("3010", "2"));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let ok: Vec<bool> = [&a, &b].iter().map(|o| o.status.success()).collect();
+        assert_eq!(
+            ok.iter().filter(|&&s| s).count(),
+            1,
+            "{} / {}",
+            stderr(&a),
+            stderr(&b)
+        );
+        let (loser, epochs) = if ok[0] { (&b, 3000) } else { (&a, 3010) };
+        assert_eq!(loser.status.code(), Some(2));
+        let refusal = stderr(loser);
+        assert!(
+            refusal
+                == format!(
+                    "error: {}: another l0 run is writing to this output folder: wait for it to finish, or give another --out\n",
+                    out.display()
+                )
+                || refusal.contains("holds the files of an earlier run"),
+            "{refusal}"
+        );
+        // The folder holds the winner's files only: its summary, and a log
+        // whose last epoch is the winner's.
+        assert_eq!(summary(&out)["epochs"], epochs);
+        // (epoch is its fourth column; a row per target every 10 epochs).
+        let log = csv_rows(&out.join("log.csv"));
+        let epochs_logged: Vec<u64> = log[1..].iter().map(|r| r[3].parse().unwrap()).collect();
+        assert_eq!(epochs_logged.len(), 6 * epochs as usize / 10);
+        assert_eq!(*epochs_logged.last().unwrap(), epochs);
+        let mut names: Vec<String> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "checkpoint.l0ck",
+                "log.csv",
+                "summary.json",
+                "targets.csv",
+                "weights.csv",
+                "weights.npy"
+            ]
+        );
+    }
+}
+
+#[test]
+fn overwrite_then_diverge_keeps_the_earlier_run() {
+    let f = problem("diverge", 6, 40, 0.4, None);
+    let out = f.dir.join("out");
+    let mut first = f.base_args(&out);
+    first.extend([
+        "--epochs",
+        "20",
+        "--log-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+    ]);
+    succeeds(&first);
+    let before: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut second = f.args_with_seed(&out, "9");
+    let k = second.iter().position(|&a| a == "--lr").unwrap();
+    second[k + 1] = "1e30";
+    second.extend([
+        "--epochs",
+        "30",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--overwrite",
+    ]);
+    let o = l0(&second);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.ends_with("error: training diverged at epoch 2: the loss is not finite\n"),
+        "{err}"
+    );
+    let after: Vec<(String, Vec<u8>)> = {
+        let mut v: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(after, before, "the earlier run changed");
+    let siblings: Vec<String> = fs::read_dir(&f.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(siblings.is_empty(), "{siblings:?}");
+}
+
+#[test]
+fn a_read_only_out_is_refused_before_training() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = problem("readonly", 4, 10, 0.5, None);
+    let ro = f.dir.join("ro");
+    fs::create_dir_all(&ro).unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+    // As root the mode does not stop writes: use a folder of a read-only
+    // file system instead.
+    let out = if fs::write(ro.join("probe"), "").is_ok() {
+        PathBuf::from("/proc/driver")
+    } else {
+        ro.clone()
+    };
+    if !out.is_dir() {
+        eprintln!("no read-only folder to try; skipped");
+        return;
+    }
+    let mut args = f.base_args(&out);
+    args.extend(["--epochs", "1000000"]);
+    let err = fails(&args);
+    assert!(
+        err.starts_with(&format!(
+            "error: {}: cannot write to the output folder: ",
+            out.display()
+        )) && !err.contains('\n'),
+        "{err}"
+    );
+}
+
+#[test]
+fn int64_group_ids_are_labels() {
+    let f = problem("bigids", 6, 40, 0.4, None);
+    // Ids beyond 2^53 that a float round trip would merge (2^53 and
+    // 2^53 + 1) and the int64 extremes.
+    let ids: Vec<i64> = vec![i64::MAX, i64::MIN, 1 << 53, (1 << 53) + 1, (1 << 53) + 1, 7];
+    let groups = f.dir.join("ids.npy");
+    write_npy_i64(&groups, &ids).unwrap();
+    let groups_csv = f.dir.join("ids.csv");
+    fs::write(
+        &groups_csv,
+        ids.iter().map(|i| format!("{i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    for (k, file) in [&groups, &groups_csv].into_iter().enumerate() {
+        let out = f.dir.join(format!("out{k}"));
+        let mut args = f.base_args(&out);
+        let g = args.iter().position(|&a| a == "--groups").unwrap();
+        args[g + 1] = p(file);
+        args.extend(["--epochs", "5", "--holdout-groups", "9007199254740993"]);
+        args.extend(["--group-multiplier", "9223372036854775807=2"]);
+        succeeds(&args);
+        let s = summary(&out);
+        // Exactly the two rows with id 2^53 + 1 are held out.
+        assert_eq!(s["targets_holdout"], 2, "{s}");
+        assert_eq!(
+            s["settings"]["group_multipliers"]["9223372036854775807"],
+            2.0
+        );
+    }
 }

@@ -940,3 +940,30 @@ fn npz_deflate_bombs_are_refused_without_holding_them() {
         assert_eq!(err_text(read_npz_sparse(&p)), want, "{member}");
     }
 }
+
+#[test]
+fn matrix_shape_reads_headers_only() {
+    use l0::io::matrix_shape;
+    for name in [
+        "csr_compressed.npz",
+        "coo_uncompressed.npz",
+        "csc_array.npz",
+    ] {
+        assert_eq!(matrix_shape(&data(name)), Some((3, 4)), "{name}");
+    }
+    assert_eq!(matrix_shape(&data("matrix.mtx")), Some((3, 4)));
+    assert_eq!(matrix_shape(&data("dense.mtx")), Some((2, 2)));
+    assert_eq!(matrix_shape(&data("f4_2d.npy")), Some((2, 3)));
+    // A header that promises more than the file holds still tells its
+    // shape; what cannot tell gives None (the full read says why).
+    let dir = scratch("matrix_shape");
+    let huge = file(
+        &dir,
+        "huge.mtx",
+        "%%MatrixMarket matrix coordinate real general\n% comment\n3 4000000000 5\n1 1 1.0\n",
+    );
+    assert_eq!(matrix_shape(&huge), Some((3, 4_000_000_000)));
+    assert_eq!(matrix_shape(&data("f8.npy")), None);
+    assert_eq!(matrix_shape(&file(&dir, "x.mtx", "not a matrix\n")), None);
+    assert_eq!(matrix_shape(&dir.join("missing.npz")), None);
+}

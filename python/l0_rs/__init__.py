@@ -19,9 +19,16 @@ without gates), ``fit(..., holdout_targets=...)`` with
 ``holdout_targets`` to draw them, ``sweep`` (one model per L0
 strength, with ``lambda_grid``) and ``fit_to_budget`` (the L0 strength
 that keeps a given number of records).
+
+CUDA needs only the NVIDIA driver and NVRTC: ``pip install "l0-rs[cuda]"``
+adds NVRTC's wheel, which the package finds in site-packages on import.
+``cuda_available()`` and ``cuda_status()`` say whether a GPU can be used
+and, when not, what is missing; ``check_nvrtc()`` compiles the kernels
+(no GPU needed).
 """
 
 from ._convert import as_matrix
+from ._cuda import check_nvrtc, cuda_available, cuda_status
 from ._native import Matrix
 from .calibration import (
     SparseCalibrationWeights,
@@ -39,6 +46,9 @@ __all__ = [
     "SparseCalibrationWeights",
     "SparseL0Linear",
     "as_matrix",
+    "check_nvrtc",
+    "cuda_available",
+    "cuda_status",
     "fit_to_budget",
     "holdout_targets",
     "lambda_grid",

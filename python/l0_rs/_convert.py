@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from ._native import Matrix, check_device, cuda_unavailable
+from ._cuda import unavailable_reason
+from ._native import Matrix, check_device
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -106,22 +107,33 @@ def per_column(v, n_features, what):
 
 def resolve_device(device):
     """The device a fit runs on: plain "cuda" without a usable GPU becomes
-    "cpu" with a warning; everything else as given (checked)."""
+    "cpu" with a warning, "cuda:N" without one is a RuntimeError, both
+    saying what is missing (``cuda_status``); everything else as given
+    (checked)."""
     check_device(device)
-    if device == "cuda":
-        why = cuda_unavailable(0)
-        if why is not None:
+    if device == "cuda" or device.startswith("cuda:"):
+        why = unavailable_reason(device)
+        if why is not None and device == "cuda":
             warnings.warn(f"device='cuda' runs on the CPU: {why}", RuntimeWarning, stacklevel=3)
             return "cpu"
+        if why is not None:
+            raise RuntimeError(f"CUDA: {why}")
     return device
 
 
+#: The largest count the engine takes (a 64-bit unsigned integer).
+MAX_COUNT = 2**64 - 1
+
+
 def count(v, what):
-    """A non-negative int; refuses fractions and negatives."""
+    """A non-negative int the engine can hold (at most ``MAX_COUNT``);
+    refuses fractions, negatives and larger values, naming ``what``."""
     try:
         i = int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{what} must be an integer, got {v!r}") from None
     if i != v or i < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {v!r}")
+    if i > MAX_COUNT:
+        raise ValueError(f"{what} must be at most {MAX_COUNT}, got {i}")
     return i

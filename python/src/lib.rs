@@ -4,7 +4,8 @@
 //!
 //! It converts numpy arrays at the border ([`Matrix`] from scipy's arrays,
 //! vectors from numpy), maps [`L0Error`] to Python exceptions in one place
-//! ([`to_py`]), and runs fits with the GIL released. While a fit runs, the
+//! ([`to_py`]), turns a panic into a `RuntimeError` ([`guard`], around
+//! every function Python calls that does more than read a field), and runs fits with the GIL released. While a fit runs, the
 //! observer takes the GIL back only to print a progress line and, every
 //! [`SIGNAL_CHECK`], to let Python handle signals: a pending
 //! KeyboardInterrupt stops the fit after the current epoch, the model keeps
@@ -20,26 +21,70 @@ use l0::{
     RegressionFitParams, RegressionParams, RegressionProgress, SparseMatrix, TestGate,
 };
 use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyMemoryError, PyOSError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+mod cuda;
+
 /// How often a running fit lets Python look at pending signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// The one mapping from the crate's errors to Python exceptions: files to
-/// `OSError`, CUDA failures and divergence to `RuntimeError`, everything a
+/// `OSError`, sizes beyond memory to `MemoryError`, CUDA failures and divergence to `RuntimeError`, everything a
 /// caller's input or options can cause to `ValueError`; the message is the
 /// engine's.
 fn to_py(e: L0Error) -> PyErr {
     let msg = e.to_string();
     match e {
         L0Error::Io { .. } => PyOSError::new_err(msg),
+        L0Error::TooLarge { .. } => PyMemoryError::new_err(msg),
         L0Error::Cuda(_) | L0Error::Diverged { .. } => PyRuntimeError::new_err(msg),
         _ => PyValueError::new_err(msg),
     }
+}
+
+/// Runs the body of a function that Python calls, turning a panic (a bug
+/// in `l0`) into a `RuntimeError` with its message, so that it never
+/// reaches the user as pyo3's `PanicException` (which `except Exception`
+/// does not catch).
+fn guard<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err(PyRuntimeError::new_err(format!(
+            "internal error in l0 (please report it): {message}"
+        )))
+    })
+}
+
+/// An argument's conversion error with the argument named: an integer
+/// out of range (`OverflowError`) becomes a `ValueError`, a wrong type
+/// stays a `TypeError`.
+fn named(what: &str, value: &Bound<'_, PyAny>, e: PyErr) -> PyErr {
+    let py = value.py();
+    let shown = value.repr().map(|r| r.to_string()).unwrap_or_default();
+    if e.is_instance_of::<PyOverflowError>(py) {
+        PyValueError::new_err(format!("{what} is out of range: {shown}"))
+    } else if e.is_instance_of::<PyTypeError>(py) {
+        PyTypeError::new_err(format!("{what}: {}", e.value(py)))
+    } else {
+        e
+    }
+}
+
+/// `value` converted to `T`, or an error naming `what` ([`named`]).
+fn arg<'a, 'py, T: FromPyObject<'a, 'py>>(what: &str, value: &'a Bound<'py, PyAny>) -> PyResult<T> {
+    value
+        .extract::<T>()
+        .map_err(|e: T::Error| named(what, value, e.into()))
 }
 
 trait OrPy<T> {
@@ -175,21 +220,23 @@ impl Matrix {
         indices: &Bound<'py, PyAny>,
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Self> {
-        let p = Indices::extract("indptr", indptr)?;
-        let j = Indices::extract("indices", indices)?;
-        let v = Values::extract(data)?;
-        // indptr is short (one per row or column): one i64 copy keeps the
-        // dispatch to the index and value types that matter for memory.
-        let p: Vec<i64> = match &p {
-            Indices::I32(a) => slice("indptr", a)?.iter().map(|&x| x as i64).collect(),
-            Indices::I64(a) => slice("indptr", a)?.to_vec(),
-        };
-        let m = match &j {
-            Indices::I32(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
-            Indices::I64(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
-        }
-        .or_py()?;
-        Ok(Matrix { m })
+        guard(|| {
+            let p = Indices::extract("indptr", indptr)?;
+            let j = Indices::extract("indices", indices)?;
+            let v = Values::extract(data)?;
+            // indptr is short (one per row or column): one i64 copy keeps the
+            // dispatch to the index and value types that matter for memory.
+            let p: Vec<i64> = match &p {
+                Indices::I32(a) => slice("indptr", a)?.iter().map(|&x| x as i64).collect(),
+                Indices::I64(a) => slice("indptr", a)?.to_vec(),
+            };
+            let m = match &j {
+                Indices::I32(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
+                Indices::I64(j) => with_values(by_column, shape, &p, slice("indices", j)?, &v)?,
+            }
+            .or_py()?;
+            Ok(Matrix { m })
+        })
     }
 
     /// From coordinates (scipy's coo: `row`, `col`, `data`); duplicates are summed.
@@ -200,25 +247,29 @@ impl Matrix {
         col: &Bound<'py, PyAny>,
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Self> {
-        let r = coordinates("row", &Indices::extract("row", row)?)?;
-        let c = coordinates("col", &Indices::extract("col", col)?)?;
-        let v: Vec<f64> = match Values::extract(data)? {
-            Values::F32(a) => slice("data", &a)?.iter().map(|&x| x as f64).collect(),
-            Values::F64(a) => slice("data", &a)?.to_vec(),
-        };
-        let m = SparseMatrix::from_triplets(shape.0, shape.1, &r, &c, &v).or_py()?;
-        Ok(Matrix { m })
+        guard(|| {
+            let r = coordinates("row", &Indices::extract("row", row)?)?;
+            let c = coordinates("col", &Indices::extract("col", col)?)?;
+            let v: Vec<f64> = match Values::extract(data)? {
+                Values::F32(a) => slice("data", &a)?.iter().map(|&x| x as f64).collect(),
+                Values::F64(a) => slice("data", &a)?.to_vec(),
+            };
+            let m = SparseMatrix::from_triplets(shape.0, shape.1, &r, &c, &v).or_py()?;
+            Ok(Matrix { m })
+        })
     }
 
     /// From a dense 2-D float64 array (its nonzero entries).
     #[staticmethod]
     fn dense(a: PyReadonlyArray2<'_, f64>) -> PyResult<Self> {
-        let (rows, cols) = (a.shape()[0], a.shape()[1]);
-        let values = a
-            .as_slice()
-            .map_err(|_| PyTypeError::new_err("dense matrix: the array must be C-contiguous"))?;
-        let m = SparseMatrix::from_dense(rows, cols, values).or_py()?;
-        Ok(Matrix { m })
+        guard(|| {
+            let (rows, cols) = (a.shape()[0], a.shape()[1]);
+            let values = a.as_slice().map_err(|_| {
+                PyTypeError::new_err("dense matrix: the array must be C-contiguous")
+            })?;
+            let m = SparseMatrix::from_dense(rows, cols, values).or_py()?;
+            Ok(Matrix { m })
+        })
     }
 
     /// `(rows, columns)`.
@@ -442,22 +493,22 @@ fn fit_params(d: &Bound<'_, PyDict>) -> PyResult<FitParams> {
         t => Some(slice("target_weights", &t.extract::<PyReadonlyArray1<f64>>()?)?.to_vec()),
     };
     Ok(FitParams {
-        lambda_l0: item("lambda_l0")?.extract()?,
-        lambda_l2: item("lambda_l2")?.extract()?,
-        lr: item("lr")?.extract()?,
-        epochs: item("epochs")?.extract()?,
+        lambda_l0: arg("lambda_l0", &item("lambda_l0")?)?,
+        lambda_l2: arg("lambda_l2", &item("lambda_l2")?)?,
+        lr: arg("lr", &item("lr")?)?,
+        epochs: arg("epochs", &item("epochs")?)?,
         loss: item("loss")?.extract::<String>()?.parse::<Loss>().or_py()?,
         target_groups,
-        normalize_groups: item("normalize_groups")?.extract()?,
-        group_multipliers: item("group_multipliers")?.extract()?,
-        excluded_targets: item("excluded_targets")?.extract()?,
-        holdout_targets: item("holdout_targets")?.extract()?,
+        normalize_groups: arg("normalize_groups", &item("normalize_groups")?)?,
+        group_multipliers: arg("group_multipliers", &item("group_multipliers")?)?,
+        excluded_targets: arg("excluded_targets", &item("excluded_targets")?)?,
+        holdout_targets: arg("holdout_targets", &item("holdout_targets")?)?,
         target_weights,
-        max_weight: item("max_weight")?.extract()?,
-        max_weight_ratio: item("max_weight_ratio")?.extract()?,
+        max_weight: arg("max_weight", &item("max_weight")?)?,
+        max_weight_ratio: arg("max_weight_ratio", &item("max_weight_ratio")?)?,
         device: device(&item("device")?.extract::<String>()?)?,
-        threads: item("threads")?.extract()?,
-        report_every: item("report_every")?.extract()?,
+        threads: arg("threads", &item("threads")?)?,
+        report_every: arg("report_every", &item("report_every")?)?,
     })
 }
 
@@ -613,7 +664,7 @@ impl PyCalibration {
     #[pyo3(signature = (n_features, beta, gamma, zeta, init_keep_prob, init_weights, log_weight_jitter_sd, log_alpha_jitter_sd, use_gates, seed, test_gate))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        n_features: i64,
+        n_features: &Bound<'_, PyAny>,
         beta: f64,
         gamma: f64,
         zeta: f64,
@@ -625,20 +676,26 @@ impl PyCalibration {
         seed: Option<&Bound<'_, PyAny>>,
         test_gate: &str,
     ) -> PyResult<Self> {
-        let params = CalibrationParams {
-            gate: GateParams { beta, gamma, zeta },
-            init_keep_prob: init_keep_prob.to_init("init_keep_prob")?,
-            init_weights: init_weights
-                .map(|w| w.to_init("init_weights"))
-                .transpose()?,
-            log_weight_jitter_sd,
-            log_alpha_jitter_sd,
-            use_gates,
-            seed: self::seed(seed)?,
-            test_gate: self::test_gate(test_gate)?,
-        };
-        let model = Calibration::new(n_features.max(0) as usize, params).or_py()?;
-        Ok(PyCalibration { model })
+        guard(|| {
+            let params = CalibrationParams {
+                gate: GateParams { beta, gamma, zeta },
+                init_keep_prob: init_keep_prob.to_init("init_keep_prob")?,
+                init_weights: init_weights
+                    .map(|w| w.to_init("init_weights"))
+                    .transpose()?,
+                log_weight_jitter_sd,
+                log_alpha_jitter_sd,
+                use_gates,
+                seed: self::seed(seed)?,
+                test_gate: self::test_gate(test_gate)?,
+            };
+            let model = Calibration::new(
+                arg::<i64>("n_features", n_features)?.max(0) as usize,
+                params,
+            )
+            .or_py()?;
+            Ok(PyCalibration { model })
+        })
     }
 
     /// Fits (continuing from the current state) with the GIL released;
@@ -653,34 +710,36 @@ impl PyCalibration {
         opts: &Bound<'py, PyDict>,
         printer: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let y = slice("y", &y)?;
-        let opts = fit_params(opts)?;
-        let mut link = PyLink::new(printer, opts.report_every);
-        let model = &mut self.model;
-        let n = model.n_features();
-        let r = py.detach(|| {
-            let mut obs = CalibrationLink {
-                metrics: TargetMetrics::new(y, &opts)?,
-                every: opts.report_every,
-                n,
-                link: &mut link,
-            };
-            model.fit_observed(&m.m, y, &opts, &mut obs)
-        });
-        let report = link.finish(r)?;
-        let last = report.last.as_ref();
-        let warnings = l0::advice::after_fit(
-            &self.model,
-            &m.m,
-            y,
-            &opts,
-            last,
-            l0::advice::Naming::Python,
-        )
-        .or_py()?;
-        let d = report_dict(py, &report)?;
-        d.set_item("warnings", warnings)?;
-        Ok(d)
+        guard(|| {
+            let y = slice("y", &y)?;
+            let opts = fit_params(opts)?;
+            let mut link = PyLink::new(printer, opts.report_every);
+            let model = &mut self.model;
+            let n = model.n_features();
+            let r = py.detach(|| {
+                let mut obs = CalibrationLink {
+                    metrics: TargetMetrics::new(y, &opts)?,
+                    every: opts.report_every,
+                    n,
+                    link: &mut link,
+                };
+                model.fit_observed(&m.m, y, &opts, &mut obs)
+            });
+            let report = link.finish(r)?;
+            let last = report.last.as_ref();
+            let warnings = l0::advice::after_fit(
+                &self.model,
+                &m.m,
+                y,
+                &opts,
+                last,
+                l0::advice::Naming::Python,
+            )
+            .or_py()?;
+            let d = report_dict(py, &report)?;
+            d.set_item("warnings", warnings)?;
+            Ok(d)
+        })
     }
 
     /// Select, then refit ([`Calibration::refit`]): trains the weights of
@@ -697,25 +756,27 @@ impl PyCalibration {
         opts: &Bound<'py, PyDict>,
         printer: Option<Py<PyAny>>,
     ) -> PyResult<(PyCalibration, Bound<'py, PyArray1<i64>>, Bound<'py, PyDict>)> {
-        let y = slice("y", &y)?;
-        let opts = fit_params(opts)?;
-        let mut link = PyLink::new(printer, opts.report_every);
-        let model = &self.model;
-        let r = py.detach(|| {
-            model.refit_with(&m.m, y, &opts, opts.epochs, &mut |p| {
-                link.step = p.epoch;
-                link.print(p)?;
-                interrupted(&mut link)
-            })
-        });
-        let refit = link.finish(r)?;
-        let columns: Vec<i64> = refit.columns.iter().map(|&c| c as i64).collect();
-        let report = report_dict(py, &refit.report)?;
-        Ok((
-            PyCalibration { model: refit.model },
-            PyArray1::from_vec(py, columns),
-            report,
-        ))
+        guard(|| {
+            let y = slice("y", &y)?;
+            let opts = fit_params(opts)?;
+            let mut link = PyLink::new(printer, opts.report_every);
+            let model = &self.model;
+            let r = py.detach(|| {
+                model.refit_with(&m.m, y, &opts, opts.epochs, &mut |p| {
+                    link.step = p.epoch;
+                    link.print(p)?;
+                    interrupted(&mut link)
+                })
+            });
+            let refit = link.finish(r)?;
+            let columns: Vec<i64> = refit.columns.iter().map(|&c| c as i64).collect();
+            let report = report_dict(py, &refit.report)?;
+            Ok((
+                PyCalibration { model: refit.model },
+                PyArray1::from_vec(py, columns),
+                report,
+            ))
+        })
     }
 
     /// How concentrated the deterministic weights are and who carries each
@@ -723,61 +784,67 @@ impl PyCalibration {
     /// and numpy arrays (`top_record` is -1 where no contribution is
     /// positive).
     fn diagnostics<'py>(&self, py: Python<'py>, m: &Matrix) -> PyResult<Bound<'py, PyDict>> {
-        let model = &self.model;
-        let dg = py.detach(|| model.diagnostics(&m.m)).or_py()?;
-        let w = &dg.weights;
-        let d = PyDict::new(py);
-        d.set_item("active", w.active)?;
-        d.set_item("ess", w.ess)?;
-        d.set_item("design_effect", w.design_effect)?;
-        d.set_item("max_weight", w.max_weight)?;
-        d.set_item("top1pct_share", w.top1pct_share)?;
-        d.set_item("quantile_levels", f64_array(py, QUANTILES.to_vec()))?;
-        d.set_item("quantiles", f64_array(py, w.quantiles.to_vec()))?;
-        let top: Vec<i64> = dg
-            .targets
-            .iter()
-            .map(|c| c.top_record.map_or(-1, |i| i as i64))
-            .collect();
-        let share: Vec<f64> = dg.targets.iter().map(|c| c.top_record_share).collect();
-        let count: Vec<i64> = dg
-            .targets
-            .iter()
-            .map(|c| c.records_contributing as i64)
-            .collect();
-        d.set_item("top_record", PyArray1::from_vec(py, top))?;
-        d.set_item("top_record_share", f64_array(py, share))?;
-        d.set_item("records_contributing", PyArray1::from_vec(py, count))?;
-        Ok(d)
+        guard(|| {
+            let model = &self.model;
+            let dg = py.detach(|| model.diagnostics(&m.m)).or_py()?;
+            let w = &dg.weights;
+            let d = PyDict::new(py);
+            d.set_item("active", w.active)?;
+            d.set_item("ess", w.ess)?;
+            d.set_item("design_effect", w.design_effect)?;
+            d.set_item("max_weight", w.max_weight)?;
+            d.set_item("top1pct_share", w.top1pct_share)?;
+            d.set_item("quantile_levels", f64_array(py, QUANTILES.to_vec()))?;
+            d.set_item("quantiles", f64_array(py, w.quantiles.to_vec()))?;
+            let top: Vec<i64> = dg
+                .targets
+                .iter()
+                .map(|c| c.top_record.map_or(-1, |i| i as i64))
+                .collect();
+            let share: Vec<f64> = dg.targets.iter().map(|c| c.top_record_share).collect();
+            let count: Vec<i64> = dg
+                .targets
+                .iter()
+                .map(|c| c.records_contributing as i64)
+                .collect();
+            d.set_item("top_record", PyArray1::from_vec(py, top))?;
+            d.set_item("top_record_share", f64_array(py, share))?;
+            d.set_item("records_contributing", PyArray1::from_vec(py, count))?;
+            Ok(d)
+        })
     }
 
     /// Deterministic weights, or weights with the next step's sampled gates.
-    fn weights<'py>(&self, py: Python<'py>, deterministic: bool) -> Bound<'py, PyArray1<f64>> {
-        f64_array(py, self.model.weights(deterministic))
+    fn weights<'py>(
+        &self,
+        py: Python<'py>,
+        deterministic: bool,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| Ok(f64_array(py, self.model.weights(deterministic))))
     }
 
-    fn deterministic_gates<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        f64_array(py, self.model.deterministic_gates())
+    fn deterministic_gates<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| Ok(f64_array(py, self.model.deterministic_gates())))
     }
 
-    fn l0_penalty(&self) -> f64 {
-        self.model.l0_penalty()
+    fn l0_penalty(&self) -> PyResult<f64> {
+        guard(|| Ok(self.model.l0_penalty()))
     }
 
-    fn l2_penalty(&self) -> f64 {
-        self.model.l2_penalty()
+    fn l2_penalty(&self) -> PyResult<f64> {
+        guard(|| Ok(self.model.l2_penalty()))
     }
 
-    fn sparsity(&self) -> f64 {
-        self.model.sparsity()
+    fn sparsity(&self) -> PyResult<f64> {
+        guard(|| Ok(self.model.sparsity()))
     }
 
     fn active_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        active_dict(py, self.model.active_weights())
+        guard(|| active_dict(py, self.model.active_weights()))
     }
 
     fn predict<'py>(&self, py: Python<'py>, m: &Matrix) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        Ok(f64_array(py, self.predict_vec(m)?))
+        guard(|| Ok(f64_array(py, self.predict_vec(m)?)))
     }
 
     /// Per-target estimates and accuracy with deterministic weights, as
@@ -794,45 +861,48 @@ impl PyCalibration {
         holdout_targets: Vec<usize>,
         csv_path: Option<std::path::PathBuf>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let y = slice("y", &y)?;
-        let q = m.m.rows();
-        if y.len() != q {
-            return Err(to_py(L0Error::shape(
-                "y (one target per matrix row)",
-                q,
-                y.len(),
-            )));
-        }
-        let names = target_names.unwrap_or_else(|| (0..q).map(|k| format!("target_{k}")).collect());
-        if names.len() != q {
-            return Err(to_py(L0Error::shape(
-                "target_names (one per target)",
-                q,
-                names.len(),
-            )));
-        }
-        let lists = FitParams {
-            excluded_targets,
-            holdout_targets,
-            ..Default::default()
-        };
-        l0::calibration::check_target_lists(q, &lists).or_py()?;
-        let roles = l0::calibration::target_roles(q, &lists);
-        let yhat = self.predict_vec(m)?;
-        let rows = l0::report::target_rows(&names, y, &yhat, &roles);
-        if let Some(path) = csv_path {
-            let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
-            l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
-        }
-        let d = accuracy_dict(py, &l0::report::Accuracy::of(&rows))?;
-        d.set_item("estimate", f64_array(py, yhat))?;
-        let rel: Vec<f64> = rows.iter().map(|r| r.rel_error()).collect();
-        d.set_item("rel_error", f64_array(py, rel))?;
-        match l0::report::Accuracy::holdout(&rows) {
-            Some(h) => d.set_item("holdout", accuracy_dict(py, &h)?)?,
-            None => d.set_item("holdout", py.None())?,
-        }
-        Ok(d)
+        guard(|| {
+            let y = slice("y", &y)?;
+            let q = m.m.rows();
+            if y.len() != q {
+                return Err(to_py(L0Error::shape(
+                    "y (one target per matrix row)",
+                    q,
+                    y.len(),
+                )));
+            }
+            let names =
+                target_names.unwrap_or_else(|| (0..q).map(|k| format!("target_{k}")).collect());
+            if names.len() != q {
+                return Err(to_py(L0Error::shape(
+                    "target_names (one per target)",
+                    q,
+                    names.len(),
+                )));
+            }
+            let lists = FitParams {
+                excluded_targets,
+                holdout_targets,
+                ..Default::default()
+            };
+            l0::calibration::check_target_lists(q, &lists).or_py()?;
+            let roles = l0::calibration::target_roles(q, &lists);
+            let yhat = self.predict_vec(m)?;
+            let rows = l0::report::target_rows(&names, y, &yhat, &roles);
+            if let Some(path) = csv_path {
+                let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
+                l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
+            }
+            let d = accuracy_dict(py, &l0::report::Accuracy::of(&rows))?;
+            d.set_item("estimate", f64_array(py, yhat))?;
+            let rel: Vec<f64> = rows.iter().map(|r| r.rel_error()).collect();
+            d.set_item("rel_error", f64_array(py, rel))?;
+            match l0::report::Accuracy::holdout(&rows) {
+                Some(h) => d.set_item("holdout", accuracy_dict(py, &h)?)?,
+                None => d.set_item("holdout", py.None())?,
+            }
+            Ok(d)
+        })
     }
 
     #[getter]
@@ -851,7 +921,7 @@ impl PyCalibration {
     }
 
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        state_dict(py, self.model.state(), "log_weight", self.model.seed())
+        guard(|| state_dict(py, self.model.state(), "log_weight", self.model.seed()))
     }
 
     /// Writes the engine's checkpoint file (`l0 calibrate`'s
@@ -865,17 +935,19 @@ impl PyCalibration {
         y: PyReadonlyArray1<'_, f64>,
         groups: Option<Vec<i64>>,
     ) -> PyResult<()> {
-        let c = l0::checkpoint::Checkpoint {
-            seed: self.model.seed(),
-            fingerprint: l0::checkpoint::problem_fingerprint(
-                &m.m,
-                y.as_slice()?,
-                groups.as_deref(),
-            ),
-            state: self.model.state().clone(),
-            settings: vec![("seed".into(), self.model.seed().to_string())],
-        };
-        c.write(&path).or_py()
+        guard(|| {
+            let c = l0::checkpoint::Checkpoint {
+                seed: self.model.seed(),
+                fingerprint: l0::checkpoint::problem_fingerprint(
+                    &m.m,
+                    y.as_slice()?,
+                    groups.as_deref(),
+                ),
+                state: self.model.state().clone(),
+                settings: vec![("seed".into(), self.model.seed().to_string())],
+            };
+            c.write(&path).or_py()
+        })
     }
 
     /// Replaces the state and seed with those of a checkpoint file (written
@@ -889,21 +961,25 @@ impl PyCalibration {
         y: PyReadonlyArray1<'_, f64>,
         groups: Option<Vec<i64>>,
     ) -> PyResult<()> {
-        let c = l0::checkpoint::Checkpoint::read(&path).or_py()?;
-        let want = l0::checkpoint::problem_fingerprint(&m.m, y.as_slice()?, groups.as_deref());
-        if c.fingerprint != want {
-            return Err(PyValueError::new_err(format!(
+        guard(|| {
+            let c = l0::checkpoint::Checkpoint::read(&path).or_py()?;
+            let want = l0::checkpoint::problem_fingerprint(&m.m, y.as_slice()?, groups.as_deref());
+            if c.fingerprint != want {
+                return Err(PyValueError::new_err(format!(
                 "{}: the checkpoint was written for another problem (its matrix, targets or groups differ)",
                 path.display()
             )));
-        }
-        self.take_state(c.state, c.seed)
+            }
+            self.take_state(c.state, c.seed)
+        })
     }
 
     /// Replaces parameters, Adam moments, step and seed.
     fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
-        let (state, seed) = state_from(d, "log_weight", false)?;
-        self.take_state(state, seed)
+        guard(|| {
+            let (state, seed) = state_from(d, "log_weight", false)?;
+            self.take_state(state, seed)
+        })
     }
 }
 
@@ -936,7 +1012,7 @@ impl PyRegression {
     #[pyo3(signature = (n_features, fit_intercept, beta, gamma, zeta, init_keep_prob, init_coefficients, coef_init_sd, log_alpha_jitter_sd, seed, test_gate))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        n_features: i64,
+        n_features: &Bound<'_, PyAny>,
         fit_intercept: bool,
         beta: f64,
         gamma: f64,
@@ -948,20 +1024,26 @@ impl PyRegression {
         seed: Option<&Bound<'_, PyAny>>,
         test_gate: &str,
     ) -> PyResult<Self> {
-        let params = RegressionParams {
-            gate: GateParams { beta, gamma, zeta },
-            fit_intercept,
-            init_keep_prob: init_keep_prob.to_init("init_keep_prob")?,
-            init_coefficients: init_coefficients
-                .map(|w| w.to_init("init_coefficients"))
-                .transpose()?,
-            coef_init_sd,
-            log_alpha_jitter_sd,
-            seed: self::seed(seed)?,
-            test_gate: self::test_gate(test_gate)?,
-        };
-        let model = Regression::new(n_features.max(0) as usize, params).or_py()?;
-        Ok(PyRegression { model })
+        guard(|| {
+            let params = RegressionParams {
+                gate: GateParams { beta, gamma, zeta },
+                fit_intercept,
+                init_keep_prob: init_keep_prob.to_init("init_keep_prob")?,
+                init_coefficients: init_coefficients
+                    .map(|w| w.to_init("init_coefficients"))
+                    .transpose()?,
+                coef_init_sd,
+                log_alpha_jitter_sd,
+                seed: self::seed(seed)?,
+                test_gate: self::test_gate(test_gate)?,
+            };
+            let model = Regression::new(
+                arg::<i64>("n_features", n_features)?.max(0) as usize,
+                params,
+            )
+            .or_py()?;
+            Ok(PyRegression { model })
+        })
     }
 
     /// Fits (continuing from the current state) with the GIL released.
@@ -982,73 +1064,91 @@ impl PyRegression {
         report_every: Option<u64>,
         printer: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let y = slice("y", &y)?;
-        let opts = RegressionFitParams {
-            lambda_l0,
-            lambda_l2,
-            lr,
-            epochs,
-            device: self::device(device)?,
-            threads,
-            report_every,
-            // Options the crate adds later take their defaults here.
-            ..RegressionFitParams::default()
-        };
-        let link = PyLink::new(printer, report_every);
-        let model = &mut self.model;
-        let step0 = model.state().step;
-        let (r, link) = py.detach(move || {
-            // Progress and stop both reach the link, one at a time.
-            let cell = RefCell::new(link);
-            let r = model.fit_until(
-                &x.m,
-                y,
-                &opts,
-                &mut |p| {
-                    let mut l = cell.borrow_mut();
-                    l.step = step0 + p.epoch;
-                    l.print(p)
-                },
-                &mut || cell.borrow_mut().stop(),
-            );
-            (r, cell.into_inner())
-        });
-        let report = link.finish(r)?;
-        let d = PyDict::new(py);
-        d.set_item("device", &report.device)?;
-        d.set_item("epochs", report.epochs)?;
-        d.set_item("seconds", report.seconds)?;
-        match &report.last {
-            Some(p) => d.set_item("last", regression_progress_dict(py, p)?)?,
-            None => d.set_item("last", py.None())?,
-        }
-        Ok(d)
+        guard(|| {
+            let y = slice("y", &y)?;
+            let opts = RegressionFitParams {
+                lambda_l0,
+                lambda_l2,
+                lr,
+                epochs,
+                device: self::device(device)?,
+                threads,
+                report_every,
+                // Options the crate adds later take their defaults here.
+                ..RegressionFitParams::default()
+            };
+            let link = PyLink::new(printer, report_every);
+            let model = &mut self.model;
+            let step0 = model.state().step;
+            let (r, link) = py.detach(move || {
+                // Progress and stop both reach the link, one at a time.
+                let cell = RefCell::new(link);
+                let r = model.fit_until(
+                    &x.m,
+                    y,
+                    &opts,
+                    &mut |p| {
+                        let mut l = cell.borrow_mut();
+                        l.step = step0 + p.epoch;
+                        l.print(p)
+                    },
+                    &mut || cell.borrow_mut().stop(),
+                );
+                (r, cell.into_inner())
+            });
+            let report = link.finish(r)?;
+            let d = PyDict::new(py);
+            d.set_item("device", &report.device)?;
+            d.set_item("epochs", report.epochs)?;
+            d.set_item("seconds", report.seconds)?;
+            match &report.last {
+                Some(p) => d.set_item("last", regression_progress_dict(py, p)?)?,
+                None => d.set_item("last", py.None())?,
+            }
+            Ok(d)
+        })
     }
 
-    fn coefficients<'py>(&self, py: Python<'py>, threshold: f64) -> Bound<'py, PyArray1<f64>> {
-        f64_array(py, self.model.coefficients(threshold))
+    fn coefficients<'py>(
+        &self,
+        py: Python<'py>,
+        threshold: f64,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| Ok(f64_array(py, self.model.coefficients(threshold))))
     }
 
-    fn raw_coefficients<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        f64_array(py, self.model.raw_coefficients())
+    fn raw_coefficients<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| Ok(f64_array(py, self.model.raw_coefficients())))
     }
 
-    fn weights<'py>(&self, py: Python<'py>, deterministic: bool) -> Bound<'py, PyArray1<f64>> {
-        f64_array(py, self.model.weights(deterministic))
+    fn weights<'py>(
+        &self,
+        py: Python<'py>,
+        deterministic: bool,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| Ok(f64_array(py, self.model.weights(deterministic))))
     }
 
-    fn deterministic_gates<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        f64_array(py, self.model.deterministic_gates())
+    fn deterministic_gates<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| Ok(f64_array(py, self.model.deterministic_gates())))
     }
 
-    fn selected_features<'py>(&self, py: Python<'py>, threshold: f64) -> Bound<'py, PyArray1<i64>> {
-        let s: Vec<i64> = self
-            .model
-            .selected_features(threshold)
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
-        PyArray1::from_vec(py, s)
+    fn selected_features<'py>(
+        &self,
+        py: Python<'py>,
+        threshold: f64,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        guard(|| {
+            Ok({
+                let s: Vec<i64> = self
+                    .model
+                    .selected_features(threshold)
+                    .into_iter()
+                    .map(|i| i as i64)
+                    .collect();
+                PyArray1::from_vec(py, s)
+            })
+        })
     }
 
     /// Ordinary least squares on the selected features (gate above
@@ -1060,38 +1160,41 @@ impl PyRegression {
         y: PyReadonlyArray1<'py, f64>,
         threshold: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if x.m.cols() != self.model.n_features() {
-            return Err(to_py(L0Error::shape(
-                "X columns (one per feature)",
-                self.model.n_features(),
-                x.m.cols(),
-            )));
-        }
-        let support = self.model.selected_features(threshold);
-        let fit_intercept = self.model.params().fit_intercept;
-        let ls = l0::refit_least_squares(&x.m, slice("y", &y)?, &support, fit_intercept).or_py()?;
-        let d = PyDict::new(py);
-        let s: Vec<i64> = ls.support.iter().map(|&i| i as i64).collect();
-        d.set_item("support", PyArray1::from_vec(py, s))?;
-        d.set_item("coefficients", f64_array(py, ls.coefficients))?;
-        d.set_item("intercept", ls.intercept)?;
-        Ok(d)
+        guard(|| {
+            if x.m.cols() != self.model.n_features() {
+                return Err(to_py(L0Error::shape(
+                    "X columns (one per feature)",
+                    self.model.n_features(),
+                    x.m.cols(),
+                )));
+            }
+            let support = self.model.selected_features(threshold);
+            let fit_intercept = self.model.params().fit_intercept;
+            let ls =
+                l0::refit_least_squares(&x.m, slice("y", &y)?, &support, fit_intercept).or_py()?;
+            let d = PyDict::new(py);
+            let s: Vec<i64> = ls.support.iter().map(|&i| i as i64).collect();
+            d.set_item("support", PyArray1::from_vec(py, s))?;
+            d.set_item("coefficients", f64_array(py, ls.coefficients))?;
+            d.set_item("intercept", ls.intercept)?;
+            Ok(d)
+        })
     }
 
     fn intercept(&self) -> Option<f64> {
         self.model.intercept()
     }
 
-    fn sparsity(&self) -> f64 {
-        self.model.sparsity()
+    fn sparsity(&self) -> PyResult<f64> {
+        guard(|| Ok(self.model.sparsity()))
     }
 
-    fn l0_penalty(&self) -> f64 {
-        self.model.l0_penalty()
+    fn l0_penalty(&self) -> PyResult<f64> {
+        guard(|| Ok(self.model.l0_penalty()))
     }
 
     fn predict<'py>(&self, py: Python<'py>, x: &Matrix) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        Ok(f64_array(py, self.model.predict(&x.m).or_py()?))
+        guard(|| Ok(f64_array(py, self.model.predict(&x.m).or_py()?)))
     }
 
     #[getter]
@@ -1105,24 +1208,26 @@ impl PyRegression {
     }
 
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        state_dict(py, self.model.state(), "weight", self.model.seed())
+        guard(|| state_dict(py, self.model.state(), "weight", self.model.seed()))
     }
 
     fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
-        let fit_intercept = self.model.params().fit_intercept;
-        let (state, seed) = state_from(d, "weight", fit_intercept)?;
-        let mut model = if seed == self.model.seed() {
-            self.model.clone()
-        } else {
-            let params = RegressionParams {
-                seed: Some(seed),
-                ..self.model.params().clone()
+        guard(|| {
+            let fit_intercept = self.model.params().fit_intercept;
+            let (state, seed) = state_from(d, "weight", fit_intercept)?;
+            let mut model = if seed == self.model.seed() {
+                self.model.clone()
+            } else {
+                let params = RegressionParams {
+                    seed: Some(seed),
+                    ..self.model.params().clone()
+                };
+                Regression::new(self.model.n_features(), params).or_py()?
             };
-            Regression::new(self.model.n_features(), params).or_py()?
-        };
-        model.set_state(state).or_py()?;
-        self.model = model;
-        Ok(())
+            model.set_state(state).or_py()?;
+            self.model = model;
+            Ok(())
+        })
     }
 }
 
@@ -1130,15 +1235,6 @@ impl PyRegression {
 #[pyfunction]
 fn check_device(text: &str) -> PyResult<String> {
     device(text).map(|_| text.to_string())
-}
-
-/// Why CUDA device `ordinal` cannot be used (no driver, no NVRTC, no
-/// device), or None when it can.
-#[pyfunction]
-fn cuda_unavailable(ordinal: usize) -> Option<String> {
-    l0::backend::cuda::CudaBackend::available(ordinal)
-        .err()
-        .map(|e| e.to_string())
 }
 
 /// The sorted target indices a holdout leaves out of `q` targets
@@ -1154,30 +1250,32 @@ fn holdout_targets<'py>(
     fraction: Option<f64>,
     seed: u64,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let spec = match (groups, fraction) {
-        (Some(g), None) => Holdout::Groups(g),
-        (None, Some(fraction)) => Holdout::Fraction { fraction, seed },
-        _ => {
-            return Err(to_py(L0Error::config(
-                "a holdout takes either groups or a fraction",
-            )))
-        }
-    };
-    let tg = match &target_groups {
-        Some(g) => Some(slice("target_groups", g)?),
-        None => None,
-    };
-    let h = l0::holdout::holdout_targets(q, tg, &spec).or_py()?;
-    Ok(PyArray1::from_vec(
-        py,
-        h.into_iter().map(|t| t as i64).collect(),
-    ))
+    guard(|| {
+        let spec = match (groups, fraction) {
+            (Some(g), None) => Holdout::Groups(g),
+            (None, Some(fraction)) => Holdout::Fraction { fraction, seed },
+            _ => {
+                return Err(to_py(L0Error::config(
+                    "a holdout takes either groups or a fraction",
+                )))
+            }
+        };
+        let tg = match &target_groups {
+            Some(g) => Some(slice("target_groups", g)?),
+            None => None,
+        };
+        let h = l0::holdout::holdout_targets(q, tg, &spec).or_py()?;
+        Ok(PyArray1::from_vec(
+            py,
+            h.into_iter().map(|t| t as i64).collect(),
+        ))
+    })
 }
 
 /// `n` L0 strengths from `lo` to `hi`, log-spaced ([`l0::sweep::lambda_grid`]).
 #[pyfunction]
-fn lambda_grid(lo: f64, hi: f64, n: usize) -> PyResult<Vec<f64>> {
-    l0::sweep::lambda_grid(lo, hi, n).or_py()
+fn lambda_grid(lo: f64, hi: f64, n: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    guard(|| l0::sweep::lambda_grid(lo, hi, arg("n", n)?).or_py())
 }
 
 /// `M w` as the engine computes it.
@@ -1187,7 +1285,7 @@ fn mul_vec<'py>(
     m: &Matrix,
     w: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    Ok(f64_array(py, m.m.mul_vec(slice("w", &w)?).or_py()?))
+    guard(|| Ok(f64_array(py, m.m.mul_vec(slice("w", &w)?).or_py()?)))
 }
 
 /// A λ sweep ([`l0::sweep::sweep`]): one model per `lambdas[k]`, each
@@ -1205,26 +1303,28 @@ fn sweep<'py>(
     lambdas: Vec<f64>,
     printer: Option<Py<PyAny>>,
 ) -> PyResult<Vec<(f64, PyCalibration, Bound<'py, PyDict>)>> {
-    let y = slice("y", &y)?;
-    let opts = fit_params(opts)?;
-    let params = template.params_with_seed(template.model.seed());
-    template.check_columns(m)?;
-    let mut link = PyLink::new(printer, opts.report_every);
-    let r = py.detach(|| {
-        l0::sweep::sweep(&m.m, y, &params, &opts, &lambdas, &mut |k, p| {
-            link.step = p.epoch;
-            link.print(&format!("[lambda_l0={}] {p}", lambdas[k]))?;
-            interrupted(&mut link)
-        })
-    });
-    let models = link.finish(r)?;
-    models
-        .into_iter()
-        .map(|s| {
-            let report = report_dict(py, &s.report)?;
-            Ok((s.lambda_l0, PyCalibration { model: s.model }, report))
-        })
-        .collect()
+    guard(|| {
+        let y = slice("y", &y)?;
+        let opts = fit_params(opts)?;
+        let params = template.params_with_seed(template.model.seed());
+        template.check_columns(m)?;
+        let mut link = PyLink::new(printer, opts.report_every);
+        let r = py.detach(|| {
+            l0::sweep::sweep(&m.m, y, &params, &opts, &lambdas, &mut |k, p| {
+                link.step = p.epoch;
+                link.print(&format!("[lambda_l0={}] {p}", lambdas[k]))?;
+                interrupted(&mut link)
+            })
+        });
+        let models = link.finish(r)?;
+        models
+            .into_iter()
+            .map(|s| {
+                let report = report_dict(py, &s.report)?;
+                Ok((s.lambda_l0, PyCalibration { model: s.model }, report))
+            })
+            .collect()
+    })
 }
 
 /// A record budget ([`l0::budget::fit_to_budget`]): searches the
@@ -1247,75 +1347,84 @@ fn fit_to_budget<'py>(
     lambda_range: (f64, f64),
     printer: Option<Py<PyAny>>,
 ) -> PyResult<(PyCalibration, Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    use l0::budget::Budget;
-    let y = slice("y", &y)?;
-    let opts = fit_params(opts)?;
-    let params = template.params_with_seed(template.model.seed());
-    template.check_columns(m)?;
-    let budget = Budget {
-        tolerance: records_tolerance,
-        lambda_range,
-        ..Budget::new(target_records)
-    };
-    let mut link = PyLink::new(printer, opts.report_every);
-    let r = py.detach(|| {
-        l0::budget::fit_to_budget(&m.m, y, &params, &opts, &budget, &mut |stage, lambda, p| {
-            link.step = p.epoch;
-            link.print(&format!("[{} lambda_l0={lambda}] {p}", stage.name()))?;
-            interrupted(&mut link)
-        })
-    });
-    let fit = link.finish(r)?;
-    let d = PyDict::new(py);
-    d.set_item("target_records", budget.target_records)?;
-    d.set_item("tolerance", budget.tolerance)?;
-    d.set_item("lambda_l0", fit.chosen.lambda_l0)?;
-    d.set_item("active", fit.active)?;
-    d.set_item("met", fit.met)?;
-    d.set_item("models_trained", fit.models_trained)?;
-    d.set_item("epochs_total", fit.epochs_total)?;
-    d.set_item("fits", fit.epochs_total as f64 / opts.epochs.max(1) as f64)?;
-    d.set_item("seconds", fit.seconds)?;
-    d.set_item(
-        "shortfall",
-        fit.shortfall(&budget, l0::advice::Naming::Python),
-    )?;
-    let trials = fit
-        .trials
-        .iter()
-        .map(|t| {
-            let e = PyDict::new(py);
-            e.set_item("stage", t.stage.name())?;
-            e.set_item("lambda_l0", t.lambda_l0)?;
-            e.set_item("epochs", t.epochs)?;
-            e.set_item("active", t.active)?;
-            Ok(e)
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    d.set_item("trials", trials)?;
-    let batches = fit
-        .batches
-        .iter()
-        .map(|b| {
-            let e = PyDict::new(py);
-            e.set_item("stage", b.stage.name())?;
-            e.set_item("models", b.models)?;
-            e.set_item("epochs", b.epochs)?;
-            Ok(e)
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    d.set_item("batches", batches)?;
-    d.set_item("passes", fit.passes(opts.epochs))?;
-    d.set_item("cost_fits", fit.cost_fits)?;
-    d.set_item("settled", fit.settled)?;
-    let report = report_dict(py, &fit.chosen.report)?;
-    Ok((
-        PyCalibration {
-            model: fit.chosen.model,
-        },
-        report,
-        d,
-    ))
+    guard(|| {
+        use l0::budget::Budget;
+        let y = slice("y", &y)?;
+        let opts = fit_params(opts)?;
+        let params = template.params_with_seed(template.model.seed());
+        template.check_columns(m)?;
+        let budget = Budget {
+            tolerance: records_tolerance,
+            lambda_range,
+            ..Budget::new(target_records)
+        };
+        let mut link = PyLink::new(printer, opts.report_every);
+        let r = py.detach(|| {
+            l0::budget::fit_to_budget(&m.m, y, &params, &opts, &budget, &mut |stage, lambda, p| {
+                link.step = p.epoch;
+                link.print(&format!("[{} lambda_l0={lambda}] {p}", stage.name()))?;
+                interrupted(&mut link)
+            })
+        });
+        let fit = link.finish(r)?;
+        let d = PyDict::new(py);
+        d.set_item("target_records", budget.target_records)?;
+        d.set_item("tolerance", budget.tolerance)?;
+        d.set_item("lambda_l0", fit.chosen.lambda_l0)?;
+        d.set_item("active", fit.active)?;
+        d.set_item("met", fit.met)?;
+        d.set_item("models_trained", fit.models_trained)?;
+        d.set_item("epochs_total", fit.epochs_total)?;
+        d.set_item("fits", fit.epochs_total as f64 / opts.epochs.max(1) as f64)?;
+        d.set_item("seconds", fit.seconds)?;
+        d.set_item(
+            "shortfall",
+            fit.shortfall(&budget, l0::advice::Naming::Python),
+        )?;
+        let trials = fit
+            .trials
+            .iter()
+            .map(|t| {
+                let e = PyDict::new(py);
+                e.set_item("stage", t.stage.name())?;
+                e.set_item("lambda_l0", t.lambda_l0)?;
+                e.set_item("epochs", t.epochs)?;
+                e.set_item("active", t.active)?;
+                Ok(e)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item("trials", trials)?;
+        let batches = fit
+            .batches
+            .iter()
+            .map(|b| {
+                let e = PyDict::new(py);
+                e.set_item("stage", b.stage.name())?;
+                e.set_item("models", b.models)?;
+                e.set_item("epochs", b.epochs)?;
+                Ok(e)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item("batches", batches)?;
+        d.set_item("passes", fit.passes(opts.epochs))?;
+        d.set_item("cost_fits", fit.cost_fits)?;
+        d.set_item("settled", fit.settled)?;
+        let report = report_dict(py, &fit.chosen.report)?;
+        Ok((
+            PyCalibration {
+                model: fit.chosen.model,
+            },
+            report,
+            d,
+        ))
+    })
+}
+
+/// Panics with `message` inside [`guard`]: lets the tests check that a
+/// panic reaches Python as a `RuntimeError` (no other use).
+#[pyfunction]
+fn _panic_for_tests(message: &str) -> PyResult<()> {
+    guard(|| panic!("{message}"))
 }
 
 /// The extension module `l0_rs._native`.
@@ -1323,11 +1432,14 @@ fn fit_to_budget<'py>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_device, m)?)?;
     m.add_function(wrap_pyfunction!(fit_to_budget, m)?)?;
-    m.add_function(wrap_pyfunction!(cuda_unavailable, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::compile_kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_libraries, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda::cuda_unavailable, m)?)?;
     m.add_function(wrap_pyfunction!(holdout_targets, m)?)?;
     m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
     m.add_function(wrap_pyfunction!(mul_vec, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_class::<Matrix>()?;
     m.add_class::<PyCalibration>()?;
     m.add_class::<PyRegression>()?;

@@ -9,10 +9,15 @@
 //! the next forward product into one accumulator per slab (see
 //! [`CpuBackend::forward`]). Per-column state is
 //! kept as a structure of arrays and each chunk's per-column math runs as
-//! straight loops over slices, which the compiler vectorises (the f32
-//! exponential and logarithm are branch-free polynomials, see
-//! [`crate::hard_concrete::exp_f32`]). Products are never fused into FMAs,
-//! so every instruction set gives the same bits.
+//! straight loops over slices without branches (the f32 exponential and
+//! logarithm are branch-free polynomials, see
+//! [`crate::hard_concrete::exp_f32`]; the switches of a rule are fixed per
+//! loop, [`fixed_switches`]), which the compiler vectorises for the
+//! instruction set [`SimdPath`] picks at run time (AVX-512, AVX2 or the
+//! baseline; `L0_SIMD` chooses). Products are never fused into FMAs, so
+//! every path gives the same bits. A step at a report epoch also writes
+//! what the report reads in the same pass ([`Backend::step_reported`]), so
+//! a progress report does not read the matrix again.
 //!
 //! Several models (a λ sweep: one L0 strength each, the same seed and step)
 //! can be trained together ([`CpuBackend::with_models`]). Each pass then
@@ -32,9 +37,11 @@
 // reads as the formula and vectorises; iterator zips of five slices do not.
 #![allow(clippy::needless_range_loop)]
 
+use super::dots::{dot, gather_dot, Lanes, LANES};
+use super::simd::{SimdPath, VectorWork};
 use super::{Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
-use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
+use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, Magnitude, TestGate};
 use crate::matrix::{Csr, LongColumns, SparseMatrix};
 use rayon::prelude::*;
 
@@ -54,10 +61,44 @@ const SLABS: usize = 64;
 const SCATTER_MAX_ROWS: usize = 1 << 16;
 /// Fewest column chunks (so slabs, parallel tasks) for the scattered forward product.
 const SCATTER_MIN_CHUNKS: usize = 16;
-/// With several models, each row of the per-row vectors (predictions,
-/// residuals, forward accumulators) holds the models' values side by side
-/// in groups of this many lanes (lanes past the last model stay zero).
-const LANES: usize = 8;
+
+/// Evaluates `$body` with `$rule` (a `&ColumnRule<f32>`) rebound to a copy
+/// whose switches (gates on or off, the magnitude) are constants: one copy
+/// of the body per combination, so its per-column loops hold no branch on
+/// them. AVX2 needs that to vectorise the loops (AVX-512's masked lanes
+/// did without); the values computed are the same.
+macro_rules! fixed_switches {
+    ($rule:ident, $body:expr) => {
+        match ($rule.use_gates, $rule.magnitude) {
+            (true, Magnitude::Exp) => {
+                let $rule = &with_switches($rule, true, Magnitude::Exp);
+                $body
+            }
+            (true, Magnitude::Linear) => {
+                let $rule = &with_switches($rule, true, Magnitude::Linear);
+                $body
+            }
+            (false, Magnitude::Exp) => {
+                let $rule = &with_switches($rule, false, Magnitude::Exp);
+                $body
+            }
+            (false, Magnitude::Linear) => {
+                let $rule = &with_switches($rule, false, Magnitude::Linear);
+                $body
+            }
+        }
+    };
+}
+
+/// `rule` with the given switches (see [`fixed_switches`]).
+#[inline(always)]
+fn with_switches(rule: &ColumnRule<f32>, use_gates: bool, magnitude: Magnitude) -> ColumnRule<f32> {
+    ColumnRule {
+        use_gates,
+        magnitude,
+        ..*rule
+    }
+}
 
 /// One model's per-column state, one array per quantity.
 #[derive(Clone, Debug, Default)]
@@ -136,6 +177,21 @@ struct Columns {
     /// With few enough rows, one block of `rows x lanes` per slab holding
     /// that slab's share of `M w` for the current weights; empty otherwise.
     acc: Vec<f64>,
+    /// For a single model with forward accumulators, one block of
+    /// `rows x 2` per slab for a step that reports, row `q` holding its
+    /// training and deterministic sums side by side (one vector operation
+    /// adds both), and one [`ChunkReport`] per chunk of columns; empty
+    /// otherwise.
+    pairs: Vec<f64>,
+    reports: Vec<ChunkReport>,
+}
+
+/// `v` cut into `n` equal blocks (`n` empty ones when `v` is empty).
+fn blocks(v: &mut [f64], n: usize) -> Vec<&mut [f64]> {
+    match v.len() / n {
+        0 => (0..n).map(|_| &mut [][..]).collect(),
+        block => v.chunks_mut(block).collect(),
+    }
 }
 
 /// One chunk of a model's columns: column `base + j` is entry `j` of each slice.
@@ -166,10 +222,17 @@ impl Columns {
         } else {
             Vec::new()
         };
+        let fused = models == 1 && !acc.is_empty();
         Columns {
             models: (0..models).map(|_| ModelColumns::new(n)).collect(),
             slab,
             lanes,
+            pairs: if fused {
+                vec![0.0; 2 * acc.len()]
+            } else {
+                Vec::new()
+            },
+            reports: vec![ChunkReport::default(); if fused { chunks } else { 0 }],
             acc,
         }
     }
@@ -179,7 +242,7 @@ impl Columns {
     /// accumulators ([`Columns::acc`]), a pass that writes the weights then
     /// adds each chunk's `M_qi w_i` (from `csc`) into its slab's block,
     /// which it clears first.
-    fn par_chunks(&mut self, pool: &rayon::ThreadPool, pass: &ChunkPass, csc: &Csr) {
+    fn par_chunks(&mut self, cpu: &Cpu, pass: &ChunkPass, csc: &Csr) {
         let (slab, lanes) = (self.slab, self.lanes);
         let mut tasks: Vec<Vec<Chunk>> = Vec::new();
         for m in &mut self.models {
@@ -191,19 +254,27 @@ impl Columns {
             }
         }
         let scatter = (!self.acc.is_empty() && pass.writes_weights()).then_some(csc);
+        let reporting = pass.reports();
         // One accumulator block per slab (empty ones without forward
-        // accumulators).
-        let block = self.acc.len() / tasks.len();
-        let accs: Vec<&mut [f64]> = match block {
-            0 => tasks.iter().map(|_| &mut [][..]).collect(),
-            _ => self.acc.chunks_mut(block).collect(),
+        // accumulators), and per slab its chunks' report slots (empty
+        // unless the pass reports).
+        let slabs = tasks.len();
+        let accs = blocks(&mut self.acc, slabs);
+        let pairs = blocks(if reporting { &mut self.pairs } else { &mut [] }, slabs);
+        let slots: Vec<&mut [ChunkReport]> = match reporting {
+            true => self.reports.chunks_mut(slab / COLUMN_CHUNK).collect(),
+            false => (0..slabs).map(|_| &mut [][..]).collect(),
         };
-        pool.install(|| {
-            tasks.into_par_iter().zip(accs).for_each(|(mut rest, acc)| {
+        let work = tasks.into_par_iter().zip(accs).zip(pairs).zip(slots);
+        cpu.pool.install(|| {
+            work.for_each(|(((mut rest, acc), pair), slots)| {
                 if scatter.is_some() {
                     acc.fill(0.0);
+                    pair.fill(0.0);
                 }
                 let mut gw = pass.scratch(rest.len());
+                let mut wd = vec![0.0f32; if reporting { COLUMN_CHUNK } else { 0 }];
+                let mut slots = slots.iter_mut();
                 while rest[0].len() > 0 {
                     let (mut heads, tails): (Vec<Chunk>, Vec<Chunk>) =
                         rest.into_iter().map(|c| c.split(COLUMN_CHUNK)).unzip();
@@ -212,97 +283,23 @@ impl Columns {
                         lanes,
                         acc: &mut *acc,
                     });
-                    pass.run_simd(&mut heads, &mut gw, out);
+                    let report = slots.next().map(|slot| Report {
+                        slot,
+                        w: &mut wd,
+                        pair: &mut *pair,
+                    });
+                    pass.run_simd(cpu.simd, &mut heads, &mut gw, out, report);
                     rest = tails;
+                }
+                // A step that reports scattered the training weights into
+                // the pairs' first lane.
+                if reporting {
+                    for (a, p) in acc.iter_mut().zip(pair.chunks_exact(2)) {
+                        *a = p[0];
+                    }
                 }
             })
         });
-    }
-}
-
-/// Values that a dot product accumulates: one model's f64, or the
-/// [`LANES`] models of a group side by side. Every lane is computed with
-/// exactly the operations the scalar case does, so a model's sums have
-/// the same bits alone or in a group.
-trait Lanes: Copy {
-    /// All zeros.
-    fn zero() -> Self;
-    /// The value (or [`LANES`] values) of `x` from index `i` on.
-    fn load(x: &[f64], i: usize) -> Self;
-    /// Writes the values to `out` from index `i` on.
-    fn store(self, out: &mut [f64], i: usize);
-    /// `self + v x`, lane by lane (a product, then a sum: never fused).
-    fn add_product(self, v: f64, x: Self) -> Self;
-    /// `self + o`, lane by lane.
-    fn add(self, o: Self) -> Self;
-    /// Whether every lane is zero.
-    fn is_zero(self) -> bool;
-    /// `acc[i..] += v x`, lane by lane.
-    #[inline(always)]
-    fn add_product_at(acc: &mut [f64], i: usize, v: f64, x: Self) {
-        Self::load(acc, i).add_product(v, x).store(acc, i);
-    }
-}
-
-impl Lanes for f64 {
-    #[inline(always)]
-    fn zero() -> Self {
-        0.0
-    }
-    #[inline(always)]
-    fn load(x: &[f64], i: usize) -> Self {
-        x[i]
-    }
-    #[inline(always)]
-    fn store(self, out: &mut [f64], i: usize) {
-        out[i] = self;
-    }
-    #[inline(always)]
-    fn add_product(self, v: f64, x: Self) -> Self {
-        self + v * x
-    }
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        self + o
-    }
-    #[inline(always)]
-    fn is_zero(self) -> bool {
-        self == 0.0
-    }
-}
-
-impl Lanes for [f64; LANES] {
-    #[inline(always)]
-    fn zero() -> Self {
-        [0.0; LANES]
-    }
-    #[inline(always)]
-    fn load(x: &[f64], i: usize) -> Self {
-        let mut out = [0.0; LANES];
-        out.copy_from_slice(&x[i..i + LANES]);
-        out
-    }
-    #[inline(always)]
-    fn store(self, out: &mut [f64], i: usize) {
-        out[i..i + LANES].copy_from_slice(&self);
-    }
-    #[inline(always)]
-    fn add_product(mut self, v: f64, x: Self) -> Self {
-        for l in 0..LANES {
-            self[l] += v * x[l];
-        }
-        self
-    }
-    #[inline(always)]
-    fn add(mut self, o: Self) -> Self {
-        for l in 0..LANES {
-            self[l] += o[l];
-        }
-        self
-    }
-    #[inline(always)]
-    fn is_zero(self) -> bool {
-        self.iter().all(|&x| x == 0.0)
     }
 }
 
@@ -324,8 +321,7 @@ impl Scatter<'_> {
     #[inline(always)]
     fn add(&mut self, chs: &[Chunk]) {
         if chs.len() == 1 {
-            self.add_group(chs, 1, 0, |ch, j| ch[0].w[j] as f64);
-            return;
+            return self.add_one(&chs[0]);
         }
         for g in (0..chs.len()).step_by(LANES) {
             let group = &chs[g..chs.len().min(g + LANES)];
@@ -339,10 +335,52 @@ impl Scatter<'_> {
         }
     }
 
+    /// [`Scatter::add`] for a single model, out of line so that its loop
+    /// has the registers to itself: inlined into the pass, it reloaded the
+    /// block's address from the stack for every nonzero.
+    #[inline(never)]
+    fn add_one(&mut self, ch: &Chunk) {
+        let ptr = self.csc.indptr();
+        let (ptr, idx, val) = (ptr.raw_storage(), self.csc.indices(), self.csc.data());
+        let acc = &mut *self.acc;
+        for (j, &w) in ch.w.iter().enumerate() {
+            if w == 0.0 {
+                continue;
+            }
+            let (w, k) = (w as f64, ptr[ch.base + j]..ptr[ch.base + j + 1]);
+            for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
+                acc[q as usize] += v as f64 * w;
+            }
+        }
+    }
+
+    /// [`Scatter::add_one`] for the training weights of `ch` and the
+    /// deterministic weights `wd` (`wd[j]` for column `base + j`) at once,
+    /// into `pair` (row `q`'s two sums at `2q` and `2q + 1`): each lane gets
+    /// the additions a pass of its own would make (the zero products of a
+    /// weight that is zero while the other is not leave an accumulator's
+    /// bits unchanged, see [`Scatter::add`]).
+    #[inline(never)]
+    fn add_pairs(&self, ch: &Chunk, wd: &[f32], pair: &mut [f64]) {
+        let ptr = self.csc.indptr();
+        let (ptr, idx, val) = (ptr.raw_storage(), self.csc.indices(), self.csc.data());
+        for (j, (&w, &d)) in ch.w.iter().zip(wd).enumerate() {
+            if w == 0.0 && d == 0.0 {
+                continue;
+            }
+            let (w, d, k) = (w as f64, d as f64, ptr[ch.base + j]..ptr[ch.base + j + 1]);
+            for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
+                let (i, v) = (2 * q as usize, v as f64);
+                let p = &mut pair[i..i + 2];
+                p[0] += v * w;
+                p[1] += v * d;
+            }
+        }
+    }
+
     /// [`Scatter::add`] for the models of one group (lanes `off..` of rows
-    /// `stride` values apart: the constant 1 for a single model, so its
-    /// loop indexes `acc[q]` directly), whose weights at column `base + j`
-    /// are `weights(group, j)`.
+    /// `stride` values apart), whose weights at column `base + j` are
+    /// `weights(group, j)`.
     #[inline(always)]
     fn add_group<L: Lanes>(
         &mut self,
@@ -354,6 +392,9 @@ impl Scatter<'_> {
         let ptr = self.csc.indptr();
         let (ptr, idx, val) = (ptr.raw_storage(), self.csc.indices(), self.csc.data());
         let base = group[0].base;
+        // A local borrow, so the loop keeps the block's address and length
+        // in registers instead of reloading them through `self`.
+        let acc = &mut *self.acc;
         for j in 0..group[0].len() {
             let wj = weights(group, j);
             if wj.is_zero() {
@@ -361,7 +402,7 @@ impl Scatter<'_> {
             }
             let k = ptr[base + j]..ptr[base + j + 1];
             for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
-                L::add_product_at(self.acc, q as usize * stride + off, v as f64, wj);
+                L::add_product_at(acc, q as usize * stride + off, v as f64, wj);
             }
         }
     }
@@ -421,9 +462,11 @@ impl<'c> Chunk<'c> {
             }
         }
         let (s, p, a, w) = (&self.s[..n], &self.p[..n], &self.a[..n], &mut self.w[..n]);
-        for j in 0..n {
-            w[j] = rule.forward_s(p[j], a[j], s[j]).w;
-        }
+        fixed_switches!(rule, {
+            for j in 0..n {
+                w[j] = rule.forward_s(p[j], a[j], s[j]).w;
+            }
+        });
     }
 
     /// The chain rule through the gates of the last sampling and Adam on
@@ -443,12 +486,14 @@ impl<'c> Chunk<'c> {
         let (s, gw) = (&self.s[..n], &gw[..n]);
         let (p, m_p, v_p) = (&mut self.p[..n], &mut self.m_p[..n], &mut self.v_p[..n]);
         let (a, m_a, v_a) = (&mut self.a[..n], &mut self.m_a[..n], &mut self.v_a[..n]);
-        for j in 0..n {
-            let f = rule.forward_s(p[j], a[j], s[j]);
-            let (gp, ga) = rule.gradient(&f, a[j], gw[j]);
-            adam_update(&mut p[j], &mut m_p[j], &mut v_p[j], gp, adam);
-            adam_update(&mut a[j], &mut m_a[j], &mut v_a[j], ga, adam);
-        }
+        fixed_switches!(rule, {
+            for j in 0..n {
+                let f = rule.forward_s(p[j], a[j], s[j]);
+                let (gp, ga) = rule.gradient(&f, a[j], gw[j]);
+                adam_update(&mut p[j], &mut m_p[j], &mut v_p[j], gp, adam);
+                adam_update(&mut a[j], &mut m_a[j], &mut v_a[j], ga, adam);
+            }
+        });
         if let Some(cap) = max_p {
             let cap = &cap[self.base..self.base + n];
             for j in 0..n {
@@ -466,10 +511,7 @@ fn sample_models(chs: &mut [Chunk], rules: &[ColumnRule<f32>], cursor: &NoiseCur
     let (base, n) = (chs[0].base, chs[0].len());
     let mut lu = [0.0f32; COLUMN_CHUNK];
     if rules[0].use_gates {
-        let mut cursor = cursor.clone();
-        for (j, u) in lu[..n].iter_mut().enumerate() {
-            *u = cursor.uniform(base + j);
-        }
+        cursor.fill(base, &mut lu[..n]);
         for u in &mut lu[..n] {
             *u = rules[0].gate.noise_logit(*u);
         }
@@ -494,12 +536,17 @@ enum ChunkPass<'a> {
     },
     /// Backward pass and Adam (then `p <= max_p`, the weight caps), then
     /// the training weights of the next step when `next` holds its noise.
+    /// With `report` (a single model, `next` set, forward accumulators),
+    /// also what a report reads ([`Report`]): the penalties before the
+    /// update, the deterministic weights of the test gate after it, their
+    /// counts and forward product.
     Step {
         rules: &'a [ColumnRule<f32>],
         adam: AdamStep,
         grad: ColumnGradient<'a>,
         max_p: Option<&'a [f32]>,
         next: Option<NoiseCursor<'a>>,
+        report: Option<TestGate>,
     },
 }
 
@@ -507,6 +554,17 @@ impl ChunkPass<'_> {
     /// Whether the pass writes new weights.
     fn writes_weights(&self) -> bool {
         !matches!(self, ChunkPass::Step { next: None, .. })
+    }
+
+    /// Whether the pass also writes what a report reads.
+    fn reports(&self) -> bool {
+        matches!(
+            self,
+            ChunkPass::Step {
+                report: Some(_),
+                ..
+            }
+        )
     }
 
     /// Scratch space for one task's column gradients (`models` rows of
@@ -523,8 +581,14 @@ impl ChunkPass<'_> {
     /// into `scatter`. Always inlined, so that [`Self::run_simd`]'s AVX-512
     /// and AVX2 builds compile the per-column loops for those.
     #[inline(always)]
-    fn run(&self, chs: &mut [Chunk], gw: &mut [f32], scatter: Option<Scatter>) {
-        self.update(chs, gw);
+    fn run(
+        &self,
+        chs: &mut [Chunk],
+        gw: &mut [f32],
+        scatter: Option<Scatter>,
+        report: Option<&mut Report>,
+    ) {
+        self.update(chs, gw, report);
         if let Some(mut s) = scatter {
             s.add(chs);
         }
@@ -532,16 +596,18 @@ impl ChunkPass<'_> {
 
     /// [`Self::run`] without the scatter.
     #[inline(always)]
-    fn update(&self, chs: &mut [Chunk], gw: &mut [f32]) {
+    fn update(&self, chs: &mut [Chunk], gw: &mut [f32], mut report: Option<&mut Report>) {
         match self {
             ChunkPass::Sample { rules, cursor } => sample_models(chs, rules, cursor),
             ChunkPass::Deterministic { rules, test } => {
                 for (ch, rule) in chs.iter_mut().zip(rules.iter()) {
                     let n = ch.len();
                     let (p, a, w) = (&ch.p[..n], &ch.a[..n], &mut ch.w[..n]);
-                    for j in 0..n {
-                        w[j] = rule.deterministic_weight(p[j], a[j], *test);
-                    }
+                    fixed_switches!(rule, {
+                        for j in 0..n {
+                            w[j] = rule.deterministic_weight(p[j], a[j], *test);
+                        }
+                    });
                 }
             }
             ChunkPass::Step {
@@ -550,7 +616,11 @@ impl ChunkPass<'_> {
                 grad,
                 max_p,
                 next,
+                report: test,
             } => {
+                if let Some(r) = report.as_deref_mut() {
+                    r.penalties(&chs[0], &rules[0]);
+                }
                 grad.fill(chs[0].base, chs[0].len(), gw);
                 let rows = gw.chunks_exact(COLUMN_CHUNK);
                 for ((ch, rule), gw) in chs.iter_mut().zip(rules.iter()).zip(rows) {
@@ -559,94 +629,124 @@ impl ChunkPass<'_> {
                 if let Some(cursor) = next {
                     sample_models(chs, rules, cursor);
                 }
+                if let (Some(r), Some(test)) = (report, test) {
+                    r.deterministic(&chs[0], &rules[0], *test);
+                }
             }
         }
     }
 
-    /// [`Self::run`] compiled for the CPU's vector instructions ([`simd`]).
+    /// [`Self::run`] compiled for the vector instructions of `simd`.
     /// A single model's scatter runs after it, as built: compiled for
     /// AVX-512, its scalar loop made a production-shape epoch (5.2M
     /// columns) about 4% slower (0.104 against 0.100 s on 2 cores).
     #[inline(always)]
-    fn run_simd(&self, chs: &mut [Chunk], gw: &mut [f32], scatter: Option<Scatter>) {
+    fn run_simd(
+        &self,
+        simd: SimdPath,
+        chs: &mut [Chunk],
+        gw: &mut [f32],
+        scatter: Option<Scatter>,
+        mut report: Option<Report>,
+    ) {
         let (groups, single) = match chs.len() {
             1 => (None, scatter),
             _ => (scatter, None),
         };
-        simd(PassWork {
+        simd.run(PassWork {
             pass: self,
             chs,
             gw,
             scatter: groups,
+            report: report.as_mut(),
         });
-        if let Some(mut s) = single {
-            s.add(chs);
+        match (single, report) {
+            (Some(s), Some(r)) => s.add_pairs(&chs[0], r.w, r.pair),
+            (Some(mut s), None) => s.add(chs),
+            _ => {}
         }
+    }
+}
+
+/// What a step that reports ([`ChunkPass::Step`] with `report`) keeps of
+/// one chunk of a single model's columns.
+#[derive(Clone, Copy, Debug, Default)]
+struct ChunkReport {
+    /// `sum_j pi_j` and `sum_j m(p_j)^2` over the chunk before the update,
+    /// in column order from zero, as [`CpuBackend::losses`] sums a chunk.
+    l0: f64,
+    l2: f64,
+    /// The counts of the deterministic weights after the update.
+    weights: WeightSummary,
+}
+
+/// Where a step that reports writes for one chunk: its [`ChunkReport`],
+/// the deterministic weights (scratch of [`COLUMN_CHUNK`]) and the slab's
+/// block of both weights' forward products ([`Columns::pairs`]).
+struct Report<'r> {
+    slot: &'r mut ChunkReport,
+    w: &'r mut [f32],
+    pair: &'r mut [f64],
+}
+
+impl Report<'_> {
+    /// The chunk's penalty sums (`pi`, `m(p)^2`) at its current parameters.
+    #[inline(always)]
+    fn penalties(&mut self, ch: &Chunk, rule: &ColumnRule<f32>) {
+        let (n, mut l0, mut l2) = (ch.len(), 0.0f64, 0.0f64);
+        let (p, a) = (&ch.p[..n], &ch.a[..n]);
+        fixed_switches!(rule, {
+            for j in 0..n {
+                let (pi, m2) = rule.penalties(p[j], a[j]);
+                l0 += pi as f64;
+                l2 += m2 as f64;
+            }
+        });
+        (self.slot.l0, self.slot.l2) = (l0, l2);
+    }
+
+    /// The chunk's deterministic weights into the scratch, and their counts.
+    #[inline(always)]
+    fn deterministic(&mut self, ch: &Chunk, rule: &ColumnRule<f32>, test: TestGate) {
+        let n = ch.len();
+        let (p, a, w) = (&ch.p[..n], &ch.a[..n], &mut self.w[..n]);
+        fixed_switches!(rule, {
+            for j in 0..n {
+                w[j] = rule.deterministic_weight(p[j], a[j], test);
+            }
+        });
+        self.slot.weights = w.iter().fold(WeightSummary::default(), |s, &x| {
+            s.merge(WeightSummary::of(x))
+        });
     }
 }
 
 /// [`ChunkPass::run`] as [`VectorWork`].
-struct PassWork<'p, 'c, 'x> {
+struct PassWork<'p, 'c, 'x, 'r> {
     pass: &'p ChunkPass<'p>,
     chs: &'p mut [Chunk<'c>],
     gw: &'p mut [f32],
     scatter: Option<Scatter<'x>>,
+    report: Option<&'p mut Report<'r>>,
 }
 
-impl VectorWork for PassWork<'_, '_, '_> {
+impl VectorWork for PassWork<'_, '_, '_, '_> {
     #[inline(always)]
     fn run(self) {
-        self.pass.run(self.chs, self.gw, self.scatter)
+        self.pass.run(self.chs, self.gw, self.scatter, self.report)
     }
 }
 
-/// A piece of work whose loops [`simd`] compiles for the CPU's vector
-/// instructions: its `run` (`#[inline(always)]`, calling only
-/// `#[inline(always)]` functions) is inlined into the dispatching function.
-/// (A closure would not do: its call goes through a shim that is not
-/// inlined.)
-trait VectorWork {
-    /// Does the work.
-    fn run(self);
-}
-
-/// Runs `work` compiled for AVX-512 or AVX2 when the CPU has it, else as
-/// built: per-column loops then use 16- or 8-lane vectors (AVX-512 took
-/// about 9% less CPU time per epoch than AVX2 on the 250k-column geo
-/// problem, AMD EPYC), and the groups of models ([`LANES`]) one register.
-/// The results are the same bits every way: Rust never contracts a product
-/// and a sum into an FMA, and the loops use only operations that are exact
-/// or correctly rounded in every instruction set (`+ - * /`, `sqrt`,
-/// `min`, comparisons, selects, integer bit tricks). The work's body must
-/// be inlined into the dispatching function to be compiled for it (see
-/// [`VectorWork`]).
-#[inline(always)]
-fn simd(work: impl VectorWork) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(work: impl VectorWork) {
-            work.run()
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { avx512(work) };
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(work: impl VectorWork) {
-            work.run()
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { avx2(work) };
-        }
-    }
-    work.run()
+/// Where the CPU backend's loops run: its thread pool and the vector
+/// instructions they are compiled for.
+struct Cpu {
+    pool: rayon::ThreadPool,
+    simd: SimdPath,
 }
 
 /// The CPU implementation of [`Backend`].
 pub struct CpuBackend<'a> {
-    pool: rayon::ThreadPool,
+    cpu: Cpu,
     problem: Problem<'a>,
     /// Model `k`'s per-column rule.
     rules: Vec<ColumnRule<f32>>,
@@ -673,6 +773,11 @@ pub struct CpuBackend<'a> {
     current: usize,
     /// Why the CPU was chosen over a present GPU, shown by `describe`.
     pub(crate) note: Option<String>,
+    /// After a fused [`Backend::step_reported`] (until the next forward
+    /// product or step), the deterministic weights' counts; their
+    /// predictions are then in `yhat_det`.
+    reported: Option<WeightSummary>,
+    yhat_det: Vec<f64>,
 }
 
 impl<'a> CpuBackend<'a> {
@@ -699,9 +804,14 @@ impl<'a> CpuBackend<'a> {
             .num_threads(threads.unwrap_or(0))
             .build()
             .map_err(|e| L0Error::config(format!("cannot start the thread pool: {e}")))?;
+        let cpu = Cpu {
+            pool,
+            simd: SimdPath::from_env()?,
+        };
         let m = problem.matrix;
         let (q, n, k) = (m.rows(), m.cols(), lambdas.len());
         let cols = Columns::new(k, n, q);
+        let cols_fused = !cols.pairs.is_empty();
         // Segment partials only where the forward product gathers over CSR.
         let segments = if cols.acc.is_empty() {
             m.segments().len()
@@ -723,7 +833,7 @@ impl<'a> CpuBackend<'a> {
             })
             .collect();
         Ok(CpuBackend {
-            pool,
+            cpu,
             problem,
             rules,
             intercepts: vec![None; k],
@@ -737,7 +847,75 @@ impl<'a> CpuBackend<'a> {
             bad_step: vec![None; k],
             current: 0,
             note: None,
+            reported: None,
+            yhat_det: vec![0.0; if cols_fused { q } else { 0 }],
         })
+    }
+
+    /// The vector instructions the loops run with.
+    pub fn simd(&self) -> SimdPath {
+        self.cpu.simd
+    }
+
+    /// Runs the loops with `path` instead (refused when the CPU lacks it).
+    pub fn set_simd(&mut self, path: SimdPath) -> Result<()> {
+        self.cpu.simd = SimdPath::parse(path.name())?;
+        Ok(())
+    }
+
+    /// [`Backend::step`], and with `report` what
+    /// [`Backend::step_reported`] fuses into it.
+    fn step_pass(&mut self, step: u64, sample_next: bool, report: Option<TestGate>) {
+        self.reported = None;
+        let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
+        for k in 0..self.rules.len() {
+            if let (Some(g), Some(b)) = (self.intercept_gradient(k), self.intercepts[k].as_mut()) {
+                adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
+            }
+        }
+        self.long_column_partials();
+        let pass = ChunkPass::Step {
+            rules: &self.rules,
+            adam,
+            grad: ColumnGradient::new(
+                self.problem.matrix,
+                self.rules.len(),
+                &self.r,
+                self.cols.lanes,
+                &self.long_partials,
+                self.cpu.simd,
+            ),
+            max_p: self.problem.max_p,
+            next: sample_next.then(|| self.cursor(step + 1)),
+            report,
+        };
+        self.cols
+            .par_chunks(&self.cpu, &pass, self.problem.matrix.csc());
+    }
+
+    /// `out[i] = b_k + sum_s acc[s][i * stride + off]` (`i = q * lanes + k`):
+    /// the blocks of forward accumulators summed in slab order (0 for the
+    /// lanes past the last model), from every value of a block (stride 1)
+    /// or one lane of [`Columns::pairs`] (stride 2).
+    fn sum_blocks(&self, acc: &[f64], (stride, off): (usize, usize), out: &mut [f64]) {
+        let lanes = self.cols.lanes;
+        let intercepts = &self.intercepts;
+        // Model k's intercept (None for the unused lanes past the last model).
+        let b = |k: usize| intercepts.get(k).map(|s| s.map_or(0.0, |s| s.value as f64));
+        let block = out.len() * stride;
+        let slabs = acc.len() / block;
+        self.cpu.pool.install(|| {
+            out.par_chunks_mut(1024 * lanes)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    for (j, y) in out.iter_mut().enumerate() {
+                        let (i, k) = (c * 1024 * lanes + j, j % lanes);
+                        let at = |s: usize| acc[s * block + i * stride + off];
+                        let sum = (0..slabs).fold(0.0, |sum, s| sum + at(s));
+                        *y = b(k).map_or(0.0, |b| b + sum);
+                    }
+                })
+        });
     }
 
     /// `sum_i f(p_i, a_i, w_i)` over the selected model's columns, in fixed
@@ -750,7 +928,7 @@ impl<'a> CpuBackend<'a> {
     ) -> T {
         let c = &self.cols.models[self.current];
         let n = c.p.len();
-        let parts: Vec<T> = self.pool.install(|| {
+        let parts: Vec<T> = self.cpu.pool.install(|| {
             (0..n.div_ceil(COLUMN_CHUNK))
                 .into_par_iter()
                 .map(|k| {
@@ -775,7 +953,7 @@ impl<'a> CpuBackend<'a> {
         let (ranges, csc, r) = (&m.long_columns().ranges, m.csc(), &self.r);
         let (idx, val, lanes) = (csc.indices(), csc.data(), self.cols.lanes);
         let models = self.rules.len();
-        self.pool.install(|| {
+        self.cpu.pool.install(|| {
             self.long_partials
                 .par_chunks_mut(SEGMENT_CHUNK * models)
                 .zip(ranges.par_chunks(SEGMENT_CHUNK))
@@ -799,10 +977,10 @@ impl<'a> CpuBackend<'a> {
 
 impl Backend for CpuBackend<'_> {
     fn describe(&self) -> String {
-        let threads = self.pool.current_num_threads();
+        let (threads, simd) = (self.cpu.pool.current_num_threads(), self.cpu.simd.name());
         match &self.note {
-            Some(n) => format!("cpu ({threads} threads; {n})"),
-            None => format!("cpu ({threads} threads)"),
+            Some(n) => format!("cpu ({threads} threads, {simd}; {n})"),
+            None => format!("cpu ({threads} threads, {simd})"),
         }
     }
 
@@ -866,24 +1044,26 @@ impl Backend for CpuBackend<'_> {
     /// `s_i = sigmoid((logit u(seed, step, i) + a_i) / beta)`, `w_i = m(p_i) z(s_i)`.
     /// GPU twin: kernel `sample_weights` (kernels/gates.cu).
     fn sample_weights(&mut self, step: u64) -> Result<()> {
+        self.reported = None;
         let pass = ChunkPass::Sample {
             rules: &self.rules,
             cursor: self.cursor(step),
         };
         self.cols
-            .par_chunks(&self.pool, &pass, self.problem.matrix.csc());
+            .par_chunks(&self.cpu, &pass, self.problem.matrix.csc());
         Ok(())
     }
 
     /// `w_i = m(p_i) z_test(a_i)`.
     /// GPU twin: kernel `deterministic_weights` (kernels/gates.cu).
     fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
+        self.reported = None;
         let pass = ChunkPass::Deterministic {
             rules: &self.rules,
             test,
         };
         self.cols
-            .par_chunks(&self.pool, &pass, self.problem.matrix.csc());
+            .par_chunks(&self.cpu, &pass, self.problem.matrix.csc());
         Ok(())
     }
 
@@ -906,33 +1086,21 @@ impl Backend for CpuBackend<'_> {
     /// and `combine_segments_lL` (a group of lanes per row and model),
     /// kernels/spmv.cu, which sum in the second way.
     fn forward(&mut self) -> Result<()> {
-        let (lanes, models) = (self.cols.lanes, self.rules.len());
-        // Model k's intercept (None for the unused lanes past the last model).
-        let intercepts = &self.intercepts;
-        let b = |k: usize| intercepts.get(k).map(|s| s.map_or(0.0, |s| s.value as f64));
-        let acc = &self.cols.acc;
-        if !acc.is_empty() {
-            let block = self.yhat.len();
-            let slabs = acc.len() / block;
-            self.pool.install(|| {
-                self.yhat
-                    .par_chunks_mut(1024 * lanes)
-                    .enumerate()
-                    .for_each(|(c, out)| {
-                        for (j, y) in out.iter_mut().enumerate() {
-                            let (i, k) = (c * 1024 * lanes + j, j % lanes);
-                            let sum = (0..slabs).fold(0.0, |sum, s| sum + acc[s * block + i]);
-                            *y = b(k).map_or(0.0, |b| b + sum);
-                        }
-                    })
-            });
+        self.reported = None;
+        if !self.cols.acc.is_empty() {
+            let mut yhat = std::mem::take(&mut self.yhat);
+            self.sum_blocks(&self.cols.acc, (1, 0), &mut yhat);
+            self.yhat = yhat;
             return Ok(());
         }
+        let (lanes, models) = (self.cols.lanes, self.rules.len());
+        let intercept = |k: usize| self.intercepts[k].map_or(0.0, |s| s.value as f64);
         let m = self.problem.matrix;
         let (seg, csr) = (m.segments(), m.csr());
         let cols = &self.cols.models;
         let (partials, w_lanes) = (&mut self.partials, &mut self.w_lanes);
-        self.pool.install(|| {
+        let simd = self.cpu.simd;
+        self.cpu.pool.install(|| {
             // Several models: their weights side by side, so that one
             // gathered row serves a whole group of lanes.
             w_lanes
@@ -951,7 +1119,7 @@ impl Backend for CpuBackend<'_> {
                 .par_chunks_mut(SEGMENT_CHUNK * models)
                 .enumerate()
                 .for_each(|(c, out)| {
-                    simd(SegmentDots {
+                    simd.run(SegmentDots {
                         rows: Rows { csr, seg },
                         w: RowWeights {
                             cols,
@@ -967,7 +1135,7 @@ impl Backend for CpuBackend<'_> {
             let segs = seg.row_ptr[q]..seg.row_ptr[q + 1];
             for k in 0..models {
                 let sum: f64 = segs.clone().map(|s| self.partials[s * models + k]).sum();
-                self.yhat[q * lanes + k] = b(k).unwrap_or(0.0) + sum;
+                self.yhat[q * lanes + k] = intercept(k) + sum;
             }
         }
         Ok(())
@@ -1007,29 +1175,47 @@ impl Backend for CpuBackend<'_> {
     /// `step_columns` (a thread per column) and `intercept_adam`,
     /// kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
-        for k in 0..self.rules.len() {
-            if let (Some(g), Some(b)) = (self.intercept_gradient(k), self.intercepts[k].as_mut()) {
-                adam_update(&mut b.value, &mut b.m, &mut b.v, g as f32, adam);
-            }
-        }
-        self.long_column_partials();
-        let pass = ChunkPass::Step {
-            rules: &self.rules,
-            adam,
-            grad: ColumnGradient::new(
-                self.problem.matrix,
-                self.rules.len(),
-                &self.r,
-                self.cols.lanes,
-                &self.long_partials,
-            ),
-            max_p: self.problem.max_p,
-            next: sample_next.then(|| self.cursor(step + 1)),
-        };
-        self.cols
-            .par_chunks(&self.pool, &pass, self.problem.matrix.csc());
+        self.step_pass(step, sample_next, None);
         Ok(())
+    }
+
+    /// With one model, forward accumulators and `sample_next`, one pass:
+    /// each chunk's penalties before its update, the update, the next
+    /// training weights and their forward product, the deterministic
+    /// weights, their counts and forward product ([`ChunkPass::Step`] with
+    /// `report`); the matrix is read once, as in any epoch. The sums are
+    /// those of the separate passes ([`super::step_then_report`]), bit for
+    /// bit: penalties per chunk of [`COLUMN_CHUNK`] in column order, then
+    /// over chunks in order, as [`Backend::losses`] sums them. Otherwise
+    /// the separate passes.
+    fn step_reported(
+        &mut self,
+        step: u64,
+        sample_next: bool,
+        test: TestGate,
+        losses: &mut [Losses],
+    ) -> Result<bool> {
+        if !sample_next || self.cols.pairs.is_empty() {
+            return super::step_then_report(self, step, test, losses);
+        }
+        self.step_pass(step, true, Some(test));
+        let (l0, l2, weights) = self
+            .cols
+            .reports
+            .iter()
+            .fold((0.0, 0.0, WeightSummary::default()), |(l0, l2, w), c| {
+                (l0 + c.l0, l2 + c.l2, w.merge(c.weights))
+            });
+        losses[0] = Losses {
+            data: self.data_loss[0],
+            l0,
+            l2,
+        };
+        let mut yhat = std::mem::take(&mut self.yhat_det);
+        self.sum_blocks(&self.cols.pairs, (2, 1), &mut yhat);
+        self.yhat_det = yhat;
+        self.reported = Some(weights);
+        Ok(true)
     }
 
     /// `(dL/dp, dL/da)` per column as in [`Backend::step`] without the
@@ -1045,10 +1231,11 @@ impl Backend for CpuBackend<'_> {
             &self.r,
             self.cols.lanes,
             &self.long_partials,
+            self.cpu.simd,
         );
         let n = c.p.len();
         let (mut gp, mut ga) = (vec![0.0f32; n], vec![0.0f32; n]);
-        self.pool.install(|| {
+        self.cpu.pool.install(|| {
             gp.par_chunks_mut(COLUMN_CHUNK)
                 .zip(ga.par_chunks_mut(COLUMN_CHUNK))
                 .enumerate()
@@ -1094,9 +1281,13 @@ impl Backend for CpuBackend<'_> {
 
     fn read_yhat(&mut self, out: &mut [f64]) -> Result<()> {
         let lanes = self.cols.lanes;
+        let yhat = match self.reported {
+            Some(_) => &self.yhat_det,
+            None => &self.yhat,
+        };
         for (o, y) in out
             .iter_mut()
-            .zip(self.yhat.iter().skip(self.current).step_by(lanes))
+            .zip(yhat.iter().skip(self.current).step_by(lanes))
         {
             *o = *y;
         }
@@ -1111,6 +1302,9 @@ impl Backend for CpuBackend<'_> {
     /// Nonzero weights and their size buckets ([`WeightSummary::of`]).
     /// GPU twin: kernel `weight_summary` (kernels/gates.cu).
     fn weight_summary(&mut self) -> Result<WeightSummary> {
+        if let Some(w) = self.reported {
+            return Ok(w);
+        }
         Ok(
             self.sum_columns(WeightSummary::default(), WeightSummary::merge, |_, _, w| {
                 WeightSummary::of(w)
@@ -1187,6 +1381,7 @@ struct ColumnGradient<'m> {
     lanes: usize,
     models: usize,
     long_partials: &'m [f64],
+    simd: SimdPath,
 }
 
 impl<'m> ColumnGradient<'m> {
@@ -1199,8 +1394,10 @@ impl<'m> ColumnGradient<'m> {
         r: &'m [f64],
         lanes: usize,
         long_partials: &'m [f64],
+        simd: SimdPath,
     ) -> Self {
         ColumnGradient {
+            simd,
             csc: m.csc(),
             long: m.long_columns(),
             r,
@@ -1234,7 +1431,7 @@ impl<'m> ColumnGradient<'m> {
             let c = ptr[i]..ptr[i + 1];
             let (val, idx) = (&val[c.clone()], &idx[c]);
             if models == 1 {
-                out[j] = gather_dot(val, idx, |q| r[q]) as f32;
+                out[j] = dot(self.simd, val, idx, r) as f32;
                 continue;
             }
             for g in (0..models).step_by(LANES) {
@@ -1245,27 +1442,6 @@ impl<'m> ColumnGradient<'m> {
             }
         }
     }
-}
-
-/// `sum_k val[k] x(idx[k])` in f64 (for one model, or a group of models
-/// side by side, [`Lanes`]) with four interleaved accumulators
-/// (`acc[k mod 4]`, tail into `acc[0..]`, combined as `(a0 + a1) + (a2 + a3)`),
-/// which breaks the add latency chain; the order is fixed, so results do not
-/// depend on threads.
-#[inline(always)]
-fn gather_dot<L: Lanes>(val: &[f32], idx: &[u32], x: impl Fn(usize) -> L) -> L {
-    let mut acc = [L::zero(); 4];
-    let (v4, vt) = val.split_at(val.len() & !3);
-    let (i4, it) = idx.split_at(v4.len());
-    for (v, i) in v4.chunks_exact(4).zip(i4.chunks_exact(4)) {
-        for k in 0..4 {
-            acc[k] = acc[k].add_product(v[k] as f64, x(i[k] as usize));
-        }
-    }
-    for (k, (v, i)) in vt.iter().zip(it).enumerate() {
-        acc[k] = acc[k].add_product(*v as f64, x(*i as usize));
-    }
-    acc[0].add(acc[1]).add(acc[2].add(acc[3]))
 }
 
 #[cfg(test)]

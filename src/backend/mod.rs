@@ -27,10 +27,31 @@
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod dots;
+pub mod simd;
 
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{ColumnRule, Gate, Magnitude, Real, TestGate};
 use crate::matrix::SparseMatrix;
+
+/// [`Backend::step_reported`] as separate passes: each model's losses,
+/// the step without sampling, the deterministic weights and their forward
+/// product. Returns false: the next step's weights are not sampled.
+pub fn step_then_report<B: Backend + ?Sized>(
+    b: &mut B,
+    step: u64,
+    test: TestGate,
+    losses: &mut [Losses],
+) -> Result<bool> {
+    for (k, l) in losses.iter_mut().enumerate() {
+        b.select(k)?;
+        *l = b.losses()?;
+    }
+    b.step(step, false)?;
+    b.deterministic_weights(test)?;
+    b.forward()?;
+    Ok(false)
+}
 
 /// The least bytes one training epoch must move between the device's memory
 /// and its cores, whatever the caches hold: both matrix layouts once (f32
@@ -194,6 +215,31 @@ impl<'a> NoiseCursor<'a> {
                 crate::philox::word_to_uniform(self.words[column & 3])
             }
             Noise::Replay(t) => t[(self.step % t.len() as u64) as usize][column],
+        }
+    }
+
+    /// `out[j]` = the raw uniform of column `first + j`, as
+    /// [`NoiseCursor::uniform`] gives it: for Philox a whole block of four
+    /// columns at a time, without the cursor's per-column branch.
+    #[inline(always)]
+    pub fn fill(&self, first: usize, out: &mut [f32]) {
+        let first_block = first / 4;
+        match self.noise {
+            Noise::Philox if first.is_multiple_of(4) => {
+                for (b, out) in out.chunks_mut(4).enumerate() {
+                    let block = (first_block + b) as u64;
+                    let words = crate::philox::gate_block(self.seed, self.step, block);
+                    for (o, w) in out.iter_mut().zip(words) {
+                        *o = crate::philox::word_to_uniform(w);
+                    }
+                }
+            }
+            _ => {
+                let mut cursor = self.clone();
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = cursor.uniform(first + j);
+                }
+            }
         }
     }
 }
@@ -440,7 +486,7 @@ impl WeightSummary {
 /// `weight_summary`) act on the model chosen by [`Backend::select`] (model
 /// 0 until then).
 pub trait Backend {
-    /// Where it runs, in words (e.g. "cpu (2 threads)").
+    /// Where it runs, in words (e.g. "cpu (2 threads, avx2)").
     fn describe(&self) -> String;
     /// Number of predictions (matrix rows).
     fn rows(&self) -> usize;
@@ -475,6 +521,24 @@ pub trait Backend {
     /// 1-based count is `step + 1`); with `sample_next`, also samples the
     /// training weights of step `step + 1`.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()>;
+    /// [`Backend::step`] at a report epoch, with what the report reads:
+    /// `losses[k]` = model `k`'s [`Backend::losses`] before the update,
+    /// then the deterministic weights of `test` and their predictions,
+    /// which [`Backend::read_yhat`] and [`Backend::weight_summary`] give
+    /// until the next [`Backend::forward`]. With `sample_next` a backend
+    /// may also sample the next step's training weights (and so read the
+    /// matrix once for all of it); returns whether it did. The default
+    /// ([`step_then_report`]) never does.
+    fn step_reported(
+        &mut self,
+        step: u64,
+        sample_next: bool,
+        test: TestGate,
+        losses: &mut [Losses],
+    ) -> Result<bool> {
+        let _ = sample_next;
+        step_then_report(self, step, test, losses)
+    }
     /// The gradients of the total loss at the current parameters and the
     /// gates of the last sampling, without an update: `(dL/dp, dL/da, dL/db)`.
     fn gradients(&mut self) -> Result<(Vec<f32>, Vec<f32>, Option<f64>)>;
@@ -504,6 +568,7 @@ pub fn make_batch_backend<'a>(
     problem: Problem<'a>,
     lambdas: &[f64],
 ) -> Result<Option<Box<dyn Backend + 'a>>> {
+    crate::limits::check_threads(threads)?;
     let cpu = || -> Result<Option<Box<dyn Backend + 'a>>> {
         Ok(Some(Box::new(cpu::CpuBackend::with_models(
             problem, lambdas, threads,
@@ -539,6 +604,7 @@ pub fn make_backend<'a>(
     threads: Option<usize>,
     problem: Problem<'a>,
 ) -> Result<Box<dyn Backend + 'a>> {
+    crate::limits::check_threads(threads)?;
     match device {
         Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(problem, threads)?)),
         #[cfg(feature = "cuda")]

@@ -114,6 +114,34 @@ fn single_field(path: &Path, number: usize, line: &str, hint: &str) -> Result<St
 /// missing values that way). Values are not checked for finiteness (see
 /// [`super::read_vector`], which does).
 pub fn read_f64_column(path: &Path) -> Result<Vec<f64>> {
+    read_column(path, |field| {
+        field
+            .parse::<f64>()
+            .map_err(|_| format!("cannot parse '{field}' as a number"))
+    })
+}
+
+/// Reads a one-column CSV of integer labels (group ids) as `i64`, every
+/// `i64` exact; whole numbers written as floats (`3.0`) are taken too.
+/// Otherwise as [`read_f64_column`].
+pub fn read_i64_column(path: &Path) -> Result<Vec<i64>> {
+    read_column(path, |field| {
+        field
+            .parse::<i64>()
+            .or_else(|_| match field.parse::<f64>() {
+                Ok(x) => super::whole_i64(x).ok_or(format!("expected an integer, got '{field}'")),
+                Err(_) => Err(format!("cannot parse '{field}' as an integer")),
+            })
+    })
+}
+
+/// Reads a one-column CSV, each value by `parse` (its error: what is
+/// wrong with the field); a first line that does not parse as a number is
+/// a header.
+fn read_column<T>(
+    path: &Path,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Vec<T>> {
     let text = read_text(path)?;
     let mut values = Vec::new();
     for (k, (number, line)) in numbered_lines(&text).into_iter().enumerate() {
@@ -129,21 +157,16 @@ pub fn read_f64_column(path: &Path) -> Result<Vec<f64>> {
             line,
             "write a single column, e.g. pandas to_csv(index=False)",
         )?;
-        match field.parse::<f64>() {
+        match parse(&field) {
             Ok(v) => values.push(v),
-            Err(_) if k == 0 => {} // a header
+            Err(_) if k == 0 && field.parse::<f64>().is_err() => {} // a header
             Err(_) if field.is_empty() => {
                 return Err(format_error(
                     path,
                     format!("line {number}: empty value (a missing value?)"),
                 ))
             }
-            Err(_) => {
-                return Err(format_error(
-                    path,
-                    format!("line {number}: cannot parse '{field}' as a number"),
-                ))
-            }
+            Err(why) => return Err(format_error(path, format!("line {number}: {why}"))),
         }
     }
     Ok(values)

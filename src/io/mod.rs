@@ -129,27 +129,73 @@ fn extension(path: &Path) -> String {
 /// Every value must be finite ([`L0Error::NonFinite`] otherwise).
 pub fn read_vector(path: &Path, what: &str) -> Result<Vec<f64>> {
     let values = match extension(path).as_str() {
-        "npy" => {
-            let array = npy::read_npy(path)?;
-            match array.shape.as_slice() {
-                [_] | [_, 1] => {}
-                other => {
-                    return Err(format_error(
-                        path,
-                        format!(
-                            "{what}: expected a 1-D array or a single column, got shape {}",
-                            npy::shape_text(other)
-                        ),
-                    ))
-                }
-            }
-            array.to_f64_vec(what)?
-        }
+        "npy" => read_npy_vector(path, what)?.to_f64_vec(what)?,
         "csv" => csv::read_f64_column(path)?,
         _ => return Err(unknown_extension(path, what, ".npy or .csv")),
     };
     check_finite(&format!("{what} ({})", path.display()), &values)?;
     Ok(values)
+}
+
+/// Reads a vector of integer labels (group ids) as `i64`, every `i64`
+/// value exact (no round trip through `f64`): a `.npy` array (1-D, or 2-D
+/// with one column; see [`npy::NpyArray::to_i64_vec`]) or a one-column
+/// `.csv` (see [`csv::read_i64_column`]). `what` names the vector in
+/// errors.
+pub fn read_int_vector(path: &Path, what: &str) -> Result<Vec<i64>> {
+    match extension(path).as_str() {
+        "npy" => read_npy_vector(path, what)?.to_i64_vec(what),
+        "csv" => csv::read_i64_column(path),
+        _ => Err(unknown_extension(path, what, ".npy or .csv")),
+    }
+}
+
+/// `x` as an `i64` when it is a whole number in the `i64` range
+/// (-2^63 <= x < 2^63, both ends exact in `f64`).
+pub(crate) fn whole_i64(x: f64) -> Option<i64> {
+    let bound = 2f64.powi(63);
+    (x.fract() == 0.0 && (-bound..bound).contains(&x)).then_some(x as i64)
+}
+
+/// An `.npy` array that must be a vector: 1-D, or 2-D with one column.
+fn read_npy_vector(path: &Path, what: &str) -> Result<npy::NpyArray> {
+    let array = npy::read_npy(path)?;
+    match array.shape.as_slice() {
+        [_] | [_, 1] => Ok(array),
+        other => Err(format_error(
+            path,
+            format!(
+                "{what}: expected a 1-D array or a single column, got shape {}",
+                npy::shape_text(other)
+            ),
+        )),
+    }
+}
+
+/// The shape a matrix file declares, read from its header alone (the
+/// `.npz` shape member, the Matrix Market size line, the `.npy` header),
+/// so that what it will cost can be checked before it is read; None when
+/// the header cannot tell ([`read_sparse`] then says why).
+pub fn matrix_shape(path: &Path) -> Option<(usize, usize)> {
+    match extension(path).as_str() {
+        "npz" => npz::npz_shape(path).ok(),
+        "mtx" => mtx::mtx_shape(path),
+        "npy" => {
+            use std::io::Read;
+            // An .npy header is at most 64 KiB past its 10-byte preamble.
+            let mut head = Vec::new();
+            File::open(path)
+                .ok()?
+                .take(10 + 65_536)
+                .read_to_end(&mut head)
+                .ok()?;
+            match npy::parse_npy_layout(&head, path, None).ok()?.shape[..] {
+                [rows, cols] => Some((rows, cols)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Reads a matrix: a `.npz` written by `scipy.sparse.save_npz`, a Matrix

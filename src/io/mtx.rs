@@ -67,6 +67,26 @@ impl<R: BufRead> Lines<'_, R> {
     }
 }
 
+/// The shape a Matrix Market file declares (its size line), without
+/// reading the entries; None when the file does not start as one should
+/// ([`read_mtx`] then says why).
+pub fn mtx_shape(path: &Path) -> Option<(usize, usize)> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut lines = Lines {
+        path,
+        reader: BufReader::new(file),
+        number: 0,
+        buf: Vec::new(),
+    };
+    let (_, banner) = lines.next_line().ok()??;
+    if !banner.to_ascii_lowercase().starts_with("%%matrixmarket") {
+        return None;
+    }
+    let (_, size) = lines.next_data_line().ok()??;
+    let mut dims = size.split_whitespace().map(|w| w.parse::<usize>().ok());
+    Some((dims.next()??, dims.next()??))
+}
+
 /// Reads a Matrix Market file into a coordinate [`RawSparse`].
 pub fn read_mtx(path: &Path) -> Result<RawSparse> {
     let file =

@@ -146,6 +146,55 @@ impl NpyArray {
         })
     }
 
+    /// All values as `i64` labels (group ids): every integer dtype (a `u8`
+    /// beyond `i64::MAX` refused), and floats holding whole numbers in the
+    /// `i64` range; fractions, bools and strings are refused. `what` names
+    /// the array in errors.
+    pub fn to_i64_vec(&self, what: &str) -> Result<Vec<i64>> {
+        fn ints<T: Copy + TryInto<i64> + std::fmt::Display>(
+            a: &NpyArray,
+            what: &str,
+            v: &[T],
+        ) -> Result<Vec<i64>> {
+            v.iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    x.try_into().map_err(|_| {
+                        a.error(format!("{what}: {x} at index {i} exceeds the int64 range"))
+                    })
+                })
+                .collect()
+        }
+        fn whole<T: Copy + Into<f64>>(a: &NpyArray, what: &str, v: &[T]) -> Result<Vec<i64>> {
+            v.iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let x: f64 = x.into();
+                    super::whole_i64(x).ok_or_else(|| {
+                        a.error(format!("{what} must be integers, got {x} at index {i}"))
+                    })
+                })
+                .collect()
+        }
+        match &self.data {
+            NpyData::I64(v) => Ok(v.clone()),
+            NpyData::I32(v) => ints(self, what, v),
+            NpyData::I16(v) => ints(self, what, v),
+            NpyData::I8(v) => ints(self, what, v),
+            NpyData::U64(v) => ints(self, what, v),
+            NpyData::U32(v) => ints(self, what, v),
+            NpyData::U16(v) => ints(self, what, v),
+            NpyData::U8(v) => ints(self, what, v),
+            NpyData::F64(v) => whole(self, what, v),
+            NpyData::F32(v) => whole(self, what, v),
+            NpyData::Bool(_) | NpyData::Str(_) => Err(self.error(format!(
+                "{what}: expected integers, got {} values (dtype '{}')",
+                self.data.dtype_name(),
+                self.descr
+            ))),
+        }
+    }
+
     /// All values as non-negative integer indices. Integer dtypes only:
     /// floats, bools and strings are refused, and so is any negative value.
     /// `what` names the array in errors.

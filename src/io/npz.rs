@@ -271,6 +271,13 @@ fn kind_and_shape(npz: &mut Npz) -> Result<(String, usize, usize)> {
     Ok((kind, rows, cols))
 }
 
+/// The shape a scipy sparse `.npz` declares (its `shape.npy` member),
+/// without reading the arrays.
+pub fn npz_shape(path: &Path) -> Result<(usize, usize)> {
+    let (_, rows, cols) = kind_and_shape(&mut Npz::open(path)?)?;
+    Ok((rows, cols))
+}
+
 /// Checks what the large members declare against each other and against
 /// the shape before any of them is inflated, with the messages
 /// [`RawSparse::validate`] gives for the same arrays: a member whose header

@@ -100,7 +100,8 @@ pub(super) struct CalibrateArgs {
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
     pub(super) out: Option<PathBuf>,
-    /// Replace the files of an earlier run in --out (removed before training).
+    /// Replace the files of an earlier run in --out (they stay until this
+    /// run's results replace them: a run that fails leaves them whole).
     #[arg(long)]
     pub(super) overwrite: bool,
     /// Append one row per target to log.csv every this many epochs.
@@ -188,6 +189,23 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// The problem's number of columns as the matrix file's header (or the
+    /// demo's specification) declares it, before anything is read: what
+    /// a size given on the command line will cost is checked with it.
+    /// None when the header cannot tell (the full read then says why).
+    pub(super) fn columns(&self) -> Option<usize> {
+        match (&self.matrix, &self.targets) {
+            (None, None) => {
+                let spec = l0::synth::GeoSpec::default();
+                Some(spec.households * spec.areas)
+            }
+            (Some(m), _) => io::matrix_shape(m).map(|(_, cols)| cols),
+            (None, Some(_)) => None,
+        }
+    }
+}
+
 fn demo_problem(src: &Sources) -> CliResult<Problem> {
     for (flag, given) in [
         ("--groups", src.groups.is_some()),
@@ -234,20 +252,15 @@ fn load_targets(path: &Path, matrix: &Path, m: &SparseMatrix) -> CliResult<Vec<f
 }
 
 fn load_groups(path: &Path, rows: usize) -> CliResult<Vec<i64>> {
-    let g = load_vector(path, "group ids", rows, "matrix row")?;
-    g.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                Ok(v as i64)
-            } else {
-                Err(input_error(format!(
-                    "{}: group ids must be integers, got {v} at index {i}",
-                    path.display()
-                )))
-            }
-        })
-        .collect()
+    let g = io::read_int_vector(path, "group ids").map_err(|e| about_file(path, e))?;
+    if g.len() != rows {
+        return Err(input_error(format!(
+            "{}: expected {rows} group ids (one per matrix row), found {}",
+            path.display(),
+            g.len()
+        )));
+    }
+    Ok(g)
 }
 
 /// Target names, one per line; a first line more than M has rows is a header.
@@ -1129,17 +1142,20 @@ fn resume_command(a: &CalibrateArgs, out: &Path) -> String {
 /// and say how to continue.
 fn stop_interrupted(
     a: &CalibrateArgs,
+    outdir: outdir::OutDir,
     out: &Path,
     sink: &CheckpointSink,
     model: &Calibration,
     total: u64,
 ) -> CliResult<()> {
-    create_dir(out)?;
     sink.write(model.state())?;
+    // The checkpoint and log are this run's results: put in place (after
+    // --overwrite, in place of the earlier run's files).
+    outdir.commit(|_| Ok(()))?;
     eprintln!(
         "interrupted: stopped after epoch {} of {total}; checkpoint written to {}\nresume with: {}",
         model.state().step,
-        sink.path.display(),
+        out.join(l0::checkpoint::FILE_NAME).display(),
         resume_command(a, out)
     );
     Err(Failure {
@@ -1302,7 +1318,9 @@ pub(super) fn run_refit(
 }
 
 pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
+    let interrupt = Interrupt::install();
     a.fit.single_lambda("calibrate")?;
+    a.fit.check_threads()?;
     positive("log-every", a.log_every)?;
     positive("checkpoint-every", a.checkpoint_every)?;
     positive("progress-every", a.fit.progress_every)?;
@@ -1317,7 +1335,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         .resume
         .as_deref()
         .is_some_and(|d| outdir::same_folder(d, &out));
-    let must_clear = outdir::check(&out, a.overwrite, continuing)?;
+    let outdir = outdir::OutDir::claim(&out, a.overwrite, continuing)?;
 
     let problem = load_problem(&Sources::new(&a, ckpt.as_ref()))?;
     let (m, y) = (&problem.m, &problem.y);
@@ -1349,17 +1367,12 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             .set_state(c.state.clone())
             .map_err(|e| about_file(&dir.join(l0::checkpoint::FILE_NAME), e))?;
     }
-    if must_clear {
-        outdir::clear(&out)?;
-    }
-
     if let Some(c) = &ckpt {
         warn_changed_settings(c, &resolved);
     }
     warn_negative_targets(&problem, plan.fit.loss);
     print_header(&problem, &out, &resolved, &plan, start_step);
 
-    let interrupt = Interrupt::install();
     let tty = std::io::stderr().is_terminal();
     let progress_every = a
         .fit
@@ -1369,13 +1382,10 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         Some(k) => gcd(k, progress_every),
         None => progress_every,
     };
-    if log_every.is_some() || checkpoint_every.is_some() {
-        create_dir(&out)?;
-    }
     let log = match log_every {
         None => None,
         Some(k) => {
-            let path = out.join("log.csv");
+            let path = outdir.work().join("log.csv");
             let w = if start_step > 0 {
                 LogWriter::resume(&path, start_step)?
             } else {
@@ -1403,7 +1413,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         log,
         checkpoint: CheckpointSink {
             every: checkpoint_every,
-            path: out.join(l0::checkpoint::FILE_NAME),
+            path: outdir.work().join(l0::checkpoint::FILE_NAME),
             seed,
             fingerprint: problem_fingerprint(m, y, problem.groups.as_deref()),
             settings,
@@ -1411,7 +1421,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         step: start_step,
         yhat: Vec::new(),
         bar: (tty && budget.is_none()).then(|| progress_bar(plan.epochs, start_step)),
-        interrupt,
+        interrupt: interrupt.clone(),
     };
     let (report, search) = match &budget {
         None => (model.fit_observed(m, y, &opts, &mut observer), None),
@@ -1425,6 +1435,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             Err(e) => (Err(e), None),
         },
     };
+    interrupt.at_once();
     if let Some(bar) = &observer.bar {
         bar.finish();
     }
@@ -1436,7 +1447,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     } = observer;
     drop(log);
     if report.epochs < remaining {
-        return stop_interrupted(&a, &out, &sink, &model, plan.epochs);
+        return stop_interrupted(&a, outdir, &out, &sink, &model, plan.epochs);
     }
     if checkpoint_every.is_some() {
         sink.write(model.state())?;
@@ -1485,9 +1496,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         weights: diag.weights.clone(),
         settings: resolved.json(),
     };
-    outdir::commit(&out, |dir| {
-        write_results(dir, &weights, &model, &rows, &diag.targets, &summary)
-    })?;
+    outdir.commit(|dir| write_results(dir, &weights, &model, &rows, &diag.targets, &summary))?;
 
     let mut files = outdir::RESULT_FILES.to_vec();
     if log_every.is_some() {

@@ -92,13 +92,6 @@ pub(super) fn positive(flag: &str, v: Option<u64>) -> CliResult<Option<u64>> {
     }
 }
 
-pub(super) fn create_dir(dir: &Path) -> CliResult<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Failure {
-        code: 1,
-        message: format!("{}: cannot create the output folder: {e}", dir.display()),
-    })
-}
-
 pub(super) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a

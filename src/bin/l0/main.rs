@@ -143,7 +143,19 @@ fn lambda_values(list: &[f64], grid: Option<&str>) -> CliResult<Option<Vec<f64>>
                 lo.parse().map_err(|_| bad())?,
                 hi.parse().map_err(|_| bad())?,
             );
-            let n: usize = n.parse().map_err(|_| bad())?;
+            let n: usize = match n.parse() {
+                Ok(n) => n,
+                // More digits than a usize holds: beyond any grid's bound.
+                Err(_) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => usize::MAX,
+                Err(_) => return Err(bad()),
+            };
+            l0::sweep::check_grid_count(n).map_err(|_| {
+                input_error(format!(
+                    "--lambda-grid: a lambda grid holds at most {} values (one model each), got {}",
+                    l0::sweep::MAX_GRID,
+                    parts[2]
+                ))
+            })?;
             l0::sweep::lambda_grid(lo, hi, n).map_err(|e| flag_error("lambda-grid", e))?
         }
     };
@@ -152,6 +164,12 @@ fn lambda_values(list: &[f64], grid: Option<&str>) -> CliResult<Option<Vec<f64>>
 }
 
 impl CommonFit {
+    /// Refuses a --threads of 0 or above [`l0::limits::max_threads`],
+    /// before anything is read or built.
+    fn check_threads(&self) -> CliResult<()> {
+        l0::limits::check_threads(self.threads).map_err(|e| flag_error("threads", e))
+    }
+
     /// The one --lambda-l0 of a single fit (None: not given); a list is
     /// refused.
     fn single_lambda(&self, command: &str) -> CliResult<Option<f64>> {

@@ -1,18 +1,26 @@
-//! The output folder of `l0 calibrate` and `l0 regress`, which one run owns.
+//! The output folder of `l0 calibrate`, `l0 sweep` and `l0 regress`, which
+//! one run owns ([`OutDir`]).
 //!
 //! A folder holds the files of at most one run ([`RESULT_FILES`],
-//! [`TRAINING_FILES`], [`REGRESS_FILES`]). A new run
-//! refuses a folder holding another run's files unless `--overwrite` is
-//! given, and then moves them away in one rename before deleting them; a
-//! folder holding anything else is always refused, since `l0` deletes only
-//! what it wrote. A resumed run continues in its own folder.
+//! [`TRAINING_FILES`], [`REGRESS_FILES`], [`SWEEP_FILES`]). A run holds an
+//! exclusive `flock` on the folder's [`LOCK_FILE`] from before it loads
+//! its inputs to after its results are in place, so a second run into the
+//! same folder is refused at once. A new run refuses a folder holding
+//! another run's files unless `--overwrite` is given; those files then
+//! stay until the new run's results replace them (a run that fails leaves
+//! them whole). A folder holding anything else is always refused, since
+//! `l0` deletes only what it wrote. A resumed run continues in its own
+//! folder.
 //!
 //! The result files are written into a fresh sibling folder
-//! (`.NAME.l0-new-PID`, next to `--out`, so on the same file system) with
-//! hard links to the run's log and checkpoint, which then takes the
-//! folder's place in one step: `renameat2(RENAME_EXCHANGE)` on Linux, a
-//! plain rename when the folder does not exist yet. A kill at any instant
-//! leaves either the old folder or the complete new one under `--out`.
+//! (`.NAME.l0-new-PID`, next to `--out`, so on the same file system,
+//! created when the folder is claimed, which checks that both can be
+//! written) with hard links to the run's log and checkpoint (or, replacing
+//! an earlier run, the log and checkpoint written there from the start),
+//! which then takes the folder's place in one step:
+//! `renameat2(RENAME_EXCHANGE)` on Linux (the folder exists from the
+//! claim on). A kill at any instant leaves either the old folder or the
+//! complete new one under `--out`.
 
 use super::{CliResult, Failure};
 use std::ffi::OsString;
@@ -53,6 +61,7 @@ fn is_run_file(name: &str) -> bool {
             || is_sweep_weights(n)
     };
     own(name)
+        || name == LOCK_FILE
         || name
             .strip_prefix('.')
             .and_then(|rest| rest.split_once(".tmp-"))
@@ -118,15 +127,48 @@ fn contents(dir: &Path) -> CliResult<(Vec<String>, Vec<String>)> {
     Ok((ours, other))
 }
 
-/// Checks that `out` may take a run, changing nothing: `continuing` is
-/// true for a run resumed in its own folder. Refuses (exit code 2) a
-/// folder with files `l0` did not write, and one with another run's files
-/// unless `overwrite`. Returns whether that run's files must go
-/// ([`clear`]) before this run writes.
-pub(super) fn check(out: &Path, overwrite: bool, continuing: bool) -> CliResult<bool> {
-    if !out.exists() {
-        return Ok(false);
-    }
+/// The lock file a run holds (`flock`, exclusive) in its output folder
+/// from start to end: a second run into the folder is refused at once.
+pub(super) const LOCK_FILE: &str = ".l0.lock";
+
+/// An output folder owned by this run (see the module docs): locked, its
+/// writability and that of its parent checked, with the staging folder
+/// where the results are assembled. Dropped without [`OutDir::commit`]
+/// (a failed run), it removes the staging folder and the lock, leaving an
+/// earlier run's files as they were.
+pub(super) struct OutDir {
+    abs: PathBuf,
+    parent: PathBuf,
+    name: OsString,
+    /// The open lock file, whose `flock` is held while this exists.
+    _lock: fs::File,
+    /// `.NAME.l0-new-PID`, beside the folder.
+    staging: PathBuf,
+    /// Whether the training files go to the staging folder: an earlier
+    /// run's files stay in the folder until the commit (--overwrite).
+    staged: bool,
+    /// Whether this run created the folder.
+    created: bool,
+    committed: bool,
+}
+
+/// A failure to write where the run must write: exit code 2 (the user's
+/// choice of --out), one line.
+fn unwritable(path: &Path, what: &str, e: std::io::Error) -> Failure {
+    super::input_error(format!("{}: {what}: {e}", path.display()))
+}
+
+/// The refusal of a folder another run holds.
+fn in_use(dir: &Path) -> Failure {
+    super::input_error(format!(
+        "{}: another l0 run is writing to this output folder: wait for it to finish, or give another --out",
+        dir.display()
+    ))
+}
+
+/// Refuses a path that is not a folder, and a folder holding files that
+/// `l0` did not write; returns the run files it holds (the lock aside).
+fn own_files(out: &Path) -> CliResult<Vec<String>> {
     if !out.is_dir() {
         return Err(super::input_error(format!(
             "{}: --out must be a folder, and this is a file",
@@ -141,27 +183,153 @@ pub(super) fn check(out: &Path, overwrite: bool, continuing: bool) -> CliResult<
             other.join(", ")
         )));
     }
-    if continuing || ours.is_empty() {
-        return Ok(false);
-    }
-    if !overwrite {
-        return Err(super::input_error(format!(
-            "{}: holds the files of an earlier run ({}): give --overwrite to replace them, or another --out",
-            out.display(),
-            ours.join(", ")
-        )));
-    }
-    Ok(true)
+    Ok(ours.into_iter().filter(|f| f != LOCK_FILE).collect())
 }
 
-/// Removes the earlier run's files from `out` (after [`check`]): the
-/// folder is moved away in one rename, then emptied and removed.
-pub(super) fn clear(out: &Path) -> CliResult<()> {
-    let (abs, parent, name) = locate(out)?;
-    let old = sibling(&parent, &name, "old");
-    fs::rename(&abs, &old).map_err(|e| io_failure(out, "cannot move the earlier run away", e))?;
-    remove_run_folder(&old);
-    Ok(())
+/// Opens (creating it) `dir`'s lock file.
+fn open_lock(dir: &Path) -> CliResult<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| unwritable(dir, "cannot write to the output folder", e))
+}
+
+/// Opens and locks `dir`'s lock file (exclusive, without waiting); a lock
+/// file replaced while this took it (its last owner removed it) is tried
+/// again.
+#[cfg(target_os = "linux")]
+fn lock(dir: &Path) -> CliResult<fs::File> {
+    use rustix::fs::{flock, fstat, stat, FlockOperation};
+    let path = dir.join(LOCK_FILE);
+    for _ in 0..8 {
+        let file = open_lock(dir)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(in_use(dir)),
+            Err(e) => return Err(io_failure(&path, "cannot lock", e.into())),
+        }
+        let same = match (fstat(&file), stat(&path)) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        };
+        if same {
+            return Ok(file);
+        }
+    }
+    Err(in_use(dir))
+}
+
+/// Creates the lock file (no `flock` outside Linux: the folder's
+/// ownership is then only checked, not held).
+#[cfg(not(target_os = "linux"))]
+fn lock(dir: &Path) -> CliResult<fs::File> {
+    open_lock(dir)
+}
+
+impl OutDir {
+    /// Claims `out` for this run, before anything is trained: `continuing`
+    /// is true for a run resumed in its own folder. Refuses (exit code 2)
+    /// a folder with files `l0` did not write, one with another run's
+    /// files unless `overwrite`, one another run holds, and a folder (or
+    /// its parent) this run cannot write to.
+    pub(super) fn claim(out: &Path, overwrite: bool, continuing: bool) -> CliResult<Self> {
+        let existed = out.exists();
+        if existed {
+            own_files(out)?;
+        }
+        fs::create_dir_all(out)
+            .map_err(|e| unwritable(out, "cannot create the output folder", e))?;
+        let (abs, parent, name) = locate(out)?;
+        let lock = lock(out)?;
+        let mut dir = OutDir {
+            staging: sibling(&parent, &name, "new"),
+            abs,
+            parent,
+            name,
+            _lock: lock,
+            staged: false,
+            created: !existed,
+            committed: false,
+        };
+        let ours = own_files(out)?;
+        if !(continuing || ours.is_empty() || overwrite) {
+            return Err(super::input_error(format!(
+                "{}: holds the files of an earlier run ({}): give --overwrite to replace them, or another --out",
+                out.display(),
+                ours.join(", ")
+            )));
+        }
+        dir.staged = !continuing && !ours.is_empty();
+        sweep(&dir.parent, &dir.name);
+        fs::create_dir(&dir.staging).map_err(|e| {
+            unwritable(
+                &dir.parent,
+                "cannot write beside the output folder (where the results are assembled)",
+                e,
+            )
+        })?;
+        Ok(dir)
+    }
+
+    /// Where the run writes its log and checkpoints while it trains: the
+    /// folder, or (replacing an earlier run) the staging folder.
+    pub(super) fn work(&self) -> &Path {
+        if self.staged {
+            &self.staging
+        } else {
+            &self.abs
+        }
+    }
+
+    /// Writes the run's results with `write` (given the folder to write
+    /// them into) and puts them in place together with the run's log and
+    /// checkpoint, in one step (see the module docs); an earlier run's
+    /// files go only now.
+    pub(super) fn commit(mut self, write: impl FnOnce(&Path) -> CliResult<()>) -> CliResult<()> {
+        let new = self.staging.clone();
+        if !self.staged {
+            for f in TRAINING_FILES {
+                let from = self.abs.join(f);
+                if from.exists() {
+                    fs::hard_link(&from, new.join(f))
+                        .or_else(|_| fs::copy(&from, new.join(f)).map(|_| ()))
+                        .map_err(|e| {
+                            io_failure(&from, "cannot link into the new output folder", e)
+                        })?;
+                }
+            }
+        }
+        // The lock moves with the folder: a run that opens it after the
+        // swap finds it held.
+        let _ = fs::hard_link(self.abs.join(LOCK_FILE), new.join(LOCK_FILE));
+        write(&new)?;
+        if let Ok(d) = fs::File::open(&new) {
+            let _ = d.sync_all();
+        }
+        exchange(&new, &self.abs)?;
+        self.committed = true;
+        // `new` now holds the earlier folder.
+        let _ = fs::remove_file(self.abs.join(LOCK_FILE));
+        remove_run_folder(&new);
+        Ok(())
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        remove_run_folder(&self.staging);
+        // Removed while still held: a run waiting on it finds it replaced
+        // and takes a fresh one ([`lock`]).
+        let _ = fs::remove_file(self.abs.join(LOCK_FILE));
+        if self.created {
+            let _ = fs::remove_dir(&self.abs);
+        }
+    }
 }
 
 /// Removes what killed runs left beside the folder (`.NAME.l0-new-*`,
@@ -189,40 +357,6 @@ fn remove_run_folder(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
-}
-
-/// Writes the run's results with `write` (given the folder to write them
-/// into) and puts them in place together with the log and checkpoint now
-/// in `out`, in one step (see the module docs).
-pub(super) fn commit(out: &Path, write: impl FnOnce(&Path) -> CliResult<()>) -> CliResult<()> {
-    let (abs, parent, name) = locate(out)?;
-    sweep(&parent, &name);
-    let new = sibling(&parent, &name, "new");
-    fs::create_dir(&new).map_err(|e| io_failure(&new, "cannot create a folder", e))?;
-    let result = (|| {
-        for f in TRAINING_FILES {
-            let from = abs.join(f);
-            if from.exists() {
-                fs::hard_link(&from, new.join(f))
-                    .or_else(|_| fs::copy(&from, new.join(f)).map(|_| ()))
-                    .map_err(|e| io_failure(&from, "cannot link into the new output folder", e))?;
-            }
-        }
-        write(&new)?;
-        if let Ok(d) = fs::File::open(&new) {
-            let _ = d.sync_all();
-        }
-        if abs.exists() {
-            exchange(&new, &abs)?;
-        } else {
-            fs::rename(&new, &abs).map_err(|e| io_failure(out, "cannot move into place", e))?;
-        }
-        Ok(())
-    })();
-    // After an exchange `new` holds the old folder; after a failure, the
-    // partial new one. Either way it goes.
-    remove_run_folder(&new);
-    result
 }
 
 /// Swaps two folders in one step (falling back to [`swap_by_renames`] on a

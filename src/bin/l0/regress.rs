@@ -233,10 +233,12 @@ fn fit_along(
 }
 
 pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
+    let _interrupt = super::interrupt::Interrupt::install();
     let f = &a.fit;
     positive("progress-every", f.progress_every)?;
+    f.check_threads()?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("l0-out"));
-    let must_clear = outdir::check(&out, a.overwrite, false)?;
+    let outdir = outdir::OutDir::claim(&out, a.overwrite, false)?;
     let x = load_matrix(&a.x)?;
     let y = load_vector(&a.y, "responses", x.rows(), "row of X")?;
     let lib = RegressionParams::default();
@@ -274,8 +276,8 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
         report_every: Some(progress_every),
     };
     let threshold = a.threshold.unwrap_or(0.01);
-    if must_clear {
-        outdir::clear(&out)?;
+    if let Some(c) = &choice {
+        l0::sweep::check_models(c.lambdas.len(), x.cols())?;
     }
     let lambda_text = match &choice {
         Some(c) => format!("a path of {} values", c.lambdas.len()),
@@ -374,7 +376,7 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
             },
         ),
     ]);
-    outdir::commit(&out, |dir| {
+    outdir.commit(|dir| {
         write_npy_f64(&dir.join("coefficients.npy"), &coef)?;
         l0::io::csv::write_csv(
             &dir.join("selected.csv"),

@@ -304,20 +304,27 @@ fn print_results(rows: &[Row], epochs: u64, refit: Option<u64>, seconds: f64, ou
 }
 
 pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
+    let _interrupt = super::interrupt::Interrupt::install();
     let a = &args.calibrate;
     refuse_unsupported(a)?;
     positive("progress-every", a.fit.progress_every)?;
+    a.fit.check_threads()?;
     let lambdas = lambdas(&args)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("l0-out"));
-    let must_clear = outdir::check(&out, a.overwrite, false)?;
-    let problem = load_problem(&Sources::new(a, None))?;
+    let outdir = outdir::OutDir::claim(&out, a.overwrite, false)?;
+    // Every model is held until the end: refused before anything is read
+    // (with the columns the matrix file declares), and again with the
+    // matrix read, before any model is made.
+    let sources = Sources::new(a, None);
+    if let Some(cols) = sources.columns() {
+        l0::sweep::check_models(lambdas.len(), cols)?;
+    }
+    let problem = load_problem(&sources)?;
+    l0::sweep::check_models(lambdas.len(), problem.m.cols())?;
     let mut resolved = resolve(a, problem.demo, None, problem.groups.is_some());
     let seed = settle_seed(&mut resolved, None);
     let plan = plan(&resolved, a, &problem, seed, false)?;
     let refit = refit_epochs(&resolved, plan.epochs)?;
-    if must_clear {
-        outdir::clear(&out)?;
-    }
     let (m, y) = (&problem.m, &problem.y);
     let every = a.fit.progress_every.unwrap_or((plan.epochs / 4).max(1));
     eprintln!(
@@ -376,9 +383,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         m.rows(),
         m.cols()
     );
-    outdir::commit(&out, |dir| {
-        write_outputs(dir, &rows, m.cols(), &summary, &title)
-    })?;
+    outdir.commit(|dir| write_outputs(dir, &rows, m.cols(), &summary, &title))?;
     print_results(&rows, plan.epochs, refit, seconds, &out);
     Ok(())
 }
