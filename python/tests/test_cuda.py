@@ -135,6 +135,8 @@ def test_a_fit_on_cuda_n_without_a_driver_says_what_is_missing():
     assert str(e.value) == f"CUDA: {reason}"
     with pytest.warns(RuntimeWarning) as w:
         model.fit(m, y, epochs=2, device="cuda")
-    assert [str(x.message) for x in w] == [f"device='cuda' runs on the CPU: {reason}"]
+    # (Two epochs also end far from the targets: a UserWarning beside it.)
+    runtime = [str(x.message) for x in w if x.category is RuntimeWarning]
+    assert runtime == [f"device='cuda' runs on the CPU: {reason}"]
     assert model.fit_report_["device"].startswith("cpu (")  # "cpu (2 threads, avx2)"
     assert np.all(np.isfinite(model.get_weights(deterministic=True)))
