@@ -15,7 +15,8 @@
 //! OUT_DIR/seed_<s>/ for the abess script.
 //!
 //!     cargo run --release --example best_subset -- OUT_DIR [--seeds 10] \
-//!         [--epochs 1000] [--lr 0.1] [--lambdas 0.03,0.06,0.1,0.15,0.2,0.3]
+//!         [--epochs 1000] [--lr 0.1] [--lambdas 0.03,0.06,0.1,0.15,0.2,0.3] \
+//!         [--select one-se|min-error|gic]
 
 use l0::{
     fit_path, refit_least_squares, Device, PathParams, RegressionFitParams, RegressionParams,
@@ -134,14 +135,21 @@ fn main() -> l0::Result<()> {
         device: Device::Cpu,
         ..Default::default()
     };
+    let rule: String = arg(&args, "--select", "one-se".to_string());
+    let selection = match rule.as_str() {
+        "one-se" => Selection::OneStandardError,
+        "min-error" => Selection::MinError,
+        "gic" => Selection::Gic,
+        other => panic!("--select: expected one-se, min-error or gic, got '{other}'"),
+    };
     let path = PathParams {
         lambdas,
-        selection: Selection::OneStandardError,
+        selection,
         ..Default::default()
     };
     println!(
         "l0: n={N} p={P} k={K} rho={RHO} snr={SNR}; lambdas {:?}, {epochs} epochs, lr {lr}, \
-         train {N_TRAIN} / validation {} (one-standard-error rule)",
+         train {N_TRAIN} / validation {} (selection: {rule})",
         path.lambdas,
         N - N_TRAIN
     );

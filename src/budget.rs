@@ -555,20 +555,38 @@ pub struct BudgetFit {
 }
 
 impl BudgetFit {
-    /// When the budget was not met, one line saying so and naming the
-    /// nearest count reached (None when met).
-    pub fn shortfall(&self, budget: &Budget) -> Option<String> {
+    /// When the budget was not met, one line saying so, naming the
+    /// nearest count among the models tried and what to change (None when
+    /// met): the range's top when even its largest lambda_l0 keeps too many
+    /// records, its bottom when its smallest keeps too few, else the
+    /// epochs or the tolerance (the count jumps past K between strengths).
+    /// Settings are named as `naming` spells them.
+    pub fn shortfall(&self, budget: &Budget, naming: crate::advice::Naming) -> Option<String> {
         if self.met {
             return None;
         }
         let (lo, hi) = budget.lambda_range;
+        let (k, lambda) = (budget.target_records, self.chosen.lambda_l0);
+        let range = match naming {
+            crate::advice::Naming::Cli => "--lambda-range LO:HI".to_string(),
+            crate::advice::Naming::Python => "lambda_range=(lo, hi)".to_string(),
+        };
+        let epochs = naming.setting("epochs");
+        let change = if self.active > k && lambda >= hi {
+            format!("even the range's largest lambda_l0 keeps too many records: raise its top ({range}) or {epochs}")
+        } else if self.active < k && lambda <= lo {
+            format!("even the range's smallest lambda_l0 keeps too few records: lower its bottom ({range})")
+        } else {
+            format!(
+                "the count jumps past {k} between the strengths tried: raise {epochs} (the counts settle as the gates train) or widen {}",
+                naming.setting("records_tolerance")
+            )
+        };
         Some(format!(
-            "no lambda_l0 in {lo:e}..{hi:e} tried in {} full fit(s) keeps {} records within {}%; nearest achievable: {} records at lambda_l0 {:e}",
+            "no lambda_l0 in {lo:e}..{hi:e} tried in {} full fit(s) keeps {k} records within {}%; nearest tried: {} records at lambda_l0 {lambda:e}; {change}",
             self.full_fits(),
-            budget.target_records,
             100.0 * budget.tolerance,
             self.active,
-            self.chosen.lambda_l0
         ))
     }
 

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod advice;
 pub mod backend;
 pub mod budget;
 pub mod calibration;

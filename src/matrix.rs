@@ -568,7 +568,9 @@ impl SparseMatrix {
         )
     }
 
-    /// `M x` in f64 (for predictions and reports; the training loop uses the backends).
+    /// `M x` in f64 (for predictions, reports and the refit's loss checks;
+    /// the training loop uses the backends). Rows in parallel, each summed
+    /// in order: the same bits on any number of threads.
     pub fn mul_vec(&self, x: &[f64]) -> Result<Vec<f64>> {
         if x.len() != self.cols() {
             return Err(L0Error::shape(
@@ -581,6 +583,7 @@ impl SparseMatrix {
         let p = p.raw_storage();
         let (idx, val) = (self.csr.indices(), self.csr.data());
         Ok((0..self.rows())
+            .into_par_iter()
             .map(|q| {
                 // A fold from +0.0 (`sum` starts at -0.0, so an empty row
                 // would print as "-0.0").

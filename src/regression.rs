@@ -34,7 +34,8 @@
 //! the normal equations in f64) and scored by mean squared error on a
 //! validation split. The lambda with the lowest validation error wins, or
 //! ([`Selection::OneStandardError`]) the sparsest one within one standard
-//! error of it.
+//! error of it, or ([`Selection::Gic`]) the refit with the lowest
+//! information criterion on the training split, as abess chooses.
 
 use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
 use crate::calibration::Init;
@@ -832,6 +833,19 @@ pub enum Selection {
     /// error of the lowest (the "one-standard-error rule"; the standard error
     /// is that of the mean of the squared validation errors at the minimum).
     OneStandardError,
+    /// The lowest generalised information criterion of the least-squares
+    /// refits on the training split (abess's GIC,
+    /// `n ln(RSS / n) + s ln(p) ln(ln n)`: `n` training rows, `s` features
+    /// in the support, `p` features; [`PathPoint::gic`]); the validation
+    /// error decides where no support could be refitted.
+    Gic,
+}
+
+/// abess's generalised information criterion of a least-squares fit with
+/// residual sum of squares `rss` over `n` rows, `s` of `p` features.
+pub fn gic(rss: f64, n: usize, s: usize, p: usize) -> f64 {
+    let n = n as f64;
+    n * (rss / n).ln() + s as f64 * (p.max(2) as f64).ln() * n.ln().ln()
 }
 
 /// Options of [`fit_path`].
@@ -873,6 +887,8 @@ pub struct PathPoint {
     /// Whether the score is that of the least-squares refit (false when no
     /// refit was asked for, or the support could not be refitted).
     pub refitted: bool,
+    /// The refit's [`gic`] on the training split (None without a refit).
+    pub gic: Option<f64>,
 }
 
 /// The outcome of [`fit_path`].
@@ -957,8 +973,21 @@ pub fn fit_path(
             Some(ls) => score(ls.predict(x_val)?),
             None => score(m.predict(x_val)?),
         };
+        let gic = match &ls {
+            Some(ls) => {
+                let rss: f64 = ls
+                    .predict(x_train)?
+                    .iter()
+                    .zip(y_train)
+                    .map(|(p, y)| (p - y) * (p - y))
+                    .sum();
+                Some(gic(rss, y_train.len(), support.len(), n_features))
+            }
+            None => None,
+        };
         points.push(PathPoint {
             lambda,
+            gic,
             refitted: ls.is_some(),
             support,
             val_mse,
@@ -985,6 +1014,14 @@ pub fn fit_path(
                 .min_by_key(|&k| (points[k].support.len(), k))
                 .unwrap_or(min)
         }
+        Selection::Gic => (0..points.len())
+            .filter_map(|k| points[k].gic.map(|g| (k, g)))
+            .min_by(|(i, a), (j, b)| {
+                a.total_cmp(b)
+                    .then(points[*i].support.len().cmp(&points[*j].support.len()))
+                    .then(i.cmp(j))
+            })
+            .map_or(min, |(k, _)| k),
     };
     let (model, refit) = fitted.swap_remove(best);
     Ok(PathFit {

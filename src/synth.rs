@@ -154,6 +154,66 @@ pub fn readme_problem(
     Ok((m, y))
 }
 
+/// A problem shaped like R `survey`'s `apipop` schools calibrated by
+/// county: `records` schools, each in one of `areas` areas and one of three
+/// school types, and six attributes per school (a count of 1, enrolment,
+/// two test scores, the share on free meals and of English learners). The
+/// targets are each area's totals of the six attributes (`6 areas` rows,
+/// 294 for 49 areas), grouped by attribute (group `a` holds attribute
+/// `a`'s totals in every area), over the whole population (every school
+/// at weight 1, the true weights), so a sparse fit must reweight a few
+/// schools to carry everyone. Deterministic in `seed`.
+pub fn schools(records: usize, areas: usize, seed: u64) -> Result<SynthProblem> {
+    const ATTRS: [&str; 6] = ["schools", "enroll", "api00", "api99", "meals", "ell"];
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut normal = move || -> f64 { rng.sample(rand_distr::StandardNormal) };
+    let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for school in 0..records {
+        // Every area has a school; the rest crowd into the first areas.
+        let area = match school < areas {
+            true => school,
+            false => (normal().abs() * areas as f64 / 2.5) as usize % areas,
+        };
+        let stype = school % 7 % 3; // elementary schools are the most common
+        let enroll = (5.8 + 0.3 * stype as f64 + 0.6 * normal())
+            .exp()
+            .round()
+            .max(20.0);
+        let api00 = (650.0 + 100.0 * normal() - 20.0 * stype as f64).clamp(300.0, 990.0);
+        let api99 = (api00 - 30.0 + 25.0 * normal()).clamp(280.0, 990.0);
+        let meals = (45.0 + 30.0 * normal()).clamp(0.0, 100.0);
+        let ell = (0.5 * meals + 12.0 * normal()).clamp(0.0, 90.0);
+        for (a, value) in [1.0, enroll, api00, api99, meals, ell]
+            .into_iter()
+            .enumerate()
+        {
+            if value != 0.0 {
+                r.push((area * ATTRS.len() + a) as u64);
+                c.push(school as u64);
+                v.push(value);
+            }
+        }
+    }
+    let rows = areas * ATTRS.len();
+    let matrix = SparseMatrix::from_triplets(rows, records, &r, &c, &v)?;
+    let true_weights = vec![1.0; records];
+    let targets = matrix.mul_vec(&true_weights)?;
+    let (mut groups, mut names) = (Vec::new(), Vec::new());
+    for area in 0..areas {
+        for (a, attr) in ATTRS.iter().enumerate() {
+            groups.push(a as i64);
+            names.push(format!("area{area}/{attr}"));
+        }
+    }
+    Ok(SynthProblem {
+        matrix,
+        targets,
+        groups,
+        names,
+        true_weights,
+    })
+}
+
 /// A regression problem with equicorrelated features: row `q` draws a common
 /// factor `c` and `x_qj = sqrt(rho) c + sqrt(1 - rho) e_qj` (unit variance,
 /// pairwise correlation `rho`), then `y_q = intercept + x_q . truth +

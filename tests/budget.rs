@@ -4,6 +4,7 @@
 mod common;
 
 use common::{random_matrix, Rng};
+use l0::advice::Naming;
 use l0::budget::{
     batch_cost, batch_cost_on, fit_to_budget, Batch, Budget, BudgetFit, SlowSchedule, Stage,
 };
@@ -146,7 +147,7 @@ fn a_budget_is_met_by_a_model_that_is_the_single_fit_with_its_lambda() {
     assert!((fit.cost_fits - cost).abs() < 1e-12, "{}", fit.cost_fits);
     // The bracket of 9 trains as 8 + 1: 0.05 x (3.63 + 1).
     assert!((cost - 3.3935).abs() < 1e-12 && cost <= budget.max_cost);
-    assert_eq!(fit.shortfall(&budget), None);
+    assert_eq!(fit.shortfall(&budget, Naming::Cli), None);
     // One progress report per model and batch, at its last epoch counted
     // from the model's start.
     assert_eq!(seen.len(), fit.trials.len());
@@ -193,10 +194,10 @@ fn the_fast_schedule_stays_within_three_fits_and_names_a_miss() {
     assert_eq!(lambda(Stage::Refine, 200), [(fit.chosen.lambda_l0, 108)]);
     let one = single(&params(), fit.chosen.lambda_l0, 200);
     assert_eq!(one.state(), fit.chosen.model.state());
-    let w = fit.shortfall(&budget).unwrap();
+    let w = fit.shortfall(&budget, Naming::Cli).unwrap();
     assert!(
         w.contains(
-            "tried in 2 full fit(s) keeps 150 records within 5%; nearest achievable: 108 records"
+            "tried in 2 full fit(s) keeps 150 records within 5%; nearest tried: 108 records at lambda_l0 "
         ),
         "{w}"
     );
@@ -412,8 +413,12 @@ fn an_unreachable_budget_returns_the_nearest_model_and_says_so() {
     );
     assert!(fit.cost_fits + batch_cost(1) > budget.max_cost);
     assert_eq!(
-        fit.shortfall(&budget).unwrap(),
-        "no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 300 records within 5%; nearest achievable: 600 records at lambda_l0 1e-1"
+        fit.shortfall(&budget, Naming::Cli).unwrap(),
+        "no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 300 records within 5%; nearest tried: 600 records at lambda_l0 1e-1; even the range's largest lambda_l0 keeps too many records: raise its top (--lambda-range LO:HI) or --epochs"
+    );
+    assert_eq!(
+        fit.shortfall(&budget, Naming::Python).unwrap(),
+        "no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 300 records within 5%; nearest tried: 600 records at lambda_l0 1e-1; even the range's largest lambda_l0 keeps too many records: raise its top (lambda_range=(lo, hi)) or epochs"
     );
 }
 

@@ -1630,6 +1630,11 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
     let (w_refit, err) = run(with(&["--refit"]));
     assert!(err.contains("refit: "), "{err}");
     assert!(err.contains("refit Epoch  100:"), "{err}");
+    let kept = err.lines().find(|l| l.starts_with("refit: loss ")).unwrap();
+    assert!(
+        kept.ends_with(", the lowest checked (start, every 10 epochs, end): kept epoch 100 of 100"),
+        "{kept}"
+    );
     for (i, (a, b)) in w_l0.iter().zip(&w_refit).enumerate() {
         assert_eq!(*a == 0.0, *b == 0.0, "record {i}");
     }
@@ -1959,10 +1964,21 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     let given = format!("{lambda:?}");
     let (w_plain, _, _) = run(&["--epochs", "200", "--lambda-l0", &given, "--refit"]);
     assert_eq!(w, w_plain);
+    // The range searched is the one given.
+    let (_, err, _) = run(&[
+        "--epochs",
+        "2",
+        "--target-records",
+        "75",
+        "--lambda-range",
+        "1e-4:10",
+    ]);
+    assert!(err.contains(" over lambda_l0 1e-4..1e1; "), "{err}");
+    assert!(err.contains("no lambda_l0 in 1e-4..1e1 tried in "), "{err}");
     // Two epochs close no gate: the nearest count is all 150 records.
     let (_, err, _) = run(&["--epochs", "2", "--target-records", "75"]);
     assert!(
-        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 75 records within 5%; nearest achievable: 150 records at lambda_l0 1e-1"),
+        err.contains("warning: --target-records 75: no lambda_l0 in 1e-9..1e-1 tried in 1 full fit(s) keeps 75 records within 5%; nearest tried: 150 records at lambda_l0 1e-1; even the range's largest lambda_l0 keeps too many records: raise its top (--lambda-range LO:HI) or --epochs\n"),
         "{err}"
     );
     let bad = |extra: &[&str]| fails(&with(extra));
@@ -1982,6 +1998,16 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
         bad(&["--records-tolerance", "0.1"]),
         "error: --records-tolerance needs --target-records"
     );
+    assert_eq!(
+        bad(&["--lambda-range", "1e-6:1"]),
+        "error: --lambda-range needs --target-records"
+    );
+    for range in ["1:0.1", "0:1", "1e-3", "a:b", "1e-3:inf"] {
+        assert_eq!(
+            bad(&["--target-records", "50", "--lambda-range", range]),
+            format!("error: --lambda-range: expected LO:HI, two numbers with 0 < LO < HI (e.g. 1e-9:1e-1), got '{range}'")
+        );
+    }
     assert_eq!(
         bad(&["--target-records", "50", "--lambda-l0", "0.01"]),
         "error: --target-records searches lambda_l0 itself and does not take --lambda-l0"
@@ -2097,7 +2123,7 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
     );
     assert_eq!(
         bad(&["--lambda-grid", "0.01:1:3", "--select", "best"]),
-        "error: --select: expected min-error or one-se, got 'best'"
+        "error: --select: expected min-error, one-se or gic, got 'best'"
     );
     assert_eq!(
         bad(&["--lambda-l0", "0.1", "--refit"]),
@@ -2149,6 +2175,64 @@ fn calibrate_prints_its_time_split() {
         let sum: f64 = parts.iter().map(|p| p.1).sum();
         assert!(sum <= wall + 0.02, "{} over {wall} s", lines[0]);
     }
+}
+
+#[test]
+fn a_fit_without_groups_says_so_and_warns_when_a_few_targets_dominate() {
+    let f = problem("few", 20, 150, 0.4, None);
+    // Two targets no weighting can reach together with the rest.
+    let mut y = f.y.clone();
+    y[3] *= 4.0;
+    y[11] *= 0.1;
+    let off = f.dir.join("off.npy");
+    write_npy_f64(&off, &y).unwrap();
+    let out = f.dir.join("out");
+    let mut args: Vec<&str> = f.base_args(&out);
+    let g = args.iter().position(|&a| a == "--groups").unwrap();
+    args.drain(g..g + 2);
+    let t = args.iter().position(|&a| a == "--targets").unwrap();
+    args[t + 1] = p(&off);
+    args.extend([
+        "--loss",
+        "relative",
+        "--epochs",
+        "300",
+        "--lambda-l0",
+        "1e-4",
+    ]);
+    let o = succeeds(&args);
+    let err = stderr(&o);
+    assert!(err.contains(" normalize_groups=n/a "), "{err}");
+    assert!(
+        err.contains("\n  no --groups: every target weighs 1 in the loss (normalize_groups does not apply)\n"),
+        "{err}"
+    );
+    let s = summary(&out);
+    assert_eq!(s["settings"]["normalize_groups"], serde_json::Value::Null);
+    // The rule, from targets.csv: the top 10% of the 20 targets (2) carry
+    // more than half of the squared relative errors.
+    let rows = csv_rows(&out.join("targets.csv"));
+    let col = rows[0].iter().position(|c| c == "rel_error").unwrap();
+    let mut sq: Vec<f64> = rows[1..]
+        .iter()
+        .map(|r| r[col].parse::<f64>().unwrap().powi(2))
+        .collect();
+    sq.sort_by(|a, b| b.total_cmp(a));
+    let share = (sq[0] + sq[1]) / sq.iter().sum::<f64>();
+    assert!(share > 0.5, "{share}");
+    let want = format!(
+        "warning: without --groups the fit is dominated by a few targets: the 2 of 20 with the largest errors (the top 10%) carry {:.1}% of the loss (more than 50%); give --groups (one group id per target, e.g. the kind of total) so that each group of targets shares one unit of loss",
+        100.0 * share
+    );
+    assert!(err.lines().any(|l| l == want), "{want}\n{err}");
+    // With groups: the settings say what is in use and no such warning.
+    args.extend(["--groups", p(&f.groups), "--overwrite"]);
+    let err = stderr(&succeeds(&args));
+    assert!(err.contains(" normalize_groups=true "), "{err}");
+    assert!(
+        !err.contains("no --groups") && !err.contains("dominated"),
+        "{err}"
+    );
 }
 
 /// Runs `l0 args` under an address-space limit of `kib` KiB (`ulimit -v`):

@@ -509,6 +509,32 @@ fn lambda_path_picks_the_true_support_on_validation_data() {
     assert_eq!(r.points[r.best].support, vec![0, 2]);
     assert!(r.points[r.best].val_mse <= min + at_min.val_se);
     assert!(at_min.val_se > 0.0);
+    // GIC (abess's criterion) on the training refits: each point's value is
+    // n ln(RSS/n) + s ln(p) ln(ln n) of its refit, and the lowest wins.
+    let path = PathParams {
+        selection: Selection::Gic,
+        ..path
+    };
+    let g = fit_path(&seeded(2), &fit, &path, &xt, &y[..400], &xv, &y[400..]).unwrap();
+    for p in &g.points {
+        let ls = l0::refit_least_squares(&xt, &y[..400], &p.support, true).unwrap();
+        let rss: f64 = ls
+            .predict(&xt)
+            .unwrap()
+            .iter()
+            .zip(&y[..400])
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        let want =
+            400.0 * (rss / 400.0).ln() + p.support.len() as f64 * 4f64.ln() * 400f64.ln().ln();
+        assert!(
+            (p.gic.unwrap() - want).abs() < 1e-9 * want.abs(),
+            "{p:?} vs {want}"
+        );
+    }
+    assert_eq!(g.points[g.best].support, vec![0, 2]);
+    assert!(g.points[g.best].gic < g.points[1 - g.best].gic);
+    assert_eq!(l0::regression::gic(400.0, 400, 0, 4), 0.0);
     assert_eq!(
         err(fit_path(
             &seeded(2),

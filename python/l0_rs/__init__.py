@@ -6,8 +6,12 @@ the same names (change only the import line). Inputs are scipy.sparse
 matrices or arrays (csr, csc, coo, others converted to csr; int32/int64
 indices; float32/float64 data) or dense numpy arrays, and numpy vectors.
 Results come back as numpy arrays where the reference returns torch
-tensors, so ``model.get_weights(deterministic=True).cpu().numpy()`` becomes
-``model.get_weights(deterministic=True)``.
+tensors: arrays that also answer ``.cpu()``, ``.detach()`` and ``.numpy()``
+(:class:`l0_rs._tensor.TensorArray`), so
+``model.get_weights(deterministic=True).cpu().numpy()`` runs unchanged.
+Models have ``to(device)``, ``cpu()``, ``train()`` and ``eval()``, and
+``load_state_dict`` takes l0-python's state dicts (torch tensors or numpy
+arrays; Adam then starts fresh).
 
 The engine's extras: ``SparseCalibrationWeights.diagnostics`` (weight
 concentration, who carries each target), ``.refit`` (select, then refit

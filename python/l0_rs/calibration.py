@@ -18,6 +18,7 @@ from . import _native
 from ._base import Model
 from ._convert import as_groups, as_matrix, as_vector, count as _count, per_column, resolve_device
 from ._convert import warn_fallbacks
+from ._tensor import tensor_like
 
 __all__ = [
     "Refit",
@@ -145,6 +146,9 @@ class SparseCalibrationWeights(Model):
             **_shared_options(locals()),
         )
         self.fit_report_ = self._model.fit(m, y, opts, print if verbose else None)
+        for w in self.fit_report_["warnings"]:
+            # The CLI's text, with fit's argument names.
+            warnings.warn(w.removeprefix("warning: "), UserWarning, stacklevel=2)
         return self
 
     def refit(
@@ -232,7 +236,7 @@ class SparseCalibrationWeights(Model):
     def get_weights(self, deterministic=False):
         """Weights ``exp(log_weight) * gate``: deterministic gates, or gates
         sampled with the noise of the next training step."""
-        return self._model.weights(bool(deterministic))
+        return tensor_like(self._model.weights(bool(deterministic)))
 
     def get_l2_penalty(self):
         """Sum of squared positive weights ``exp(log_weight)^2``."""
@@ -248,7 +252,7 @@ class SparseCalibrationWeights(Model):
 
     def predict(self, M):
         """``M w`` with deterministic weights."""
-        return self._model.predict(as_matrix(M, "M"))
+        return tensor_like(self._model.predict(as_matrix(M, "M")))
 
     def save_checkpoint(self, path, M, y, target_groups=None):
         """Write the engine's checkpoint file (``l0 calibrate``'s
@@ -418,7 +422,7 @@ class Refit:
         every record the L0 fit dropped."""
         w = np.zeros(self.n_features)
         w[self.columns] = self.model.get_weights(deterministic=deterministic)
-        return w
+        return tensor_like(w)
 
     def get_active_weights(self):
         """``{"indices", "values", "count"}`` of the non-zero refit weights

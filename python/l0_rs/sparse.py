@@ -13,6 +13,7 @@ the first stopped.
 from . import _native
 from ._base import Model
 from ._convert import as_matrix, as_vector, count as _count, per_column, resolve_device
+from ._tensor import tensor_like
 
 __all__ = ["SparseL0Linear"]
 
@@ -27,6 +28,8 @@ class SparseL0Linear(Model):
     ``coef_init_sd`` (0.1, the reference's), ``log_alpha_jitter_sd`` (0.01)
     and ``test_gate`` ("temperature" or "paper").
     """
+
+    _PARAM = "weight"
 
     def __init__(
         self,
@@ -79,7 +82,7 @@ class SparseL0Linear(Model):
     @property
     def weight(self):
         """The ungated coefficients (the reference's ``weight`` parameter)."""
-        return self._model.raw_coefficients()
+        return tensor_like(self._model.raw_coefficients())
 
     @property
     def bias(self):
@@ -136,7 +139,7 @@ class SparseL0Linear(Model):
     def get_coefficients(self, threshold=0.01):
         """Coefficients times deterministic gates; exactly zero where the
         gate is below ``threshold``."""
-        return self._model.coefficients(float(threshold))
+        return tensor_like(self._model.coefficients(float(threshold)))
 
     def refit(self, X_sparse, y, threshold=0.01):
         """Ordinary least squares of ``y`` on the selected features (gate
@@ -150,8 +153,8 @@ class SparseL0Linear(Model):
 
     def get_weights(self, deterministic=True):
         """Gated coefficients: deterministic, or sampled with the next step's noise."""
-        return self._model.weights(bool(deterministic))
+        return tensor_like(self._model.weights(bool(deterministic)))
 
     def predict(self, X_sparse):
         """``X w + b`` with deterministic gates."""
-        return self._model.predict(as_matrix(X_sparse, "X_sparse"))
+        return tensor_like(self._model.predict(as_matrix(X_sparse, "X_sparse")))

@@ -727,7 +727,19 @@ impl PyCalibration {
                 model.fit_observed(&m.m, y, &opts, &mut obs)
             });
             let report = link.finish(r)?;
-            report_dict(py, &report)
+            let last = report.last.as_ref();
+            let warnings = l0::advice::after_fit(
+                &self.model,
+                &m.m,
+                y,
+                &opts,
+                last,
+                l0::advice::Naming::Python,
+            )
+            .or_py()?;
+            let d = report_dict(py, &report)?;
+            d.set_item("warnings", warnings)?;
+            Ok(d)
         })
     }
 
@@ -1366,7 +1378,10 @@ fn fit_to_budget<'py>(
         d.set_item("epochs_total", fit.epochs_total)?;
         d.set_item("fits", fit.epochs_total as f64 / opts.epochs.max(1) as f64)?;
         d.set_item("seconds", fit.seconds)?;
-        d.set_item("shortfall", fit.shortfall(&budget))?;
+        d.set_item(
+            "shortfall",
+            fit.shortfall(&budget, l0::advice::Naming::Python),
+        )?;
         let trials = fit
             .trials
             .iter()

@@ -4,6 +4,8 @@ Where CUDA cannot be used, device="cuda" raises RuntimeError (as
 `l0 calibrate --device cuda` fails), and the example runs with
 device="auto", the way to ask for the CPU then."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,14 @@ def test_readme_examples(capsys):
         capsys.readouterr()
         code = CALIBRATION.replace('device="cuda"', 'device="auto"')
         assert code != CALIBRATION
-    exec(code, ns)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(code, ns)
+    # The reference's example ends far from its targets, held down by its
+    # L2 penalty (weights near 1 against totals of 1e6..1e8), and says so.
+    far = [str(w.message) for w in caught if w.category is UserWarning]
+    assert len(far) == 1 and far[0].startswith("the fit is far from its targets (mean |rel err| 9"), far
+    assert far[0].endswith("the lambda_l2 penalty holds them down; lower lambda_l2 (now 1e-8)"), far
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Groups: none (uniform weights)"
     # verbose_freq=100: one two-line report per 100 epochs.
@@ -96,3 +105,28 @@ def test_readme_examples(capsys):
     assert coef.shape == (500,) and coef.dtype == np.float64
     assert np.all(np.isfinite(coef))
     assert ns["model"].fit_report_["epochs"] == 1000
+
+
+def readme_python_example():
+    """This project's README's Python example (the block after "Change only
+    the import line")."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("```python\n", text.index("Change only the import line of l0-python code"))
+    return text[start + len("```python\n"):text.index("```\n", start + 1)]
+
+
+def test_this_readmes_python_example_fits_its_targets(capsys):
+    ns = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(readme_python_example(), ns)
+    assert [str(w.message) for w in caught] == []
+    model, M, y = ns["model"], ns["M"], ns["y"]
+    r = model.target_report(M, y)
+    # The README says: about 480 of 10,000 records, 0.6% mean, 1.2% max.
+    assert 400 < ns["active"]["count"] < 560, ns["active"]["count"]
+    assert r["mean_abs_rel_err"] < 0.007 and r["max_abs_rel_err"] < 0.015, r
+    assert type(ns["w"].cpu().numpy()) is np.ndarray
+    assert ns["saved"]["step"] == 2500

@@ -10,9 +10,10 @@ use l0::report::BudgetSummary;
 /// against a matrix of `cols` columns; refuses the flags it excludes.
 pub(super) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budget>> {
     let Some(k) = a.target_records else {
-        return match a.records_tolerance {
-            Some(_) => Err(input_error("--records-tolerance needs --target-records")),
-            None => Ok(None),
+        return match (a.records_tolerance, &a.lambda_range) {
+            (Some(_), _) => Err(input_error("--records-tolerance needs --target-records")),
+            (_, Some(_)) => Err(input_error("--lambda-range needs --target-records")),
+            (None, None) => Ok(None),
         };
     };
     for (flag, given) in [
@@ -27,9 +28,14 @@ pub(super) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budg
             )));
         }
     }
+    let defaults = Budget::new(k);
     let budget = Budget {
-        tolerance: a.records_tolerance.unwrap_or(0.05),
-        ..Budget::new(k)
+        tolerance: a.records_tolerance.unwrap_or(defaults.tolerance),
+        lambda_range: match &a.lambda_range {
+            None => defaults.lambda_range,
+            Some(text) => lambda_range(text)?,
+        },
+        ..defaults
     };
     if let Err(e) = budget.check(cols) {
         let flag = if k == 0 || k > cols {
@@ -40,6 +46,25 @@ pub(super) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budg
         return Err(flag_error(flag, e));
     }
     Ok(Some(budget))
+}
+
+/// `--lambda-range LO:HI`: two numbers with 0 < LO < HI.
+fn lambda_range(text: &str) -> CliResult<(f64, f64)> {
+    let bad = || {
+        input_error(format!(
+            "--lambda-range: expected LO:HI, two numbers with 0 < LO < HI (e.g. 1e-9:1e-1), got '{text}'"
+        ))
+    };
+    let (lo, hi) = text.split_once(':').ok_or_else(bad)?;
+    let (lo, hi) = (
+        lo.trim().parse::<f64>().map_err(|_| bad())?,
+        hi.trim().parse::<f64>().map_err(|_| bad())?,
+    );
+    if lo > 0.0 && lo < hi && hi.is_finite() {
+        Ok((lo, hi))
+    } else {
+        Err(bad())
+    }
 }
 
 /// Runs the search, printing one line per model trained.
@@ -152,7 +177,7 @@ pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
         }
         None => {}
     }
-    if let Some(w) = fit.shortfall(budget) {
+    if let Some(w) = fit.shortfall(budget, l0::advice::Naming::Cli) {
         eprintln!("warning: --target-records {}: {w}", budget.target_records);
     }
 }

@@ -92,6 +92,11 @@ pub(super) struct CalibrateArgs {
     /// Relative tolerance of --target-records [default: 0.05].
     #[arg(long, value_name = "T")]
     pub(super) records_tolerance: Option<f64>,
+    /// The lambda_l0 range --target-records searches [default: 1e-9:1e-1];
+    /// widen it when the budget says its end keeps too many or too few
+    /// records (mse loss on large raw totals needs a larger top).
+    #[arg(long, value_name = "LO:HI")]
+    pub(super) lambda_range: Option<String>,
     /// Output folder [default: ./l0-out, or the --resume folder]. A run owns
     /// it: one holding another run's files is refused unless --overwrite.
     #[arg(long)]
@@ -116,7 +121,7 @@ pub(super) struct CalibrateArgs {
 pub(super) struct Problem {
     pub(super) m: SparseMatrix,
     pub(super) y: Vec<f64>,
-    groups: Option<Vec<i64>>,
+    pub(super) groups: Option<Vec<i64>>,
     pub(super) names: Vec<String>,
     pub(super) description: String,
     pub(super) demo: bool,
@@ -420,7 +425,10 @@ fn typed(kind: Kind, text: &str) -> Json {
             .parse::<i128>()
             .map_or(Json::Str(text.into()), Json::Int),
         Kind::Num => num(text).unwrap_or(Json::Str(text.into())),
-        Kind::Bool => Json::Bool(text == "true"),
+        Kind::Bool => match text {
+            "true" | "false" => Json::Bool(text == "true"),
+            _ => Json::Null, // NO_GROUPS
+        },
         Kind::Text => Json::Str(text.into()),
         Kind::List => Json::Array(list().map(|t| Json::Str(t.into())).collect()),
         Kind::Multipliers => Json::Object(
@@ -471,7 +479,19 @@ pub(super) const DEMO_LR: f64 = 0.2;
 pub(super) const DEMO_LAMBDA_L0: f64 = 4e-6;
 pub(super) const DEMO_SEED: u64 = 1;
 
-pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) -> Resolved {
+/// The text of `normalize_groups` in the settings of a run without
+/// groups, where it does not apply (null in summary.json).
+pub(super) const NO_GROUPS: &str = "n/a";
+
+/// The run's settings from the flags, the demo's defaults and the
+/// checkpoint; `groups`: whether the problem has target groups (without,
+/// `normalize_groups` reads [`NO_GROUPS`]).
+pub(super) fn resolve(
+    a: &CalibrateArgs,
+    demo: bool,
+    ckpt: Option<&Checkpoint>,
+    groups: bool,
+) -> Resolved {
     let f = &a.fit;
     let lib_model = CalibrationParams::default();
     let lib_fit = FitParams::default();
@@ -528,7 +548,10 @@ pub(super) fn resolve(a: &CalibrateArgs, demo: bool, ckpt: Option<&Checkpoint>) 
         ),
         (
             "normalize_groups",
-            a.no_normalize_groups.then(|| "false".into()),
+            match groups {
+                true => a.no_normalize_groups.then(|| "false".into()),
+                false => Some(NO_GROUPS.into()),
+            },
             lib_fit.normalize_groups.to_string(),
             Kind::Bool,
         ),
@@ -1063,6 +1086,11 @@ fn print_header(problem: &Problem, out: &Path, resolved: &Resolved, plan: &Plan,
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     eprintln!("  settings: {}", shown.join(" "));
+    if problem.groups.is_none() {
+        eprintln!(
+            "  no --groups: every target weighs 1 in the loss (normalize_groups does not apply)"
+        );
+    }
     if !plan.excluded_names.is_empty() {
         eprintln!(
             "  {} target(s) left out of the loss (still reported)",
@@ -1137,79 +1165,30 @@ fn stop_interrupted(
     })
 }
 
-/// The warnings of a fit that ended far from its targets or under
-/// penalties that outweigh the data, each naming the likely cause and the
-/// flag to change.
+/// The warnings of the fit ([`l0::advice::fit_warnings`], in flags).
 fn fit_warnings(
     summary: &Summary,
     rows: &[report::TargetRow],
     last: Option<&Progress>,
     r: &Resolved,
-) -> Vec<String> {
-    let Some(p) = last else {
-        return Vec::new();
+    groups: bool,
+) -> CliResult<Vec<String>> {
+    let settings = l0::advice::FitSettings {
+        lambda_l0: r.f64("lambda_l0")?,
+        lambda_l2: r.f64("lambda_l2")?,
+        lr: r.f64("lr")?,
+        epochs: r.get("epochs").parse().unwrap_or(0),
+        loss: r.get("loss").parse()?,
+        groups,
     };
-    let l0_term = r.f64("lambda_l0").unwrap_or(0.0) * p.l0_penalty;
-    let l2_term = (p.total_loss - p.data_loss - l0_term).max(0.0);
-    let l2_on = r.f64("lambda_l2").unwrap_or(0.0) > 0.0;
-    let (flag, pen) = if l2_on && l2_term > l0_term {
-        ("lambda-l2", l2_term)
-    } else {
-        ("lambda-l0", l0_term)
-    };
-    let now = |name: &str| r.get(&name.replace('-', "_")).to_string();
-    let lower = format!("lower --{flag} (now {})", now(flag));
-    let outweighs = format!(
-        "the --{flag} penalty ({pen:.4}) outweighs the data loss ({:.4}): {lower}",
-        p.data_loss
-    );
-    let err = summary.accuracy.mean_abs_rel_err;
-    if summary.accuracy.included == 0 || err <= FAR_FROM_TARGETS {
-        return if pen > PENALTY_DOMINATES * p.data_loss && err > 0.05 {
-            vec![format!("warning: {outweighs}")]
-        } else {
-            Vec::new()
-        };
-    }
-    let counted: Vec<&report::TargetRow> =
-        rows.iter().filter(|t| !t.excluded && !t.holdout).collect();
-    let short =
-        counted.iter().filter(|t| t.estimate < t.target).count() as f64 / counted.len() as f64;
-    let (lo, hi) = counted
-        .iter()
-        .map(|t| t.target.abs())
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
-    let cause = if pen > p.data_loss {
-        outweighs
-    } else if short > 0.9 && (l2_on || summary.sparsity() > 0.5) {
-        format!(
-            "{:.0}% of the estimates fall short of their targets and {:.0}% of the weights are zero: the --{flag} penalty holds them down; {lower}",
-            100.0 * short,
-            100.0 * summary.sparsity()
-        )
-    } else if r.get("loss") == "mse" && hi > 100.0 * lo.max(1.0) {
-        "--loss mse lets the largest targets dominate (these span more than a factor 100): use --loss relative".to_string()
-    } else {
-        format!(
-            "the fit has not converged: raise --epochs (now {}) or --lr (now {})",
-            now("epochs"),
-            now("lr")
-        )
-    };
-    vec![format!(
-        "warning: the fit is far from its targets (mean |rel err| {:.1}% > {:.0}%): {cause}",
-        100.0 * err,
-        100.0 * FAR_FROM_TARGETS
-    )]
+    Ok(l0::advice::fit_warnings(
+        rows,
+        last,
+        summary.sparsity(),
+        &settings,
+        l0::advice::Naming::Cli,
+    ))
 }
-
-/// Mean |rel err| above which a fit is "far from its targets".
-const FAR_FROM_TARGETS: f64 = 0.25;
-/// How many times the data loss a penalty must be to "dominate" a fit
-/// that is not far from its targets but more than 5% off.
-const PENALTY_DOMINATES: f64 = 10.0;
 
 /// Where a run's wall time went, in seconds: reading and checking the
 /// inputs (`load`), building the backend (on a GPU: opening the device,
@@ -1348,10 +1327,19 @@ pub(super) fn run_refit(
         report_every: Some(every.min(epochs)),
         ..opts.clone()
     };
-    Ok(model.refit_with(m, y, &opts, epochs, &mut |p| {
+    let refit = model.refit_with(m, y, &opts, epochs, &mut |p| {
         eprintln!("{label} {p}");
         Ok(())
-    })?)
+    })?;
+    eprintln!(
+        "{label}: loss {:.4e} -> {:.4e}, the lowest checked (start, every {} epochs, end): kept epoch {} of {}",
+        refit.start_loss,
+        refit.loss,
+        l0::calibration::REFIT_CHECK_EVERY,
+        refit.best_epoch,
+        refit.report.epochs
+    );
+    Ok(refit)
 }
 
 pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
@@ -1380,7 +1368,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
         check_same_problem(&dir.join(l0::checkpoint::FILE_NAME), c, &problem)?;
     }
-    let mut resolved = resolve(&a, problem.demo, ckpt.as_ref());
+    let mut resolved = resolve(&a, problem.demo, ckpt.as_ref(), problem.groups.is_some());
     let seed = settle_seed(&mut resolved, ckpt.as_ref());
     let plan = plan(&resolved, &a, &problem, seed, ckpt.is_some())?;
     let refit = refit_epochs(&resolved, plan.epochs)?;
@@ -1565,7 +1553,8 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     if let (Some((fit, s)), Some(b)) = (&search, &budget) {
         super::budget::print(fit, s, b);
     }
-    for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved) {
+    let groups = problem.groups.is_some();
+    for w in fit_warnings(&summary, &rows, report.last.as_ref(), &resolved, groups)? {
         eprintln!("{w}");
     }
     let included: Vec<bool> = roles.iter().map(|&r| r == TargetRole::Train).collect();

@@ -38,8 +38,9 @@ pub(super) struct RegressArgs {
     #[arg(long, value_name = "F")]
     validation_fraction: Option<f64>,
     /// With a lambda path: how the lambda is chosen, min-error (lowest
-    /// validation error) or one-se (the sparsest within one standard error
-    /// of it) [default: min-error].
+    /// validation error), one-se (the sparsest within one standard error
+    /// of it) or gic (lowest information criterion of the least-squares
+    /// refits on the training rows, abess's) [default: min-error].
     #[arg(long, value_name = "RULE")]
     select: Option<String>,
     /// With a lambda path: score each support by its least-squares refit,
@@ -84,9 +85,10 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
     let selection = match a.select.as_deref().unwrap_or("min-error") {
         "min-error" => Selection::MinError,
         "one-se" => Selection::OneStandardError,
+        "gic" => Selection::Gic,
         other => {
             return Err(input_error(format!(
-                "--select: expected min-error or one-se, got '{other}'"
+                "--select: expected min-error, one-se or gic, got '{other}'"
             )))
         }
     };
@@ -364,6 +366,7 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
                             match c.selection {
                                 Selection::MinError => "min-error",
                                 Selection::OneStandardError => "one-se",
+                                Selection::Gic => "gic",
                             }
                             .into(),
                         ),

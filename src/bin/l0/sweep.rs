@@ -60,7 +60,7 @@ fn refuse_unsupported(a: &CalibrateArgs) -> CliResult<()> {
         ("--log-every", a.log_every.is_some()),
         (
             "--target-records",
-            a.target_records.is_some() || a.records_tolerance.is_some(),
+            a.target_records.is_some() || a.records_tolerance.is_some() || a.lambda_range.is_some(),
         ),
     ] {
         if given {
@@ -258,7 +258,7 @@ fn write_outputs(
             holdout_mean_abs_rel_err: r.holdout.as_ref().map(|h| h.mean_abs_rel_err),
         })
         .collect();
-    let svg = sweep_svg(title, &points);
+    let svg = sweep_svg(title, &points, cols as u64);
     l0::io::write_atomic(&dir.join("sweep.svg"), |w| w.write_all(svg.as_bytes()))?;
     Ok(())
 }
@@ -333,7 +333,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     }
     let problem = load_problem(&sources)?;
     l0::sweep::check_models(lambdas.len(), problem.m.cols())?;
-    let mut resolved = resolve(a, problem.demo, None);
+    let mut resolved = resolve(a, problem.demo, None, problem.groups.is_some());
     let seed = settle_seed(&mut resolved, None);
     let plan = plan(&resolved, a, &problem, seed, false)?;
     let refit = refit_epochs(&resolved, plan.epochs)?;
