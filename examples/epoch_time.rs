@@ -22,8 +22,8 @@
 //! `seconds_per_report` is what a progress report (deterministic weights,
 //! predictions, penalties and weight counts, as `--log-every` and the
 //! progress lines take them) adds to a fit: the long fit run again with a
-//! report every 5 epochs, its extra time over its extra reports (in CPU
-//! time as `cpu_seconds_per_report`).
+//! report every epoch, its extra time over its extra reports (in CPU time
+//! as `cpu_seconds_per_report`).
 //! Prints one JSON line.
 
 #[path = "common/problems.rs"]
@@ -79,8 +79,8 @@ fn main() -> l0::Result<()> {
     let (t_short, c_short, _) = timed(short, None)?;
     let (t_long, c_long, device) = timed(epochs, None)?;
     // The last epoch reports in both runs; these are the others.
-    let reports = ((epochs - 1) / 5).max(1) as f64;
-    let (t_rep, c_rep, _) = timed(epochs, Some(5))?;
+    let reports = (epochs - 1).max(1) as f64;
+    let (t_rep, c_rep, _) = timed(epochs, Some(1))?;
     let (report, report_cpu) = ((t_rep - t_long) / reports, (c_rep - c_long) / reports);
     let (steady, steady_cpu) = if epochs > short {
         let d = (epochs - short) as f64;

@@ -715,9 +715,7 @@ impl Report<'_> {
                 w[j] = rule.deterministic_weight(p[j], a[j], test);
             }
         });
-        self.slot.weights = w.iter().fold(WeightSummary::default(), |s, &x| {
-            s.merge(WeightSummary::of(x))
-        });
+        self.slot.weights = WeightSummary::of_slice(w);
     }
 }
 

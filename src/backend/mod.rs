@@ -462,6 +462,23 @@ impl WeightSummary {
         s
     }
 
+    /// The summary of the weights `w`: [`WeightSummary::of`] each, merged,
+    /// counted as how many reach each bucket's lower bound (straight
+    /// compare-and-add loops, which vectorise).
+    #[inline(always)]
+    pub fn of_slice(w: &[f32]) -> Self {
+        let active = w.iter().map(|&x| (x != 0.0) as u64).sum::<u64>();
+        let reach =
+            WEIGHT_BUCKETS.map(|b| w.iter().map(|&x| (x.abs() as f64 >= b) as u64).sum::<u64>());
+        let mut buckets = [0; 6];
+        buckets[0] = active - reach[0];
+        for k in 1..5 {
+            buckets[k] = reach[k - 1] - reach[k];
+        }
+        buckets[5] = reach[4];
+        WeightSummary { active, buckets }
+    }
+
     /// Adds two summaries.
     pub fn merge(mut self, o: Self) -> Self {
         self.active += o.active;
@@ -767,6 +784,29 @@ mod tests {
     use super::*;
     use std::cell::Cell;
     use std::rc::Rc;
+
+    /// The counting form equals merging [`WeightSummary::of`] one weight at
+    /// a time, bucket edges, signs, zeros and NaN included.
+    #[test]
+    fn a_slice_summary_merges_the_single_ones() {
+        let mut w: Vec<f32> = vec![0.0, -0.0, f32::NAN, f32::INFINITY, -f32::INFINITY];
+        for b in WEIGHT_BUCKETS {
+            let b = b as f32;
+            for x in [
+                b,
+                f32::from_bits(b.to_bits() - 1),
+                f32::from_bits(b.to_bits() + 1),
+            ] {
+                w.extend([x, -x]);
+            }
+        }
+        w.extend((0..1000).map(|i| ((i as f32) * 0.37).sin() * 10f32.powi(i % 7 - 3)));
+        let want = w.iter().fold(WeightSummary::default(), |s, &x| {
+            s.merge(WeightSummary::of(x))
+        });
+        assert_eq!(WeightSummary::of_slice(&w), want);
+        assert_eq!(want.active, w.len() as u64 - 2);
+    }
 
     /// A backend that takes any batch of up to `room` models and counts the
     /// batches it took; it trains nothing.
