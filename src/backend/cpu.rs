@@ -273,7 +273,7 @@ impl Columns {
                     pair.fill(0.0);
                 }
                 let mut gw = pass.scratch(rest.len());
-                let mut wd = vec![0.0f32; if reporting { COLUMN_CHUNK } else { 0 }];
+                let mut wd = vec![0.0f32; if reporting { 2 * COLUMN_CHUNK } else { 0 }];
                 let mut slots = slots.iter_mut();
                 while rest[0].len() > 0 {
                     let (mut heads, tails): (Vec<Chunk>, Vec<Chunk>) =
@@ -681,7 +681,8 @@ struct ChunkReport {
 }
 
 /// Where a step that reports writes for one chunk: its [`ChunkReport`],
-/// the deterministic weights (scratch of [`COLUMN_CHUNK`]) and the slab's
+/// scratch of 2 x [`COLUMN_CHUNK`] (the penalty terms, then the
+/// deterministic weights in its first half) and the slab's
 /// block of both weights' forward products ([`Columns::pairs`]).
 struct Report<'r> {
     slot: &'r mut ChunkReport,
@@ -691,17 +692,24 @@ struct Report<'r> {
 
 impl Report<'_> {
     /// The chunk's penalty sums (`pi`, `m(p)^2`) at its current parameters.
+    /// The terms go to the scratch first, so that their loop vectorises;
+    /// the in-order f64 sums (which cannot) then only add.
     #[inline(always)]
     fn penalties(&mut self, ch: &Chunk, rule: &ColumnRule<f32>) {
-        let (n, mut l0, mut l2) = (ch.len(), 0.0f64, 0.0f64);
+        let n = ch.len();
         let (p, a) = (&ch.p[..n], &ch.a[..n]);
+        let (pis, m2s) = self.w.split_at_mut(COLUMN_CHUNK);
+        let (pis, m2s) = (&mut pis[..n], &mut m2s[..n]);
         fixed_switches!(rule, {
             for j in 0..n {
-                let (pi, m2) = rule.penalties(p[j], a[j]);
-                l0 += pi as f64;
-                l2 += m2 as f64;
+                (pis[j], m2s[j]) = rule.penalties(p[j], a[j]);
             }
         });
+        let (mut l0, mut l2) = (0.0f64, 0.0f64);
+        for (&pi, &m2) in pis.iter().zip(m2s.iter()) {
+            l0 += pi as f64;
+            l2 += m2 as f64;
+        }
         (self.slot.l0, self.slot.l2) = (l0, l2);
     }
 
