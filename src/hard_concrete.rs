@@ -454,6 +454,14 @@ impl<T: Real> ColumnRule<T> {
     /// `(dL/dp, dL/da)` for one column given `g_w = dL_data/dw`.
     #[inline(always)]
     pub fn gradient(&self, f: &ColumnForward<T>, a: T, g_w: T) -> (T, T) {
+        let (gp, ga, _) = self.gradient_and_pi(f, a, g_w);
+        (gp, ga)
+    }
+
+    /// [`ColumnRule::gradient`] and the column's L0 term `pi` (that of
+    /// [`ColumnRule::penalties`]), which it computes on the way.
+    #[inline(always)]
+    pub fn gradient_and_pi(&self, f: &ColumnForward<T>, a: T, g_w: T) -> (T, T, T) {
         let gp = g_w * f.gate.z * f.dm;
         // A select, not a branch: the loops calling this vectorise.
         let gp_l2 = gp + self.lambda_l2 * (T::of(2.0) * f.m) * f.dm;
@@ -462,9 +470,9 @@ impl<T: Real> ColumnRule<T> {
         } else {
             gp
         };
-        let (_, dpi) = self.gate.l0_term(a);
+        let (pi, dpi) = self.gate.l0_term(a);
         let ga = g_w * f.m * f.gate.dz_da + self.lambda_l0 * dpi;
-        (gp, ga)
+        (gp, ga, pi)
     }
 
     /// The column's penalty terms `(pi, m(p)^2)`.

@@ -474,22 +474,34 @@ impl<'c> Chunk<'c> {
     /// weight caps' projection `p <= max_p` (`max_p` indexed by column).
     /// Every slice is cut to the chunk's length first, so the loops have no
     /// bounds checks and vectorise.
+    /// With `PENALTIES`, the penalty terms of the parameters before the
+    /// update (`pi`, `m(p)^2`, as [`ColumnRule::penalties`] gives them)
+    /// are written to `pen[j]` and `pen[COLUMN_CHUNK + j]` on the way (the
+    /// update computes both anyway); `pen` is unused otherwise.
     #[inline(always)]
-    fn update(
+    fn update<const PENALTIES: bool>(
         &mut self,
         rule: &ColumnRule<f32>,
         adam: AdamStep,
         gw: &[f32],
         max_p: Option<&[f32]>,
+        pen: &mut [f32],
     ) {
         let n = self.len();
         let (s, gw) = (&self.s[..n], &gw[..n]);
         let (p, m_p, v_p) = (&mut self.p[..n], &mut self.m_p[..n], &mut self.v_p[..n]);
         let (a, m_a, v_a) = (&mut self.a[..n], &mut self.m_a[..n], &mut self.v_a[..n]);
+        let (pis, m2s) = match PENALTIES {
+            true => pen.split_at_mut(COLUMN_CHUNK),
+            false => (&mut [][..], &mut [][..]),
+        };
         fixed_switches!(rule, {
             for j in 0..n {
                 let f = rule.forward_s(p[j], a[j], s[j]);
-                let (gp, ga) = rule.gradient(&f, a[j], gw[j]);
+                let (gp, ga, pi) = rule.gradient_and_pi(&f, a[j], gw[j]);
+                if PENALTIES {
+                    (pis[j], m2s[j]) = (pi, f.m * f.m);
+                }
                 adam_update(&mut p[j], &mut m_p[j], &mut v_p[j], gp, adam);
                 adam_update(&mut a[j], &mut m_a[j], &mut v_a[j], ga, adam);
             }
@@ -618,13 +630,19 @@ impl ChunkPass<'_> {
                 next,
                 report: test,
             } => {
-                if let Some(r) = report.as_deref_mut() {
-                    r.penalties(&chs[0], &rules[0]);
-                }
                 grad.fill(chs[0].base, chs[0].len(), gw);
-                let rows = gw.chunks_exact(COLUMN_CHUNK);
-                for ((ch, rule), gw) in chs.iter_mut().zip(rules.iter()).zip(rows) {
-                    ch.update(rule, *adam, gw, *max_p);
+                match report.as_deref_mut() {
+                    // A report is of a single model.
+                    Some(r) => {
+                        chs[0].update::<true>(&rules[0], *adam, gw, *max_p, r.w);
+                        r.sum_penalties(chs[0].len());
+                    }
+                    None => {
+                        let rows = gw.chunks_exact(COLUMN_CHUNK);
+                        for ((ch, rule), gw) in chs.iter_mut().zip(rules.iter()).zip(rows) {
+                            ch.update::<false>(rule, *adam, gw, *max_p, &mut []);
+                        }
+                    }
                 }
                 if let Some(cursor) = next {
                     sample_models(chs, rules, cursor);
@@ -691,22 +709,14 @@ struct Report<'r> {
 }
 
 impl Report<'_> {
-    /// The chunk's penalty sums (`pi`, `m(p)^2`) at its current parameters.
-    /// The terms go to the scratch first, so that their loop vectorises;
-    /// the in-order f64 sums (which cannot) then only add.
+    /// The chunk's penalty sums (`pi`, `m(p)^2` before the update) from
+    /// the terms its update wrote to the scratch ([`Chunk::update`]),
+    /// added in column order in f64.
     #[inline(always)]
-    fn penalties(&mut self, ch: &Chunk, rule: &ColumnRule<f32>) {
-        let n = ch.len();
-        let (p, a) = (&ch.p[..n], &ch.a[..n]);
-        let (pis, m2s) = self.w.split_at_mut(COLUMN_CHUNK);
-        let (pis, m2s) = (&mut pis[..n], &mut m2s[..n]);
-        fixed_switches!(rule, {
-            for j in 0..n {
-                (pis[j], m2s[j]) = rule.penalties(p[j], a[j]);
-            }
-        });
+    fn sum_penalties(&mut self, n: usize) {
+        let (pis, m2s) = self.w.split_at(COLUMN_CHUNK);
         let (mut l0, mut l2) = (0.0f64, 0.0f64);
-        for (&pi, &m2) in pis.iter().zip(m2s.iter()) {
+        for (&pi, &m2) in pis[..n].iter().zip(&m2s[..n]) {
             l0 += pi as f64;
             l2 += m2 as f64;
         }
