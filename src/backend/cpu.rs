@@ -324,14 +324,7 @@ impl Scatter<'_> {
             return self.add_one(&chs[0]);
         }
         for g in (0..chs.len()).step_by(LANES) {
-            let group = &chs[g..chs.len().min(g + LANES)];
-            self.add_group(group, self.lanes, g, |ch, j| {
-                let mut w = [0.0; LANES];
-                for (w, c) in w.iter_mut().zip(ch) {
-                    *w = c.w[j] as f64;
-                }
-                w
-            });
+            self.add_group(&chs[g..chs.len().min(g + LANES)], g);
         }
     }
 
@@ -378,31 +371,28 @@ impl Scatter<'_> {
         }
     }
 
-    /// [`Scatter::add`] for the models of one group (lanes `off..` of rows
-    /// `stride` values apart), whose weights at column `base + j` are
-    /// `weights(group, j)`.
+    /// [`Scatter::add`] for the models of one group: lanes `off..` of rows
+    /// [`Scatter::lanes`] values apart, one [`LANES`]-wide operation per
+    /// nonzero.
     #[inline(always)]
-    fn add_group<L: Lanes>(
-        &mut self,
-        group: &[Chunk],
-        stride: usize,
-        off: usize,
-        weights: impl Fn(&[Chunk], usize) -> L,
-    ) {
+    fn add_group(&mut self, group: &[Chunk], off: usize) {
         let ptr = self.csc.indptr();
         let (ptr, idx, val) = (ptr.raw_storage(), self.csc.indices(), self.csc.data());
         let base = group[0].base;
         // A local borrow, so the loop keeps the block's address and length
         // in registers instead of reloading them through `self`.
-        let acc = &mut *self.acc;
+        let (acc, stride) = (&mut *self.acc, self.lanes);
         for j in 0..group[0].len() {
-            let wj = weights(group, j);
+            let mut wj = [0.0; LANES];
+            for (w, c) in wj.iter_mut().zip(group) {
+                *w = c.w[j] as f64;
+            }
             if wj.is_zero() {
                 continue;
             }
             let k = ptr[base + j]..ptr[base + j + 1];
             for (&q, &v) in idx[k.clone()].iter().zip(&val[k]) {
-                L::add_product_at(acc, q as usize * stride + off, v as f64, wj);
+                Lanes::add_product_at(acc, q as usize * stride + off, v as f64, wj);
             }
         }
     }
