@@ -19,20 +19,24 @@
 //!         [--select one-se|min-error|gic]
 
 use l0::{
-    fit_path, refit_least_squares, Device, PathParams, RegressionFitParams, RegressionParams,
-    Selection, SparseMatrix,
+    fit_path, refit_least_squares, Device, EarlyStop, PathParams, RegressionFitParams,
+    RegressionParams, Selection, SparseMatrix,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use std::path::Path;
 use std::time::Instant;
 
-const N: usize = 500;
-const P: usize = 1000;
-const K: usize = 10;
-const RHO: f64 = 0.7;
-const SNR: f64 = 5.0;
-const N_TRAIN: usize = 400;
+/// The problem's shape: rows, features, true features, AR(1) correlation,
+/// signal-to-noise ratio.
+#[derive(Clone, Copy)]
+struct Shape {
+    n: usize,
+    p: usize,
+    k: usize,
+    rho: f64,
+    snr: f64,
+}
 
 struct Data {
     x: Vec<f64>,
@@ -40,31 +44,32 @@ struct Data {
     beta: Vec<f64>,
 }
 
-fn generate(seed: u64) -> Data {
+fn generate(shape: Shape, seed: u64) -> Data {
+    let Shape { n, p, k, rho, snr } = shape;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let e = Normal::new(0.0, 1.0).unwrap();
-    let s = (1.0 - RHO * RHO).sqrt();
-    let mut x = vec![0.0; N * P];
-    for row in x.chunks_mut(P) {
+    let s = (1.0 - rho * rho).sqrt();
+    let mut x = vec![0.0; n * p];
+    for row in x.chunks_mut(p) {
         row[0] = e.sample(&mut rng);
-        for j in 1..P {
-            row[j] = RHO * row[j - 1] + s * e.sample(&mut rng);
+        for j in 1..p {
+            row[j] = rho * row[j - 1] + s * e.sample(&mut rng);
         }
     }
-    let support: Vec<usize> = (0..K).map(|i| i * P / K).collect();
-    let mut beta = vec![0.0; P];
+    let support: Vec<usize> = (0..k).map(|i| i * p / k).collect();
+    let mut beta = vec![0.0; p];
     support.iter().for_each(|&j| beta[j] = 1.0);
     let signal_var: f64 = support
         .iter()
         .flat_map(|&a| {
             support
                 .iter()
-                .map(move |&b| RHO.powi((a as i32 - b as i32).abs()))
+                .map(move |&b| rho.powi((a as i32 - b as i32).abs()))
         })
         .sum();
-    let sd = (signal_var / SNR).sqrt();
+    let sd = (signal_var / snr).sqrt();
     let y = x
-        .chunks(P)
+        .chunks(p)
         .map(|row| support.iter().map(|&j| row[j]).sum::<f64>() + sd * e.sample(&mut rng))
         .collect();
     Data { x, y, beta }
@@ -77,20 +82,41 @@ struct Metrics {
     f1: f64,
     err: f64,
     secs: f64,
+    cpu: f64,
 }
 
-fn metrics(beta: &[f64], b_hat: &[f64], secs: f64) -> Metrics {
-    let tp = (0..P)
-        .filter(|&j| beta[j] != 0.0 && b_hat[j] != 0.0)
+/// CPU seconds (user + system, all threads) this process has used so far,
+/// from /proc/self/stat (Linux; clock ticks of 10 ms); 0 elsewhere.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+fn metrics(beta: &[f64], b_hat: &[f64], secs: f64, cpu: f64) -> Metrics {
+    let tp = beta
+        .iter()
+        .zip(b_hat)
+        .filter(|(b, h)| **b != 0.0 && **h != 0.0)
         .count() as f64;
-    let fp = (0..P)
-        .filter(|&j| beta[j] == 0.0 && b_hat[j] != 0.0)
+    let fp = beta
+        .iter()
+        .zip(b_hat)
+        .filter(|(b, h)| **b == 0.0 && **h != 0.0)
         .count() as f64;
-    let selected = (0..P).filter(|&j| b_hat[j] != 0.0).count() as f64;
+    let selected = b_hat.iter().filter(|h| **h != 0.0).count() as f64;
+    let truth = beta.iter().filter(|b| **b != 0.0).count() as f64;
     let f1 = if selected == 0.0 {
         0.0
     } else {
-        2.0 * tp / (selected + K as f64)
+        2.0 * tp / (selected + truth)
     };
     let err = beta
         .iter()
@@ -104,6 +130,7 @@ fn metrics(beta: &[f64], b_hat: &[f64], secs: f64) -> Metrics {
         f1,
         err,
         secs,
+        cpu,
     }
 }
 
@@ -120,11 +147,22 @@ fn main() -> l0::Result<()> {
     let out = args
         .first()
         .filter(|a| !a.starts_with("--"))
-        .expect("usage: best_subset OUT_DIR [--seeds N] [--epochs E] [--lr LR] [--lambdas a,b,c]")
+        .expect("usage: best_subset OUT_DIR [--n N] [--p P] [--k K] [--rho R] [--snr S] [--seeds N] [--first-seed S] [--epochs E] [--lr LR] [--lambdas a,b,c] [--select RULE] [--threads T]")
         .clone();
+    let shape = Shape {
+        n: arg(&args, "--n", 500),
+        p: arg(&args, "--p", 1000),
+        k: arg(&args, "--k", 10),
+        rho: arg(&args, "--rho", 0.7),
+        snr: arg(&args, "--snr", 5.0),
+    };
+    let (n, p) = (shape.n, shape.p);
+    let n_train = n * 4 / 5;
     let seeds: u64 = arg(&args, "--seeds", 10);
+    let first_seed: u64 = arg(&args, "--first-seed", 0);
     let epochs: u64 = arg(&args, "--epochs", 1000);
     let lr: f64 = arg(&args, "--lr", 0.1);
+    let threads: usize = arg(&args, "--threads", 0);
     let lambdas: Vec<f64> = arg(&args, "--lambdas", "0.03,0.06,0.1,0.15,0.2,0.3".to_string())
         .split(',')
         .map(|v| v.parse().expect("bad lambda"))
@@ -133,6 +171,7 @@ fn main() -> l0::Result<()> {
         lr,
         epochs,
         device: Device::Cpu,
+        threads: (threads > 0).then_some(threads),
         ..Default::default()
     };
     let rule: String = arg(&args, "--select", "one-se".to_string());
@@ -140,41 +179,49 @@ fn main() -> l0::Result<()> {
         "one-se" => Selection::OneStandardError,
         "min-error" => Selection::MinError,
         "gic" => Selection::Gic,
-        other => panic!("--select: expected one-se, min-error or gic, got '{other}'"),
+        "ebic" => Selection::Ebic,
+        other => panic!("--select: expected one-se, min-error, gic or ebic, got '{other}'"),
     };
+    let every: u64 = arg(&args, "--every", EarlyStop::default().every);
+    let patience: u64 = arg(&args, "--patience", EarlyStop::default().patience);
     let path = PathParams {
         lambdas,
         selection,
+        splice: arg(&args, "--splice", 1) == 1,
+        early_stop: (patience > 0).then_some(EarlyStop { every, patience }),
         ..Default::default()
     };
     println!(
-        "l0: n={N} p={P} k={K} rho={RHO} snr={SNR}; lambdas {:?}, {epochs} epochs, lr {lr}, \
-         train {N_TRAIN} / validation {} (selection: {rule})",
+        "l0: n={n} p={p} k={} rho={} snr={}; lambdas {:?}, {epochs} epochs, lr {lr}, \
+         train {n_train} / validation {} (selection: {rule})",
+        shape.k,
+        shape.rho,
+        shape.snr,
         path.lambdas,
-        N - N_TRAIN
+        n - n_train
     );
     println!(
-        "{:>4} {:>7} {:>4} {:>4} {:>6} {:>8} {:>8}",
-        "seed", "lambda", "TP", "FP", "F1", "coef_err", "time_s"
+        "{:>4} {:>7} {:>4} {:>4} {:>6} {:>8} {:>8} {:>8}",
+        "seed", "lambda", "TP", "FP", "F1", "coef_err", "time_s", "cpu_s"
     );
     let mut sum = Metrics::default();
-    for seed in 0..seeds {
-        let d = generate(seed);
+    for seed in first_seed..first_seed + seeds {
+        let d = generate(shape, seed);
         let dir = Path::new(&out).join(format!("seed_{seed}"));
         std::fs::create_dir_all(&dir).map_err(|e| l0::L0Error::Io {
             path: dir.clone(),
             message: e.to_string(),
         })?;
-        for (name, shape, data) in [
-            ("X.npy", vec![N, P], &d.x),
-            ("y.npy", vec![N], &d.y),
-            ("beta.npy", vec![P], &d.beta),
+        for (name, dims, data) in [
+            ("X.npy", vec![n, p], &d.x),
+            ("y.npy", vec![n], &d.y),
+            ("beta.npy", vec![p], &d.beta),
         ] {
-            l0::io::npy::write_npy_f64_shaped(&dir.join(name), &shape, data)?;
+            l0::io::npy::write_npy_f64_shaped(&dir.join(name), &dims, data)?;
         }
-        let start = Instant::now();
-        let x_train = SparseMatrix::from_dense(N_TRAIN, P, &d.x[..N_TRAIN * P])?;
-        let x_val = SparseMatrix::from_dense(N - N_TRAIN, P, &d.x[N_TRAIN * P..])?;
+        let (start, cpu0) = (Instant::now(), cpu_seconds());
+        let x_train = SparseMatrix::from_dense(n_train, p, &d.x[..n_train * p])?;
+        let x_val = SparseMatrix::from_dense(n - n_train, p, &d.x[n_train * p..])?;
         let params = RegressionParams {
             seed: Some(seed),
             ..Default::default()
@@ -184,34 +231,38 @@ fn main() -> l0::Result<()> {
             &fit,
             &path,
             &x_train,
-            &d.y[..N_TRAIN],
+            &d.y[..n_train],
             &x_val,
-            &d.y[N_TRAIN..],
+            &d.y[n_train..],
         )?;
-        let x_all = SparseMatrix::from_dense(N, P, &d.x)?;
+        let x_all = SparseMatrix::from_dense(n, p, &d.x)?;
         let support = &r.points[r.best].support;
         let ls = refit_least_squares(&x_all, &d.y, support, true)?;
-        let m = metrics(&d.beta, &ls.coefficients, start.elapsed().as_secs_f64());
+        let secs = start.elapsed().as_secs_f64();
+        let m = metrics(&d.beta, &ls.coefficients, secs, cpu_seconds() - cpu0);
         let sizes: Vec<usize> = r.points.iter().map(|p| p.support.len()).collect();
         println!(
-            "{seed:>4} {:>7} {:>4} {:>4} {:>6.3} {:>8.4} {:>8.2}   path sizes {sizes:?}",
-            r.lambda, m.tp, m.fp, m.f1, m.err, m.secs
+            "{seed:>4} {:>7} {:>4} {:>4} {:>6.3} {:>8.4} {:>8.3} {:>8.2}   path sizes {sizes:?}, {} epochs, {} changed",
+            r.lambda, m.tp, m.fp, m.f1, m.err, m.secs, m.cpu, r.epochs,
+            r.points.iter().map(|p| p.changed).sum::<usize>()
         );
         sum.tp += m.tp;
         sum.fp += m.fp;
         sum.f1 += m.f1;
         sum.err += m.err;
         sum.secs += m.secs;
+        sum.cpu += m.cpu;
     }
     let s = seeds as f64;
     println!(
-        "mean {:>7} {:>4.1} {:>4.1} {:>6.3} {:>8.4} {:>8.2}",
+        "mean {:>7} {:>4.1} {:>4.1} {:>6.3} {:>8.4} {:>8.3} {:>8.3}",
         "",
         sum.tp / s,
         sum.fp / s,
         sum.f1 / s,
         sum.err / s,
-        sum.secs / s
+        sum.secs / s,
+        sum.cpu / s
     );
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod philox;
 pub mod plot;
 pub mod regression;
 pub mod report;
+pub mod selection;
 pub mod sweep;
 pub mod synth;
 
@@ -38,6 +39,9 @@ pub use hard_concrete::TestGate;
 pub use matrix::{SparseIndex, SparseMatrix};
 pub use model::GateParams;
 pub use regression::{
-    fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,
-    RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport, Selection,
+    Regression, RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport,
+};
+pub use selection::{
+    fit_path, refit_least_squares, EarlyStop, LeastSquares, PathFit, PathParams, PathPoint,
+    Selection,
 };

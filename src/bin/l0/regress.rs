@@ -188,6 +188,7 @@ fn fit_along(
         threshold,
         refit: choice.refit,
         selection: choice.selection,
+        ..Default::default()
     };
     let start = std::time::Instant::now();
     let r = fit_path(
@@ -367,6 +368,7 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
                                 Selection::MinError => "min-error",
                                 Selection::OneStandardError => "one-se",
                                 Selection::Gic => "gic",
+                                Selection::Ebic => "ebic",
                             }
                             .into(),
                         ),
