@@ -423,13 +423,12 @@ pub enum Selection {
 type Criterion = fn(f64, usize, usize, usize) -> f64;
 
 impl Selection {
-    /// The information criterion that guides the splice's size search
-    /// ([`PathParams::splice`]): this selection's, or [`ebic`] for those
-    /// by validation error.
-    fn criterion(self) -> Criterion {
+    /// This selection's information criterion (None: by validation error).
+    fn criterion(self) -> Option<Criterion> {
         match self {
-            Selection::Gic => gic,
-            _ => ebic,
+            Selection::Gic => Some(gic),
+            Selection::Ebic => Some(ebic),
+            _ => None,
         }
     }
 }
@@ -610,16 +609,17 @@ pub fn fit_path(
         fits: HashMap::new(),
     };
     let (epochs, mut points, mut solved) = train_path(&mut models, &mut scorer, opts)?;
-    let mut best = choose(&points, path.selection);
-    let by_criterion = matches!(path.selection, Selection::Gic | Selection::Ebic);
-    if let (true, true, Some(start)) = (scorer.splicing(), by_criterion, solved[best].take()) {
-        let ic = path.selection.criterion();
-        let s = resize(x_train, y_train, start, &scorer.norms, scorer.centred, ic);
+    let best = choose(&points, path.selection);
+    if let (true, Some(start)) = (path.refit && path.splice, solved[best].take()) {
+        let (x, y, norms, centred) = (x_train, y_train, &scorer.norms, scorer.centred);
+        let mut s = splice(x, y, start, norms, centred);
+        if let Some(ic) = path.selection.criterion() {
+            s = resize(x, y, s, norms, centred, ic);
+        }
         let gated = models[best].selected_features(path.threshold);
         let lambda = points[best].lambda;
         points[best] = point(lambda, &models[best], gated, Some(&s), true, x_val, y_val)?;
         solved[best] = Some(s);
-        best = choose(&points, path.selection);
     }
     let refit = match path.refit {
         true => solved.swap_remove(best).map(|s| s.ls),
@@ -645,38 +645,22 @@ struct Scorer<'a> {
     norms: Vec<f64>,
     centred: bool,
     path: &'a PathParams,
-    fits: HashMap<(Vec<usize>, bool), Option<Solved>>,
+    fits: HashMap<Vec<usize>, Option<Solved>>,
 }
 
 impl Scorer<'_> {
-    /// Whether supports are spliced.
-    fn splicing(&self) -> bool {
-        self.path.refit && self.path.splice
-    }
-
     /// Each model's point and least-squares fit (None where none could be
-    /// made), the supports spliced when `splicing` (and [`Scorer::splicing`]).
-    fn points(
-        &mut self,
-        models: &[Regression],
-        splicing: bool,
-    ) -> Result<(Vec<PathPoint>, Vec<Option<Solved>>)> {
-        let splicing = splicing && self.splicing();
+    /// made).
+    fn points(&mut self, models: &[Regression]) -> Result<(Vec<PathPoint>, Vec<Option<Solved>>)> {
         let mut points = Vec::with_capacity(models.len());
         let mut solved = Vec::with_capacity(models.len());
         for (m, &lambda) in models.iter().zip(&self.path.lambdas) {
             let gated = m.selected_features(self.path.threshold);
-            let key = (gated.clone(), splicing);
-            let fit = match self.fits.get(&key) {
+            let fit = match self.fits.get(&gated) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = solve(self.x, self.y, gated.clone(), self.centred)
-                        .ok()
-                        .map(|s| match splicing {
-                            true => splice(self.x, self.y, s, &self.norms, self.centred),
-                            false => s,
-                        });
-                    self.fits.insert(key, f.clone());
+                    let f = solve(self.x, self.y, gated.clone(), self.centred).ok();
+                    self.fits.insert(gated.clone(), f.clone());
                     f
                 }
             };
@@ -756,7 +740,7 @@ fn train_path(
     let Some(stop) = path.early_stop else {
         let mut refs: Vec<&mut Regression> = models.iter_mut().collect();
         Regression::fit_together(&mut refs, &path.lambdas, scorer.x, scorer.y, opts)?;
-        let (points, solved) = scorer.points(models, true)?;
+        let (points, solved) = scorer.points(models)?;
         return Ok((opts.epochs, points, solved));
     };
     let (mut done, mut same) = (0, 0);
@@ -769,7 +753,7 @@ fn train_path(
         let mut refs: Vec<&mut Regression> = models.iter_mut().collect();
         Regression::fit_together(&mut refs, &path.lambdas, scorer.x, scorer.y, &chunk)?;
         done += chunk.epochs;
-        let (points, _) = scorer.points(models, false)?;
+        let (points, solved) = scorer.points(models)?;
         let chosen = points[choose(&points, path.selection)].support.clone();
         same = if last.as_ref() == Some(&chosen) {
             same + 1
@@ -777,7 +761,6 @@ fn train_path(
             0
         };
         if same >= stop.patience || done >= opts.epochs {
-            let (points, solved) = scorer.points(models, true)?;
             return Ok((done, points, solved));
         }
         last = Some(chosen);

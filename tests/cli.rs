@@ -2069,6 +2069,7 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
         threshold: 0.01,
         refit: true,
         selection: Selection::OneStandardError,
+        ..Default::default()
     };
     let (xt, xv) = (
         xm.select_rows(0..90).unwrap(),
@@ -2087,7 +2088,9 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
             "val_mse",
             "val_se",
             "refitted",
-            "chosen"
+            "chosen",
+            "gic",
+            "ebic"
         ]
     );
     assert_eq!(rows.len(), 5);
@@ -2123,7 +2126,7 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
     );
     assert_eq!(
         bad(&["--lambda-grid", "0.01:1:3", "--select", "best"]),
-        "error: --select: expected min-error, one-se or gic, got 'best'"
+        "error: --select: expected ebic, gic, min-error or one-se, got 'best'"
     );
     assert_eq!(
         bad(&["--lambda-l0", "0.1", "--refit"]),

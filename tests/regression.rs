@@ -534,7 +534,7 @@ fn lambda_path_picks_the_true_support_on_validation_data() {
     }
     assert_eq!(g.points[g.best].support, vec![0, 2]);
     assert!(g.points[g.best].gic < g.points[1 - g.best].gic);
-    assert_eq!(l0::regression::gic(400.0, 400, 0, 4), 0.0);
+    assert_eq!(l0::selection::gic(400.0, 400, 0, 4), 0.0);
     assert_eq!(
         err(fit_path(
             &seeded(2),
@@ -669,4 +669,85 @@ fn models_trained_together_are_their_single_fits() {
     // The strengths differ per model: the expected open gates fall with lambda.
     let open = |r: &Regression| r.l0_penalty();
     assert!(open(&models[8]) < open(&models[1]));
+}
+
+/// A best-subset problem like examples/best_subset.rs's: `n` rows of `p`
+/// AR(1) features (correlation 0.7^|i-j|), coefficients 1 at columns
+/// `i p / k`, signal-to-noise ratio 5. Returns X (row-major), y, the truth.
+fn best_subset_data(seed: u64, n: usize, p: usize, k: usize) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
+    let mut rng = Rng(seed);
+    let rho: f64 = 0.7;
+    let mut x = vec![0.0; n * p];
+    for row in x.chunks_mut(p) {
+        row[0] = rng.normal();
+        for j in 1..p {
+            row[j] = rho * row[j - 1] + (1.0 - rho * rho).sqrt() * rng.normal();
+        }
+    }
+    // f32-representable values, as the engine stores them.
+    x.iter_mut().for_each(|v| *v = *v as f32 as f64);
+    let truth: Vec<usize> = (0..k).map(|i| i * p / k).collect();
+    let signal: f64 = truth
+        .iter()
+        .flat_map(|&a| {
+            truth
+                .iter()
+                .map(move |&b| rho.powi((a as i32 - b as i32).abs()))
+        })
+        .sum();
+    let sd = (signal / 5.0).sqrt();
+    let y = x
+        .chunks(p)
+        .map(|row| truth.iter().map(|&j| row[j]).sum::<f64>() + sd * rng.normal())
+        .collect();
+    (x, y, truth)
+}
+
+/// The best-subset path's options: the benchmark's lambdas, 300 epochs at
+/// most (lr 0.1), one thread.
+fn subset_path(selection: Selection) -> (RegressionFitParams, PathParams) {
+    let fit = RegressionFitParams {
+        lr: 0.1,
+        epochs: 300,
+        device: Device::Cpu,
+        threads: Some(1),
+        ..Default::default()
+    };
+    let path = PathParams {
+        lambdas: vec![0.03, 0.06, 0.1, 0.15, 0.2, 0.3],
+        selection,
+        ..Default::default()
+    };
+    (fit, path)
+}
+
+#[test]
+#[ignore]
+fn scan_seeds() {
+    let (n, p, k) = (250, 80, 4);
+    let nt = 200;
+    for seed in 0..20 {
+        let (x, y, truth) = best_subset_data(seed, n, p, k);
+        let xt = SparseMatrix::from_dense(nt, p, &x[..nt * p]).unwrap();
+        let xv = SparseMatrix::from_dense(n - nt, p, &x[nt * p..]).unwrap();
+        let mut line = format!("{seed}:");
+        for sel in [Selection::Ebic, Selection::MinError, Selection::Gic] {
+            for (splice, stop) in [(true, true), (false, false)] {
+                let (fit, mut path) = subset_path(sel);
+                path.splice = splice;
+                if !stop {
+                    path.early_stop = None;
+                }
+                let r = fit_path(&seeded(seed), &fit, &path, &xt, &y[..nt], &xv, &y[nt..]).unwrap();
+                let s = &r.points[r.best].support;
+                let tp = s.iter().filter(|j| truth.contains(j)).count();
+                line += &format!(
+                    " {sel:?}/{splice}: tp {tp} fp {} ({} ep);",
+                    s.len() - tp,
+                    r.epochs
+                );
+            }
+        }
+        println!("{line}");
+    }
 }

@@ -3,7 +3,9 @@
 use super::inputs::*;
 use super::outdir;
 use super::*;
-use l0::{fit_path, refit_least_squares, LeastSquares, PathParams, PathPoint, Selection};
+use l0::{
+    fit_path, refit_least_squares, EarlyStop, LeastSquares, PathParams, PathPoint, Selection,
+};
 
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
@@ -37,16 +39,31 @@ pub(super) struct RegressArgs {
     /// training to score each lambda [default: 0.2].
     #[arg(long, value_name = "F")]
     validation_fraction: Option<f64>,
-    /// With a lambda path: how the lambda is chosen, min-error (lowest
-    /// validation error), one-se (the sparsest within one standard error
-    /// of it) or gic (lowest information criterion of the least-squares
-    /// refits on the training rows, abess's) [default: min-error].
+    /// With a lambda path: how the lambda is chosen, ebic or gic (lowest
+    /// extended BIC or generalised information criterion of the
+    /// least-squares fits on the training rows, as abess chooses), min-error
+    /// (lowest validation error) or one-se (the sparsest within one
+    /// standard error of it) [default: ebic].
     #[arg(long, value_name = "RULE")]
     select: Option<String>,
-    /// With a lambda path: score each support by its least-squares refit,
-    /// and write the chosen support's least-squares coefficients on all rows.
+    /// With a lambda path: score each support by its least-squares refit
+    /// and write the chosen support's least-squares coefficients on all
+    /// rows (the default).
     #[arg(long)]
     refit: bool,
+    /// With a lambda path: score the gated coefficients instead of
+    /// least-squares refits (no splicing either).
+    #[arg(long, conflicts_with = "refit")]
+    no_refit: bool,
+    /// With a lambda path: score each support as the gates leave it,
+    /// without abess's splicing (exchanges that lower the training error,
+    /// and for ebic/gic the support sizes around the chosen one).
+    #[arg(long)]
+    no_splice: bool,
+    /// With a lambda path: train all --epochs, not stopping once the chosen
+    /// support is the same at two looks 25 epochs apart.
+    #[arg(long)]
+    no_early_stop: bool,
 }
 
 /// A lambda path's options: the validation share, the rule and the refit.
@@ -55,6 +72,8 @@ struct PathChoice {
     validation: f64,
     selection: Selection,
     refit: bool,
+    splice: bool,
+    early_stop: Option<EarlyStop>,
 }
 
 /// The lambda path asked for (None: a single fit), checked.
@@ -66,6 +85,9 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
                 ("--validation-fraction", a.validation_fraction.is_some()),
                 ("--select", a.select.is_some()),
                 ("--refit", a.refit),
+                ("--no-refit", a.no_refit),
+                ("--no-splice", a.no_splice),
+                ("--no-early-stop", a.no_early_stop),
             ] {
                 if given {
                     return Err(input_error(format!(
@@ -82,13 +104,15 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
             "--validation-fraction must be a share between 0 and 1 (exclusive), got {validation}"
         )));
     }
-    let selection = match a.select.as_deref().unwrap_or("min-error") {
-        "min-error" => Selection::MinError,
-        "one-se" => Selection::OneStandardError,
-        "gic" => Selection::Gic,
-        other => {
+    let selection = match a.select.as_deref() {
+        None => Selection::default(),
+        Some("ebic") => Selection::Ebic,
+        Some("gic") => Selection::Gic,
+        Some("min-error") => Selection::MinError,
+        Some("one-se") => Selection::OneStandardError,
+        Some(other) => {
             return Err(input_error(format!(
-                "--select: expected min-error, one-se or gic, got '{other}'"
+                "--select: expected ebic, gic, min-error or one-se, got '{other}'"
             )))
         }
     };
@@ -96,7 +120,9 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
         lambdas,
         validation,
         selection,
-        refit: a.refit,
+        refit: !a.no_refit,
+        splice: !a.no_splice,
+        early_stop: (!a.no_early_stop).then(EarlyStop::default),
     }))
 }
 
@@ -147,6 +173,8 @@ fn write_path_csv(path: &Path, points: &[PathPoint], best: usize) -> CliResult<(
             "val_se",
             "refitted",
             "chosen",
+            "gic",
+            "ebic",
         ],
         points.iter().enumerate().map(|(k, p)| {
             vec![
@@ -156,6 +184,8 @@ fn write_path_csv(path: &Path, points: &[PathPoint], best: usize) -> CliResult<(
                 format!("{:?}", p.val_se),
                 p.refitted.to_string(),
                 (k == best).to_string(),
+                p.gic.map_or(String::new(), |v| format!("{v:?}")),
+                p.ebic.map_or(String::new(), |v| format!("{v:?}")),
             ]
         }),
     )?;
@@ -187,8 +217,9 @@ fn fit_along(
         lambdas: choice.lambdas.clone(),
         threshold,
         refit: choice.refit,
+        splice: choice.splice,
         selection: choice.selection,
-        ..Default::default()
+        early_stop: choice.early_stop,
     };
     let start = std::time::Instant::now();
     let r = fit_path(
@@ -203,11 +234,12 @@ fn fit_along(
     let seconds = start.elapsed().as_secs_f64();
     for (k, pt) in r.points.iter().enumerate() {
         eprintln!(
-            "lambda_l0 {:.4e}: {} selected, validation mse {:.6} (se {:.6}){}",
+            "lambda_l0 {:.4e}: {} selected, validation mse {:.6} (se {:.6}), ebic {}{}",
             pt.lambda,
             pt.support.len(),
             pt.val_mse,
             pt.val_se,
+            pt.ebic.map_or("-".into(), |v| format!("{v:.2}")),
             if k == r.best { "  <- chosen" } else { "" }
         );
     }
@@ -226,7 +258,7 @@ fn fit_along(
             split,
             opts.device
         ),
-        epochs: opts.epochs,
+        epochs: r.epochs,
         seconds,
         loss: None,
         path: Some((r.points, r.best, ls)),
@@ -314,7 +346,11 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
         ),
     };
     let gates = model.deterministic_gates();
-    let selected: Vec<usize> = (0..coef.len()).filter(|&i| gates[i] >= threshold).collect();
+    // A path's refit (spliced) support, else the gates above the threshold.
+    let selected: Vec<usize> = match fitted.path.as_ref().and_then(|p| p.2.as_ref()) {
+        Some(ls) => ls.support.clone(),
+        None => (0..coef.len()).filter(|&i| gates[i] >= threshold).collect(),
+    };
     let n = y.len() as f64;
     let mse = y
         .iter()
@@ -374,6 +410,8 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
                         ),
                     ),
                     ("refit".into(), Json::Bool(c.refit)),
+                    ("splice".into(), Json::Bool(c.refit && c.splice)),
+                    ("early_stop".into(), Json::Bool(c.early_stop.is_some())),
                 ]),
             },
         ),
