@@ -182,13 +182,13 @@ fn main() -> l0::Result<()> {
         "ebic" => Selection::Ebic,
         other => panic!("--select: expected one-se, min-error, gic or ebic, got '{other}'"),
     };
-    let every: u64 = arg(&args, "--every", EarlyStop::default().every);
+    let span: f64 = arg(&args, "--span", EarlyStop::default().span);
     let patience: u64 = arg(&args, "--patience", EarlyStop::default().patience);
     let path = PathParams {
         lambdas,
         selection,
         splice: arg(&args, "--splice", 1) == 1,
-        early_stop: (patience > 0).then_some(EarlyStop { every, patience }),
+        early_stop: (patience > 0).then_some(EarlyStop { span, patience }),
         ..Default::default()
     };
     println!(

@@ -448,15 +448,18 @@ pub fn ebic(rss: f64, n: usize, s: usize, p: usize) -> f64 {
     n * (rss / n).ln() + s as f64 * (n.ln() + 2.0 * (p.max(1) as f64).ln())
 }
 
-/// When a path stops training before its epochs: every `every` epochs the
-/// supports (gates above the threshold) of all its models are taken; once
-/// they are the same at `patience + 1` consecutive looks, training ends
-/// there. The models then hold exactly the state of a path fitted for
-/// that many epochs ([`PathFit::epochs`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// When a path stops training before its epochs: every
+/// `ceil(span / lr)` epochs (Adam moves a parameter by about `lr` an epoch,
+/// so a look comes once the gate logits could have moved by `span`: 25
+/// epochs at lr 0.1, 250 at 0.01 by default) the path's points are scored
+/// and its support chosen ([`PathParams::selection`], before splicing);
+/// once that support is the same at `patience + 1` consecutive looks,
+/// training ends there. The models then hold exactly the state of a path
+/// fitted for that many epochs ([`PathFit::epochs`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EarlyStop {
-    /// Epochs between looks (>= 1).
-    pub every: u64,
+    /// Logit distance between looks (> 0, finite).
+    pub span: f64,
     /// Unchanged looks needed after the first (>= 1).
     pub patience: u64,
 }
@@ -464,9 +467,16 @@ pub struct EarlyStop {
 impl Default for EarlyStop {
     fn default() -> Self {
         EarlyStop {
-            every: 25,
+            span: 2.5,
             patience: 1,
         }
+    }
+}
+
+impl EarlyStop {
+    /// Epochs between looks at learning rate `lr`.
+    pub fn every(&self, lr: f64) -> u64 {
+        ((self.span / lr).ceil() as u64).max(1)
     }
 }
 
@@ -514,10 +524,10 @@ impl PathParams {
         }
         check_finite_scalar("threshold", self.threshold)?;
         if let Some(e) = self.early_stop {
-            if e.every == 0 || e.patience == 0 {
+            if !(e.span > 0.0 && e.span.is_finite()) || e.patience == 0 {
                 return Err(L0Error::config(format!(
-                    "early stop: every and patience must be at least 1, got every={} patience={}",
-                    e.every, e.patience
+                    "early stop: span must be positive and finite and patience at least 1, got span={} patience={}",
+                    e.span, e.patience
                 )));
             }
         }
@@ -610,7 +620,11 @@ pub fn fit_path(
     };
     let (epochs, mut points, mut solved) = train_path(&mut models, &mut scorer, opts)?;
     let best = choose(&points, path.selection);
-    if let (true, Some(start)) = (path.refit && path.splice, solved[best].take()) {
+    let start = match path.refit && path.splice {
+        true => solved[best].take(),
+        false => None,
+    };
+    if let Some(start) = start {
         let (x, y, norms, centred) = (x_train, y_train, &scorer.norms, scorer.centred);
         let mut s = splice(x, y, start, norms, centred);
         if let Some(ic) = path.selection.criterion() {
@@ -747,7 +761,7 @@ fn train_path(
     let mut last: Option<Vec<usize>> = None;
     loop {
         let chunk = RegressionFitParams {
-            epochs: stop.every.min(opts.epochs - done),
+            epochs: stop.every(opts.lr).min(opts.epochs - done),
             ..opts.clone()
         };
         let mut refs: Vec<&mut Regression> = models.iter_mut().collect();
@@ -813,4 +827,128 @@ fn lowest(points: &[PathPoint], value: impl Fn(&PathPoint) -> Option<f64>) -> Op
                 .then(i.cmp(j))
         })
         .map(|(k, _)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 60 rows of 8 independent features (a fixed pseudo-random stream,
+    /// f32-representable), y = 2 x1 - 3 x3 + 1.5 x5 + 4 + small noise.
+    fn data() -> (SparseMatrix, Vec<f64>) {
+        let (n, p) = (60, 8);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) as f32 as f64
+        };
+        let x: Vec<f64> = (0..n * p).map(|_| next()).collect();
+        let y = (0..n)
+            .map(|q| {
+                let r = &x[q * p..(q + 1) * p];
+                2.0 * r[1] - 3.0 * r[3] + 1.5 * r[5] + 4.0 + 0.01 * next()
+            })
+            .collect();
+        (SparseMatrix::from_dense(n, p, &x).unwrap(), y)
+    }
+
+    fn fit(x: &SparseMatrix, y: &[f64], support: &[usize]) -> Solved {
+        solve(x, y, support.to_vec(), true).unwrap()
+    }
+
+    #[test]
+    fn solve_returns_the_residuals_and_their_sum_of_squares() {
+        let (x, y) = data();
+        let f = fit(&x, &y, &[1, 3, 6]);
+        let pred = f.ls.predict(&x).unwrap();
+        for (q, r) in f.residual.iter().enumerate() {
+            assert!((r - (y[q] - pred[q])).abs() < 1e-12, "{q}");
+        }
+        let rss: f64 = f.residual.iter().map(|r| r * r).sum();
+        assert_eq!(f.rss, rss);
+        // The normal equations hold: X_j' r = 0 on the support, sum r = 0.
+        let dots = column_dots(&x, &f.residual, true);
+        for j in [1, 3, 6] {
+            assert!(dots[j].abs() < 1e-10, "{j}: {}", dots[j]);
+        }
+        assert!(f.residual.iter().sum::<f64>().abs() < 1e-10);
+    }
+
+    #[test]
+    fn dot_and_column_sums_match_plain_loops() {
+        let a: Vec<f64> = (0..37).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..37).map(|i| (i as f64 * 0.11).cos()).collect();
+        let plain: f64 = a.iter().zip(&b).map(|(u, v)| u * v).sum();
+        assert!((dot(&a, &b) - plain).abs() < 1e-13);
+        let (x, y) = data();
+        let dense: Vec<f64> = x.csr().to_dense().iter().map(|&v| v as f64).collect();
+        let (n, p) = (x.rows(), x.cols());
+        let norms = column_norms(&x, true);
+        let dots = column_dots(&x, &y, true);
+        for j in 0..p {
+            let c: Vec<f64> = (0..n).map(|q| dense[q * p + j]).collect();
+            let mean = c.iter().sum::<f64>() / n as f64;
+            let cc: Vec<f64> = c.iter().map(|v| v - mean).collect();
+            let norm: f64 = cc.iter().map(|v| v * v).sum();
+            let d: f64 = cc.iter().zip(&y).map(|(u, v)| u * v).sum();
+            assert!((norms[j] - norm).abs() < 1e-10 * norm, "{j}");
+            assert!((dots[j] - d).abs() < 1e-10 * d.abs().max(1.0), "{j}");
+        }
+    }
+
+    #[test]
+    fn splice_exchanges_a_wrong_feature_for_the_missing_one() {
+        let (x, y) = data();
+        let norms = column_norms(&x, true);
+        let start = fit(&x, &y, &[1, 3, 6]);
+        let rss0 = start.rss;
+        let s = splice(&x, &y, start, &norms, true);
+        assert_eq!(s.ls.support, vec![1, 3, 5]);
+        assert!(s.rss < rss0);
+        // The true support is left alone.
+        let t = splice(&x, &y, fit(&x, &y, &[1, 3, 5]), &norms, true);
+        assert_eq!(t.ls.support, vec![1, 3, 5]);
+        assert_eq!(changed(&[1, 3, 6], &s.ls.support), 2);
+    }
+
+    #[test]
+    fn resize_drops_extra_and_adds_missing_features_by_the_criterion() {
+        let (x, y) = data();
+        let norms = column_norms(&x, true);
+        for start in [&[1, 3, 5, 6, 7][..], &[3][..], &[1, 3, 5]] {
+            let r = resize(&x, &y, fit(&x, &y, start), &norms, true, ebic);
+            assert_eq!(r.ls.support, vec![1, 3, 5], "from {start:?}");
+        }
+        // Every neighbouring size has a higher EBIC than the result.
+        let best = fit(&x, &y, &[1, 3, 5]);
+        let at = |f: &Solved| ebic(f.rss, 60, f.ls.support.len(), 8);
+        assert!(at(&fit(&x, &y, &[1, 3])) > at(&best));
+        assert!(at(&fit(&x, &y, &[1, 3, 5, 7])) > at(&best));
+    }
+
+    #[test]
+    fn selections_pick_their_points() {
+        let pt = |support: Vec<usize>, val_mse: f64, val_se: f64, ic: f64| PathPoint {
+            lambda: 0.0,
+            support,
+            changed: 0,
+            val_mse,
+            val_se,
+            refitted: true,
+            gic: Some(ic),
+            ebic: Some(-ic),
+        };
+        let points = vec![
+            pt(vec![0, 1, 2], 1.0, 0.5, 5.0),
+            pt(vec![0], 1.4, 0.1, 3.0),
+            pt(vec![0, 1], 1.2, 0.1, 3.0),
+        ];
+        assert_eq!(choose(&points, Selection::MinError), 0);
+        assert_eq!(choose(&points, Selection::OneStandardError), 1);
+        // GIC ties (3.0) go to the sparser support; EBIC is -GIC here.
+        assert_eq!(choose(&points, Selection::Gic), 1);
+        assert_eq!(choose(&points, Selection::Ebic), 0);
+    }
 }

@@ -2105,6 +2105,44 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
     assert_eq!(s["selected"], 2);
     assert_eq!(s["path"]["select"], "one-se");
     assert_eq!(s["intercept"].as_f64().unwrap(), ls.intercept);
+    // The defaults: EBIC over spliced least-squares refits, early stop; the
+    // library's default path on the same split gives the same coefficients.
+    let mut args = vec!["regress", "--x", p(&xp), "--y", p(&yp), "--out", p(&out)];
+    args.extend([
+        "--overwrite",
+        "--lambda-l0",
+        "0.005,0.05,0.5,5",
+        "--lr",
+        "0.05",
+    ]);
+    args.extend(["--seed", "1", "--device", "cpu", "--threads", "1"]);
+    args.extend(["--validation-fraction", "0.25"]);
+    let o = l0(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["path"]["select"], "ebic");
+    assert_eq!(s["path"]["refit"], true);
+    assert_eq!(s["path"]["splice"], true);
+    assert_eq!(s["path"]["early_stop"], true);
+    let opts = RegressionFitParams {
+        epochs: 1000,
+        report_every: Some(100),
+        ..opts
+    };
+    let path = PathParams {
+        lambdas: lambdas.to_vec(),
+        ..Default::default()
+    };
+    let r = fit_path(&params, &opts, &path, &xt, &y[..90], &xv, &y[90..]).unwrap();
+    assert_eq!(r.points[r.best].support, vec![0, 4]);
+    assert_eq!(s["epochs"].as_u64().unwrap(), r.epochs);
+    assert!(r.epochs < 1000);
+    let ls = refit_least_squares(&xm, &y, &r.points[r.best].support, true).unwrap();
+    assert_eq!(npy(&out.join("coefficients.npy")), ls.coefficients);
+    let rows = csv_rows(&out.join("path.csv"));
+    for (row, pt) in rows[1..].iter().zip(&r.points) {
+        assert_eq!(row[7].parse::<f64>().unwrap(), pt.ebic.unwrap());
+    }
 
     let bad = |extra: &[&str]| {
         let mut a = vec![
@@ -2131,6 +2169,10 @@ fn regress_lambda_path_chooses_on_a_validation_split() {
     assert_eq!(
         bad(&["--lambda-l0", "0.1", "--refit"]),
         "error: --refit applies to a lambda path: give --lambda-l0 A,B,... or --lambda-grid"
+    );
+    assert_eq!(
+        bad(&["--lambda-l0", "0.1", "--no-splice"]),
+        "error: --no-splice applies to a lambda path: give --lambda-l0 A,B,... or --lambda-grid"
     );
     assert_eq!(
         bad(&["--lambda-l0", "0.1,0.2", "--lambda-grid", "0.01:1:3"]),
