@@ -220,8 +220,11 @@ fn main() -> l0::Result<()> {
             l0::io::npy::write_npy_f64_shaped(&dir.join(name), &dims, data)?;
         }
         let (start, cpu0) = (Instant::now(), cpu_seconds());
-        let x_train = SparseMatrix::from_dense(n_train, p, &d.x[..n_train * p])?;
-        let x_val = SparseMatrix::from_dense(n - n_train, p, &d.x[n_train * p..])?;
+        let x_all = SparseMatrix::from_dense(n, p, &d.x)?;
+        let (x_train, x_val) = (
+            x_all.select_rows(0..n_train)?,
+            x_all.select_rows(n_train..n)?,
+        );
         let params = RegressionParams {
             seed: Some(seed),
             ..Default::default()
@@ -235,7 +238,6 @@ fn main() -> l0::Result<()> {
             &x_val,
             &d.y[n_train..],
         )?;
-        let x_all = SparseMatrix::from_dense(n, p, &d.x)?;
         let support = &r.points[r.best].support;
         let ls = refit_least_squares(&x_all, &d.y, support, true)?;
         let secs = start.elapsed().as_secs_f64();
