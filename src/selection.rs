@@ -4,17 +4,19 @@
 //!
 //! A path fits one fresh [`Regression`] per lambda on a training split, all
 //! together ([`Regression::fit_together`]: one pass over `X` per epoch serves
-//! every lambda), by default stopping early once no model's support (gates
-//! above a threshold) has changed for a while ([`EarlyStop`]). Each distinct
-//! support is refitted once by ordinary least squares
-//! ([`refit_least_squares`], Cholesky on the centred normal equations in
-//! f64) and, by default, improved by splicing ([`PathParams::splice`]):
-//! features are exchanged between the support and the rest while the
-//! training residual sum of squares drops by more than abess's tolerance,
-//! the support's size kept. The lambda is then chosen by
-//! [`Selection`]: by default the lowest generalised information criterion
-//! ([`gic`]) on the training split, as abess chooses its support size;
-//! or by the validation error.
+//! every lambda). Each distinct support (gates above a threshold) is
+//! refitted once by ordinary least squares ([`refit_least_squares`],
+//! Cholesky on the centred normal equations in f64) and scored: its
+//! validation error and, on the training split, abess's information
+//! criteria ([`ebic`], [`gic`]). [`Selection`] picks the lambda, by default
+//! the lowest EBIC, as abess picks its support size. By default training
+//! stops once that choice has settled ([`EarlyStop`]), and the chosen
+//! support is then improved by splicing ([`PathParams::splice`]): features
+//! are exchanged between it and the rest while the training residual sum
+//! of squares drops by more than abess's tolerance, then (for a criterion)
+//! one feature fewer or more at a time while the criterion drops. The
+//! Hard Concrete path finds the candidates and their size; the splice
+//! fixes the few features the gates got wrong.
 
 use crate::error::{check_finite_scalar, L0Error, Result};
 use crate::matrix::SparseMatrix;
