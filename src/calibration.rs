@@ -24,19 +24,11 @@ use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
+pub use crate::model::Init;
 use crate::model::{self, GateParams};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
-
-/// A per-column initial value: one number for all columns, or one each.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Init {
-    /// The same value for every column.
-    Scalar(f64),
-    /// One value per column.
-    PerColumn(Vec<f64>),
-}
 
 /// The data loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -3,13 +3,21 @@
 //! [`ParamState`] (the same formulas the backends run).
 
 use crate::backend::{Backend, Hyper, ParamState};
-use crate::calibration::Init;
 use crate::engine::{self, Observer};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{ColumnRule, TestGate};
 use crate::philox::gate_uniform;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
+
+/// A per-column initial value: one number for all columns, or one each.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// The same value for every column.
+    Scalar(f64),
+    /// One value per column.
+    PerColumn(Vec<f64>),
+}
 
 /// Most models trained together in one batch: a larger sweep runs in
 /// batches of this many. One batch of 16 cost the same as two of 8 (5.3x

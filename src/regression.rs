@@ -38,12 +38,11 @@
 //! information criterion on the training split, as abess chooses.
 
 use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
-use crate::calibration::Init;
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{ColumnRule, Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
-use crate::model::{self, GateParams};
+use crate::model::{self, GateParams, Init};
 use std::fmt;
 use std::time::Instant;
 
