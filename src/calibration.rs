@@ -22,10 +22,10 @@
 use crate::backend::{make_backend, BatchBackends, Device, Hyper, ParamState, Problem};
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
-use crate::hard_concrete::{Magnitude, TestGate};
+use crate::hard_concrete::{GateParams, Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
+use crate::model;
 pub use crate::model::Init;
-use crate::model::{self, GateParams};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;

@@ -34,9 +34,9 @@ pub mod synth;
 pub use backend::Device;
 pub use calibration::{Calibration, CalibrationParams, FitParams, Loss};
 pub use error::{L0Error, Result};
-pub use hard_concrete::TestGate;
+pub use hard_concrete::{GateParams, TestGate};
 pub use matrix::{SparseIndex, SparseMatrix};
-pub use model::{GateParams, Init};
+pub use model::Init;
 pub use regression::{
     fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,
     RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport, Selection,

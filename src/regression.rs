@@ -40,9 +40,9 @@
 use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
-use crate::hard_concrete::{ColumnRule, Magnitude, TestGate};
+use crate::hard_concrete::{ColumnRule, GateParams, Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
-use crate::model::{self, GateParams, Init};
+use crate::model::{self, Init};
 use std::fmt;
 use std::time::Instant;
 

@@ -31,7 +31,7 @@ mod dots;
 pub mod simd;
 
 use crate::error::{L0Error, Result};
-use crate::hard_concrete::{ColumnRule, Gate, Magnitude, Real, TestGate};
+use crate::hard_concrete::{ColumnRule, Gate, GateParams, Magnitude, Real, TestGate};
 use crate::matrix::SparseMatrix;
 
 /// [`Backend::step_reported`] as separate passes: each model's losses,
@@ -138,7 +138,7 @@ impl Default for Hyper {
     /// zeta 1.1, lambda_l0 0.01, no L2, lr 0.01, exp magnitude, gates, no
     /// intercept), seed 0.
     fn default() -> Self {
-        let g = crate::model::GateParams::default();
+        let g = GateParams::default();
         Hyper {
             beta: g.beta,
             gamma: g.gamma,
