@@ -126,8 +126,8 @@ use std::time::Instant;
 use crate::backend::BatchBackends;
 use crate::calibration::{CalibrationParams, FitParams, Prepared, Progress};
 use crate::error::{L0Error, Result};
+use crate::limits::MAX_BATCH;
 use crate::matrix::SparseMatrix;
-use crate::model::MAX_BATCH;
 use crate::sweep::{self, SweepModel};
 
 /// How far (as a factor either way) a bracket model's short count may be

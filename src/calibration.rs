@@ -640,7 +640,7 @@ impl Calibration {
     /// `models[k].fit_with(m, y, &FitParams { lambda_l0: lambdas[k], ..opts })`
     /// would leave it. Together needs the models to share their options
     /// and seed and be at the same step (a λ sweep's models are); others
-    /// are fitted one after another. More than [`model::MAX_BATCH`] models
+    /// are fitted one after another. More than [`crate::limits::MAX_BATCH`] models
     /// train in batches of that many. The states of a batch are moved into
     /// the backend, not copied: on error a model keeps its state, with the
     /// start jitter and cap projection applied when the fit applies them. Calls `on_progress(k, progress)` at
@@ -683,7 +683,7 @@ impl Calibration {
         })
     }
 
-    /// [`Calibration::fit_together_on`] for at most [`model::MAX_BATCH`] models.
+    /// [`Calibration::fit_together_on`] for at most [`crate::limits::MAX_BATCH`] models.
     fn fit_batch(
         models: &mut [&mut Calibration],
         lambdas: &[f64],

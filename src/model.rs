@@ -19,12 +19,7 @@ pub enum Init {
     PerColumn(Vec<f64>),
 }
 
-/// Most models trained together in one batch: a larger sweep runs in
-/// batches of this many. One batch of 16 cost the same as two of 8 (5.3x
-/// one fit on the 250k-column geo problem, 2 cores), while its per-row
-/// buffers (the CPU backend's forward accumulators: 64 slabs x rows x
-/// models x 8 bytes) double.
-pub const MAX_BATCH: usize = 8;
+pub use crate::limits::MAX_BATCH;
 
 /// A model that can be trained together with others of its kind
 /// ([`crate::calibration::Calibration::fit_together`],

@@ -378,7 +378,7 @@ impl Regression {
     /// another; either way model `k` ends exactly as its own
     /// [`Regression::fit`] would leave it. Together needs the models to
     /// share options and seed and be at the same step (a λ path's fresh
-    /// models are); more than [`model::MAX_BATCH`] train in batches of that
+    /// models are); more than [`crate::limits::MAX_BATCH`] train in batches of that
     /// many. Returns each model's report (`seconds`: its batch's). On error
     /// a model keeps its state (a fresh one with its intercept at the mean
     /// of `y`).
@@ -394,7 +394,7 @@ impl Regression {
         })
     }
 
-    /// [`Regression::fit_together`] for at most [`model::MAX_BATCH`] models.
+    /// [`Regression::fit_together`] for at most [`crate::limits::MAX_BATCH`] models.
     fn fit_batch(
         models: &mut [&mut Regression],
         lambdas: &[f64],

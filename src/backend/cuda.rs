@@ -335,9 +335,9 @@ pub const LANES: [usize; 4] = [1, 2, 4, 8];
 /// Most models one CUDA backend trains together (the widest of [`LANES`]).
 pub const MAX_MODELS: usize = LANES[LANES.len() - 1];
 
-// A batch of `model::MAX_BATCH` models must fit one CUDA backend, or every
+// A batch of `limits::MAX_BATCH` models must fit one CUDA backend, or every
 // GPU batch would train one model after another.
-const _: () = assert!(MAX_MODELS >= crate::model::MAX_BATCH);
+const _: () = assert!(MAX_MODELS >= crate::limits::MAX_BATCH);
 
 /// Kernels compiled so far, by device ordinal: NVRTC runs once per device
 /// (primary context) and process.

@@ -672,7 +672,7 @@ const NO_CUDA_BUILD: &str =
 
 /// One batch backend kept for the batches of a search on one problem (the
 /// record budget's, [`crate::budget`]): the first batch builds it
-/// ([`make_batch_backend`], with room for [`crate::model::MAX_BATCH`]
+/// ([`make_batch_backend`], with room for [`crate::limits::MAX_BATCH`]
 /// models), later ones take it over with their own models
 /// ([`Backend::rebatch`]), so a GPU uploads the matrix once. A backend that
 /// cannot take a batch (the CPU backend, whose matrix is borrowed, not
@@ -727,7 +727,7 @@ impl<'a> BatchBackends<'a> {
         let b = match kept {
             Some(b) => self.kept.insert(b),
             None => {
-                let capacity = lambdas.len().max(crate::model::MAX_BATCH);
+                let capacity = lambdas.len().max(crate::limits::MAX_BATCH);
                 match batch_backend(self.device, self.threads, self.problem, lambdas, capacity)? {
                     Ok(b) => {
                         self.built += 1;
