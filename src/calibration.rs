@@ -53,6 +53,15 @@ impl std::str::FromStr for Loss {
     }
 }
 
+/// The scale of a target's relative error: `y + 1`, or 1 when that is 0.
+pub fn rel_scale(target: f64) -> f64 {
+    if target + 1.0 == 0.0 {
+        1.0
+    } else {
+        target + 1.0
+    }
+}
+
 /// Model options (the reference's constructor arguments).
 ///
 /// | field | default | valid |
@@ -1364,7 +1373,7 @@ impl<'a> TargetMetrics<'a> {
             .y
             .iter()
             .zip(s.yhat)
-            .map(|(y, yh)| ((y - yh) / crate::report::rel_scale(*y)).abs())
+            .map(|(y, yh)| ((y - yh) / rel_scale(*y)).abs())
             .collect();
         let qs = &self.train;
         let (mean, max) = mean_max(&rel, qs);

@@ -25,7 +25,7 @@
 //! which grows during training ([`LogWriter`]).
 
 use crate::budget::Batch;
-use crate::calibration::TargetRole;
+use crate::calibration::{rel_scale, TargetRole};
 use crate::diagnostics::{TargetCarrier, WeightDiagnostics};
 use crate::error::{L0Error, Result};
 use crate::io::{
@@ -35,15 +35,6 @@ use crate::io::{
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// The scale of a target's relative error: `y + 1`, or 1 when that is 0.
-pub fn rel_scale(target: f64) -> f64 {
-    if target + 1.0 == 0.0 {
-        1.0
-    } else {
-        target + 1.0
-    }
-}
 
 /// One target's outcome.
 #[derive(Clone, Debug, PartialEq)]
