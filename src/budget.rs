@@ -128,6 +128,7 @@ use crate::calibration::{CalibrationParams, FitParams, Prepared, Progress};
 use crate::error::{L0Error, Result};
 use crate::limits::MAX_BATCH;
 use crate::matrix::SparseMatrix;
+use crate::naming::Naming;
 use crate::sweep::{self, SweepModel};
 
 /// How far (as a factor either way) a bracket model's short count may be
@@ -561,15 +562,15 @@ impl BudgetFit {
     /// records, its bottom when its smallest keeps too few, else the
     /// epochs or the tolerance (the count jumps past K between strengths).
     /// Settings are named as `naming` spells them.
-    pub fn shortfall(&self, budget: &Budget, naming: crate::advice::Naming) -> Option<String> {
+    pub fn shortfall(&self, budget: &Budget, naming: Naming) -> Option<String> {
         if self.met {
             return None;
         }
         let (lo, hi) = budget.lambda_range;
         let (k, lambda) = (budget.target_records, self.chosen.lambda_l0);
         let range = match naming {
-            crate::advice::Naming::Cli => "--lambda-range LO:HI".to_string(),
-            crate::advice::Naming::Python => "lambda_range=(lo, hi)".to_string(),
+            Naming::Cli => "--lambda-range LO:HI".to_string(),
+            Naming::Python => "lambda_range=(lo, hi)".to_string(),
         };
         let epochs = naming.setting("epochs");
         let change = if self.active > k && lambda >= hi {
