@@ -20,6 +20,7 @@
 //! the very first step).
 
 use crate::backend::{make_backend, BatchBackends, Device, Hyper, ParamState, Problem};
+use crate::batch::{self, Apart, BatchFit, ProgressPerModel, Together};
 use crate::engine::{self, Observer, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{GateParams, Magnitude, TestGate};
@@ -453,24 +454,8 @@ impl fmt::Display for Progress {
     }
 }
 
-/// The outcome of one fit.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FitReport {
-    /// The backend used, in words.
-    pub device: String,
-    /// Epochs run: those asked for, or fewer when the observer stopped the
-    /// fit ([`CalibrationObserver::stop_requested`]).
-    pub epochs: u64,
-    /// Wall time of the epoch loop.
-    pub seconds: f64,
-    /// Metrics after the last report (None when no epoch reported; after a
-    /// stop, those of the last report before it).
-    pub last: Option<Progress>,
-    /// Why the models of this fit's batch ([`Calibration::fit_together`])
-    /// trained one after another instead of together in one pass, in one
-    /// line; None when they trained together or the fit was a single one.
-    pub fallback: Option<String>,
-}
+/// The outcome of one calibration fit.
+pub type FitReport = model::FitReport<Progress>;
 
 /// The nonzero deterministic weights.
 #[derive(Clone, Debug, PartialEq)]
@@ -663,7 +648,7 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
-        model::check_one_per_model(models.len(), lambdas.len())?;
+        batch::check_one_per_model(models.len(), lambdas.len())?;
         let Some(first) = models.first() else {
             return Ok(Vec::new());
         };
@@ -686,86 +671,13 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
-        model::in_batches(models, lambdas, |first, models, lambdas| {
-            let f = &mut |k, p: &Progress| on_progress(first + k, p);
-            Self::fit_batch(models, lambdas, prepared, backends, opts, f)
-        })
-    }
-
-    /// [`Calibration::fit_together_on`] for at most [`crate::limits::MAX_BATCH`] models.
-    fn fit_batch(
-        models: &mut [&mut Calibration],
-        lambdas: &[f64],
-        prepared: &Prepared,
-        backends: &mut BatchBackends<'_>,
-        opts: &FitParams,
-        on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
-    ) -> Result<Vec<FitReport>> {
-        let (m, y) = (backends.problem().matrix, backends.problem().targets);
-        // The fallback: each model's own fit, in turn, saying why.
-        let mut one_by_one = |models: &mut [&mut Calibration], why: Option<String>| {
-            models
-                .iter_mut()
-                .zip(lambdas)
-                .enumerate()
-                .map(|(k, (c, &lambda_l0))| {
-                    let opts = FitParams {
-                        lambda_l0,
-                        ..opts.clone()
-                    };
-                    let r = c.fit_with(m, y, &opts, &mut |p| on_progress(k, p))?;
-                    Ok(FitReport {
-                        fallback: why.clone(),
-                        ..r
-                    })
-                })
-                .collect()
+        let mut job = TogetherJob {
+            prepared,
+            backends,
+            opts,
+            on_progress,
         };
-        let together = model::batchable(models, lambdas)? || models.len() == 1;
-        if !together || !models.iter().all(|c| prepared.takes(c, opts)) {
-            let why = format!(
-                "the {} models differ in seed, options or step, so they train one after another",
-                models.len()
-            );
-            return one_by_one(models, Some(why));
-        }
-        let backend = match backends.get(lambdas)? {
-            Ok(b) => b,
-            Err(why) => return one_by_one(models, Some(why)),
-        };
-        let device = backend.describe();
-        let first = &models[0];
-        let jitter = first.jitter(opts)?;
-        let max_p = prepared.inputs.max_p.as_deref();
-        let start = |s| Self::start_state(s, jitter.as_deref(), max_p);
-        let mut observer = TogetherObserver {
-            metrics: TargetMetrics::new(y, opts)?,
-            every: opts.report_every,
-            n: first.n_features(),
-            hypers: model::hypers(prepared.hyper, lambdas),
-            last: vec![None; lambdas.len()],
-            f: on_progress,
-        };
-        let test_gate = first.params.test_gate;
-        let (epochs, seconds) = model::train_together(
-            models,
-            backend,
-            start,
-            opts.epochs,
-            test_gate,
-            &mut observer,
-        )?;
-        Ok(observer
-            .last
-            .into_iter()
-            .map(|last| FitReport {
-                device: device.clone(),
-                epochs,
-                seconds,
-                last,
-                fallback: None,
-            })
-            .collect())
+        batch::fit_together(models, lambdas, &mut job)
     }
 
     /// Checks the options and the problem of a fit of models like this one
@@ -1146,7 +1058,7 @@ impl Refit {
     }
 }
 
-model::impl_batchable!(Calibration, CalibrationParams);
+batch::impl_batchable!(Calibration, CalibrationParams);
 
 /// A fit's per-target loss weights and the caps' log-weight bounds.
 struct FitInputs {
@@ -1195,28 +1107,67 @@ impl FitInputs {
     }
 }
 
-/// The observer of [`Calibration::fit_together`]: each model's progress,
-/// its total loss with its own L0 strength.
-struct TogetherObserver<'a, 'f> {
-    metrics: TargetMetrics<'a>,
-    every: Option<u64>,
-    n: usize,
-    hypers: Vec<Hyper>,
-    last: Vec<Option<Progress>>,
-    f: &'f mut dyn FnMut(usize, &Progress) -> Result<()>,
+/// A calibration's side of [`Calibration::fit_together_on`].
+struct TogetherJob<'j, 'b> {
+    prepared: &'j Prepared,
+    backends: &'j mut BatchBackends<'b>,
+    opts: &'j FitParams,
+    on_progress: &'j mut dyn FnMut(usize, &Progress) -> Result<()>,
 }
 
-impl Observer for TogetherObserver<'_, '_> {
-    fn report_every(&self) -> Option<u64> {
-        self.every
+impl BatchFit<Calibration> for TogetherJob<'_, '_> {
+    type Progress = Progress;
+
+    fn fit_alone(&mut self, k: usize, c: &mut Calibration, lambda_l0: f64) -> Result<FitReport> {
+        let opts = FitParams {
+            lambda_l0,
+            ..self.opts.clone()
+        };
+        let (m, y) = (
+            self.backends.problem().matrix,
+            self.backends.problem().targets,
+        );
+        c.fit_with(m, y, &opts, &mut |p| (self.on_progress)(k, p))
     }
-    fn report(&mut self, s: &Snapshot) -> Result<()> {
-        let p = self
-            .metrics
-            .progress(s, s.losses.total(&self.hypers[s.model]), self.n);
-        (self.f)(s.model, &p)?;
-        self.last[s.model] = Some(p);
-        Ok(())
+
+    fn together<'s>(
+        &'s mut self,
+        first: usize,
+        models: &[&mut Calibration],
+        lambdas: &[f64],
+    ) -> Result<std::result::Result<Together<'s, Progress>, Apart>> {
+        let (prepared, opts) = (self.prepared, self.opts);
+        let together = batch::batchable(models, lambdas)? || models.len() == 1;
+        if !together || !models.iter().all(|c| prepared.takes(c, opts)) {
+            return Ok(Err(Some(format!(
+                "the {} models differ in seed, options or step, so they train one after another",
+                models.len()
+            ))));
+        }
+        let y = self.backends.problem().targets;
+        let backend = match self.backends.get(lambdas)? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(Some(why))),
+        };
+        let model = &models[0];
+        let jitter = model.jitter(opts)?;
+        let max_p = prepared.inputs.max_p.as_deref();
+        let metrics = TargetMetrics::new(y, opts)?;
+        let n = model.n_features();
+        let on_progress = &mut *self.on_progress;
+        let observer = ProgressPerModel::new(
+            opts.report_every,
+            batch::hypers(prepared.hyper, lambdas),
+            move |s, total_loss| metrics.progress(s, total_loss, n),
+            move |k, p| on_progress(first + k, p),
+        );
+        Ok(Ok(Together {
+            backend,
+            start: Box::new(move |s| Calibration::start_state(s, jitter.as_deref(), max_p)),
+            epochs: opts.epochs,
+            test_gate: model.params.test_gate,
+            observer,
+        }))
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod advice;
 pub mod backend;
+mod batch;
 pub mod budget;
 pub mod calibration;
 pub mod checkpoint;
