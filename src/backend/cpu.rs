@@ -38,8 +38,10 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::dots::{dot, gather_dot, Lanes, LANES};
+use super::interface::{
+    Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary,
+};
 use super::simd::{SimdPath, VectorWork};
-use super::{Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, Magnitude, TestGate};
 use crate::matrix::{Csr, LongColumns, SparseMatrix};
@@ -831,7 +833,7 @@ impl<'a> CpuBackend<'a> {
         let rules = lambdas
             .iter()
             .map(|&lambda_l0| {
-                super::Hyper {
+                super::interface::Hyper {
                     lambda_l0,
                     ..problem.hyper
                 }
@@ -1190,7 +1192,7 @@ impl Backend for CpuBackend<'_> {
     /// training weights and their forward product, the deterministic
     /// weights, their counts and forward product ([`ChunkPass::Step`] with
     /// `report`); the matrix is read once, as in any epoch. The sums are
-    /// those of the separate passes ([`super::step_then_report`]), bit for
+    /// those of the separate passes ([`super::interface::step_then_report`]), bit for
     /// bit: penalties per chunk of [`COLUMN_CHUNK`] in column order, then
     /// over chunks in order, as [`Backend::losses`] sums them. Otherwise
     /// the separate passes.
@@ -1202,7 +1204,7 @@ impl Backend for CpuBackend<'_> {
         losses: &mut [Losses],
     ) -> Result<bool> {
         if !sample_next || self.cols.pairs.is_empty() {
-            return super::step_then_report(self, step, test, losses);
+            return super::interface::step_then_report(self, step, test, losses);
         }
         self.step_pass(step, true, Some(test));
         let (l0, l2, weights) = self
@@ -1453,7 +1455,7 @@ impl<'m> ColumnGradient<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Hyper, Noise};
+    use crate::backend::interface::{Hyper, Noise};
     use crate::matrix::SparseMatrix;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};

@@ -26,7 +26,7 @@
 //! relative), and the f32 transcendental functions (`expf`, `logf`) may
 //! differ from Rust's by an ulp or two.
 
-use super::{Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary};
+use super::interface::{Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{AdamStep, Magnitude, TestGate};
 use crate::matrix::{LongColumns, RowSegments, SparseMatrix, SEGMENT_NNZ};
@@ -450,7 +450,7 @@ unsafe impl ValidAsZeroBits for GpuRule {}
 impl GpuRule {
     /// The rule of `hyper`, formed as [`crate::backend::Hyper::rule`] forms
     /// the CPU's.
-    fn of(hyper: &super::Hyper) -> Self {
+    fn of(hyper: &super::interface::Hyper) -> Self {
         let rule = hyper.rule::<f32>();
         GpuRule {
             beta: rule.gate.beta,
@@ -800,7 +800,7 @@ pub struct CudaBackend {
     rules: Vec<GpuRule>,
     rules_dev: CudaSlice<GpuRule>,
     /// The hyperparameters, `lambda_l0` aside (each model's is in `rules`).
-    hyper: super::Hyper,
+    hyper: super::interface::Hyper,
     /// Models trained together, the lanes they take (the least of [`LANES`]
     /// that holds them), its position in [`LANES`], and the model the
     /// per-model methods act on.
@@ -915,11 +915,11 @@ fn width_for(models: usize) -> usize {
 }
 
 /// Each model's rule: `hyper` with L0 strength `lambdas[k]`.
-fn gpu_rules(hyper: &super::Hyper, lambdas: &[f64]) -> Vec<GpuRule> {
+fn gpu_rules(hyper: &super::interface::Hyper, lambdas: &[f64]) -> Vec<GpuRule> {
     lambdas
         .iter()
         .map(|&lambda_l0| {
-            GpuRule::of(&super::Hyper {
+            GpuRule::of(&super::interface::Hyper {
                 lambda_l0,
                 ..*hyper
             })
