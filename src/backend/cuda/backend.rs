@@ -1,428 +1,21 @@
-//! The CUDA backend: hand-written kernels (`kernels/*.cu`) computing exactly
-//! what [`super::cpu::CpuBackend`] computes, on one stream of one device.
-//!
-//! The CUDA driver and NVRTC are loaded at run time (cudarc's dynamic
-//! loading), so the crate builds and runs on machines without either:
-//! [`CudaBackend::available`] checks that both libraries can be loaded
-//! *before* calling anything else in cudarc (whose loader panics when a
-//! library is missing), and every call into cudarc is additionally run under
-//! [`std::panic::catch_unwind`] so that no panic reaches a user.
-//!
-//! The kernel sources are embedded in the binary and compiled once per
-//! device and process with NVRTC into a cubin for the device's own
-//! architecture (`--gpu-architecture=sm_XY`; PTX only for a device NVRTC does
-//! not know, see [`target_arch`]), with `--fmad=false` so no multiply-add is
-//! contracted where the CPU rounds twice. Every buffer is allocated by
-//! [`CudaBackend::new`]; the epoch methods only launch kernels, and the only
-//! host-device copies outside `new`, `load_state` and `store_state` are the
-//! few scalars of [`Backend::losses`], [`Backend::first_bad_step`] and
-//! [`Backend::weight_summary`] and the vectors the caller asks for
-//! ([`Backend::read_yhat`], [`Backend::read_weights`], [`Backend::gradients`]).
-//!
-//! Sums are deterministic for a given problem: no floating-point atomics;
-//! every reduction is a fixed tree inside a block or warp followed by a
-//! single-thread pass over the block partials in order. The summation order
-//! differs from the CPU's, so sums agree with it to rounding (about 1e-15
-//! relative), and the f32 transcendental functions (`expf`, `logf`) may
-//! differ from Rust's by an ulp or two.
+//! The CUDA backend itself: the problem and every working buffer on one
+//! device, and the epoch's steps as kernel launches.
 
-use super::interface::{Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary};
+use super::compile::{load_kernels, Kernels, LANES, MAX_MODELS};
+use super::driver::{driver_err, driver_present, guard, nvrtc_present};
+use super::launch::{blocks_for, cfg, cfg_models, shift_for, upload, zeros, MAX_REDUCE_BLOCKS};
+use super::plan::{
+    device_bytes, free_memory, gib, memory_margin, DevicePlan, SegmentPlan, LONG_COLUMN_NNZ_U64,
+};
+use crate::backend::interface::{
+    Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary,
+};
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{AdamStep, Magnitude, TestGate};
-use crate::matrix::{LongColumns, RowSegments, SparseMatrix, SEGMENT_NNZ};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-    ValidAsZeroBits,
+    CudaContext, CudaSlice, CudaStream, DeviceRepr, PushKernelArg, ValidAsZeroBits,
 };
-use cudarc::nvrtc::Ptx;
-use std::collections::HashMap;
-use std::ffi::CString;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
-
-/// Threads per block of every kernel (`L0_BLOCK` in `kernels/common.cuh`).
-const BLOCK: u32 = 256;
-/// Most blocks a grid-stride reduction uses (sizes its partials buffer).
-const MAX_REDUCE_BLOCKS: usize = 1024;
-
-/// The shared device code, pasted into each kernel source in place of its
-/// `#include "common.cuh"` line.
-pub const COMMON_SOURCE: &str = include_str!("../../kernels/common.cuh");
-
-/// The kernel sources by file name, as embedded in the binary (each still
-/// carries its `#include "common.cuh"`; see [`kernel_source`]).
-pub const KERNEL_SOURCES: [(&str, &str); 3] = [
-    ("gates.cu", include_str!("../../kernels/gates.cu")),
-    ("spmv.cu", include_str!("../../kernels/spmv.cu")),
-    ("step.cu", include_str!("../../kernels/step.cu")),
-];
-
-/// The complete translation unit NVRTC compiles for a kernel file: its
-/// source with `#include "common.cuh"` replaced by the shared code.
-pub fn kernel_source(source: &str) -> String {
-    source.replace("#include \"common.cuh\"", COMMON_SOURCE)
-}
-
-/// Whether the CUDA driver library (libcuda) can be loaded. Loads nothing
-/// else and never panics.
-pub fn driver_present() -> bool {
-    catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false)
-}
-
-/// Whether NVRTC (libnvrtc.so, .so.13 or .so.12) can be loaded. Needs no
-/// GPU and never panics.
-pub fn nvrtc_present() -> bool {
-    catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
-}
-
-/// The text of a caught panic.
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
-
-/// Runs `f`, turning a panic inside cudarc into an [`L0Error::Cuda`].
-fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        Err(L0Error::Cuda(format!(
-            "{what}: the CUDA library failed: {}",
-            panic_text(p)
-        )))
-    })
-}
-
-/// Wraps a driver error with what was being done.
-fn driver_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> L0Error + '_ {
-    move |e| L0Error::Cuda(format!("{what}: {e}"))
-}
-
-/// The compute architectures the loaded NVRTC can target, as
-/// `10 major + minor` (e.g. 90); empty when NVRTC is missing or cannot say.
-pub fn nvrtc_supported_archs() -> Vec<i32> {
-    if !nvrtc_present() {
-        return Vec::new();
-    }
-    catch_unwind(nvrtc_archs).unwrap_or_default()
-}
-
-fn nvrtc_archs() -> Vec<i32> {
-    use cudarc::nvrtc::sys;
-    let mut n: std::ffi::c_int = 0;
-    unsafe {
-        if sys::nvrtcGetNumSupportedArchs(&mut n) != sys::nvrtcResult::NVRTC_SUCCESS || n <= 0 {
-            return Vec::new();
-        }
-        let mut v = vec![0 as std::ffi::c_int; n as usize];
-        if sys::nvrtcGetSupportedArchs(v.as_mut_ptr()) != sys::nvrtcResult::NVRTC_SUCCESS {
-            return Vec::new();
-        }
-        v
-    }
-}
-
-/// The loaded NVRTC's version as "major.minor" ("unknown" if it cannot say).
-pub fn nvrtc_version() -> String {
-    use cudarc::nvrtc::sys;
-    if !nvrtc_present() {
-        return "unknown".into();
-    }
-    catch_unwind(|| {
-        let (mut major, mut minor): (std::ffi::c_int, std::ffi::c_int) = (0, 0);
-        match unsafe { sys::nvrtcVersion(&mut major, &mut minor) } {
-            sys::nvrtcResult::NVRTC_SUCCESS => format!("{major}.{minor}"),
-            _ => "unknown".into(),
-        }
-    })
-    .unwrap_or_else(|_| "unknown".into())
-}
-
-/// What NVRTC produced for a device: machine code for its exact
-/// architecture, or PTX that the driver compiles when it loads it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CodeKind {
-    /// A cubin for `sm_XY`: loads on any driver that supports the device,
-    /// whatever NVRTC's version.
-    Cubin,
-    /// PTX for `compute_XY`: only for a device NVRTC does not know; the
-    /// driver must be at least as new as NVRTC (CUDA's minor-version
-    /// compatibility does not cover PTX).
-    Ptx,
-}
-
-impl std::fmt::Display for CodeKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CodeKind::Cubin => "cubin",
-            CodeKind::Ptx => "PTX",
-        })
-    }
-}
-
-/// One compiled kernel file: a cubin or PTX image, ready for the driver.
-#[derive(Clone, Debug)]
-pub struct Compiled {
-    /// Which kind of image [`Compiled::image`] holds.
-    pub kind: CodeKind,
-    /// The image: a cubin (an ELF file) or PTX text.
-    pub image: Vec<u8>,
-}
-
-impl Compiled {
-    /// The image as cudarc loads it.
-    fn module_image(&self) -> Ptx {
-        match self.kind {
-            CodeKind::Cubin => Ptx::from_binary(self.image.clone()),
-            CodeKind::Ptx => Ptx::from_src(String::from_utf8_lossy(self.image.trim_ascii_end())),
-        }
-    }
-}
-
-/// NVRTC's options of the backend for `arch`: `sm_XY` asks for a cubin,
-/// `compute_XY` for PTX; no multiply-add contraction, IEEE division and
-/// square root, no flush to zero (the CPU's f32 rounding).
-fn nvrtc_options(arch: &str) -> Vec<String> {
-    [
-        "--fmad=false",
-        "--prec-div=true",
-        "--prec-sqrt=true",
-        "--ftz=false",
-        "--std=c++17",
-    ]
-    .iter()
-    .map(|o| o.to_string())
-    .chain([format!("--gpu-architecture={arch}")])
-    .collect()
-}
-
-/// Compiles one CUDA source (a complete translation unit) for `arch`: a
-/// cubin for `"sm_90"`, PTX for `"compute_90"`. Needs NVRTC but no GPU. A
-/// compiler error comes back as [`L0Error::Cuda`] with NVRTC's full log.
-pub fn compile_source(name: &str, source: &str, arch: &str) -> Result<Compiled> {
-    if !nvrtc_present() {
-        return Err(L0Error::Cuda(
-            "NVRTC (libnvrtc.so.13 or libnvrtc.so.12) cannot be loaded; install the CUDA \
-             toolkit's NVRTC or the nvidia-cuda-nvrtc-cu12 wheel (scripts/install-nvrtc.sh) \
-             and put its lib folder on LD_LIBRARY_PATH"
-                .into(),
-        ));
-    }
-    let kind = if arch.starts_with("sm_") {
-        CodeKind::Cubin
-    } else {
-        CodeKind::Ptx
-    };
-    let (c_src, c_name) = match (CString::new(source), CString::new(name)) {
-        (Ok(s), Ok(n)) => (s, n),
-        _ => {
-            return Err(L0Error::Cuda(format!(
-                "{name}: the source holds a NUL byte"
-            )))
-        }
-    };
-    let options = nvrtc_options(arch);
-    guard("compiling the kernels with NVRTC", || {
-        use cudarc::nvrtc::result;
-        let fail = |e: result::NvrtcError| L0Error::Cuda(format!("NVRTC failed on {name}: {e}"));
-        let prog = result::create_program(&c_src, Some(&c_name)).map_err(fail)?;
-        // SAFETY: `prog` was just created and is destroyed once, below.
-        let out = unsafe {
-            match result::compile_program(prog, &options) {
-                Ok(()) => program_image(prog, kind).map_err(fail),
-                Err(e) => Err(L0Error::Cuda(format!(
-                    "NVRTC failed to compile {name} ({}): {e}\n{}",
-                    options.join(" "),
-                    program_log(prog)
-                ))),
-            }
-        };
-        // SAFETY: as above; a failure to free is not worth an error.
-        let _ = unsafe { result::destroy_program(prog) };
-        out.map(|image| Compiled { kind, image })
-    })
-}
-
-/// NVRTC's log of a compiled program, as text.
-///
-/// # Safety
-/// `prog` must be a live NVRTC program.
-unsafe fn program_log(prog: cudarc::nvrtc::sys::nvrtcProgram) -> String {
-    match cudarc::nvrtc::result::get_program_log(prog) {
-        Ok(log) => {
-            let bytes: Vec<u8> = log
-                .iter()
-                .take_while(|&&c| c != 0)
-                .map(|&c| c as u8)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        Err(e) => format!("(no log: {e})"),
-    }
-}
-
-/// The cubin or PTX of a compiled program.
-///
-/// # Safety
-/// `prog` must be a live, successfully compiled NVRTC program.
-unsafe fn program_image(
-    prog: cudarc::nvrtc::sys::nvrtcProgram,
-    kind: CodeKind,
-) -> std::result::Result<Vec<u8>, cudarc::nvrtc::result::NvrtcError> {
-    use cudarc::nvrtc::sys;
-    match kind {
-        CodeKind::Ptx => Ok(cudarc::nvrtc::result::get_ptx(prog)?
-            .into_iter()
-            .map(|c| c as u8)
-            .collect()),
-        CodeKind::Cubin => {
-            let mut size = 0usize;
-            sys::nvrtcGetCUBINSize(prog, &mut size).result()?;
-            let mut image = vec![0u8; size];
-            sys::nvrtcGetCUBIN(prog, image.as_mut_ptr().cast()).result()?;
-            Ok(image)
-        }
-    }
-}
-
-/// Compiles every kernel source ([`KERNEL_SOURCES`]) for `arch` (`sm_XY`:
-/// cubins, `compute_XY`: PTX).
-pub fn compile_kernels(arch: &str) -> Result<Vec<(&'static str, Compiled)>> {
-    KERNEL_SOURCES
-        .iter()
-        .map(|&(name, src)| {
-            compile_source(&format!("kernels/{name}"), &kernel_source(src), arch).map(|c| (name, c))
-        })
-        .collect()
-}
-
-/// The loaded kernels of one device.
-struct Kernels {
-    /// What was loaded, e.g. "sm_90 cubin from NVRTC 13.0".
-    code: String,
-    sample_weights: CudaFunction,
-    deterministic_weights: CudaFunction,
-    penalties_partial: CudaFunction,
-    penalties_finalize: CudaFunction,
-    weight_summary: CudaFunction,
-    take_lane: CudaFunction,
-    residual: CudaFunction,
-    residual_finalize: CudaFunction,
-    intercept_adam: CudaFunction,
-    step_columns: CudaFunction,
-    gradient_columns: CudaFunction,
-    /// The kernels compiled for each batch width, in the order of [`LANES`].
-    dots: Vec<DotKernels>,
-}
-
-/// The kernels `spmv.cu` and `step.cu` compile for one batch width `L`
-/// (their names end in `_lL`).
-struct DotKernels {
-    spmv_segments: CudaFunction,
-    spmtv_segments: CudaFunction,
-    combine_segments: CudaFunction,
-    column_dots: CudaFunction,
-}
-
-/// The batch widths the dot-product kernels are compiled for
-/// (`L0_FOR_LANES` in `kernels/common.cuh`): a batch of K models runs at the
-/// least of them that is at least K, its extra lanes idle.
-pub const LANES: [usize; 4] = [1, 2, 4, 8];
-
-/// Most models one CUDA backend trains together (the widest of [`LANES`]).
-pub const MAX_MODELS: usize = LANES[LANES.len() - 1];
-
-// A batch of `limits::MAX_BATCH` models must fit one CUDA backend, or every
-// GPU batch would train one model after another.
-const _: () = assert!(MAX_MODELS >= crate::limits::MAX_BATCH);
-
-/// Kernels compiled so far, by device ordinal: NVRTC runs once per device
-/// (primary context) and process.
-fn kernel_cache() -> &'static Mutex<HashMap<usize, Arc<Kernels>>> {
-    static CACHE: OnceLock<Mutex<HashMap<usize, Arc<Kernels>>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-/// What to compile for a device of compute capability `cc`, given the
-/// architectures NVRTC supports (`archs`, e.g. `[75, 80, 90]`; empty when
-/// NVRTC cannot say): a cubin for the device's own `sm_XY` when NVRTC knows
-/// it (or cannot say), else PTX for the newest `compute_XY` below it, which
-/// the driver compiles for the newer device.
-pub fn target_arch(cc: (i32, i32), archs: &[i32]) -> String {
-    let want = cc.0 * 10 + cc.1;
-    if archs.is_empty() || archs.contains(&want) {
-        return format!("sm_{want}");
-    }
-    let below = archs.iter().copied().filter(|&a| a <= want).max();
-    format!("compute_{}", below.unwrap_or(want))
-}
-
-fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> {
-    let ordinal = ctx.ordinal();
-    // A panic elsewhere while the lock was held leaves the map intact.
-    let mut cache = kernel_cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(k) = cache.get(&ordinal) {
-        return Ok(k.clone());
-    }
-    let arch = target_arch(cc, &nvrtc_supported_archs());
-    let mut modules = HashMap::new();
-    let mut kind = CodeKind::Cubin;
-    for (name, code) in compile_kernels(&arch)? {
-        kind = code.kind;
-        let m = ctx.load_module(code.module_image()).map_err(|e| {
-            L0Error::Cuda(match code.kind {
-                CodeKind::Ptx => format!(
-                    "loading the PTX ({arch}) of kernels/{name} from NVRTC {}: {e}; a driver \
-                     older than NVRTC cannot load its PTX, so put an NVRTC no newer than the \
-                     driver first on LD_LIBRARY_PATH",
-                    nvrtc_version()
-                ),
-                CodeKind::Cubin => format!(
-                    "loading the cubin ({arch}) of kernels/{name} from NVRTC {}: {e}",
-                    nvrtc_version()
-                ),
-            })
-        })?;
-        modules.insert(name, m);
-    }
-    let f = |file: &str, name: &str| -> Result<CudaFunction> {
-        modules[file]
-            .load_function(name)
-            .map_err(driver_err(&format!(
-                "finding kernel {name} in kernels/{file}"
-            )))
-    };
-    let k = Arc::new(Kernels {
-        code: format!("{arch} {kind} from NVRTC {}", nvrtc_version()),
-        sample_weights: f("gates.cu", "sample_weights")?,
-        deterministic_weights: f("gates.cu", "deterministic_weights")?,
-        penalties_partial: f("gates.cu", "penalties_partial")?,
-        penalties_finalize: f("gates.cu", "penalties_finalize")?,
-        weight_summary: f("gates.cu", "weight_summary")?,
-        take_lane: f("gates.cu", "take_lane")?,
-        residual: f("step.cu", "residual")?,
-        residual_finalize: f("step.cu", "residual_finalize")?,
-        intercept_adam: f("step.cu", "intercept_adam")?,
-        step_columns: f("step.cu", "step_columns")?,
-        gradient_columns: f("step.cu", "gradient_columns")?,
-        dots: LANES
-            .iter()
-            .map(|l| {
-                Ok(DotKernels {
-                    spmv_segments: f("spmv.cu", &format!("spmv_segments_l{l}"))?,
-                    spmtv_segments: f("spmv.cu", &format!("spmtv_segments_l{l}"))?,
-                    combine_segments: f("spmv.cu", &format!("combine_segments_l{l}"))?,
-                    column_dots: f("step.cu", &format!("column_dots_l{l}"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-    });
-    cache.insert(ordinal, k.clone());
-    Ok(k)
-}
+use std::sync::Arc;
 
 /// The per-column rule as the kernels take it (`struct Rule` in
 /// `kernels/common.cuh`): the f32 constants of
@@ -430,7 +23,7 @@ fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc<Kernels>> 
 /// the CPU backend forms them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct GpuRule {
+pub(super) struct GpuRule {
     beta: f32,
     gamma: f32,
     zeta: f32,
@@ -445,12 +38,13 @@ struct GpuRule {
 // SAFETY: plain old data with the C layout of `struct Rule`; all-zero bits
 // are a valid value.
 unsafe impl DeviceRepr for GpuRule {}
+
 unsafe impl ValidAsZeroBits for GpuRule {}
 
 impl GpuRule {
     /// The rule of `hyper`, formed as [`crate::backend::Hyper::rule`] forms
     /// the CPU's.
-    fn of(hyper: &super::interface::Hyper) -> Self {
+    fn of(hyper: &crate::backend::interface::Hyper) -> Self {
         let rule = hyper.rule::<f32>();
         GpuRule {
             beta: rule.gate.beta,
@@ -467,140 +61,6 @@ impl GpuRule {
             use_gates: rule.use_gates as i32,
         }
     }
-}
-
-/// Columns with more nonzeros than this are summed over fixed segments
-/// before the fused step (the matrix's [`LongColumns`], as on the CPU), so
-/// that one long column does not hold a warp for its whole length.
-pub const LONG_COLUMN_NNZ: usize = SEGMENT_NNZ;
-const LONG_COLUMN_NNZ_U64: u64 = LONG_COLUMN_NNZ as u64;
-
-/// A plan of segmented sums as the kernels `spmv_segments`/`spmtv_segments`
-/// and `combine_segments` take it: segment `s` covers the nonzeros
-/// `bounds[2 s] .. bounds[2 s + 1]`, output `k` sums segments
-/// `ptr[k] .. ptr[k + 1]`. Rows of the forward product, and the long columns
-/// of the backward product.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentPlan {
-    /// Two entries per segment: its first nonzero and one past its last.
-    pub bounds: Vec<u64>,
-    /// The order in which the kernel's groups take the segments (group `g`
-    /// sums segment `order[g]`; the sums do not depend on it, only which
-    /// segments run at the same time do).
-    pub order: Vec<u64>,
-    /// First segment of each output, plus a final entry (the segment count).
-    pub ptr: Vec<u64>,
-    /// Which column each output is (long-column plans only; sorted).
-    pub cols: Vec<u32>,
-}
-
-impl SegmentPlan {
-    /// The forward product's plan: the matrix's CSR row segments (`seg`,
-    /// over the CSR column indices `cols`), taken in the order of their
-    /// first column, so that the segments of different rows over the same
-    /// columns (a national target's and an area's, say) run together and
-    /// share the gathered weights in cache (the weights of a batch of 8
-    /// models do not fit in the L2 cache of a GPU, so each row's sweep over
-    /// them would otherwise read them from memory again).
-    pub fn rows(seg: &RowSegments, cols: &[u32]) -> Self {
-        let segments = seg.start.len().saturating_sub(1);
-        let mut order: Vec<u64> = (0..segments as u64).collect();
-        order.sort_by_key(|&s| cols.get(seg.start[s as usize]).copied());
-        SegmentPlan {
-            bounds: seg
-                .start
-                .windows(2)
-                .flat_map(|w| [w[0] as u64, w[1] as u64])
-                .collect(),
-            order,
-            ptr: seg.row_ptr.iter().map(|&x| x as u64).collect(),
-            cols: Vec::new(),
-        }
-    }
-
-    /// The backward product's plan for the long columns: the matrix's
-    /// [`LongColumns`] (the CPU backend's split, columns of more than
-    /// [`LONG_COLUMN_NNZ`] nonzeros cut into pieces of at most that many).
-    pub fn long_columns(long: &LongColumns) -> Self {
-        SegmentPlan {
-            bounds: long
-                .ranges
-                .iter()
-                .flat_map(|r| [r.start as u64, r.end as u64])
-                .collect(),
-            order: (0..long.ranges.len() as u64).collect(),
-            ptr: long.seg_ptr.iter().map(|&x| x as u64).collect(),
-            cols: long.cols.clone(),
-        }
-    }
-
-    /// Number of segments.
-    pub fn segments(&self) -> usize {
-        self.bounds.len() / 2
-    }
-
-    /// Number of outputs (rows or long columns).
-    pub fn outputs(&self) -> usize {
-        self.ptr.len() - 1
-    }
-
-    /// Device bytes of the plan, its partial sums and (for long columns) the
-    /// column list and sums, at `lanes` models side by side.
-    fn device_bytes(&self, lanes: usize) -> usize {
-        let segs = self.segments();
-        segs * 24 + self.ptr.len() * 8 + segs * 8 * lanes + self.cols.len() * (4 + 8 * lanes)
-    }
-}
-
-/// Device memory in bytes the backend allocates for `m` with the row and
-/// long-column plans `plans`, training `models` models at `lanes` lanes
-/// (1 and 1 for one model): both layouts (values, indices, CSC column
-/// pointers), the two segment plans and their partial sums, per-column state
-/// (per model six f32 parameters and moments, the gate's pre-stretch value
-/// and M^T r; per lane the weight; two gradient outputs, the caps' bound and,
-/// for a batch, one model's weights) and the per-row f64 vectors (targets,
-/// weights, scales; per lane predictions and residuals).
-pub fn device_bytes(
-    m: &SparseMatrix,
-    plans: [&SegmentPlan; 2],
-    models: usize,
-    lanes: usize,
-) -> usize {
-    let (nnz, rows, cols) = (m.nnz(), m.rows(), m.cols());
-    let layouts = 2 * nnz * (4 + 4) + (cols + 1) * 8;
-    let plans: usize = plans.iter().map(|p| p.device_bytes(lanes)).sum();
-    let columns = cols * 4 * (8 * models + lanes + 3 + usize::from(lanes > 1));
-    let row_vectors = rows * 8 * (3 + 2 * lanes);
-    let scalars = (2 * MAX_REDUCE_BLOCKS + 4 + 1 + 3) * 8 * models + 2 * 8 + 7 * 8;
-    layouts + plans + columns + row_vectors + scalars
-}
-
-/// Free and total memory of the device, read after the stream-ordered pool
-/// has handed back what earlier fits in this process freed (a
-/// synchronisation, then a trim of the device's default pool), so that a
-/// second fit sees the memory the first one released.
-fn free_memory(ctx: &Arc<CudaContext>) -> Result<(usize, usize)> {
-    use cudarc::driver::sys;
-    ctx.synchronize()
-        .map_err(driver_err("waiting for the device"))?;
-    // SAFETY: plain driver calls on the current context's device; a
-    // failure (no pool support) leaves nothing to trim.
-    unsafe {
-        let mut pool = std::ptr::null_mut();
-        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
-        {
-            let _ = sys::cuMemPoolTrimTo(pool, 0);
-        }
-    }
-    ctx.mem_get_info()
-        .map_err(driver_err("reading free device memory"))
-}
-
-/// Device memory kept free beyond what the problem needs: allocations are
-/// rounded up to the allocator's granularity (2 MiB pages, some 30 buffers)
-/// and the context and kernels take their share; 256 MiB or 1% of the card.
-fn memory_margin(total: usize) -> usize {
-    (256usize << 20).max(total / 100)
 }
 
 /// The memory bandwidth device `ordinal` is rated for, in bytes per second:
@@ -621,162 +81,6 @@ pub fn peak_bandwidth(ordinal: usize) -> Result<Option<f64>> {
         Ok((clock_khz > 0 && bus_bits > 0)
             .then(|| 2.0 * clock_khz as f64 * 1e3 * bus_bits as f64 / 8.0))
     })
-}
-
-fn gib(bytes: usize) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
-}
-
-/// Blocks for one thread per item (`items` threads, at least one block).
-fn blocks_for(items: usize) -> Result<u32> {
-    let b = items.div_ceil(BLOCK as usize).max(1);
-    // gridDim.x is limited to 2^31 - 1 blocks.
-    u32::try_from(b)
-        .ok()
-        .filter(|&b| b <= i32::MAX as u32)
-        .ok_or_else(|| L0Error::Cuda(format!("{items} threads exceed one grid")))
-}
-
-fn cfg(blocks: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// Products per lane that `group_dot` keeps in flight for one model
-/// (`L0_DOT_UNROLL` in `kernels/common.cuh`; half as many for a batch).
-const DOT_UNROLL: usize = 8;
-
-/// Lanes per item as a shift (2^shift lanes, shift 0 to 5): enough lanes
-/// that each has about [`DOT_UNROLL`] of the mean item's `total / items`
-/// entries (one unrolled pass of `group_dot`), a power of two from 1 to 32.
-/// Short items share a warp; long ones get all of it.
-fn shift_for(total: usize, items: usize) -> u32 {
-    let mean = total.div_ceil(items.max(1));
-    let lanes = mean.div_ceil(DOT_UNROLL).next_power_of_two().clamp(1, 32);
-    lanes.trailing_zeros()
-}
-
-/// A zeroed device buffer of `len` elements (at least one, so that empty
-/// inputs still get a valid pointer).
-fn zeros<T: DeviceRepr + ValidAsZeroBits>(s: &Arc<CudaStream>, len: usize) -> Result<CudaSlice<T>> {
-    s.alloc_zeros(len.max(1))
-        .map_err(driver_err("allocating device memory"))
-}
-
-/// A device copy of `data` (at least one element long).
-fn upload<T: DeviceRepr + ValidAsZeroBits>(
-    s: &Arc<CudaStream>,
-    data: &[T],
-) -> Result<CudaSlice<T>> {
-    let mut d = zeros(s, data.len())?;
-    if !data.is_empty() {
-        s.memcpy_htod(data, &mut d)
-            .map_err(driver_err("copying the problem to the device"))?;
-    }
-    Ok(d)
-}
-
-/// A [`SegmentPlan`] on the device, with its partial sums and the threads
-/// per segment and per output (as shifts; not to be confused with `lanes`,
-/// the models side by side).
-struct DevicePlan {
-    segments: u64,
-    outputs: u64,
-    seg_shift: u32,
-    out_shift: u32,
-    /// Models side by side in the gathered vector, the partials and the sums.
-    lanes: usize,
-    order: CudaSlice<u64>,
-    bounds: CudaSlice<u64>,
-    ptr: CudaSlice<u64>,
-    partials: CudaSlice<f64>,
-    /// The long columns, sorted (long-column plans only).
-    cols: CudaSlice<u32>,
-    /// Their sums (long-column plans only).
-    sums: CudaSlice<f64>,
-}
-
-impl DevicePlan {
-    /// Launches the segmented dot products (`kernel`: `spmv_segments` or
-    /// `spmtv_segments`, for the gathered vector of `(idx, val, x)`) and then
-    /// `combine` (`combine_segments` of the same width) into `out`, or into
-    /// the plan's own sums when `None`; `icpt` = (the intercept states,
-    /// whether to add them).
-    fn run<T: DeviceRepr>(
-        &mut self,
-        stream: &Arc<CudaStream>,
-        (kernel, combine): (&CudaFunction, &CudaFunction),
-        (idx, val, x): (&CudaSlice<u32>, &CudaSlice<f32>, &CudaSlice<T>),
-        (icpt, has_icpt): (&CudaSlice<f32>, i32),
-        out: Option<&mut CudaSlice<f64>>,
-    ) -> Result<()> {
-        if self.segments > 0 {
-            let threads = (self.segments as usize) << self.seg_shift;
-            let mut b = stream.launch_builder(kernel);
-            b.arg(&self.segments)
-                .arg(&self.seg_shift)
-                .arg(&self.order)
-                .arg(&self.bounds)
-                .arg(idx)
-                .arg(val)
-                .arg(x)
-                .arg(&mut self.partials);
-            // SAFETY: the arguments match spmv_segments/spmtv_segments in
-            // kernels/spmv.cu; the plan's buffers are sized for its segments.
-            unsafe { b.launch(cfg(blocks_for(threads)?)) }
-                .map_err(driver_err("launching the segmented dot products"))?;
-        }
-        if self.outputs == 0 {
-            return Ok(());
-        }
-        let threads = ((self.outputs as usize) << self.out_shift) * self.lanes;
-        let out = match out {
-            Some(o) => o,
-            None => &mut self.sums,
-        };
-        let mut b = stream.launch_builder(combine);
-        b.arg(&self.outputs)
-            .arg(&self.out_shift)
-            .arg(&self.ptr)
-            .arg(&self.partials)
-            .arg(icpt)
-            .arg(&has_icpt)
-            .arg(out);
-        // SAFETY: the arguments match combine_segments in kernels/spmv.cu;
-        // `out` holds `lanes` values per output.
-        unsafe { b.launch(cfg(blocks_for(threads)?)) }
-            .map(|_| ())
-            .map_err(driver_err("launching combine_segments"))
-    }
-
-    /// The plan run for `lanes` models side by side (at most the lanes its
-    /// buffers were sized for).
-    fn at(mut self, lanes: usize) -> Self {
-        self.lanes = lanes;
-        self
-    }
-
-    /// The plan on the device, its sums sized for `lanes` models side by
-    /// side.
-    fn new(s: &Arc<CudaStream>, plan: &SegmentPlan, nnz: usize, lanes: usize) -> Result<Self> {
-        let (segs, outs) = (plan.segments(), plan.outputs());
-        Ok(DevicePlan {
-            segments: segs as u64,
-            outputs: outs as u64,
-            seg_shift: shift_for(nnz, segs),
-            out_shift: shift_for(segs, outs),
-            lanes,
-            order: upload(s, &plan.order)?,
-            bounds: upload(s, &plan.bounds)?,
-            ptr: upload(s, &plan.ptr)?,
-            partials: zeros(s, segs * lanes)?,
-            cols: upload(s, &plan.cols)?,
-            sums: zeros(s, plan.cols.len() * lanes)?,
-        })
-    }
 }
 
 /// The CUDA implementation of [`Backend`]: the problem and all working
@@ -800,7 +104,7 @@ pub struct CudaBackend {
     rules: Vec<GpuRule>,
     rules_dev: CudaSlice<GpuRule>,
     /// The hyperparameters, `lambda_l0` aside (each model's is in `rules`).
-    hyper: super::interface::Hyper,
+    hyper: crate::backend::interface::Hyper,
     /// Models trained together, the lanes they take (the least of [`LANES`]
     /// that holds them), its position in [`LANES`], and the model the
     /// per-model methods act on.
@@ -915,24 +219,16 @@ fn width_for(models: usize) -> usize {
 }
 
 /// Each model's rule: `hyper` with L0 strength `lambdas[k]`.
-fn gpu_rules(hyper: &super::interface::Hyper, lambdas: &[f64]) -> Vec<GpuRule> {
+fn gpu_rules(hyper: &crate::backend::interface::Hyper, lambdas: &[f64]) -> Vec<GpuRule> {
     lambdas
         .iter()
         .map(|&lambda_l0| {
-            GpuRule::of(&super::interface::Hyper {
+            GpuRule::of(&crate::backend::interface::Hyper {
                 lambda_l0,
                 ..*hyper
             })
         })
         .collect()
-}
-
-/// A grid of `blocks` blocks for each of `models` models (`blockIdx.y`).
-fn cfg_models(blocks: u32, models: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (blocks, models as u32, 1),
-        ..cfg(blocks)
-    }
 }
 
 impl CudaBackend {
@@ -1693,89 +989,6 @@ impl Backend for CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lanes_are_powers_of_two_up_to_a_warp() {
-        assert_eq!(shift_for(80, 10), 0);
-        assert_eq!(shift_for(90, 10), 1);
-        assert_eq!(shift_for(280, 10), 2);
-        assert_eq!(shift_for(330, 10), 3);
-        assert_eq!(shift_for(10_000, 10), 5);
-        assert_eq!(shift_for(0, 10), 0);
-    }
-
-    #[test]
-    fn target_is_a_cubin_for_known_archs_and_ptx_below_unknown_ones() {
-        assert_eq!(target_arch((9, 0), &[75, 80, 86, 89, 90]), "sm_90");
-        assert_eq!(target_arch((8, 6), &[]), "sm_86");
-        assert_eq!(target_arch((12, 0), &[75, 80, 90]), "compute_90");
-        assert_eq!(target_arch((6, 0), &[75, 80]), "compute_60");
-    }
-
-    #[test]
-    fn row_plan_takes_segments_in_the_order_of_their_first_column() {
-        // Row 0 touches all 2 SEGMENT_NNZ + 2 columns (three segments, from
-        // columns 0, SEGMENT_NNZ and 2 SEGMENT_NNZ); row 1 only the last
-        // two columns, row 2 only column 1.
-        let s = SEGMENT_NNZ;
-        let n = 2 * s + 2;
-        let mut rows = vec![0u64; n];
-        let mut cols: Vec<u64> = (0..n as u64).collect();
-        rows.extend([1, 1, 2]);
-        cols.extend([n as u64 - 2, n as u64 - 1, 1]);
-        let m = SparseMatrix::from_triplets(3, n, &rows, &cols, &vec![1.0; n + 3]).unwrap();
-        let plan = SegmentPlan::rows(m.segments(), m.csr().indices());
-        assert_eq!(plan.ptr, vec![0, 3, 4, 5]);
-        // Segments 0, 1, 2 (row 0) start at columns 0, s, 2 s; segment 3
-        // (row 1) at 2 s, segment 4 (row 2) at 1.
-        assert_eq!(plan.order, vec![0, 4, 1, 2, 3]);
-        let long = SegmentPlan::long_columns(m.long_columns());
-        assert_eq!(long.order, Vec::<u64>::new());
-    }
-
-    #[test]
-    fn long_columns_plan_is_the_matrixs_split() {
-        // Column 1 has 2 * SEGMENT_NNZ + 3 nonzeros, columns 0 and 2 one each.
-        let s = SEGMENT_NNZ;
-        let n = 2 * s + 3;
-        let mut rows: Vec<u64> = (0..n as u64).collect();
-        let mut cols = vec![1u64; n];
-        rows.extend([0, 5]);
-        cols.extend([0, 2]);
-        let m = SparseMatrix::from_triplets(n, 3, &rows, &cols, &vec![1.0; n + 2]).unwrap();
-        let plan = SegmentPlan::long_columns(m.long_columns());
-        assert_eq!(plan.cols, vec![1]);
-        let b = |x: usize| x as u64;
-        assert_eq!(
-            plan.bounds,
-            vec![
-                b(1),
-                b(1 + s),
-                b(1 + s),
-                b(1 + 2 * s),
-                b(1 + 2 * s),
-                b(n + 1)
-            ]
-        );
-        assert_eq!(plan.ptr, vec![0, 3]);
-        assert_eq!(plan.order, vec![0, 1, 2]);
-        assert_eq!((plan.segments(), plan.outputs()), (3, 1));
-    }
-
-    #[test]
-    fn sources_are_self_contained() {
-        for (name, src) in KERNEL_SOURCES {
-            let full = kernel_source(src);
-            assert!(
-                !full.lines().any(|l| l.trim_start().starts_with("#include")),
-                "{name} still includes a file"
-            );
-            assert!(
-                full.contains("gate_uniform"),
-                "{name} lacks the common code"
-            );
-        }
-    }
 
     #[test]
     fn unavailable_device_is_an_error_not_a_panic() {
