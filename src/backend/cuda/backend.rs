@@ -7,61 +7,14 @@ use super::launch::{blocks_for, cfg, cfg_models, shift_for, upload, zeros, MAX_R
 use super::plan::{
     device_bytes, free_memory, gib, memory_margin, DevicePlan, SegmentPlan, LONG_COLUMN_NNZ_U64,
 };
+use super::rule::{gpu_rules, GpuRule};
 use crate::backend::interface::{
     Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary,
 };
 use crate::error::{L0Error, Result};
-use crate::hard_concrete::{AdamStep, Magnitude, TestGate};
-use cudarc::driver::{
-    CudaContext, CudaSlice, CudaStream, DeviceRepr, PushKernelArg, ValidAsZeroBits,
-};
+use crate::hard_concrete::{AdamStep, TestGate};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
-
-/// The per-column rule as the kernels take it (`struct Rule` in
-/// `kernels/common.cuh`): the f32 constants of
-/// [`crate::hard_concrete::ColumnRule<f32>`], formed on the host exactly as
-/// the CPU backend forms them.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub(super) struct GpuRule {
-    beta: f32,
-    gamma: f32,
-    zeta: f32,
-    width: f32,
-    l0_shift: f32,
-    lambda_l0: f32,
-    lambda_l2: f32,
-    magnitude: i32,
-    use_gates: i32,
-}
-
-// SAFETY: plain old data with the C layout of `struct Rule`; all-zero bits
-// are a valid value.
-unsafe impl DeviceRepr for GpuRule {}
-
-unsafe impl ValidAsZeroBits for GpuRule {}
-
-impl GpuRule {
-    /// The rule of `hyper`, formed as [`crate::backend::Hyper::rule`] forms
-    /// the CPU's.
-    fn of(hyper: &crate::backend::interface::Hyper) -> Self {
-        let rule = hyper.rule::<f32>();
-        GpuRule {
-            beta: rule.gate.beta,
-            gamma: rule.gate.gamma,
-            zeta: rule.gate.zeta,
-            width: rule.gate.width,
-            l0_shift: rule.gate.l0_shift,
-            lambda_l0: rule.lambda_l0,
-            lambda_l2: rule.lambda_l2,
-            magnitude: match rule.magnitude {
-                Magnitude::Exp => 0,
-                Magnitude::Linear => 1,
-            },
-            use_gates: rule.use_gates as i32,
-        }
-    }
-}
 
 /// The memory bandwidth device `ordinal` is rated for, in bytes per second:
 /// twice (double data rate) its memory clock times its bus width, from the
@@ -216,19 +169,6 @@ fn width_for(models: usize) -> usize {
         .iter()
         .position(|&l| l >= models)
         .unwrap_or(LANES.len() - 1)
-}
-
-/// Each model's rule: `hyper` with L0 strength `lambdas[k]`.
-fn gpu_rules(hyper: &crate::backend::interface::Hyper, lambdas: &[f64]) -> Vec<GpuRule> {
-    lambdas
-        .iter()
-        .map(|&lambda_l0| {
-            GpuRule::of(&crate::backend::interface::Hyper {
-                lambda_l0,
-                ..*hyper
-            })
-        })
-        .collect()
 }
 
 impl CudaBackend {

@@ -28,13 +28,15 @@
 //!
 //! The files: [`driver`] (loading the libraries safely), [`compile`] (NVRTC
 //! and the kernel cache), [`launch`] (launch geometry, buffers), [`plan`]
-//! (the device memory plan) and [`backend`] (the backend).
+//! (the device memory plan), [`rule`] (each model's constants as the
+//! kernels take them) and [`backend`] (the backend).
 
 mod backend;
 mod compile;
 mod driver;
 mod launch;
 mod plan;
+mod rule;
 
 pub use backend::{peak_bandwidth, CudaBackend};
 pub use compile::{
