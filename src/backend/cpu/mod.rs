@@ -7,16 +7,16 @@
 //! epoch reads the matrix once: the pass over the CSC columns computes the
 //! gradients, updates the parameters, samples the next weights and scatters
 //! the next forward product into one accumulator per slab (see
-//! [`CpuBackend::forward`]). Per-column state is
+//! [`CpuBackend::forward`](crate::backend::Backend::forward)). Per-column state is
 //! kept as a structure of arrays and each chunk's per-column math runs as
 //! straight loops over slices without branches (the f32 exponential and
 //! logarithm are branch-free polynomials, see
 //! [`crate::hard_concrete::exp_f32`]; the switches of a rule are fixed per
-//! loop, [`fixed_switches`]), which the compiler vectorises for the
-//! instruction set [`SimdPath`] picks at run time (AVX-512, AVX2 or the
+//! loop, `columns::fixed_switches`), which the compiler vectorises for the
+//! instruction set [`SimdPath`](crate::backend::simd::SimdPath) picks at run time (AVX-512, AVX2 or the
 //! baseline; `L0_SIMD` chooses). Products are never fused into FMAs, so
 //! every path gives the same bits. A step at a report epoch also writes
-//! what the report reads in the same pass ([`Backend::step_reported`]), so
+//! what the report reads in the same pass ([`Backend::step_reported`](crate::backend::Backend::step_reported)), so
 //! a progress report does not read the matrix again.
 //!
 //! Several models (a λ sweep: one L0 strength each, the same seed and step)
@@ -33,10 +33,10 @@
 //! `kernels/` (see `super::cuda`); the kernels compute the same formulas
 //! in the same precision, summing in a different (but fixed) order.
 //!
-//! The files: [`work`] (threads, SIMD path, how work is split), [`columns`]
-//! (per-column state and math), [`scatter`] (the scattered forward
-//! product), [`products`] (the other matrix products), [`pass`] (the
-//! column pass) and [`backend`] (the backend).
+//! The files: `work.rs` (threads, SIMD path, how work is split), `columns.rs`
+//! (per-column state and math), `scatter.rs` (the scattered forward
+//! product), `products.rs` (the other matrix products), `pass.rs` (the
+//! column pass) and `backend.rs` (the backend).
 
 // The per-column loops index several parallel slices by one counter, which
 // reads as the formula and vectorises; iterator zips of five slices do not.

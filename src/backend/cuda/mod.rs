@@ -15,9 +15,9 @@
 //! contracted where the CPU rounds twice. Every buffer is allocated by
 //! [`CudaBackend::new`]; the epoch methods only launch kernels, and the only
 //! host-device copies outside `new`, `load_state` and `store_state` are the
-//! few scalars of [`Backend::losses`], [`Backend::first_bad_step`] and
-//! [`Backend::weight_summary`] and the vectors the caller asks for
-//! ([`Backend::read_yhat`], [`Backend::read_weights`], [`Backend::gradients`]).
+//! few scalars of [`Backend::losses`](crate::backend::Backend::losses), [`Backend::first_bad_step`](crate::backend::Backend::first_bad_step) and
+//! [`Backend::weight_summary`](crate::backend::Backend::weight_summary) and the vectors the caller asks for
+//! ([`Backend::read_yhat`](crate::backend::Backend::read_yhat), [`Backend::read_weights`](crate::backend::Backend::read_weights), [`Backend::gradients`](crate::backend::Backend::gradients)).
 //!
 //! Sums are deterministic for a given problem: no floating-point atomics;
 //! every reduction is a fixed tree inside a block or warp followed by a
@@ -26,10 +26,10 @@
 //! relative), and the f32 transcendental functions (`expf`, `logf`) may
 //! differ from Rust's by an ulp or two.
 //!
-//! The files: [`driver`] (loading the libraries safely), [`compile`] (NVRTC
-//! and the kernel cache), [`launch`] (launch geometry, buffers), [`plan`]
-//! (the device memory plan), [`rule`] (each model's constants as the
-//! kernels take them) and [`backend`] (the backend).
+//! The files: `driver.rs` (loading the libraries safely), `compile.rs` (NVRTC
+//! and the kernel cache), `launch.rs` (launch geometry, buffers), `plan.rs`
+//! (the device memory plan), `rule.rs` (each model's constants as the
+//! kernels take them) and `backend.rs` (the backend).
 
 mod backend;
 mod compile;
