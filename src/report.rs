@@ -32,6 +32,7 @@ use crate::io::{
     csv::{csv_field, write_csv},
     write_atomic,
 };
+use crate::par::Par;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -212,9 +213,9 @@ pub fn write_targets_csv(
 /// weight and deterministic gate), one line per column, numbers as
 /// [`write_csv`] formats them (`{:?}`; numbers never need quoting). Blocks
 /// of lines are formatted in parallel and written in order, so millions of
-/// columns take a fraction of a second per core.
-pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<()> {
-    use rayon::prelude::*;
+/// columns take a fraction of a second per core (`par`: the parallelism;
+/// the bytes do not depend on it).
+pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64], par: Par) -> Result<()> {
     use std::io::Write;
     const BLOCK: usize = 1 << 15;
     let n = weights.len().min(gates.len());
@@ -222,19 +223,16 @@ pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<
         out.write_all(b"column,weight,gate\n")?;
         // 32 blocks at a time bounds the formatted text held in memory.
         for group in (0..n).step_by(32 * BLOCK) {
-            let blocks: Vec<Vec<u8>> = (group..n.min(group + 32 * BLOCK))
-                .step_by(BLOCK)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(|start| {
-                    let mut text = Vec::with_capacity(BLOCK * 40);
-                    for i in start..n.min(start + BLOCK) {
-                        // Writing into a Vec cannot fail.
-                        let _ = writeln!(text, "{i},{:?},{:?}", weights[i], gates[i]);
-                    }
-                    text
-                })
-                .collect();
+            let count = (n - group).min(32 * BLOCK).div_ceil(BLOCK);
+            let blocks: Vec<Vec<u8>> = par.map(count, |b| {
+                let start = group + b * BLOCK;
+                let mut text = Vec::with_capacity(BLOCK * 40);
+                for i in start..n.min(start + BLOCK) {
+                    // Writing into a Vec cannot fail.
+                    let _ = writeln!(text, "{i},{:?},{:?}", weights[i], gates[i]);
+                }
+                text
+            });
             for b in blocks {
                 out.write_all(&b)?;
             }
@@ -836,13 +834,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("l0-weights-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (fast, general) = (dir.join("fast.csv"), dir.join("general.csv"));
-        write_weights_csv(&fast, &w, &g).unwrap();
         let rows = (0..n).map(|i| vec![i.to_string(), num(w[i]), num(g[i])]);
         write_csv(&general, &["column", "weight", "gate"], rows).unwrap();
-        assert_eq!(
-            std::fs::read(&fast).unwrap(),
-            std::fs::read(&general).unwrap()
-        );
+        for par in [Par::Seq, Par::new(Some(3)), Par::current()] {
+            write_weights_csv(&fast, &w, &g, par).unwrap();
+            assert_eq!(
+                std::fs::read(&fast).unwrap(),
+                std::fs::read(&general).unwrap(),
+                "{par:?}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
