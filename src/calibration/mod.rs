@@ -562,7 +562,11 @@ impl Calibration {
                 m.cols(),
             ));
         }
-        Ok(crate::diagnostics::Diagnostics::of(m, &self.weights(true)))
+        Ok(crate::diagnostics::Diagnostics::of(
+            m,
+            &self.weights(true),
+            crate::par::Par::current(),
+        ))
     }
 }
 
