@@ -454,7 +454,9 @@ pub fn ebic(rss: f64, n: usize, s: usize, p: usize) -> f64 {
 /// `ceil(span / lr)` epochs (Adam moves a parameter by about `lr` an epoch,
 /// so a look comes once the gate logits could have moved by `span`: 25
 /// epochs at lr 0.1, 250 at 0.01 by default) the path's points are scored
-/// and its support chosen ([`PathParams::selection`], before splicing);
+/// and its support chosen ([`PathParams::selection`], then spliced when
+/// [`PathParams::splice`]: the gates' boundary features may still move
+/// while the spliced support has settled);
 /// once that support is the same at `patience + 1` consecutive looks,
 /// training ends there. The models then hold exactly the state of a path
 /// fitted for that many epochs ([`PathFit::epochs`]).
@@ -619,6 +621,7 @@ pub fn fit_path(
         centred: params.fit_intercept,
         path,
         fits: HashMap::new(),
+        polished: HashMap::new(),
     };
     let (epochs, mut points, mut solved) = train_path(&mut models, &mut scorer, opts)?;
     let best = choose(&points, path.selection);
@@ -627,11 +630,7 @@ pub fn fit_path(
         false => None,
     };
     if let Some(start) = start {
-        let (x, y, norms, centred) = (x_train, y_train, &scorer.norms, scorer.centred);
-        let mut s = splice(x, y, start, norms, centred);
-        if let Some(ic) = path.selection.criterion() {
-            s = resize(x, y, s, norms, centred, ic);
-        }
+        let s = scorer.polish(start);
         let gated = models[best].selected_features(path.threshold);
         let lambda = points[best].lambda;
         points[best] = point(lambda, &models[best], gated, Some(&s), true, x_val, y_val)?;
@@ -662,9 +661,26 @@ struct Scorer<'a> {
     centred: bool,
     path: &'a PathParams,
     fits: HashMap<Vec<usize>, Option<Solved>>,
+    polished: HashMap<Vec<usize>, Solved>,
 }
 
 impl Scorer<'_> {
+    /// `start` [`splice`]d, then with a criterion [`resize`]d (kept by
+    /// support).
+    fn polish(&mut self, start: Solved) -> Solved {
+        if let Some(s) = self.polished.get(&start.ls.support) {
+            return s.clone();
+        }
+        let key = start.ls.support.clone();
+        let (x, y, norms, centred) = (self.x, self.y, &self.norms, self.centred);
+        let mut s = splice(x, y, start, norms, centred);
+        if let Some(ic) = self.path.selection.criterion() {
+            s = resize(x, y, s, norms, centred, ic);
+        }
+        self.polished.insert(key, s.clone());
+        s
+    }
+
     /// Each model's point and least-squares fit (None where none could be
     /// made).
     fn points(&mut self, models: &[Regression]) -> Result<(Vec<PathPoint>, Vec<Option<Solved>>)> {
@@ -745,8 +761,8 @@ fn point(
 type Scored = (u64, Vec<PathPoint>, Vec<Option<Solved>>);
 
 /// Trains the path's models together for `opts.epochs`, or until
-/// `path.early_stop` ends it (the chosen support unchanged over its
-/// looks); returns the epochs run and the models' points.
+/// `path.early_stop` ends it (the chosen, spliced support unchanged over
+/// its looks); returns the epochs run and the models' points.
 fn train_path(
     models: &mut [Regression],
     scorer: &mut Scorer,
@@ -770,7 +786,11 @@ fn train_path(
         Regression::fit_together(&mut refs, &path.lambdas, scorer.x, scorer.y, &chunk)?;
         done += chunk.epochs;
         let (points, solved) = scorer.points(models)?;
-        let chosen = points[choose(&points, path.selection)].support.clone();
+        let best = choose(&points, path.selection);
+        let chosen = match (&solved[best], path.refit && path.splice) {
+            (Some(start), true) => scorer.polish(start.clone()).ls.support,
+            _ => points[best].support.clone(),
+        };
         same = if last.as_ref() == Some(&chosen) {
             same + 1
         } else {
