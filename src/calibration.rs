@@ -30,7 +30,8 @@ use std::fmt;
 use std::time::Instant;
 
 /// A per-column initial value: one number for all columns, or one each.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
 pub enum Init {
     /// The same value for every column.
     Scalar(f64),
@@ -39,7 +40,8 @@ pub enum Init {
 }
 
 /// The data loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// Squared error `(y - yhat)^2`.
     #[default]
@@ -75,7 +77,7 @@ impl std::str::FromStr for Loss {
 /// | `use_gates` | true | |
 /// | `seed` | None (drawn, then kept in the model) | |
 /// | `test_gate` | temperature | temperature, paper |
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CalibrationParams {
     /// Gate distribution.
     pub gate: GateParams,
@@ -130,7 +132,7 @@ impl Default for CalibrationParams {
 /// | `device` | auto | auto, cpu, cuda:N |
 /// | `threads` | all cores | >= 1 |
 /// | `report_every` | None (last epoch only) | >= 1 |
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FitParams {
     /// L0 strength.
     pub lambda_l0: f64,

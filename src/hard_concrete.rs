@@ -253,7 +253,8 @@ impl Magnitude {
 }
 
 /// Which deterministic gate is used at test time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TestGate {
     /// `sigmoid(a / beta)`: the reference's choice (sharper 0/1 decisions).
     #[default]

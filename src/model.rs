@@ -213,7 +213,7 @@ pub(crate) fn initial_log_alpha(
 }
 
 /// The Hard Concrete distribution's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GateParams {
     /// Temperature (> 0). Default 2/3.
     pub beta: f64,

@@ -77,7 +77,8 @@ pub fn gather_bytes(m: &SparseMatrix) -> f64 {
 }
 
 /// Which hardware runs the fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Device {
     /// The GPU when a CUDA driver, NVRTC and a device are present, else the CPU.
     #[default]
