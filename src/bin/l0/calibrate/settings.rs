@@ -371,3 +371,140 @@ pub(crate) fn settle_seed(s: &mut Settings, ckpt: Option<&Checkpoint>) -> u64 {
     s.seed = Some(seed);
     seed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn stored_pairs_read_back_to_the_same_settings() {
+        let mut s = Settings::defaults(false, true);
+        s.lambda_l0 = Some(4e-6);
+        s.group_multipliers = BTreeMap::from([(10, 0.5), (9, 2.0), (-1, 3.0)]);
+        s.exclude_targets = vec!["a".into(), "b c".into()];
+        s.holdout_groups = vec![3, -4];
+        s.target_weights = Some(PathBuf::from("tw.npy"));
+        s.max_weight_ratio = Some(1.5);
+        s.test_gate = TestGate::Paper;
+        s.init_weights = InitSpec::File(PathBuf::from("w.npy"));
+        s.seed = Some(u64::MAX);
+        let pairs = s.pairs();
+        assert_eq!(
+            stored::read(&pairs, &Settings::defaults(true, false)).ok(),
+            Some(s)
+        );
+        let text = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        // Ids listed by their text, as summary.json always listed them.
+        assert_eq!(text("group_multipliers"), Some("-1=3.0,10=0.5,9=2.0"));
+        assert_eq!(text("lambda_l0"), Some("4e-6"));
+        assert_eq!(text("holdout_groups"), Some("3,-4"));
+        assert_eq!(text("max_weight"), Some(""));
+        assert_eq!(text("seed"), Some("18446744073709551615"));
+    }
+
+    #[test]
+    fn older_checkpoint_text_reads_as_typed_settings() {
+        // As an earlier version stored them: the flags' own text.
+        let stored = [
+            pair("epochs", "40"),
+            pair("lr", "0.05"),
+            pair("loss", "relative"),
+            pair("normalize_groups", stored::NO_GROUPS),
+            pair("group_multipliers", "1= 2,3=0.5"),
+            pair("holdout_groups", "1, 2"),
+            pair("init_weights", "2"),
+            pair("init_keep_prob", "keep.npy"),
+            pair("refit_epochs", ""),
+            pair("test_gate", "paper"),
+            pair("input.matrix", "/data/m.npz"),
+        ];
+        let s = stored::read(&stored, &Settings::defaults(false, true)).ok();
+        let s = s.expect("older settings read");
+        assert_eq!(s.epochs, 40);
+        assert_eq!(s.lr, 0.05);
+        assert_eq!(s.loss, Loss::Relative);
+        assert_eq!(s.normalize_groups, None);
+        assert_eq!(s.group_multipliers, BTreeMap::from([(1, 2.0), (3, 0.5)]));
+        assert_eq!(s.holdout_groups, vec![1, 2]);
+        assert_eq!(s.init_weights, InitSpec::Value(2.0));
+        assert_eq!(s.init_keep_prob, InitSpec::File("keep.npy".into()));
+        assert_eq!(s.refit_epochs, None);
+        assert_eq!(s.test_gate, TestGate::Paper);
+        // Not stored: the value below.
+        assert_eq!(s.warn_top1pct, WARN_TOP1PCT);
+    }
+
+    #[test]
+    fn a_stored_setting_that_does_not_parse_is_named() {
+        let stored = [pair("lr", "fast")];
+        let e = stored::read(&stored, &Settings::defaults(false, true)).err();
+        assert_eq!(
+            e.map(|f| f.message),
+            Some("checkpoint settings: lr = 'fast': expected a number".to_string())
+        );
+    }
+
+    #[test]
+    fn summary_json_lists_every_setting_with_its_type() {
+        let json = Settings::defaults(true, false).json();
+        let names: Vec<&str> = json.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names[..6],
+            [
+                "epochs",
+                "lr",
+                "lambda_l0",
+                "lambda_l2",
+                "loss",
+                "normalize_groups"
+            ]
+        );
+        assert_eq!(names.len(), 29);
+        let get = |k: &str| json.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("epochs"), Some(Json::Int(DEMO_EPOCHS as i128)));
+        assert_eq!(get("lr"), Some(Json::Num(DEMO_LR)));
+        assert_eq!(get("loss"), Some(Json::Str("relative".into())));
+        assert_eq!(get("normalize_groups"), Some(Json::Null));
+        assert_eq!(get("group_multipliers"), Some(Json::Object(Vec::new())));
+        assert_eq!(get("exclude_targets"), Some(Json::Array(Vec::new())));
+        assert_eq!(get("init_weights"), Some(Json::Num(1.0)));
+        assert_eq!(get("seed"), Some(Json::Int(DEMO_SEED as i128)));
+    }
+
+    #[test]
+    fn check_refuses_each_broken_rule_with_its_message() {
+        let bad = |edit: &dyn Fn(&mut Settings)| {
+            let mut s = Settings::defaults(false, true);
+            edit(&mut s);
+            s.check().err().map(|f| f.message)
+        };
+        assert_eq!(bad(&|_| {}), None);
+        assert_eq!(
+            bad(&|s| s.warn_top1pct = 1.5).as_deref(),
+            Some("--warn-top1pct must be a share between 0 and 1, got 1.5")
+        );
+        assert_eq!(
+            bad(&|s| s.max_weight = Some(f64::INFINITY)).as_deref(),
+            Some("--max-weight must be a number > 0, got inf")
+        );
+        assert_eq!(
+            bad(&|s| s.max_weight_ratio = Some(0.5)).as_deref(),
+            Some("--max-weight-ratio must be a number >= 1 with gates, got 0.5")
+        );
+        assert_eq!(
+            bad(&|s| {
+                s.use_gates = false;
+                s.max_weight_ratio = Some(0.5)
+            }),
+            None
+        );
+        assert_eq!(
+            bad(&|s| s.refit_epochs = Some(3)).as_deref(),
+            Some("--refit-epochs needs --refit")
+        );
+    }
+}

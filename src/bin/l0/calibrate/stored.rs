@@ -1,13 +1,13 @@
-//! [`Settings`] as stored: summary.json's `settings` object (serde, each
-//! setting as its JSON type) and a checkpoint's `name = text` pairs (the
-//! format checkpoints have always had, so that older ones still resume).
-//! Reading the pairs back goes through serde too: a small deserializer
-//! that parses each stored text as the type its field has.
+//! Settings as stored, for any struct of settings that serde reads and
+//! writes (the calibrate command's `Settings`): summary.json's `settings`
+//! object (each setting as its JSON type) and a checkpoint's `name = text`
+//! pairs (the format checkpoints have always had, so that older ones still
+//! resume). Reading the pairs back goes through serde too: a small
+//! deserializer that parses each stored text as the type its field has.
 
-use super::settings::Settings;
 use super::*;
-use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::Serialize;
 use serde_json::Value;
 
 /// The text of `normalize_groups` in the settings of a run without
@@ -15,7 +15,7 @@ use serde_json::Value;
 pub(crate) const NO_GROUPS: &str = "n/a";
 
 /// The settings as serde_json's object, fields in declaration order.
-fn object(s: &Settings) -> serde_json::Map<String, Value> {
+fn object<S: Serialize>(s: &S) -> serde_json::Map<String, Value> {
     match serde_json::to_value(s) {
         Ok(Value::Object(m)) => m,
         // A struct of numbers, strings and lists always serializes to an object.
@@ -53,7 +53,7 @@ fn text(name: &str, v: &Value) -> String {
 }
 
 /// The settings as `(name, text)` pairs, in declaration order.
-pub(crate) fn pairs(s: &Settings) -> Vec<(String, String)> {
+pub(crate) fn pairs<S: Serialize>(s: &S) -> Vec<(String, String)> {
     object(s)
         .iter()
         .map(|(k, v)| (k.clone(), text(k, v)))
@@ -77,7 +77,7 @@ fn to_json(v: Value) -> Json {
 }
 
 /// The settings for summary.json, each as its JSON type.
-pub(crate) fn json(s: &Settings) -> Vec<(String, Json)> {
+pub(crate) fn json<S: Serialize>(s: &S) -> Vec<(String, Json)> {
     object(s)
         .into_iter()
         .map(|(k, v)| (k, to_json(v)))
@@ -87,9 +87,12 @@ pub(crate) fn json(s: &Settings) -> Vec<(String, Json)> {
 /// The settings a checkpoint stored, each parsed as its field's type;
 /// a setting the checkpoint lacks (one added since it was written) keeps
 /// its value in `under`. Names the setting that does not parse.
-pub(crate) fn read(stored: &[(String, String)], under: &Settings) -> CliResult<Settings> {
+pub(crate) fn read<S: Serialize + DeserializeOwned>(
+    stored: &[(String, String)],
+    under: &S,
+) -> CliResult<S> {
     let under = object(under);
-    Settings::deserialize(Layers {
+    S::deserialize(Layers {
         stored,
         under: &under,
     })
