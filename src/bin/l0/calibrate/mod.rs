@@ -29,17 +29,52 @@ use super::inputs::*;
 use super::interrupt::{shell_quote, Interrupt, EXIT_CODE};
 use super::outdir;
 use super::*;
-use l0::report::BeforeRefit;
 use std::time::Instant;
 
-pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
-    let started = Instant::now();
-    let interrupt = Interrupt::install();
+/// Refuses flags that are wrong on their own, before anything is read.
+fn check_flags(a: &CalibrateArgs) -> CliResult<()> {
     a.fit.single_lambda("calibrate")?;
     a.fit.check_threads()?;
     positive("log-every", a.log_every)?;
     positive("checkpoint-every", a.checkpoint_every)?;
     positive("progress-every", a.fit.progress_every)?;
+    Ok(())
+}
+
+/// The model to train: new, or holding the checkpoint's state on --resume.
+fn start_model(
+    a: &CalibrateArgs,
+    plan: &Plan,
+    cols: usize,
+    ckpt: Option<&Checkpoint>,
+) -> CliResult<Calibration> {
+    let mut model = Calibration::new(cols, plan.model.clone())?;
+    if let (Some(c), Some(dir)) = (ckpt, &a.resume) {
+        model
+            .set_state(c.state.clone())
+            .map_err(|e| about_file(&dir.join(l0::checkpoint::FILE_NAME), e))?;
+    }
+    Ok(model)
+}
+
+/// log.csv in `dir` every `every` epochs (None without --log-every):
+/// new, or continued after epoch `start` of a resumed run.
+fn open_log(dir: &Path, every: Option<u64>, start: u64) -> CliResult<Option<(u64, LogWriter)>> {
+    let Some(k) = every else { return Ok(None) };
+    let path = dir.join("log.csv");
+    let w = if start > 0 {
+        LogWriter::resume(&path, start)?
+    } else {
+        LogWriter::create(&path)?
+    };
+    Ok(Some((k, w)))
+}
+
+/// Runs `l0 calibrate`: each step's module in turn.
+pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
+    let started = Instant::now();
+    let interrupt = Interrupt::install();
+    check_flags(&a)?;
     let ckpt = a.resume.as_deref().map(read_checkpoint).transpose()?;
     let out = a
         .out
@@ -78,12 +113,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         )));
     }
     let remaining = plan.epochs - start_step;
-    let mut model = Calibration::new(m.cols(), plan.model.clone())?;
-    if let (Some(c), Some(dir)) = (&ckpt, &a.resume) {
-        model
-            .set_state(c.state.clone())
-            .map_err(|e| about_file(&dir.join(l0::checkpoint::FILE_NAME), e))?;
-    }
+    let mut model = start_model(&a, &plan, m.cols(), ckpt.as_ref())?;
     if let Some(c) = &ckpt {
         warn_changed_settings(c, &settings)?;
     }
@@ -99,18 +129,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         Some(k) => gcd(k, progress_every),
         None => progress_every,
     };
-    let log = match log_every {
-        None => None,
-        Some(k) => {
-            let path = outdir.work().join("log.csv");
-            let w = if start_step > 0 {
-                LogWriter::resume(&path, start_step)?
-            } else {
-                LogWriter::create(&path)?
-            };
-            Some((k, w))
-        }
-    };
+    let log = open_log(outdir.work(), log_every, start_step)?;
     let mut stored = settings.pairs();
     stored.extend(problem.inputs.iter().flat_map(InputFile::settings));
     let opts = FitParams {
@@ -181,25 +200,18 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         sink.write(model.state())?;
     }
 
-    let l0_weights = model.weights(true);
     let (weights, before_refit) = match refit {
-        None => (l0_weights, None),
+        None => (model.weights(true), None),
         Some(e) => {
-            let clock = Instant::now();
-            let refit = run_refit(&model, m, y, &opts, (e, progress_every), "refit")?;
-            let wall = clock.elapsed().as_secs_f64();
-            time.training += refit.report.seconds;
-            time.setup += wall - refit.report.seconds;
-            time.outputs -= wall;
-            let rows = report::target_rows(&problem.names, y, &m.mul_vec(&l0_weights)?, &roles);
-            let before = BeforeRefit {
-                accuracy: Accuracy::of(&rows),
-                holdout: Accuracy::holdout(&rows),
-                active: l0_weights.iter().filter(|&&w| w > 0.0).count(),
-                refit_epochs: e,
-                refit_seconds: refit.report.seconds,
-            };
-            (refit.weights(), Some(before))
+            let (w, before) = refit_of_run(
+                &model,
+                &problem,
+                &opts,
+                &roles,
+                (e, progress_every),
+                &mut time,
+            )?;
+            (w, Some(before))
         }
     };
     let yhat = m.mul_vec(&weights)?;
@@ -249,19 +261,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         eprintln!("{w}");
     }
     let included: Vec<bool> = roles.iter().map(|&r| r == TargetRole::Train).collect();
-    if let Some(caps) = model.caps(&opts)? {
-        let blocked: Vec<usize> = unreachable_targets(m, y, &caps)
-            .into_iter()
-            .filter(|&q| included[q])
-            .collect();
-        if !blocked.is_empty() {
-            eprintln!(
-                "warning: the weight caps make {} target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: {}",
-                blocked.len(),
-                name_list(&problem.names, &blocked)
-            );
-        }
-    }
+    warn_unreachable(&problem, &model, &opts, &included)?;
     for w in concentration_warnings(
         &diag.weights,
         &diag.targets,

@@ -63,3 +63,28 @@ pub(crate) fn warn_fallbacks<'a>(reasons: impl Iterator<Item = &'a str>) {
         }
     }
 }
+
+/// A warning naming the trained targets (`included`) that the weight caps
+/// put out of reach, even with every record at its cap.
+pub(super) fn warn_unreachable(
+    p: &Problem,
+    model: &Calibration,
+    opts: &FitParams,
+    included: &[bool],
+) -> CliResult<()> {
+    let Some(caps) = model.caps(opts)? else {
+        return Ok(());
+    };
+    let blocked: Vec<usize> = unreachable_targets(&p.m, &p.y, &caps)
+        .into_iter()
+        .filter(|&q| included[q])
+        .collect();
+    if !blocked.is_empty() {
+        eprintln!(
+            "warning: the weight caps make {} target(s) unreachable (even with every record at its cap the estimate cannot get there), so the fit is the best capped one: {}",
+            blocked.len(),
+            name_list(&p.names, &blocked)
+        );
+    }
+    Ok(())
+}
