@@ -217,7 +217,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let yhat = m.mul_vec(&weights)?;
     let rows = report::target_rows(&problem.names, y, &yhat, &roles);
     let accuracy = Accuracy::of(&rows);
-    let diag = l0::diagnostics::Diagnostics::of(m, &weights);
+    let diag = l0::diagnostics::Diagnostics::of(m, &weights, l0::par::Par::current());
     let active = diag.weights.active; // the weights are >= 0
     let summary = Summary {
         rows: m.rows(),

@@ -90,7 +90,12 @@ pub(super) fn write_results(
 ) -> CliResult<()> {
     let gates = model.deterministic_gates();
     write_npy_f64(&dir.join("weights.npy"), weights)?;
-    report::write_weights_csv(&dir.join("weights.csv"), weights, &gates)?;
+    report::write_weights_csv(
+        &dir.join("weights.csv"),
+        weights,
+        &gates,
+        l0::par::Par::current(),
+    )?;
     report::write_targets_csv(&dir.join("targets.csv"), rows, carriers)?;
     report::write_json(&dir.join("summary.json"), &summary.to_json())?;
     Ok(())
