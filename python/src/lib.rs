@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 mod cuda;
+mod sweep_batch;
 
 /// How often a running fit lets Python look at pending signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
@@ -1443,6 +1444,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
     m.add_function(wrap_pyfunction!(mul_vec, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_batch::sweep_batch, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_class::<Matrix>()?;
     m.add_class::<PyCalibration>()?;
