@@ -639,6 +639,11 @@ def sweep(
         for first in range(0, len(lambdas), size)
     ]
     if executor == "ray":
+        if isinstance(M, _native.Matrix):
+            raise TypeError(
+                "executor='ray' needs M as a scipy.sparse matrix or a numpy array "
+                "(it goes to the object store; an l0_rs.Matrix does not pickle)"
+            )
         options = _ray.task_options(gpu, threads, ray_options)
         done = _ray.run_batches(_run_batch, M, jobs, options)
     else:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import make_problem
+from l0_rs import as_matrix
 from l0_rs.calibration import sweep
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -154,6 +155,8 @@ def test_a_ray_sweep_equals_the_local_sweep(local, cluster, tmp_path):
     same_bits(saved, whole)
     assert (tmp_path / "batch-000" / "latest").read_text() == "20\n"
     assert saved.resumed == {}
+    with pytest.raises(TypeError, match=r"^executor='ray' needs M as a scipy.sparse matrix or a numpy array \(it goes"):
+        sweep(as_matrix(m), y, LAMBDAS, executor="ray", **ARGS)
 
 
 def kill_at_first_checkpoint(marks):
