@@ -39,6 +39,7 @@ mod link;
 mod matrix;
 mod options;
 mod regression;
+mod sweep_batch;
 
 use batch::*;
 use calibration::*;
@@ -62,6 +63,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lambda_grid, m)?)?;
     m.add_function(wrap_pyfunction!(mul_vec, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_batch::sweep_batch, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_class::<Matrix>()?;
     m.add_class::<PyCalibration>()?;
