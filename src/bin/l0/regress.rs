@@ -61,7 +61,8 @@ pub(super) struct RegressArgs {
     #[arg(long)]
     no_splice: bool,
     /// With a lambda path: train all --epochs, not stopping once the chosen
-    /// support is the same at two looks 25 epochs apart.
+    /// (spliced) support is the same at two looks ceil(2.5 / lr) epochs
+    /// apart.
     #[arg(long)]
     no_early_stop: bool,
 }
