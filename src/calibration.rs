@@ -25,6 +25,7 @@ use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
 use crate::model::{self, GateParams};
+use crate::objective::{self, Shape};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
@@ -46,6 +47,20 @@ pub enum Loss {
     Mse,
     /// Squared relative error `((y - yhat) / (y + 1))^2`.
     Relative,
+    /// Absolute relative error `|y - yhat| / max(|y|, 1)`, at most
+    /// [`FitParams::loss_cap`] per target ([`crate::objective`]).
+    L1Relative,
+}
+
+impl Loss {
+    /// The name `FromStr` reads: `mse`, `relative`, `l1-relative`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Mse => "mse",
+            Loss::Relative => "relative",
+            Loss::L1Relative => "l1-relative",
+        }
+    }
 }
 
 impl std::str::FromStr for Loss {
@@ -54,8 +69,9 @@ impl std::str::FromStr for Loss {
         match s {
             "mse" => Ok(Loss::Mse),
             "relative" => Ok(Loss::Relative),
+            "l1-relative" => Ok(Loss::L1Relative),
             _ => Err(L0Error::config(format!(
-                "unknown loss '{s}': expected 'mse' or 'relative'"
+                "unknown loss '{s}': expected 'mse', 'relative' or 'l1-relative'"
             ))),
         }
     }
@@ -162,6 +178,15 @@ pub struct FitParams {
     /// Every weight stays at most this times its record's initial (design)
     /// weight, `init_weights` (see [`weight_caps`]).
     pub max_weight_ratio: Option<f64>,
+    /// A tolerance band around each target: no loss while its relative
+    /// error (as reported, `(yhat - y) / (y + 1)`) is at most `t` in size,
+    /// and outside the loss of the distance to the band's edge
+    /// ([`crate::objective`]). One value for every target, or one per
+    /// target (each finite, >= 0). None: no band.
+    pub target_tolerance: Option<Vec<f64>>,
+    /// The most one target's `l1-relative` loss term can be (before its
+    /// weight `g_q`); > 0. None: no cap. Only with [`Loss::L1Relative`].
+    pub loss_cap: Option<f64>,
     /// Where to run.
     pub device: Device,
     /// CPU threads.
@@ -187,6 +212,8 @@ impl Default for FitParams {
             target_weights: None,
             max_weight: None,
             max_weight_ratio: None,
+            target_tolerance: None,
+            loss_cap: None,
             device: Device::Auto,
             threads: None,
             report_every: None,
@@ -201,6 +228,15 @@ impl FitParams {
         model::check_non_negative("lambda_l2", self.lambda_l2)?;
         if self.report_every == Some(0) {
             return Err(L0Error::config("report_every must be at least 1"));
+        }
+        if let Some(cap) = self.loss_cap {
+            if self.loss != Loss::L1Relative {
+                return Err(L0Error::config(format!(
+                    "loss_cap applies to the l1-relative loss only, not to {}",
+                    self.loss.name()
+                )));
+            }
+            objective::check_loss_cap(cap)?;
         }
         for (name, v) in [
             ("max_weight", self.max_weight),
@@ -218,13 +254,27 @@ impl FitParams {
     }
 }
 
-/// Per-target loss weights `g_q` and error scales `d_q`.
+/// Per-target loss weights `g_q`, error scales `d_q`, tolerance bands and
+/// the loss's shape: what the backends need to form each target's term
+/// ([`crate::objective::target_term`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetWeights {
     /// `g_q` (0 for excluded targets).
     pub weight: Vec<f64>,
     /// `d_q`.
     pub denom: Vec<f64>,
+    /// Band half-widths `b_q` ([`FitParams::target_tolerance`]); None: no band.
+    pub band: Option<Vec<f64>>,
+    /// Squared, or absolute with its cap.
+    pub shape: Shape,
+}
+
+impl TargetWeights {
+    /// Target `q`'s loss term and its derivative in the estimate `yhat`.
+    pub fn term(&self, q: usize, y: f64, yhat: f64) -> (f64, f64) {
+        let band = self.band.as_ref().map_or(0.0, |b| b[q]);
+        objective::target_term(y, yhat, self.weight[q], self.denom[q], band, self.shape)
+    }
 }
 
 /// Computes `g` and `d` for targets `y` under `opts`, validating groups,
@@ -305,8 +355,24 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
             }
             y.iter().map(|v| v + 1.0).collect()
         }
+        Loss::L1Relative => y.iter().map(|&v| objective::l1_scale(v)).collect(),
     };
-    Ok(TargetWeights { weight, denom })
+    let band = match &opts.target_tolerance {
+        Some(t) => Some(objective::band_widths(y, t)?),
+        None => None,
+    };
+    let shape = match opts.loss {
+        Loss::L1Relative => Shape::Abs {
+            cap: opts.loss_cap.unwrap_or(f64::INFINITY),
+        },
+        Loss::Mse | Loss::Relative => Shape::Square,
+    };
+    Ok(TargetWeights {
+        weight,
+        denom,
+        band,
+        shape,
+    })
 }
 
 /// The cap on each record's weight under `opts` (None when neither cap is
@@ -1037,12 +1103,7 @@ impl Calibration {
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
         let yhat = self.predict(m)?;
-        let data: f64 = (0..y.len())
-            .map(|q| {
-                let e = (y[q] - yhat[q]) / tw.denom[q];
-                tw.weight[q] * e * e
-            })
-            .sum();
+        let data: f64 = (0..y.len()).map(|q| tw.term(q, y[q], yhat[q]).0).sum();
         let (l0, l2) = model::penalties(&self.state, &self.rule());
         let losses = crate::backend::Losses { data, l0, l2 };
         Ok(losses.total(&self.hyper(opts)))
@@ -1189,6 +1250,8 @@ impl FitInputs {
     fn problem<'a>(&'a self, m: &'a SparseMatrix, y: &'a [f64], hyper: Hyper) -> Problem<'a> {
         Problem {
             max_p: self.max_p.as_deref(),
+            band: self.tw.band.as_deref(),
+            shape: self.tw.shape,
             ..Problem::new(m, y, &self.tw.weight, &self.tw.denom, hyper)
         }
     }

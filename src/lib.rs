@@ -24,6 +24,7 @@ pub mod io;
 pub mod limits;
 pub mod matrix;
 pub mod model;
+pub mod objective;
 pub mod philox;
 pub mod plot;
 pub mod regression;

@@ -494,7 +494,7 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
     // An unknown loss.
     assert_eq!(
         run(m, y, &["--loss", "hinge"]),
-        "error: --loss: unknown loss 'hinge': expected 'mse' or 'relative'"
+        "error: --loss: unknown loss 'hinge': expected 'mse', 'relative' or 'l1-relative'"
     );
 
     // A missing file.
@@ -876,7 +876,7 @@ fn a_run_owns_its_output_folder() {
     wrong.extend(["--loss", "hinge"]);
     assert_eq!(
         fails(&wrong),
-        "error: --loss: unknown loss 'hinge': expected 'mse' or 'relative'"
+        "error: --loss: unknown loss 'hinge': expected 'mse', 'relative' or 'l1-relative'"
     );
     assert_eq!(summary(&out)["epochs"], 20);
     assert!(out.join("log.csv").exists());

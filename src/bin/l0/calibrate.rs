@@ -849,6 +849,8 @@ pub(super) fn plan(
             "max_weight_ratio",
             if r.bool("use_gates") { 1.0 } else { 0.0 },
         )?,
+        target_tolerance: None,
+        loss_cap: None,
         device,
         threads: a.fit.threads,
         report_every: None,

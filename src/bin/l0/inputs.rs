@@ -74,10 +74,7 @@ pub(super) fn test_gate_name(t: TestGate) -> &'static str {
 }
 
 pub(super) fn loss_name(l: Loss) -> &'static str {
-    match l {
-        Loss::Mse => "mse",
-        Loss::Relative => "relative",
-    }
+    l.name()
 }
 
 pub(super) fn parse_f64(flag: &str, text: &str) -> CliResult<f64> {
