@@ -221,7 +221,12 @@ fn main() -> Result<()> {
     let gates = model.deterministic_gates();
     l0::io::npy::write_npy_f64(&a.dir.join("weights.npy"), &w)?;
     let npy_s = t.elapsed().as_secs_f64();
-    l0::report::write_weights_csv(&a.dir.join("weights.csv"), &w, &gates)?;
+    l0::report::write_weights_csv(
+        &a.dir.join("weights.csv"),
+        &w,
+        &gates,
+        l0::par::Par::current(),
+    )?;
     let out_s = t.elapsed().as_secs_f64();
     println!("outputs: weights.npy in {npy_s:.2} s, with weights.csv {out_s:.2} s");
     println!(

@@ -20,6 +20,7 @@
 use crate::calibration::{target_roles, Calibration, FitParams, Loss, Progress};
 use crate::error::Result;
 use crate::matrix::SparseMatrix;
+pub use crate::naming::Naming;
 use crate::report::{target_rows, TargetRow};
 
 /// Mean |rel err| above which a fit is "far from its targets".
@@ -33,38 +34,6 @@ pub const FEW_TARGETS_SHARE: f64 = 0.1;
 pub const DOMINATED_SHARE: f64 = 0.5;
 /// Fewer targets in the loss than this are never "dominated by a few".
 pub const FEW_TARGETS_MIN: usize = 10;
-
-/// How a warning names a setting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Naming {
-    /// `l0 calibrate`'s flags: `--lambda-l0`, `--loss relative`.
-    Cli,
-    /// Python's `fit` keyword arguments: `lambda_l0`, `loss_type="relative"`.
-    Python,
-}
-
-impl Naming {
-    /// The setting `name` (the library's field name: `lambda_l0`, `loss`,
-    /// `groups`) as this side spells it.
-    pub fn setting(self, name: &str) -> String {
-        match self {
-            Naming::Cli => format!("--{}", name.replace('_', "-")),
-            Naming::Python => match name {
-                "loss" => "loss_type".into(),
-                "groups" => "target_groups".into(),
-                _ => name.into(),
-            },
-        }
-    }
-
-    /// The setting `name` given the text value `value`.
-    pub fn choice(self, name: &str, value: &str) -> String {
-        match self {
-            Naming::Cli => format!("{} {value}", self.setting(name)),
-            Naming::Python => format!("{}=\"{value}\"", self.setting(name)),
-        }
-    }
-}
 
 /// What the warnings look at: the settings of the fit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -257,18 +226,6 @@ mod tests {
             excluded: false,
             holdout: false,
         }
-    }
-
-    #[test]
-    fn names_settings_as_each_side_spells_them() {
-        assert_eq!(Naming::Cli.setting("lambda_l0"), "--lambda-l0");
-        assert_eq!(Naming::Python.setting("lambda_l0"), "lambda_l0");
-        assert_eq!(Naming::Cli.choice("loss", "relative"), "--loss relative");
-        assert_eq!(
-            Naming::Python.choice("loss", "relative"),
-            "loss_type=\"relative\""
-        );
-        assert_eq!(Naming::Python.setting("groups"), "target_groups");
     }
 
     #[test]

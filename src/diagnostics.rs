@@ -20,7 +20,7 @@
 //! a glance.
 
 use crate::matrix::SparseMatrix;
-use rayon::prelude::*;
+use crate::par::Par;
 
 /// The probabilities of [`WeightDiagnostics::quantiles`].
 pub const QUANTILES: [f64; 7] = [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0];
@@ -67,11 +67,12 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    /// The diagnostics of weights `w` (one per column of `m`).
-    pub fn of(m: &SparseMatrix, w: &[f64]) -> Self {
+    /// The diagnostics of weights `w` (one per column of `m`), the targets
+    /// with parallelism `par`.
+    pub fn of(m: &SparseMatrix, w: &[f64], par: Par) -> Self {
         Diagnostics {
             weights: weight_diagnostics(w),
-            targets: target_carriers(m, w),
+            targets: target_carriers(m, w, par),
         }
     }
 }
@@ -116,35 +117,34 @@ fn quantile(v: &[f64], p: f64) -> f64 {
     }
 }
 
-/// Who carries each target of `m` under the weights `w` (one per column).
-pub fn target_carriers(m: &SparseMatrix, w: &[f64]) -> Vec<TargetCarrier> {
+/// Who carries each target of `m` under the weights `w` (one per column),
+/// targets in parallel with `par` (each target's sums in order: the same
+/// bits with any `par`).
+pub fn target_carriers(m: &SparseMatrix, w: &[f64], par: Par) -> Vec<TargetCarrier> {
     let csr = m.csr();
-    (0..m.rows())
-        .into_par_iter()
-        .map(|q| {
-            let row = csr.outer_view(q).expect("row index below the row count");
-            let (mut estimate, mut count) = (0.0, 0);
-            let mut top: Option<(usize, f64)> = None;
-            for (i, &v) in row.iter() {
-                let c = v as f64 * w[i];
-                estimate += c;
-                if c != 0.0 {
-                    count += 1;
-                }
-                if c > 0.0 && top.is_none_or(|(_, t)| c > t) {
-                    top = Some((i, c));
-                }
+    par.map(m.rows(), |q| {
+        let row = csr.outer_view(q).expect("row index below the row count");
+        let (mut estimate, mut count) = (0.0, 0);
+        let mut top: Option<(usize, f64)> = None;
+        for (i, &v) in row.iter() {
+            let c = v as f64 * w[i];
+            estimate += c;
+            if c != 0.0 {
+                count += 1;
             }
-            TargetCarrier {
-                top_record: top.map(|(i, _)| i),
-                top_record_share: match top {
-                    Some((_, c)) if estimate != 0.0 => c / estimate,
-                    _ => 0.0,
-                },
-                records_contributing: count,
+            if c > 0.0 && top.is_none_or(|(_, t)| c > t) {
+                top = Some((i, c));
             }
-        })
-        .collect()
+        }
+        TargetCarrier {
+            top_record: top.map(|(i, _)| i),
+            top_record_share: match top {
+                Some((_, c)) if estimate != 0.0 => c / estimate,
+                _ => 0.0,
+            },
+            records_contributing: count,
+        }
+    })
 }
 
 /// The targets that no weights within `caps` (one per column, `0 <= w_i <=

@@ -41,6 +41,7 @@
 //! p  <- p - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
 //! ```
 
+use crate::error::{check_finite_scalar, L0Error, Result};
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// Bound applied to the gate logit before use (`LOG_ALPHA_BOUND`).
@@ -260,6 +261,55 @@ pub enum TestGate {
     Temperature,
     /// `sigmoid(a)`: the estimator of Louizos et al.
     Paper,
+}
+
+/// The Hard Concrete distribution's hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GateParams {
+    /// Temperature (> 0). Default 2/3.
+    pub beta: f64,
+    /// Lower stretch bound (< 0). Default -0.1.
+    pub gamma: f64,
+    /// Upper stretch bound (> 1). Default 1.1.
+    pub zeta: f64,
+}
+
+impl Default for GateParams {
+    fn default() -> Self {
+        GateParams {
+            beta: 2.0 / 3.0,
+            gamma: -0.1,
+            zeta: 1.1,
+        }
+    }
+}
+
+impl GateParams {
+    /// Checks `beta > 0`, `gamma < 0`, `zeta > 1`, all finite.
+    pub fn check(&self) -> Result<()> {
+        check_finite_scalar("beta", self.beta)?;
+        check_finite_scalar("gamma", self.gamma)?;
+        check_finite_scalar("zeta", self.zeta)?;
+        if self.beta <= 0.0 {
+            return Err(L0Error::config(format!(
+                "beta must be > 0, got {}",
+                self.beta
+            )));
+        }
+        if self.gamma >= 0.0 {
+            return Err(L0Error::config(format!(
+                "gamma must be < 0, got {}",
+                self.gamma
+            )));
+        }
+        if self.zeta <= 1.0 {
+            return Err(L0Error::config(format!(
+                "zeta must be > 1, got {}",
+                self.zeta
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The distribution's shape: temperature and stretch interval.

@@ -11,6 +11,7 @@
 
 pub mod advice;
 pub mod backend;
+mod batch;
 pub mod budget;
 pub mod calibration;
 pub mod checkpoint;
@@ -24,7 +25,9 @@ pub mod io;
 pub mod limits;
 pub mod matrix;
 pub mod model;
+pub mod naming;
 pub mod objective;
+pub mod par;
 pub mod philox;
 pub mod plot;
 pub mod regression;
@@ -33,11 +36,11 @@ pub mod sweep;
 pub mod synth;
 
 pub use backend::Device;
-pub use calibration::{Calibration, CalibrationParams, FitParams, Init, Loss};
+pub use calibration::{Calibration, CalibrationParams, FitParams, Loss};
 pub use error::{L0Error, Result};
-pub use hard_concrete::TestGate;
+pub use hard_concrete::{GateParams, TestGate};
 pub use matrix::{SparseIndex, SparseMatrix};
-pub use model::GateParams;
+pub use model::Init;
 pub use regression::{
     fit_path, refit_least_squares, LeastSquares, PathFit, PathParams, PathPoint, Regression,
     RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport, Selection,

@@ -1,7 +1,8 @@
 //! Upper bounds on the sizes a user controls, checked before anything is
 //! allocated: the memory a number of columns or models will take against
-//! the memory this process can still get ([`available_memory`]), and the
-//! number of CPU threads ([`max_threads`]).
+//! the memory this process can still get ([`available_memory`]), the
+//! number of CPU threads ([`max_threads`]), and the most models trained
+//! together in one batch ([`MAX_BATCH`]).
 //!
 //! A size beyond them is refused with [`L0Error::TooLarge`] (memory) or
 //! [`L0Error::InvalidConfig`] (threads) naming the argument, instead of an
@@ -22,6 +23,13 @@ pub const MODEL_BYTES_FIXED: u64 = 1024;
 /// The threads one CPU fit may use per logical CPU: more only share the
 /// same cores and cost memory and start-up time.
 pub const THREADS_PER_CPU: usize = 4;
+
+/// Most models trained together in one batch: a larger sweep runs in
+/// batches of this many. One batch of 16 cost the same as two of 8 (5.3x
+/// one fit on the 250k-column geo problem, 2 cores), while its per-row
+/// buffers (the CPU backend's forward accumulators: 64 slabs x rows x
+/// models x 8 bytes) double.
+pub const MAX_BATCH: usize = 8;
 
 /// The memory this process can still allocate, in bytes: the smaller of
 /// the system's `MemAvailable` and what is left under an address-space

@@ -13,7 +13,7 @@
 //! features of millions of rows runs on every core.
 
 use crate::error::{L0Error, Result};
-use rayon::prelude::*;
+use crate::par::Par;
 use sprs::{CsMatI, TriMatI};
 
 /// The matrix layout the backends read.
@@ -346,15 +346,16 @@ impl SparseMatrix {
     /// each row, which is what scipy writes after `sum_duplicates`). Other
     /// input (unsorted, duplicates) goes through [`SparseMatrix::from_csr`].
     /// Values must already be finite and indices within bounds; pointers
-    /// are checked.
+    /// are checked. The CSC layout is built with `par`.
     pub fn from_csr_parts(
         rows: usize,
         cols: usize,
         indptr: Vec<usize>,
         indices: Vec<u32>,
         data: Vec<f32>,
+        par: Par,
     ) -> Result<Self> {
-        Self::from_parts(rows, cols, (indptr, indices, data), false)
+        Self::from_parts(rows, cols, (indptr, indices, data), false, par)
     }
 
     /// As [`SparseMatrix::from_csr_parts`], from compressed sparse columns.
@@ -364,8 +365,9 @@ impl SparseMatrix {
         indptr: Vec<usize>,
         indices: Vec<u32>,
         data: Vec<f32>,
+        par: Par,
     ) -> Result<Self> {
-        Self::from_parts(rows, cols, (indptr, indices, data), true)
+        Self::from_parts(rows, cols, (indptr, indices, data), true, par)
     }
 
     fn from_parts(
@@ -373,6 +375,7 @@ impl SparseMatrix {
         cols: usize,
         (indptr, indices, data): (Vec<usize>, Vec<u32>, Vec<f32>),
         by_column: bool,
+        par: Par,
     ) -> Result<Self> {
         check_dims(rows, cols)?;
         let built = if by_column {
@@ -381,8 +384,11 @@ impl SparseMatrix {
             CsMatI::try_new((rows, cols), indptr, indices, data)
         };
         match built {
-            Ok(m) if by_column => Self::from_layouts(transpose(&m), m),
-            Ok(m) => Self::from_csr_matrix(m),
+            Ok(m) if by_column => Self::from_layouts(transpose(&m, par), m),
+            Ok(m) => {
+                let csc = transpose(&m, par);
+                Self::from_layouts(m, csc)
+            }
             Err((p, i, d, _)) => Self::from_parts_slowly(rows, cols, &p, &i, &d, by_column),
         }
     }
@@ -427,8 +433,10 @@ impl SparseMatrix {
         Self::from_csr_matrix(csr)
     }
 
+    /// The matrix of canonical `csr`, its CSC layout built on the current
+    /// pool ([`Par::current`]).
     fn from_csr_matrix(csr: Csr) -> Result<Self> {
-        let csc = transpose(&csr);
+        let csc = transpose(&csr, Par::current());
         Self::from_layouts(csr, csc)
     }
 
@@ -569,9 +577,15 @@ impl SparseMatrix {
     }
 
     /// `M x` in f64 (for predictions, reports and the refit's loss checks;
-    /// the training loop uses the backends). Rows in parallel, each summed
-    /// in order: the same bits on any number of threads.
+    /// the training loop uses the backends), on the current pool
+    /// ([`SparseMatrix::mul_vec_par`] with [`Par::current`]).
     pub fn mul_vec(&self, x: &[f64]) -> Result<Vec<f64>> {
+        self.mul_vec_par(x, Par::current())
+    }
+
+    /// `M x` in f64 with parallelism `par`: rows in parallel, each summed
+    /// in order, so the same bits with any `par`.
+    pub fn mul_vec_par(&self, x: &[f64], par: Par) -> Result<Vec<f64>> {
         if x.len() != self.cols() {
             return Err(L0Error::shape(
                 "vector multiplied by the matrix (one entry per column)",
@@ -582,16 +596,13 @@ impl SparseMatrix {
         let p = self.csr.indptr();
         let p = p.raw_storage();
         let (idx, val) = (self.csr.indices(), self.csr.data());
-        Ok((0..self.rows())
-            .into_par_iter()
-            .map(|q| {
-                // A fold from +0.0 (`sum` starts at -0.0, so an empty row
-                // would print as "-0.0").
-                (p[q]..p[q + 1])
-                    .map(|k| val[k] as f64 * x[idx[k] as usize])
-                    .fold(0.0, |acc, v| acc + v)
-            })
-            .collect())
+        Ok(par.map(self.rows(), |q| {
+            // A fold from +0.0 (`sum` starts at -0.0, so an empty row
+            // would print as "-0.0").
+            (p[q]..p[q + 1])
+                .map(|k| val[k] as f64 * x[idx[k] as usize])
+                .fold(0.0, |acc, v| acc + v)
+        }))
     }
 }
 
@@ -603,28 +614,28 @@ const TRANSPOSE_TASKS: usize = 64;
 /// outer slice), built in parallel: counts of each output slice over fixed
 /// chunks of the entries, then a fill in which each task owns a contiguous
 /// range of output slices and walks the input slices in order, finding its
-/// range in each by binary search. The result is canonical, so it does not
-/// depend on the thread count; it is what sprs's single-threaded
-/// `to_other_storage` gives.
-fn transpose(m: &Csr) -> Csr {
+/// range in each by binary search, with parallelism `par`. The result is
+/// canonical, so it does not depend on `par`; it is what sprs's
+/// single-threaded `to_other_storage` gives.
+fn transpose(m: &Csr, par: Par) -> Csr {
     let (outer, inner) = (m.outer_dims(), m.inner_dims());
     let ptr = m.indptr();
     let ptr = ptr.raw_storage();
     let (idx, val) = (m.indices(), m.data());
     // Entries per output slice: one count array per thread (at most 8),
     // added up; integer counts are exact in any order.
-    let parts = rayon::current_num_threads().clamp(1, 8);
+    let parts = par.threads().clamp(1, 8);
     let chunk = idx.len().div_ceil(parts).max(1 << 16);
-    let counts = idx
-        .par_chunks(chunk)
-        .map(|c| {
-            let mut n = vec![0u32; inner];
-            for &i in c {
-                n[i as usize] += 1;
-            }
-            n
-        })
-        .reduce_with(|mut a, b| {
+    let partial = par.map(idx.len().div_ceil(chunk), |c| {
+        let mut n = vec![0u32; inner];
+        for &i in &idx[c * chunk..idx.len().min((c + 1) * chunk)] {
+            n[i as usize] += 1;
+        }
+        n
+    });
+    let counts = partial
+        .into_iter()
+        .reduce(|mut a, b| {
             a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
             a
         })
@@ -651,7 +662,7 @@ fn transpose(m: &Csr) -> Csr {
         (rest_i, rest_v) = (ri, rv);
         pieces.push((w[0]..w[1], i, v));
     }
-    pieces.into_par_iter().for_each(|(range, oi, ov)| {
+    par.for_each(pieces, |(range, oi, ov)| {
         if range.is_empty() {
             return;
         }
@@ -776,12 +787,14 @@ mod tests {
         let m = SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap();
         let want: Csr = m.csr().to_other_storage();
         assert_eq!(m.csc(), &want);
-        assert_eq!(&transpose(m.csc()), m.csr());
+        assert_eq!(&transpose(m.csc(), Par::current()), m.csr());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
             .unwrap();
-        assert_eq!(pool.install(|| transpose(m.csr())), want);
+        assert_eq!(pool.install(|| transpose(m.csr(), Par::current())), want);
+        assert_eq!(transpose(m.csr(), Par::Seq), want);
+        assert_eq!(transpose(m.csr(), Par::new(Some(2))), want);
     }
 
     #[test]

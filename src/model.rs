@@ -1,144 +1,44 @@
-//! What the calibration and regression models share: the gate options, their
-//! validation, and host-side evaluation of weights and penalties from a
-//! [`ParamState`] (the same formulas the backends run).
+//! What the calibration and regression models share: their initial values
+//! ([`Init`]), the checks of their options, the outcome of a fit
+//! ([`FitReport`]), and host-side evaluation of weights and penalties from
+//! a [`ParamState`] (the same formulas the backends run).
 
-use crate::backend::{Backend, Hyper, ParamState};
-use crate::calibration::Init;
-use crate::engine::{self, Observer};
+use crate::backend::ParamState;
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::{ColumnRule, TestGate};
 use crate::philox::gate_uniform;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-/// Most models trained together in one batch: a larger sweep runs in
-/// batches of this many. One batch of 16 cost the same as two of 8 (5.3x
-/// one fit on the 250k-column geo problem, 2 cores), while its per-row
-/// buffers (the CPU backend's forward accumulators: 64 slabs x rows x
-/// models x 8 bytes) double.
-pub const MAX_BATCH: usize = 8;
+pub use crate::limits::MAX_BATCH;
 
-/// A model that can be trained together with others of its kind
-/// ([`crate::calibration::Calibration::fit_together`],
-/// [`crate::regression::Regression::fit_together`]).
-pub(crate) trait Batchable {
-    /// The model's options.
-    type Params: PartialEq;
-    /// The seed in use.
-    fn seed(&self) -> u64;
-    /// The model's options.
-    fn params(&self) -> &Self::Params;
-    /// The trainable state.
-    fn state(&self) -> &ParamState;
-    /// Takes a trained state.
-    fn set_trained(&mut self, state: ParamState);
-    /// Moves the state out (leaving an empty one until `set_trained`).
-    fn take_state(&mut self) -> ParamState;
+/// A per-column initial value: one number for all columns, or one each.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// The same value for every column.
+    Scalar(f64),
+    /// One value per column.
+    PerColumn(Vec<f64>),
 }
 
-/// Implements [`Batchable`] for a model type with fields `seed`, `params`
-/// (of type `$params`) and `state`.
-macro_rules! impl_batchable {
-    ($model:ty, $params:ty) => {
-        impl $crate::model::Batchable for $model {
-            type Params = $params;
-            fn seed(&self) -> u64 {
-                self.seed
-            }
-            fn params(&self) -> &$params {
-                &self.params
-            }
-            fn state(&self) -> &ParamState {
-                &self.state
-            }
-            fn set_trained(&mut self, state: ParamState) {
-                self.state = state;
-            }
-            fn take_state(&mut self) -> ParamState {
-                std::mem::take(&mut self.state)
-            }
-        }
-    };
-}
-pub(crate) use impl_batchable;
-
-/// Runs `batch(first, models, lambdas)` on consecutive batches of at most
-/// [`MAX_BATCH`] of `models` (one per `lambdas[k]`, else an error), `first`
-/// being the index of the batch's first model, and returns the results in
-/// order.
-pub(crate) fn in_batches<M, R>(
-    models: &mut [&mut M],
-    lambdas: &[f64],
-    mut batch: impl FnMut(usize, &mut [&mut M], &[f64]) -> Result<Vec<R>>,
-) -> Result<Vec<R>> {
-    check_one_per_model(models.len(), lambdas.len())?;
-    let mut out = Vec::with_capacity(models.len());
-    let batches = models.chunks_mut(MAX_BATCH).zip(lambdas.chunks(MAX_BATCH));
-    for (b, (models, lambdas)) in batches.enumerate() {
-        out.extend(batch(b * MAX_BATCH, models, lambdas)?);
-    }
-    Ok(out)
-}
-
-/// Refuses `lambdas` L0 strengths for `models` models unless one each.
-pub(crate) fn check_one_per_model(models: usize, lambdas: usize) -> Result<()> {
-    if models != lambdas {
-        return Err(L0Error::shape(
-            "L0 strengths (one per model)",
-            models,
-            lambdas,
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `models` (each λ finite and >= 0, else an error) can train
-/// together: more than one, all with
-/// the same options, seed and number of columns, at the same step (so the
-/// same gate noise serves all).
-pub(crate) fn batchable<M: Batchable>(models: &[&mut M], lambdas: &[f64]) -> Result<bool> {
-    for &l in lambdas {
-        check_non_negative("lambda_l0", l)?;
-    }
-    Ok(models.len() > 1
-        && models.windows(2).all(|p| {
-            p[0].seed() == p[1].seed()
-                && p[0].state().step == p[1].state().step
-                && p[0].state().len() == p[1].state().len()
-                && p[0].params() == p[1].params()
-        }))
-}
-
-/// `hyper` with each L0 strength of `lambdas`.
-pub(crate) fn hypers(hyper: Hyper, lambdas: &[f64]) -> Vec<Hyper> {
-    lambdas
-        .iter()
-        .map(|&lambda_l0| Hyper { lambda_l0, ..hyper })
-        .collect()
-}
-
-/// Trains the models of a batch backend for `epochs` epochs from their
-/// states as `start` prepares them (a fit's start jitter, cap projection
-/// or intercept), and hands each model its trained state; returns the
-/// epochs run and the seconds taken. The states are moved, not copied
-/// (at 5.2M columns a copy is 125 MB per model): on error each model gets
-/// its prepared start state back, which is its own state unless `start`
-/// changed it.
-pub(crate) fn train_together<M: Batchable>(
-    models: &mut [&mut M],
-    backend: &mut (dyn Backend + '_),
-    start: impl Fn(ParamState) -> ParamState,
-    epochs: u64,
-    test_gate: TestGate,
-    observer: &mut dyn Observer,
-) -> Result<(u64, f64)> {
-    let clock = std::time::Instant::now();
-    let mut states: Vec<ParamState> = models.iter_mut().map(|m| start(m.take_state())).collect();
-    let run = engine::train_models(backend, &mut states, epochs, test_gate, observer);
-    for (m, s) in models.iter_mut().zip(states) {
-        m.set_trained(s);
-    }
-    Ok((run?, clock.elapsed().as_secs_f64()))
+/// The outcome of one fit, with `P` the model's progress
+/// ([`crate::calibration::FitReport`], [`crate::regression::RegressionReport`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitReport<P> {
+    /// The backend used, in words.
+    pub device: String,
+    /// Epochs run: those asked for, or fewer when a stop was requested
+    /// ([`crate::engine::Observer::stop_requested`]).
+    pub epochs: u64,
+    /// Wall time of the epoch loop.
+    pub seconds: f64,
+    /// Metrics after the last report (None when no epoch reported; after a
+    /// stop, those of the last report before it).
+    pub last: Option<P>,
+    /// Why the models of this fit's batch (`fit_together`) trained one
+    /// after another instead of together in one pass, in one line; None
+    /// when they trained together or the fit was a single one.
+    pub fallback: Option<String>,
 }
 
 /// Seed stream of the gate-logit jitter, derived from the model seed.
@@ -210,55 +110,6 @@ pub(crate) fn initial_log_alpha(
         a.iter_mut().zip(j).for_each(|(a, j)| *a += j as f32);
     }
     Ok(a)
-}
-
-/// The Hard Concrete distribution's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GateParams {
-    /// Temperature (> 0). Default 2/3.
-    pub beta: f64,
-    /// Lower stretch bound (< 0). Default -0.1.
-    pub gamma: f64,
-    /// Upper stretch bound (> 1). Default 1.1.
-    pub zeta: f64,
-}
-
-impl Default for GateParams {
-    fn default() -> Self {
-        GateParams {
-            beta: 2.0 / 3.0,
-            gamma: -0.1,
-            zeta: 1.1,
-        }
-    }
-}
-
-impl GateParams {
-    /// Checks `beta > 0`, `gamma < 0`, `zeta > 1`, all finite.
-    pub fn check(&self) -> Result<()> {
-        check_finite_scalar("beta", self.beta)?;
-        check_finite_scalar("gamma", self.gamma)?;
-        check_finite_scalar("zeta", self.zeta)?;
-        if self.beta <= 0.0 {
-            return Err(L0Error::config(format!(
-                "beta must be > 0, got {}",
-                self.beta
-            )));
-        }
-        if self.gamma >= 0.0 {
-            return Err(L0Error::config(format!(
-                "gamma must be < 0, got {}",
-                self.gamma
-            )));
-        }
-        if self.zeta <= 1.0 {
-            return Err(L0Error::config(format!(
-                "zeta must be > 1, got {}",
-                self.zeta
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// Checks a learning rate: finite and > 0.

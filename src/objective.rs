@@ -80,13 +80,23 @@ fn dead_zone(diff: f64, band: f64) -> f64 {
     }
 }
 
+/// The scale of a target's reported relative error, `(yhat - y) / scale`:
+/// `y + 1`, or 1 when that is 0.
+pub fn rel_scale(target: f64) -> f64 {
+    if target + 1.0 == 0.0 {
+        1.0
+    } else {
+        target + 1.0
+    }
+}
+
 /// The error scale `d` of `l1-relative`: `max(|y|, 1)`.
 pub fn l1_scale(y: f64) -> f64 {
     y.abs().max(1.0)
 }
 
 /// The band half-widths `b_q = t_q |y_q + 1|` (`|y_q + 1|` is the scale of
-/// a target's reported relative error, [`crate::report::rel_scale`]), so
+/// a target's reported relative error, [`rel_scale`]), so
 /// that a target is inside its band exactly when its reported relative
 /// error is at most `t_q` in size; `tolerance` has one value per target, or
 /// one for all. Refuses a tolerance that is negative or not finite, and a
@@ -119,7 +129,7 @@ pub fn band_widths(y: &[f64], tolerance: &[f64]) -> Result<Vec<f64>> {
     }
     Ok(y.iter()
         .enumerate()
-        .map(|(q, &v)| t_of(q) * crate::report::rel_scale(v).abs())
+        .map(|(q, &v)| t_of(q) * rel_scale(v).abs())
         .collect())
 }
 

@@ -37,13 +37,15 @@
 //! error of it, or ([`Selection::Gic`]) the refit with the lowest
 //! information criterion on the training split, as abess chooses.
 
-use crate::backend::{make_backend, make_batch_backend, Device, Hyper, ParamState, Problem};
-use crate::calibration::Init;
-use crate::engine::{self, Observer, Snapshot};
+use crate::backend::{
+    make_backend, make_batch_backend, Backend, Device, Hyper, ParamState, Problem,
+};
+use crate::batch::{self, Apart, BatchFit, ProgressPerModel, Together};
+use crate::engine::{self, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
-use crate::hard_concrete::{ColumnRule, Magnitude, TestGate};
+use crate::hard_concrete::{ColumnRule, GateParams, Magnitude, TestGate};
 use crate::matrix::SparseMatrix;
-use crate::model::{self, GateParams};
+use crate::model::{self, Init};
 use std::fmt;
 use std::time::Instant;
 
@@ -185,24 +187,8 @@ impl fmt::Display for RegressionProgress {
     }
 }
 
-/// The outcome of one fit.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RegressionReport {
-    /// The backend used, in words.
-    pub device: String,
-    /// Epochs run: those asked for, or fewer when a stop was requested
-    /// ([`Regression::fit_until`]).
-    pub epochs: u64,
-    /// Wall time of the epoch loop.
-    pub seconds: f64,
-    /// Metrics after the last report (None when epochs = 0; after a stop,
-    /// those of the last report before it).
-    pub last: Option<RegressionProgress>,
-    /// Why the models of this fit's batch ([`Regression::fit_together`])
-    /// trained one after another instead of together in one pass; None when
-    /// they trained together or the fit was a single one.
-    pub fallback: Option<String>,
-}
+/// The outcome of one regression fit.
+pub type RegressionReport = model::FitReport<RegressionProgress>;
 
 /// L0-regularized linear regression.
 #[derive(Clone, Debug)]
@@ -340,21 +326,16 @@ impl Regression {
         on_progress: &mut dyn FnMut(&RegressionProgress) -> Result<()>,
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<RegressionReport> {
-        let (weight, denom) = self.fit_inputs(x, y, opts)?;
+        self.check_fit(x, y, opts)?;
+        let (weight, denom) = loss_weights(y.len());
         let problem = loss_problem(x, y, &weight, &denom, self.hyper(opts));
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
         let mut state = Self::start_state(self.state.clone(), y);
         let start = Instant::now();
-        let mut obs = ProgressAdapter {
-            y,
-            hypers: vec![problem.hyper],
-            n: self.n_features(),
-            every: opts.report_every,
-            f: &mut |_, p| on_progress(p),
-            stop,
-            last: vec![None],
-        };
+        let mut obs = progress_observer(y, self.n_features(), opts, vec![problem.hyper])
+            .reporting(move |_, p| on_progress(p))
+            .stopping(stop);
         let epochs = engine::train(
             backend.as_mut(),
             &mut state,
@@ -362,7 +343,7 @@ impl Regression {
             self.params.test_gate,
             &mut obs,
         )?;
-        let last = obs.last.pop().flatten();
+        let last = obs.into_last().pop().flatten();
         self.state = state;
         Ok(RegressionReport {
             device,
@@ -379,7 +360,7 @@ impl Regression {
     /// another; either way model `k` ends exactly as its own
     /// [`Regression::fit`] would leave it. Together needs the models to
     /// share options and seed and be at the same step (a λ path's fresh
-    /// models are); more than [`model::MAX_BATCH`] train in batches of that
+    /// models are); more than [`crate::limits::MAX_BATCH`] train in batches of that
     /// many. Returns each model's report (`seconds`: its batch's). On error
     /// a model keeps its state (a fresh one with its intercept at the mean
     /// of `y`).
@@ -390,93 +371,23 @@ impl Regression {
         y: &[f64],
         opts: &RegressionFitParams,
     ) -> Result<Vec<RegressionReport>> {
-        model::in_batches(models, lambdas, |_, models, lambdas| {
-            Self::fit_batch(models, lambdas, x, y, opts)
-        })
-    }
-
-    /// [`Regression::fit_together`] for at most [`model::MAX_BATCH`] models.
-    fn fit_batch(
-        models: &mut [&mut Regression],
-        lambdas: &[f64],
-        x: &SparseMatrix,
-        y: &[f64],
-        opts: &RegressionFitParams,
-    ) -> Result<Vec<RegressionReport>> {
-        let one_by_one = |models: &mut [&mut Regression], why: Option<String>| {
-            models
-                .iter_mut()
-                .zip(lambdas)
-                .map(|(m, &lambda_l0)| {
-                    let o = RegressionFitParams {
-                        lambda_l0,
-                        ..opts.clone()
-                    };
-                    let r = m.fit(x, y, &o)?;
-                    Ok(RegressionReport {
-                        fallback: why.clone(),
-                        ..r
-                    })
-                })
-                .collect()
-        };
-        if !model::batchable(models, lambdas)? {
-            return one_by_one(models, None);
-        }
-        let first = &models[0];
-        let (weight, denom) = first.fit_inputs(x, y, opts)?;
-        let hyper = first.hyper(opts);
-        let problem = loss_problem(x, y, &weight, &denom, hyper);
-        let mut backend = match make_batch_backend(opts.device, opts.threads, problem, lambdas)? {
-            Ok(b) => b,
-            Err(why) => return one_by_one(models, Some(why)),
-        };
-        let device = backend.describe();
-        let start = |s| Self::start_state(s, y);
-        let mut obs = ProgressAdapter {
+        let (weight, denom) = loss_weights(y.len());
+        let mut job = TogetherJob {
+            x,
             y,
-            hypers: model::hypers(hyper, lambdas),
-            n: first.n_features(),
-            every: opts.report_every,
-            f: &mut |_, _| Ok(()),
-            stop: &mut || false,
-            last: vec![None; lambdas.len()],
+            weight: &weight,
+            denom: &denom,
+            opts,
+            backend: None,
         };
-        let test_gate = first.params.test_gate;
-        let (epochs, seconds) = model::train_together(
-            models,
-            backend.as_mut(),
-            start,
-            opts.epochs,
-            test_gate,
-            &mut obs,
-        )?;
-        Ok(obs
-            .last
-            .into_iter()
-            .map(|last| RegressionReport {
-                device: device.clone(),
-                epochs,
-                seconds,
-                last,
-                fallback: None,
-            })
-            .collect())
+        batch::fit_together(models, lambdas, &mut job)
     }
 
-    /// Checks a fit's options and data; returns the per-row loss weights
-    /// (`1/n`, the mean squared error) and error scales (1).
-    fn fit_inputs(
-        &self,
-        x: &SparseMatrix,
-        y: &[f64],
-        opts: &RegressionFitParams,
-    ) -> Result<(Vec<f64>, Vec<f64>)> {
+    /// Checks a fit's options and data.
+    fn check_fit(&self, x: &SparseMatrix, y: &[f64], opts: &RegressionFitParams) -> Result<()> {
         opts.check()?;
         self.check_x(x)?;
-        check_y("y", "X", x, y)?;
-        let n = y.len();
-        Ok((vec![1.0 / n as f64; n], vec![1.0; n]))
+        check_y("y", "X", x, y)
     }
 
     /// The state a fit starts from: `state` (the model's), with the
@@ -612,10 +523,10 @@ fn dense_rows(x: &[f64], n_features: usize) -> Result<SparseMatrix> {
     SparseMatrix::from_dense(x.len() / n_features, n_features, x)
 }
 
-model::impl_batchable!(Regression, RegressionParams);
+batch::impl_batchable!(Regression, RegressionParams);
 
 /// The regression's problem for the engine: `X`, `y`, the loss weights
-/// and scales of [`Regression::fit_inputs`] and `hyper`.
+/// and scales ([`loss_weights`]) and `hyper`.
 fn loss_problem<'a>(
     x: &'a SparseMatrix,
     y: &'a [f64],
@@ -626,47 +537,97 @@ fn loss_problem<'a>(
     Problem::new(x, y, weight, denom, hyper)
 }
 
-/// Turns the engine's snapshots into progress for model `k` (its total
-/// loss with `hypers[k]`), handed to `f(k, progress)`; keeps each model's
-/// last.
-struct ProgressAdapter<'y, 'f> {
-    y: &'y [f64],
-    hypers: Vec<Hyper>,
-    n: usize,
-    every: Option<u64>,
-    f: &'f mut dyn FnMut(usize, &RegressionProgress) -> Result<()>,
-    stop: &'f mut dyn FnMut() -> bool,
-    last: Vec<Option<RegressionProgress>>,
+/// The per-row loss weights (`1/n`, the mean squared error) and error
+/// scales (1) of `n` samples.
+fn loss_weights(n: usize) -> (Vec<f64>, Vec<f64>) {
+    (vec![1.0 / n as f64; n], vec![1.0; n])
 }
 
-impl Observer for ProgressAdapter<'_, '_> {
-    fn report_every(&self) -> Option<u64> {
-        self.every
-    }
-    fn report(&mut self, s: &Snapshot) -> Result<()> {
-        let det = self
-            .y
+/// The observer of a fit on targets `y` of models with `n` features, one
+/// per `hypers[k]`, reporting as `opts` asks: each model's progress (its
+/// total loss with its own hyperparameters), nowhere until told.
+fn progress_observer<'s>(
+    y: &'s [f64],
+    n: usize,
+    opts: &RegressionFitParams,
+    hypers: Vec<Hyper>,
+) -> ProgressPerModel<'s, RegressionProgress> {
+    let progress = move |s: &Snapshot, total_loss| {
+        let det = y
             .iter()
             .zip(s.yhat)
             .map(|(y, yh)| (y - yh) * (y - yh))
             .sum::<f64>()
-            / self.y.len() as f64;
-        let p = RegressionProgress {
+            / y.len() as f64;
+        RegressionProgress {
             epoch: s.epoch,
             epochs: s.epochs,
-            total_loss: s.losses.total(&self.hypers[s.model]),
+            total_loss,
             mse: s.losses.data,
             l0_penalty: s.losses.l0,
             deterministic_mse: det,
             active: s.weights.active,
-            n: self.n,
+            n,
+        }
+    };
+    ProgressPerModel::new(opts.report_every, hypers, progress, |_, _| Ok(()))
+}
+
+/// A regression's side of [`Regression::fit_together`]: `X`, `y`, their
+/// loss weights and scales, the options, and the backend of the batch in
+/// training (dropped before the next is built).
+struct TogetherJob<'a> {
+    x: &'a SparseMatrix,
+    y: &'a [f64],
+    weight: &'a [f64],
+    denom: &'a [f64],
+    opts: &'a RegressionFitParams,
+    backend: Option<Box<dyn Backend + 'a>>,
+}
+
+impl BatchFit<Regression> for TogetherJob<'_> {
+    type Progress = RegressionProgress;
+
+    fn fit_alone(
+        &mut self,
+        _k: usize,
+        model: &mut Regression,
+        lambda_l0: f64,
+    ) -> Result<RegressionReport> {
+        let opts = RegressionFitParams {
+            lambda_l0,
+            ..self.opts.clone()
         };
-        (self.f)(s.model, &p)?;
-        self.last[s.model] = Some(p);
-        Ok(())
+        model.fit(self.x, self.y, &opts)
     }
-    fn stop_requested(&mut self) -> bool {
-        (self.stop)()
+
+    fn together<'s>(
+        &'s mut self,
+        _first: usize,
+        models: &[&mut Regression],
+        lambdas: &[f64],
+    ) -> Result<std::result::Result<Together<'s, RegressionProgress>, Apart>> {
+        self.backend = None;
+        if !batch::batchable(models, lambdas)? {
+            return Ok(Err(None));
+        }
+        let (x, y, opts) = (self.x, self.y, self.opts);
+        let model = &models[0];
+        model.check_fit(x, y, opts)?;
+        let hyper = model.hyper(opts);
+        let problem = loss_problem(x, y, self.weight, self.denom, hyper);
+        let backend = match make_batch_backend(opts.device, opts.threads, problem, lambdas)? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(Some(why))),
+        };
+        let hypers = batch::hypers(hyper, lambdas);
+        Ok(Ok(Together {
+            backend: self.backend.insert(backend).as_mut(),
+            start: Box::new(move |s| Regression::start_state(s, y)),
+            epochs: opts.epochs,
+            test_gate: model.params.test_gate,
+            observer: progress_observer(y, model.n_features(), opts, hypers),
+        }))
     }
 }
 

@@ -25,25 +25,17 @@
 //! which grows during training ([`LogWriter`]).
 
 use crate::budget::Batch;
-use crate::calibration::TargetRole;
+use crate::calibration::{rel_scale, TargetRole};
 use crate::diagnostics::{TargetCarrier, WeightDiagnostics};
 use crate::error::{L0Error, Result};
 use crate::io::{
     csv::{csv_field, write_csv},
     write_atomic,
 };
+use crate::par::Par;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// The scale of a target's relative error: `y + 1`, or 1 when that is 0.
-pub fn rel_scale(target: f64) -> f64 {
-    if target + 1.0 == 0.0 {
-        1.0
-    } else {
-        target + 1.0
-    }
-}
 
 /// One target's outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,9 +204,9 @@ pub fn write_targets_csv(
 /// weight and deterministic gate), one line per column, numbers as
 /// [`write_csv`] formats them (`{:?}`; numbers never need quoting). Blocks
 /// of lines are formatted in parallel and written in order, so millions of
-/// columns take a fraction of a second per core.
-pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<()> {
-    use rayon::prelude::*;
+/// columns take a fraction of a second per core (`par`: the parallelism;
+/// the bytes do not depend on it).
+pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64], par: Par) -> Result<()> {
     use std::io::Write;
     const BLOCK: usize = 1 << 15;
     let n = weights.len().min(gates.len());
@@ -222,19 +214,16 @@ pub fn write_weights_csv(path: &Path, weights: &[f64], gates: &[f64]) -> Result<
         out.write_all(b"column,weight,gate\n")?;
         // 32 blocks at a time bounds the formatted text held in memory.
         for group in (0..n).step_by(32 * BLOCK) {
-            let blocks: Vec<Vec<u8>> = (group..n.min(group + 32 * BLOCK))
-                .step_by(BLOCK)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(|start| {
-                    let mut text = Vec::with_capacity(BLOCK * 40);
-                    for i in start..n.min(start + BLOCK) {
-                        // Writing into a Vec cannot fail.
-                        let _ = writeln!(text, "{i},{:?},{:?}", weights[i], gates[i]);
-                    }
-                    text
-                })
-                .collect();
+            let count = (n - group).min(32 * BLOCK).div_ceil(BLOCK);
+            let blocks: Vec<Vec<u8>> = par.map(count, |b| {
+                let start = group + b * BLOCK;
+                let mut text = Vec::with_capacity(BLOCK * 40);
+                for i in start..n.min(start + BLOCK) {
+                    // Writing into a Vec cannot fail.
+                    let _ = writeln!(text, "{i},{:?},{:?}", weights[i], gates[i]);
+                }
+                text
+            });
             for b in blocks {
                 out.write_all(&b)?;
             }
@@ -269,63 +258,135 @@ pub enum Json {
 }
 
 impl Json {
-    /// Pretty JSON text (two-space indent).
+    /// Pretty JSON text (two-space indent; arrays on one line), written
+    /// by `serde_json` through [`SummaryFormatter`].
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
-        out.push('\n');
-        out
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, SummaryFormatter::default());
+        // Writing into a Vec cannot fail, and every Json value serializes.
+        let _ = serde::Serialize::serialize(self, &mut ser);
+        out.push(b'\n');
+        String::from_utf8_lossy(&out).into_owned()
     }
+}
 
-    fn write(&self, out: &mut String, indent: usize) {
+impl serde::Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
         match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(i) => out.push_str(&i.to_string()),
-            Json::Num(v) if v.is_finite() => out.push_str(&num(*v)),
-            Json::Num(_) => out.push_str("null"),
-            Json::Str(s) => {
-                out.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        '\t' => out.push_str("\\t"),
-                        c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                        c => out.push(c),
-                    }
-                }
-                out.push('"');
-            }
+            Json::Null => s.serialize_unit(),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::Int(i) => s.serialize_i128(*i),
+            // serde_json writes a non-finite number as null.
+            Json::Num(v) => s.serialize_f64(*v),
+            Json::Str(t) => s.serialize_str(t),
             Json::Array(items) => {
-                out.push('[');
-                for (k, v) in items.iter().enumerate() {
-                    if k > 0 {
-                        out.push_str(", ");
-                    }
-                    v.write(out, indent);
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(v)?;
                 }
-                out.push(']');
+                seq.end()
             }
             Json::Object(fields) => {
-                if fields.is_empty() {
-                    out.push_str("{}");
-                    return;
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, v)?;
                 }
-                out.push_str("{\n");
-                for (k, (key, v)) in fields.iter().enumerate() {
-                    out.push_str(&"  ".repeat(indent + 1));
-                    Json::Str(key.clone()).write(out, 0);
-                    out.push_str(": ");
-                    v.write(out, indent + 1);
-                    out.push_str(if k + 1 < fields.len() { ",\n" } else { "\n" });
-                }
-                out.push_str(&"  ".repeat(indent));
-                out.push('}');
+                map.end()
             }
         }
+    }
+}
+
+/// The layout of `summary.json`: serde_json's pretty printing (objects one
+/// key a line, two-space indent) with arrays on one line (`[a, b]`),
+/// numbers as [`num`] writes them (`{:?}`, which reads back to the same
+/// `f64`; `-0` as `0.0`), and control characters other than `\n`, `\r`,
+/// `\t` as `\u00XX`: the bytes the files have always had.
+#[derive(Default)]
+pub struct SummaryFormatter {
+    indent: usize,
+    has_value: bool,
+}
+
+impl SummaryFormatter {
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..self.indent {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for SummaryFormatter {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        w.write_all(num(v).as_bytes())
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        escape: serde_json::ser::CharEscape,
+    ) -> std::io::Result<()> {
+        use serde_json::ser::CharEscape;
+        match escape {
+            CharEscape::Quote => w.write_all(b"\\\""),
+            CharEscape::ReverseSolidus => w.write_all(b"\\\\"),
+            CharEscape::LineFeed => w.write_all(b"\\n"),
+            CharEscape::CarriageReturn => w.write_all(b"\\r"),
+            CharEscape::Tab => w.write_all(b"\\t"),
+            CharEscape::Backspace => w.write_all(b"\\u0008"),
+            CharEscape::FormFeed => w.write_all(b"\\u000c"),
+            CharEscape::AsciiControl(c) => write!(w, "\\u{c:04x}"),
+            CharEscape::Solidus => w.write_all(b"\\/"),
+        }
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.indent += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.indent -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 
@@ -764,13 +825,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("l0-weights-csv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (fast, general) = (dir.join("fast.csv"), dir.join("general.csv"));
-        write_weights_csv(&fast, &w, &g).unwrap();
         let rows = (0..n).map(|i| vec![i.to_string(), num(w[i]), num(g[i])]);
         write_csv(&general, &["column", "weight", "gate"], rows).unwrap();
-        assert_eq!(
-            std::fs::read(&fast).unwrap(),
-            std::fs::read(&general).unwrap()
-        );
+        for par in [Par::Seq, Par::new(Some(3)), Par::current()] {
+            write_weights_csv(&fast, &w, &g, par).unwrap();
+            assert_eq!(
+                std::fs::read(&fast).unwrap(),
+                std::fs::read(&general).unwrap(),
+                "{par:?}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -813,6 +877,24 @@ mod tests {
         assert_eq!(
             j.to_text(),
             "{\n  \"a\": 3,\n  \"b\": 0.5,\n  \"c\": \"x\\\"y\\n\",\n  \"d\": null,\n  \"e\": {},\n  \"f\": 0.0,\n  \"g\": [true, \"t\"]\n}\n"
+        );
+        // Objects inside arrays, control characters, numbers as `{:?}`:
+        // the bytes of the writer before serde_json.
+        let j = Json::Object(vec![
+            (
+                "h".into(),
+                Json::Array(vec![
+                    Json::Object(vec![("x".into(), Json::Int(-1))]),
+                    Json::Num(1e-7),
+                    Json::Num(1e16),
+                ]),
+            ),
+            ("s".into(), Json::Str("\u{8}\u{c}\u{1f}\\/".into())),
+            ("t".into(), Json::Array(vec![])),
+        ]);
+        assert_eq!(
+            j.to_text(),
+            "{\n  \"h\": [{\n    \"x\": -1\n  }, 1e-7, 1e16],\n  \"s\": \"\\u0008\\u000c\\u001f\\\\/\",\n  \"t\": []\n}\n"
         );
     }
 

@@ -10,7 +10,7 @@
 //! and on a GPU every pass over the matrix serves all of them
 //! (`M [w_1..w_K]` and `M^T [r_1..r_K]`, each model's sums in the single
 //! fit's exact order), so K models cost far less than K fits (in batches of
-//! at most [`crate::model::MAX_BATCH`]); a GPU batch that does not fit in
+//! at most [`crate::limits::MAX_BATCH`]); a GPU batch that does not fit in
 //! device memory trains one model after the other, and its reports say why
 //! ([`FitReport::fallback`]). Model `k` is bit for bit
 //! the single fit on the same device either way. A

@@ -891,7 +891,11 @@ impl PyCalibration {
             let yhat = self.predict_vec(m)?;
             let rows = l0::report::target_rows(&names, y, &yhat, &roles);
             if let Some(path) = csv_path {
-                let carriers = l0::diagnostics::target_carriers(&m.m, &self.model.weights(true));
+                let carriers = l0::diagnostics::target_carriers(
+                    &m.m,
+                    &self.model.weights(true),
+                    l0::par::Par::current(),
+                );
                 l0::report::write_targets_csv(&path, &rows, &carriers).or_py()?;
             }
             let d = accuracy_dict(py, &l0::report::Accuracy::of(&rows))?;

@@ -238,10 +238,10 @@ pub fn read_sparse(path: &Path) -> Result<RawSparse> {
 /// Reads a matrix file and builds the validated [`crate::SparseMatrix`]
 /// from it (sorted, duplicates summed, both layouts): `.npz` through
 /// [`npz::read_npz_matrix`] (straight into the final types), other formats
-/// through [`read_sparse`].
+/// through [`read_sparse`]; on the current pool ([`crate::par::Par::current`]).
 pub fn read_matrix(path: &Path) -> Result<crate::SparseMatrix> {
     match extension(path).as_str() {
-        "npz" => npz::read_npz_matrix(path),
+        "npz" => npz::read_npz_matrix(path, crate::par::Par::current()),
         _ => matrix_from_raw(read_sparse(path)?),
     }
 }

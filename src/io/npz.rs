@@ -21,6 +21,7 @@ use super::{
     check_indptr, check_indptr_len, check_len, format_error, io_error, write_atomic, RawSparse,
     SparseStructure,
 };
+use crate::par::Par;
 use crate::Result;
 
 /// An opened `.npz` archive, read from the file as members are asked for.
@@ -487,24 +488,24 @@ fn write_le<T: Copy, const N: usize>(
 /// without a further copy, and the other layout is built by a parallel
 /// transpose. Anything else (coo, other dtypes, unsorted entries, a value
 /// that fails a check) goes through [`read_npz_sparse`], which names the
-/// problem.
-pub fn read_npz_matrix(path: &Path) -> Result<crate::SparseMatrix> {
+/// problem. `par` bounds the threads (the two members and the transpose).
+pub fn read_npz_matrix(path: &Path, par: Par) -> Result<crate::SparseMatrix> {
     let mut npz = Npz::open(path)?;
     let (kind, rows, cols) = kind_and_shape(&mut npz)?;
     let indptr = check_declared(&mut npz, &kind, rows, cols)?;
     if let Some(indptr) = indptr {
         let by_column = kind == "csc";
         let bound = if by_column { rows } else { cols };
-        let (indices, data) = rayon::join(
+        let (indices, data) = par.join(
             || read_lean(path, "indices.npy", |descr| index_decoder(descr, bound)),
             || read_lean(path, "data.npy", value_decoder),
         );
         if let (Some(indices), Some(data)) = (indices?, data?) {
             let indptr: Vec<usize> = indptr.into_iter().map(|p| p as usize).collect();
             return if by_column {
-                crate::SparseMatrix::from_csc_parts(rows, cols, indptr, indices, data)
+                crate::SparseMatrix::from_csc_parts(rows, cols, indptr, indices, data, par)
             } else {
-                crate::SparseMatrix::from_csr_parts(rows, cols, indptr, indices, data)
+                crate::SparseMatrix::from_csr_parts(rows, cols, indptr, indices, data, par)
             };
         }
     }

@@ -1228,7 +1228,12 @@ fn write_results(
 ) -> CliResult<()> {
     let gates = model.deterministic_gates();
     write_npy_f64(&dir.join("weights.npy"), weights)?;
-    report::write_weights_csv(&dir.join("weights.csv"), weights, &gates)?;
+    report::write_weights_csv(
+        &dir.join("weights.csv"),
+        weights,
+        &gates,
+        l0::par::Par::current(),
+    )?;
     report::write_targets_csv(&dir.join("targets.csv"), rows, carriers)?;
     report::write_json(&dir.join("summary.json"), &summary.to_json())?;
     Ok(())
@@ -1516,7 +1521,7 @@ pub(super) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
     let yhat = m.mul_vec(&weights)?;
     let rows = report::target_rows(&problem.names, y, &yhat, &roles);
     let accuracy = Accuracy::of(&rows);
-    let diag = l0::diagnostics::Diagnostics::of(m, &weights);
+    let diag = l0::diagnostics::Diagnostics::of(m, &weights, l0::par::Par::current());
     let active = diag.weights.active; // the weights are >= 0
     let summary = Summary {
         rows: m.rows(),

@@ -167,7 +167,10 @@ impl CommonFit {
     /// Refuses a --threads of 0 or above [`l0::limits::max_threads`],
     /// before anything is read or built.
     fn check_threads(&self) -> CliResult<()> {
-        l0::limits::check_threads(self.threads).map_err(|e| flag_error("threads", e))
+        l0::limits::check_threads(self.threads).map_err(|e| flag_error("threads", e))?;
+        // Every loop of the run (reading, reports), not only the fit's.
+        l0::par::Par::bound_global(self.threads);
+        Ok(())
     }
 
     /// The one --lambda-l0 of a single fit (None: not given); a list is
