@@ -225,6 +225,7 @@ mod tests {
             estimate,
             excluded: false,
             holdout: false,
+            band: None,
         }
     }
 

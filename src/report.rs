@@ -50,9 +50,19 @@ pub struct TargetRow {
     pub excluded: bool,
     /// Whether it was held out of the loss for validation.
     pub holdout: bool,
+    /// The half-width of its tolerance band (None without one;
+    /// [`crate::calibration::FitParams::target_tolerance`]).
+    pub band: Option<f64>,
 }
 
 impl TargetRow {
+    /// Whether the estimate is inside the target's tolerance band (None
+    /// without a band).
+    pub fn within_tolerance(&self) -> Option<bool> {
+        self.band
+            .map(|b| crate::objective::within_band(self.target, self.estimate, b))
+    }
+
     /// `estimate - target`.
     pub fn error(&self) -> f64 {
         self.estimate - self.target
@@ -100,8 +110,20 @@ pub fn target_rows(
             estimate,
             excluded: role == TargetRole::Excluded,
             holdout: role == TargetRole::Holdout,
+            band: None,
         })
         .collect()
+}
+
+/// Gives each row its tolerance band's half-width (`bands`: one per row,
+/// as [`crate::calibration::TargetWeights::band`]; None leaves the rows
+/// without bands).
+pub fn set_bands(rows: &mut [TargetRow], bands: Option<&[f64]>) {
+    if let Some(bands) = bands {
+        for (r, &b) in rows.iter_mut().zip(bands) {
+            r.band = Some(b);
+        }
+    }
 }
 
 /// Accuracy over a set of targets (those in the loss, or the holdout).
@@ -177,16 +199,22 @@ pub const TARGET_COLUMNS: [&str; 12] = [
     "records_contributing",
 ];
 
-/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`]
+/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`],
+/// and `within_tolerance` after them when the rows have tolerance bands
 /// (`carriers` has one entry per row).
 pub fn write_targets_csv(
     path: &Path,
     rows: &[TargetRow],
     carriers: &[TargetCarrier],
 ) -> Result<()> {
+    let banded = rows.iter().any(|r| r.band.is_some());
+    let mut header = TARGET_COLUMNS.to_vec();
+    if banded {
+        header.push("within_tolerance");
+    }
     write_csv(
         path,
-        &TARGET_COLUMNS,
+        &header,
         rows.iter().zip(carriers).map(|(r, c)| {
             let mut fields = vec![r.name.clone(), num(r.estimate), num(r.target)];
             fields.extend(r.error_fields());
@@ -195,6 +223,9 @@ pub fn write_targets_csv(
             fields.push(c.top_record.map_or(String::new(), |i| i.to_string()));
             fields.push(num(c.top_record_share));
             fields.push(c.records_contributing.to_string());
+            if banded {
+                fields.push(r.within_tolerance().unwrap_or(false).to_string());
+            }
             fields
         }),
     )
@@ -791,6 +822,7 @@ impl LogWriter {
                 estimate,
                 excluded: false,
                 holdout: held,
+                band: None,
             };
             let [err, rel, abs, rel_abs] = row.error_fields();
             out.push_str(&format!(
@@ -845,6 +877,52 @@ mod tests {
             &[100.0, 0.5, 0.0],
             &[TargetRole::Train, TargetRole::Train, TargetRole::Excluded],
         )
+    }
+
+    #[test]
+    fn targets_csv_says_which_targets_are_within_their_bands_only_when_there_are_bands() {
+        let dir = std::env::temp_dir().join(format!("l0-targets-bands-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("targets.csv");
+        let carriers = vec![
+            TargetCarrier {
+                top_record: None,
+                top_record_share: 0.0,
+                records_contributing: 0,
+            };
+            3
+        ];
+        let mut r = rows();
+        write_targets_csv(&path, &r, &carriers).unwrap();
+        let plain = std::fs::read_to_string(&path).unwrap();
+        assert!(plain.starts_with("target_name,estimate,target,error,rel_error,abs_error,rel_abs_error,excluded,holdout,top_record,top_record_share,records_contributing\n"));
+        // Bands of 1% of |y + 1|: a (99 -> 100, off by 1 = 1%) is inside,
+        // b (0 -> 0.5, 50%) and c (9 -> 0) are not.
+        let bands: Vec<f64> = [99.0f64, 0.0, 9.0]
+            .iter()
+            .map(|y| 0.01 * (y + 1.0))
+            .collect();
+        set_bands(&mut r, Some(&bands));
+        assert_eq!(
+            r.iter()
+                .map(TargetRow::within_tolerance)
+                .collect::<Vec<_>>(),
+            [Some(true), Some(false), Some(false)]
+        );
+        write_targets_csv(&path, &r, &carriers).unwrap();
+        let banded = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = banded.lines().collect();
+        assert!(
+            lines[0].ends_with(",records_contributing,within_tolerance"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with(",true")
+                && lines[2].ends_with(",false")
+                && lines[3].ends_with(",false")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
