@@ -254,7 +254,8 @@ impl Magnitude {
 }
 
 /// Which deterministic gate is used at test time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TestGate {
     /// `sigmoid(a / beta)`: the reference's choice (sharper 0/1 decisions).
     #[default]
@@ -264,7 +265,7 @@ pub enum TestGate {
 }
 
 /// The Hard Concrete distribution's hyperparameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GateParams {
     /// Temperature (> 0). Default 2/3.
     pub beta: f64,

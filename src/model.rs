@@ -13,7 +13,8 @@ use rand_distr::{Distribution, Normal};
 pub use crate::limits::MAX_BATCH;
 
 /// A per-column initial value: one number for all columns, or one each.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
 pub enum Init {
     /// The same value for every column.
     Scalar(f64),

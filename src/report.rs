@@ -115,6 +115,16 @@ pub fn target_rows(
         .collect()
 }
 
+/// How many rows in the loss (neither excluded nor held out) end inside
+/// their tolerance band (None when the rows have no bands).
+pub fn within_tolerance(rows: &[TargetRow]) -> Option<usize> {
+    rows.iter().any(|r| r.band.is_some()).then(|| {
+        rows.iter()
+            .filter(|r| !r.excluded && !r.holdout && r.within_tolerance() == Some(true))
+            .count()
+    })
+}
+
 /// Gives each row its tolerance band's half-width (`bands`: one per row,
 /// as [`crate::calibration::TargetWeights::band`]; None leaves the rows
 /// without bands).
@@ -450,6 +460,9 @@ pub struct Summary {
     pub accuracy: Accuracy,
     /// Accuracy over the holdout targets (None without a holdout).
     pub holdout: Option<Accuracy>,
+    /// With tolerance bands: how many of the targets in the loss end inside
+    /// their band (None without bands).
+    pub within_tolerance: Option<usize>,
     /// With a refit: the L0 fit's figures before it (the others are the
     /// refit's).
     pub before_refit: Option<BeforeRefit>,
@@ -534,6 +547,9 @@ impl Summary {
             ("active".into(), Json::Int(self.active as i128)),
             ("sparsity".into(), Json::Num(self.sparsity())),
         ]);
+        if let Some(n) = self.within_tolerance {
+            f.push(("targets_within_tolerance".into(), Json::Int(n as i128)));
+        }
         f.extend(holdout_fields(self.holdout.as_ref()));
         if let Some(b) = &self.before_refit {
             f.push(("before_refit".into(), b.to_json()));

@@ -172,6 +172,54 @@ pub fn advance(
     advance_on(models, &prepared, &mut backends, opts, epochs, on_progress)
 }
 
+/// [`advance`] with a stop whenever the models' step count reaches a
+/// multiple of `every` (> 0) before the end: `at_stop(models)` sees them
+/// there (to save them; an error ends the training), then training goes on
+/// on the same backend. The models end bit for bit as one [`advance`] of
+/// `epochs` leaves them, and their progress (`on_progress` and each
+/// report's `last`) counts epochs within the whole call, as one
+/// [`advance`]'s would. All models must be at the same step.
+#[allow(clippy::too_many_arguments)]
+pub fn advance_with_stops(
+    models: &mut [SweepModel],
+    m: &SparseMatrix,
+    y: &[f64],
+    opts: &FitParams,
+    epochs: u64,
+    every: u64,
+    on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
+    at_stop: &mut dyn FnMut(&[SweepModel]) -> Result<()>,
+) -> Result<()> {
+    if every == 0 {
+        return Err(L0Error::config("checkpoint_every must be at least 1"));
+    }
+    let Some(first) = models.first() else {
+        return Ok(());
+    };
+    let prepared = first.model.prepare(m, y, opts)?;
+    let mut backends = prepared.backends(m, y, opts);
+    let mut done = 0;
+    while done < epochs {
+        let step = models[0].model.state().step;
+        let leg = (every - step % every).min(epochs - done);
+        let whole = |p: &Progress| Progress {
+            epoch: p.epoch + done,
+            epochs,
+            ..p.clone()
+        };
+        let f = &mut |k, p: &Progress| on_progress(k, &whole(p));
+        advance_on(models, &prepared, &mut backends, opts, leg, f)?;
+        for s in models.iter_mut() {
+            s.report.last = s.report.last.as_ref().map(whole);
+        }
+        done += leg;
+        if done < epochs {
+            at_stop(models)?;
+        }
+    }
+    Ok(())
+}
+
 /// [`advance`] on inputs checked once and a backend kept between calls
 /// ([`Calibration::fit_together_on`]): the record budget's batches.
 pub(crate) fn advance_on(

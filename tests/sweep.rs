@@ -146,6 +146,85 @@ fn models_at_different_steps_are_fitted_one_after_another() {
     }
 }
 
+#[test]
+fn a_batch_stopped_every_k_epochs_ends_as_the_uninterrupted_sweep() {
+    let (m, y) = problem(60, 500, 8, 4);
+    let o = FitParams {
+        epochs: 17,
+        ..opts(2, 60)
+    };
+    let lambdas = [1e-4, 1e-3, 1e-2];
+    let whole = sweep::sweep(&m, &y, &params(), &o, &lambdas, &mut |_, _| Ok(())).unwrap();
+    // Three epochs first, then the rest with a stop at every multiple of 5
+    // of the models' step count (5, 10, 15), never at the end (17).
+    let mut models = sweep::start(m.cols(), &params(), &lambdas).unwrap();
+    sweep::advance(&mut models, &m, &y, &o, 3, &mut |_, _| Ok(())).unwrap();
+    let (mut stops, mut printed) = (vec![], vec![]);
+    sweep::advance_with_stops(
+        &mut models,
+        &m,
+        &y,
+        &o,
+        14,
+        5,
+        &mut |k, p| {
+            if k == 0 {
+                printed.push((p.epoch, p.epochs));
+            }
+            Ok(())
+        },
+        &mut |models| {
+            stops.push(models[0].model.state().step);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(stops, vec![5, 10, 15]);
+    // Reports at steps 5, 10, 15 and 17, counted within the call's 14 epochs.
+    assert_eq!(printed, vec![(2, 14), (7, 14), (12, 14), (14, 14)]);
+    for (a, b) in models.iter().zip(&whole) {
+        assert_eq!(state_bits(a.model.state()), state_bits(b.model.state()));
+        assert_eq!(a.report.epochs, 17);
+        let (pa, pb) = (
+            a.report.last.as_ref().unwrap(),
+            b.report.last.as_ref().unwrap(),
+        );
+        assert_eq!(pa.total_loss.to_bits(), pb.total_loss.to_bits());
+        assert_eq!(pa.mean_rel_err.to_bits(), pb.mean_rel_err.to_bits());
+        assert_eq!((pa.active, pa.epoch, pa.epochs), (pb.active, 14, 14));
+    }
+    // An error at a stop ends the training there.
+    let mut models = sweep::start(m.cols(), &params(), &lambdas).unwrap();
+    let e = sweep::advance_with_stops(
+        &mut models,
+        &m,
+        &y,
+        &o,
+        17,
+        5,
+        &mut |_, _| Ok(()),
+        &mut |_| Err(l0::L0Error::config("stop here")),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "invalid configuration: stop here");
+    assert_eq!(models[0].model.state().step, 5);
+    let e = sweep::advance_with_stops(
+        &mut models,
+        &m,
+        &y,
+        &o,
+        1,
+        0,
+        &mut |_, _| Ok(()),
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration: checkpoint_every must be at least 1"
+    );
+}
+
 /// On a GPU the models of a sweep are trained one after another, each its
 /// single GPU fit; without one, the sweep fails with the single fit's
 /// message (this machine's case is noted).

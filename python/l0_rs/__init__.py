@@ -17,8 +17,10 @@ The engine's extras: ``SparseCalibrationWeights.diagnostics`` (weight
 concentration, who carries each target), ``.refit`` (select, then refit
 without gates), ``fit(..., holdout_targets=...)`` with
 ``holdout_targets`` to draw them, ``sweep`` (one model per L0
-strength, with ``lambda_grid``) and ``fit_to_budget`` (the L0 strength
-that keeps a given number of records).
+strength, with ``lambda_grid``; with ``checkpoint_dir`` its batches
+checkpoint and resume, and ``executor="ray"`` runs them as Ray tasks, see
+docs/ray.md) and ``fit_to_budget`` (the L0 strength that keeps a given
+number of records).
 
 CUDA needs only the NVIDIA driver and NVRTC: ``pip install "l0-rs[cuda]"``
 adds NVRTC's wheel, which the package finds in site-packages on import.

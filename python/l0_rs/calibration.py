@@ -10,11 +10,14 @@ jitter is applied only before the very first step), and ``state_dict``
 holds the Adam moments and step, so a reloaded model continues bit for bit.
 """
 
+import functools
+import os
+import socket
 import warnings
 
 import numpy as np
 
-from . import _native
+from . import _native, _ray
 from ._base import Model
 from ._convert import as_groups, as_matrix, as_vector, count as _count, per_column, resolve_device
 from ._convert import warn_fallbacks
@@ -328,13 +331,13 @@ def _shared_options(args):
     return {k: args[k] for k in _SHARED_FIT_KEYS}
 
 
-def _batch_options(template, args):
+def _batch_options(template, args, device=None):
     """The fit options of models trained in batches (``sweep``,
     ``fit_to_budget``) from the caller's arguments ``args``: ``lambda_l0``
     is set per model, and reports come every ``verbose_freq`` epochs even
     when quiet, since Ctrl-C is noticed at reports and a batch of models is
-    one long call."""
-    opts = _fit_options(template, lambda_l0=0.0, device=None, **_shared_options(args))
+    one long call. ``device`` replaces the model's (None: the model's)."""
+    opts = _fit_options(template, lambda_l0=0.0, device=device, **_shared_options(args))
     opts["report_every"] = _count(args["verbose_freq"], "verbose_freq")
     return opts
 
@@ -470,12 +473,29 @@ class Sweep:
     ``holdout_max_rel_err`` (NaN where a figure does not apply), ``epochs``
     (int64) and ``seconds``. ``pandas.DataFrame(sweep.metrics)`` makes a
     table of it.
+
+    ``batches``: None for a sweep trained in one call; with
+    ``checkpoint_dir`` or ``executor="ray"``, one dict per batch:
+    ``batch`` (its index), ``lambdas``, ``checkpoint_dir`` (its folder, or
+    None), ``resumed_from`` (the epoch of the checkpoint it resumed from,
+    None when it started afresh), ``pid`` and ``host`` (the process that
+    finished it). ``resumed``: ``{batch: epoch}`` of the batches that
+    resumed.
     """
 
-    def __init__(self, lambdas, models, reports):
+    def __init__(self, lambdas, models, reports, batches=None):
         self.lambdas = np.asarray(lambdas, dtype=np.float64)
         self.models = list(models)
         self.reports = list(reports)
+        self.batches = batches
+
+    @property
+    def resumed(self):
+        return {
+            b["batch"]: b["resumed_from"]
+            for b in self.batches or ()
+            if b["resumed_from"] is not None
+        }
 
     @property
     def weights(self):
@@ -529,6 +549,12 @@ def sweep(
     target_weights=None,
     max_weight=None,
     max_weight_ratio=None,
+    executor="local",
+    checkpoint_dir=None,
+    checkpoint_every=100,
+    batch_size=8,
+    on_checkpoint=None,
+    ray_options=None,
     **model_args,
 ):
     """Fit one ``SparseCalibrationWeights`` per L0 strength in ``lambdas``,
@@ -545,16 +571,116 @@ def sweep(
     of them, on the CPU and on a GPU); Ctrl-C is noticed at progress reports (every
     ``verbose_freq`` epochs, printed only when verbose) and discards the
     sweep. Returns a :class:`Sweep`.
+
+    The λ values train in batches of ``batch_size`` (1 to 8) consecutive
+    values, each batch in one pass. ``executor="ray"`` runs each batch as a
+    Ray task on the connected cluster (``M`` put in the object store once;
+    ``num_gpus=1`` per task when ``device`` is "cuda" or "cuda:N", which
+    then means the GPU Ray assigns; ``num_cpus`` = ``threads``, else 1;
+    ``ray_options``, a dict for Ray's ``.options()``, overrides these and
+    ``max_retries=3``); it needs ``pip install 'l0-rs[ray]'``. With
+    ``checkpoint_dir`` (a folder every task can reach), each batch saves its
+    models in ``checkpoint_dir/batch-NNN/`` every ``checkpoint_every``
+    epochs, and a batch run again (a retried task, or the same sweep
+    called again) resumes from its last checkpoint; a folder of another
+    sweep is refused with ``ValueError``. ``on_checkpoint(batch, step)`` is
+    called after each checkpoint, in the process that trains the batch
+    (with Ray a worker: it must pickle). Every way gives the local
+    sweep's models and metrics bit for bit (``seconds`` aside);
+    ``Sweep.batches`` says which batch resumed from which epoch.
     """
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray":
+        _ray.require_ray()
+    elif ray_options is not None:
+        raise ValueError("ray_options needs executor='ray'")
+    if on_checkpoint is not None and checkpoint_dir is None:
+        raise ValueError("on_checkpoint needs a checkpoint_dir")
     m = as_matrix(M, "M")
     y = as_vector(y, "y")
     lambdas = [float(v) for v in np.asarray(lambdas, dtype=np.float64).ravel()]
     template = SparseCalibrationWeights(m.shape[1], **model_args)
-    opts = _batch_options(template, locals())
-    out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
-    models = [_trained(template, native, report) for _, native, report in out]
-    warn_fallbacks(report["fallback"] for _, _, report in out)
-    return Sweep(lambdas, models, [report for _, _, report in out])
+    if executor == "local" and checkpoint_dir is None:
+        opts = _batch_options(template, locals())
+        out = _native.sweep(template._model, m, y, opts, lambdas, print if verbose else None)
+        models = [_trained(template, native, report) for _, native, report in out]
+        warn_fallbacks(model.fit_report_["fallback"] for model in models)
+        return Sweep(lambdas, models, [model.fit_report_ for model in models])
+    # The options are checked here; each batch resolves the device where it runs.
+    _batch_options(template, locals(), device="cpu")
+    every = _count(checkpoint_every, "checkpoint_every")
+    if every < 1:
+        raise ValueError("checkpoint_every must be at least 1, got 0")
+    size = _count(batch_size, "batch_size")
+    if not 1 <= size <= 8:
+        raise ValueError(f"batch_size must be from 1 to 8, got {size}")
+    device = str(template.device)
+    gpu = executor == "ray" and (device == "cuda" or device.startswith("cuda:"))
+    fit_args = _shared_options(locals())
+    jobs = [
+        dict(
+            y=y,
+            lambdas=lambdas[first : first + size],
+            fit_args=fit_args,
+            model_args=dict(
+                template._init_args,
+                seed=template.seed_in_use,
+                device="cuda" if gpu else device,
+            ),
+            checkpoint_dir=None
+            if checkpoint_dir is None
+            else os.path.join(os.fspath(checkpoint_dir), f"batch-{first // size:03d}"),
+            checkpoint_every=every,
+            on_checkpoint=None
+            if on_checkpoint is None
+            else functools.partial(on_checkpoint, first // size),
+        )
+        for first in range(0, len(lambdas), size)
+    ]
+    if executor == "ray":
+        if isinstance(M, _native.Matrix):
+            raise TypeError(
+                "executor='ray' needs M as a scipy.sparse matrix or a numpy array "
+                "(it goes to the object store; an l0_rs.Matrix does not pickle)"
+            )
+        options = _ray.task_options(gpu, threads, ray_options)
+        done = _ray.run_batches(_run_batch, M, jobs, options)
+    else:
+        done = [_run_batch(m, **job) for job in jobs]
+    batches = [dict(batch=b, **report) for b, (report, _) in enumerate(done)]
+    models = [model for _, trained in done for model in trained]
+    warn_fallbacks(model.fit_report_["fallback"] for model in models)
+    return Sweep(lambdas, models, [model.fit_report_ for model in models], batches)
+
+
+def _run_batch(M, y, lambdas, fit_args, model_args, checkpoint_dir, checkpoint_every, on_checkpoint):
+    """One batch of a :func:`sweep` in this process (a Ray task's body):
+    the models of ``lambdas`` trained together, checkpointed in
+    ``checkpoint_dir`` every ``checkpoint_every`` epochs and resumed from
+    its last checkpoint when there is one (``on_checkpoint(step)`` called
+    after each). Returns ``(report, models)``: the batch's ``lambdas``,
+    ``checkpoint_dir``, ``resumed_from`` (None for a fresh start), ``pid``
+    and ``host``, and its trained ``SparseCalibrationWeights``."""
+    m = as_matrix(M, "M")
+    template = SparseCalibrationWeights(**model_args)
+    opts = _batch_options(template, fit_args)
+    printer = print if fit_args["verbose"] else None
+    if checkpoint_dir is None:
+        resumed = 0
+        out = _native.sweep(template._model, m, y, opts, lambdas, printer)
+    else:
+        resumed, out = _native.sweep_batch(
+            template._model, m, y, opts, lambdas, checkpoint_dir, checkpoint_every, printer, on_checkpoint
+        )
+    report = dict(
+        lambdas=list(lambdas),
+        checkpoint_dir=checkpoint_dir,
+        resumed_from=resumed or None,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
+    return report, [_trained(template, native, r) for _, native, r in out]
 
 
 def _trained(template, native, report):

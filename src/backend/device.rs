@@ -12,7 +12,8 @@ use super::interface::{Backend, Problem};
 use crate::error::{L0Error, Result};
 
 /// Which hardware runs the fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Device {
     /// The GPU when a CUDA driver, NVRTC and a device are present, else the CPU.
     #[default]

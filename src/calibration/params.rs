@@ -8,7 +8,8 @@ use crate::model::{self, Init};
 use std::collections::BTreeMap;
 
 /// The data loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// Squared error `(y - yhat)^2`.
     #[default]
@@ -17,6 +18,7 @@ pub enum Loss {
     Relative,
     /// Absolute relative error `|y - yhat| / max(|y|, 1)`, at most
     /// [`FitParams::loss_cap`] per target ([`crate::objective`]).
+    #[serde(rename = "l1-relative")]
     L1Relative,
 }
 
@@ -59,7 +61,7 @@ impl std::str::FromStr for Loss {
 /// | `use_gates` | true | |
 /// | `seed` | None (drawn, then kept in the model) | |
 /// | `test_gate` | temperature | temperature, paper |
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CalibrationParams {
     /// Gate distribution.
     pub gate: GateParams,
@@ -114,7 +116,7 @@ impl Default for CalibrationParams {
 /// | `device` | auto | auto, cpu, cuda:N |
 /// | `threads` | all cores | >= 1 |
 /// | `report_every` | None (last epoch only) | >= 1 |
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FitParams {
     /// L0 strength.
     pub lambda_l0: f64,

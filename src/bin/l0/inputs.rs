@@ -30,15 +30,6 @@ pub(super) fn check_len(
     Ok(())
 }
 
-/// A number, or a per-column `.npy`/`.csv` file.
-pub(super) fn load_init(text: &str, what: &str, cols: usize) -> CliResult<Init> {
-    if let Ok(v) = text.parse::<f64>() {
-        return Ok(Init::Scalar(v));
-    }
-    let path = Path::new(text);
-    load_vector(path, what, cols, "matrix column").map(Init::PerColumn)
-}
-
 /// A library error about flag `--flag` as one input-error line:
 /// `--flag: message`, without the "invalid configuration: " prefix.
 pub(super) fn flag_error(flag: &str, e: L0Error) -> Failure {
@@ -64,22 +55,6 @@ pub(super) fn parse_test_gate(text: &str) -> CliResult<TestGate> {
             "--test-gate: unknown test gate '{text}': expected 'temperature' or 'paper'"
         ))),
     }
-}
-
-pub(super) fn test_gate_name(t: TestGate) -> &'static str {
-    match t {
-        TestGate::Temperature => "temperature",
-        TestGate::Paper => "paper",
-    }
-}
-
-pub(super) fn loss_name(l: Loss) -> &'static str {
-    l.name()
-}
-
-pub(super) fn parse_f64(flag: &str, text: &str) -> CliResult<f64> {
-    text.parse()
-        .map_err(|_| input_error(format!("--{flag}: cannot parse '{text}' as a number")))
 }
 
 pub(super) fn positive(flag: &str, v: Option<u64>) -> CliResult<Option<u64>> {

@@ -29,9 +29,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-mod budget;
 mod calibrate;
-mod holdout;
 mod inputs;
 mod interrupt;
 mod outdir;

@@ -4,7 +4,7 @@
 //! summary.json and sweep.svg.
 
 use super::calibrate::{
-    load_problem, plan, refit_epochs, resolve, run_refit, settle_seed, CalibrateArgs, Problem,
+    load_problem, plan, resolve, run_refit, settle_seed, warn_fallbacks, CalibrateArgs, Problem,
     Sources,
 };
 use super::inputs::positive;
@@ -303,18 +303,6 @@ fn print_results(rows: &[Row], epochs: u64, refit: Option<u64>, seconds: f64, ou
     );
 }
 
-/// One stderr line per distinct reason why a batch of models trained one
-/// after another instead of in one pass.
-pub(super) fn warn_fallbacks<'a>(reasons: impl Iterator<Item = &'a str>) {
-    let mut said: Vec<&str> = Vec::new();
-    for why in reasons {
-        if !said.contains(&why) {
-            eprintln!("warning: {why}");
-            said.push(why);
-        }
-    }
-}
-
 pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     let _interrupt = super::interrupt::Interrupt::install();
     let a = &args.calibrate;
@@ -333,10 +321,10 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
     }
     let problem = load_problem(&sources)?;
     l0::sweep::check_models(lambdas.len(), problem.m.cols())?;
-    let mut resolved = resolve(a, problem.demo, None, problem.groups.is_some());
-    let seed = settle_seed(&mut resolved, None);
-    let plan = plan(&resolved, a, &problem, seed, false)?;
-    let refit = refit_epochs(&resolved, plan.epochs)?;
+    let mut settings = resolve(a, problem.demo, None, problem.groups.is_some())?;
+    let seed = settle_seed(&mut settings, None);
+    let plan = plan(&settings, a, &problem, seed, false)?;
+    let refit = settings.refit_epochs();
     let (m, y) = (&problem.m, &problem.y);
     let every = a.fit.progress_every.unwrap_or((plan.epochs / 4).max(1));
     eprintln!(
@@ -368,7 +356,7 @@ pub(super) fn sweep(args: SweepArgs) -> CliResult<()> {
         .map(|(k, s)| row_of((k, k_all), s, &problem, &roles, &opts, refit_every))
         .collect::<CliResult<_>>()?;
     let seconds = start.elapsed().as_secs_f64();
-    let mut settings = resolved.json();
+    let mut settings = settings.json();
     for (k, v) in settings.iter_mut() {
         if k == "lambda_l0" {
             *v = Json::Array(lambdas.iter().map(|&l| Json::Num(l)).collect());

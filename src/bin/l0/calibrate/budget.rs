@@ -1,14 +1,13 @@
 //! `l0 calibrate --target-records K`: the flags of a record budget, and the
 //! search ([`l0::budget::fit_to_budget`]) with its progress lines.
 
-use super::calibrate::CalibrateArgs;
 use super::*;
 use l0::budget::{fit_to_budget, Budget, BudgetFit};
 use l0::report::BudgetSummary;
 
 /// The record budget of the flags (None without --target-records), checked
 /// against a matrix of `cols` columns; refuses the flags it excludes.
-pub(super) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budget>> {
+pub(crate) fn budget_of(a: &CalibrateArgs, cols: usize) -> CliResult<Option<Budget>> {
     let Some(k) = a.target_records else {
         return match (a.records_tolerance, &a.lambda_range) {
             (Some(_), _) => Err(input_error("--records-tolerance needs --target-records")),
@@ -68,7 +67,7 @@ fn lambda_range(text: &str) -> CliResult<(f64, f64)> {
 }
 
 /// Runs the search, printing one line per model trained.
-pub(super) fn search(
+pub(crate) fn search(
     m: &SparseMatrix,
     y: &[f64],
     params: &CalibrationParams,
@@ -122,12 +121,12 @@ pub(super) fn search(
         );
         Ok(())
     })?;
-    super::sweep::warn_fallbacks(fit.fallbacks.iter().map(String::as_str));
+    super::warn_fallbacks(fit.fallbacks.iter().map(String::as_str));
     Ok(fit)
 }
 
 /// summary.json's `budget` for a search over fits of `epochs` epochs.
-pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSummary {
+pub(crate) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSummary {
     BudgetSummary {
         target_records: budget.target_records,
         tolerance: budget.tolerance,
@@ -146,7 +145,7 @@ pub(super) fn summary(fit: &BudgetFit, budget: &Budget, epochs: u64) -> BudgetSu
 
 /// The lines printed after the results: what was found and what it cost,
 /// and a warning when the budget was not met.
-pub(super) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
+pub(crate) fn print(fit: &BudgetFit, s: &BudgetSummary, budget: &Budget) {
     let batches: Vec<String> = s
         .batches
         .iter()
