@@ -9,25 +9,52 @@
 // formed exactly as they are for that model alone.
 #include "common.cuh"
 
-// Model k = blockIdx.y: e_q = (y_q - yhat_qk) / d_q, r_qk = -2 g_q e_q / d_q
-// (f64), over a grid-stride loop; block b writes
-// partials[2 (k B + b)] = sum g_q e_q^2 and partials[2 (k B + b) + 1] =
+// One target's loss term and r = dl/dyhat (CPU twin: objective::target_term,
+// src/objective.rs, where the formulas are written out): the difference
+// y - yhat moved toward 0 by the band half-width b (0 inside the band; b = 0
+// leaves it as it is), e = x / d; abs_cap < 0: l = g e^2, r = -2 g e / d;
+// else l = g min(|e|, abs_cap), r = -g sign(e) / d while |e| < abs_cap, else 0.
+__device__ __forceinline__ void target_term(double y, double yhat, double g, double d, double b,
+                                            double abs_cap, double* l, double* r) {
+    double diff = y - yhat;
+    double x = diff;
+    if (b > 0.0) x = diff > b ? diff - b : (diff < -b ? diff + b : diff * 0.0);
+    double e = x / d;
+    if (abs_cap < 0.0) {
+        *l = g * e * e;
+        *r = -2.0 * g * e / d;
+        return;
+    }
+    double a = fabs(e);
+    if (a >= abs_cap) {
+        *l = g * abs_cap;
+        *r = 0.0;
+    } else {
+        *l = g * a;  // NaN for a NaN e: the fit sees divergence
+        *r = e > 0.0 ? -g / d : (e < 0.0 ? g / d : 0.0);
+    }
+}
+
+// Model k = blockIdx.y: per target, target_term (band[q] when has_band),
+// r_qk written (f64), over a grid-stride loop; block b writes
+// partials[2 (k B + b)] = sum l_q and partials[2 (k B + b) + 1] =
 // sum r_qk (the intercept's gradient), B = gridDim.x.
 extern "C" __global__ void residual(u64 rows, u32 lanes, const double* __restrict__ y,
                                     const double* __restrict__ g,
                                     const double* __restrict__ d,
-                                    const double* __restrict__ yhat, double* __restrict__ r,
-                                    double* __restrict__ partials) {
+                                    const double* __restrict__ band, int has_band,
+                                    double abs_cap, const double* __restrict__ yhat,
+                                    double* __restrict__ r, double* __restrict__ partials) {
     __shared__ double buf[L0_BLOCK];
     u32 k = blockIdx.y;
     double loss = 0.0, rsum = 0.0;
     u64 stride = (u64)gridDim.x * blockDim.x;
     for (u64 q = (u64)blockIdx.x * blockDim.x + threadIdx.x; q < rows; q += stride) {
         u64 e_at = q * lanes + k;
-        double e = (y[q] - yhat[e_at]) / d[q];
-        double rq = -2.0 * g[q] * e / d[q];
+        double lq, rq;
+        target_term(y[q], yhat[e_at], g[q], d[q], has_band ? band[q] : 0.0, abs_cap, &lq, &rq);
         r[e_at] = rq;
-        loss += g[q] * e * e;
+        loss += lq;
         rsum += rq;
     }
     block_pair_partial(loss, rsum, buf, partials + 2 * (u64)k * gridDim.x);

@@ -191,6 +191,7 @@ fn dominated_by_few(rows: &[TargetRow], loss: Loss, naming: Naming) -> Option<St
         .iter()
         .map(|t| match loss {
             Loss::Relative => t.rel_error().powi(2),
+            Loss::L1Relative => (t.error() / crate::objective::l1_scale(t.target)).abs(),
             Loss::Mse => t.error().powi(2),
         })
         .collect();
@@ -224,6 +225,7 @@ mod tests {
             estimate,
             excluded: false,
             holdout: false,
+            band: None,
         }
     }
 

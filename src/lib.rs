@@ -26,6 +26,7 @@ pub mod limits;
 pub mod matrix;
 pub mod model;
 pub mod naming;
+pub mod objective;
 pub mod par;
 pub mod philox;
 pub mod plot;

@@ -50,9 +50,19 @@ pub struct TargetRow {
     pub excluded: bool,
     /// Whether it was held out of the loss for validation.
     pub holdout: bool,
+    /// The half-width of its tolerance band (None without one;
+    /// [`crate::calibration::FitParams::target_tolerance`]).
+    pub band: Option<f64>,
 }
 
 impl TargetRow {
+    /// Whether the estimate is inside the target's tolerance band (None
+    /// without a band).
+    pub fn within_tolerance(&self) -> Option<bool> {
+        self.band
+            .map(|b| crate::objective::within_band(self.target, self.estimate, b))
+    }
+
     /// `estimate - target`.
     pub fn error(&self) -> f64 {
         self.estimate - self.target
@@ -100,8 +110,30 @@ pub fn target_rows(
             estimate,
             excluded: role == TargetRole::Excluded,
             holdout: role == TargetRole::Holdout,
+            band: None,
         })
         .collect()
+}
+
+/// How many rows in the loss (neither excluded nor held out) end inside
+/// their tolerance band (None when the rows have no bands).
+pub fn within_tolerance(rows: &[TargetRow]) -> Option<usize> {
+    rows.iter().any(|r| r.band.is_some()).then(|| {
+        rows.iter()
+            .filter(|r| !r.excluded && !r.holdout && r.within_tolerance() == Some(true))
+            .count()
+    })
+}
+
+/// Gives each row its tolerance band's half-width (`bands`: one per row,
+/// as [`crate::calibration::TargetWeights::band`]; None leaves the rows
+/// without bands).
+pub fn set_bands(rows: &mut [TargetRow], bands: Option<&[f64]>) {
+    if let Some(bands) = bands {
+        for (r, &b) in rows.iter_mut().zip(bands) {
+            r.band = Some(b);
+        }
+    }
 }
 
 /// Accuracy over a set of targets (those in the loss, or the holdout).
@@ -177,16 +209,22 @@ pub const TARGET_COLUMNS: [&str; 12] = [
     "records_contributing",
 ];
 
-/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`]
+/// Writes `targets.csv`, one line per target with the [`TARGET_COLUMNS`],
+/// and `within_tolerance` after them when the rows have tolerance bands
 /// (`carriers` has one entry per row).
 pub fn write_targets_csv(
     path: &Path,
     rows: &[TargetRow],
     carriers: &[TargetCarrier],
 ) -> Result<()> {
+    let banded = rows.iter().any(|r| r.band.is_some());
+    let mut header = TARGET_COLUMNS.to_vec();
+    if banded {
+        header.push("within_tolerance");
+    }
     write_csv(
         path,
-        &TARGET_COLUMNS,
+        &header,
         rows.iter().zip(carriers).map(|(r, c)| {
             let mut fields = vec![r.name.clone(), num(r.estimate), num(r.target)];
             fields.extend(r.error_fields());
@@ -195,6 +233,9 @@ pub fn write_targets_csv(
             fields.push(c.top_record.map_or(String::new(), |i| i.to_string()));
             fields.push(num(c.top_record_share));
             fields.push(c.records_contributing.to_string());
+            if banded {
+                fields.push(r.within_tolerance().unwrap_or(false).to_string());
+            }
             fields
         }),
     )
@@ -419,6 +460,9 @@ pub struct Summary {
     pub accuracy: Accuracy,
     /// Accuracy over the holdout targets (None without a holdout).
     pub holdout: Option<Accuracy>,
+    /// With tolerance bands: how many of the targets in the loss end inside
+    /// their band (None without bands).
+    pub within_tolerance: Option<usize>,
     /// With a refit: the L0 fit's figures before it (the others are the
     /// refit's).
     pub before_refit: Option<BeforeRefit>,
@@ -503,6 +547,9 @@ impl Summary {
             ("active".into(), Json::Int(self.active as i128)),
             ("sparsity".into(), Json::Num(self.sparsity())),
         ]);
+        if let Some(n) = self.within_tolerance {
+            f.push(("targets_within_tolerance".into(), Json::Int(n as i128)));
+        }
         f.extend(holdout_fields(self.holdout.as_ref()));
         if let Some(b) = &self.before_refit {
             f.push(("before_refit".into(), b.to_json()));
@@ -791,6 +838,7 @@ impl LogWriter {
                 estimate,
                 excluded: false,
                 holdout: held,
+                band: None,
             };
             let [err, rel, abs, rel_abs] = row.error_fields();
             out.push_str(&format!(
@@ -845,6 +893,52 @@ mod tests {
             &[100.0, 0.5, 0.0],
             &[TargetRole::Train, TargetRole::Train, TargetRole::Excluded],
         )
+    }
+
+    #[test]
+    fn targets_csv_says_which_targets_are_within_their_bands_only_when_there_are_bands() {
+        let dir = std::env::temp_dir().join(format!("l0-targets-bands-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("targets.csv");
+        let carriers = vec![
+            TargetCarrier {
+                top_record: None,
+                top_record_share: 0.0,
+                records_contributing: 0,
+            };
+            3
+        ];
+        let mut r = rows();
+        write_targets_csv(&path, &r, &carriers).unwrap();
+        let plain = std::fs::read_to_string(&path).unwrap();
+        assert!(plain.starts_with("target_name,estimate,target,error,rel_error,abs_error,rel_abs_error,excluded,holdout,top_record,top_record_share,records_contributing\n"));
+        // Bands of 1% of |y + 1|: a (99 -> 100, off by 1 = 1%) is inside,
+        // b (0 -> 0.5, 50%) and c (9 -> 0) are not.
+        let bands: Vec<f64> = [99.0f64, 0.0, 9.0]
+            .iter()
+            .map(|y| 0.01 * (y + 1.0))
+            .collect();
+        set_bands(&mut r, Some(&bands));
+        assert_eq!(
+            r.iter()
+                .map(TargetRow::within_tolerance)
+                .collect::<Vec<_>>(),
+            [Some(true), Some(false), Some(false)]
+        );
+        write_targets_csv(&path, &r, &carriers).unwrap();
+        let banded = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = banded.lines().collect();
+        assert!(
+            lines[0].ends_with(",records_contributing,within_tolerance"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with(",true")
+                && lines[2].ends_with(",false")
+                && lines[3].ends_with(",false")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -647,7 +647,7 @@ fn bad_fit_input_is_named() {
     );
     assert_eq!(
         "huber".parse::<Loss>().unwrap_err().to_string(),
-        "invalid configuration: unknown loss 'huber': expected 'mse' or 'relative'"
+        "invalid configuration: unknown loss 'huber': expected 'mse', 'relative' or 'l1-relative'"
     );
     assert_eq!(
         "gpu".parse::<Device>().unwrap_err().to_string(),

@@ -494,7 +494,7 @@ fn bad_input_gets_one_clear_line_and_exit_code_2() {
     // An unknown loss.
     assert_eq!(
         run(m, y, &["--loss", "hinge"]),
-        "error: --loss: unknown loss 'hinge': expected 'mse' or 'relative'"
+        "error: --loss: unknown loss 'hinge': expected 'mse', 'relative' or 'l1-relative'"
     );
 
     // A missing file.
@@ -876,7 +876,7 @@ fn a_run_owns_its_output_folder() {
     wrong.extend(["--loss", "hinge"]);
     assert_eq!(
         fails(&wrong),
-        "error: --loss: unknown loss 'hinge': expected 'mse' or 'relative'"
+        "error: --loss: unknown loss 'hinge': expected 'mse', 'relative' or 'l1-relative'"
     );
     assert_eq!(summary(&out)["epochs"], 20);
     assert!(out.join("log.csv").exists());
@@ -2599,4 +2599,96 @@ fn int64_group_ids_are_labels() {
             2.0
         );
     }
+}
+
+#[test]
+fn tolerance_bands_and_the_l1_loss_from_the_command_line() {
+    let f = problem("tolerance", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
+        a.extend(["--epochs", "60", "--overwrite"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = succeeds(&with(&[
+        "--target-tolerance",
+        "0.05",
+        "--loss",
+        "l1-relative",
+        "--loss-cap",
+        "2",
+    ]));
+    let rows = csv_rows(&out.join("targets.csv"));
+    assert_eq!(rows[0].last().map(String::as_str), Some("within_tolerance"));
+    let rel = rows[0].iter().position(|c| c == "rel_abs_error").unwrap();
+    let mut inside = 0;
+    for r in &rows[1..] {
+        let e: f64 = r[rel].parse().unwrap();
+        let within = r.last().unwrap() == "true";
+        assert_eq!(within, e <= 0.05, "{r:?}");
+        inside += within as usize;
+    }
+    let s = summary(&out);
+    assert_eq!(s["targets_within_tolerance"], inside);
+    assert_eq!(s["settings"]["target_tolerance"], 0.05);
+    assert_eq!(s["settings"]["loss"], "l1-relative");
+    assert_eq!(s["settings"]["loss_cap"], 2.0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "tolerance: {inside} of 6 targets within their bands"
+        )),
+        "{text}"
+    );
+    // Per target from a file; one value per target.
+    let tol = f.dir.join("tol.npy");
+    write_npy_f64(&tol, &[0.0, 0.1, 0.0, 0.1, 0.0, 0.1]).unwrap();
+    succeeds(&with(&["--target-tolerance", p(&tol)]));
+    assert_eq!(
+        csv_rows(&out.join("targets.csv"))[0]
+            .last()
+            .map(String::as_str),
+        Some("within_tolerance")
+    );
+    // Without bands, targets.csv keeps its columns.
+    succeeds(&with(&[]));
+    assert_eq!(
+        csv_rows(&out.join("targets.csv"))[0]
+            .last()
+            .map(String::as_str),
+        Some("records_contributing")
+    );
+    assert!(summary(&out).get("targets_within_tolerance").is_none());
+    let bad = |extra: &[&str]| fails(&with(extra));
+    assert_eq!(
+        bad(&["--loss", "relative", "--loss-cap", "0.5"]),
+        "error: --loss-cap applies to --loss l1-relative only, not to relative"
+    );
+    assert_eq!(
+        bad(&["--loss", "l1-relative", "--loss-cap", "0"]),
+        "error: --loss-cap must be a number > 0, got 0"
+    );
+    assert_eq!(
+        bad(&["--target-tolerance", "-0.1"]),
+        "error: --target-tolerance must be a number >= 0 or a file, got -0.1"
+    );
+    let short = f.dir.join("short.npy");
+    write_npy_f64(&short, &[0.1, 0.1]).unwrap();
+    assert_eq!(
+        bad(&["--target-tolerance", p(&short)]),
+        format!(
+            "error: {}: expected 6 target tolerances (one per target), found 2",
+            short.display()
+        )
+    );
+    let negative = f.dir.join("negative.npy");
+    write_npy_f64(&negative, &[0.1, 0.1, -1.0, 0.0, 0.0, 0.0]).unwrap();
+    assert_eq!(
+        bad(&["--target-tolerance", p(&negative)]),
+        format!(
+            "error: {}: target tolerance 2 is -1; each must be a finite number >= 0",
+            negative.display()
+        )
+    );
 }

@@ -21,6 +21,7 @@ use l0::backend::cuda::{
 use l0::backend::{make_backend, Backend, Device, Hyper, Noise, ParamState, Problem};
 use l0::engine::{self, Silent};
 use l0::hard_concrete::TestGate;
+use l0::objective::Shape;
 use l0::{L0Error, SparseMatrix};
 
 fn flag(name: &str) -> bool {
@@ -643,4 +644,41 @@ fn gpu_weight_bounds_match_cpu_and_hold() {
         sg.p.iter().zip(&bound).any(|(p, b)| p == b),
         "no bound binds"
     );
+}
+
+#[test]
+fn gpu_tolerance_bands_and_l1_loss_match_cpu() {
+    // Half the targets get a band wide enough to hold them at the start, the
+    // others none; under l1 a cap binds on the targets furthest off.
+    let s = synthetic(40, 300, 17);
+    let band: Vec<f64> =
+        s.y.iter()
+            .enumerate()
+            .map(|(q, y)| if q % 2 == 0 { 0.3 * y.abs() } else { 0.0 })
+            .collect();
+    for shape in [
+        Shape::Square,
+        Shape::Abs { cap: f64::INFINITY },
+        Shape::Abs { cap: 0.2 },
+    ] {
+        let mut p = s.problem(hyper(true, 0.0));
+        p.band = Some(&band);
+        p.shape = shape;
+        let Some(mut g) = gpu(p) else {
+            return;
+        };
+        let mut c = cpu(p);
+        let got = predictions_and_gradients(&mut g, &s, true, 3);
+        let want = predictions_and_gradients(&mut c, &s, true, 3);
+        assert_sampled_close(&got, &want);
+        let (mut sg, mut sc) = (s.state(true), s.state(true));
+        train(&mut g, &mut sg, 20);
+        train(&mut c, &mut sc, 20);
+        assert_states_close(&sg, &sc, 1e-4, 1e-8);
+        let (lg, lc) = (g.losses().unwrap(), c.losses().unwrap());
+        assert!(
+            (lg.data - lc.data).abs() <= 1e-9 * lc.data.abs().max(1e-12),
+            "{shape:?}: {lg:?} vs {lc:?}"
+        );
+    }
 }

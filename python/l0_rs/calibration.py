@@ -122,6 +122,8 @@ class SparseCalibrationWeights(Model):
         target_weights=None,
         max_weight=None,
         max_weight_ratio=None,
+        target_tolerance=None,
+        loss_cap=None,
         holdout_targets=None,
     ):
         """Fit the weights by Adam, continuing from the current state.
@@ -130,6 +132,10 @@ class SparseCalibrationWeights(Model):
         indices left out of the loss, still in the progress metrics),
         ``target_weights`` (a loss factor per target), ``max_weight`` and
         ``max_weight_ratio`` (caps the weights are held to),
+        ``target_tolerance`` (a band around each target's relative error in
+        which it costs nothing: a number, or one per target),
+        ``loss_type="l1-relative"`` with ``loss_cap`` (the capped absolute
+        relative error),
         ``holdout_targets`` (target indices left out of the loss and reported
         apart as validation: ``holdout_mean_rel_err`` and
         ``holdout_max_rel_err`` in ``fit_report_["last"]``; see
@@ -175,6 +181,8 @@ class SparseCalibrationWeights(Model):
         target_weights=None,
         max_weight=None,
         max_weight_ratio=None,
+        target_tolerance=None,
+        loss_cap=None,
     ):
         """Select, then refit: keep the records with a non-zero
         deterministic weight, drop their gates and train only their weights
@@ -276,7 +284,15 @@ class SparseCalibrationWeights(Model):
         return self
 
     def target_report(
-        self, M, y, target_names=None, excluded_targets=None, csv_path=None, *, holdout_targets=None
+        self,
+        M,
+        y,
+        target_names=None,
+        excluded_targets=None,
+        csv_path=None,
+        *,
+        holdout_targets=None,
+        target_tolerance=None,
     ):
         """Per-target outcome with deterministic weights, as ``l0 calibrate``
         reports it: ``estimate`` (``M w``) and ``rel_error``
@@ -287,7 +303,10 @@ class SparseCalibrationWeights(Model):
         also writes the CLI's ``targets.csv`` there (names default to
         ``target_0``, ``target_1``, ...). Targets in ``holdout_targets`` are
         left out of those figures and summarized apart under ``holdout``
-        (the same figures; None without a holdout)."""
+        (the same figures; None without a holdout). With ``target_tolerance``
+        (as ``fit`` takes it), ``within_tolerance`` counts the targets in
+        the loss inside their bands and targets.csv gains its column (None
+        and no column without)."""
         return self._model.target_report(
             as_matrix(M, "M"),
             as_vector(y, "y"),
@@ -295,6 +314,7 @@ class SparseCalibrationWeights(Model):
             _indices(excluded_targets, "excluded_targets"),
             _indices(holdout_targets, "holdout_targets"),
             None if csv_path is None else str(csv_path),
+            None if target_tolerance is None else _tolerance(target_tolerance).tolist(),
         )
 
 
@@ -323,6 +343,8 @@ _SHARED_FIT_KEYS = (
     "target_weights",
     "max_weight",
     "max_weight_ratio",
+    "target_tolerance",
+    "loss_cap",
 )
 
 
@@ -362,6 +384,8 @@ def _fit_options(
     target_weights,
     max_weight,
     max_weight_ratio,
+    target_tolerance,
+    loss_cap,
 ):
     """The engine's fit options (one key per field of the crate's
     ``FitParams``) from ``fit``'s arguments; prints the reference's
@@ -398,7 +422,16 @@ def _fit_options(
         target_weights=None if target_weights is None else as_vector(target_weights, "target_weights"),
         max_weight=None if max_weight is None else float(max_weight),
         max_weight_ratio=None if max_weight_ratio is None else float(max_weight_ratio),
+        target_tolerance=None if target_tolerance is None else _tolerance(target_tolerance),
+        loss_cap=None if loss_cap is None else float(loss_cap),
     )
+
+
+def _tolerance(t):
+    """``target_tolerance``: a number for every target, or one per target."""
+    if np.ndim(t) == 0:
+        return as_vector([float(t)], "target_tolerance")
+    return as_vector(t, "target_tolerance")
 
 
 class Refit:
@@ -549,6 +582,8 @@ def sweep(
     target_weights=None,
     max_weight=None,
     max_weight_ratio=None,
+    target_tolerance=None,
+    loss_cap=None,
     executor="local",
     checkpoint_dir=None,
     checkpoint_every=100,
@@ -713,6 +748,8 @@ def fit_to_budget(
     target_weights=None,
     max_weight=None,
     max_weight_ratio=None,
+    target_tolerance=None,
+    loss_cap=None,
     lambda_range=(1e-9, 1e-1),
     **model_args,
 ):

@@ -201,7 +201,7 @@ impl PyCalibration {
 
     /// Per-target estimates and accuracy with deterministic weights, as
     /// `l0 calibrate` reports them; `csv_path` also writes its targets.csv.
-    #[pyo3(signature = (m, y, target_names, excluded_targets, holdout_targets, csv_path))]
+    #[pyo3(signature = (m, y, target_names, excluded_targets, holdout_targets, csv_path, target_tolerance))]
     #[allow(clippy::too_many_arguments)]
     fn target_report<'py>(
         &self,
@@ -212,6 +212,7 @@ impl PyCalibration {
         excluded_targets: Vec<usize>,
         holdout_targets: Vec<usize>,
         csv_path: Option<std::path::PathBuf>,
+        target_tolerance: Option<Vec<f64>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
             let y = slice("y", &y)?;
@@ -240,7 +241,11 @@ impl PyCalibration {
             l0::calibration::check_target_lists(q, &lists).or_py()?;
             let roles = l0::calibration::target_roles(q, &lists);
             let yhat = self.predict_vec(m)?;
-            let rows = l0::report::target_rows(&names, y, &yhat, &roles);
+            let mut rows = l0::report::target_rows(&names, y, &yhat, &roles);
+            if let Some(t) = &target_tolerance {
+                let bands = l0::objective::band_widths(y, t).or_py()?;
+                l0::report::set_bands(&mut rows, Some(&bands));
+            }
             if let Some(path) = csv_path {
                 let carriers = l0::diagnostics::target_carriers(
                     &m.m,
@@ -253,6 +258,10 @@ impl PyCalibration {
             d.set_item("estimate", f64_array(py, yhat))?;
             let rel: Vec<f64> = rows.iter().map(|r| r.rel_error()).collect();
             d.set_item("rel_error", f64_array(py, rel))?;
+            match l0::report::within_tolerance(&rows) {
+                Some(n) => d.set_item("within_tolerance", n)?,
+                None => d.set_item("within_tolerance", py.None())?,
+            }
             match l0::report::Accuracy::holdout(&rows) {
                 Some(h) => d.set_item("holdout", accuracy_dict(py, &h)?)?,
                 None => d.set_item("holdout", py.None())?,

@@ -9,7 +9,8 @@ use pyo3::types::PyDictMethods;
 /// builds, one key per field (`loss` and `device` as text, `target_groups`
 /// an int64 array or None, `target_weights` a float64 array or None, the
 /// target lists as lists of ints). A missing key or a value of the wrong
-/// type is an error naming the field.
+/// type is an error naming the field. `target_tolerance` is a float64 array
+/// (one value for every target, or one per target) or None.
 pub(crate) struct FitOptions(pub(crate) FitParams);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for FitOptions {
@@ -29,6 +30,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for FitOptions {
             t if t.is_none() => None,
             t => Some(slice("target_weights", &t.extract::<PyReadonlyArray1<f64>>()?)?.to_vec()),
         };
+        let target_tolerance = match item("target_tolerance")? {
+            t if t.is_none() => None,
+            t => Some(slice("target_tolerance", &t.extract::<PyReadonlyArray1<f64>>()?)?.to_vec()),
+        };
         Ok(FitOptions(FitParams {
             lambda_l0: arg("lambda_l0", &item("lambda_l0")?)?,
             lambda_l2: arg("lambda_l2", &item("lambda_l2")?)?,
@@ -43,6 +48,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for FitOptions {
             target_weights,
             max_weight: arg("max_weight", &item("max_weight")?)?,
             max_weight_ratio: arg("max_weight_ratio", &item("max_weight_ratio")?)?,
+            target_tolerance,
+            loss_cap: arg("loss_cap", &item("loss_cap")?)?,
             device: device(&item("device")?.extract::<String>()?)?,
             threads: arg("threads", &item("threads")?)?,
             report_every: arg("report_every", &item("report_every")?)?,

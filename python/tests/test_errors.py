@@ -54,7 +54,7 @@ def model_and_data():
         (lambda m, y: (m, np.array([1.0, np.nan, 2.0]), {}), ValueError,
          "non-finite value in y at index 1: NaN"),
         (lambda m, y: (m, y, {"loss_type": "l1"}), ValueError,
-         "invalid configuration: unknown loss 'l1': expected 'mse' or 'relative'"),
+         "invalid configuration: unknown loss 'l1': expected 'mse', 'relative' or 'l1-relative'"),
         (lambda m, y: (m, np.array([1.0, -1.0, 2.0]), {"loss_type": "relative"}), ValueError,
          "invalid configuration: relative loss divides by y + 1, but target 1 equals -1"),
         (lambda m, y: (m, y, {"lr": 0.0}), ValueError, "invalid configuration: lr must be > 0, got 0"),

@@ -186,3 +186,27 @@ def test_a_worker_killed_mid_task_resumes_from_its_checkpoint(local, cluster, tm
     assert [b["resumed_from"] for b in out.batches] == [None, 6]
     # Another worker process finished the batch.
     assert out.batches[1]["pid"] != pid
+
+
+def test_a_cuda_sweep_asks_ray_for_one_gpu_per_task(local, monkeypatch, tmp_path):
+    """Without a GPU here, what Ray is asked for is checked, not a run:
+    device="cuda:1" gives each task num_gpus=1 and a model on "cuda" (the
+    GPU Ray assigns), threads CPUs; a CPU sweep asks for no GPU."""
+    from l0_rs import _ray
+
+    monkeypatch.setattr(_ray, "require_ray", lambda: None)
+    asked = []
+
+    def record(run_batch, M, jobs, options):
+        asked.append((options, [job["model_args"]["device"] for job in jobs]))
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(_ray, "run_batches", record)
+    m, y = make_problem(seed=2)
+    for device, want_gpus, want_device in [("cuda:1", 1, "cuda"), ("cpu", 0, "cpu")]:
+        with pytest.raises(RuntimeError, match="^recorded$"):
+            sweep(m, y, [1e-3, 1e-2, 1e-1], epochs=5, executor="ray", device=device, threads=2,
+                  batch_size=2, checkpoint_dir=tmp_path / device)
+        options, devices = asked[-1]
+        assert options == {"max_retries": 3, "num_cpus": 2, "num_gpus": want_gpus}
+        assert devices == [want_device, want_device]

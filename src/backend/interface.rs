@@ -7,6 +7,7 @@
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{ColumnRule, Gate, GateParams, Magnitude, Real, TestGate};
 use crate::matrix::SparseMatrix;
+use crate::objective::Shape;
 
 /// [`Backend::step_reported`] as separate passes: each model's losses,
 /// the step without sampling, the deterministic weights and their forward
@@ -196,8 +197,14 @@ pub struct Problem<'a> {
     pub targets: &'a [f64],
     /// Loss weight `g_q` of each target (0 drops it).
     pub target_weight: &'a [f64],
-    /// Error scale `d_q` (`y_q + 1` for relative loss, 1 for mse).
+    /// Error scale `d_q` (`y_q + 1` for relative loss, `max(|y_q|, 1)` for
+    /// l1-relative, 1 for mse).
     pub denom: &'a [f64],
+    /// Tolerance band half-width `b_q` of each target (a dead zone around
+    /// it, [`crate::objective`]); None: no band.
+    pub band: Option<&'a [f64]>,
+    /// How a target's scaled error becomes loss ([`crate::objective::Shape`]).
+    pub shape: Shape,
     /// Hyperparameters.
     pub hyper: Hyper,
     /// Source of the gate noise.
@@ -211,8 +218,9 @@ pub struct Problem<'a> {
 
 impl<'a> Problem<'a> {
     /// The problem of `matrix`, `targets` with loss weights `target_weight`
-    /// and error scales `denom` under `hyper`, with Philox gate noise and no
-    /// bound on `p` (set `noise` and `max_p` by struct update).
+    /// and error scales `denom` under `hyper`, with the squared loss, no
+    /// band, Philox gate noise and no bound on `p` (set `shape`, `band`,
+    /// `noise` and `max_p` by struct update).
     pub fn new(
         matrix: &'a SparseMatrix,
         targets: &'a [f64],
@@ -225,6 +233,8 @@ impl<'a> Problem<'a> {
             targets,
             target_weight,
             denom,
+            band: None,
+            shape: Shape::Square,
             hyper,
             noise: Noise::Philox,
             max_p: None,
@@ -243,6 +253,11 @@ impl<'a> Problem<'a> {
                 self.target_weight.len(),
             ),
             ("error scales (one per matrix row)", rows, self.denom.len()),
+            (
+                "tolerance bands (one per matrix row)",
+                rows,
+                self.band.map_or(rows, <[f64]>::len),
+            ),
             (
                 "weight bounds (one per matrix column)",
                 cols,

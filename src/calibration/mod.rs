@@ -541,12 +541,7 @@ impl Calibration {
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
         let yhat = self.predict(m)?;
-        let data: f64 = (0..y.len())
-            .map(|q| {
-                let e = (y[q] - yhat[q]) / tw.denom[q];
-                tw.weight[q] * e * e
-            })
-            .sum();
+        let data: f64 = (0..y.len()).map(|q| tw.term(q, y[q], yhat[q]).0).sum();
         let (l0, l2) = model::penalties(&self.state, &self.rule());
         let losses = crate::backend::Losses { data, l0, l2 };
         Ok(losses.total(&self.hyper(opts)))
@@ -697,6 +692,8 @@ impl FitInputs {
     fn problem<'a>(&'a self, m: &'a SparseMatrix, y: &'a [f64], hyper: Hyper) -> Problem<'a> {
         Problem {
             max_p: self.max_p.as_deref(),
+            band: self.tw.band.as_deref(),
+            shape: self.tw.shape,
             ..Problem::new(m, y, &self.tw.weight, &self.tw.denom, hyper)
         }
     }

@@ -16,6 +16,21 @@ pub enum Loss {
     Mse,
     /// Squared relative error `((y - yhat) / (y + 1))^2`.
     Relative,
+    /// Absolute relative error `|y - yhat| / max(|y|, 1)`, at most
+    /// [`FitParams::loss_cap`] per target ([`crate::objective`]).
+    #[serde(rename = "l1-relative")]
+    L1Relative,
+}
+
+impl Loss {
+    /// The name `FromStr` reads: `mse`, `relative`, `l1-relative`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Mse => "mse",
+            Loss::Relative => "relative",
+            Loss::L1Relative => "l1-relative",
+        }
+    }
 }
 
 impl std::str::FromStr for Loss {
@@ -24,8 +39,9 @@ impl std::str::FromStr for Loss {
         match s {
             "mse" => Ok(Loss::Mse),
             "relative" => Ok(Loss::Relative),
+            "l1-relative" => Ok(Loss::L1Relative),
             _ => Err(L0Error::config(format!(
-                "unknown loss '{s}': expected 'mse' or 'relative'"
+                "unknown loss '{s}': expected 'mse', 'relative' or 'l1-relative'"
             ))),
         }
     }
@@ -132,6 +148,15 @@ pub struct FitParams {
     /// Every weight stays at most this times its record's initial (design)
     /// weight, `init_weights` (see [`weight_caps`](super::weight_caps)).
     pub max_weight_ratio: Option<f64>,
+    /// A tolerance band around each target: no loss while its relative
+    /// error (as reported, `(yhat - y) / (y + 1)`) is at most `t` in size,
+    /// and outside the loss of the distance to the band's edge
+    /// ([`crate::objective`]). One value for every target, or one per
+    /// target (each finite, >= 0). None: no band.
+    pub target_tolerance: Option<Vec<f64>>,
+    /// The most one target's `l1-relative` loss term can be (before its
+    /// weight `g_q`); > 0. None: no cap. Only with [`Loss::L1Relative`].
+    pub loss_cap: Option<f64>,
     /// Where to run.
     pub device: Device,
     /// CPU threads.
@@ -157,6 +182,8 @@ impl Default for FitParams {
             target_weights: None,
             max_weight: None,
             max_weight_ratio: None,
+            target_tolerance: None,
+            loss_cap: None,
             device: Device::Auto,
             threads: None,
             report_every: None,
@@ -171,6 +198,15 @@ impl FitParams {
         model::check_non_negative("lambda_l2", self.lambda_l2)?;
         if self.report_every == Some(0) {
             return Err(L0Error::config("report_every must be at least 1"));
+        }
+        if let Some(cap) = self.loss_cap {
+            if self.loss != Loss::L1Relative {
+                return Err(L0Error::config(format!(
+                    "loss_cap applies to the l1-relative loss only, not to {}",
+                    self.loss.name()
+                )));
+            }
+            crate::objective::check_loss_cap(cap)?;
         }
         for (name, v) in [
             ("max_weight", self.max_weight),

@@ -6,24 +6,31 @@
 use super::params::{FitParams, Loss};
 use crate::error::{check_finite_scalar, L0Error, Result};
 use crate::matrix::SparseMatrix;
+pub use crate::objective::rel_scale;
+use crate::objective::{self, Shape};
 use std::collections::BTreeMap;
 
-/// The scale of a target's relative error: `y + 1`, or 1 when that is 0.
-pub fn rel_scale(target: f64) -> f64 {
-    if target + 1.0 == 0.0 {
-        1.0
-    } else {
-        target + 1.0
-    }
-}
-
-/// Per-target loss weights `g_q` and error scales `d_q`.
+/// Per-target loss weights `g_q`, error scales `d_q`, tolerance bands and
+/// the loss's shape: what the backends need to form each target's term
+/// ([`crate::objective::target_term`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetWeights {
     /// `g_q` (0 for excluded targets).
     pub weight: Vec<f64>,
     /// `d_q`.
     pub denom: Vec<f64>,
+    /// Band half-widths `b_q` ([`FitParams::target_tolerance`]); None: no band.
+    pub band: Option<Vec<f64>>,
+    /// Squared, or absolute with its cap.
+    pub shape: Shape,
+}
+
+impl TargetWeights {
+    /// Target `q`'s loss term and its derivative in the estimate `yhat`.
+    pub fn term(&self, q: usize, y: f64, yhat: f64) -> (f64, f64) {
+        let band = self.band.as_ref().map_or(0.0, |b| b[q]);
+        objective::target_term(y, yhat, self.weight[q], self.denom[q], band, self.shape)
+    }
 }
 
 /// Computes `g` and `d` for targets `y` under `opts`, validating groups,
@@ -104,8 +111,24 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
             }
             y.iter().map(|v| v + 1.0).collect()
         }
+        Loss::L1Relative => y.iter().map(|&v| objective::l1_scale(v)).collect(),
     };
-    Ok(TargetWeights { weight, denom })
+    let band = match &opts.target_tolerance {
+        Some(t) => Some(objective::band_widths(y, t)?),
+        None => None,
+    };
+    let shape = match opts.loss {
+        Loss::L1Relative => Shape::Abs {
+            cap: opts.loss_cap.unwrap_or(f64::INFINITY),
+        },
+        Loss::Mse | Loss::Relative => Shape::Square,
+    };
+    Ok(TargetWeights {
+        weight,
+        denom,
+        band,
+        shape,
+    })
 }
 
 /// The cap on each record's weight under `opts` (None when neither cap is

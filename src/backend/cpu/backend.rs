@@ -11,6 +11,7 @@ use crate::backend::interface::{
 use crate::backend::simd::SimdPath;
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
+use crate::objective::target_term;
 use rayon::prelude::*;
 
 /// The CPU implementation of [`Backend`].
@@ -410,7 +411,8 @@ impl Backend for CpuBackend<'_> {
         Ok(())
     }
 
-    /// `e_q = (y_q - yhat_q)/d_q`, `r_q = -2 g_q e_q / d_q`, loss `sum g_q e_q^2`.
+    /// Each target's loss term and `r_q = dl/dyhat_q` ([`crate::objective::target_term`]:
+    /// squared, `e_q = (y_q - yhat_q)/d_q`, `r_q = -2 g_q e_q / d_q`, loss `g_q e_q^2`).
     /// GPU twins: kernels `residual` (block partials of the loss and of
     /// `sum r_q`) and `residual_finalize` (in-order sum, first non-finite
     /// step), kernels/step.cu.
@@ -420,11 +422,12 @@ impl Backend for CpuBackend<'_> {
         self.data_loss.fill(0.0);
         for q in 0..p.targets.len() {
             let (y, g, d) = (p.targets[q], p.target_weight[q], p.denom[q]);
+            let band = p.band.map_or(0.0, |b| b[q]);
             for (k, loss) in self.data_loss.iter_mut().enumerate() {
                 let i = q * lanes + k;
-                let e = (y - self.yhat[i]) / d;
-                self.r[i] = -2.0 * g * e / d;
-                *loss += g * e * e;
+                let (l, r) = target_term(y, self.yhat[i], g, d, band, p.shape);
+                self.r[i] = r;
+                *loss += l;
             }
         }
         for (bad, loss) in self.bad_step.iter_mut().zip(&self.data_loss) {

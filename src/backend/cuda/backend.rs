@@ -13,6 +13,7 @@ use crate::backend::interface::{
 };
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{AdamStep, TestGate};
+use crate::objective::Shape;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
 
@@ -93,6 +94,11 @@ pub struct CudaBackend {
     y: CudaSlice<f64>,
     g: CudaSlice<f64>,
     d: CudaSlice<f64>,
+    // Tolerance band half-widths (empty and has_band 0 without a band);
+    // abs_cap: the l1 cap (infinite for none), or -1 for the squared loss.
+    band: CudaSlice<f64>,
+    has_band: i32,
+    abs_cap: f64,
     // Per-column state, model k's at [k n, (k + 1) n).
     p: CudaSlice<f32>,
     a: CudaSlice<f32>,
@@ -321,6 +327,12 @@ impl CudaBackend {
             y: upload(&s, problem.targets)?,
             g: upload(&s, problem.target_weight)?,
             d: upload(&s, problem.denom)?,
+            band: upload(&s, problem.band.unwrap_or(&[]))?,
+            has_band: problem.band.is_some() as i32,
+            abs_cap: match problem.shape {
+                Shape::Square => -1.0,
+                Shape::Abs { cap } => cap,
+            },
             p: zeros(&s, per_model)?,
             a: zeros(&s, per_model)?,
             m_p: zeros(&s, per_model)?,
@@ -709,6 +721,9 @@ impl Backend for CudaBackend {
                 &self.y,
                 &self.g,
                 &self.d,
+                &self.band,
+                &self.has_band,
+                &self.abs_cap,
                 &self.yhat,
                 &mut self.r,
                 &mut self.red_partials

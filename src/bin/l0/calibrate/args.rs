@@ -28,7 +28,7 @@ pub(crate) struct CalibrateArgs {
     /// Standard deviation of the noise added to the log-weights before the first step [default: 0].
     #[arg(long)]
     pub(crate) log_weight_jitter_sd: Option<f64>,
-    /// Data loss: mse or relative [default: mse; the demo: relative].
+    /// Data loss: mse, relative or l1-relative [default: mse; the demo: relative].
     #[arg(long)]
     pub(crate) loss: Option<String>,
     /// Give every target the same loss weight instead of sharing one unit per group.
@@ -70,6 +70,15 @@ pub(crate) struct CalibrateArgs {
     /// weight); R >= 1 with gates.
     #[arg(long, value_name = "R")]
     pub(crate) max_weight_ratio: Option<f64>,
+    /// A tolerance band around each target: no loss while its relative
+    /// error is at most X in size, the loss of the distance to the band's
+    /// edge outside (a number for every target, or a .npy/.csv file of one
+    /// per target); targets.csv gains within_tolerance.
+    #[arg(long, value_name = "X|FILE")]
+    pub(crate) target_tolerance: Option<String>,
+    /// With --loss l1-relative: the most one target's loss can be (> 0).
+    #[arg(long, value_name = "C")]
+    pub(crate) loss_cap: Option<f64>,
     /// Select, then refit: after the L0 fit keep the records with a
     /// non-zero weight, drop the gates and train only their weights
     /// (lambda_l0 = 0) for --refit-epochs more epochs.

@@ -215,7 +215,10 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         }
     };
     let yhat = m.mul_vec(&weights)?;
-    let rows = report::target_rows(&problem.names, y, &yhat, &roles);
+    let mut rows = report::target_rows(&problem.names, y, &yhat, &roles);
+    if let Some(t) = &plan.fit.target_tolerance {
+        report::set_bands(&mut rows, Some(&l0::objective::band_widths(y, t)?));
+    }
     let accuracy = Accuracy::of(&rows);
     let diag = l0::diagnostics::Diagnostics::of(m, &weights, l0::par::Par::current());
     let active = diag.weights.active; // the weights are >= 0
@@ -233,6 +236,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
         data_loss: report.last.as_ref().map(|p| p.data_loss),
         accuracy: accuracy.clone(),
         holdout: Accuracy::holdout(&rows),
+        within_tolerance: report::within_tolerance(&rows),
         before_refit,
         lambda_l0: settings.lambda_l0.unwrap_or(plan.fit.lambda_l0),
         budget: search.as_ref().map(|(_, s)| s.clone()),

@@ -112,6 +112,12 @@ pub(crate) fn plan(
             .transpose()?,
         max_weight: s.max_weight,
         max_weight_ratio: s.max_weight_ratio,
+        target_tolerance: s
+            .target_tolerance
+            .as_ref()
+            .map(|t| load_tolerance(t, p.m.rows()))
+            .transpose()?,
+        loss_cap: s.loss_cap,
         device,
         threads: a.fit.threads,
         report_every: None,
@@ -129,6 +135,25 @@ fn load_init(spec: &InitSpec, what: &str, cols: usize) -> CliResult<Init> {
     match spec {
         InitSpec::Value(v) => Ok(Init::Scalar(*v)),
         InitSpec::File(path) => load_vector(path, what, cols, "matrix column").map(Init::PerColumn),
+    }
+}
+
+/// The tolerances of --target-tolerance: the number (for every target), or
+/// the file's one per target (checked with the fit's other options).
+fn load_tolerance(spec: &InitSpec, rows: usize) -> CliResult<Vec<f64>> {
+    match spec {
+        InitSpec::Value(v) => Ok(vec![*v]),
+        InitSpec::File(path) => {
+            let v = load_vector(path, "target tolerances", rows, "target")?;
+            if let Some(k) = v.iter().position(|t| !(t.is_finite() && *t >= 0.0)) {
+                return Err(input_error(format!(
+                    "{}: target tolerance {k} is {}; each must be a finite number >= 0",
+                    path.display(),
+                    v[k]
+                )));
+            }
+            Ok(v)
+        }
     }
 }
 

@@ -121,6 +121,12 @@ pub(super) fn print_results(summary: &Summary, out: &Path, files: &[&str]) {
         pct(a.within[3]),
         a.included
     );
+    if let Some(n) = summary.within_tolerance {
+        println!(
+            "tolerance: {n} of {} targets within their bands",
+            a.included
+        );
+    }
     if let Some(b) = &summary.before_refit {
         println!(
             "before refit: mean |rel err| {:.3}%, max {:.2}%, {} nonzero; refit {} epochs in {:.1} s",

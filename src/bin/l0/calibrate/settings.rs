@@ -108,6 +108,11 @@ pub(crate) struct Settings {
     pub(crate) warn_top1pct: f64,
     pub(crate) max_weight: Option<f64>,
     pub(crate) max_weight_ratio: Option<f64>,
+    /// Absent from checkpoints written before it existed: None.
+    #[serde(default)]
+    pub(crate) target_tolerance: Option<InitSpec>,
+    #[serde(default)]
+    pub(crate) loss_cap: Option<f64>,
     pub(crate) refit: bool,
     pub(crate) refit_epochs: Option<u64>,
     pub(crate) beta: f64,
@@ -146,6 +151,8 @@ impl Settings {
             warn_top1pct: WARN_TOP1PCT,
             max_weight: None,
             max_weight_ratio: None,
+            target_tolerance: None,
+            loss_cap: None,
             refit: false,
             refit_epochs: None,
             beta: model.gate.beta,
@@ -217,6 +224,11 @@ impl Settings {
         set(&mut self.warn_top1pct, a.warn_top1pct);
         set(&mut self.max_weight, a.max_weight.map(Some));
         set(&mut self.max_weight_ratio, a.max_weight_ratio.map(Some));
+        set(
+            &mut self.target_tolerance,
+            a.target_tolerance.as_deref().map(|t| Some(InitSpec::of(t))),
+        );
+        set(&mut self.loss_cap, a.loss_cap.map(Some));
         set(&mut self.refit, a.refit.then_some(true));
         set(&mut self.refit_epochs, a.refit_epochs.map(Some));
         set(&mut self.beta, f.beta);
@@ -257,6 +269,26 @@ impl Settings {
         check_cap("max-weight", self.max_weight, 0.0)?;
         let least_ratio = if self.use_gates { 1.0 } else { 0.0 };
         check_cap("max-weight-ratio", self.max_weight_ratio, least_ratio)?;
+        if let Some(InitSpec::Value(t)) = self.target_tolerance {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(input_error(format!(
+                    "--target-tolerance must be a number >= 0 or a file, got {t}"
+                )));
+            }
+        }
+        if let Some(cap) = self.loss_cap {
+            if self.loss != Loss::L1Relative {
+                return Err(input_error(format!(
+                    "--loss-cap applies to --loss l1-relative only, not to {}",
+                    self.loss.name()
+                )));
+            }
+            if !(cap > 0.0) {
+                return Err(input_error(format!(
+                    "--loss-cap must be a number > 0, got {cap}"
+                )));
+            }
+        }
         if !self.refit && self.refit_epochs.is_some() {
             return Err(input_error("--refit-epochs needs --refit"));
         }
