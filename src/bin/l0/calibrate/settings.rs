@@ -283,7 +283,7 @@ impl Settings {
                     self.loss.name()
                 )));
             }
-            if !(cap > 0.0) {
+            if cap.is_nan() || cap <= 0.0 {
                 return Err(input_error(format!(
                     "--loss-cap must be a number > 0, got {cap}"
                 )));
