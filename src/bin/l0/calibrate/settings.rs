@@ -495,8 +495,10 @@ mod tests {
                 "normalize_groups"
             ]
         );
-        assert_eq!(names.len(), 29);
+        assert_eq!(names.len(), 31);
         let get = |k: &str| json.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("target_tolerance"), Some(Json::Null));
+        assert_eq!(get("loss_cap"), Some(Json::Null));
         assert_eq!(get("epochs"), Some(Json::Int(DEMO_EPOCHS as i128)));
         assert_eq!(get("lr"), Some(Json::Num(DEMO_LR)));
         assert_eq!(get("loss"), Some(Json::Str("relative".into())));
