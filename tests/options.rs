@@ -72,7 +72,11 @@ fn calibration_params_round_trip_through_json() {
 
 #[test]
 fn enums_read_only_their_names() {
-    for (text, loss) in [("\"mse\"", Loss::Mse), ("\"relative\"", Loss::Relative)] {
+    for (text, loss) in [
+        ("\"mse\"", Loss::Mse),
+        ("\"relative\"", Loss::Relative),
+        ("\"l1-relative\"", Loss::L1Relative),
+    ] {
         assert_eq!(serde_json::from_str::<Loss>(text).ok(), Some(loss));
     }
     assert_eq!(
@@ -88,6 +92,6 @@ fn enums_read_only_their_names() {
         .map(|e| e.to_string());
     assert_eq!(
         e.as_deref(),
-        Some("unknown variant `hinge`, expected `mse` or `relative` at line 1 column 7")
+        Some("unknown variant `hinge`, expected one of `mse`, `relative`, `l1-relative` at line 1 column 7")
     );
 }
