@@ -116,17 +116,7 @@ pub fn band_widths(y: &[f64], tolerance: &[f64]) -> Result<Vec<f64>> {
             tolerance.len(),
         ));
     }
-    if let Some(k) = tolerance.iter().position(|t| !(t.is_finite() && *t >= 0.0)) {
-        return Err(L0Error::config(format!(
-            "target tolerance {} must be a finite number >= 0, got {}",
-            if tolerance.len() == 1 {
-                "(for every target)".to_string()
-            } else {
-                format!("of target {k}")
-            },
-            tolerance[k]
-        )));
-    }
+    check_tolerances(tolerance, "target_tolerance")?;
     Ok(y.iter()
         .enumerate()
         .map(|(q, &v)| t_of(q) * rel_scale(v).abs())
@@ -139,14 +129,21 @@ pub fn within_band(y: f64, yhat: f64, band: f64) -> bool {
     (y - yhat).abs() <= band
 }
 
-/// Refuses a loss cap that is not a positive number (infinity allowed: no cap).
-pub fn check_loss_cap(cap: f64) -> Result<()> {
-    if cap > 0.0 {
-        Ok(())
-    } else {
-        Err(L0Error::config(format!(
-            "loss_cap must be a number > 0, got {cap}"
-        )))
+/// Refuses a tolerance that is negative or not finite (`name`: the
+/// setting as the caller spells it; one value stands for every target).
+pub fn check_tolerances(tolerance: &[f64], name: &str) -> Result<()> {
+    match tolerance.iter().position(|t| !(t.is_finite() && *t >= 0.0)) {
+        None => Ok(()),
+        Some(k) => {
+            let which = match tolerance.len() {
+                1 => String::new(),
+                _ => format!(" of target {k}"),
+            };
+            Err(L0Error::config(format!(
+                "{name}{which} must be a finite number >= 0, got {}",
+                tolerance[k]
+            )))
+        }
     }
 }
 
@@ -266,11 +263,11 @@ mod tests {
         );
         assert_eq!(
             band_widths(&[1.0, 2.0], &[0.1, -0.2]).unwrap_err().to_string(),
-            "invalid configuration: target tolerance of target 1 must be a finite number >= 0, got -0.2"
+            "invalid configuration: target_tolerance of target 1 must be a finite number >= 0, got -0.2"
         );
         assert_eq!(
             band_widths(&[1.0], &[f64::NAN]).unwrap_err().to_string(),
-            "invalid configuration: target tolerance (for every target) must be a finite number >= 0, got NaN"
+            "invalid configuration: target_tolerance must be a finite number >= 0, got NaN"
         );
         assert_eq!(l1_scale(-0.5), 1.0);
         assert_eq!(l1_scale(-250.0), 250.0);

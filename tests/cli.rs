@@ -1513,11 +1513,11 @@ fn weight_caps_hold_and_name_the_targets_they_block() {
     let bad = |extra: &[&str]| fails(&with(extra));
     assert_eq!(
         bad(&["--max-weight", "-1"]),
-        "error: --max-weight must be a number > 0, got -1"
+        "error: --max-weight must be a finite number > 0, got -1"
     );
     assert_eq!(
         bad(&["--max-weight-ratio", "0.5"]),
-        "error: --max-weight-ratio must be a number >= 1 with gates, got 0.5"
+        "error: --max-weight-ratio must be >= 1 with gates, got 0.5"
     );
 }
 
@@ -2671,7 +2671,7 @@ fn tolerance_bands_and_the_l1_loss_from_the_command_line() {
     );
     assert_eq!(
         bad(&["--target-tolerance", "-0.1"]),
-        "error: --target-tolerance must be a number >= 0 or a file, got -0.1"
+        "error: --target-tolerance must be a finite number >= 0, got -0.1"
     );
     let short = f.dir.join("short.npy");
     write_npy_f64(&short, &[0.1, 0.1]).unwrap();

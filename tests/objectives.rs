@@ -326,7 +326,7 @@ fn bad_objective_options_are_named() {
             loss_cap: Some(0.5),
             ..cpu(1)
         }),
-        "invalid configuration: loss_cap applies to the l1-relative loss only, not to relative"
+        "invalid configuration: loss_cap applies to loss_type=\"l1-relative\" only, not to relative"
     );
     assert_eq!(
         err(FitParams {
@@ -348,7 +348,7 @@ fn bad_objective_options_are_named() {
             target_tolerance: Some(vec![-0.1]),
             ..cpu(1)
         }),
-        "invalid configuration: target tolerance (for every target) must be a finite number >= 0, got -0.1"
+        "invalid configuration: target_tolerance must be a finite number >= 0, got -0.1"
     );
     assert_eq!(
         "huber".parse::<Loss>().unwrap_err().to_string(),

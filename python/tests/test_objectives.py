@@ -41,13 +41,13 @@ def test_bands_and_the_capped_l1_loss_match_the_cli(l0_bin, tmp_path):
 def test_bad_objective_options_are_value_errors():
     m, y = make_problem(seed=7)
     model = SparseCalibrationWeights(n_features=m.shape[1], seed=1)
-    with pytest.raises(ValueError, match=r"^invalid configuration: loss_cap applies to the l1-relative loss only, not to mse$"):
+    with pytest.raises(ValueError, match=r'^invalid configuration: loss_cap applies to loss_type="l1-relative" only, not to mse$'):
         model.fit(m, y, epochs=5, loss_cap=0.5)
     with pytest.raises(ValueError, match=r"^invalid configuration: loss_cap must be a number > 0, got -1$"):
         model.fit(m, y, epochs=5, loss_type="l1-relative", loss_cap=-1)
     with pytest.raises(ValueError, match=r"target tolerances \(one per target, or one for all\): expected \d+, got 3$"):
         model.fit(m, y, epochs=5, target_tolerance=[0.1, 0.1, 0.1])
-    with pytest.raises(ValueError, match=r"target tolerance of target 1 must be a finite number >= 0, got -0.5$"):
+    with pytest.raises(ValueError, match=r"target_tolerance of target 1 must be a finite number >= 0, got -0.5$"):
         model.fit(m, y, epochs=5, target_tolerance=np.r_[0.1, -0.5, np.zeros(len(y) - 2)])
     fresh = SparseCalibrationWeights(n_features=m.shape[1], seed=1)
     assert np.array_equal(model.get_weights(deterministic=True), fresh.get_weights(deterministic=True))

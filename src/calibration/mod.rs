@@ -289,7 +289,7 @@ impl Calibration {
     /// Checks the options and the problem, and builds the per-target loss
     /// weights and the caps' log-weight bounds of a fit.
     fn fit_inputs(&self, m: &SparseMatrix, y: &[f64], opts: &FitParams) -> Result<FitInputs> {
-        opts.check()?;
+        opts.check(self.params.use_gates)?;
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
         check_target_left(m, &tw.weight)?;

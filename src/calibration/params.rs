@@ -5,6 +5,7 @@ use crate::backend::Device;
 use crate::error::{L0Error, Result};
 use crate::hard_concrete::{GateParams, TestGate};
 use crate::model::{self, Init};
+use crate::naming::Naming;
 use std::collections::BTreeMap;
 
 /// The data loss.
@@ -192,34 +193,112 @@ impl Default for FitParams {
 }
 
 impl FitParams {
-    pub(crate) fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self, use_gates: bool) -> Result<()> {
         model::check_lr(self.lr)?;
         model::check_non_negative("lambda_l0", self.lambda_l0)?;
         model::check_non_negative("lambda_l2", self.lambda_l2)?;
         if self.report_every == Some(0) {
             return Err(L0Error::config("report_every must be at least 1"));
         }
-        if let Some(cap) = self.loss_cap {
-            if self.loss != Loss::L1Relative {
-                return Err(L0Error::config(format!(
-                    "loss_cap applies to the l1-relative loss only, not to {}",
-                    self.loss.name()
-                )));
-            }
-            crate::objective::check_loss_cap(cap)?;
-        }
-        for (name, v) in [
+        self.check_bounds(use_gates, Naming::Python)
+    }
+
+    /// The rules of the weight caps, the tolerances and the loss cap,
+    /// written once for the library, Python and the command line, which
+    /// checks its flags with them before anything runs (`naming` spells the
+    /// settings as each side does; `use_gates`: the model's).
+    pub fn check_bounds(&self, use_gates: bool, naming: Naming) -> Result<()> {
+        let name = |n: &str| naming.setting(n);
+        for (setting, v) in [
             ("max_weight", self.max_weight),
             ("max_weight_ratio", self.max_weight_ratio),
         ] {
-            if let Some(v) = v {
-                if !(v.is_finite() && v > 0.0) {
+            match v {
+                Some(v) if !(v.is_finite() && v > 0.0) => {
                     return Err(L0Error::config(format!(
-                        "{name} must be a finite number > 0, got {v}"
-                    )));
+                        "{} must be a finite number > 0, got {v}",
+                        name(setting)
+                    )))
                 }
+                _ => {}
+            }
+        }
+        match self.max_weight_ratio {
+            Some(r) if use_gates && r < 1.0 => {
+                return Err(L0Error::config(format!(
+                    "{} must be >= 1 with gates, got {r}",
+                    name("max_weight_ratio")
+                )))
+            }
+            _ => {}
+        }
+        if let Some(t) = &self.target_tolerance {
+            crate::objective::check_tolerances(t, &name("target_tolerance"))?;
+        }
+        if let Some(cap) = self.loss_cap {
+            if self.loss != Loss::L1Relative {
+                return Err(L0Error::config(format!(
+                    "{} applies to {} only, not to {}",
+                    name("loss_cap"),
+                    naming.choice("loss", Loss::L1Relative.name()),
+                    self.loss.name()
+                )));
+            }
+            if cap.is_nan() || cap <= 0.0 {
+                return Err(L0Error::config(format!(
+                    "{} must be a number > 0, got {cap}",
+                    name("loss_cap")
+                )));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+
+    /// One rule, spelled for each side: the command line's flags and
+    /// Python's (and the library's) keyword arguments.
+    #[test]
+    fn each_bound_is_one_rule_named_as_each_side_spells_it() {
+        let err = |p: FitParams, gates: bool, n: Naming| {
+            p.check_bounds(gates, n).unwrap_err().to_string()
+        };
+        let ratio = FitParams {
+            max_weight_ratio: Some(0.5),
+            ..FitParams::default()
+        };
+        assert_eq!(
+            err(ratio.clone(), true, Naming::Cli),
+            "invalid configuration: --max-weight-ratio must be >= 1 with gates, got 0.5"
+        );
+        assert_eq!(
+            err(ratio.clone(), true, Naming::Python),
+            "invalid configuration: max_weight_ratio must be >= 1 with gates, got 0.5"
+        );
+        assert!(ratio.check_bounds(false, Naming::Cli).is_ok());
+        let cap = FitParams {
+            loss: Loss::Relative,
+            loss_cap: Some(1.0),
+            ..FitParams::default()
+        };
+        assert_eq!(
+            err(cap.clone(), true, Naming::Cli),
+            "invalid configuration: --loss-cap applies to --loss l1-relative only, not to relative"
+        );
+        assert_eq!(
+            err(cap, true, Naming::Python),
+            "invalid configuration: loss_cap applies to loss_type=\"l1-relative\" only, not to relative"
+        );
+        let tol = FitParams {
+            target_tolerance: Some(vec![0.1, f64::INFINITY]),
+            ..FitParams::default()
+        };
+        assert_eq!(
+            err(tol, false, Naming::Cli),
+            "invalid configuration: --target-tolerance of target 1 must be a finite number >= 0, got inf"
+        );
     }
 }

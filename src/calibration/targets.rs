@@ -149,13 +149,7 @@ pub fn target_weights(y: &[f64], opts: &FitParams) -> Result<TargetWeights> {
 /// below the cap. `ln cap_i` is rounded down with a margin of 2^-20 relative
 /// so that both backends' f32 `exp` (a few ulps apart) stay below the cap.
 pub fn weight_caps(opts: &FitParams, design: &[f64], use_gates: bool) -> Result<Option<Vec<f64>>> {
-    if let Some(r) = opts.max_weight_ratio {
-        if use_gates && r < 1.0 {
-            return Err(L0Error::config(format!(
-                "max_weight_ratio must be >= 1 with gates, got {r}"
-            )));
-        }
-    }
+    opts.check_bounds(use_gates, crate::naming::Naming::Python)?;
     Ok(match (opts.max_weight, opts.max_weight_ratio) {
         (None, None) => None,
         (x, r) => Some(

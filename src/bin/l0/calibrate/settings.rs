@@ -266,29 +266,25 @@ impl Settings {
                 self.warn_top1pct
             )));
         }
-        check_cap("max-weight", self.max_weight, 0.0)?;
-        let least_ratio = if self.use_gates { 1.0 } else { 0.0 };
-        check_cap("max-weight-ratio", self.max_weight_ratio, least_ratio)?;
-        if let Some(InitSpec::Value(t)) = self.target_tolerance {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(input_error(format!(
-                    "--target-tolerance must be a number >= 0 or a file, got {t}"
-                )));
-            }
-        }
-        if let Some(cap) = self.loss_cap {
-            if self.loss != Loss::L1Relative {
-                return Err(input_error(format!(
-                    "--loss-cap applies to --loss l1-relative only, not to {}",
-                    self.loss.name()
-                )));
-            }
-            if cap.is_nan() || cap <= 0.0 {
-                return Err(input_error(format!(
-                    "--loss-cap must be a number > 0, got {cap}"
-                )));
-            }
-        }
+        // The library's rules, spelled as flags (a tolerance file is
+        // checked when it is read).
+        let bounds = FitParams {
+            max_weight: self.max_weight,
+            max_weight_ratio: self.max_weight_ratio,
+            target_tolerance: match self.target_tolerance {
+                Some(InitSpec::Value(t)) => Some(vec![t]),
+                _ => None,
+            },
+            loss: self.loss,
+            loss_cap: self.loss_cap,
+            ..FitParams::default()
+        };
+        bounds
+            .check_bounds(self.use_gates, l0::naming::Naming::Cli)
+            .map_err(|e| match e {
+                L0Error::InvalidConfig(message) => input_error(message),
+                other => input_error(other.to_string()),
+            })?;
         if !self.refit && self.refit_epochs.is_some() {
             return Err(input_error("--refit-epochs needs --refit"));
         }
@@ -317,24 +313,6 @@ impl Settings {
     pub(crate) fn json(&self) -> Vec<(String, Json)> {
         stored::json(self)
     }
-}
-
-/// A cap flag's value, which must be finite and above `least` (or equal to
-/// it when `least` is not 0).
-fn check_cap(flag: &str, v: Option<f64>, least: f64) -> CliResult<()> {
-    let Some(v) = v else { return Ok(()) };
-    let ok = v.is_finite() && if least == 0.0 { v > 0.0 } else { v >= least };
-    if ok {
-        return Ok(());
-    }
-    let bound = if least == 0.0 {
-        "> 0".to_string()
-    } else {
-        format!(">= {least} with gates")
-    };
-    Err(input_error(format!(
-        "--{flag} must be a number {bound}, got {v}"
-    )))
 }
 
 fn parse_loss(text: &str) -> CliResult<Loss> {
@@ -523,11 +501,11 @@ mod tests {
         );
         assert_eq!(
             bad(&|s| s.max_weight = Some(f64::INFINITY)).as_deref(),
-            Some("--max-weight must be a number > 0, got inf")
+            Some("--max-weight must be a finite number > 0, got inf")
         );
         assert_eq!(
             bad(&|s| s.max_weight_ratio = Some(0.5)).as_deref(),
-            Some("--max-weight-ratio must be a number >= 1 with gates, got 0.5")
+            Some("--max-weight-ratio must be >= 1 with gates, got 0.5")
         );
         assert_eq!(
             bad(&|s| {
