@@ -148,6 +148,14 @@ impl Files {
             p(out),
         ]
     }
+
+    /// [`Files::base_args`], then `fixed` (a test's own flags), then `extra`.
+    fn args_with(&self, out: &Path, fixed: &[&str], extra: &[&str]) -> Vec<String> {
+        let mut a = self.base_args(out);
+        a.extend_from_slice(fixed);
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect()
+    }
 }
 
 fn npy(path: &Path) -> Vec<f64> {
@@ -1419,12 +1427,7 @@ fn target_weights_and_concentration_flags() {
         write_npy_f64(&path, v).unwrap();
         path
     };
-    let with = |extra: &[&str]| {
-        let mut a = f.base_args(&out);
-        a.extend(["--epochs", "40", "--overwrite"]);
-        a.extend_from_slice(extra);
-        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
+    let with = |extra: &[&str]| f.args_with(&out, &["--epochs", "40", "--overwrite"], extra);
     let run = |args: Vec<String>| {
         let o = succeeds(&args);
         (
@@ -1476,12 +1479,7 @@ fn target_weights_and_concentration_flags() {
 fn weight_caps_hold_and_name_the_targets_they_block() {
     let f = problem("caps", 6, 80, 0.4, None);
     let out = f.dir.join("out");
-    let with = |extra: &[&str]| {
-        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
-        a.extend(["--epochs", "60", "--overwrite"].map(String::from));
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
+    let with = |extra: &[&str]| f.args_with(&out, &["--epochs", "60", "--overwrite"], extra);
     let run = |args: Vec<String>| {
         let o = succeeds(&args);
         (npy(&out.join("weights.npy")), stderr(&o))
@@ -1526,10 +1524,11 @@ fn holdout_targets_are_marked_and_reported() {
     let f = problem("holdout", 9, 120, 0.4, None);
     let out = f.dir.join("out");
     let with = |extra: &[&str]| {
-        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
-        a.extend(["--epochs", "40", "--overwrite", "--log-every", "20"].map(String::from));
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
+        f.args_with(
+            &out,
+            &["--epochs", "40", "--overwrite", "--log-every", "20"],
+            extra,
+        )
     };
     let run = |args: Vec<String>| {
         let o = succeeds(&args);
@@ -1606,9 +1605,9 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
     let f = problem("refit", 9, 150, 0.4, None);
     let out = f.dir.join("out");
     let with = |extra: &[&str]| {
-        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
-        a.extend(
-            [
+        f.args_with(
+            &out,
+            &[
                 "--epochs",
                 "200",
                 "--lambda-l0",
@@ -1616,11 +1615,9 @@ fn refit_keeps_the_selected_records_and_reports_the_fit_before_it() {
                 "--loss",
                 "relative",
                 "--overwrite",
-            ]
-            .map(String::from),
-        );
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
+            ],
+            extra,
+        )
     };
     let run = |args: Vec<String>| {
         let o = succeeds(&args);
@@ -1882,12 +1879,7 @@ fn a_record_budget_is_met_and_reported_in_the_summary() {
     use l0::budget::batch_cost;
     let f = problem("budget", 9, 150, 0.4, None);
     let out = f.dir.join("out");
-    let with = |extra: &[&str]| {
-        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
-        a.extend(["--loss", "relative", "--overwrite"].map(String::from));
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
+    let with = |extra: &[&str]| f.args_with(&out, &["--loss", "relative", "--overwrite"], extra);
     let run = |extra: &[&str]| {
         let args = with(extra);
         let o = succeeds(&args);
@@ -2605,12 +2597,7 @@ fn int64_group_ids_are_labels() {
 fn tolerance_bands_and_the_l1_loss_from_the_command_line() {
     let f = problem("tolerance", 6, 80, 0.4, None);
     let out = f.dir.join("out");
-    let with = |extra: &[&str]| {
-        let mut a: Vec<String> = f.base_args(&out).iter().map(|s| s.to_string()).collect();
-        a.extend(["--epochs", "60", "--overwrite"].map(String::from));
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
+    let with = |extra: &[&str]| f.args_with(&out, &["--epochs", "60", "--overwrite"], extra);
     let o = succeeds(&with(&[
         "--target-tolerance",
         "0.05",
