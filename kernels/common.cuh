@@ -209,6 +209,47 @@ __device__ __forceinline__ float deterministic_weight(const Rule& r, float p, fl
     return r.use_gates ? m * gate_deterministic(r, a, test_gate) : m;
 }
 
+// Gate::expected: E[z] of the training gate at logit a, in double: the
+// chance it is fully open (1 - u1) plus the integral of the stretched gate
+// over the draws u0 < u < u1 where it lies strictly between 0 and 1
+// (8-point Gauss-Legendre).
+__device__ __forceinline__ double gate_expected(const Rule& r, float a_in) {
+    const double nodes[4] = {0.18343464249564978, 0.525532409916329, 0.7966664774136267,
+                             0.9602898564975362};
+    const double weights[4] = {0.36268378337836166, 0.3137066458778869, 0.22238103445337443,
+                               0.10122853629037706};
+    double a = fmin(fmax((double)a_in, -(double)L0_LOG_ALPHA_BOUND), (double)L0_LOG_ALPHA_BOUND);
+    double beta = (double)r.beta, gamma = (double)r.gamma, width = (double)r.width;
+    double z0 = (0.0 - gamma) / width, z1 = (1.0 - gamma) / width;
+    double u0 = 1.0 / (1.0 + exp(-(beta * log(z0 / (1.0 - z0)) - a)));
+    double u1 = 1.0 / (1.0 + exp(-(beta * log(z1 / (1.0 - z1)) - a)));
+    double mid = 0.5 * (u1 + u0), half = 0.5 * (u1 - u0), inner = 0.0;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        double up = mid + half * nodes[k], dn = mid - half * nodes[k];
+        double zu = 1.0 / (1.0 + exp(-(log(up / (1.0 - up)) + a) / beta)) * width + gamma;
+        double zd = 1.0 / (1.0 + exp(-(log(dn / (1.0 - dn)) + a) / beta)) * width + gamma;
+        inner += weights[k] * (zu + zd);
+    }
+    return (1.0 - u1) + half * inner;
+}
+
+// hard_concrete::kept_weight: a kept record's weight held to its lower
+// bound (max(w, floor) when w > 0).
+__device__ __forceinline__ float kept_weight(float w, float floor) {
+    return (w > 0.0f && w < floor) ? floor : w;
+}
+
+// ColumnBounds::clamp_p: p of column i held to its bounds,
+// min(max(p, min_p[i]), max_p[i]) (the cap wins should the two cross).
+__device__ __forceinline__ float bound_p(float p, const float* __restrict__ min_p,
+                                         int has_min_p, const float* __restrict__ max_p,
+                                         int has_max_p, u64 i) {
+    if (has_min_p) p = fmaxf(p, min_p[i]);
+    if (has_max_p) p = fminf(p, max_p[i]);
+    return p;
+}
+
 // ColumnRule::gradient: (dL/dp, dL/da) given g_w = dL_data/dw.
 __device__ __forceinline__ void column_gradient(const Rule& r, const ColumnForward& f, float a,
                                                 float g_w, float* gp, float* ga) {

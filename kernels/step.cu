@@ -151,8 +151,8 @@ L0_FOR_LANES(L0_COLUMN_DOTS)
 // model k < models (rules[k]; entry e = k n + i of the per-column state):
 // (dL/dp, dL/da) by the chain rule from g_w (column_dots) at the gate value
 // s kept by the last sampling (the noise of `step`), Adam on p and a with
-// the step's scalars, then with has_max_p the weight caps' projection
-// p = min(p, max_p[i]); with sample_next, also the weight
+// the step's scalars, then p held to its bounds (bound_p: the lower bounds
+// of min_weight_ratio, the caps); with sample_next, also the weight
 // w[i lanes + k] = m(p) z(a, u(seed, step + 1, i)) and its s for the next
 // epoch, the noise drawn once for all models.
 extern "C" __global__ void step_columns(u64 n, u32 models, u32 lanes,
@@ -161,13 +161,13 @@ extern "C" __global__ void step_columns(u64 n, u32 models, u32 lanes,
                                         float* __restrict__ m_p, float* __restrict__ v_p,
                                         float* __restrict__ m_a, float* __restrict__ v_a,
                                         float* __restrict__ w, float* __restrict__ s,
+                                        const float* __restrict__ min_p, int has_min_p,
                                         const float* __restrict__ max_p, int has_max_p,
                                         const Rule* __restrict__ rules, u64 seed, u64 step,
                                         float neg_step_size, float bc2_sqrt, int sample_next) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float logit = sample_next ? column_noise(rules[0], seed, step + 1, i) : 0.0f;
-    float cap = has_max_p ? max_p[i] : 0.0f;
     for (u32 k = 0; k < models; ++k) {
         const Rule rule = rules[k];
         u64 e = (u64)k * n + i;
@@ -178,7 +178,7 @@ extern "C" __global__ void step_columns(u64 n, u32 models, u32 lanes,
         float mp = m_p[e], vp = v_p[e], ma = m_a[e], va = v_a[e];
         adam_update(&pi, &mp, &vp, gp, neg_step_size, bc2_sqrt);
         adam_update(&ai, &ma, &va, ga, neg_step_size, bc2_sqrt);
-        if (has_max_p) pi = fminf(pi, cap);
+        pi = bound_p(pi, min_p, has_min_p, max_p, has_max_p, i);
         p[e] = pi;
         a[e] = ai;
         m_p[e] = mp;
