@@ -134,6 +134,25 @@ fn metrics(beta: &[f64], b_hat: &[f64], secs: f64, cpu: f64) -> Metrics {
     }
 }
 
+/// The least-squares refit of `support` on every row of the row-major
+/// `x` (`p` columns), over all `p` features: only the support's columns
+/// are converted.
+fn refit_all_rows(x: &[f64], p: usize, y: &[f64], support: &[usize]) -> l0::Result<Vec<f64>> {
+    let n = y.len();
+    let cols: Vec<f64> = x
+        .chunks(p)
+        .flat_map(|row| support.iter().map(move |&j| row[j]))
+        .collect();
+    let on_support = SparseMatrix::from_dense(n, support.len(), &cols)?;
+    let all: Vec<usize> = (0..support.len()).collect();
+    let ls = refit_least_squares(&on_support, y, &all, true)?;
+    let mut coefficients = vec![0.0; p];
+    for (k, &j) in support.iter().enumerate() {
+        coefficients[j] = ls.coefficients[k];
+    }
+    Ok(coefficients)
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
         .position(|a| a == name)
@@ -188,6 +207,7 @@ fn main() -> l0::Result<()> {
         lambdas,
         selection,
         splice: arg(&args, "--splice", 1) == 1,
+        size_path: arg(&args, "--size-path", 1) == 1,
         early_stop: (patience > 0).then_some(EarlyStop { span, patience }),
         ..Default::default()
     };
@@ -220,10 +240,9 @@ fn main() -> l0::Result<()> {
             l0::io::npy::write_npy_f64_shaped(&dir.join(name), &dims, data)?;
         }
         let (start, cpu0) = (Instant::now(), cpu_seconds());
-        let x_all = SparseMatrix::from_dense(n, p, &d.x)?;
         let (x_train, x_val) = (
-            x_all.select_rows(0..n_train)?,
-            x_all.select_rows(n_train..n)?,
+            SparseMatrix::from_dense(n_train, p, &d.x[..n_train * p])?,
+            SparseMatrix::from_dense(n - n_train, p, &d.x[n_train * p..])?,
         );
         let params = RegressionParams {
             seed: Some(seed),
@@ -238,10 +257,9 @@ fn main() -> l0::Result<()> {
             &x_val,
             &d.y[n_train..],
         )?;
-        let support = &r.points[r.best].support;
-        let ls = refit_least_squares(&x_all, &d.y, support, true)?;
+        let ls = refit_all_rows(&d.x, p, &d.y, &r.points[r.best].support)?;
         let secs = start.elapsed().as_secs_f64();
-        let m = metrics(&d.beta, &ls.coefficients, secs, cpu_seconds() - cpu0);
+        let m = metrics(&d.beta, &ls, secs, cpu_seconds() - cpu0);
         let sizes: Vec<usize> = r.points.iter().map(|p| p.support.len()).collect();
         println!(
             "{seed:>4} {:>7} {:>4} {:>4} {:>6.3} {:>8.4} {:>8.3} {:>8.2}   path sizes {sizes:?}, {} epochs, {} changed",

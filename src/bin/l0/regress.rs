@@ -219,6 +219,7 @@ fn fit_along(
         threshold,
         refit: choice.refit,
         splice: choice.splice,
+        size_path: choice.splice,
         selection: choice.selection,
         early_stop: choice.early_stop,
     };
