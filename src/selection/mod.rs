@@ -1,5 +1,5 @@
 //! Model selection for the sparse regression: ordinary least squares on a
-//! support, abess's splicing and information criterion, and a lambda path
+//! support, abess's splicing and information criteria, and a lambda path
 //! ([`fit_path`]) that picks its support by one of them.
 //!
 //! A path fits one fresh [`Regression`] per lambda on a training split, all
@@ -9,14 +9,31 @@
 //! Cholesky on the centred normal equations in f64) and scored: its
 //! validation error and, on the training split, abess's information
 //! criteria ([`ebic`], [`gic`]). [`Selection`] picks the lambda, by default
-//! the lowest EBIC, as abess picks its support size. By default training
-//! stops once that choice has settled ([`EarlyStop`]), and the chosen
-//! support is then improved by splicing ([`PathParams::splice`]): features
-//! are exchanged between it and the rest while the training residual sum
-//! of squares drops by more than abess's tolerance, then (for a criterion)
-//! one feature fewer or more at a time while the criterion drops. The
-//! Hard Concrete path finds the candidates and their size; the splice
-//! fixes the few features the gates got wrong.
+//! the lowest EBIC, as abess picks its support size.
+//!
+//! The chosen support is then improved ([`PathParams::splice`]): spliced
+//! as abess does (features of least backward sacrifice exchanged for those
+//! of most forward sacrifice) and, where that finds nothing, by the best
+//! single swap of a support feature for one of the [`SWAP_CANDIDATES`]
+//! others of most forward sacrifice (scored exactly, in closed form), while
+//! the training residual sum of squares drops by more than abess's
+//! tolerance; then, for a criterion, one feature fewer or more at a time
+//! while the criterion drops. Last ([`PathParams::size_path`]), abess's
+//! own search: a path over every support size from the empty one, each
+//! size started from the previous size's fit plus its best forward
+//! candidate and spliced, warm-started by the spliced choice at its size,
+//! reaching twice that size (at most abess's default largest size,
+//! [`abess_max_size`]); its fit of lowest criterion replaces the spliced
+//! choice where lower. The Hard Concrete gates find the size and a warm
+//! start; the splice and the path over sizes fix the features the gates got
+//! wrong, notably where strongly correlated neighbours took a true
+//! feature's place. By default training stops once the final choice has
+//! settled ([`EarlyStop`]).
+//!
+//! All fits on the training split share one design (`least_squares.rs`:
+//! a cache of dense columns and Gram entries), so each further support costs
+//! a Cholesky factorisation of its Gram matrix and a pass over its own
+//! columns.
 
 use crate::error::{check_finite_scalar, L0Error, Result};
 use crate::matrix::SparseMatrix;
@@ -29,7 +46,7 @@ mod splicing;
 
 pub use least_squares::{refit_least_squares, LeastSquares};
 use least_squares::{Design, Fit};
-pub use splicing::{abess_max_size, SPLICE_EXCHANGE, SPLICE_ROUNDS};
+pub use splicing::{abess_max_size, SPLICE_EXCHANGE, SPLICE_ROUNDS, SWAP_CANDIDATES};
 use splicing::{criterion_of, resize, size_path, splice, State};
 
 /// Features in one of `a`, `b` (ascending) but not the other.
@@ -134,9 +151,10 @@ pub struct PathParams {
     /// Score (and return) the least-squares refit of each support rather
     /// than the gated coefficients (default true).
     pub refit: bool,
-    /// With `refit`: improve each support before scoring it by splicing at
-    /// its size and at neighbouring sizes while the GIC drops (abess's
-    /// exchanges; see the module documentation; default true).
+    /// With `refit`: improve the chosen support by splicing at its size
+    /// (abess's exchanges and the best swap) and, with a criterion, at
+    /// neighbouring sizes while it drops (see the module documentation;
+    /// default true).
     pub splice: bool,
     /// With `splice` and an information criterion ([`Selection::Ebic`],
     /// [`Selection::Gic`]): once training ends, also run abess's

@@ -21,6 +21,13 @@ pub const SPLICE_EXCHANGE: usize = 5;
 /// Most rounds of [`splice`] (abess's `max_splicing_iter`).
 pub const SPLICE_ROUNDS: usize = 20;
 
+/// The features of most forward sacrifice that [`best_swap`] weighs
+/// against every support feature (abess's `important_search`, the
+/// features its splicing considers: 128). A true feature whose correlated
+/// neighbour holds its place gains little added to that support, so its
+/// forward sacrifice can rank well below the top few.
+pub const SWAP_CANDIDATES: usize = 128;
+
 /// A least-squares fit with `X_j' r` for every column `j` (centred with an
 /// intercept): what its forward sacrifices need.
 #[derive(Clone, Debug)]
@@ -135,8 +142,10 @@ pub(crate) fn splice(design: &mut Design, start: State) -> State {
             break;
         }
         let front = cur.forward(design.norms(), SPLICE_EXCHANGE.min(s));
-        let next =
-            exchange(design, &cur, &front, tol).or_else(|| best_swap(design, &cur, &front, tol));
+        let next = exchange(design, &cur, &front, tol).or_else(|| {
+            let wide = cur.forward(design.norms(), SWAP_CANDIDATES);
+            best_swap(design, &cur, &wide, tol)
+        });
         match next {
             Some(fit) => cur = State::new(design, fit),
             None => break,
