@@ -1,7 +1,7 @@
 """abess on the data written by `cargo run --release --example best_subset -- DIR`.
 
 Reads DIR/seed_<s>/{X,y,beta}.npy and fits abess.LinearRegression with its
-defaults (support size path 0..min(n, p/log(log n)/log p), chosen by its
+defaults (support sizes 0..min(p, n/(log(log n) log p)) - 1, chosen by its
 default information criterion, the extended BIC, with an intercept, one
 thread), then prints true and false positives, F1, ||b_hat - b||_2, wall
 and CPU time per seed and averaged, in the same table as the Rust example.

@@ -56,8 +56,9 @@ pub(super) struct RegressArgs {
     #[arg(long, conflicts_with = "refit")]
     no_refit: bool,
     /// With a lambda path: score each support as the gates leave it,
-    /// without abess's splicing (exchanges that lower the training error,
-    /// and for ebic/gic the support sizes around the chosen one).
+    /// without abess's splicing (exchanges and swaps that lower the
+    /// training error, and for ebic/gic the support sizes around the chosen
+    /// one and abess's path over support sizes).
     #[arg(long)]
     no_splice: bool,
     /// With a lambda path: train all --epochs, not stopping once the chosen
@@ -219,6 +220,7 @@ fn fit_along(
         threshold,
         refit: choice.refit,
         splice: choice.splice,
+        size_path: choice.splice,
         selection: choice.selection,
         early_stop: choice.early_stop,
     };
