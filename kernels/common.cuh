@@ -209,29 +209,20 @@ __device__ __forceinline__ float deterministic_weight(const Rule& r, float p, fl
     return r.use_gates ? m * gate_deterministic(r, a, test_gate) : m;
 }
 
-// Gate::expected: E[z] of the training gate at logit a, in double: the
-// chance it is fully open (1 - u1) plus the integral of the stretched gate
-// over the draws u0 < u < u1 where it lies strictly between 0 and 1
-// (8-point Gauss-Legendre).
-__device__ __forceinline__ double gate_expected(const Rule& r, float a_in) {
-    const double nodes[4] = {0.18343464249564978, 0.525532409916329, 0.7966664774136267,
-                             0.9602898564975362};
-    const double weights[4] = {0.36268378337836166, 0.3137066458778869, 0.22238103445337443,
-                               0.10122853629037706};
-    double a = fmin(fmax((double)a_in, -(double)L0_LOG_ALPHA_BOUND), (double)L0_LOG_ALPHA_BOUND);
-    double beta = (double)r.beta, gamma = (double)r.gamma, width = (double)r.width;
-    double z0 = (0.0 - gamma) / width, z1 = (1.0 - gamma) / width;
-    double u0 = 1.0 / (1.0 + exp(-(beta * log(z0 / (1.0 - z0)) - a)));
-    double u1 = 1.0 / (1.0 + exp(-(beta * log(z1 / (1.0 - z1)) - a)));
-    double mid = 0.5 * (u1 + u0), half = 0.5 * (u1 - u0), inner = 0.0;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        double up = mid + half * nodes[k], dn = mid - half * nodes[k];
-        double zu = 1.0 / (1.0 + exp(-(log(up / (1.0 - up)) + a) / beta)) * width + gamma;
-        double zd = 1.0 / (1.0 + exp(-(log(dn / (1.0 - dn)) + a) / beta)) * width + gamma;
-        inner += weights[k] * (zu + zd);
-    }
-    return (1.0 - u1) + half * inner;
+// GateMeans::at: E[z] of the training gate at logit a, read from the
+// table of L0_GATE_MEAN_POINTS means on [-bound, bound] by linear
+// interpolation in f32 (the table is built on the host from
+// Gate::expected).
+#define L0_GATE_MEAN_POINTS 16385
+__device__ __forceinline__ float gate_mean(const float* __restrict__ table, float a) {
+    const float last = (float)(L0_GATE_MEAN_POINTS - 1);
+    const float bound = L0_LOG_ALPHA_BOUND;
+    float x = (fminf(fmaxf(a, -bound), bound) + bound) * (last / (2.0f * bound));
+    x = fminf(fmaxf(x, 0.0f), last);
+    unsigned k = (unsigned)x;
+    if (k > L0_GATE_MEAN_POINTS - 2) k = L0_GATE_MEAN_POINTS - 2;
+    float t = x - (float)k;
+    return table[k] + t * (table[k + 1] - table[k]);
 }
 
 // hard_concrete::kept_weight: a kept record's weight held to its lower

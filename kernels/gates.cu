@@ -43,13 +43,14 @@ extern "C" __global__ void deterministic_weights(u64 n, u32 models, u32 lanes,
 }
 
 // A conserved total (constraints.rs), for one model: ez[i] = E[z] of the
-// training gate at a[i] (gate_expected; 1 without gates). CPU twin: the
-// first loop of CpuBackend::conserve.
-extern "C" __global__ void expected_gates(u64 n, const float* __restrict__ a, Rule rule,
+// training gate at a[i] (gate_mean over the host's table; 1 without
+// gates). CPU twin: the first loop of CpuBackend::conserve.
+extern "C" __global__ void expected_gates(u64 n, const float* __restrict__ a,
+                                          const float* __restrict__ table, int use_gates,
                                           float* __restrict__ ez) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    ez[i] = rule.use_gates ? (float)gate_expected(rule, a[i]) : 1.0f;
+    ez[i] = use_gates ? gate_mean(table, a[i]) : 1.0f;
 }
 
 // Block partial sums in f64 of one model's mean weights m(clamp(p + c)) ez

@@ -540,16 +540,6 @@ impl<T: Real> ColumnRule<T> {
         }
     }
 
-    /// The mean weight factor of one column's gate, `E[z]` ([`Gate::expected`];
-    /// 1 without gates).
-    pub fn expected_gate(&self, a: T) -> f64 {
-        if self.use_gates {
-            self.gate.expected(a)
-        } else {
-            1.0
-        }
-    }
-
     /// The deterministic weight of one column with its kept-record lower
     /// bound `floor` ([`kept_weight`]; 0: none).
     #[inline(always)]
@@ -616,6 +606,44 @@ pub fn adam_update<T: Real>(p: &mut T, m: &mut T, v: &mut T, g: T, s: AdamStep) 
     *v = *v * T::of(ADAM_BETA2) + T::of(1.0 - ADAM_BETA2) * g * g;
     let denom = v.sqrt() / T::of(s.bc2_sqrt) + T::of(ADAM_EPS);
     *p = *p + T::of(-s.step_size) * *m / denom;
+}
+
+/// The gate means `E[z](a)` ([`Gate::expected`]) tabulated on
+/// [`GATE_MEAN_POINTS`] evenly spaced logits over `[-LOG_ALPHA_BOUND,
+/// LOG_ALPHA_BOUND]` and read by linear interpolation in f32 (within 1e-6
+/// of the exact mean): the conserved total's weights in training, at one
+/// table read per column instead of sixteen logarithms and exponentials.
+/// GPU twin: `gate_mean` (kernels/common.cuh), reading the same table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateMeans {
+    /// `E[z]` at the table's logits.
+    pub values: Vec<f32>,
+}
+
+/// Points of [`GateMeans`]' table.
+pub const GATE_MEAN_POINTS: usize = 16385;
+
+impl GateMeans {
+    /// The table of `gate`.
+    pub fn new(gate: &Gate<f32>) -> Self {
+        let h = 2.0 * LOG_ALPHA_BOUND / (GATE_MEAN_POINTS - 1) as f64;
+        GateMeans {
+            values: (0..GATE_MEAN_POINTS)
+                .map(|k| gate.expected((-LOG_ALPHA_BOUND + k as f64 * h) as f32) as f32)
+                .collect(),
+        }
+    }
+
+    /// `E[z]` at logit `a` (clamped to the table), interpolated.
+    #[inline(always)]
+    pub fn at(&self, a: f32) -> f32 {
+        let last = (GATE_MEAN_POINTS - 1) as f32;
+        let bound = LOG_ALPHA_BOUND as f32;
+        let x = ((a.clamp(-bound, bound) + bound) * (last / (2.0 * bound))).clamp(0.0, last);
+        let k = (x as usize).min(GATE_MEAN_POINTS - 2);
+        let t = x - k as f32;
+        self.values[k] + t * (self.values[k + 1] - self.values[k])
+    }
 }
 
 /// A kept record's weight held to its lower bound (`min_weight_ratio`,

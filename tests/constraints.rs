@@ -4,7 +4,10 @@
 //! weight, and the conserved total (`conserve_total`) after every step and
 //! exactly in the result, with the conflicts named.
 
-use l0::hard_concrete::Gate;
+mod common;
+
+use common::state_bits;
+use l0::hard_concrete::{Gate, GateMeans};
 use l0::{Calibration, CalibrationParams, Device, FitParams, Init, SparseMatrix};
 
 fn cpu() -> FitParams {
@@ -94,6 +97,77 @@ fn a_lower_bounded_fit_is_the_best_bounded_fit() {
     assert!(got.iter().all(|&x| x >= 2.5), "{got:?}");
 }
 
+/// The Euclidean projection of `u` onto `{w >= 0, sum w = total}`.
+fn onto_simplex(u: &[f64], total: f64) -> Vec<f64> {
+    let mut s = u.to_vec();
+    s.sort_by(|a, b| b.total_cmp(a));
+    let (mut sum, mut theta) = (0.0, 0.0);
+    for (j, &x) in s.iter().enumerate() {
+        sum += x;
+        let t = (sum - total) / (j + 1) as f64;
+        if x - t > 0.0 {
+            theta = t;
+        }
+    }
+    u.iter().map(|&x| (x - theta).max(0.0)).collect()
+}
+
+/// min ||M w - y||^2 over w >= 0 with sum w = total, by projected gradient
+/// descent in f64: the independent answer for a fit with a conserved total.
+fn conserved_least_squares(rows: &[Vec<f64>], y: &[f64], total: f64) -> Vec<f64> {
+    let n = rows[0].len();
+    let frob: f64 = rows.iter().flatten().map(|v| v * v).sum();
+    let step = 1.0 / (2.0 * frob);
+    let mut w = vec![total / n as f64; n];
+    for _ in 0..200_000 {
+        let r: Vec<f64> = rows
+            .iter()
+            .zip(y)
+            .map(|(row, y)| y - row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>())
+            .collect();
+        let u: Vec<f64> = (0..n)
+            .map(|j| {
+                let g: f64 = -2.0 * rows.iter().zip(&r).map(|(row, r)| row[j] * r).sum::<f64>();
+                w[j] - step * g
+            })
+            .collect();
+        w = onto_simplex(&u, total);
+    }
+    w
+}
+
+#[test]
+fn a_conserved_total_fit_is_the_best_fit_with_that_total() {
+    // The truth sums to 11; a total of 9.5 binds, and the optimum keeps
+    // every record (so weights without gates, all > 0, can reach it).
+    let (rows, m, y) = small(&[1.0, 2.0, 5.0, 3.0]);
+    let want = conserved_least_squares(&rows, &y, 9.5);
+    assert!(want.iter().all(|&w| w > 0.1), "{want:?}");
+    assert!((want.iter().sum::<f64>() - 9.5).abs() < 1e-9);
+    let mut model = Calibration::new(
+        4,
+        CalibrationParams {
+            use_gates: false,
+            seed: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let opts = FitParams {
+        epochs: 6000,
+        lr: 0.002,
+        lambda_l0: 0.0,
+        conserve_total: Some(9.5),
+        ..cpu()
+    };
+    model.fit(&m, &y, &opts).unwrap();
+    let got = model.weights(true);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 5e-3 * w, "{got:?} vs {want:?}");
+    }
+    assert!((got.iter().sum::<f64>() - 9.5).abs() <= 1e-12 * 9.5);
+}
+
 /// 30 targets x 300 records from sparse weights, with design weights that
 /// differ by record.
 fn survey() -> (SparseMatrix, Vec<f64>, Vec<f64>) {
@@ -179,6 +253,16 @@ fn the_gate_mean_is_the_mean_over_the_draws() {
         let (got, want) = (gate.expected(a), gate_mean(a, 200_000));
         assert!((got - want).abs() < 2e-5, "a = {a}: {got} vs {want}");
     }
+    // The table training reads: within 1e-6 of the mean between its points,
+    // the ends beyond the logits' bound.
+    let table = GateMeans::new(&gate);
+    for k in -2500..=2500 {
+        let a = k as f32 * 0.00937;
+        let (got, want) = (table.at(a) as f64, gate.expected(a));
+        assert!((got - want).abs() < 1e-6, "a = {a}: {got} vs {want}");
+    }
+    assert_eq!(table.at(-50.0), table.values[0]);
+    assert_eq!(table.at(50.0), *table.values.last().unwrap());
 }
 
 #[test]
@@ -237,6 +321,49 @@ fn a_refit_conserves_the_total_of_its_records() {
     assert!((w.iter().sum::<f64>() - 450.0).abs() <= 1e-12 * 450.0);
     for (i, (&x, &d)) in w.iter().zip(&design).enumerate() {
         assert!(x == 0.0 || x >= 0.5 * d, "record {i}: {x}");
+    }
+}
+
+/// Model `k` of a batch trained together is bit for bit the model trained
+/// alone with its L0 strength, bounds and total included (each model's
+/// multiplier and shift are its own).
+#[test]
+fn models_trained_together_keep_their_own_bounds_and_totals() {
+    let (m, y, design) = survey();
+    let opts = FitParams {
+        epochs: 60,
+        lr: 0.1,
+        loss: l0::Loss::Relative,
+        conserve_total: Some(450.0),
+        min_weight_ratio: Some(0.5),
+        ..cpu()
+    };
+    let lambdas = [0.005, 0.05];
+    let (mut a, mut b) = (survey_model(&design), survey_model(&design));
+    Calibration::fit_together(
+        &mut [&mut a, &mut b],
+        &lambdas,
+        &m,
+        &y,
+        &opts,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
+    for (model, lambda_l0) in [(&a, lambdas[0]), (&b, lambdas[1])] {
+        let mut alone = survey_model(&design);
+        alone
+            .fit(
+                &m,
+                &y,
+                &FitParams {
+                    lambda_l0,
+                    ..opts.clone()
+                },
+            )
+            .unwrap();
+        assert_eq!(state_bits(model.state()), state_bits(alone.state()));
+        let w = model.weights(true);
+        assert!((w.iter().sum::<f64>() - 450.0).abs() <= 1e-12 * 450.0);
     }
 }
 

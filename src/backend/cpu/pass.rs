@@ -156,6 +156,10 @@ pub(super) enum ChunkPass<'a> {
         rules: &'a [ColumnRule<f32>],
         adam: AdamStep,
         grad: ColumnGradient<'a>,
+        /// With a conserved total, the column gradients computed before
+        /// the pass and each model's multiplier; None: the pass computes
+        /// the gradients.
+        given: Option<GivenGradients<'a>>,
         bounds: ColumnBounds<'a>,
         next: Option<NoiseCursor<'a>>,
         report: Option<TestGate>,
@@ -227,11 +231,15 @@ impl ChunkPass<'_> {
                 rules,
                 adam,
                 grad,
+                given,
                 bounds,
                 next,
                 report: test,
             } => {
-                grad.fill(chs[0].base, chs[0].len(), gw);
+                match given {
+                    None => grad.fill(chs[0].base, chs[0].len(), gw),
+                    Some(given) => given.fill(chs[0].base, gw),
+                }
                 match report.as_deref_mut() {
                     // A report is of a single model.
                     Some(r) => {
@@ -283,6 +291,34 @@ impl ChunkPass<'_> {
             (Some(s), Some(r)) => s.add_pairs(&chs[0], r.w, r.pair),
             (Some(mut s), None) => s.add(chs),
             _ => {}
+        }
+    }
+}
+
+/// A conserved total's column gradients, computed before the step
+/// (`CpuBackend::multipliers`, laid out per chunk as a step's scratch),
+/// and each model's multiplier `mu`, which the step adds to them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct GivenGradients<'a> {
+    pub(super) mu: &'a [f32],
+    pub(super) grads: &'a [f32],
+}
+
+impl GivenGradients<'_> {
+    /// Model `k`'s row of the chunk from column `base` into `gw[k CHUNK..]`,
+    /// plus its multiplier.
+    #[inline(always)]
+    fn fill(&self, base: usize, gw: &mut [f32]) {
+        let block = self.mu.len() * COLUMN_CHUNK;
+        let from = &self.grads[base / COLUMN_CHUNK * block..][..block];
+        for ((row, from), &mu) in gw
+            .chunks_exact_mut(COLUMN_CHUNK)
+            .zip(from.chunks_exact(COLUMN_CHUNK))
+            .zip(self.mu)
+        {
+            for (g, &f) in row.iter_mut().zip(from) {
+                *g = f + mu;
+            }
         }
     }
 }

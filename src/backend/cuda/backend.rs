@@ -13,7 +13,7 @@ use crate::backend::interface::{
 };
 use crate::constraints::{solve_shift, ShiftSums, CONSERVE_TOLERANCE};
 use crate::error::{L0Error, Result};
-use crate::hard_concrete::{AdamStep, TestGate};
+use crate::hard_concrete::{AdamStep, GateMeans, TestGate};
 use crate::objective::Shape;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
@@ -130,6 +130,11 @@ pub struct CudaBackend {
     /// of one model it is computed with (one unused element without it).
     total: Option<f64>,
     ez: CudaSlice<f32>,
+    /// The gate means' table ([`GateMeans`]; one unused element without a
+    /// total).
+    gate_means: CudaSlice<f32>,
+    /// Each model's multiplier of the total for the step (`multipliers`).
+    mu: CudaSlice<f32>,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
     /// Intercept states (value, m, v), three per lane.
@@ -365,6 +370,14 @@ impl CudaBackend {
             has_floor: problem.floor.is_some() as i32,
             total: problem.total,
             ez: zeros(&s, if problem.total.is_some() { n } else { 1 })?,
+            gate_means: match problem.total {
+                Some(_) => upload(
+                    &s,
+                    &GateMeans::new(&problem.hyper.rule::<f32>().gate).values,
+                )?,
+                None => zeros(&s, 1)?,
+            },
+            mu: zeros(&s, room)?,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
             icpt: zeros(&s, 3 * room_lanes)?,
@@ -562,6 +575,10 @@ impl CudaBackend {
                 )?;
             }
             self.column_dots()?;
+            if self.total.is_some() {
+                self.multipliers()?;
+            }
+            let has_mu = self.total.is_some() as i32;
             let (n, next) = (self.n64(), sample_next as i32);
             let (models, lanes) = (self.models as u32, self.lanes as u32);
             launch!(
@@ -572,6 +589,8 @@ impl CudaBackend {
                 &models,
                 &lanes,
                 &self.gw,
+                &self.mu,
+                &has_mu,
                 &mut self.p,
                 &mut self.a,
                 &mut self.m_p,
@@ -603,7 +622,7 @@ impl CudaBackend {
     fn conserve(&mut self, total: f64) -> Result<()> {
         for k in 0..self.models {
             guard("the conserved total", || {
-                let (n, rule) = (self.n64(), self.rules[k]);
+                let (n, gates) = (self.n64(), self.hyper.use_gates as i32);
                 let a = self.a.slice(k * self.n..(k + 1) * self.n);
                 launch!(
                     self,
@@ -611,7 +630,8 @@ impl CudaBackend {
                     cfg(blocks_for(self.n)?),
                     &n,
                     &a,
-                    &rule,
+                    &self.gate_means,
+                    &gates,
                     &mut self.ez
                 )
             })?;
@@ -647,6 +667,36 @@ impl CudaBackend {
                     &c
                 )
             })?;
+        }
+        Ok(())
+    }
+
+    /// Each model's multiplier of the conserved total into `mu` (kernels
+    /// `multiplier_sums` and `multiplier_finalize`, kernels/step.cu; it
+    /// stays on the device). CPU twin: `CpuBackend::multipliers`.
+    fn multipliers(&mut self) -> Result<()> {
+        let (n, lanes, blocks) = (self.n64(), self.lanes as u32, self.reduce_cols);
+        for k in 0..self.models as u32 {
+            launch!(
+                self,
+                multiplier_sums,
+                cfg(self.reduce_cols),
+                &n,
+                &lanes,
+                &k,
+                &self.w,
+                &self.gw,
+                &mut self.red_partials
+            )?;
+            launch!(
+                self,
+                multiplier_finalize,
+                cfg(1),
+                &blocks,
+                &k,
+                &self.red_partials,
+                &mut self.mu
+            )?;
         }
         Ok(())
     }

@@ -464,13 +464,15 @@ mod tests {
         s.holdout_groups = vec![3, -4];
         s.target_weights = Some(PathBuf::from("tw.npy"));
         s.max_weight_ratio = Some(1.5);
+        s.min_weight_ratio = Some(0.25);
+        s.conserve_total = Some(TotalSpec::Initial);
         s.test_gate = TestGate::Paper;
         s.init_weights = InitSpec::File(PathBuf::from("w.npy"));
         s.seed = Some(u64::MAX);
         let pairs = s.pairs();
         assert_eq!(
             stored::read(&pairs, &Settings::defaults(true, false)).ok(),
-            Some(s)
+            Some(s.clone())
         );
         let text = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         // Ids listed by their text, as summary.json always listed them.
@@ -479,6 +481,15 @@ mod tests {
         assert_eq!(text("holdout_groups"), Some("3,-4"));
         assert_eq!(text("max_weight"), Some(""));
         assert_eq!(text("seed"), Some("18446744073709551615"));
+        assert_eq!(text("conserve_total"), Some("initial"));
+        assert_eq!(text("min_weight_ratio"), Some("0.25"));
+        // A number reads back as a number.
+        s.conserve_total = Some(TotalSpec::Value(1234.5));
+        let pairs = s.pairs();
+        assert_eq!(
+            stored::read(&pairs, &Settings::defaults(true, false)).ok(),
+            Some(s)
+        );
     }
 
     #[test]
@@ -538,10 +549,12 @@ mod tests {
                 "normalize_groups"
             ]
         );
-        assert_eq!(names.len(), 31);
+        assert_eq!(names.len(), 33);
         let get = |k: &str| json.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("target_tolerance"), Some(Json::Null));
         assert_eq!(get("loss_cap"), Some(Json::Null));
+        assert_eq!(get("min_weight_ratio"), Some(Json::Null));
+        assert_eq!(get("conserve_total"), Some(Json::Null));
         assert_eq!(get("epochs"), Some(Json::Int(DEMO_EPOCHS as i128)));
         assert_eq!(get("lr"), Some(Json::Num(DEMO_LR)));
         assert_eq!(get("loss"), Some(Json::Str("relative".into())));
