@@ -447,10 +447,8 @@ def _conserved_total(model, total):
     if total is None or total is False:
         return None
     if total is True:
-        if model.init_weights is None:
-            return float(model.n_features)
-        design = np.broadcast_to(np.asarray(model.init_weights, dtype=np.float64), (model.n_features,))
-        return float(np.sum(design))
+        # Summed by the engine, in its order, as the command line sums it.
+        return model._model.design_total()
     return float(total)
 
 

@@ -191,6 +191,11 @@ impl PyCalibration {
         guard(|| Ok(self.model.sparsity()))
     }
 
+    /// The sum of the initial (design) weights: `conserve_total=True`.
+    fn design_total(&self) -> PyResult<f64> {
+        guard(|| self.model.design_total().or_py())
+    }
+
     fn active_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         guard(|| active_dict(py, self.model.active_weights()))
     }

@@ -16,7 +16,9 @@ def model_for(m, design):
 
 def test_floors_and_the_initial_total_match_the_cli(l0_bin, tmp_path):
     m, y = make_problem(seed=8)
-    design = 0.5 + (np.arange(m.shape[1]) % 3) * 0.25
+    # Values whose sum depends on the order of the additions: the engine
+    # sums them for both sides.
+    design = 0.1 + (np.arange(m.shape[1]) % 7) * 0.37
     np.save(tmp_path / "design.npy", design)
     args = ["--epochs", "200", "--seed", "4", "--lr", "0.05", "--lambda-l0", "1e-3",
             "--init-weights", "design.npy", "--min-weight-ratio", "0.3", "--conserve-total"]
@@ -26,6 +28,7 @@ def test_floors_and_the_initial_total_match_the_cli(l0_bin, tmp_path):
     w = model.get_weights(deterministic=True)
     assert np.array_equal(w, want)
     assert abs(w.sum() - design.sum()) <= 1e-9 * design.sum()
+    assert model._model.design_total() == sum(design.tolist())
     kept = w > 0
     assert np.all(w[kept] >= 0.3 * design[kept])
 

@@ -120,7 +120,9 @@ pub(crate) fn plan(
         conserve_total: match s.conserve_total {
             None => None,
             Some(TotalSpec::Value(x)) => Some(x),
-            Some(TotalSpec::Initial) => Some(design_total(&model.init_weights, cols)),
+            Some(TotalSpec::Initial) => {
+                Some(design_weights(&model.init_weights, cols).iter().sum())
+            }
         },
         target_tolerance: s
             .target_tolerance
@@ -141,23 +143,19 @@ pub(crate) fn plan(
     })
 }
 
-/// The sum of the design weights `init` (1 each when unset) of `cols` records.
-fn design_total(init: &Option<Init>, cols: usize) -> f64 {
+/// The design weights `init` (1 each when unset) of `cols` records.
+fn design_weights(init: &Option<Init>, cols: usize) -> Vec<f64> {
     match init {
-        None => cols as f64,
-        Some(Init::Scalar(v)) => v * cols as f64,
-        Some(Init::PerColumn(v)) => v.iter().sum(),
+        None => vec![1.0; cols],
+        Some(Init::Scalar(v)) => vec![*v; cols],
+        Some(Init::PerColumn(v)) => v.clone(),
     }
 }
 
 /// Refuses weight bounds that leave no room, spelled as flags
 /// ([`l0::constraints::check_conflicts`]), before anything is trained.
 fn check_room(model: &CalibrationParams, fit: &FitParams, cols: usize) -> CliResult<()> {
-    let design = match &model.init_weights {
-        None => vec![1.0; cols],
-        Some(Init::Scalar(v)) => vec![*v; cols],
-        Some(Init::PerColumn(v)) => v.clone(),
-    };
+    let design = design_weights(&model.init_weights, cols);
     let caps = l0::calibration::weight_caps(fit, &design, model.use_gates)
         .map_err(|e| input_error(e.to_string()))?;
     let floors = l0::calibration::weight_floors(fit, &design);
