@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run --release --example production_bench -- [--shape geo:H:G:NAT:PER]
 //!     [--epochs N] [--threads T] [--device cpu|cuda|auto] [--dir DIR]
+//!     [--conserve-total X]
 //! ```
 //!
 //! `--shape geo:12000:436:80:64` is the ~300M-nonzero variant for a GPU
@@ -50,6 +51,8 @@ struct Args {
     threads: Option<usize>,
     device: Device,
     dir: PathBuf,
+    /// `--conserve-total X`: train with that conserved total.
+    conserve_total: Option<f64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -60,6 +63,7 @@ fn parse_args() -> Result<Args> {
         threads: None,
         device: Device::Cpu,
         dir: std::env::temp_dir().join("l0-production-bench"),
+        conserve_total: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bad = |what: &str| L0Error::config(format!("bad value for {what}"));
@@ -71,6 +75,9 @@ fn parse_args() -> Result<Args> {
             "--threads" => a.threads = Some(value.parse().map_err(|_| bad("--threads"))?),
             "--device" => a.device = value.parse()?,
             "--dir" => a.dir = value.into(),
+            "--conserve-total" => {
+                a.conserve_total = Some(value.parse().map_err(|_| bad("--conserve-total"))?)
+            }
             other => return Err(L0Error::config(format!("unknown option {other}"))),
         }
     }
@@ -190,6 +197,7 @@ fn main() -> Result<()> {
     let mut model = Calibration::new(m.cols(), problems::bench_params())?;
     let opts = |epochs| FitParams {
         threads: a.threads,
+        conserve_total: a.conserve_total,
         ..problems::bench_opts(groups.clone(), epochs, a.device)
     };
     let timed = |model: &mut Calibration, epochs: u64| -> Result<(f64, f64, String)> {
