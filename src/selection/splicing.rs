@@ -15,14 +15,14 @@
 use super::least_squares::{dot, Design, Fit};
 use super::Criterion;
 
-/// Most features exchanged at once by [`splice`] (abess's `exchange_num`).
+/// Most features exchanged at once by a splice (abess's `exchange_num`).
 pub const SPLICE_EXCHANGE: usize = 5;
 
-/// Most rounds of [`splice`] (abess's `max_splicing_iter`).
+/// Most rounds of a splice (abess's `max_splicing_iter`).
 pub const SPLICE_ROUNDS: usize = 20;
 
-/// The features of most forward sacrifice that [`best_swap`] weighs
-/// against every support feature (abess's `important_search`, the
+/// The features of most forward sacrifice that a splice's best swap
+/// weighs against every support feature (abess's `important_search`, the
 /// features its splicing considers: 128). A true feature whose correlated
 /// neighbour holds its place gains little added to that support, so its
 /// forward sacrifice can rank well below the top few.
