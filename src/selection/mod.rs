@@ -315,8 +315,9 @@ pub fn fit_path(
     })
 }
 
-/// Scores the supports of a path's models: one least-squares fit (and
-/// splice) per distinct gated support, kept across looks.
+/// Scores the supports of a path's models: one least-squares fit per
+/// distinct gated support, and one polished and final fit per chosen one,
+/// kept across looks; all on one [`Design`] of the training rows.
 struct Scorer<'a> {
     x: &'a SparseMatrix,
     y: &'a [f64],
@@ -346,11 +347,13 @@ impl Scorer<'_> {
         s
     }
 
-    /// The chosen support's final fit: `start` [`polish`](Self::polish)ed
-    /// and, with a criterion and [`PathParams::size_path`], replaced by the
-    /// best fit of abess's path over support sizes ([`size_path`], reaching
-    /// twice the polished size and warm-started by every support polished
-    /// so far) where that has a lower criterion.
+    /// The chosen support's final fit (kept by support): `start`
+    /// [`polish`](Self::polish)ed and, with a criterion and
+    /// [`PathParams::size_path`], replaced by the best fit of abess's path
+    /// over support sizes ([`size_path`], reaching twice the polished size,
+    /// warm-started by the polished fit at its size) where that has a lower
+    /// criterion. A function of `start`'s support alone, so an early-stopped
+    /// path ends as the path trained that long.
     fn finish(&mut self, start: Fit) -> Fit {
         if let Some(f) = self.finished.get(&start.support) {
             return f.clone();
