@@ -111,9 +111,10 @@ pub fn ebic(rss: f64, n: usize, s: usize, p: usize) -> f64 {
 /// `ceil(span / lr)` epochs (Adam moves a parameter by about `lr` an epoch,
 /// so a look comes once the gate logits could have moved by `span`: 25
 /// epochs at lr 0.1, 250 at 0.01 by default) the path's points are scored
-/// and its support chosen ([`PathParams::selection`], then spliced when
+/// and its support chosen ([`PathParams::selection`], then spliced and
+/// with a criterion run through the path over sizes when
 /// [`PathParams::splice`]: the gates' boundary features may still move
-/// while the spliced support has settled);
+/// while that final support has settled);
 /// once that support is the same at `patience + 1` consecutive looks,
 /// training ends there. The models then hold exactly the state of a path
 /// fitted for that many epochs ([`PathFit::epochs`]).
