@@ -209,6 +209,38 @@ __device__ __forceinline__ float deterministic_weight(const Rule& r, float p, fl
     return r.use_gates ? m * gate_deterministic(r, a, test_gate) : m;
 }
 
+// GateMeans::at: E[z] of the training gate at logit a, read from the
+// table of L0_GATE_MEAN_POINTS means on [-bound, bound] by linear
+// interpolation in f32 (the table is built on the host from
+// Gate::expected).
+#define L0_GATE_MEAN_POINTS 16385
+__device__ __forceinline__ float gate_mean(const float* __restrict__ table, float a) {
+    const float last = (float)(L0_GATE_MEAN_POINTS - 1);
+    const float bound = L0_LOG_ALPHA_BOUND;
+    float x = (fminf(fmaxf(a, -bound), bound) + bound) * (last / (2.0f * bound));
+    x = fminf(fmaxf(x, 0.0f), last);
+    unsigned k = (unsigned)x;
+    if (k > L0_GATE_MEAN_POINTS - 2) k = L0_GATE_MEAN_POINTS - 2;
+    float t = x - (float)k;
+    return table[k] + t * (table[k + 1] - table[k]);
+}
+
+// hard_concrete::kept_weight: a kept record's weight held to its lower
+// bound (max(w, floor) when w > 0).
+__device__ __forceinline__ float kept_weight(float w, float floor) {
+    return (w > 0.0f && w < floor) ? floor : w;
+}
+
+// ColumnBounds::clamp_p: p of column i held to its bounds,
+// min(max(p, min_p[i]), max_p[i]) (the cap wins should the two cross).
+__device__ __forceinline__ float bound_p(float p, const float* __restrict__ min_p,
+                                         int has_min_p, const float* __restrict__ max_p,
+                                         int has_max_p, u64 i) {
+    if (has_min_p) p = fmaxf(p, min_p[i]);
+    if (has_max_p) p = fminf(p, max_p[i]);
+    return p;
+}
+
 // ColumnRule::gradient: (dL/dp, dL/da) given g_w = dL_data/dw.
 __device__ __forceinline__ void column_gradient(const Rule& r, const ColumnForward& f, float a,
                                                 float g_w, float* gp, float* ga) {

@@ -24,19 +24,69 @@ extern "C" __global__ void sample_weights(u64 n, u32 models, u32 lanes,
     }
 }
 
-// w[i lanes + k] = m(p) z_test(a) for each model k < models; test_gate
-// 0 = temperature, 1 = paper.
+// w[i lanes + k] = m(p) z_test(a) for each model k < models, a kept one
+// held to floors[i] when has_floor (kept_weight); test_gate 0 = temperature,
+// 1 = paper.
 extern "C" __global__ void deterministic_weights(u64 n, u32 models, u32 lanes,
                                                  const float* __restrict__ p,
                                                  const float* __restrict__ a,
                                                  float* __restrict__ w,
-                                                 const Rule* __restrict__ rules, int test_gate) {
+                                                 const Rule* __restrict__ rules, int test_gate,
+                                                 const float* __restrict__ floors, int has_floor) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
+    float f = has_floor ? floors[i] : 0.0f;
     for (u32 k = 0; k < models; ++k) {
         u64 e = (u64)k * n + i;
-        w[i * lanes + k] = deterministic_weight(rules[k], p[e], a[e], test_gate);
+        w[i * lanes + k] = kept_weight(deterministic_weight(rules[k], p[e], a[e], test_gate), f);
     }
+}
+
+// A conserved total (constraints.rs), for one model: ez[i] = E[z] of the
+// training gate at a[i] (gate_mean over the host's table; 1 without
+// gates). CPU twin: the first loop of CpuBackend::conserve.
+extern "C" __global__ void expected_gates(u64 n, const float* __restrict__ a,
+                                          const float* __restrict__ table, int use_gates,
+                                          float* __restrict__ ez) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    ez[i] = use_gates ? gate_mean(table, a[i]) : 1.0f;
+}
+
+// Block partial sums in f64 of one model's mean weights m(clamp(p + c)) ez
+// with every log-weight shifted by c and held to its bounds:
+// partials[2 b] = all, partials[2 b + 1] = those at neither bound
+// (ShiftSums; CPU twin CpuBackend::shift_sums). Summed by
+// penalties_finalize.
+extern "C" __global__ void conserve_sums(u64 n, const float* __restrict__ p,
+                                         const float* __restrict__ ez,
+                                         const float* __restrict__ min_p, int has_min_p,
+                                         const float* __restrict__ max_p, int has_max_p,
+                                         Rule rule, float c, double* __restrict__ partials) {
+    __shared__ double buf[L0_BLOCK];
+    double sum = 0.0, free_sum = 0.0;
+    u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float shifted = p[i] + c;
+        float q = bound_p(shifted, min_p, has_min_p, max_p, has_max_p, i);
+        float m, dm;
+        magnitude_eval(rule, q, &m, &dm);
+        double w = (double)(m * ez[i]);
+        sum += w;
+        if (q == shifted) free_sum += w;
+    }
+    block_pair_partial(sum, free_sum, buf, partials);
+}
+
+// p[i] = clamp(p[i] + c) for one model: the conserved total's shift (CPU
+// twin: CpuBackend::conserve).
+extern "C" __global__ void conserve_shift(u64 n, float* __restrict__ p,
+                                          const float* __restrict__ min_p, int has_min_p,
+                                          const float* __restrict__ max_p, int has_max_p,
+                                          float c) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    p[i] = bound_p(p[i] + c, min_p, has_min_p, max_p, has_max_p, i);
 }
 
 // out[i] = x[i lanes + k]: model k's weights of a batch, for the per-model
@@ -65,7 +115,8 @@ extern "C" __global__ void penalties_partial(u64 n, const float* __restrict__ p,
     block_pair_partial(l0, l2, buf, partials);
 }
 
-// One thread: out[0] = L0, out[1] = L2, summing the block partials in order.
+// One thread: out[0] = L0, out[1] = L2 (or conserve_sums' two sums),
+// summing the block partials in order.
 extern "C" __global__ void penalties_finalize(u32 blocks, const double* __restrict__ partials,
                                               double* __restrict__ out) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;

@@ -147,38 +147,70 @@ __device__ __forceinline__ void column_dots(u64 n, u32 shift, u32 models,
     }
 L0_FOR_LANES(L0_COLUMN_DOTS)
 
+// A conserved total's multiplier (constraints.rs) for model k: block
+// partial sums in f64 of (w^2 g_w, w^2) over its sampled weights
+// w[i lanes + k] and column sums gw[k n + i] (CPU twin:
+// CpuBackend::multipliers).
+extern "C" __global__ void multiplier_sums(u64 n, u32 lanes, u32 k, const float* __restrict__ w,
+                                           const float* __restrict__ gw,
+                                           double* __restrict__ partials) {
+    __shared__ double buf[L0_BLOCK];
+    double s1 = 0.0, s2 = 0.0;
+    u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        double wi = (double)w[i * lanes + k];
+        double w2 = wi * wi;
+        s1 += w2 * (double)gw[(u64)k * n + i];
+        s2 += w2;
+    }
+    block_pair_partial(s1, s2, buf, partials);
+}
+
+// One thread: mu[k] = -sum w^2 g_w / sum w^2 (0 when every weight is 0),
+// summing the block partials in order.
+extern "C" __global__ void multiplier_finalize(u32 blocks, u32 k,
+                                               const double* __restrict__ partials,
+                                               float* __restrict__ mu) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double out[2];
+    sum_pair_partials(blocks, partials, out);
+    mu[k] = out[1] > 0.0 ? (float)(-out[0] / out[1]) : 0.0f;
+}
+
 // The fused per-column step, one thread per column i and, in turn, each
 // model k < models (rules[k]; entry e = k n + i of the per-column state):
-// (dL/dp, dL/da) by the chain rule from g_w (column_dots) at the gate value
+// (dL/dp, dL/da) by the chain rule from g_w (column_dots; plus the model's
+// multiplier mu[k] when has_mu, a conserved total) at the gate value
 // s kept by the last sampling (the noise of `step`), Adam on p and a with
-// the step's scalars, then with has_max_p the weight caps' projection
-// p = min(p, max_p[i]); with sample_next, also the weight
+// the step's scalars, then p held to its bounds (bound_p: the lower bounds
+// of min_weight_ratio, the caps); with sample_next, also the weight
 // w[i lanes + k] = m(p) z(a, u(seed, step + 1, i)) and its s for the next
 // epoch, the noise drawn once for all models.
 extern "C" __global__ void step_columns(u64 n, u32 models, u32 lanes,
                                         const float* __restrict__ gw,
+                                        const float* __restrict__ mu, int has_mu,
                                         float* __restrict__ p, float* __restrict__ a,
                                         float* __restrict__ m_p, float* __restrict__ v_p,
                                         float* __restrict__ m_a, float* __restrict__ v_a,
                                         float* __restrict__ w, float* __restrict__ s,
+                                        const float* __restrict__ min_p, int has_min_p,
                                         const float* __restrict__ max_p, int has_max_p,
                                         const Rule* __restrict__ rules, u64 seed, u64 step,
                                         float neg_step_size, float bc2_sqrt, int sample_next) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float logit = sample_next ? column_noise(rules[0], seed, step + 1, i) : 0.0f;
-    float cap = has_max_p ? max_p[i] : 0.0f;
     for (u32 k = 0; k < models; ++k) {
         const Rule rule = rules[k];
         u64 e = (u64)k * n + i;
         float pi = p[e], ai = a[e];
         ColumnForward f = column_forward_s(rule, pi, ai, s[e]);
         float gp, ga;
-        column_gradient(rule, f, ai, gw[e], &gp, &ga);
+        column_gradient(rule, f, ai, has_mu ? gw[e] + mu[k] : gw[e], &gp, &ga);
         float mp = m_p[e], vp = v_p[e], ma = m_a[e], va = v_a[e];
         adam_update(&pi, &mp, &vp, gp, neg_step_size, bc2_sqrt);
         adam_update(&ai, &ma, &va, ga, neg_step_size, bc2_sqrt);
-        if (has_max_p) pi = fminf(pi, cap);
+        pi = bound_p(pi, min_p, has_min_p, max_p, has_max_p, i);
         p[e] = pi;
         a[e] = ai;
         m_p[e] = mp;

@@ -97,13 +97,9 @@ pub fn after_fit(
         loss: opts.loss,
         groups: opts.target_groups.is_some(),
     };
-    Ok(fit_warnings(
-        &rows,
-        last,
-        model.sparsity(),
-        &settings,
-        naming,
-    ))
+    let mut warnings = fit_warnings(&rows, last, model.sparsity(), &settings, naming);
+    warnings.extend(model.total_miss().map(|miss| format!("warning: {miss}")));
+    Ok(warnings)
 }
 
 /// The targets in the loss (neither excluded nor held out).

@@ -408,6 +408,44 @@ impl<T: Real> Gate<T> {
         self.from_s(a, self.noisy_s(a, u))
     }
 
+    /// The mean `E[z]` of the training gate at logit `a` (in f64): the
+    /// chance it is fully open, `1 - u1`, plus the integral of the
+    /// stretched gate over the draws `u0 < u < u1` that leave it strictly
+    /// between 0 and 1, where it is smooth (8-point Gauss-Legendre; within
+    /// 1e-7 of the exact mean). The conserved total's weights during
+    /// training ([`crate::constraints`]). GPU twin: `gate_expected`
+    /// (kernels/common.cuh).
+    pub fn expected(&self, a: T) -> f64 {
+        const NODES: [f64; 4] = [
+            0.18343464249564978,
+            0.525532409916329,
+            0.7966664774136267,
+            0.9602898564975362,
+        ];
+        const WEIGHTS: [f64; 4] = [
+            0.36268378337836166,
+            0.3137066458778869,
+            0.22238103445337443,
+            0.10122853629037706,
+        ];
+        let sig = |t: f64| 1.0 / (1.0 + (-t).exp());
+        let logit = |u: f64| (u / (1.0 - u)).ln();
+        let bound = LOG_ALPHA_BOUND;
+        let a = a.to_f64().clamp(-bound, bound);
+        let (beta, gamma, width) = (self.beta.to_f64(), self.gamma.to_f64(), self.width.to_f64());
+        // The draws where the stretched gate crosses 0 and 1.
+        let u_at = |z: f64| sig(beta * logit((z - gamma) / width) - a);
+        let (u0, u1) = (u_at(0.0), u_at(1.0));
+        let (mid, half) = ((u1 + u0) / 2.0, (u1 - u0) / 2.0);
+        let z = |u: f64| sig((logit(u) + a) / beta) * width + gamma;
+        let inner: f64 = NODES
+            .iter()
+            .zip(WEIGHTS)
+            .map(|(&x, w)| w * (z(mid + half * x) + z(mid - half * x)))
+            .sum();
+        (1.0 - u1) + half * inner
+    }
+
     /// The deterministic test-time gate.
     #[inline(always)]
     pub fn deterministic(&self, a: T, rule: TestGate) -> T {
@@ -502,6 +540,13 @@ impl<T: Real> ColumnRule<T> {
         }
     }
 
+    /// The deterministic weight of one column with its kept-record lower
+    /// bound `floor` ([`kept_weight`]; 0: none).
+    #[inline(always)]
+    pub fn bounded_weight(&self, p: T, a: T, rule: TestGate, floor: T) -> T {
+        kept_weight(self.deterministic_weight(p, a, rule), floor)
+    }
+
     /// `(dL/dp, dL/da)` for one column given `g_w = dL_data/dw`.
     #[inline(always)]
     pub fn gradient(&self, f: &ColumnForward<T>, a: T, g_w: T) -> (T, T) {
@@ -561,6 +606,57 @@ pub fn adam_update<T: Real>(p: &mut T, m: &mut T, v: &mut T, g: T, s: AdamStep) 
     *v = *v * T::of(ADAM_BETA2) + T::of(1.0 - ADAM_BETA2) * g * g;
     let denom = v.sqrt() / T::of(s.bc2_sqrt) + T::of(ADAM_EPS);
     *p = *p + T::of(-s.step_size) * *m / denom;
+}
+
+/// The gate means `E[z](a)` ([`Gate::expected`]) tabulated on
+/// [`GATE_MEAN_POINTS`] evenly spaced logits over `[-LOG_ALPHA_BOUND,
+/// LOG_ALPHA_BOUND]` and read by linear interpolation in f32 (within 1e-6
+/// of the exact mean): the conserved total's weights in training, at one
+/// table read per column instead of sixteen logarithms and exponentials.
+/// GPU twin: `gate_mean` (kernels/common.cuh), reading the same table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateMeans {
+    /// `E[z]` at the table's logits.
+    pub values: Vec<f32>,
+}
+
+/// Points of [`GateMeans`]' table.
+pub const GATE_MEAN_POINTS: usize = 16385;
+
+impl GateMeans {
+    /// The table of `gate`.
+    pub fn new(gate: &Gate<f32>) -> Self {
+        let h = 2.0 * LOG_ALPHA_BOUND / (GATE_MEAN_POINTS - 1) as f64;
+        GateMeans {
+            values: (0..GATE_MEAN_POINTS)
+                .map(|k| gate.expected((-LOG_ALPHA_BOUND + k as f64 * h) as f32) as f32)
+                .collect(),
+        }
+    }
+
+    /// `E[z]` at logit `a` (clamped to the table), interpolated.
+    #[inline(always)]
+    pub fn at(&self, a: f32) -> f32 {
+        let last = (GATE_MEAN_POINTS - 1) as f32;
+        let bound = LOG_ALPHA_BOUND as f32;
+        let x = ((a.clamp(-bound, bound) + bound) * (last / (2.0 * bound))).clamp(0.0, last);
+        let k = (x as usize).min(GATE_MEAN_POINTS - 2);
+        let t = x - k as f32;
+        self.values[k] + t * (self.values[k + 1] - self.values[k])
+    }
+}
+
+/// A kept record's weight held to its lower bound (`min_weight_ratio`,
+/// [`crate::constraints`]): `max(w, floor)` when `w > 0`, else `w` (a
+/// dropped record's 0; a signed coefficient, whose floor is 0, unchanged).
+/// GPU twin: `kept_weight` (kernels/common.cuh).
+#[inline(always)]
+pub fn kept_weight<T: Real>(w: T, floor: T) -> T {
+    if w > T::of(0.0) && w < floor {
+        floor
+    } else {
+        w
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod batch;
 pub mod budget;
 pub mod calibration;
 pub mod checkpoint;
+pub mod constraints;
 pub mod diagnostics;
 pub mod engine;
 pub mod error;

@@ -1520,6 +1520,91 @@ fn weight_caps_hold_and_name_the_targets_they_block() {
 }
 
 #[test]
+fn weight_floors_and_a_conserved_total_hold_in_the_outputs() {
+    let f = problem("floors", 6, 80, 0.4, None);
+    let out = f.dir.join("out");
+    let with = |extra: &[&str]| f.args_with(&out, &["--epochs", "60", "--overwrite"], extra);
+    let design = f.dir.join("design.npy");
+    let d: Vec<f64> = (0..80).map(|i| 0.5 + (i % 3) as f64 * 0.25).collect();
+    write_npy_f64(&design, &d).unwrap();
+    let o = succeeds(&with(&[
+        "--init-weights",
+        p(&design),
+        "--min-weight-ratio",
+        "0.3",
+        "--conserve-total",
+    ]));
+    let w = npy(&out.join("weights.npy"));
+    let total: f64 = d.iter().sum();
+    assert!(
+        (w.iter().sum::<f64>() - total).abs() <= 1e-9 * total,
+        "{}",
+        stderr(&o)
+    );
+    assert!(w.iter().zip(&d).all(|(w, d)| *w == 0.0 || *w >= 0.3 * d));
+    let s = summary(&out);
+    assert_eq!(s["settings"]["conserve_total"], "initial");
+    assert_eq!(s["settings"]["min_weight_ratio"], 0.3);
+    // Lower bounds whose kept records alone exceed the total: said, and
+    // every kept weight at its bound.
+    let o = succeeds(&with(&[
+        "--init-weights",
+        p(&design),
+        "--min-weight-ratio",
+        "1.2",
+        "--conserve-total",
+    ]));
+    let w = npy(&out.join("weights.npy"));
+    let kept = w.iter().filter(|&&x| x > 0.0).count();
+    let at_floor: f64 = w
+        .iter()
+        .zip(&d)
+        .filter(|(w, _)| **w > 0.0)
+        .map(|(_, d)| 1.2 * d)
+        .sum();
+    assert!((w.iter().sum::<f64>() - at_floor).abs() <= 1e-9 * at_floor);
+    assert!(
+        stderr(&o).contains(&format!(
+            "warning: the conserved total 59.75 is out of reach: the {kept} kept records sum to {} with every weight at their lower bounds",
+            w.iter().sum::<f64>()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // A number as the total; in a record budget's search and a refit too.
+    for extra in [
+        &["--conserve-total", "25.5"][..],
+        &["--conserve-total", "25.5", "--target-records", "30"],
+        &["--conserve-total", "25.5", "--refit"],
+    ] {
+        let o = succeeds(&with(extra));
+        let w = npy(&out.join("weights.npy"));
+        assert!(
+            (w.iter().sum::<f64>() - 25.5).abs() <= 1e-9 * 25.5,
+            "{extra:?}: {}",
+            stderr(&o)
+        );
+    }
+    let bad = |extra: &[&str]| fails(&with(extra));
+    assert_eq!(
+        bad(&["--conserve-total", "1000", "--max-weight", "2"]),
+        "error: --conserve-total 1000 is above what the weight caps allow: the 80 records' caps sum to 160"
+    );
+    assert_eq!(
+        bad(&["--min-weight-ratio", "3", "--max-weight-ratio", "2"]),
+        "error: --min-weight-ratio puts record 0's lower bound 3 above its cap 2 (--max-weight / --max-weight-ratio)"
+    );
+    assert_eq!(
+        bad(&["--conserve-total", "lots"]),
+        "error: --conserve-total must be a number (or no value: the sum of the initial weights), got 'lots'"
+    );
+    assert_eq!(
+        bad(&["--min-weight-ratio", "0"]),
+        "error: --min-weight-ratio must be a finite number > 0, got 0"
+    );
+}
+
+#[test]
 fn holdout_targets_are_marked_and_reported() {
     let f = problem("holdout", 9, 120, 0.4, None);
     let out = f.dir.join("out");

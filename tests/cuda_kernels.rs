@@ -682,3 +682,48 @@ fn gpu_tolerance_bands_and_l1_loss_match_cpu() {
         );
     }
 }
+
+#[test]
+fn gpu_lower_bounds_floors_and_a_conserved_total_match_cpu() {
+    // Lower bounds that bind (ln 0.9 and ln 1.2 by parity), their floors,
+    // and a total the shift restores after every step (kernels
+    // expected_gates, conserve_sums, conserve_shift; the floor in
+    // deterministic_weights).
+    let s = synthetic(40, 300, 19);
+    let h = hyper(false, 0.0);
+    let floor: Vec<f32> = (0..300)
+        .map(|i| if i % 2 == 0 { 0.9 } else { 1.2 })
+        .collect();
+    let min_p: Vec<f32> = floor
+        .iter()
+        .map(|&f| l0::constraints::floor_bounds(f as f64).1)
+        .collect();
+    let mut p = s.problem(h);
+    p.min_p = Some(&min_p);
+    p.floor = Some(&floor);
+    p.total = Some(400.0);
+    let Some(mut g) = gpu(p) else {
+        return;
+    };
+    let mut c = cpu(p);
+    let start = s.state(false);
+    let (mut sg, mut sc) = (start.clone(), start.clone());
+    train(&mut g, &mut sg, 1);
+    train(&mut c, &mut sc, 1);
+    assert_states_close(&sg, &sc, 1e-5, 1e-9);
+    train(&mut g, &mut sg, 30);
+    train(&mut c, &mut sc, 30);
+    assert_states_close(&sg, &sc, 1e-3, 1e-6);
+    for (i, (&pg, &b)) in sg.p.iter().zip(&min_p).enumerate() {
+        assert!(pg >= b, "column {i}: p {pg} below its bound {b}");
+    }
+    g.deterministic_weights(l0::TestGate::Temperature).unwrap();
+    let mut w = vec![0.0f32; 300];
+    g.read_weights(&mut w).unwrap();
+    for (i, (&x, &f)) in w.iter().zip(&floor).enumerate() {
+        assert!(
+            x == 0.0 || x >= f,
+            "column {i}: weight {x} below its floor {f}"
+        );
+    }
+}

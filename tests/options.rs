@@ -21,6 +21,8 @@ fn fit_params_round_trip_through_json() {
         target_weights: Some(vec![1.0, 0.5, 2.0, 0.0]),
         max_weight: Some(10.0),
         max_weight_ratio: None,
+        min_weight_ratio: Some(0.25),
+        conserve_total: Some(1234.5),
         target_tolerance: Some(vec![0.05]),
         loss_cap: None,
         device: Device::Cuda(1),

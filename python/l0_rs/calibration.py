@@ -122,6 +122,8 @@ class SparseCalibrationWeights(Model):
         target_weights=None,
         max_weight=None,
         max_weight_ratio=None,
+        min_weight_ratio=None,
+        conserve_total=None,
         target_tolerance=None,
         loss_cap=None,
         holdout_targets=None,
@@ -132,6 +134,10 @@ class SparseCalibrationWeights(Model):
         indices left out of the loss, still in the progress metrics),
         ``target_weights`` (a loss factor per target), ``max_weight`` and
         ``max_weight_ratio`` (caps the weights are held to),
+        ``min_weight_ratio`` (every kept weight at least this times its
+        initial weight; zeros stay allowed), ``conserve_total`` (the
+        weights sum to this after every step and in the result; True: the
+        sum of the initial weights),
         ``target_tolerance`` (a band around each target's relative error in
         which it costs nothing: a number, or one per target),
         ``loss_type="l1-relative"`` with ``loss_cap`` (the capped absolute
@@ -181,6 +187,8 @@ class SparseCalibrationWeights(Model):
         target_weights=None,
         max_weight=None,
         max_weight_ratio=None,
+        min_weight_ratio=None,
+        conserve_total=None,
         target_tolerance=None,
         loss_cap=None,
     ):
@@ -343,6 +351,8 @@ _SHARED_FIT_KEYS = (
     "target_weights",
     "max_weight",
     "max_weight_ratio",
+    "min_weight_ratio",
+    "conserve_total",
     "target_tolerance",
     "loss_cap",
 )
@@ -384,6 +394,8 @@ def _fit_options(
     target_weights,
     max_weight,
     max_weight_ratio,
+    min_weight_ratio,
+    conserve_total,
     target_tolerance,
     loss_cap,
 ):
@@ -422,9 +434,24 @@ def _fit_options(
         target_weights=None if target_weights is None else as_vector(target_weights, "target_weights"),
         max_weight=None if max_weight is None else float(max_weight),
         max_weight_ratio=None if max_weight_ratio is None else float(max_weight_ratio),
+        min_weight_ratio=None if min_weight_ratio is None else float(min_weight_ratio),
+        conserve_total=_conserved_total(model, conserve_total),
         target_tolerance=None if target_tolerance is None else _tolerance(target_tolerance),
         loss_cap=None if loss_cap is None else float(loss_cap),
     )
+
+
+def _conserved_total(model, total):
+    """``conserve_total``: None (off), True (the sum of the model's initial
+    weights) or the total."""
+    if total is None or total is False:
+        return None
+    if total is True:
+        if model.init_weights is None:
+            return float(model.n_features)
+        design = np.broadcast_to(np.asarray(model.init_weights, dtype=np.float64), (model.n_features,))
+        return float(np.sum(design))
+    return float(total)
 
 
 def _tolerance(t):
@@ -582,6 +609,8 @@ def sweep(
     target_weights=None,
     max_weight=None,
     max_weight_ratio=None,
+    min_weight_ratio=None,
+    conserve_total=None,
     target_tolerance=None,
     loss_cap=None,
     executor="local",
@@ -748,6 +777,8 @@ def fit_to_budget(
     target_weights=None,
     max_weight=None,
     max_weight_ratio=None,
+    min_weight_ratio=None,
+    conserve_total=None,
     target_tolerance=None,
     loss_cap=None,
     lambda_range=(1e-9, 1e-1),

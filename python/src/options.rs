@@ -48,6 +48,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for FitOptions {
             target_weights,
             max_weight: arg("max_weight", &item("max_weight")?)?,
             max_weight_ratio: arg("max_weight_ratio", &item("max_weight_ratio")?)?,
+            min_weight_ratio: arg("min_weight_ratio", &item("min_weight_ratio")?)?,
+            conserve_total: arg("conserve_total", &item("conserve_total")?)?,
             target_tolerance,
             loss_cap: arg("loss_cap", &item("loss_cap")?)?,
             device: device(&item("device")?.extract::<String>()?)?,

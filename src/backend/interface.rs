@@ -214,13 +214,25 @@ pub struct Problem<'a> {
     /// of [`crate::calibration::FitParams::max_weight`] and `max_weight_ratio`.
     /// None: no bound.
     pub max_p: Option<&'a [f32]>,
+    /// Lower bound on each column's `p`, enforced after every Adam step
+    /// before the caps (`p = min(max(p, min_p), max_p)`): the kept records'
+    /// lower bounds of `min_weight_ratio` ([`crate::constraints`]). None:
+    /// no bound.
+    pub min_p: Option<&'a [f32]>,
+    /// Each kept record's lowest deterministic weight
+    /// ([`crate::hard_concrete::kept_weight`]), with `min_p`. None: none.
+    pub floor: Option<&'a [f32]>,
+    /// The conserved total of the weights' means over the gate noise,
+    /// restored after every step by a common shift of the log-weights
+    /// ([`crate::constraints`]). None: no total.
+    pub total: Option<f64>,
 }
 
 impl<'a> Problem<'a> {
     /// The problem of `matrix`, `targets` with loss weights `target_weight`
     /// and error scales `denom` under `hyper`, with the squared loss, no
-    /// band, Philox gate noise and no bound on `p` (set `shape`, `band`,
-    /// `noise` and `max_p` by struct update).
+    /// band, Philox gate noise, no bound on `p` or the weights and no
+    /// total (set them by struct update).
     pub fn new(
         matrix: &'a SparseMatrix,
         targets: &'a [f64],
@@ -238,11 +250,14 @@ impl<'a> Problem<'a> {
             hyper,
             noise: Noise::Philox,
             max_p: None,
+            min_p: None,
+            floor: None,
+            total: None,
         }
     }
 
-    /// Refuses per-row vectors that are not one per matrix row and a bound
-    /// `max_p` that is not one per column.
+    /// Refuses per-row vectors that are not one per matrix row and per-column
+    /// bounds that are not one per column.
     pub fn check_lengths(&self) -> Result<()> {
         let (rows, cols) = (self.matrix.rows(), self.matrix.cols());
         for (what, want, len) in [
@@ -263,12 +278,62 @@ impl<'a> Problem<'a> {
                 cols,
                 self.max_p.map_or(cols, <[f32]>::len),
             ),
+            (
+                "lower weight bounds (one per matrix column)",
+                cols,
+                self.min_p.map_or(cols, <[f32]>::len),
+            ),
+            (
+                "weight floors (one per matrix column)",
+                cols,
+                self.floor.map_or(cols, <[f32]>::len),
+            ),
         ] {
             if len != want {
                 return Err(L0Error::shape(what, want, len));
             }
         }
         Ok(())
+    }
+}
+
+/// The per-column bounds of a problem ([`Problem::min_p`], [`Problem::max_p`],
+/// [`Problem::floor`]), as the backends apply them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ColumnBounds<'a> {
+    /// Lower bound on `p`.
+    pub min_p: Option<&'a [f32]>,
+    /// Upper bound on `p`.
+    pub max_p: Option<&'a [f32]>,
+    /// A kept record's lowest deterministic weight.
+    pub floor: Option<&'a [f32]>,
+}
+
+impl ColumnBounds<'_> {
+    /// `p` of column `i` held to its bounds: `min(max(p, min_p), max_p)`
+    /// (the cap wins should the two cross). GPU twin: `bound_p`
+    /// (kernels/common.cuh).
+    #[inline(always)]
+    pub fn clamp_p(&self, i: usize, p: f32) -> f32 {
+        let p = self.min_p.map_or(p, |lo| p.max(lo[i]));
+        self.max_p.map_or(p, |hi| p.min(hi[i]))
+    }
+
+    /// Column `i`'s weight floor (0: none).
+    #[inline(always)]
+    pub fn floor(&self, i: usize) -> f32 {
+        self.floor.map_or(0.0, |f| f[i])
+    }
+}
+
+impl<'a> Problem<'a> {
+    /// The per-column bounds.
+    pub fn bounds(&self) -> ColumnBounds<'a> {
+        ColumnBounds {
+            min_p: self.min_p,
+            max_p: self.max_p,
+            floor: self.floor,
+        }
     }
 }
 

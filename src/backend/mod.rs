@@ -37,6 +37,6 @@ pub mod simd;
 
 pub use device::{make_backend, make_batch_backend, BatchBackends, Device, OnePass};
 pub use interface::{
-    epoch_bytes, gather_bytes, step_then_report, Backend, Hyper, Losses, Noise, NoiseCursor,
-    ParamState, Problem, ScalarState, WeightSummary, WEIGHT_BUCKETS,
+    epoch_bytes, gather_bytes, step_then_report, Backend, ColumnBounds, Hyper, Losses, Noise,
+    NoiseCursor, ParamState, Problem, ScalarState, WeightSummary, WEIGHT_BUCKETS,
 };

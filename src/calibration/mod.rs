@@ -30,17 +30,19 @@ pub use crate::model::Init;
 pub use params::{CalibrationParams, FitParams, Loss};
 pub use progress::{CalibrationObserver, Progress, ProgressObserver, TargetMetrics};
 pub use targets::{
-    check_target_lists, rel_scale, target_roles, target_weights, weight_caps, TargetRole,
-    TargetWeights,
+    check_target_lists, rel_scale, target_roles, target_weights, weight_caps, weight_floors,
+    TargetRole, TargetWeights,
 };
 
-use crate::backend::{make_backend, BatchBackends, Hyper, ParamState, Problem};
+use crate::backend::{make_backend, BatchBackends, ColumnBounds, Hyper, ParamState, Problem};
 use crate::batch::{self, Apart, BatchFit, ProgressPerModel, Together};
+use crate::constraints::{check_conflicts, floor_bounds, ReportBounds, TotalMiss};
 use crate::engine::{self, Snapshot};
 use crate::error::{check_finite, check_finite_scalar, L0Error, Result};
 use crate::hard_concrete::Magnitude;
 use crate::matrix::SparseMatrix;
 use crate::model;
+use crate::naming::Naming;
 use progress::Adapter;
 use std::time::Instant;
 use targets::{check_target_left, log_weight_bound};
@@ -65,6 +67,9 @@ pub struct Calibration {
     params: CalibrationParams,
     seed: u64,
     state: ParamState,
+    /// What the last fit holds the reported weights to (its lower bounds
+    /// and conserved total, [`crate::constraints`]); nothing before a fit.
+    bounds: ReportBounds,
 }
 
 /// Seed stream of the log-weight jitter, derived from the model seed.
@@ -115,6 +120,7 @@ impl Calibration {
             params,
             seed,
             state: ParamState::new(p, a, None),
+            bounds: ReportBounds::default(),
         })
     }
 
@@ -193,7 +199,8 @@ impl Calibration {
         let device = backend.describe();
         let jitter = self.jitter(opts)?;
         let start = self.state.clone();
-        let mut state = Self::start_state(start, jitter.as_deref(), inputs.max_p.as_deref());
+        self.bounds = inputs.report.clone();
+        let mut state = Self::start_state(start, jitter.as_deref(), problem.bounds());
         let start = Instant::now();
         let mut adapter = Adapter {
             inner: observer,
@@ -262,6 +269,9 @@ impl Calibration {
         opts: &FitParams,
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
+        for m in models.iter_mut() {
+            m.bounds = prepared.inputs.report.clone();
+        }
         let mut job = TogetherJob {
             prepared,
             backends,
@@ -287,16 +297,56 @@ impl Calibration {
     }
 
     /// Checks the options and the problem, and builds the per-target loss
-    /// weights and the caps' log-weight bounds of a fit.
+    /// weights and the weight bounds of a fit: the caps' and the lower
+    /// bounds' log-weight bounds, the weight floors and the total
+    /// ([`crate::constraints`]).
     fn fit_inputs(&self, m: &SparseMatrix, y: &[f64], opts: &FitParams) -> Result<FitInputs> {
         opts.check(self.params.use_gates)?;
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
         check_target_left(m, &tw.weight)?;
-        let max_p = self
-            .caps(opts)?
-            .map(|caps| caps.into_iter().map(log_weight_bound).collect());
-        Ok(FitInputs { tw, max_p })
+        let design = self.design_weights()?;
+        let caps = weight_caps(opts, &design, self.params.use_gates)?;
+        let floors = weight_floors(opts, &design);
+        let total = opts.conserve_total;
+        check_conflicts(floors.as_deref(), caps.as_deref(), total, Naming::Python)?;
+        let max_p = caps
+            .as_ref()
+            .map(|c| c.iter().map(|&c| log_weight_bound(c)).collect());
+        let (floor, min_p) = floors
+            .as_ref()
+            .map(|f| f.iter().map(|&lo| floor_bounds(lo)).unzip())
+            .unzip();
+        let report = match floors.is_some() || total.is_some() {
+            true => ReportBounds {
+                floor: floors,
+                cap: caps,
+                total,
+            },
+            false => ReportBounds::default(),
+        };
+        Ok(FitInputs {
+            tw,
+            max_p,
+            min_p,
+            floor,
+            total,
+            report,
+        })
+    }
+
+    /// The sum of this model's design weights (`init_weights`, 1 each when
+    /// unset): the default of a conserved total
+    /// ([`FitParams::conserve_total`]).
+    pub fn design_total(&self) -> Result<f64> {
+        Ok(self.design_weights()?.iter().sum())
+    }
+
+    /// With a conserved total the bounds of the last fit do not let the
+    /// kept records reach: by how much the reported weights miss it.
+    pub fn total_miss(&self) -> Option<TotalMiss> {
+        let mut w = self.raw_weights(true);
+        self.bounds.apply(&mut w)
     }
 
     /// The initial log-weight jitter a fit of `opts` adds to this model's
@@ -312,22 +362,20 @@ impl Calibration {
     }
 
     /// The state a fit starts from: `state` (the model's), with the initial
-    /// log-weight `jitter` ([`Calibration::jitter`]) added and the weight
-    /// caps applied.
+    /// log-weight `jitter` ([`Calibration::jitter`]) added and `p` held to
+    /// its `bounds` (the weight caps and lower bounds).
     fn start_state(
         mut state: ParamState,
         jitter: Option<&[f64]>,
-        max_p: Option<&[f32]>,
+        bounds: ColumnBounds,
     ) -> ParamState {
         if let Some(j) = jitter {
             state.p.iter_mut().zip(j).for_each(|(p, j)| *p += *j as f32);
         }
-        if let Some(bound) = max_p {
-            state
-                .p
-                .iter_mut()
-                .zip(bound)
-                .for_each(|(p, &b)| *p = p.min(b));
+        if bounds.min_p.is_some() || bounds.max_p.is_some() {
+            for (i, p) in state.p.iter_mut().enumerate() {
+                *p = bounds.clamp_p(i, *p);
+            }
         }
         state
     }
@@ -365,8 +413,22 @@ impl Calibration {
     }
 
     /// Deterministic weights (`deterministic`) or weights with gates sampled
-    /// with the noise of the next step.
+    /// with the noise of the next step. The deterministic ones are held to
+    /// the last fit's lower bounds and conserved total, in f64
+    /// ([`ReportBounds::apply`]): every kept weight at least its bound, and
+    /// their sum the total to f64 rounding (unless out of reach,
+    /// [`Calibration::total_miss`]).
     pub fn weights(&self, deterministic: bool) -> Vec<f64> {
+        let mut w = self.raw_weights(deterministic);
+        if deterministic && self.bounds.is_active() {
+            self.bounds.apply(&mut w);
+        }
+        w
+    }
+
+    /// [`Calibration::weights`] as the parameters give them, before the
+    /// f64 projection.
+    fn raw_weights(&self, deterministic: bool) -> Vec<f64> {
         model::weights(
             &self.state,
             &self.rule(),
@@ -499,8 +561,10 @@ impl Calibration {
         };
         // The start is the L0 weights held to the caps, as the fit would
         // begin from them (no jitter: its sd is 0).
-        let max_p = model.fit_inputs(&sub, y, &opts)?.max_p;
-        model.state = Self::start_state(model.state, None, max_p.as_deref());
+        let inputs = model.fit_inputs(&sub, y, &opts)?;
+        let bounds = inputs.problem(&sub, y, model.hyper(&opts)).bounds();
+        model.state = Self::start_state(model.state, None, bounds);
+        model.bounds = inputs.report.clone();
         let start_loss = model.deterministic_loss(&sub, y, &opts)?;
         let mut progress = ProgressObserver::new(y, &opts, kept.count, on_progress)?;
         let mut best = KeepBest {
@@ -650,10 +714,16 @@ impl Refit {
 
 batch::impl_batchable!(Calibration, CalibrationParams);
 
-/// A fit's per-target loss weights and the caps' log-weight bounds.
+/// A fit's per-target loss weights and weight bounds
+/// ([`Calibration::fit_inputs`]).
 struct FitInputs {
     tw: TargetWeights,
     max_p: Option<Vec<f32>>,
+    min_p: Option<Vec<f32>>,
+    floor: Option<Vec<f32>>,
+    total: Option<f64>,
+    /// What the reported weights are held to.
+    report: ReportBounds,
 }
 
 /// The checked inputs of fits of models with one set of options and seed
@@ -692,6 +762,9 @@ impl FitInputs {
     fn problem<'a>(&'a self, m: &'a SparseMatrix, y: &'a [f64], hyper: Hyper) -> Problem<'a> {
         Problem {
             max_p: self.max_p.as_deref(),
+            min_p: self.min_p.as_deref(),
+            floor: self.floor.as_deref(),
+            total: self.total,
             band: self.tw.band.as_deref(),
             shape: self.tw.shape,
             ..Problem::new(m, y, &self.tw.weight, &self.tw.denom, hyper)
@@ -743,7 +816,11 @@ impl BatchFit<Calibration> for TogetherJob<'_, '_> {
         };
         let model = &models[0];
         let jitter = model.jitter(opts)?;
-        let max_p = prepared.inputs.max_p.as_deref();
+        let bounds = ColumnBounds {
+            min_p: prepared.inputs.min_p.as_deref(),
+            max_p: prepared.inputs.max_p.as_deref(),
+            floor: prepared.inputs.floor.as_deref(),
+        };
         let metrics = TargetMetrics::new(y, opts)?;
         let n = model.n_features();
         let on_progress = &mut *self.on_progress;
@@ -755,7 +832,7 @@ impl BatchFit<Calibration> for TogetherJob<'_, '_> {
         );
         Ok(Ok(Together {
             backend,
-            start: Box::new(move |s| Calibration::start_state(s, jitter.as_deref(), max_p)),
+            start: Box::new(move |s| Calibration::start_state(s, jitter.as_deref(), bounds)),
             epochs: opts.epochs,
             test_gate: model.params.test_gate,
             observer,

@@ -114,6 +114,8 @@ impl Default for CalibrationParams {
 /// | `target_weights` | None | one factor >= 0 per target |
 /// | `max_weight` | None | > 0 |
 /// | `max_weight_ratio` | None | > 0; >= 1 with gates |
+/// | `min_weight_ratio` | None | > 0, at most each record's cap |
+/// | `conserve_total` | None | > 0, within what the bounds allow |
 /// | `device` | auto | auto, cpu, cuda:N |
 /// | `threads` | all cores | >= 1 |
 /// | `report_every` | None (last epoch only) | >= 1 |
@@ -149,6 +151,15 @@ pub struct FitParams {
     /// Every weight stays at most this times its record's initial (design)
     /// weight, `init_weights` (see [`weight_caps`](super::weight_caps)).
     pub max_weight_ratio: Option<f64>,
+    /// Every kept (non-zero) weight stays at least this times its record's
+    /// design weight; zeros stay allowed ([`crate::constraints`]).
+    #[serde(default)]
+    pub min_weight_ratio: Option<f64>,
+    /// The deterministic weights sum to this after every step and in the
+    /// result ([`crate::constraints`]; the sum of the design weights is
+    /// [`super::Calibration::design_total`]).
+    #[serde(default)]
+    pub conserve_total: Option<f64>,
     /// A tolerance band around each target: no loss while its relative
     /// error (as reported, `(yhat - y) / (y + 1)`) is at most `t` in size,
     /// and outside the loss of the distance to the band's edge
@@ -183,6 +194,8 @@ impl Default for FitParams {
             target_weights: None,
             max_weight: None,
             max_weight_ratio: None,
+            min_weight_ratio: None,
+            conserve_total: None,
             target_tolerance: None,
             loss_cap: None,
             device: Device::Auto,
@@ -212,6 +225,8 @@ impl FitParams {
         for (setting, v) in [
             ("max_weight", self.max_weight),
             ("max_weight_ratio", self.max_weight_ratio),
+            ("min_weight_ratio", self.min_weight_ratio),
+            ("conserve_total", self.conserve_total),
         ] {
             match v {
                 Some(v) if !(v.is_finite() && v > 0.0) => {

@@ -164,6 +164,13 @@ pub fn weight_caps(opts: &FitParams, design: &[f64], use_gates: bool) -> Result<
     })
 }
 
+/// The kept records' lower bounds under `opts`: `min_weight_ratio` times
+/// each design weight `design` ([`crate::constraints`]); None: no bound.
+pub fn weight_floors(opts: &FitParams, design: &[f64]) -> Option<Vec<f64>> {
+    opts.min_weight_ratio
+        .map(|r| design.iter().map(|&d| r * d).collect())
+}
+
 /// The largest f32 log-weight whose weight stays at most `cap` on either
 /// backend (see [`weight_caps`]); `-inf` for a cap of 0.
 pub(super) fn log_weight_bound(cap: f64) -> f32 {

@@ -1,7 +1,7 @@
 //! The CPU backend itself ([`CpuBackend`]): the problem, the models'
 //! columns and per-row vectors, and the epoch's steps as passes.
 
-use super::pass::{ChunkPass, Columns};
+use super::pass::{ChunkPass, Columns, GivenGradients};
 use super::products::{ColumnGradient, RowWeights, Rows, SegmentDots};
 use super::work::{Cpu, COLUMN_CHUNK, SEGMENT_CHUNK};
 use crate::backend::dots::gather_dot;
@@ -9,8 +9,9 @@ use crate::backend::interface::{
     Backend, Losses, NoiseCursor, ParamState, Problem, ScalarState, WeightSummary,
 };
 use crate::backend::simd::SimdPath;
+use crate::constraints::{solve_shift, ShiftSums, CONSERVE_TOLERANCE};
 use crate::error::{L0Error, Result};
-use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, TestGate};
+use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, GateMeans, TestGate};
 use crate::objective::target_term;
 use rayon::prelude::*;
 
@@ -48,6 +49,16 @@ pub struct CpuBackend<'a> {
     /// predictions are then in `yhat_det`.
     reported: Option<WeightSummary>,
     yhat_det: Vec<f64>,
+    /// With a conserved total, the table of the gate means and each
+    /// model's `E[z_i]` at the current logits ([`CpuBackend::conserve`]);
+    /// None and empty otherwise.
+    gate_means: Option<GateMeans>,
+    expected: Vec<Vec<f32>>,
+    /// With a conserved total, the step's column gradients `g_w` of every
+    /// model, computed once for the multipliers and read by the step: per
+    /// chunk of [`COLUMN_CHUNK`] columns, one row per model (the step's
+    /// scratch layout); empty otherwise.
+    column_grads: Vec<f32>,
 }
 
 impl<'a> CpuBackend<'a> {
@@ -119,6 +130,17 @@ impl<'a> CpuBackend<'a> {
             note: None,
             reported: None,
             yhat_det: vec![0.0; if cols_fused { q } else { 0 }],
+            gate_means: problem
+                .total
+                .map(|_| GateMeans::new(&problem.hyper.rule::<f32>().gate)),
+            expected: match problem.total {
+                Some(_) => vec![vec![0.0; n]; k],
+                None => Vec::new(),
+            },
+            column_grads: match problem.total {
+                Some(_) => vec![0.0; n.div_ceil(COLUMN_CHUNK) * COLUMN_CHUNK * k],
+                None => Vec::new(),
+            },
         })
     }
 
@@ -134,7 +156,9 @@ impl<'a> CpuBackend<'a> {
     }
 
     /// [`Backend::step`], and with `report` what
-    /// [`Backend::step_reported`] fuses into it.
+    /// [`Backend::step_reported`] fuses into it. With a conserved total,
+    /// each model's column gradients `g_w` first take its multiplier
+    /// ([`CpuBackend::multipliers`]).
     fn step_pass(&mut self, step: u64, sample_next: bool, report: Option<TestGate>) {
         self.reported = None;
         let adam = AdamStep::new(self.problem.hyper.lr, step + 1);
@@ -144,7 +168,12 @@ impl<'a> CpuBackend<'a> {
             }
         }
         self.long_column_partials();
+        let mu = self.problem.total.map(|_| self.multipliers());
         let pass = ChunkPass::Step {
+            given: mu.as_deref().map(|mu| GivenGradients {
+                mu,
+                grads: &self.column_grads,
+            }),
             rules: &self.rules,
             adam,
             grad: ColumnGradient::new(
@@ -155,7 +184,7 @@ impl<'a> CpuBackend<'a> {
                 &self.long_partials,
                 self.cpu.simd,
             ),
-            max_p: self.problem.max_p,
+            bounds: self.problem.bounds(),
             next: sample_next.then(|| self.cursor(step + 1)),
             report,
         };
@@ -236,6 +265,131 @@ impl<'a> CpuBackend<'a> {
                     }
                 })
         });
+    }
+
+    /// Restores each model's conserved total after its update
+    /// ([`crate::constraints`]): the gate means `E[z_i]` at the new logits
+    /// ([`GateMeans::at`]; 1 without gates), the shift `c` that [`solve_shift`]
+    /// finds over [`CpuBackend::shift_sums`], then `p_i = clamp(p_i + c)`
+    /// for every column.
+    /// GPU twins: kernels `expected_gates`, `conserve_sums` (summed by
+    /// `penalties_finalize`) and `conserve_shift` (kernels/gates.cu).
+    fn conserve(&mut self, total: f64) {
+        let bounds = self.problem.bounds();
+        let Some(means) = &self.gate_means else {
+            return;
+        };
+        for k in 0..self.rules.len() {
+            let (gates, a) = (self.rules[k].use_gates, &self.cols.models[k].a);
+            let expected = &mut self.expected[k];
+            self.cpu.pool.install(|| {
+                expected
+                    .par_chunks_mut(COLUMN_CHUNK)
+                    .zip(a.par_chunks(COLUMN_CHUNK))
+                    .for_each(|(e, a)| {
+                        for (e, &a) in e.iter_mut().zip(a) {
+                            *e = if gates { means.at(a) } else { 1.0 };
+                        }
+                    })
+            });
+            let c = solve_shift(total, CONSERVE_TOLERANCE, |c| self.shift_sums(k, c as f32)) as f32;
+            let p = &mut self.cols.models[k].p;
+            self.cpu.pool.install(|| {
+                p.par_chunks_mut(COLUMN_CHUNK)
+                    .enumerate()
+                    .for_each(|(chunk, p)| {
+                        let base = chunk * COLUMN_CHUNK;
+                        for (j, p) in p.iter_mut().enumerate() {
+                            *p = bounds.clamp_p(base + j, *p + c);
+                        }
+                    })
+            });
+        }
+    }
+
+    /// Each model's multiplier of its conserved total for this step
+    /// ([`crate::constraints`]): `mu = -sum_i w_i^2 g_w,i / sum_i w_i^2`
+    /// over its sampled weights `w` and column gradients `g_w = (M^T r)_i`
+    /// (0 when every weight is 0), in fixed chunks combined in order; the
+    /// gradients are kept in `column_grads` for the step. Added
+    /// to every `g_w`, it takes out of the gradient the part that only
+    /// moves the total, which the shift would undo: the step is then the
+    /// gradient of the Lagrangian `L + mu sum_i w_i`, whose fixed points
+    /// are the constrained optimum's.
+    /// GPU twins: kernels `multiplier_sums` and `multiplier_finalize`
+    /// (kernels/step.cu).
+    fn multipliers(&mut self) -> Vec<f32> {
+        let models = self.rules.len();
+        let grad = ColumnGradient::new(
+            self.problem.matrix,
+            models,
+            &self.r,
+            self.cols.lanes,
+            &self.long_partials,
+            self.cpu.simd,
+        );
+        let (cols, n) = (&self.cols.models, self.problem.matrix.cols());
+        let parts: Vec<Vec<(f64, f64)>> = self.cpu.pool.install(|| {
+            self.column_grads
+                .par_chunks_mut(models * COLUMN_CHUNK)
+                .enumerate()
+                .map(|(chunk, gw)| {
+                    let (base, len) = (
+                        chunk * COLUMN_CHUNK,
+                        COLUMN_CHUNK.min(n - chunk * COLUMN_CHUNK),
+                    );
+                    grad.fill(base, len, gw);
+                    (0..models)
+                        .map(|k| {
+                            let (w, g) = (&cols[k].w[base..base + len], &gw[k * COLUMN_CHUNK..]);
+                            w.iter().zip(g).fold((0.0, 0.0), |(s1, s2), (&w, &g)| {
+                                let w2 = w as f64 * w as f64;
+                                (s1 + w2 * g as f64, s2 + w2)
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        (0..models)
+            .map(|k| {
+                let (s1, s2) = parts
+                    .iter()
+                    .fold((0.0, 0.0), |(a, b), p| (a + p[k].0, b + p[k].1));
+                if s2 > 0.0 {
+                    (-s1 / s2) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    /// Model `k`'s mean weights `m(clamp(p_i + c)) E[z_i]` with every
+    /// log-weight shifted by `c` and held to its bounds, summed
+    /// ([`ShiftSums`]: all, and those at neither bound), in fixed chunks
+    /// combined in order.
+    fn shift_sums(&self, k: usize, c: f32) -> ShiftSums {
+        let (rule, bounds) = (&self.rules[k], self.problem.bounds());
+        let (p, expected) = (&self.cols.models[k].p, &self.expected[k]);
+        let n = p.len();
+        let parts: Vec<ShiftSums> = self.cpu.pool.install(|| {
+            (0..n.div_ceil(COLUMN_CHUNK))
+                .into_par_iter()
+                .map(|chunk| {
+                    let columns = chunk * COLUMN_CHUNK..n.min((chunk + 1) * COLUMN_CHUNK);
+                    columns.fold(ShiftSums::default(), |sums, i| {
+                        let shifted = p[i] + c;
+                        let q = bounds.clamp_p(i, shifted);
+                        let w = rule.magnitude.eval(q).0 * expected[i];
+                        sums.merge(ShiftSums::of(w as f64, q == shifted))
+                    })
+                })
+                .collect()
+        });
+        parts
+            .into_iter()
+            .fold(ShiftSums::default(), ShiftSums::merge)
     }
 
     /// `dL/db = sum_q r_q` of model `k`, when it has an intercept.
@@ -324,13 +478,15 @@ impl Backend for CpuBackend<'_> {
         Ok(())
     }
 
-    /// `w_i = m(p_i) z_test(a_i)`.
+    /// `w_i = m(p_i) z_test(a_i)`, a kept one held to its floor
+    /// ([`crate::hard_concrete::kept_weight`]).
     /// GPU twin: kernel `deterministic_weights` (kernels/gates.cu).
     fn deterministic_weights(&mut self, test: TestGate) -> Result<()> {
         self.reported = None;
         let pass = ChunkPass::Deterministic {
             rules: &self.rules,
             test,
+            floor: self.problem.floor,
         };
         self.cols
             .par_chunks(&self.cpu, &pass, self.problem.matrix.csc());
@@ -441,13 +597,24 @@ impl Backend for CpuBackend<'_> {
     /// Per column: `g_w = (M^T r)_i`, `(dL/dp, dL/da)` by the chain rule
     /// through the gates of the last sampling, Adam on both; then optionally
     /// the next step's sampled weight. The intercept takes an Adam step with
-    /// gradient `sum_q r_q`. With [`Problem::max_p`], `p` is projected onto
-    /// `p <= max_p` after its update (the weight caps).
+    /// gradient `sum_q r_q`. With [`Problem::min_p`] or [`Problem::max_p`],
+    /// `p` is projected onto its bounds after its update (the weight caps,
+    /// the kept records' lower bounds). With [`Problem::total`], each
+    /// model's log-weights then shift to restore its total
+    /// ([`CpuBackend::conserve`]) before the next weights are sampled.
     /// GPU twins: kernels `column_dots_lL` (a group of lanes per CSC column),
     /// `step_columns` (a thread per column) and `intercept_adam`,
     /// kernels/step.cu.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        self.step_pass(step, sample_next, None);
+        let Some(total) = self.problem.total else {
+            self.step_pass(step, sample_next, None);
+            return Ok(());
+        };
+        self.step_pass(step, false, None);
+        self.conserve(total);
+        if sample_next {
+            self.sample_weights(step + 1)?;
+        }
         Ok(())
     }
 
@@ -467,7 +634,7 @@ impl Backend for CpuBackend<'_> {
         test: TestGate,
         losses: &mut [Losses],
     ) -> Result<bool> {
-        if !sample_next || self.cols.pairs.is_empty() {
+        if !sample_next || self.cols.pairs.is_empty() || self.problem.total.is_some() {
             return crate::backend::interface::step_then_report(self, step, test, losses);
         }
         self.step_pass(step, true, Some(test));

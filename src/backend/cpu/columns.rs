@@ -3,8 +3,8 @@
 //! rule's switches fixed per loop ([`fixed_switches`]).
 
 use super::work::COLUMN_CHUNK;
-use crate::backend::interface::NoiseCursor;
-use crate::hard_concrete::{adam_update, AdamStep, ColumnRule, Magnitude};
+use crate::backend::interface::{ColumnBounds, NoiseCursor};
+use crate::hard_concrete::{adam_update, kept_weight, AdamStep, ColumnRule, Magnitude};
 
 /// Evaluates `$body` with `$rule` (a `&ColumnRule<f32>`) rebound to a copy
 /// whose switches (gates on or off, the magnitude) are constants: one copy
@@ -192,7 +192,8 @@ impl<'c> Chunk<'c> {
 
     /// The chain rule through the gates of the last sampling and Adam on
     /// both parameters of every column, given `g_w` per column, then the
-    /// weight caps' projection `p <= max_p` (`max_p` indexed by column).
+    /// bounds' projection `p = min(max(p, min_p), max_p)` (indexed by
+    /// column, [`ColumnBounds::clamp_p`]).
     /// Every slice is cut to the chunk's length first, so the loops have no
     /// bounds checks and vectorise.
     /// With `PENALTIES`, the penalty terms of the parameters before the
@@ -205,7 +206,7 @@ impl<'c> Chunk<'c> {
         rule: &ColumnRule<f32>,
         adam: AdamStep,
         gw: &[f32],
-        max_p: Option<&[f32]>,
+        bounds: ColumnBounds,
         pen: &mut [f32],
     ) {
         let n = self.len();
@@ -227,11 +228,29 @@ impl<'c> Chunk<'c> {
                 adam_update(&mut a[j], &mut m_a[j], &mut v_a[j], ga, adam);
             }
         });
-        if let Some(cap) = max_p {
+        if let Some(lo) = bounds.min_p {
+            let lo = &lo[self.base..self.base + n];
+            for j in 0..n {
+                p[j] = p[j].max(lo[j]);
+            }
+        }
+        if let Some(cap) = bounds.max_p {
             let cap = &cap[self.base..self.base + n];
             for j in 0..n {
                 p[j] = p[j].min(cap[j]);
             }
+        }
+    }
+}
+
+/// Holds the deterministic weights `w` of the columns from `base` on to
+/// their floor ([`kept_weight`]), when there is one.
+#[inline(always)]
+pub(super) fn floor_weights(floor: Option<&[f32]>, base: usize, w: &mut [f32]) {
+    if let Some(f) = floor {
+        let f = &f[base..base + w.len()];
+        for j in 0..w.len() {
+            w[j] = kept_weight(w[j], f[j]);
         }
     }
 }

@@ -3,12 +3,12 @@
 //! sampled weights, the scattered forward product) and the report pass
 //! ([`Report`]).
 
-use super::columns::{fixed_switches, sample_models, Chunk, ModelColumns};
+use super::columns::{fixed_switches, floor_weights, sample_models, Chunk, ModelColumns};
 use super::products::ColumnGradient;
 use super::scatter::Scatter;
 use super::work::{blocks, Cpu, COLUMN_CHUNK, SCATTER_MAX_ROWS, SCATTER_MIN_CHUNKS, SLABS};
 use crate::backend::dots::LANES;
-use crate::backend::interface::{NoiseCursor, WeightSummary};
+use crate::backend::interface::{ColumnBounds, NoiseCursor, WeightSummary};
 use crate::backend::simd::{SimdPath, VectorWork};
 use crate::hard_concrete::{AdamStep, ColumnRule, Magnitude, TestGate};
 use crate::matrix::Csr;
@@ -140,12 +140,13 @@ pub(super) enum ChunkPass<'a> {
         rules: &'a [ColumnRule<f32>],
         cursor: NoiseCursor<'a>,
     },
-    /// Deterministic (test-time) weights.
+    /// Deterministic (test-time) weights, held to `floor`.
     Deterministic {
         rules: &'a [ColumnRule<f32>],
         test: TestGate,
+        floor: Option<&'a [f32]>,
     },
-    /// Backward pass and Adam (then `p <= max_p`, the weight caps), then
+    /// Backward pass and Adam (then `p` held to its `bounds`), then
     /// the training weights of the next step when `next` holds its noise.
     /// With `report` (a single model, `next` set, forward accumulators),
     /// also what a report reads ([`Report`]): the penalties before the
@@ -155,7 +156,11 @@ pub(super) enum ChunkPass<'a> {
         rules: &'a [ColumnRule<f32>],
         adam: AdamStep,
         grad: ColumnGradient<'a>,
-        max_p: Option<&'a [f32]>,
+        /// With a conserved total, the column gradients computed before
+        /// the pass and each model's multiplier; None: the pass computes
+        /// the gradients.
+        given: Option<GivenGradients<'a>>,
+        bounds: ColumnBounds<'a>,
         next: Option<NoiseCursor<'a>>,
         report: Option<TestGate>,
     },
@@ -210,7 +215,7 @@ impl ChunkPass<'_> {
     fn update(&self, chs: &mut [Chunk], gw: &mut [f32], mut report: Option<&mut Report>) {
         match self {
             ChunkPass::Sample { rules, cursor } => sample_models(chs, rules, cursor),
-            ChunkPass::Deterministic { rules, test } => {
+            ChunkPass::Deterministic { rules, test, floor } => {
                 for (ch, rule) in chs.iter_mut().zip(rules.iter()) {
                     let n = ch.len();
                     let (p, a, w) = (&ch.p[..n], &ch.a[..n], &mut ch.w[..n]);
@@ -219,27 +224,32 @@ impl ChunkPass<'_> {
                             w[j] = rule.deterministic_weight(p[j], a[j], *test);
                         }
                     });
+                    floor_weights(*floor, ch.base, w);
                 }
             }
             ChunkPass::Step {
                 rules,
                 adam,
                 grad,
-                max_p,
+                given,
+                bounds,
                 next,
                 report: test,
             } => {
-                grad.fill(chs[0].base, chs[0].len(), gw);
+                match given {
+                    None => grad.fill(chs[0].base, chs[0].len(), gw),
+                    Some(given) => given.fill(chs[0].base, gw),
+                }
                 match report.as_deref_mut() {
                     // A report is of a single model.
                     Some(r) => {
-                        chs[0].update::<true>(&rules[0], *adam, gw, *max_p, r.w);
+                        chs[0].update::<true>(&rules[0], *adam, gw, *bounds, r.w);
                         r.sum_penalties(chs[0].len());
                     }
                     None => {
                         let rows = gw.chunks_exact(COLUMN_CHUNK);
                         for ((ch, rule), gw) in chs.iter_mut().zip(rules.iter()).zip(rows) {
-                            ch.update::<false>(rule, *adam, gw, *max_p, &mut []);
+                            ch.update::<false>(rule, *adam, gw, *bounds, &mut []);
                         }
                     }
                 }
@@ -247,7 +257,7 @@ impl ChunkPass<'_> {
                     sample_models(chs, rules, cursor);
                 }
                 if let (Some(r), Some(test)) = (report, test) {
-                    r.deterministic(&chs[0], &rules[0], *test);
+                    r.deterministic(&chs[0], &rules[0], *test, bounds.floor);
                 }
             }
         }
@@ -281,6 +291,34 @@ impl ChunkPass<'_> {
             (Some(s), Some(r)) => s.add_pairs(&chs[0], r.w, r.pair),
             (Some(mut s), None) => s.add(chs),
             _ => {}
+        }
+    }
+}
+
+/// A conserved total's column gradients, computed before the step
+/// (`CpuBackend::multipliers`, laid out per chunk as a step's scratch),
+/// and each model's multiplier `mu`, which the step adds to them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct GivenGradients<'a> {
+    pub(super) mu: &'a [f32],
+    pub(super) grads: &'a [f32],
+}
+
+impl GivenGradients<'_> {
+    /// Model `k`'s row of the chunk from column `base` into `gw[k CHUNK..]`,
+    /// plus its multiplier.
+    #[inline(always)]
+    fn fill(&self, base: usize, gw: &mut [f32]) {
+        let block = self.mu.len() * COLUMN_CHUNK;
+        let from = &self.grads[base / COLUMN_CHUNK * block..][..block];
+        for ((row, from), &mu) in gw
+            .chunks_exact_mut(COLUMN_CHUNK)
+            .zip(from.chunks_exact(COLUMN_CHUNK))
+            .zip(self.mu)
+        {
+            for (g, &f) in row.iter_mut().zip(from) {
+                *g = f + mu;
+            }
         }
     }
 }
@@ -322,9 +360,16 @@ impl Report<'_> {
         (self.slot.l0, self.slot.l2) = (l0, l2);
     }
 
-    /// The chunk's deterministic weights into the scratch, and their counts.
+    /// The chunk's deterministic weights (held to `floor`) into the
+    /// scratch, and their counts.
     #[inline(always)]
-    fn deterministic(&mut self, ch: &Chunk, rule: &ColumnRule<f32>, test: TestGate) {
+    fn deterministic(
+        &mut self,
+        ch: &Chunk,
+        rule: &ColumnRule<f32>,
+        test: TestGate,
+        floor: Option<&[f32]>,
+    ) {
         let n = ch.len();
         let (p, a, w) = (&ch.p[..n], &ch.a[..n], &mut self.w[..n]);
         fixed_switches!(rule, {
@@ -332,7 +377,8 @@ impl Report<'_> {
                 w[j] = rule.deterministic_weight(p[j], a[j], test);
             }
         });
-        self.slot.weights = WeightSummary::of_slice(w);
+        floor_weights(floor, ch.base, w);
+        self.slot.weights = WeightSummary::of_slice(&w[..n]);
     }
 }
 

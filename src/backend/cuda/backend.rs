@@ -11,8 +11,9 @@ use super::rule::{gpu_rules, GpuRule};
 use crate::backend::interface::{
     Backend, Losses, Noise, ParamState, Problem, ScalarState, WeightSummary,
 };
+use crate::constraints::{solve_shift, ShiftSums, CONSERVE_TOLERANCE};
 use crate::error::{L0Error, Result};
-use crate::hard_concrete::{AdamStep, TestGate};
+use crate::hard_concrete::{AdamStep, GateMeans, TestGate};
 use crate::objective::Shape;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, PushKernelArg};
 use std::sync::Arc;
@@ -119,6 +120,21 @@ pub struct CudaBackend {
     /// one unused element when there is none) and whether there is one.
     max_p: CudaSlice<f32>,
     has_max_p: i32,
+    /// The kept records' lower bounds on p and their weight floors (one
+    /// per column, shared; one unused element when there are none).
+    min_p: CudaSlice<f32>,
+    has_min_p: i32,
+    floor: CudaSlice<f32>,
+    has_floor: i32,
+    /// The conserved total, restored after every step, and the gate means
+    /// of one model it is computed with (one unused element without it).
+    total: Option<f64>,
+    ez: CudaSlice<f32>,
+    /// The gate means' table ([`GateMeans`]; one unused element without a
+    /// total).
+    gate_means: CudaSlice<f32>,
+    /// Each model's multiplier of the total for the step (`multipliers`).
+    mu: CudaSlice<f32>,
     gp: CudaSlice<f32>,
     ga: CudaSlice<f32>,
     /// Intercept states (value, m, v), three per lane.
@@ -279,7 +295,10 @@ impl CudaBackend {
         let (csr, csc) = (m.csr(), m.csc());
         let row_plan = SegmentPlan::rows(m.segments(), csr.indices());
         let long = SegmentPlan::long_columns(m.long_columns());
-        let need = device_bytes(m, [&row_plan, &long], room, room_lanes);
+        let bound_arrays = problem.min_p.is_some() as usize
+            + problem.floor.is_some() as usize
+            + problem.total.is_some() as usize;
+        let need = device_bytes(m, [&row_plan, &long], room, room_lanes) + 4 * n * bound_arrays;
         let (free, total) = free_memory(&ctx)?;
         if need + memory_margin(total) > free {
             return Err(L0Error::Cuda(format!(
@@ -345,6 +364,20 @@ impl CudaBackend {
             w_one: zeros(&s, if room_lanes > 1 { n } else { 0 })?,
             max_p: upload(&s, problem.max_p.unwrap_or(&[]))?,
             has_max_p: problem.max_p.is_some() as i32,
+            min_p: upload(&s, problem.min_p.unwrap_or(&[]))?,
+            has_min_p: problem.min_p.is_some() as i32,
+            floor: upload(&s, problem.floor.unwrap_or(&[]))?,
+            has_floor: problem.floor.is_some() as i32,
+            total: problem.total,
+            ez: zeros(&s, if problem.total.is_some() { n } else { 1 })?,
+            gate_means: match problem.total {
+                Some(_) => upload(
+                    &s,
+                    &GateMeans::new(&problem.hyper.rule::<f32>().gate).values,
+                )?,
+                None => zeros(&s, 1)?,
+            },
+            mu: zeros(&s, room)?,
             gp: zeros(&s, n)?,
             ga: zeros(&s, n)?,
             icpt: zeros(&s, 3 * room_lanes)?,
@@ -512,6 +545,200 @@ impl CudaBackend {
         } else {
             Err(L0Error::shape(what, want, got))
         }
+    }
+
+    /// [`Backend::step`] without the conserved total: the update of every
+    /// model, then with `sample_next` the next training weights.
+    fn update_columns(&mut self, step: u64, sample_next: bool) -> Result<()> {
+        // The kernel uses the gate values s kept by the last sampling; the
+        // contract is that it was at `step`.
+        if step != self.sampled_step {
+            return Err(L0Error::config(format!(
+                "step({step}) must follow sample_weights({step}); the last sampling was at step {}",
+                self.sampled_step
+            )));
+        }
+        let (neg_step, bc2) = self.adam(step);
+        if sample_next {
+            self.sampled_step = step + 1;
+        }
+        guard("the backward step", || {
+            if self.has_icpt() {
+                launch!(
+                    self,
+                    intercept_adam,
+                    cfg_models(1, self.models),
+                    &mut self.icpt,
+                    &self.loss_scalars,
+                    &neg_step,
+                    &bc2
+                )?;
+            }
+            self.column_dots()?;
+            if self.total.is_some() {
+                self.multipliers()?;
+            }
+            let has_mu = self.total.is_some() as i32;
+            let (n, next) = (self.n64(), sample_next as i32);
+            let (models, lanes) = (self.models as u32, self.lanes as u32);
+            launch!(
+                self,
+                step_columns,
+                cfg(blocks_for(self.n)?),
+                &n,
+                &models,
+                &lanes,
+                &self.gw,
+                &self.mu,
+                &has_mu,
+                &mut self.p,
+                &mut self.a,
+                &mut self.m_p,
+                &mut self.v_p,
+                &mut self.m_a,
+                &mut self.v_a,
+                &mut self.w,
+                &mut self.s,
+                &self.min_p,
+                &self.has_min_p,
+                &self.max_p,
+                &self.has_max_p,
+                &self.rules_dev,
+                &self.seed,
+                &step,
+                &neg_step,
+                &bc2,
+                &next
+            )
+        })
+    }
+
+    /// Restores each model's conserved total after its update
+    /// ([`crate::constraints`]): kernel `expected_gates`, then
+    /// [`solve_shift`] over the sums of kernel `conserve_sums` (summed by
+    /// `penalties_finalize`, read back: a few round trips per step), then
+    /// kernel `conserve_shift` (kernels/gates.cu). CPU twin:
+    /// `CpuBackend::conserve`.
+    fn conserve(&mut self, total: f64) -> Result<()> {
+        for k in 0..self.models {
+            guard("the conserved total", || {
+                let (n, gates) = (self.n64(), self.hyper.use_gates as i32);
+                let a = self.a.slice(k * self.n..(k + 1) * self.n);
+                launch!(
+                    self,
+                    expected_gates,
+                    cfg(blocks_for(self.n)?),
+                    &n,
+                    &a,
+                    &self.gate_means,
+                    &gates,
+                    &mut self.ez
+                )
+            })?;
+            let mut failed = None;
+            let c = solve_shift(total, CONSERVE_TOLERANCE, |c| {
+                match self.shift_sums(k, c as f32) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        ShiftSums {
+                            sum: total,
+                            free: 0.0,
+                        }
+                    }
+                }
+            }) as f32;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            guard("the conserved total", || {
+                let n = self.n64();
+                let mut p = self.p.slice_mut(k * self.n..(k + 1) * self.n);
+                launch!(
+                    self,
+                    conserve_shift,
+                    cfg(blocks_for(self.n)?),
+                    &n,
+                    &mut p,
+                    &self.min_p,
+                    &self.has_min_p,
+                    &self.max_p,
+                    &self.has_max_p,
+                    &c
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Each model's multiplier of the conserved total into `mu` (kernels
+    /// `multiplier_sums` and `multiplier_finalize`, kernels/step.cu; it
+    /// stays on the device). CPU twin: `CpuBackend::multipliers`.
+    fn multipliers(&mut self) -> Result<()> {
+        let (n, lanes, blocks) = (self.n64(), self.lanes as u32, self.reduce_cols);
+        for k in 0..self.models as u32 {
+            launch!(
+                self,
+                multiplier_sums,
+                cfg(self.reduce_cols),
+                &n,
+                &lanes,
+                &k,
+                &self.w,
+                &self.gw,
+                &mut self.red_partials
+            )?;
+            launch!(
+                self,
+                multiplier_finalize,
+                cfg(1),
+                &blocks,
+                &k,
+                &self.red_partials,
+                &mut self.mu
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Model `k`'s [`ShiftSums`] at shift `c` (kernels `conserve_sums`
+    /// and `penalties_finalize`), from the gate means of `expected_gates`.
+    fn shift_sums(&mut self, k: usize, c: f32) -> Result<ShiftSums> {
+        guard("the conserved total", || {
+            let n = self.n64();
+            let rule = self.rules[k];
+            let p = self.p.slice(k * self.n..(k + 1) * self.n);
+            launch!(
+                self,
+                conserve_sums,
+                cfg(self.reduce_cols),
+                &n,
+                &p,
+                &self.ez,
+                &self.min_p,
+                &self.has_min_p,
+                &self.max_p,
+                &self.has_max_p,
+                &rule,
+                &c,
+                &mut self.red_partials
+            )?;
+            let blocks = self.reduce_cols;
+            launch!(
+                self,
+                penalties_finalize,
+                cfg(1),
+                &blocks,
+                &self.red_partials,
+                &mut self.pen_scalars
+            )?;
+            let mut sums = [0.0f64; 2];
+            self.download(&self.pen_scalars, 0, &mut sums, "copying the total's sums")?;
+            Ok(ShiftSums {
+                sum: sums[0],
+                free: sums[1],
+            })
+        })
     }
 }
 
@@ -686,7 +913,9 @@ impl Backend for CudaBackend {
                 &self.a,
                 &mut self.w,
                 &self.rules_dev,
-                &test
+                &test,
+                &self.floor,
+                &self.has_floor
             )
         })
     }
@@ -743,61 +972,19 @@ impl Backend for CudaBackend {
     }
 
     /// Kernels `intercept_adam` (when fitted), the long columns' segmented
-    /// sums, `column_dots` and `step_columns` (kernels/step.cu), all models.
+    /// sums, `column_dots` and `step_columns` (kernels/step.cu), all models;
+    /// with a conserved total, then [`CudaBackend::conserve`] and the next
+    /// sampling apart.
     fn step(&mut self, step: u64, sample_next: bool) -> Result<()> {
-        // The kernel uses the gate values s kept by the last sampling; the
-        // contract is that it was at `step`.
-        if step != self.sampled_step {
-            return Err(L0Error::config(format!(
-                "step({step}) must follow sample_weights({step}); the last sampling was at step {}",
-                self.sampled_step
-            )));
-        }
-        let (neg_step, bc2) = self.adam(step);
-        if sample_next {
-            self.sampled_step = step + 1;
-        }
-        guard("the backward step", || {
-            if self.has_icpt() {
-                launch!(
-                    self,
-                    intercept_adam,
-                    cfg_models(1, self.models),
-                    &mut self.icpt,
-                    &self.loss_scalars,
-                    &neg_step,
-                    &bc2
-                )?;
+        if let Some(total) = self.total {
+            self.update_columns(step, false)?;
+            self.conserve(total)?;
+            if sample_next {
+                self.sample_weights(step + 1)?;
             }
-            self.column_dots()?;
-            let (n, next) = (self.n64(), sample_next as i32);
-            let (models, lanes) = (self.models as u32, self.lanes as u32);
-            launch!(
-                self,
-                step_columns,
-                cfg(blocks_for(self.n)?),
-                &n,
-                &models,
-                &lanes,
-                &self.gw,
-                &mut self.p,
-                &mut self.a,
-                &mut self.m_p,
-                &mut self.v_p,
-                &mut self.m_a,
-                &mut self.v_a,
-                &mut self.w,
-                &mut self.s,
-                &self.max_p,
-                &self.has_max_p,
-                &self.rules_dev,
-                &self.seed,
-                &step,
-                &neg_step,
-                &bc2,
-                &next
-            )
-        })
+            return Ok(());
+        }
+        self.update_columns(step, sample_next)
     }
 
     /// Kernels `column_dots` and `gradient_columns` (kernels/step.cu) for

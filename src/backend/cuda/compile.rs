@@ -233,6 +233,11 @@ pub(super) struct Kernels {
     pub(super) code: String,
     pub(super) sample_weights: CudaFunction,
     pub(super) deterministic_weights: CudaFunction,
+    pub(super) expected_gates: CudaFunction,
+    pub(super) multiplier_sums: CudaFunction,
+    pub(super) multiplier_finalize: CudaFunction,
+    pub(super) conserve_sums: CudaFunction,
+    pub(super) conserve_shift: CudaFunction,
     pub(super) penalties_partial: CudaFunction,
     pub(super) penalties_finalize: CudaFunction,
     pub(super) weight_summary: CudaFunction,
@@ -327,6 +332,11 @@ pub(super) fn load_kernels(ctx: &Arc<CudaContext>, cc: (i32, i32)) -> Result<Arc
         code: format!("{arch} {kind} from NVRTC {}", nvrtc_version()),
         sample_weights: f("gates.cu", "sample_weights")?,
         deterministic_weights: f("gates.cu", "deterministic_weights")?,
+        expected_gates: f("gates.cu", "expected_gates")?,
+        multiplier_sums: f("step.cu", "multiplier_sums")?,
+        multiplier_finalize: f("step.cu", "multiplier_finalize")?,
+        conserve_sums: f("gates.cu", "conserve_sums")?,
+        conserve_shift: f("gates.cu", "conserve_shift")?,
         penalties_partial: f("gates.cu", "penalties_partial")?,
         penalties_finalize: f("gates.cu", "penalties_finalize")?,
         weight_summary: f("gates.cu", "weight_summary")?,
@@ -362,6 +372,25 @@ mod tests {
         assert_eq!(target_arch((8, 6), &[]), "sm_86");
         assert_eq!(target_arch((12, 0), &[75, 80, 90]), "compute_90");
         assert_eq!(target_arch((6, 0), &[75, 80]), "compute_60");
+    }
+
+    /// The kernels' copies of the host's constants are the host's.
+    #[test]
+    fn the_kernels_constants_are_the_hosts() {
+        let defined = |name: &str| {
+            COMMON_SOURCE
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+                .map(|v| v.trim().trim_end_matches('f').to_string())
+        };
+        assert_eq!(
+            defined("L0_GATE_MEAN_POINTS"),
+            Some(crate::hard_concrete::GATE_MEAN_POINTS.to_string())
+        );
+        assert_eq!(
+            defined("L0_LOG_ALPHA_BOUND").map(|v| v.parse::<f64>().ok()),
+            Some(Some(crate::hard_concrete::LOG_ALPHA_BOUND))
+        );
     }
 
     #[test]

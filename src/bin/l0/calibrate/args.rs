@@ -70,6 +70,14 @@ pub(crate) struct CalibrateArgs {
     /// weight); R >= 1 with gates.
     #[arg(long, value_name = "R")]
     pub(crate) max_weight_ratio: Option<f64>,
+    /// Every kept (non-zero) weight at least R times its record's
+    /// --init-weights (held during training too; zeros stay allowed).
+    #[arg(long, value_name = "R")]
+    pub(crate) min_weight_ratio: Option<f64>,
+    /// The weights sum to X after every step and in the result (no value:
+    /// the sum of the initial weights, --init-weights).
+    #[arg(long, value_name = "X", num_args = 0..=1, default_missing_value = "initial")]
+    pub(crate) conserve_total: Option<String>,
     /// A tolerance band around each target: no loss while its relative
     /// error is at most X in size, the loss of the distance to the band's
     /// edge outside (a number for every target, or a .npy/.csv file of one

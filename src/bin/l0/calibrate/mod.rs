@@ -214,6 +214,9 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> CliResult<()> {
             (w, Some(before))
         }
     };
+    if let Some(miss) = l0::constraints::TotalMiss::of(plan.fit.conserve_total, &weights) {
+        eprintln!("warning: {miss}");
+    }
     let yhat = m.mul_vec(&weights)?;
     let mut rows = report::target_rows(&problem.names, y, &yhat, &roles);
     if let Some(t) = &plan.fit.target_tolerance {

@@ -81,9 +81,13 @@ pub(crate) fn plan(
         } else {
             load_init(&s.init_keep_prob, "init_keep_prob", cols)?
         },
-        // A resumed run takes its state from the checkpoint, but a ratio cap
-        // still needs the design weights.
-        init_weights: if resuming && s.max_weight_ratio.is_none() {
+        // A resumed run takes its state from the checkpoint, but the ratio
+        // bounds and the initial total still need the design weights.
+        init_weights: if resuming
+            && s.max_weight_ratio.is_none()
+            && s.min_weight_ratio.is_none()
+            && s.conserve_total != Some(TotalSpec::Initial)
+        {
             None
         } else {
             Some(load_init(&s.init_weights, "init_weights", cols)?)
@@ -112,6 +116,12 @@ pub(crate) fn plan(
             .transpose()?,
         max_weight: s.max_weight,
         max_weight_ratio: s.max_weight_ratio,
+        min_weight_ratio: s.min_weight_ratio,
+        conserve_total: match s.conserve_total {
+            None => None,
+            Some(TotalSpec::Value(x)) => Some(x),
+            Some(TotalSpec::Initial) => Some(design_total(&model.init_weights, cols)),
+        },
         target_tolerance: s
             .target_tolerance
             .as_ref()
@@ -122,11 +132,44 @@ pub(crate) fn plan(
         threads: a.fit.threads,
         report_every: None,
     };
+    check_room(&model, &fit, cols)?;
     Ok(Plan {
         model,
         fit,
         epochs: s.epochs,
         excluded_names,
+    })
+}
+
+/// The sum of the design weights `init` (1 each when unset) of `cols` records.
+fn design_total(init: &Option<Init>, cols: usize) -> f64 {
+    match init {
+        None => cols as f64,
+        Some(Init::Scalar(v)) => v * cols as f64,
+        Some(Init::PerColumn(v)) => v.iter().sum(),
+    }
+}
+
+/// Refuses weight bounds that leave no room, spelled as flags
+/// ([`l0::constraints::check_conflicts`]), before anything is trained.
+fn check_room(model: &CalibrationParams, fit: &FitParams, cols: usize) -> CliResult<()> {
+    let design = match &model.init_weights {
+        None => vec![1.0; cols],
+        Some(Init::Scalar(v)) => vec![*v; cols],
+        Some(Init::PerColumn(v)) => v.clone(),
+    };
+    let caps = l0::calibration::weight_caps(fit, &design, model.use_gates)
+        .map_err(|e| input_error(e.to_string()))?;
+    let floors = l0::calibration::weight_floors(fit, &design);
+    l0::constraints::check_conflicts(
+        floors.as_deref(),
+        caps.as_deref(),
+        fit.conserve_total,
+        l0::naming::Naming::Cli,
+    )
+    .map_err(|e| match e {
+        L0Error::InvalidConfig(message) => input_error(message),
+        other => input_error(other.to_string()),
     })
 }
 

@@ -82,6 +82,53 @@ impl<'de> Deserialize<'de> for InitSpec {
     }
 }
 
+/// `--conserve-total`: a number, or the sum of the initial weights
+/// (`initial`, the flag without a value). In summary.json the number or
+/// `"initial"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum TotalSpec {
+    /// This total.
+    Value(f64),
+    /// The sum of the initial (design) weights.
+    Initial,
+}
+
+impl TotalSpec {
+    /// The flag's text: `initial` (no value given) or a number.
+    fn of(text: &str) -> CliResult<Self> {
+        match text {
+            "initial" => Ok(TotalSpec::Initial),
+            _ => text.parse::<f64>().map(TotalSpec::Value).map_err(|_| {
+                input_error(format!(
+                    "--conserve-total must be a number (or no value: the sum of the initial weights), got '{text}'"
+                ))
+            }),
+        }
+    }
+}
+
+impl Serialize for TotalSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TotalSpec::Value(v) => s.serialize_f64(*v),
+            TotalSpec::Initial => s.serialize_str("initial"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TotalSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match InitSpec::deserialize(d)? {
+            InitSpec::Value(v) => Ok(TotalSpec::Value(v)),
+            InitSpec::File(f) if f.as_os_str() == "initial" => Ok(TotalSpec::Initial),
+            InitSpec::File(f) => Err(serde::de::Error::custom(format!(
+                "conserve_total: expected a number or \"initial\", got '{}'",
+                f.display()
+            ))),
+        }
+    }
+}
+
 /// Every setting that defines a calibration run, typed, in the order
 /// summary.json and checkpoints list them. `None` is a setting not given
 /// (null in summary.json, absent from the header line).
@@ -108,6 +155,8 @@ pub(crate) struct Settings {
     pub(crate) warn_top1pct: f64,
     pub(crate) max_weight: Option<f64>,
     pub(crate) max_weight_ratio: Option<f64>,
+    pub(crate) min_weight_ratio: Option<f64>,
+    pub(crate) conserve_total: Option<TotalSpec>,
     /// Absent from checkpoints written before it existed: None.
     #[serde(default)]
     pub(crate) target_tolerance: Option<InitSpec>,
@@ -151,6 +200,8 @@ impl Settings {
             warn_top1pct: WARN_TOP1PCT,
             max_weight: None,
             max_weight_ratio: None,
+            min_weight_ratio: None,
+            conserve_total: None,
             target_tolerance: None,
             loss_cap: None,
             refit: false,
@@ -224,6 +275,15 @@ impl Settings {
         set(&mut self.warn_top1pct, a.warn_top1pct);
         set(&mut self.max_weight, a.max_weight.map(Some));
         set(&mut self.max_weight_ratio, a.max_weight_ratio.map(Some));
+        set(&mut self.min_weight_ratio, a.min_weight_ratio.map(Some));
+        set(
+            &mut self.conserve_total,
+            a.conserve_total
+                .as_deref()
+                .map(TotalSpec::of)
+                .transpose()?
+                .map(Some),
+        );
         set(
             &mut self.target_tolerance,
             a.target_tolerance.as_deref().map(|t| Some(InitSpec::of(t))),
@@ -271,6 +331,11 @@ impl Settings {
         let bounds = FitParams {
             max_weight: self.max_weight,
             max_weight_ratio: self.max_weight_ratio,
+            min_weight_ratio: self.min_weight_ratio,
+            conserve_total: match self.conserve_total {
+                Some(TotalSpec::Value(x)) => Some(x),
+                _ => None,
+            },
             target_tolerance: match self.target_tolerance {
                 Some(InitSpec::Value(t)) => Some(vec![t]),
                 _ => None,
@@ -399,13 +464,15 @@ mod tests {
         s.holdout_groups = vec![3, -4];
         s.target_weights = Some(PathBuf::from("tw.npy"));
         s.max_weight_ratio = Some(1.5);
+        s.min_weight_ratio = Some(0.25);
+        s.conserve_total = Some(TotalSpec::Initial);
         s.test_gate = TestGate::Paper;
         s.init_weights = InitSpec::File(PathBuf::from("w.npy"));
         s.seed = Some(u64::MAX);
         let pairs = s.pairs();
         assert_eq!(
             stored::read(&pairs, &Settings::defaults(true, false)).ok(),
-            Some(s)
+            Some(s.clone())
         );
         let text = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         // Ids listed by their text, as summary.json always listed them.
@@ -414,6 +481,15 @@ mod tests {
         assert_eq!(text("holdout_groups"), Some("3,-4"));
         assert_eq!(text("max_weight"), Some(""));
         assert_eq!(text("seed"), Some("18446744073709551615"));
+        assert_eq!(text("conserve_total"), Some("initial"));
+        assert_eq!(text("min_weight_ratio"), Some("0.25"));
+        // A number reads back as a number.
+        s.conserve_total = Some(TotalSpec::Value(1234.5));
+        let pairs = s.pairs();
+        assert_eq!(
+            stored::read(&pairs, &Settings::defaults(true, false)).ok(),
+            Some(s)
+        );
     }
 
     #[test]
@@ -473,10 +549,12 @@ mod tests {
                 "normalize_groups"
             ]
         );
-        assert_eq!(names.len(), 31);
+        assert_eq!(names.len(), 33);
         let get = |k: &str| json.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("target_tolerance"), Some(Json::Null));
         assert_eq!(get("loss_cap"), Some(Json::Null));
+        assert_eq!(get("min_weight_ratio"), Some(Json::Null));
+        assert_eq!(get("conserve_total"), Some(Json::Null));
         assert_eq!(get("epochs"), Some(Json::Int(DEMO_EPOCHS as i128)));
         assert_eq!(get("lr"), Some(Json::Num(DEMO_LR)));
         assert_eq!(get("loss"), Some(Json::Str("relative".into())));
