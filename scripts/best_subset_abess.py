@@ -13,7 +13,9 @@ BIN writes the seed's data and fits it with each --select rule in turn,
 then abess fits the same data, so that load from other work on the machine
 falls on both alike; prints one summary row per rule and abess's, with the
 ratio of each mean time to abess's. Arguments after `--` go to BIN
-(problem size, threads).
+(problem size, threads). --abess-rows train fits abess on the first 80%
+of the rows only, the rows `l0` selects on (a comparison of the searches
+on the same data).
 
     python scripts/best_subset_abess.py DIR --l0 target/release/examples/best_subset \\
         --seeds 10 --first-seed 100 --select ebic,gic,min-error,one-se -- --n 500 --p 1000 --k 10
@@ -29,11 +31,16 @@ import numpy as np
 from abess.linear import LinearRegression
 
 
-def fit_abess(d: Path):
-    """(TP, FP, F1, coef error, wall s, CPU s) of abess on DIR/seed_<s>."""
+def fit_abess(d: Path, train_rows: bool = False):
+    """(TP, FP, F1, coef error, wall s, CPU s) of abess on DIR/seed_<s>:
+    on all rows, or with train_rows on the first 80% (the rows `l0` selects
+    on in the example)."""
     X = np.load(d / "X.npy")
     y = np.load(d / "y.npy")
     beta = np.load(d / "beta.npy")
+    if train_rows:
+        n = X.shape[0] * 4 // 5
+        X, y = X[:n], y[:n]
     t0, c0 = time.perf_counter(), time.process_time()
     model = LinearRegression()
     model.fit(X, y)
@@ -70,6 +77,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--select", default="ebic")
+    ap.add_argument(
+        "--abess-rows",
+        choices=["all", "train"],
+        default="all",
+        help="fit abess on all rows (default) or on the first 80%%, the rows l0 selects on",
+    )
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     a = ap.parse_args(argv[:cut])
@@ -87,7 +100,7 @@ def main() -> None:
         print(f"{'seed':>4} {'size':>7} {'TP':>4} {'FP':>4} {'F1':>6} {'coef_err':>8} {'time_s':>8} {'cpu_s':>8}")
         rows = []
         for d in seeds:
-            r = fit_abess(d)
+            r = fit_abess(d, a.abess_rows == "train")
             rows.append(r)
             tp, fp, f1, err, secs, cpu = r
             print(f"{d.name.split('_')[1]:>4} {tp + fp:>7} {tp:>4} {fp:>4} {f1:>6.3f} {err:>8.4f} {secs:>8.3f} {cpu:>8.3f}")
@@ -100,9 +113,12 @@ def main() -> None:
     for seed in range(a.first_seed, a.first_seed + a.seeds):
         for rule in rules:
             rows[rule].append(fit_l0(a.l0, root, seed, rule, a.extra))
-        rows["abess"].append(fit_abess(root / f"seed_{seed}"))
+        rows["abess"].append(fit_abess(root / f"seed_{seed}", a.abess_rows == "train"))
     base = np.mean(np.array(rows["abess"]), axis=0)
-    print(f"l0 example args {' '.join(a.extra)}; seeds {a.first_seed}..{a.first_seed + a.seeds - 1}; abess {version}")
+    print(
+        f"l0 example args {' '.join(a.extra)}; seeds {a.first_seed}..{a.first_seed + a.seeds - 1}; "
+        f"abess {version} on {a.abess_rows} rows"
+    )
     print(f"{'rule':>10} {'TP':>5} {'FP':>5} {'F1':>6} {'coef_err':>8} {'time_s':>8} {'cpu_s':>8} {'time/ab':>8} {'cpu/ab':>8}")
     for rule in rules:
         print(table_row(rule, rows[rule], base))

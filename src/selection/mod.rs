@@ -111,9 +111,10 @@ pub fn ebic(rss: f64, n: usize, s: usize, p: usize) -> f64 {
 /// `ceil(span / lr)` epochs (Adam moves a parameter by about `lr` an epoch,
 /// so a look comes once the gate logits could have moved by `span`: 25
 /// epochs at lr 0.1, 250 at 0.01 by default) the path's points are scored
-/// and its support chosen ([`PathParams::selection`], then spliced when
+/// and its support chosen ([`PathParams::selection`], then spliced and
+/// with a criterion run through the path over sizes when
 /// [`PathParams::splice`]: the gates' boundary features may still move
-/// while the spliced support has settled);
+/// while that final support has settled);
 /// once that support is the same at `patience + 1` consecutive looks,
 /// training ends there. The models then hold exactly the state of a path
 /// fitted for that many epochs ([`PathFit::epochs`]).
@@ -315,8 +316,9 @@ pub fn fit_path(
     })
 }
 
-/// Scores the supports of a path's models: one least-squares fit (and
-/// splice) per distinct gated support, kept across looks.
+/// Scores the supports of a path's models: one least-squares fit per
+/// distinct gated support, and one polished and final fit per chosen one,
+/// kept across looks; all on one [`Design`] of the training rows.
 struct Scorer<'a> {
     x: &'a SparseMatrix,
     y: &'a [f64],
@@ -346,11 +348,13 @@ impl Scorer<'_> {
         s
     }
 
-    /// The chosen support's final fit: `start` [`polish`](Self::polish)ed
-    /// and, with a criterion and [`PathParams::size_path`], replaced by the
-    /// best fit of abess's path over support sizes ([`size_path`], reaching
-    /// twice the polished size and warm-started by every support polished
-    /// so far) where that has a lower criterion.
+    /// The chosen support's final fit (kept by support): `start`
+    /// [`polish`](Self::polish)ed and, with a criterion and
+    /// [`PathParams::size_path`], replaced by the best fit of abess's path
+    /// over support sizes ([`size_path`], reaching twice the polished size,
+    /// warm-started by the polished fit at its size) where that has a lower
+    /// criterion. A function of `start`'s support alone, so an early-stopped
+    /// path ends as the path trained that long.
     fn finish(&mut self, start: Fit) -> Fit {
         if let Some(f) = self.finished.get(&start.support) {
             return f.clone();

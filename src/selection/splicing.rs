@@ -15,14 +15,14 @@
 use super::least_squares::{dot, Design, Fit};
 use super::Criterion;
 
-/// Most features exchanged at once by [`splice`] (abess's `exchange_num`).
+/// Most features exchanged at once by a splice (abess's `exchange_num`).
 pub const SPLICE_EXCHANGE: usize = 5;
 
-/// Most rounds of [`splice`] (abess's `max_splicing_iter`).
+/// Most rounds of a splice (abess's `max_splicing_iter`).
 pub const SPLICE_ROUNDS: usize = 20;
 
-/// The features of most forward sacrifice that [`best_swap`] weighs
-/// against every support feature (abess's `important_search`, the
+/// The features of most forward sacrifice that a splice's best swap
+/// weighs against every support feature (abess's `important_search`, the
 /// features its splicing considers: 128). A true feature whose correlated
 /// neighbour holds its place gains little added to that support, so its
 /// forward sacrifice can rank well below the top few.
@@ -52,15 +52,18 @@ impl State {
         Some(State::new(design, fit))
     }
 
+    /// Each support feature's backward sacrifice, with the feature.
+    fn backward_sacrifices<'s>(
+        &'s self,
+        norms: &'s [f64],
+    ) -> impl Iterator<Item = (f64, usize)> + 's {
+        let pairs = self.fit.support.iter().zip(&self.fit.beta);
+        pairs.map(|(&j, &beta)| (beta * beta * norms[j] / 2.0, j))
+    }
+
     /// Support features, least backward sacrifice first (ties by index).
     fn backward(&self, norms: &[f64]) -> Vec<usize> {
-        let mut b: Vec<(f64, usize)> = self
-            .fit
-            .support
-            .iter()
-            .zip(&self.fit.beta)
-            .map(|(&j, &beta)| (beta * beta * norms[j] / 2.0, j))
-            .collect();
+        let mut b: Vec<(f64, usize)> = self.backward_sacrifices(norms).collect();
         b.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         b.into_iter().map(|(_, j)| j).collect()
     }
@@ -95,13 +98,7 @@ impl State {
     /// most forward sacrifice.
     fn grow(&self, norms: &[f64], s: usize) -> Vec<usize> {
         let inside = self.inside(norms.len());
-        let mut all: Vec<(f64, usize)> = self
-            .fit
-            .support
-            .iter()
-            .zip(&self.fit.beta)
-            .map(|(&j, &beta)| (beta * beta * norms[j] / 2.0, j))
-            .collect();
+        let mut all: Vec<(f64, usize)> = self.backward_sacrifices(norms).collect();
         all.extend(
             (0..norms.len())
                 .filter(|&j| !inside[j] && norms[j] > 0.0)
@@ -188,8 +185,9 @@ fn exchange(design: &mut Design, cur: &State, front: &[usize], tol: f64) -> Opti
 /// `d = x_j' r`: dropping `k` raises the RSS by `b_k^2 / H_kk` and leaves
 /// `x_j' r = d + b_k u_k / H_kk` and the part of `x_j` outside the other
 /// columns with squared norm `x_j' x_j - g' u + u_k^2 / H_kk`; adding `j`
-/// then lowers it by the first squared over the second. So `s |front|`
-/// candidates cost one inverse and `O(s^2)` each.
+/// then lowers it by the first squared over the second. So the `s |front|`
+/// candidates cost one inverse (`O(s^3)`), `O(s^2)` for each `j` (with its
+/// Gram entries against the support, kept for later) and `O(1)` a pair.
 fn best_swap(design: &mut Design, cur: &State, front: &[usize], tol: f64) -> Option<Fit> {
     let best = swaps(design, cur, front)
         .into_iter()
