@@ -6,12 +6,14 @@
 //! noise ratio 5 (noise sd = sqrt(beta' Sigma beta / 5)), no intercept in
 //! the truth.
 //!
-//! `l0`: a lambda path (`l0::fit_path`) on the first 80% of the rows, the
-//! last 20% for validation; the support is chosen by --select (default
-//! ebic, the library's default: the lowest extended BIC of the
-//! least-squares refits on the training rows, spliced, and abess's path
-//! over support sizes), then refitted by least squares on all rows (its
-//! columns only). Reports true and false positives, F1, ||b_hat - b||_2,
+//! `l0`: a lambda path; the support is chosen by --select (default ebic,
+//! the library's default: the lowest extended BIC of the least-squares
+//! refits on the training rows, spliced, and abess's path over support
+//! sizes), then refitted by least squares on all rows (its columns only).
+//! With ebic or gic the path trains and chooses on all rows
+//! (`l0::fit_path_all_rows`, as `l0 regress` does); with min-error or
+//! one-se, or with --validation F > 0, on the first rows, the last share F
+//! (default 0.2 for those rules) held out for validation (`l0::fit_path`). Reports true and false positives, F1, ||b_hat - b||_2,
 //! wall and CPU time per fit (from the dense array, conversion included),
 //! averaged over the seeds, and writes each seed's X.npy (n x p, f64, C
 //! order), y.npy and beta.npy to OUT_DIR/seed_<s>/ for the abess script.
@@ -21,11 +23,11 @@
 //!         [--first-seed 0] [--epochs 1000] [--lr 0.1] \
 //!         [--lambdas 0.03,0.06,0.1,0.15,0.2,0.3] \
 //!         [--select ebic|gic|min-error|one-se] [--threads T] [--splice 0|1] \
-//!         [--size-path 0|1] [--span 2.5] [--patience 1]
+//!         [--size-path 0|1] [--span 2.5] [--patience 1] [--validation F]
 
 use l0::{
-    fit_path, refit_least_squares, Device, EarlyStop, PathParams, RegressionFitParams,
-    RegressionParams, Selection, SparseMatrix,
+    fit_path, fit_path_all_rows, refit_least_squares, Device, EarlyStop, PathParams,
+    RegressionFitParams, RegressionParams, Selection, SparseMatrix,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -171,7 +173,7 @@ fn main() -> l0::Result<()> {
     let out = args
         .first()
         .filter(|a| !a.starts_with("--"))
-        .expect("usage: best_subset OUT_DIR [--n N] [--p P] [--k K] [--rho R] [--snr S] [--seeds N] [--first-seed S] [--epochs E] [--lr LR] [--lambdas a,b,c] [--select RULE] [--threads T]")
+        .expect("usage: best_subset OUT_DIR [--n N] [--p P] [--k K] [--rho R] [--snr S] [--seeds N] [--first-seed S] [--epochs E] [--lr LR] [--lambdas a,b,c] [--select RULE] [--threads T] [--validation F]")
         .clone();
     let shape = Shape {
         n: arg(&args, "--n", 500),
@@ -181,7 +183,6 @@ fn main() -> l0::Result<()> {
         snr: arg(&args, "--snr", 5.0),
     };
     let (n, p) = (shape.n, shape.p);
-    let n_train = n * 4 / 5;
     let seeds: u64 = arg(&args, "--seeds", 10);
     let first_seed: u64 = arg(&args, "--first-seed", 0);
     let epochs: u64 = arg(&args, "--epochs", 1000);
@@ -199,13 +200,16 @@ fn main() -> l0::Result<()> {
         ..Default::default()
     };
     let rule: String = arg(&args, "--select", "ebic".to_string());
-    let selection = match rule.as_str() {
-        "one-se" => Selection::OneStandardError,
-        "min-error" => Selection::MinError,
-        "gic" => Selection::Gic,
-        "ebic" => Selection::Ebic,
+    let (selection, held_out) = match rule.as_str() {
+        "one-se" => (Selection::OneStandardError, 0.2),
+        "min-error" => (Selection::MinError, 0.2),
+        "gic" => (Selection::Gic, 0.0),
+        "ebic" => (Selection::Ebic, 0.0),
         other => panic!("--select: expected one-se, min-error, gic or ebic, got '{other}'"),
     };
+    let validation: f64 = arg(&args, "--validation", held_out);
+    // The training rows: all, or the first n - ceil(n F) (as `l0 regress`).
+    let n_train = n - (n as f64 * validation).ceil() as usize;
     let span: f64 = arg(&args, "--span", EarlyStop::default().span);
     let patience: u64 = arg(&args, "--patience", EarlyStop::default().patience);
     let path = PathParams {
@@ -245,23 +249,26 @@ fn main() -> l0::Result<()> {
             l0::io::npy::write_npy_f64_shaped(&dir.join(name), &dims, data)?;
         }
         let (start, cpu0) = (Instant::now(), cpu_seconds());
-        let (x_train, x_val) = (
-            SparseMatrix::from_dense(n_train, p, &d.x[..n_train * p])?,
-            SparseMatrix::from_dense(n - n_train, p, &d.x[n_train * p..])?,
-        );
         let params = RegressionParams {
             seed: Some(seed),
             ..Default::default()
         };
-        let r = fit_path(
-            &params,
-            &fit,
-            &path,
-            &x_train,
-            &d.y[..n_train],
-            &x_val,
-            &d.y[n_train..],
-        )?;
+        let x_train = SparseMatrix::from_dense(n_train, p, &d.x[..n_train * p])?;
+        let r = if n_train < n {
+            let x_val = SparseMatrix::from_dense(n - n_train, p, &d.x[n_train * p..])?;
+            let y_train = &d.y[..n_train];
+            fit_path(
+                &params,
+                &fit,
+                &path,
+                &x_train,
+                y_train,
+                &x_val,
+                &d.y[n_train..],
+            )?
+        } else {
+            fit_path_all_rows(&params, &fit, &path, &x_train, &d.y)?
+        };
         let ls = refit_all_rows(&d.x, p, &d.y, &r.points[r.best].support)?;
         let secs = start.elapsed().as_secs_f64();
         let m = metrics(&d.beta, &ls, secs, cpu_seconds() - cpu0);

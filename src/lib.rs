@@ -47,6 +47,6 @@ pub use regression::{
     Regression, RegressionFitParams, RegressionParams, RegressionProgress, RegressionReport,
 };
 pub use selection::{
-    fit_path, refit_least_squares, EarlyStop, LeastSquares, PathFit, PathParams, PathPoint,
-    Selection,
+    fit_path, fit_path_all_rows, refit_least_squares, EarlyStop, LeastSquares, PathFit, PathParams,
+    PathPoint, Selection,
 };

@@ -1,6 +1,7 @@
 //! Sparse linear regression: the model of l0-python's `SparseL0Linear`, with
-//! its configuration, fit driver, results, a lambda path scored on a
-//! validation split and a least-squares refit of the selected support.
+//! its configuration, fit driver, results, a lambda path scored by an
+//! information criterion or on a validation split and a least-squares refit
+//! of the selected support.
 //!
 //! Feature `i` has a coefficient `p_i` of either sign and a gate logit `a_i`;
 //! the weight is `w_i = p_i z_i` with `z_i` a Hard Concrete gate (see

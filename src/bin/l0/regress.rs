@@ -4,7 +4,8 @@ use super::inputs::*;
 use super::outdir;
 use super::*;
 use l0::{
-    fit_path, refit_least_squares, EarlyStop, LeastSquares, PathParams, PathPoint, Selection,
+    fit_path, fit_path_all_rows, refit_least_squares, EarlyStop, LeastSquares, PathParams,
+    PathPoint, Selection,
 };
 
 #[derive(Args)]
@@ -36,14 +37,17 @@ pub(super) struct RegressArgs {
     #[arg(long, value_name = "LO:HI:N")]
     lambda_grid: Option<String>,
     /// With a lambda path: the share of the rows (the last ones) kept out of
-    /// training to score each lambda [default: 0.2].
+    /// training to score each lambda by its validation error [default: 0.2
+    /// with --select min-error or one-se; none with ebic or gic, which
+    /// train and choose on all rows].
     #[arg(long, value_name = "F")]
     validation_fraction: Option<f64>,
     /// With a lambda path: how the lambda is chosen, ebic or gic (lowest
     /// extended BIC or generalised information criterion of the
-    /// least-squares fits on the training rows, as abess chooses), min-error
-    /// (lowest validation error) or one-se (the sparsest within one
-    /// standard error of it) [default: ebic].
+    /// least-squares fits on the training rows, all rows unless
+    /// --validation-fraction, as abess chooses), min-error (lowest
+    /// validation error) or one-se (the sparsest within one standard error
+    /// of it) [default: ebic].
     #[arg(long, value_name = "RULE")]
     select: Option<String>,
     /// With a lambda path: score each support by its least-squares refit
@@ -68,10 +72,11 @@ pub(super) struct RegressArgs {
     no_early_stop: bool,
 }
 
-/// A lambda path's options: the validation share, the rule and the refit.
+/// A lambda path's options: the validation share (None: no rows held
+/// out), the rule and the refit.
 struct PathChoice {
     lambdas: Vec<f64>,
-    validation: f64,
+    validation: Option<f64>,
     selection: Selection,
     refit: bool,
     splice: bool,
@@ -100,10 +105,9 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
             return Ok(None);
         }
     };
-    let validation = a.validation_fraction.unwrap_or(0.2);
-    if !(validation > 0.0 && validation < 1.0) {
+    if let Some(v) = a.validation_fraction.filter(|v| !(*v > 0.0 && *v < 1.0)) {
         return Err(input_error(format!(
-            "--validation-fraction must be a share between 0 and 1 (exclusive), got {validation}"
+            "--validation-fraction must be a share between 0 and 1 (exclusive), got {v}"
         )));
     }
     let selection = match a.select.as_deref() {
@@ -116,6 +120,14 @@ fn path_choice(a: &RegressArgs) -> CliResult<Option<PathChoice>> {
             return Err(input_error(format!(
                 "--select: expected ebic, gic, min-error or one-se, got '{other}'"
             )))
+        }
+    };
+    // The criteria score the rows they were fitted on: no hold-out unless
+    // asked for; the validation rules need one.
+    let validation = match selection {
+        Selection::Ebic | Selection::Gic => a.validation_fraction,
+        Selection::MinError | Selection::OneStandardError => {
+            Some(a.validation_fraction.unwrap_or(0.2))
         }
     };
     Ok(Some(PathChoice {
@@ -164,7 +176,14 @@ fn fit_one(
     })
 }
 
-/// Writes path.csv: one row per lambda of the path.
+/// A CSV cell: the value exactly, or empty for None.
+fn optional(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v:?}"))
+}
+
+/// Writes path.csv: one row per lambda of the path (empty cells for the
+/// validation error of a path without held-out rows, and for the criteria
+/// of a support that could not be refitted).
 fn write_path_csv(path: &Path, points: &[PathPoint], best: usize) -> CliResult<()> {
     l0::io::csv::write_csv(
         path,
@@ -182,20 +201,37 @@ fn write_path_csv(path: &Path, points: &[PathPoint], best: usize) -> CliResult<(
             vec![
                 format!("{:?}", p.lambda),
                 p.support.len().to_string(),
-                format!("{:?}", p.val_mse),
-                format!("{:?}", p.val_se),
+                optional(p.val_mse),
+                optional(p.val_se),
                 p.refitted.to_string(),
                 (k == best).to_string(),
-                p.gic.map_or(String::new(), |v| format!("{v:?}")),
-                p.ebic.map_or(String::new(), |v| format!("{v:?}")),
+                optional(p.gic),
+                optional(p.ebic),
             ]
         }),
     )?;
     Ok(())
 }
 
-/// Trains along the path: the last `validation` share of the rows scores
-/// each lambda (`l0::fit_path`), the rest trains.
+/// The rows a path trains on and those it holds out: the last
+/// `validation` share of the rows (None: none, all rows train).
+fn split_rows(x: &SparseMatrix, validation: Option<f64>) -> CliResult<usize> {
+    let Some(share) = validation else {
+        return Ok(x.rows());
+    };
+    let n_val = ((x.rows() as f64) * share).ceil() as usize;
+    if n_val == 0 || n_val >= x.rows() {
+        return Err(input_error(format!(
+            "--validation-fraction {share} leaves {n_val} of {} rows for validation: both parts need at least one row",
+            x.rows()
+        )));
+    }
+    Ok(x.rows() - n_val)
+}
+
+/// Trains along the path: with a validation share, the last rows score
+/// each lambda (`l0::fit_path`) and the rest train; without, every row
+/// trains and the criterion chooses (`l0::fit_path_all_rows`).
 fn fit_along(
     x: &SparseMatrix,
     y: &[f64],
@@ -204,17 +240,7 @@ fn fit_along(
     choice: &PathChoice,
     threshold: f64,
 ) -> CliResult<Fitted> {
-    let n_val = ((x.rows() as f64) * choice.validation).ceil() as usize;
-    if n_val == 0 || n_val >= x.rows() {
-        return Err(input_error(format!(
-            "--validation-fraction {} leaves {} of {} rows for validation: both parts need at least one row",
-            choice.validation,
-            n_val,
-            x.rows()
-        )));
-    }
-    let split = x.rows() - n_val;
-    let (x_train, x_val) = (x.select_rows(0..split)?, x.select_rows(split..x.rows())?);
+    let split = split_rows(x, choice.validation)?;
     let path = PathParams {
         lambdas: choice.lambdas.clone(),
         threshold,
@@ -225,40 +251,53 @@ fn fit_along(
         early_stop: choice.early_stop,
     };
     let start = std::time::Instant::now();
-    let r = fit_path(
-        params,
-        opts,
-        &path,
-        &x_train,
-        &y[..split],
-        &x_val,
-        &y[split..],
-    )?;
+    let r = if split < x.rows() {
+        let (x_train, x_val) = (x.select_rows(0..split)?, x.select_rows(split..x.rows())?);
+        fit_path(
+            params,
+            opts,
+            &path,
+            &x_train,
+            &y[..split],
+            &x_val,
+            &y[split..],
+        )?
+    } else {
+        fit_path_all_rows(params, opts, &path, x, y)?
+    };
     let seconds = start.elapsed().as_secs_f64();
+    let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.6}"));
     for (k, pt) in r.points.iter().enumerate() {
         eprintln!(
-            "lambda_l0 {:.4e}: {} selected, validation mse {:.6} (se {:.6}), ebic {}{}",
+            "lambda_l0 {:.4e}: {} selected, validation mse {} (se {}), ebic {}{}",
             pt.lambda,
             pt.support.len(),
-            pt.val_mse,
-            pt.val_se,
+            num(pt.val_mse),
+            num(pt.val_se),
             pt.ebic.map_or("-".into(), |v| format!("{v:.2}")),
             if k == r.best { "  <- chosen" } else { "" }
         );
     }
-    let ls = if choice.refit {
-        let support = &r.points[r.best].support;
-        Some(refit_least_squares(x, y, support, params.fit_intercept)?)
-    } else {
-        None
+    // The chosen support's least-squares fit on all rows (the path's own
+    // refit when it trained on all of them).
+    let ls = match (choice.refit, r.refit) {
+        (false, _) => None,
+        (true, Some(ls)) if split == x.rows() => Some(ls),
+        (true, _) => {
+            let support = &r.points[r.best].support;
+            Some(refit_least_squares(x, y, support, params.fit_intercept)?)
+        }
+    };
+    let rows = match split < x.rows() {
+        true => format!("{split} training rows, {} validation", x.rows() - split),
+        false => format!("all {split} rows, none held out"),
     };
     Ok(Fitted {
         lambda_l0: r.lambda,
         model: r.model,
         device: format!(
-            "a path of {} lambdas ({} training rows, device {:?})",
+            "a path of {} lambdas ({rows}, device {:?})",
             choice.lambdas.len(),
-            split,
             opts.device
         ),
         epochs: r.epochs,
@@ -399,7 +438,10 @@ pub(super) fn regress(a: RegressArgs) -> CliResult<()> {
                         "lambdas".into(),
                         Json::Array(c.lambdas.iter().map(|&l| Json::Num(l)).collect()),
                     ),
-                    ("validation_fraction".into(), Json::Num(c.validation)),
+                    (
+                        "validation_fraction".into(),
+                        c.validation.map_or(Json::Null, Json::Num),
+                    ),
                     (
                         "select".into(),
                         Json::Str(
