@@ -9,8 +9,8 @@ use l0::backend::cpu::CpuBackend;
 use l0::backend::{Backend, Hyper, Noise, ParamState, Problem};
 use l0::hard_concrete::{Magnitude, TestGate};
 use l0::{
-    fit_path, refit_least_squares, Device, GateParams, Init, PathParams, Regression,
-    RegressionFitParams, RegressionParams, Selection, SparseMatrix,
+    fit_path, fit_path_all_rows, refit_least_squares, Device, GateParams, Init, PathParams,
+    Regression, RegressionFitParams, RegressionParams, Selection, SparseMatrix,
 };
 
 const TRUTH: [f64; 4] = [1.0, 0.0, -2.0, 0.0];
@@ -911,27 +911,370 @@ fn size_path_recovers_the_true_support_on_a_strongly_correlated_design() {
     );
 }
 
-#[test]
-fn tmp_scan() {
-    let shapes: [(usize, usize, usize, f64, f64); 4] = [
-        (200, 100, 5, 0.7, 1.0),
-        (200, 100, 5, 0.9, 2.0),
-        (150, 60, 12, 0.5, 5.0),
-        (250, 80, 4, 0.9, 1.0),
-    ];
-    for (n, p, k, rho, snr) in shapes {
-        for seed in 0..12u64 {
-            let (x, y, truth) = noisy_subset_data(seed, n, p, k, rho, snr);
-            let nt = n - n / 5;
-            let xt = SparseMatrix::from_dense(nt, p, &x[..nt * p]).unwrap();
-            let xv = SparseMatrix::from_dense(n - nt, p, &x[nt * p..]).unwrap();
-            let xa = SparseMatrix::from_dense(n, p, &x).unwrap();
-            let (fit, path) = subset_path(Selection::Ebic);
-            let a = fit_path(&seeded(seed), &fit, &path, &xt, &y[..nt], &xv, &y[nt..]).unwrap();
-            let b = l0::fit_path_all_rows(&seeded(seed), &fit, &path, &xa, &y).unwrap();
-            let sa = &a.points[a.best].support;
-            let sb = &b.points[b.best].support;
-            println!("SCAN n{n} p{p} k{k} rho{rho} snr{snr} seed {seed}: split {} all {} (epochs {} {}) {:?} {:?}", *sa == truth, *sb == truth, a.epochs, b.epochs, sa.len(), sb.len());
+/// Ordinary least squares of `y` on `[1, X_S]` (`x` row-major with `p`
+/// columns, `S` = `support`) by Gaussian elimination with partial pivoting
+/// on the uncentred normal equations: independent of the library's
+/// centred Cholesky. Returns (intercept, coefficients on `support`, RSS).
+fn plain_least_squares(x: &[f64], p: usize, y: &[f64], support: &[usize]) -> (f64, Vec<f64>, f64) {
+    let m = support.len() + 1;
+    let row = |q: usize| -> Vec<f64> {
+        std::iter::once(1.0)
+            .chain(support.iter().map(|&j| x[q * p + j]))
+            .collect()
+    };
+    // [X'X | X'y], m x (m + 1).
+    let mut a = vec![vec![0.0; m + 1]; m];
+    for (q, &yq) in y.iter().enumerate() {
+        let r = row(q);
+        for i in 0..m {
+            for j in 0..m {
+                a[i][j] += r[i] * r[j];
+            }
+            a[i][m] += r[i] * yq;
         }
     }
+    for c in 0..m {
+        let pivot = (c..m)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .unwrap();
+        a.swap(c, pivot);
+        for i in c + 1..m {
+            let f = a[i][c] / a[c][c];
+            for j in c..=m {
+                a[i][j] -= f * a[c][j];
+            }
+        }
+    }
+    let mut b = vec![0.0; m];
+    for i in (0..m).rev() {
+        let tail: f64 = (i + 1..m).map(|j| a[i][j] * b[j]).sum();
+        b[i] = (a[i][m] - tail) / a[i][i];
+    }
+    let rss = y
+        .iter()
+        .enumerate()
+        .map(|(q, yq)| {
+            let fit: f64 = row(q).iter().zip(&b).map(|(r, b)| r * b).sum();
+            (yq - fit) * (yq - fit)
+        })
+        .sum();
+    (b[0], b[1..].to_vec(), rss)
+}
+
+/// Seed 11 of a low-noise-ratio problem (n 200, p 100 AR(1) features at
+/// correlation 0.7, 5 true at 0, 20, ..., 80, SNR 1). EBIC on the path's
+/// training rows (the first 160, 40 held out) keeps two of the five true
+/// features and x22 for x20, missing x60 and x80; trained, refitted and chosen on all 200 rows
+/// ([`l0::fit_path_all_rows`], the CLI's default for ebic and gic), it
+/// finds exactly the true support. GIC, whose penalty per feature is about
+/// half of EBIC's here (7.7 against 14.5), keeps seven features on all
+/// rows.
+#[test]
+fn all_rows_ebic_recovers_the_support_the_split_missed() {
+    let (n, p) = (200, 100);
+    let (x, y, truth) = noisy_subset_data(11, n, p, 5, 0.7, 1.0);
+    assert_eq!(truth, [0, 20, 40, 60, 80]);
+    let xt = SparseMatrix::from_dense(160, p, &x[..160 * p]).unwrap();
+    let xv = SparseMatrix::from_dense(40, p, &x[160 * p..]).unwrap();
+    let xa = SparseMatrix::from_dense(n, p, &x).unwrap();
+    let (fit, path) = subset_path(Selection::Ebic);
+    let split = fit_path(&seeded(11), &fit, &path, &xt, &y[..160], &xv, &y[160..]).unwrap();
+    assert_eq!(split.points[split.best].support, [0, 22, 40]);
+    let all = fit_path_all_rows(&seeded(11), &fit, &path, &xa, &y).unwrap();
+    assert_eq!(all.points[all.best].support, truth);
+    assert_eq!(all.refit.as_ref().unwrap().support, truth);
+    let (fit, gic_path) = subset_path(Selection::Gic);
+    let gic = fit_path_all_rows(&seeded(11), &fit, &gic_path, &xa, &y).unwrap();
+    assert_eq!(gic.points[gic.best].support, [0, 18, 22, 29, 40, 60, 81]);
+}
+
+/// A path without held-out rows fits, scores and refits on every row: each
+/// point's EBIC and GIC are those of an independent least-squares fit of
+/// its support on all `n` rows (with `n` in the formula), the returned
+/// refit is that fit, and no point has a validation error. Given the same
+/// rows as validation ([`fit_path`]), the path is the same but for those
+/// errors: the criteria never look at the held-out rows. Selection by
+/// validation error is refused.
+#[test]
+fn all_rows_path_scores_and_refits_on_every_row() {
+    let (n, p) = (200, 100);
+    let (x, y, _) = noisy_subset_data(11, n, p, 5, 0.7, 1.0);
+    let xa = SparseMatrix::from_dense(n, p, &x).unwrap();
+    let (fit, path) = subset_path(Selection::Ebic);
+    let r = fit_path_all_rows(&seeded(11), &fit, &path, &xa, &y).unwrap();
+    let nf = n as f64;
+    for pt in &r.points {
+        assert_eq!((pt.val_mse, pt.val_se), (None, None), "{pt:?}");
+        let (_, _, rss) = plain_least_squares(&x, p, &y, &pt.support);
+        let s = pt.support.len() as f64;
+        let ebic = nf * (rss / nf).ln() + s * (nf.ln() + 2.0 * (p as f64).ln());
+        let gic = nf * (rss / nf).ln() + s * (p as f64).ln() * nf.ln().ln();
+        assert!(
+            (pt.ebic.unwrap() - ebic).abs() < 1e-9 * ebic.abs(),
+            "{pt:?} vs {ebic}"
+        );
+        assert!(
+            (pt.gic.unwrap() - gic).abs() < 1e-9 * gic.abs(),
+            "{pt:?} vs {gic}"
+        );
+    }
+    let ls = r.refit.as_ref().unwrap();
+    let (b0, b, _) = plain_least_squares(&x, p, &y, &ls.support);
+    assert!(
+        (ls.intercept - b0).abs() < 1e-10,
+        "{} vs {b0}",
+        ls.intercept
+    );
+    for (&j, want) in ls.support.iter().zip(&b) {
+        assert!(
+            (ls.coefficients[j] - want).abs() < 1e-10,
+            "{j}: {} vs {want}",
+            ls.coefficients[j]
+        );
+    }
+    assert_eq!(
+        ls.coefficients.iter().filter(|c| **c != 0.0).count(),
+        ls.support.len()
+    );
+    // The same rows given again as validation change only the errors.
+    let v = fit_path(&seeded(11), &fit, &path, &xa, &y, &xa, &y).unwrap();
+    assert_eq!((v.best, v.epochs, &v.refit), (r.best, r.epochs, &r.refit));
+    assert_eq!(v.model.state(), r.model.state());
+    for (a, b) in v.points.iter().zip(&r.points) {
+        assert!(a.val_mse.is_some() && a.val_se.is_some());
+        let without = l0::PathPoint {
+            val_mse: None,
+            val_se: None,
+            ..a.clone()
+        };
+        assert_eq!(&without, b);
+    }
+    for selection in [Selection::MinError, Selection::OneStandardError] {
+        let path = PathParams {
+            selection,
+            ..path.clone()
+        };
+        assert_eq!(
+            err(fit_path_all_rows(&seeded(11), &fit, &path, &xa, &y)),
+            format!("invalid configuration: selection {selection:?} chooses by validation error and needs held-out rows: use fit_path with a validation split")
+        );
+    }
+    assert_eq!(
+        err(fit_path_all_rows(&seeded(11), &fit, &path, &xa, &y[1..])),
+        "shape mismatch: y (one value per row of X): expected 200, got 199"
+    );
+}
+
+/// The validation rules keep their hold-out and choose exactly as before
+/// the criteria moved to all rows: on the best-subset problem of seed 16
+/// (250 x 80, the last 50 rows held out; splice and early stop on), each
+/// point's support, validation error and standard error, the chosen index,
+/// the epochs run and the refit's intercept are the values the path gave
+/// before that change (recorded from commit 89fb1a7), bit for bit.
+#[test]
+fn validation_rules_choose_exactly_as_before() {
+    let (x, y, _) = best_subset_data(16, 250, 80, 4);
+    let xt = SparseMatrix::from_dense(200, 80, &x[..200 * 80]).unwrap();
+    let xv = SparseMatrix::from_dense(50, 80, &x[200 * 80..]).unwrap();
+    type Golden = (
+        Selection,
+        usize,
+        u64,
+        Vec<(&'static [usize], f64, f64)>,
+        f64,
+    );
+    let golden: [Golden; 2] = [
+        (
+            Selection::MinError,
+            0,
+            150,
+            vec![
+                (
+                    &[0, 16, 20, 29, 40, 50, 53, 60][..],
+                    0.9294876201994485,
+                    0.200211893360411,
+                ),
+                (
+                    &[0, 20, 39, 40, 50, 60][..],
+                    0.9133022118346759,
+                    0.17840188980705213,
+                ),
+                (
+                    &[0, 20, 39, 40, 60][..],
+                    0.9181492484276201,
+                    0.16856159238862403,
+                ),
+                (
+                    &[0, 20, 39, 40, 60][..],
+                    0.9181492484276201,
+                    0.16856159238862403,
+                ),
+                (
+                    &[0, 20, 39, 40, 60][..],
+                    0.9181492484276201,
+                    0.16856159238862403,
+                ),
+                (
+                    &[0, 20, 40, 60][..],
+                    0.9090968466603064,
+                    0.17368876401715394,
+                ),
+            ],
+            -0.014254001673050937,
+        ),
+        (
+            Selection::OneStandardError,
+            3,
+            75,
+            vec![
+                (
+                    &[0, 1, 19, 20, 21, 39, 40, 41, 43, 50, 54, 55, 58, 60, 61][..],
+                    0.8576430585607896,
+                    0.16608325290626771,
+                ),
+                (
+                    &[0, 20, 21, 39, 40, 50, 60, 61][..],
+                    0.9170028486280261,
+                    0.18239697988781192,
+                ),
+                (
+                    &[0, 20, 39, 40, 50, 60][..],
+                    0.9133022118346759,
+                    0.17840188980705213,
+                ),
+                (
+                    &[0, 20, 29, 40, 60][..],
+                    0.8634051374631169,
+                    0.16593828695309548,
+                ),
+                (
+                    &[0, 20, 39, 40, 60][..],
+                    0.9181492484276201,
+                    0.16856159238862403,
+                ),
+                (
+                    &[0, 20, 39, 40, 60][..],
+                    0.9181492484276201,
+                    0.16856159238862403,
+                ),
+            ],
+            -0.01508269384781924,
+        ),
+    ];
+    for (selection, best, epochs, points, intercept) in golden {
+        let (fit, path) = subset_path(selection);
+        let r = fit_path(&seeded(16), &fit, &path, &xt, &y[..200], &xv, &y[200..]).unwrap();
+        assert_eq!((r.best, r.epochs), (best, epochs), "{selection:?}");
+        for (pt, (support, mse, se)) in r.points.iter().zip(points) {
+            assert_eq!(pt.support, support, "{selection:?}");
+            assert_eq!(
+                (pt.val_mse, pt.val_se),
+                (Some(mse), Some(se)),
+                "{selection:?}"
+            );
+        }
+        assert_eq!(r.refit.unwrap().intercept, intercept, "{selection:?}");
+    }
+}
+
+/// `l0 regress` with a lambda path: by default (ebic) it trains and
+/// chooses on all rows, writing the path's own refit, empty validation
+/// cells in path.csv and a null validation fraction; `--select one-se`
+/// holds out the last 20% as before, and its coefficients are those of
+/// the library's path on that split, refitted on all rows.
+#[test]
+fn regress_cli_chooses_on_all_rows_with_a_criterion() {
+    use l0::io::npy::{read_npy, write_npy_f64_shaped};
+    let (n, p) = (200, 100);
+    let (x, y, truth) = noisy_subset_data(11, n, p, 5, 0.7, 1.0);
+    let dir = std::env::temp_dir().join(format!("l0-regression-allrows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (xp, yp) = (dir.join("X.npy"), dir.join("y.npy"));
+    write_npy_f64_shaped(&xp, &[n, p], &x).unwrap();
+    write_npy_f64_shaped(&yp, &[n], &y).unwrap();
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "regress",
+            "--x",
+            xp.to_str().unwrap(),
+            "--y",
+            yp.to_str().unwrap(),
+        ];
+        args.extend([
+            "--out",
+            out.to_str().unwrap(),
+            "--lambda-l0",
+            "0.03,0.06,0.1,0.15,0.2,0.3",
+        ]);
+        args.extend([
+            "--lr", "0.1", "--epochs", "300", "--seed", "11", "--device", "cpu",
+        ]);
+        args.extend(["--threads", "1"]);
+        args.extend_from_slice(extra);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_l0"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let coef = read_npy(&out.join("coefficients.npy"))
+            .unwrap()
+            .to_f64_vec("c")
+            .unwrap();
+        let rows: Vec<Vec<String>> = std::fs::read_to_string(out.join("path.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        (summary, coef, rows)
+    };
+    let (fit, path) = subset_path(Selection::Ebic);
+    let fit = RegressionFitParams {
+        report_every: Some(30),
+        ..fit
+    };
+    let xa = SparseMatrix::from_dense(n, p, &x).unwrap();
+    let r = fit_path_all_rows(&seeded(11), &fit, &path, &xa, &y).unwrap();
+    let (s, coef, rows) = run(&dir.join("ebic"), &[]);
+    assert_eq!(coef, r.refit.as_ref().unwrap().coefficients);
+    assert_eq!(r.points[r.best].support, truth);
+    assert_eq!(s["selected"], 5);
+    assert_eq!(s["epochs"].as_u64().unwrap(), r.epochs);
+    assert_eq!(s["path"]["select"], "ebic");
+    assert_eq!(s["path"]["validation_fraction"], serde_json::Value::Null);
+    assert_eq!(
+        s["device"],
+        "a path of 6 lambdas (all 200 rows, none held out, device Cpu)"
+    );
+    assert_eq!(rows.len(), 6);
+    for (row, pt) in rows.iter().zip(&r.points) {
+        assert_eq!((row[2].as_str(), row[3].as_str()), ("", ""));
+        assert_eq!(row[7].parse::<f64>().unwrap(), pt.ebic.unwrap());
+    }
+    // one-se: the last 40 rows validate.
+    let (fit, path) = subset_path(Selection::OneStandardError);
+    let fit = RegressionFitParams {
+        report_every: Some(30),
+        ..fit
+    };
+    let xt = SparseMatrix::from_dense(160, p, &x[..160 * p]).unwrap();
+    let xv = SparseMatrix::from_dense(40, p, &x[160 * p..]).unwrap();
+    let r = fit_path(&seeded(11), &fit, &path, &xt, &y[..160], &xv, &y[160..]).unwrap();
+    let (s, coef, rows) = run(&dir.join("one-se"), &["--select", "one-se"]);
+    let ls = refit_least_squares(&xa, &y, &r.points[r.best].support, true).unwrap();
+    assert_eq!(coef, ls.coefficients);
+    assert_eq!(s["path"]["validation_fraction"], 0.2);
+    assert_eq!(
+        s["device"],
+        "a path of 6 lambdas (160 training rows, 40 validation, device Cpu)"
+    );
+    for (row, pt) in rows.iter().zip(&r.points) {
+        assert_eq!(row[2].parse::<f64>().ok(), pt.val_mse);
+        assert_eq!(row[3].parse::<f64>().ok(), pt.val_se);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
