@@ -938,10 +938,11 @@ fn plain_least_squares(x: &[f64], p: usize, y: &[f64], support: &[usize]) -> (f6
             .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
             .unwrap();
         a.swap(c, pivot);
-        for i in c + 1..m {
-            let f = a[i][c] / a[c][c];
-            for j in c..=m {
-                a[i][j] -= f * a[c][j];
+        let top = a[c].clone();
+        for r in a.iter_mut().skip(c + 1) {
+            let f = r[c] / top[c];
+            for (v, t) in r[c..].iter_mut().zip(&top[c..]) {
+                *v -= f * t;
             }
         }
     }
