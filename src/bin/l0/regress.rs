@@ -266,14 +266,15 @@ fn fit_along(
         fit_path_all_rows(params, opts, &path, x, y)?
     };
     let seconds = start.elapsed().as_secs_f64();
-    let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.6}"));
     for (k, pt) in r.points.iter().enumerate() {
+        let validation = match (pt.val_mse, pt.val_se) {
+            (Some(mse), Some(se)) => format!(", validation mse {mse:.6} (se {se:.6})"),
+            _ => String::new(),
+        };
         eprintln!(
-            "lambda_l0 {:.4e}: {} selected, validation mse {} (se {}), ebic {}{}",
+            "lambda_l0 {:.4e}: {} selected{validation}, ebic {}{}",
             pt.lambda,
             pt.support.len(),
-            num(pt.val_mse),
-            num(pt.val_se),
             pt.ebic.map_or("-".into(), |v| format!("{v:.2}")),
             if k == r.best { "  <- chosen" } else { "" }
         );
