@@ -51,7 +51,9 @@ mod splicing;
 
 pub use least_squares::{refit_least_squares, LeastSquares};
 use least_squares::{Design, Fit};
-pub use splicing::{abess_max_size, SPLICE_EXCHANGE, SPLICE_ROUNDS, SWAP_CANDIDATES};
+pub use splicing::{
+    abess_max_size, criterion_max_size, SPLICE_EXCHANGE, SPLICE_ROUNDS, SWAP_CANDIDATES,
+};
 use splicing::{criterion_of, resize, size_path, splice, State};
 
 /// Features in one of `a`, `b` (ascending) but not the other.
@@ -343,7 +345,7 @@ fn run_path(
         finished: HashMap::new(),
     };
     let (epochs, mut points, mut solved) = train_path(&mut models, &mut scorer, opts)?;
-    let best = choose(&points, path.selection);
+    let best = choose(&points, path.selection, scorer.cap());
     if path.refit && path.splice {
         if let Some(start) = solved[best].take() {
             let s = scorer.finish(start);
@@ -384,6 +386,11 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
+    /// The largest support a criterion scores here ([`criterion_max_size`]).
+    fn cap(&self) -> usize {
+        criterion_max_size(self.design.rows(), self.design.cols())
+    }
+
     /// `start` [`splice`]d, then with a criterion [`resize`]d (kept by
     /// support).
     fn polish(&mut self, start: Fit) -> State {
@@ -539,7 +546,7 @@ fn train_path(
         Regression::fit_together(&mut refs, &path.lambdas, scorer.x, scorer.y, &chunk)?;
         done += chunk.epochs;
         let (points, solved) = scorer.points(models)?;
-        let best = choose(&points, path.selection);
+        let best = choose(&points, path.selection, scorer.cap());
         let chosen = match (&solved[best], path.refit && path.splice) {
             (Some(start), true) => scorer.finish(start.clone()).support,
             _ => points[best].support.clone(),
@@ -565,11 +572,12 @@ fn score(pred: &[f64], y: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
-/// The index `selection` picks among `points` (at least one). Where it
-/// has nothing to go by (a criterion with no refit, no validation error),
-/// the lowest validation error decides, else the sparsest support (ties to
-/// the earlier lambda).
-fn choose(points: &[PathPoint], selection: Selection) -> usize {
+/// The index `selection` picks among `points` (at least one); a criterion
+/// weighs only supports of at most `cap` features
+/// ([`criterion_max_size`]). Where it has nothing to go by (no support a
+/// criterion weighs, no validation error), the lowest validation error
+/// decides, else the sparsest support (ties to the earlier lambda).
+fn choose(points: &[PathPoint], selection: Selection, cap: usize) -> usize {
     // Lowest error, ties to the sparser support, then the earlier lambda.
     let min = lowest(points, |p| p.val_mse).unwrap_or_else(|| {
         (0..points.len())
@@ -588,8 +596,13 @@ fn choose(points: &[PathPoint], selection: Selection) -> usize {
                 .min_by_key(|&k| (points[k].support.len(), k))
                 .unwrap_or(min)
         }
-        Selection::Gic => lowest(points, |p| p.gic).unwrap_or(min),
-        Selection::Ebic => lowest(points, |p| p.ebic).unwrap_or(min),
+        Selection::Gic | Selection::Ebic => {
+            let ic = |p: &PathPoint| match selection {
+                Selection::Gic => p.gic,
+                _ => p.ebic,
+            };
+            lowest(points, |p| ic(p).filter(|_| p.support.len() <= cap)).unwrap_or(min)
+        }
     }
 }
 
@@ -671,10 +684,27 @@ pub(crate) mod tests {
             pt(vec![0], 1.4, 0.1, 3.0),
             pt(vec![0, 1], 1.2, 0.1, 3.0),
         ];
-        assert_eq!(choose(&points, Selection::MinError), 0);
-        assert_eq!(choose(&points, Selection::OneStandardError), 1);
+        assert_eq!(choose(&points, Selection::MinError, 3), 0);
+        assert_eq!(choose(&points, Selection::OneStandardError, 3), 1);
         // GIC ties (3.0) go to the sparser support; EBIC is -GIC here.
-        assert_eq!(choose(&points, Selection::Gic), 1);
-        assert_eq!(choose(&points, Selection::Ebic), 0);
+        assert_eq!(choose(&points, Selection::Gic, 3), 1);
+        assert_eq!(choose(&points, Selection::Ebic, 3), 0);
+        // Supports above the cap are not weighed by a criterion: EBIC then
+        // takes the lowest of the others (a tie, to the sparser); with
+        // none, the lowest error; with no validation error either, the
+        // sparsest support.
+        assert_eq!(choose(&points, Selection::Ebic, 2), 1);
+        assert_eq!(choose(&points, Selection::Gic, 0), 0);
+        assert_eq!(choose(&points, Selection::MinError, 0), 0);
+        let unscored: Vec<PathPoint> = points
+            .iter()
+            .map(|p| PathPoint {
+                val_mse: None,
+                val_se: None,
+                ..p.clone()
+            })
+            .collect();
+        assert_eq!(choose(&unscored, Selection::Ebic, 0), 1);
+        assert_eq!(choose(&unscored, Selection::Ebic, 3), 0);
     }
 }

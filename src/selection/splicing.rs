@@ -239,9 +239,11 @@ pub(crate) fn criterion_of(design: &Design, fit: &Fit, ic: Criterion) -> f64 {
 /// information criterion `ic` drops: one feature fewer (dropping the least
 /// backward sacrifice) as long as that lowers it, else one more (adding the
 /// most forward sacrifice) as long as that does; each candidate
-/// [`splice`]d before it is compared. So the chosen size need not be one
-/// the path's gates reached exactly.
+/// [`splice`]d before it is compared, growing no further than
+/// [`criterion_max_size`]. So the chosen size need not be one the path's
+/// gates reached exactly.
 pub(crate) fn resize(design: &mut Design, start: State, ic: Criterion) -> State {
+    let cap = criterion_max_size(design.rows(), design.cols());
     let mut cur = start;
     let mut moved = false;
     for grow in [false, true] {
@@ -250,6 +252,9 @@ pub(crate) fn resize(design: &mut Design, start: State, ic: Criterion) -> State 
         }
         loop {
             let cand = if grow {
+                if cur.fit.support.len() >= cap {
+                    break;
+                }
                 let Some(&j) = cur.forward(design.norms(), 1).first() else {
                     break;
                 };
@@ -289,6 +294,17 @@ pub fn abess_max_size(n: usize, p: usize) -> usize {
     let (nf, pf) = (n.max(3) as f64, p.max(2) as f64);
     let end = ((nf / (nf.ln().ln() * pf.ln())) as usize).min(p).max(1);
     end - 1
+}
+
+/// The largest support an information criterion scores (a path's choice,
+/// [`resize`]): the end of abess's range of sizes,
+/// `max(min(p, floor(n / (ln(ln n) ln p))), 1)`, i.e. [`abess_max_size`]
+/// plus one (`p` itself when `p` is small). As a support nears `n`
+/// features its residual sum of squares tends to zero and `n ln(RSS / n)`
+/// to minus infinity, so an unbounded criterion would prefer the
+/// near-saturated supports of the gates early in training (`p >= n`).
+pub fn criterion_max_size(n: usize, p: usize) -> usize {
+    abess_max_size(n, p) + 1
 }
 
 /// abess's warm-started path over support sizes: from the empty support,
