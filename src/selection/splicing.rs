@@ -449,6 +449,38 @@ mod tests {
         assert!(at(&mut d, &[1, 3, 5, 7]) > best);
     }
 
+    /// A criterion that every further feature lowers (as EBIC near `n`
+    /// features, where the fit becomes exact and `n ln(RSS / n)` falls
+    /// without bound).
+    fn more_is_better(_rss: f64, _n: usize, s: usize, _p: usize) -> f64 {
+        -(s as f64)
+    }
+
+    /// resize grows a support no further than criterion_max_size: on 12
+    /// rows of 40 features (3 there), from 2 features to 3 and no more;
+    /// from 5 (more than 3: a gated start) not at all. Uncapped, it would
+    /// grow until the fit is exact (11 features and the intercept).
+    #[test]
+    fn resize_grows_no_further_than_the_criterion_size() {
+        let (n, p) = (12, 40);
+        let mut next = crate::selection::tests::stream(7);
+        let x: Vec<f64> = (0..n * p).map(|_| next()).collect();
+        let y: Vec<f64> = (0..n).map(|_| next()).collect();
+        let x = SparseMatrix::from_dense(n, p, &x).unwrap();
+        let mut d = Design::new(&x, &y, true);
+        assert_eq!(criterion_max_size(n, p), 3);
+        for (start, size) in [(2, 3), (5, 5)] {
+            let s0 = state(&mut d, &(0..start).collect::<Vec<_>>());
+            let r = resize(&mut d, s0, more_is_better);
+            assert_eq!(r.fit.support.len(), size, "from {start}");
+        }
+        let exact = state(&mut d, &(0..11).collect::<Vec<_>>());
+        assert!(exact.fit.rss < 1e-20, "{}", exact.fit.rss);
+        assert!(State::solve(&mut d, (0..12).collect()).is_none());
+        assert_eq!(criterion_max_size(500, 1000), 39);
+        assert_eq!(criterion_max_size(400, 4), 4);
+    }
+
     #[test]
     fn abess_max_size_is_abess_default_range() {
         // abess 0.4.11: range(0, max(min(p, int(n / (log(log n) log p))), 1)).
