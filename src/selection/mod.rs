@@ -574,9 +574,11 @@ fn score(pred: &[f64], y: &[f64]) -> (f64, f64) {
 
 /// The index `selection` picks among `points` (at least one); a criterion
 /// weighs only supports of at most `cap` features
-/// ([`criterion_max_size`]). Where it has nothing to go by (no support a
-/// criterion weighs, no validation error), the lowest validation error
-/// decides, else the sparsest support (ties to the earlier lambda).
+/// ([`criterion_max_size`]), and where every support it could score is
+/// larger (early in training), takes the sparsest of those. Where it has
+/// nothing to go by (no support refitted, no validation error), the lowest
+/// validation error decides, else the sparsest support (ties to the
+/// earlier lambda).
 fn choose(points: &[PathPoint], selection: Selection, cap: usize) -> usize {
     // Lowest error, ties to the sparser support, then the earlier lambda.
     let min = lowest(points, |p| p.val_mse).unwrap_or_else(|| {
@@ -601,7 +603,19 @@ fn choose(points: &[PathPoint], selection: Selection, cap: usize) -> usize {
                 Selection::Gic => p.gic,
                 _ => p.ebic,
             };
-            lowest(points, |p| ic(p).filter(|_| p.support.len() <= cap)).unwrap_or(min)
+            lowest(points, |p| ic(p).filter(|_| p.support.len() <= cap))
+                .or_else(|| {
+                    (0..points.len())
+                        .filter_map(|k| ic(&points[k]).map(|v| (k, v)))
+                        .min_by(|(i, a), (j, b)| {
+                            let (pi, pj) = (&points[*i], &points[*j]);
+                            (pi.support.len().cmp(&pj.support.len()))
+                                .then(a.total_cmp(b))
+                                .then(i.cmp(j))
+                        })
+                        .map(|(k, _)| k)
+                })
+                .unwrap_or(min)
         }
     }
 }
@@ -691,11 +705,20 @@ pub(crate) mod tests {
         assert_eq!(choose(&points, Selection::Ebic, 3), 0);
         // Supports above the cap are not weighed by a criterion: EBIC then
         // takes the lowest of the others (a tie, to the sparser); with
-        // none, the lowest error; with no validation error either, the
-        // sparsest support.
+        // none below the cap, the sparsest; with no criterion, the lowest
+        // validation error, and without one, the sparsest support.
         assert_eq!(choose(&points, Selection::Ebic, 2), 1);
-        assert_eq!(choose(&points, Selection::Gic, 0), 0);
+        assert_eq!(choose(&points, Selection::Gic, 0), 1);
         assert_eq!(choose(&points, Selection::MinError, 0), 0);
+        let no_ic: Vec<PathPoint> = points
+            .iter()
+            .map(|p| PathPoint {
+                gic: None,
+                ebic: None,
+                ..p.clone()
+            })
+            .collect();
+        assert_eq!(choose(&no_ic, Selection::Ebic, 3), 0);
         let unscored: Vec<PathPoint> = points
             .iter()
             .map(|p| PathPoint {
@@ -704,7 +727,15 @@ pub(crate) mod tests {
                 ..p.clone()
             })
             .collect();
-        assert_eq!(choose(&unscored, Selection::Ebic, 0), 1);
         assert_eq!(choose(&unscored, Selection::Ebic, 3), 0);
+        let bare: Vec<PathPoint> = no_ic
+            .iter()
+            .map(|p| PathPoint {
+                val_mse: None,
+                val_se: None,
+                ..p.clone()
+            })
+            .collect();
+        assert_eq!(choose(&bare, Selection::Gic, 3), 1);
     }
 }
