@@ -119,6 +119,9 @@ pub fn solve_shift(total: f64, rel_tol: f64, mut eval: impl FnMut(f64) -> ShiftS
         }
         let fixed = s.sum - s.free;
         let newton = c + ((total - fixed) / s.free).ln();
+        if newton == c {
+            return c; // As near as rounding lets the sum come.
+        }
         c = if newton > lo && newton < hi {
             newton
         } else {
@@ -172,6 +175,13 @@ impl TotalMiss {
 
 impl std::fmt::Display for TotalMiss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kept == 0 {
+            return write!(
+                f,
+                "the conserved total {} is out of reach: no record is kept (every gate closed)",
+                self.total
+            );
+        }
         let side = if self.sum < self.total {
             "at their caps"
         } else {

@@ -540,13 +540,6 @@ impl<T: Real> ColumnRule<T> {
         }
     }
 
-    /// The deterministic weight of one column with its kept-record lower
-    /// bound `floor` ([`kept_weight`]; 0: none).
-    #[inline(always)]
-    pub fn bounded_weight(&self, p: T, a: T, rule: TestGate, floor: T) -> T {
-        kept_weight(self.deterministic_weight(p, a, rule), floor)
-    }
-
     /// `(dL/dp, dL/da)` for one column given `g_w = dL_data/dw`.
     #[inline(always)]
     pub fn gradient(&self, f: &ColumnForward<T>, a: T, g_w: T) -> (T, T) {

@@ -19,7 +19,7 @@
 
 use crate::backend::BatchBackends;
 use crate::calibration::{
-    Calibration, CalibrationParams, FitParams, FitReport, Prepared, Progress,
+    Calibration, CalibrationParams, FitParams, FitReport, Prepared, Progress, WeightBounds,
 };
 use crate::error::{L0Error, Result};
 use crate::matrix::SparseMatrix;
@@ -198,6 +198,11 @@ pub fn advance_with_stops(
     };
     let prepared = first.model.prepare(m, y, opts)?;
     let mut backends = prepared.backends(m, y, opts);
+    // Held to the options' bounds even when resumed at the end (no epoch
+    // left to train, which would set them).
+    for s in models.iter_mut() {
+        s.model.set_weight_bounds(WeightBounds::of(opts))?;
+    }
     let mut done = 0;
     while done < epochs {
         let step = models[0].model.state().step;

@@ -1585,6 +1585,29 @@ fn weight_floors_and_a_conserved_total_hold_in_the_outputs() {
             stderr(&o)
         );
     }
+    // A refit whose kept records cannot reach the total within their caps
+    // ends at the caps and says so (the refit does not fail after the fit).
+    let o = succeeds(&with(&[
+        "--max-weight-ratio",
+        "2",
+        "--conserve-total",
+        "150",
+        "--lambda-l0",
+        "0.05",
+        "--refit",
+    ]));
+    let w = npy(&out.join("weights.npy"));
+    let kept = w.iter().filter(|&&x| x > 0.0).count();
+    assert!(kept < 75, "{kept} kept: the caps would reach the total");
+    assert!(w.iter().all(|&x| x == 0.0 || x == 2.0), "{w:?}");
+    assert!(
+        stderr(&o).contains(&format!(
+            "warning: the conserved total 150 is out of reach: the {kept} kept records sum to {} with every weight at their caps",
+            2 * kept
+        )),
+        "{}",
+        stderr(&o)
+    );
     let bad = |extra: &[&str]| fails(&with(extra));
     assert_eq!(
         bad(&["--conserve-total", "1000", "--max-weight", "2"]),

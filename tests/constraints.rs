@@ -269,7 +269,7 @@ fn the_gate_mean_is_the_mean_over_the_draws() {
 fn a_conserved_total_holds_after_every_step_and_exactly_in_the_result() {
     let (m, y, design) = survey();
     // Near what the targets ask for (the truth sums to 447): a total far
-    // from it pulls against the gates (docs/constraints.md).
+    // from it closes gates: the kept records then carry it.
     let total = 450.0;
     let mut model = survey_model(&design);
     let opts = FitParams {

@@ -726,4 +726,22 @@ fn gpu_lower_bounds_floors_and_a_conserved_total_match_cpu() {
             "column {i}: weight {x} below its floor {f}"
         );
     }
+    // Two models trained together (each its own multiplier and shift, the
+    // batch's per-model slices): as on the CPU, each holding the total.
+    let lambdas = [0.001, 0.05];
+    let mut gb = CudaBackend::with_models(p, &lambdas, 0).unwrap();
+    let mut cb = CpuBackend::with_models(p, &lambdas, Some(2)).unwrap();
+    let (mut sg, mut sc) = (vec![start.clone(); 2], vec![start.clone(); 2]);
+    engine::train_models(&mut gb, &mut sg, 20, TestGate::Temperature, &mut Silent).unwrap();
+    engine::train_models(&mut cb, &mut sc, 20, TestGate::Temperature, &mut Silent).unwrap();
+    let means = l0::hard_concrete::GateMeans::new(&h.rule::<f32>().gate);
+    for (g, c) in sg.iter().zip(&sc) {
+        assert_states_close(g, c, 1e-3, 1e-6);
+        let total: f64 =
+            g.p.iter()
+                .zip(&g.a)
+                .map(|(&p, &a)| (p as f64).exp() * means.at(a) as f64)
+                .sum();
+        assert!((total - 400.0).abs() < 1e-4 * 400.0, "{total}");
+    }
 }

@@ -72,7 +72,10 @@ class Model:
     def state_dict(self):
         """Parameters, their Adam moments (``*_exp_avg``, ``*_exp_avg_sq``),
         the step count and the seed: float32 arrays exactly as the engine
-        holds them."""
+        holds them; for a calibration fitted with ``min_weight_ratio`` or
+        ``conserve_total``, also the weight bounds its reported weights are
+        held to (``max_weight``, ``max_weight_ratio``, ``min_weight_ratio``,
+        ``conserve_total``: numbers or None)."""
         return self._model.state_dict()
 
     def load_state_dict(self, state_dict):
@@ -84,7 +87,7 @@ class Model:
         the seed stays this model's. Values may be numpy arrays or torch
         tensors (read through ``.detach().cpu().numpy()``; torch is not
         imported)."""
-        d = {k: as_numpy(v) for k, v in dict(state_dict).items()}
+        d = {k: v if k in _BOUND_KEYS else as_numpy(v) for k, v in dict(state_dict).items()}
         for k in ("step", "seed"):
             if k in d:
                 d[k] = int(d[k])
@@ -121,6 +124,10 @@ class Model:
 
     def __repr__(self):
         return f"{type(self).__name__}(n_features={self.n_features}, device={self.device!r}, seed={self.seed_in_use})"
+
+
+# The weight bounds a calibration's state_dict carries (numbers or None).
+_BOUND_KEYS = ("max_weight", "max_weight_ratio", "min_weight_ratio", "conserve_total")
 
 
 def _one_number(value, key):

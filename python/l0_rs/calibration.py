@@ -444,9 +444,9 @@ def _fit_options(
 def _conserved_total(model, total):
     """``conserve_total``: None (off), True (the sum of the model's initial
     weights) or the total."""
-    if total is None or total is False:
+    if total is None or (isinstance(total, (bool, np.bool_)) and not total):
         return None
-    if total is True:
+    if isinstance(total, (bool, np.bool_)):
         # Summed by the engine, in its order, as the command line sums it.
         return model._model.design_total()
     return float(total)

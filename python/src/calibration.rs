@@ -291,7 +291,18 @@ impl PyCalibration {
     }
 
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        guard(|| state_dict(py, self.model.state(), "log_weight", self.model.seed()))
+        guard(|| {
+            let d = state_dict(py, self.model.state(), "log_weight", self.model.seed())?;
+            // The bounds the reported weights are held to travel with the
+            // state (pickle, Ray), when there are any beyond the caps.
+            let b = self.model.weight_bounds();
+            if b.hold_reports() {
+                for (key, v) in bound_items(&b) {
+                    d.set_item(key, v)?;
+                }
+            }
+            Ok(d)
+        })
     }
 
     /// Writes the engine's checkpoint file (`l0 calibrate`'s
@@ -348,9 +359,32 @@ impl PyCalibration {
     fn load_state_dict(&mut self, d: &Bound<'_, PyDict>) -> PyResult<()> {
         guard(|| {
             let (state, seed) = state_from(d, "log_weight", false)?;
-            self.take_state(state, seed)
+            let bound = |k: &str| -> PyResult<Option<f64>> {
+                match d.get_item(k)? {
+                    Some(v) if !v.is_none() => Ok(Some(v.extract::<f64>()?)),
+                    _ => Ok(None),
+                }
+            };
+            let bounds = l0::calibration::WeightBounds {
+                max_weight: bound("max_weight")?,
+                max_weight_ratio: bound("max_weight_ratio")?,
+                min_weight_ratio: bound("min_weight_ratio")?,
+                conserve_total: bound("conserve_total")?,
+            };
+            self.take_state(state, seed)?;
+            self.model.set_weight_bounds(bounds).or_py()
         })
     }
+}
+
+/// The weight bounds as `state_dict` keys (None for an option not set).
+fn bound_items(b: &l0::calibration::WeightBounds) -> [(&'static str, Option<f64>); 4] {
+    [
+        ("max_weight", b.max_weight),
+        ("max_weight_ratio", b.max_weight_ratio),
+        ("min_weight_ratio", b.min_weight_ratio),
+        ("conserve_total", b.conserve_total),
+    ]
 }
 
 impl PyCalibration {

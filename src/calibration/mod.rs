@@ -67,9 +67,45 @@ pub struct Calibration {
     params: CalibrationParams,
     seed: u64,
     state: ParamState,
-    /// What the last fit holds the reported weights to (its lower bounds
-    /// and conserved total, [`crate::constraints`]); nothing before a fit.
+    /// The weight bounds of the last fit (or [`Calibration::set_weight_bounds`])
+    /// and what they hold the reported weights to ([`crate::constraints`]);
+    /// nothing before a fit.
+    bound_options: WeightBounds,
     bounds: ReportBounds,
+}
+
+/// The options that hold a model's reported weights: the caps, the kept
+/// records' lower bound and the conserved total ([`FitParams`]' fields of
+/// those names). A fit sets them; a model's saved state carries them
+/// ([`Calibration::weight_bounds`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WeightBounds {
+    /// [`FitParams::max_weight`].
+    pub max_weight: Option<f64>,
+    /// [`FitParams::max_weight_ratio`].
+    pub max_weight_ratio: Option<f64>,
+    /// [`FitParams::min_weight_ratio`].
+    pub min_weight_ratio: Option<f64>,
+    /// [`FitParams::conserve_total`].
+    pub conserve_total: Option<f64>,
+}
+
+impl WeightBounds {
+    /// Those of `opts`.
+    pub fn of(opts: &FitParams) -> Self {
+        WeightBounds {
+            max_weight: opts.max_weight,
+            max_weight_ratio: opts.max_weight_ratio,
+            min_weight_ratio: opts.min_weight_ratio,
+            conserve_total: opts.conserve_total,
+        }
+    }
+
+    /// Whether they hold the reported weights beyond the training's own
+    /// (a lower bound or a total).
+    pub fn hold_reports(&self) -> bool {
+        self.min_weight_ratio.is_some() || self.conserve_total.is_some()
+    }
 }
 
 /// Seed stream of the log-weight jitter, derived from the model seed.
@@ -120,6 +156,7 @@ impl Calibration {
             params,
             seed,
             state: ParamState::new(p, a, None),
+            bound_options: WeightBounds::default(),
             bounds: ReportBounds::default(),
         })
     }
@@ -193,13 +230,26 @@ impl Calibration {
         opts: &FitParams,
         observer: &mut dyn CalibrationObserver,
     ) -> Result<FitReport> {
-        let inputs = self.fit_inputs(m, y, opts)?;
+        self.fit_in_room(m, y, opts, observer, Room::Check)
+    }
+
+    /// [`Calibration::fit_observed`], checking the bounds' room or not
+    /// ([`Room`]).
+    fn fit_in_room(
+        &mut self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        observer: &mut dyn CalibrationObserver,
+        room: Room,
+    ) -> Result<FitReport> {
+        let inputs = self.fit_inputs(m, y, opts, room)?;
         let problem = inputs.problem(m, y, self.hyper(opts));
         let mut backend = make_backend(opts.device, opts.threads, problem)?;
         let device = backend.describe();
         let jitter = self.jitter(opts)?;
         let start = self.state.clone();
-        self.bounds = inputs.report.clone();
+        (self.bound_options, self.bounds) = (WeightBounds::of(opts), inputs.report.clone());
         let mut state = Self::start_state(start, jitter.as_deref(), problem.bounds());
         let start = Instant::now();
         let mut adapter = Adapter {
@@ -270,6 +320,7 @@ impl Calibration {
         on_progress: &mut dyn FnMut(usize, &Progress) -> Result<()>,
     ) -> Result<Vec<FitReport>> {
         for m in models.iter_mut() {
+            m.bound_options = WeightBounds::of(opts);
             m.bounds = prepared.inputs.report.clone();
         }
         let mut job = TogetherJob {
@@ -290,7 +341,7 @@ impl Calibration {
         opts: &FitParams,
     ) -> Result<Prepared> {
         Ok(Prepared {
-            inputs: self.fit_inputs(m, y, opts)?,
+            inputs: self.fit_inputs(m, y, opts, Room::Check)?,
             params: self.params.clone(),
             hyper: self.hyper(opts),
         })
@@ -300,7 +351,13 @@ impl Calibration {
     /// weights and the weight bounds of a fit: the caps' and the lower
     /// bounds' log-weight bounds, the weight floors and the total
     /// ([`crate::constraints`]).
-    fn fit_inputs(&self, m: &SparseMatrix, y: &[f64], opts: &FitParams) -> Result<FitInputs> {
+    fn fit_inputs(
+        &self,
+        m: &SparseMatrix,
+        y: &[f64],
+        opts: &FitParams,
+        room: Room,
+    ) -> Result<FitInputs> {
         opts.check(self.params.use_gates)?;
         self.check_problem(m, y)?;
         let tw = target_weights(y, opts)?;
@@ -309,7 +366,9 @@ impl Calibration {
         let caps = weight_caps(opts, &design, self.params.use_gates)?;
         let floors = weight_floors(opts, &design);
         let total = opts.conserve_total;
-        check_conflicts(floors.as_deref(), caps.as_deref(), total, Naming::Python)?;
+        if room == Room::Check {
+            check_conflicts(floors.as_deref(), caps.as_deref(), total, Naming::Python)?;
+        }
         let max_p = caps
             .as_ref()
             .map(|c| c.iter().map(|&c| log_weight_bound(c)).collect());
@@ -333,6 +392,37 @@ impl Calibration {
             total,
             report,
         })
+    }
+
+    /// The weight bounds the reported weights are held to (those of the
+    /// last fit, or set).
+    pub fn weight_bounds(&self) -> WeightBounds {
+        self.bound_options
+    }
+
+    /// Holds the reported weights to `b` from now on, as a fit with those
+    /// options would (for a model restored from a saved state; a fit sets
+    /// its own). Refuses values its checks refuse.
+    pub fn set_weight_bounds(&mut self, b: WeightBounds) -> Result<()> {
+        let opts = FitParams {
+            max_weight: b.max_weight,
+            max_weight_ratio: b.max_weight_ratio,
+            min_weight_ratio: b.min_weight_ratio,
+            conserve_total: b.conserve_total,
+            ..FitParams::default()
+        };
+        opts.check_bounds(self.params.use_gates, Naming::Python)?;
+        let design = self.design_weights()?;
+        self.bounds = match b.hold_reports() {
+            true => ReportBounds {
+                floor: weight_floors(&opts, &design),
+                cap: weight_caps(&opts, &design, self.params.use_gates)?,
+                total: b.conserve_total,
+            },
+            false => ReportBounds::default(),
+        };
+        self.bound_options = b;
+        Ok(())
     }
 
     /// The sum of this model's design weights (`init_weights`, 1 each when
@@ -561,10 +651,13 @@ impl Calibration {
         };
         // The start is the L0 weights held to the caps, as the fit would
         // begin from them (no jitter: its sd is 0).
-        let inputs = model.fit_inputs(&sub, y, &opts)?;
+        // The kept records may not reach the fit's total within their
+        // bounds: the refit then ends with them at their bounds (and says
+        // so, [`Calibration::total_miss`]) instead of failing after the fit.
+        let inputs = model.fit_inputs(&sub, y, &opts, Room::Skip)?;
         let bounds = inputs.problem(&sub, y, model.hyper(&opts)).bounds();
         model.state = Self::start_state(model.state, None, bounds);
-        model.bounds = inputs.report.clone();
+        (model.bound_options, model.bounds) = (WeightBounds::of(&opts), inputs.report.clone());
         let start_loss = model.deterministic_loss(&sub, y, &opts)?;
         let mut progress = ProgressObserver::new(y, &opts, kept.count, on_progress)?;
         let mut best = KeepBest {
@@ -575,7 +668,7 @@ impl Calibration {
             opts: &opts,
             best: (start_loss, model.state.clone()),
         };
-        let report = model.fit_observed(&sub, y, &opts, &mut best)?;
+        let report = model.fit_in_room(&sub, y, &opts, &mut best, Room::Skip)?;
         let (mut loss, best_state) = best.best;
         let end_loss = model.deterministic_loss(&sub, y, &opts)?;
         if end_loss <= loss {
@@ -713,6 +806,15 @@ impl Refit {
 }
 
 batch::impl_batchable!(Calibration, CalibrationParams);
+
+/// Whether a fit refuses weight bounds that leave no room for its total
+/// ([`check_conflicts`]): every fit does, but a refit, whose kept records
+/// are the L0 fit's outcome, trains to the nearest it can reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Room {
+    Check,
+    Skip,
+}
 
 /// A fit's per-target loss weights and weight bounds
 /// ([`Calibration::fit_inputs`]).

@@ -155,9 +155,10 @@ pub struct FitParams {
     /// design weight; zeros stay allowed ([`crate::constraints`]).
     #[serde(default)]
     pub min_weight_ratio: Option<f64>,
-    /// The deterministic weights sum to this after every step and in the
-    /// result ([`crate::constraints`]; the sum of the design weights is
-    /// [`super::Calibration::design_total`]).
+    /// The weights sum to this: in training their mean over the gate
+    /// noise after every step, in the result the reported (deterministic)
+    /// weights exactly ([`crate::constraints`]; the sum of the design
+    /// weights is [`super::Calibration::design_total`]).
     #[serde(default)]
     pub conserve_total: Option<f64>,
     /// A tolerance band around each target: no loss while its relative

@@ -74,8 +74,9 @@ pub(crate) struct CalibrateArgs {
     /// --init-weights (held during training too; zeros stay allowed).
     #[arg(long, value_name = "R")]
     pub(crate) min_weight_ratio: Option<f64>,
-    /// The weights sum to X after every step and in the result (no value:
-    /// the sum of the initial weights, --init-weights).
+    /// The weights sum to X: their mean over the gate noise after every
+    /// step, the written weights exactly (no value: the sum of the initial
+    /// weights, --init-weights).
     #[arg(long, value_name = "X", num_args = 0..=1, default_missing_value = "initial")]
     pub(crate) conserve_total: Option<String>,
     /// A tolerance band around each target: no loss while its relative

@@ -98,6 +98,9 @@ pub(crate) fn plan(
         seed: Some(seed),
         test_gate: s.test_gate,
     };
+    // Only the lower bounds and a total need the design weights here.
+    let design = (s.min_weight_ratio.is_some() || s.conserve_total.is_some())
+        .then(|| design_weights(&model.init_weights, cols));
     let fit = FitParams {
         lambda_l0: s.lambda_l0.unwrap_or(FitParams::default().lambda_l0),
         lambda_l2: s.lambda_l2,
@@ -120,9 +123,7 @@ pub(crate) fn plan(
         conserve_total: match s.conserve_total {
             None => None,
             Some(TotalSpec::Value(x)) => Some(x),
-            Some(TotalSpec::Initial) => {
-                Some(design_weights(&model.init_weights, cols).iter().sum())
-            }
+            Some(TotalSpec::Initial) => design.as_ref().map(|d| d.iter().sum()),
         },
         target_tolerance: s
             .target_tolerance
@@ -134,7 +135,9 @@ pub(crate) fn plan(
         threads: a.fit.threads,
         report_every: None,
     };
-    check_room(&model, &fit, cols)?;
+    if let Some(design) = &design {
+        check_room(&model, &fit, design)?;
+    }
     Ok(Plan {
         model,
         fit,
@@ -154,11 +157,10 @@ fn design_weights(init: &Option<Init>, cols: usize) -> Vec<f64> {
 
 /// Refuses weight bounds that leave no room, spelled as flags
 /// ([`l0::constraints::check_conflicts`]), before anything is trained.
-fn check_room(model: &CalibrationParams, fit: &FitParams, cols: usize) -> CliResult<()> {
-    let design = design_weights(&model.init_weights, cols);
-    let caps = l0::calibration::weight_caps(fit, &design, model.use_gates)
+fn check_room(model: &CalibrationParams, fit: &FitParams, design: &[f64]) -> CliResult<()> {
+    let caps = l0::calibration::weight_caps(fit, design, model.use_gates)
         .map_err(|e| input_error(e.to_string()))?;
-    let floors = l0::calibration::weight_floors(fit, &design);
+    let floors = l0::calibration::weight_floors(fit, design);
     l0::constraints::check_conflicts(
         floors.as_deref(),
         caps.as_deref(),
