@@ -14,8 +14,9 @@ then abess fits the same data, so that load from other work on the machine
 falls on both alike; prints one summary row per rule and abess's, with the
 ratio of each mean time to abess's. Arguments after `--` go to BIN
 (problem size, threads). --abess-rows train fits abess on the first 80%
-of the rows only, the rows `l0` selects on (a comparison of the searches
-on the same data).
+of the rows only, the rows `l0` selects on when it holds 20% out
+(min-error, one-se, or `-- --validation 0.2`; ebic and gic use all rows):
+a comparison of the searches on the same data.
 
     python scripts/best_subset_abess.py DIR --l0 target/release/examples/best_subset \\
         --seeds 10 --first-seed 100 --select ebic,gic,min-error,one-se -- --n 500 --p 1000 --k 10
@@ -34,7 +35,7 @@ from abess.linear import LinearRegression
 def fit_abess(d: Path, train_rows: bool = False):
     """(TP, FP, F1, coef error, wall s, CPU s) of abess on DIR/seed_<s>:
     on all rows, or with train_rows on the first 80% (the rows `l0` selects
-    on in the example)."""
+    on in the example when it holds 20% out)."""
     X = np.load(d / "X.npy")
     y = np.load(d / "y.npy")
     beta = np.load(d / "beta.npy")
@@ -81,7 +82,7 @@ def main() -> None:
         "--abess-rows",
         choices=["all", "train"],
         default="all",
-        help="fit abess on all rows (default) or on the first 80%%, the rows l0 selects on",
+        help="fit abess on all rows (default) or on the first 80%%, the rows l0 selects on with a hold-out",
     )
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
