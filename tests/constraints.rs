@@ -45,25 +45,46 @@ fn small(truth: &[f64; 4]) -> (Vec<Vec<f64>>, SparseMatrix, Vec<f64>) {
     (rows, m, y)
 }
 
-/// min ||M w - y||^2 over w >= lo by projected gradient descent in f64:
-/// the independent answer for a fit with a lower bound on every weight.
-fn bounded_least_squares(rows: &[Vec<f64>], y: &[f64], lo: f64) -> Vec<f64> {
-    let n = rows[0].len();
+/// min ||M w - y||^2 over a convex set by projected gradient descent in
+/// f64 from `start` (`project`: the Euclidean projection onto the set; step
+/// 1 / (2 ||M||_F^2), enough iterations to converge on a tiny problem): the
+/// independent answers for fits with bounds or a total.
+fn projected_least_squares(
+    rows: &[Vec<f64>],
+    y: &[f64],
+    start: Vec<f64>,
+    project: impl Fn(Vec<f64>) -> Vec<f64>,
+) -> Vec<f64> {
     let frob: f64 = rows.iter().flatten().map(|v| v * v).sum();
     let step = 1.0 / (2.0 * frob);
-    let mut w = vec![lo + 1.0; n];
+    let mut w = start;
     for _ in 0..200_000 {
         let r: Vec<f64> = rows
             .iter()
             .zip(y)
             .map(|(row, y)| y - row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>())
             .collect();
-        for (j, wj) in w.iter_mut().enumerate() {
-            let g: f64 = -2.0 * rows.iter().zip(&r).map(|(row, r)| row[j] * r).sum::<f64>();
-            *wj = (*wj - step * g).max(lo);
-        }
+        let u = (0..w.len())
+            .map(|j| {
+                let g: f64 = -2.0 * rows.iter().zip(&r).map(|(row, r)| row[j] * r).sum::<f64>();
+                w[j] - step * g
+            })
+            .collect();
+        w = project(u);
     }
     w
+}
+
+/// The weights of a fit without gates of `m`, `y` under `opts`.
+fn fitted_without_gates(m: &SparseMatrix, y: &[f64], opts: &FitParams) -> Vec<f64> {
+    let params = CalibrationParams {
+        use_gates: false,
+        seed: Some(3),
+        ..Default::default()
+    };
+    let mut model = Calibration::new(m.cols(), params).unwrap();
+    model.fit(m, y, opts).unwrap();
+    model.weights(true)
 }
 
 #[test]
@@ -71,17 +92,10 @@ fn a_lower_bounded_fit_is_the_best_bounded_fit() {
     // The truth's first two weights (1, 2) are below the bound 2.5, so it
     // binds and the others move to compensate.
     let (rows, m, y) = small(&[1.0, 2.0, 5.0, 3.0]);
-    let want = bounded_least_squares(&rows, &y, 2.5);
+    let want = projected_least_squares(&rows, &y, vec![3.5; 4], |u| {
+        u.into_iter().map(|x| x.max(2.5)).collect()
+    });
     assert!((want[0] - 2.5).abs() < 1e-9, "{want:?}");
-    let mut model = Calibration::new(
-        4,
-        CalibrationParams {
-            use_gates: false,
-            seed: Some(3),
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let opts = FitParams {
         epochs: 6000,
         lr: 0.002,
@@ -89,8 +103,7 @@ fn a_lower_bounded_fit_is_the_best_bounded_fit() {
         min_weight_ratio: Some(2.5),
         ..cpu()
     };
-    model.fit(&m, &y, &opts).unwrap();
-    let got = model.weights(true);
+    let got = fitted_without_gates(&m, &y, &opts);
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 5e-3 * w, "{got:?} vs {want:?}");
     }
@@ -112,47 +125,14 @@ fn onto_simplex(u: &[f64], total: f64) -> Vec<f64> {
     u.iter().map(|&x| (x - theta).max(0.0)).collect()
 }
 
-/// min ||M w - y||^2 over w >= 0 with sum w = total, by projected gradient
-/// descent in f64: the independent answer for a fit with a conserved total.
-fn conserved_least_squares(rows: &[Vec<f64>], y: &[f64], total: f64) -> Vec<f64> {
-    let n = rows[0].len();
-    let frob: f64 = rows.iter().flatten().map(|v| v * v).sum();
-    let step = 1.0 / (2.0 * frob);
-    let mut w = vec![total / n as f64; n];
-    for _ in 0..200_000 {
-        let r: Vec<f64> = rows
-            .iter()
-            .zip(y)
-            .map(|(row, y)| y - row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>())
-            .collect();
-        let u: Vec<f64> = (0..n)
-            .map(|j| {
-                let g: f64 = -2.0 * rows.iter().zip(&r).map(|(row, r)| row[j] * r).sum::<f64>();
-                w[j] - step * g
-            })
-            .collect();
-        w = onto_simplex(&u, total);
-    }
-    w
-}
-
 #[test]
 fn a_conserved_total_fit_is_the_best_fit_with_that_total() {
     // The truth sums to 11; a total of 9.5 binds, and the optimum keeps
     // every record (so weights without gates, all > 0, can reach it).
     let (rows, m, y) = small(&[1.0, 2.0, 5.0, 3.0]);
-    let want = conserved_least_squares(&rows, &y, 9.5);
+    let want = projected_least_squares(&rows, &y, vec![9.5 / 4.0; 4], |u| onto_simplex(&u, 9.5));
     assert!(want.iter().all(|&w| w > 0.1), "{want:?}");
     assert!((want.iter().sum::<f64>() - 9.5).abs() < 1e-9);
-    let mut model = Calibration::new(
-        4,
-        CalibrationParams {
-            use_gates: false,
-            seed: Some(3),
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let opts = FitParams {
         epochs: 6000,
         lr: 0.002,
@@ -160,8 +140,7 @@ fn a_conserved_total_fit_is_the_best_fit_with_that_total() {
         conserve_total: Some(9.5),
         ..cpu()
     };
-    model.fit(&m, &y, &opts).unwrap();
-    let got = model.weights(true);
+    let got = fitted_without_gates(&m, &y, &opts);
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 5e-3 * w, "{got:?} vs {want:?}");
     }
