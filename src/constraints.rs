@@ -196,6 +196,16 @@ impl std::fmt::Display for TotalMiss {
 }
 
 impl ReportBounds {
+    /// What lower bounds `floor`, caps `cap` and a `total` hold reported
+    /// weights to: nothing beyond the training's own (the default) unless
+    /// there is a floor or a total.
+    pub fn new(floor: Option<Vec<f64>>, cap: Option<Vec<f64>>, total: Option<f64>) -> Self {
+        match floor.is_some() || total.is_some() {
+            true => ReportBounds { floor, cap, total },
+            false => ReportBounds::default(),
+        }
+    }
+
     /// Whether the weights need anything beyond the training's own.
     pub fn is_active(&self) -> bool {
         self.floor.is_some() || self.total.is_some()

@@ -6,30 +6,12 @@
 
 mod common;
 
-use common::state_bits;
+use common::{cpu_fit, dense, state_bits};
 use l0::hard_concrete::{Gate, GateMeans};
-use l0::{Calibration, CalibrationParams, Device, FitParams, Init, SparseMatrix};
+use l0::{Calibration, CalibrationParams, FitParams, Init, SparseMatrix};
 
 fn cpu() -> FitParams {
-    FitParams {
-        device: Device::Cpu,
-        threads: Some(1),
-        ..Default::default()
-    }
-}
-
-fn dense(rows: &[Vec<f64>]) -> SparseMatrix {
-    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-    for (q, row) in rows.iter().enumerate() {
-        for (j, &x) in row.iter().enumerate() {
-            if x != 0.0 {
-                r.push(q as u64);
-                c.push(j as u64);
-                v.push(x);
-            }
-        }
-    }
-    SparseMatrix::from_triplets(rows.len(), rows[0].len(), &r, &c, &v).unwrap()
+    cpu_fit(1)
 }
 
 /// 8 targets, 4 records, dense and well conditioned, made from `truth`.

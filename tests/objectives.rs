@@ -4,15 +4,11 @@
 
 mod common;
 
-use common::state_bits;
-use l0::{Calibration, CalibrationParams, Device, FitParams, Init, Loss, SparseMatrix};
+use common::{cpu_fit, dense, state_bits};
+use l0::{Calibration, CalibrationParams, FitParams, Init, Loss, SparseMatrix};
 
 fn cpu(threads: usize) -> FitParams {
-    FitParams {
-        device: Device::Cpu,
-        threads: Some(threads),
-        ..Default::default()
-    }
+    cpu_fit(threads)
 }
 
 fn seeded(seed: u64) -> CalibrationParams {
@@ -20,20 +16,6 @@ fn seeded(seed: u64) -> CalibrationParams {
         seed: Some(seed),
         ..Default::default()
     }
-}
-
-fn dense(rows: &[Vec<f64>]) -> SparseMatrix {
-    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
-    for (q, row) in rows.iter().enumerate() {
-        for (j, &x) in row.iter().enumerate() {
-            if x != 0.0 {
-                r.push(q as u64);
-                c.push(j as u64);
-                v.push(x);
-            }
-        }
-    }
-    SparseMatrix::from_triplets(rows.len(), rows[0].len(), &r, &c, &v).unwrap()
 }
 
 /// 12 targets x 40 records, the targets made from sparse weights; target 3

@@ -376,14 +376,7 @@ impl Calibration {
             .as_ref()
             .map(|f| f.iter().map(|&lo| floor_bounds(lo)).unzip())
             .unzip();
-        let report = match floors.is_some() || total.is_some() {
-            true => ReportBounds {
-                floor: floors,
-                cap: caps,
-                total,
-            },
-            false => ReportBounds::default(),
-        };
+        let report = ReportBounds::new(floors, caps, total);
         Ok(FitInputs {
             tw,
             max_p,
@@ -413,14 +406,11 @@ impl Calibration {
         };
         opts.check_bounds(self.params.use_gates, Naming::Python)?;
         let design = self.design_weights()?;
-        self.bounds = match b.hold_reports() {
-            true => ReportBounds {
-                floor: weight_floors(&opts, &design),
-                cap: weight_caps(&opts, &design, self.params.use_gates)?,
-                total: b.conserve_total,
-            },
-            false => ReportBounds::default(),
-        };
+        self.bounds = ReportBounds::new(
+            weight_floors(&opts, &design),
+            weight_caps(&opts, &design, self.params.use_gates)?,
+            b.conserve_total,
+        );
         self.bound_options = b;
         Ok(())
     }
@@ -572,10 +562,7 @@ impl Calibration {
 
     /// This model's design weights, `init_weights` (1 when unset).
     fn design_weights(&self) -> Result<Vec<f64>> {
-        match &self.params.init_weights {
-            None => Ok(vec![1.0; self.n_features()]),
-            Some(init) => model::expand(init, self.n_features(), "init_weights"),
-        }
+        self.params.design_weights(self.n_features())
     }
 
     /// Select, then refit: keeps the records with a non-zero deterministic

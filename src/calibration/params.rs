@@ -82,6 +82,17 @@ pub struct CalibrationParams {
     pub test_gate: TestGate,
 }
 
+impl CalibrationParams {
+    /// The design weights of `n` records: `init_weights`, 1 each when
+    /// unset (checked: one per record, finite).
+    pub fn design_weights(&self, n: usize) -> Result<Vec<f64>> {
+        match &self.init_weights {
+            None => Ok(vec![1.0; n]),
+            Some(init) => model::expand(init, n, "init_weights"),
+        }
+    }
+}
+
 impl Default for CalibrationParams {
     fn default() -> Self {
         CalibrationParams {

@@ -119,3 +119,27 @@ pub fn column_matrix(
     }
     SparseMatrix::from_triplets(rows, cols, &r, &c, &v).unwrap()
 }
+
+/// A sparse matrix of the dense rows `rows` (zeros left out).
+pub fn dense(rows: &[Vec<f64>]) -> SparseMatrix {
+    let (mut r, mut c, mut v) = (vec![], vec![], vec![]);
+    for (q, row) in rows.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate() {
+            if x != 0.0 {
+                r.push(q as u64);
+                c.push(j as u64);
+                v.push(x);
+            }
+        }
+    }
+    SparseMatrix::from_triplets(rows.len(), rows[0].len(), &r, &c, &v).unwrap()
+}
+
+/// Fit options on the CPU with `threads` threads, the rest the defaults.
+pub fn cpu_fit(threads: usize) -> l0::FitParams {
+    l0::FitParams {
+        device: l0::Device::Cpu,
+        threads: Some(threads),
+        ..Default::default()
+    }
+}

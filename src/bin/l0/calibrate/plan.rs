@@ -100,7 +100,9 @@ pub(crate) fn plan(
     };
     // Only the lower bounds and a total need the design weights here.
     let design = (s.min_weight_ratio.is_some() || s.conserve_total.is_some())
-        .then(|| design_weights(&model.init_weights, cols));
+        .then(|| model.design_weights(cols))
+        .transpose()
+        .map_err(|e| input_error(e.to_string()))?;
     let fit = FitParams {
         lambda_l0: s.lambda_l0.unwrap_or(FitParams::default().lambda_l0),
         lambda_l2: s.lambda_l2,
@@ -144,15 +146,6 @@ pub(crate) fn plan(
         epochs: s.epochs,
         excluded_names,
     })
-}
-
-/// The design weights `init` (1 each when unset) of `cols` records.
-fn design_weights(init: &Option<Init>, cols: usize) -> Vec<f64> {
-    match init {
-        None => vec![1.0; cols],
-        Some(Init::Scalar(v)) => vec![*v; cols],
-        Some(Init::PerColumn(v)) => v.clone(),
-    }
 }
 
 /// Refuses weight bounds that leave no room, spelled as flags
